@@ -1,0 +1,1 @@
+"""Knowledge base of the tax hotline: FAQ entries, their loading, and question matching."""

@@ -1,0 +1,83 @@
+"""Question aspects: what kind of thing the caller wants to know.
+
+Two questions about the same tax differ mostly in their question words: 「住民税は
+いつまでに払うの」 asks for a deadline, 「住民税って何」 for an explanation. Character
+n-grams see the shared tax name first; turning question words into explicit aspect
+features (WHEN, WHERE, COST, ...) lets the scorer weigh the kind of question as
+much as its subject, for any FAQ, without per-entry rules.
+"""
+
+from __future__ import annotations
+
+import re
+from functools import lru_cache
+
+ASPECT_PATTERNS: dict[str, re.Pattern[str]] = {
+    "when": re.compile(
+        r"いつ|何月|なんがつ|何日|なんにち|期限|締め?切り?|しめきり|納期|時期|ごろ|頃|何時|なんじ|"
+        r"まで(?:に|の)|から(?:いつ|何)"
+    ),
+    "count": re.compile(r"何回|なんかい|何期|回数|何枚|年\d回|分けて"),
+    "cost": re.compile(r"いくら|料金|手数料|値段|費用|無料|ただで|お金がかか|円"),
+    "where": re.compile(r"どこ|場所|何階|なんかい|窓口|どちらに|どの(?:市|役所|窓口)"),
+    "how": re.compile(
+        r"どうやって|どうすれば|どうしたら|どうやったら|方法|手続き?|やり方|仕方|"
+        r"何が(?:必要|いる)|何を持って|必要なもの|申し?込み?|申請|届け?出|"
+        r"(?:払い|納め|取り|書き|使い|出し|読み|申し込み)方|見方"
+    ),
+    "why": re.compile(r"なぜ|なんで|どうして|理由|おかしい|合わない"),
+    "who": re.compile(r"誰|だれ|どなた|どちらの市"),
+    "what": re.compile(r"とは|って何|ってなに|どういう|どんな|何ですか|なんですか|仕組み|しくみ"),
+    "can": re.compile(r"でき|出来|可能|使え|もらえ|取れ|とれ|払え|大丈夫"),
+    "check": re.compile(
+        r"確認|できて(?:い)?る|されて(?:い)?る|入って(?:い)?る|反映|済んで|払えて(?:い)?る|"
+        r"引き落とされ|落ちて(?:い)?る|届いて(?:い)?る(?:か|の)"
+    ),
+    "mine": re.compile(r"私の|わたしの|うちの|自分の|我が家|主人の|夫の|妻の|母の|父の|親の"),
+}
+
+
+# The tax a question is about. In a tax FAQ this is the main axis besides the kind of
+# question, and it decides the office (所得税 goes to the tax office, not the city).
+# Words are matched on the surface and, by sound, on the sound key (for kana or
+# wrong-kanji recognitions); words in ``_MASKS`` are removed first (法人住民税 is not
+# 住民税, 軽自動車税 is not 自動車税).
+SUBJECT_WORDS: dict[str, tuple[str, ...]] = {
+    "juminzei": ("住民税",),
+    "kotei": ("固定資産税", "都市計画税", "家屋", "土地"),
+    "keiji": ("軽自動車", "原付", "バイク"),
+    "national": ("所得税", "確定申告", "相続税", "贈与税", "消費税", "税務署", "国税"),
+    "car": ("自動車税", "普通車", "乗用車"),
+    "insurance": ("国民健康保険", "介護保険", "後期高齢", "年金事務所"),
+    "corporate": ("法人", "会社を設立", "会社を作", "事業年度"),
+}
+_MASKS = ("法人住民税", "軽自動車税")
+
+
+@lru_cache(maxsize=1)
+def _subject_keys() -> tuple[dict[str, tuple[str, ...]], tuple[str, ...]]:
+    from faq.reading import sound_key
+
+    keys = {name: tuple(sound_key(w) for w in words) for name, words in SUBJECT_WORDS.items()}
+    return keys, tuple(sound_key(m) for m in _MASKS)
+
+
+def subjects(surface: str, key: str = "") -> list[str]:
+    """Tax subjects named in the text (by spelling or by sound)."""
+    for mask in _MASKS:
+        surface = surface.replace(mask, "|")
+    word_keys, mask_keys = _subject_keys()
+    for mask in mask_keys:
+        key = key.replace(mask, "|")
+    found = []
+    for name, words in SUBJECT_WORDS.items():
+        if any(w in surface for w in words) or (key and any(k in key for k in word_keys[name])):
+            found.append(name)
+    return found
+
+
+def aspects(text: str, key: str = "") -> list[str]:
+    """Aspect and subject names present in (normalised) ``text``, each once."""
+    found = [name for name, pattern in ASPECT_PATTERNS.items() if pattern.search(text)]
+    found += ["tax:" + name for name in subjects(text, key)]
+    return found

@@ -1,0 +1,130 @@
+"""Control intents: what a caller says about the call rather than about taxes.
+
+Asking for a person, asking to hear it again, saying goodbye, and yes/no to a
+confirmation. These are small closed sets, so explicit patterns are clearer and
+safer than similarity scores; a pattern on the sound key as well catches
+recognitions with the wrong kanji (担当者 → 担当車).
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from enum import StrEnum
+
+from faq.normalize import nfkc, split_clauses, strip_fillers
+from faq.reading import sound_key
+
+
+class ControlIntent(StrEnum):
+    OPERATOR = "operator"  # wants a person now
+    REPEAT = "repeat"  # wants the last thing said again
+    GOODBYE = "goodbye"  # is done
+    YES = "yes"
+    NO = "no"
+
+
+@dataclass(frozen=True)
+class ControlMatch:
+    """A control intent found in an utterance, and the content left once its phrase is removed."""
+
+    intent: ControlIntent
+    phrase: str
+    residual: str
+
+
+_PERSON = (
+    r"(?:担当(?:者|の方|の人|の職員|の係)?|係(?:の(?:方|人))?|係員|職員(?:の方|さん)?"
+    r"|人間|人|方|窓口の(?:方|人)|オペレーター?|スタッフ)"
+)
+_TALK = r"(?:話|はな|代わ|かわ|替わ|変わ|つな|繋|取り次|とりつ|相談|聞)"
+_PATTERNS: dict[ControlIntent, list[re.Pattern[str]]] = {
+    ControlIntent.OPERATOR: [
+        re.compile(r"オペレーター?"),
+        re.compile(_PERSON + r"(?:さん)?(?:と|に|へ|の方に|から)(?:直接)?" + _TALK),
+        re.compile(r"(?:直接|生の)(?:人|担当|職員)"),
+        re.compile(r"(?:人|担当者?|職員)(?:に|へ)?(?:つない|繋い|代わっ|かわっ|回し|まわし)"),
+        re.compile(
+            r"(?:つないで|繋いで|代わって|かわって)(?:ください|くれ|もらえ|ほしい|いただけ)"
+        ),
+        re.compile(r"機械(?:じゃなく|ではなく|は(?:いや|嫌))"),
+    ],
+    ControlIntent.REPEAT: [
+        re.compile(r"もう(?:一|1|いち|ひと)?(?:度|回|ど|かい|っかい|いっかい)"),
+        re.compile(r"もういっかい|もういちど"),
+        re.compile(r"聞き(?:取れ|とれ)(?:な|ませ|ず)"),
+        re.compile(r"聞こえ(?:な|ませ|づら|にく)"),
+        re.compile(r"繰り返し|くりかえし"),
+        re.compile(r"(?:何|なん)て(?:言|い|おっしゃ)"),
+        re.compile(r"ゆっくり(?:言|話|お願い)"),
+    ],
+    ControlIntent.GOODBYE: [
+        re.compile(r"^以上(?:です|になります|で(?:す|ございます))?$"),
+        re.compile(r"ありがと(?:う|ー)?(?:ございま(?:す|した))?"),
+        re.compile(r"(?:よく|よう)?(?:わか|分か|解)りました"),
+        re.compile(
+            r"助かりました|解決しました|大丈夫です|結構です|けっこうです|もういいです|それだけです"
+        ),
+        re.compile(
+            r"失礼(?:します|しました|いたします)|さようなら|ではまた|切ります|終わり(?:です|ます)?$"
+        ),
+        re.compile(r"(?:特に|とくに|ほかは|他は)(?:ない|ありません)|^ないです$|^ありません$"),
+    ],
+    ControlIntent.YES: [
+        re.compile(
+            r"^(?:はい|ええ|うん|そう|そうです|そうそう|それです|お願いします|おねがいします|合って(?:い)?ます|あって(?:い)?ます|その通り(?:です)?|はいそうです|はいお願いします|大丈夫です)+(?:ね|よ)?$"
+        ),
+    ],
+    ControlIntent.NO: [
+        re.compile(
+            r"^(?:いいえ|いえ|いや|違います|ちがいます|違う|ちがう|違いますね|そうじゃない(?:です)?|そうではありません|じゃないです|ノー)+(?:よ|ね)?"
+        ),
+    ],
+}
+# Sound-key patterns for recognitions that spell the words wrongly.
+_SOUND_PATTERNS: dict[ControlIntent, list[re.Pattern[str]]] = {
+    ControlIntent.OPERATOR: [
+        re.compile(r"オペレタ"),
+        re.compile(r"タント(?:シャ|ノカタ|ノヒト)(?:サン)?(?:ト|ニ)"),
+        re.compile(r"チョクセツ(?:ハナシ|バナシ|ソダン)"),
+        re.compile(r"(?:ヒト|ショクイン)(?:ト|ニ)(?:ハナシ|カワ|ツナ)"),
+    ],
+    ControlIntent.REPEAT: [re.compile(r"モ(?:イチド|イッカイ)")],
+}
+# Checked in this order: a caller who asks for a person gets one even if they also thank us.
+_ORDER = (
+    ControlIntent.OPERATOR,
+    ControlIntent.REPEAT,
+    ControlIntent.NO,
+    ControlIntent.YES,
+    ControlIntent.GOODBYE,
+)
+
+
+def _compact(text: str) -> str:
+    return "".join(strip_fillers(c) for c in split_clauses(text))
+
+
+def find_control(text: str, intents: tuple[ControlIntent, ...] = _ORDER) -> ControlMatch | None:
+    """The first control intent (in priority order) whose phrase occurs in ``text``."""
+    compact = _compact(text)
+    if not compact:
+        return None
+    key = sound_key(compact)
+    for intent in intents:
+        for pattern in _PATTERNS.get(intent, ()):
+            m = pattern.search(compact)
+            if m:
+                residual = compact[: m.start()] + compact[m.end() :]
+                return ControlMatch(intent, m.group(0), residual)
+        for pattern in _SOUND_PATTERNS.get(intent, ()):
+            m = pattern.search(key)
+            if m:
+                return ControlMatch(intent, m.group(0), "")
+    return None
+
+
+def yes_no(text: str) -> ControlIntent | None:
+    """YES or NO for an answer to a confirmation question, else None."""
+    found = find_control(nfkc(text), (ControlIntent.NO, ControlIntent.YES))
+    return found.intent if found else None

@@ -1,0 +1,284 @@
+"""Matching what a caller said to FAQ entries.
+
+Three kinds of evidence are combined for each entry:
+
+* similarity to its closest example question (character n-grams of the surface
+  text and of the sound key, TF-IDF weighted, cosine);
+* similarity to all of its questions pooled (robust when the caller mixes phrasings);
+* its keywords found in the utterance, exactly or fuzzily by sound, each weighted
+  by how specific it is to that entry (a word shared by many entries counts little).
+
+Sound keys make wrong-kanji recognitions (農夫書 for 納付書) still match. The raw
+score is mapped to a confidence in [0, 1] by a logistic calibration fitted on the
+FAQ's own questions held out one at a time (see ``bench/calibrate.py``), so that
+"0.9" means right about nine times in ten.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import Counter
+from dataclasses import dataclass, field
+
+import numpy as np
+from rapidfuzz import fuzz, process
+
+from faq.aspects import aspects
+from faq.intents import ControlMatch, find_control
+from faq.model import Action
+from faq.morphology import content_lemmas
+from faq.normalize import normalize
+from faq.reading import sound_key
+from faq.store import Faq
+from faq.synonyms import SynonymRewriter
+
+# Weights of the three kinds of evidence in the raw score.
+W_QUESTION = 0.35
+W_ENTRY = 0.35
+W_KEYWORD = 0.30
+KEYWORD_SATURATION = 2.0  # keyword evidence 1 - exp(-sum / this)
+ANSWER_WEIGHT = 2.0  # the answer's share of an entry's pooled vector
+FUZZY_MIN = 70.0  # partial_ratio below this is no evidence
+FUZZY_EXP = 2.0  # how fast fuzzy evidence grows above FUZZY_MIN
+FUZZY_MIN_LEN = 4  # shorter keys only match exactly
+
+
+@dataclass(frozen=True)
+class Calibration:
+    """Logistic map from (raw top score, margin to the second) to a confidence."""
+
+    bias: float
+    w_raw: float
+    w_margin: float
+
+    def confidence(self, raw: float, margin: float) -> float:
+        z = self.bias + self.w_raw * raw + self.w_margin * margin
+        return 1.0 / (1.0 + math.exp(-z))
+
+
+# Fitted by `python bench/calibrate.py` on the shipped FAQ (leave-one-question-out
+# plus out-of-domain phrases); refit after large FAQ changes.
+DEFAULT_CALIBRATION = Calibration(bias=-2.384, w_raw=5.698, w_margin=10.007)
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """One FAQ entry as a possible meaning of the utterance."""
+
+    faq_id: str
+    title: str
+    action: Action
+    score: float  # calibrated confidence in [0, 1]
+    raw: float  # uncalibrated combined similarity
+
+
+@dataclass(frozen=True)
+class Match:
+    """Everything the matcher found in one utterance."""
+
+    text: str
+    normalized: str
+    key: str
+    candidates: list[Candidate]
+    control: ControlMatch | None = None
+    features: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def top(self) -> Candidate | None:
+        return self.candidates[0] if self.candidates else None
+
+
+ASPECT_TF = 3  # an aspect counts like a few shared n-grams
+LEMMA_TF = 2  # a shared content word counts like two n-grams
+
+
+def _features(surface: str, key: str) -> Counter[str]:
+    """Character n-gram features (kanji unigrams, surface bigrams, sound-key bi/trigrams)
+    plus the question's aspects."""
+    feats: Counter[str] = Counter()
+    for name in aspects(surface, key):
+        feats["@" + name] = ASPECT_TF
+    for lemma in content_lemmas(surface):
+        feats["w" + lemma] += LEMMA_TF
+    for ch in surface:
+        if "\u4e00" <= ch <= "\u9fff":
+            feats["u" + ch] += 1
+    for i in range(len(surface) - 1):
+        feats["b" + surface[i : i + 2]] += 1
+    for n in (2, 3):
+        for i in range(len(key) - n + 1):
+            feats[f"k{key[i : i + n]}"] += 1
+    return feats
+
+
+class Matcher:
+    """Ranks FAQ entries for an utterance. Build once per FAQ version; matching is read-only."""
+
+    def __init__(self, faq: Faq, calibration: Calibration = DEFAULT_CALIBRATION):
+        self.faq = faq
+        self.calibration = calibration
+        self.rewrite = SynonymRewriter(faq.synonyms)
+        self.rewrite_sound = self.rewrite.by_sound()
+        self.entries = list(faq.entries)
+        self._build()
+
+    # -- preparation -------------------------------------------------------------------
+    def prepare(self, text: str) -> tuple[str, str]:
+        """(normalised surface with synonyms rewritten, its sound key)."""
+        surface = self.rewrite(normalize(text))
+        return surface, self.rewrite_sound(sound_key(surface))
+
+    def _build(self) -> None:
+        docs: list[Counter[str]] = []
+        self.doc_entry: list[int] = []
+        entry_keys: list[str] = []
+        answers: list[Counter[str]] = []
+        for ei, entry in enumerate(self.entries):
+            keys = []
+            for t in (entry.title, *entry.questions):
+                surface, key = self.prepare(t)
+                docs.append(_features(surface, key))
+                self.doc_entry.append(ei)
+                keys.append(key + "|" + surface)
+            entry_keys.append("|".join(keys))
+            answers.append(_features(*self.prepare(self.faq.answer_text(entry))))
+        df: Counter[str] = Counter()
+        for d in (*docs, *answers):
+            df.update(d.keys())
+        vocab = {f: i for i, f in enumerate(df)}
+        n_docs = len(docs) + len(answers)
+        self.vocab = vocab
+        self.idf = np.array(
+            [math.log((n_docs + 1) / (df[f] + 1)) + 1.0 for f in vocab], dtype=np.float32
+        )
+        self.doc_matrix = self._vectorize(docs)
+        self.doc_entry_arr = np.array(self.doc_entry)
+        # An entry as a whole: its questions, plus its answer at a lower weight (callers
+        # often use the answer's words: 「別の住所に送ってほしい」).
+        sums = np.zeros((len(self.entries), len(vocab)), dtype=np.float32)
+        np.add.at(sums, self.doc_entry_arr, self.doc_matrix)
+        sums += ANSWER_WEIGHT * self._vectorize(answers)
+        self.entry_sums = sums
+        self.entry_matrix = sums / (np.linalg.norm(sums, axis=1, keepdims=True) + 1e-9)
+
+        # Keywords: each distinct (surface, key) once, with the entries that list it.
+        kw_index: dict[tuple[str, str], list[int]] = {}
+        for ei, entry in enumerate(self.entries):
+            for kw in {*entry.keywords, entry.title}:
+                surface, key = self.prepare(kw)
+                if key:
+                    kw_index.setdefault((surface, key), []).append(ei)
+        n_entries = len(self.entries)
+        self.kw_surface: list[str] = []
+        self.kw_keys: list[str] = []
+        self.kw_weight: list[float] = []
+        self.kw_entries: list[list[int]] = []
+        for (surface, key), owners in kw_index.items():
+            # A keyword is evidence for every entry whose questions use it, not only the
+            # entry that lists it: 固定資産税 must not pull every question to one entry.
+            users = {ei for ei, k in enumerate(entry_keys) if key in k or surface in k}
+            users |= set(owners)
+            idf = math.log(1.0 + n_entries / len(users))
+            self.kw_surface.append(surface)
+            self.kw_keys.append(key)
+            self.kw_weight.append(idf * min(1.0, len(key) / 3.0))
+            self.kw_entries.append(sorted(users))
+
+    def _vectorize(self, docs: list[Counter[str]]) -> np.ndarray:
+        """Rows of L2-normalised TF-IDF weights."""
+        mat = np.zeros((len(docs), len(self.vocab)), dtype=np.float32)
+        for i, d in enumerate(docs):
+            for f, tf in d.items():
+                j = self.vocab[f]
+                mat[i, j] = (1.0 + math.log(tf)) * self.idf[j]
+        mat /= np.linalg.norm(mat, axis=1, keepdims=True) + 1e-9
+        return mat
+
+    # -- scoring -----------------------------------------------------------------------
+    def _query_vector(self, surface: str, key: str) -> tuple[np.ndarray, np.ndarray]:
+        feats = _features(surface, key)
+        idx, vals, norm2 = [], [], 0.0
+        for f, tf in feats.items():
+            j = self.vocab.get(f)
+            # Unknown n-grams still count in the norm: they are content the FAQ lacks.
+            w = (1.0 + math.log(tf)) * (
+                float(self.idf[j]) if j is not None else float(self.idf.max())
+            )
+            norm2 += w * w
+            if j is not None:
+                idx.append(j)
+                vals.append(w)
+        norm = math.sqrt(norm2) or 1.0
+        return np.array(idx, dtype=np.int64), np.array(vals, dtype=np.float32) / norm
+
+    def _keyword_scores(self, surface: str, key: str) -> np.ndarray:
+        sums = np.zeros(len(self.entries), dtype=np.float32)
+        if not key:
+            return sums
+        fuzzy = process.cdist([key], self.kw_keys, scorer=fuzz.partial_ratio, dtype=np.float32)[0]
+        for k, kw_key in enumerate(self.kw_keys):
+            if kw_key in key or self.kw_surface[k] in surface:
+                strength = 1.0
+            elif len(kw_key) >= FUZZY_MIN_LEN and fuzzy[k] >= FUZZY_MIN:
+                strength = ((fuzzy[k] - FUZZY_MIN) / (100.0 - FUZZY_MIN)) ** FUZZY_EXP * 0.8
+            else:
+                continue
+            for ei in self.kw_entries[k]:
+                sums[ei] += self.kw_weight[k] * strength
+        return 1.0 - np.exp(-sums / KEYWORD_SATURATION)
+
+    def raw_scores(self, text: str, exclude_doc: int | None = None) -> np.ndarray:
+        """Combined raw score per entry. ``exclude_doc`` holds one example question out."""
+        surface, key = self.prepare(text)
+        return self._raw(surface, key, exclude_doc)
+
+    def _raw(self, surface: str, key: str, exclude_doc: int | None = None) -> np.ndarray:
+        idx, vals = self._query_vector(surface, key)
+        n = len(self.entries)
+        if len(idx) == 0:
+            return np.zeros(n, dtype=np.float32)
+        doc_sims = self.doc_matrix[:, idx] @ vals
+        entry_sims = self.entry_matrix[:, idx] @ vals
+        if exclude_doc is not None:
+            doc_sims[exclude_doc] = -1.0
+            ei = self.doc_entry[exclude_doc]
+            rest = self.entry_sums[ei] - self.doc_matrix[exclude_doc]
+            rest_norm = float(np.linalg.norm(rest)) or 1.0
+            entry_sims[ei] = float(rest[idx] @ vals) / rest_norm
+        best_q = np.full(n, -1.0, dtype=np.float32)
+        np.maximum.at(best_q, self.doc_entry_arr, doc_sims)
+        kw = self._keyword_scores(surface, key)
+        return W_QUESTION * best_q + W_ENTRY * entry_sims + W_KEYWORD * kw
+
+    def rank(self, raw: np.ndarray, top_k: int = 3) -> list[Candidate]:
+        order = np.argsort(-raw)[: max(top_k, 2)]
+        top_raw = float(raw[order[0]])
+        second = float(raw[order[1]]) if len(order) > 1 else 0.0
+        out = []
+        for rank_pos, ei in enumerate(order[:top_k]):
+            r = float(raw[ei])
+            # The margin is what separates a confident answer from a guess between two.
+            margin = r - second if rank_pos == 0 else r - top_raw
+            entry = self.entries[ei]
+            out.append(
+                Candidate(
+                    faq_id=entry.id,
+                    title=entry.title,
+                    action=entry.action,
+                    score=round(self.calibration.confidence(r, margin), 4),
+                    raw=round(r, 4),
+                )
+            )
+        return out
+
+    def match(self, text: str, top_k: int = 3) -> Match:
+        """Rank entries for ``text`` and note any control intent (operator, repeat, ...)."""
+        surface, key = self.prepare(text)
+        raw = self._raw(surface, key)
+        return Match(
+            text=text,
+            normalized=surface,
+            key=key,
+            candidates=self.rank(raw, top_k),
+            control=find_control(text),
+        )

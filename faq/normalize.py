@@ -1,0 +1,107 @@
+"""Japanese text normalisation for matching what callers say.
+
+Speech recognition output and FAQ questions differ in ways that carry no meaning:
+full/half width, hesitations (えーと、あのー), politeness (〜んですけど、〜でしょうか),
+punctuation. Removing those first lets the scorer look only at content.
+"""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+
+# Hesitations and openers that carry no content. Matched as whole leading words
+# (or after punctuation) so that words like その他 stay intact.
+_FILLERS = (
+    "えーっと",
+    "えーと",
+    "ええと",
+    "えっと",
+    "えと",
+    "あのですね",
+    "あのー",
+    "あの",
+    "そのー",
+    "えー",
+    "ええ",
+    "あー",
+    "うーん",
+    "うん",
+    "んー",
+    "まあ",
+    "まぁ",
+    "もしもし",
+    "すみません",
+    "すいません",
+    "すみませんが",
+    "恐れ入ります",
+    "恐れ入りますが",
+    "お忙しいところ",
+    "ちょっと",
+    "ちょっとお聞きしたいんですが",
+    "ちょっと聞きたいんですが",
+    "実は",
+    "なんか",
+)
+_FILLER_RE = re.compile(
+    "^(?:" + "|".join(sorted(map(re.escape, _FILLERS), key=len, reverse=True)) + ")+"
+)
+# Polite sentence endings, removed from the end repeatedly.
+_ENDINGS = (
+    "でしょうか",
+    "ですけれども",
+    "ですけども",
+    "ですけど",
+    "ですが",
+    "ますか",
+    "ですか",
+    "ません",
+    "ました",
+    "ます",
+    "です",
+    "ください",
+    "下さい",
+    "ね",
+    "よ",
+    "か",
+    "けど",
+    "が",
+    "んで",
+    "の",
+    "ん",
+)
+_ENDING_RE = re.compile("(?:" + "|".join(map(re.escape, _ENDINGS)) + ")$")
+_PUNCT_RE = re.compile(r"[\s、。，．,.!！?？・「」『』（）()\[\]【】〜~…‥:：;；\"'“”‘’]+")
+_LONG_RUN_RE = re.compile(r"ー{2,}")
+
+
+def nfkc(text: str) -> str:
+    """Unicode NFKC (full-width ascii and half-width kana to standard) and lower case."""
+    return unicodedata.normalize("NFKC", text).lower()
+
+
+def split_clauses(text: str) -> list[str]:
+    """Split on punctuation and spaces; recognisers put those at pauses."""
+    return [c for c in _PUNCT_RE.split(nfkc(text)) if c]
+
+
+def strip_fillers(clause: str) -> str:
+    """Remove leading hesitations from one clause."""
+    return _FILLER_RE.sub("", clause)
+
+
+def strip_endings(clause: str, max_rounds: int = 4) -> str:
+    """Remove trailing polite endings (〜んですけど → ∅) so only content remains."""
+    for _ in range(max_rounds):
+        shorter = _ENDING_RE.sub("", clause)
+        if shorter == clause or len(shorter) < 2:
+            break
+        clause = shorter
+    return clause
+
+
+def normalize(text: str) -> str:
+    """Content-only surface form: width/case folded, no punctuation, fillers or politeness."""
+    clauses = [strip_fillers(c) for c in split_clauses(text)]
+    joined = "".join(_LONG_RUN_RE.sub("ー", c) for c in clauses if c)
+    return strip_endings(joined)

@@ -1,0 +1,34 @@
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+
+import pytest
+import yaml
+
+from faq.store import Faq, load_faq
+from voicebot.config import Settings
+from voicebot.understanding import Understanding
+
+DATA = Path(__file__).parent / "data"
+
+
+def read_tsv(name: str) -> list[tuple[str, str]]:
+    with (DATA / name).open(encoding="utf-8") as fh:
+        rows = list(csv.reader(fh, delimiter="\t"))
+    return [(u, e) for u, e in rows[1:]]
+
+
+@pytest.fixture(scope="session")
+def faq() -> Faq:
+    return load_faq()
+
+
+@pytest.fixture(scope="session")
+def understanding() -> Understanding:
+    return Understanding.load(Settings())
+
+
+@pytest.fixture(scope="session")
+def topics() -> list[dict]:
+    return yaml.safe_load((DATA / "tax-topics.yaml").read_text(encoding="utf-8"))["topics"]

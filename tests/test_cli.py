@@ -1,0 +1,117 @@
+"""The voicebot command as a user runs it (a real subprocess)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+from conftest import DATA
+
+VOICEBOT = [sys.executable, "-m", "voicebot.cli"]
+
+
+def run(*args: str, env: dict | None = None) -> subprocess.CompletedProcess:
+    return subprocess.run([*VOICEBOT, *args], capture_output=True, text=True, timeout=60, env=env)
+
+
+def test_ask_json_has_the_documented_fields():
+    out = run("ask", "住民税の納付書をなくしました", "--json")
+    assert out.returncode == 0, out.stderr
+    result = json.loads(out.stdout)
+    assert result["text"] == "住民税の納付書をなくしました"
+    assert result["faq_id"] == "payment.lost-notice"
+    assert result["action"] == "answer"
+    assert 0.7 <= result["score"] <= 1.0
+    assert "再発行" in result["answer"]
+    assert len(result["candidates"]) == 3
+    assert result["candidates"][0]["faq_id"] == "payment.lost-notice"
+
+
+def test_ask_transfer_and_control_actions():
+    cases = {
+        "分割で払いたいんですが相談できますか": ("transfer", "payment.cannot-pay"),
+        "オペレーターにつないでください": ("transfer", None),
+        "以上です、ありがとうございました": ("goodbye", None),
+        "所得税の確定申告について聞きたいです": ("redirect", "redirect.national-tax"),
+        "ゴミの収集日を教えてください": ("reprompt", None),
+    }
+    for text, (action, faq_id) in cases.items():
+        result = json.loads(run("ask", text, "--json").stdout)
+        assert (result["action"], result["faq_id"]) == (action, faq_id), (text, result)
+
+
+def test_thresholds_from_environment(tmp_path):
+    import os
+
+    env = {
+        **os.environ,
+        "VOICEBOT_THRESHOLDS__ANSWER": "0.999",
+        "VOICEBOT_THRESHOLDS__CONFIRM": "0.1",
+    }
+    result = json.loads(run("ask", "口座振替にしたいです", "--json", env=env).stdout)
+    assert result["action"] == "confirm"
+    assert "口座振替" in result["answer"] and "よろしいでしょうか" in result["answer"]
+
+
+def test_thresholds_from_config_file(tmp_path):
+    cfg = tmp_path / "voicebot.toml"
+    cfg.write_text("[thresholds]\nanswer = 0.99999\nconfirm = 0.99998\n", encoding="utf-8")
+    result = json.loads(run("--config", str(cfg), "ask", "口座振替にしたいです", "--json").stdout)
+    assert result["action"] == "reprompt"
+
+
+def test_bad_config_is_a_clear_error(tmp_path):
+    cfg = tmp_path / "voicebot.toml"
+    cfg.write_text("[thresholds]\nanswer = 0.3\nconfirm = 0.6\n", encoding="utf-8")
+    out = run("--config", str(cfg), "ask", "口座振替")
+    assert out.returncode == 2
+    assert "confirm must not exceed" in out.stderr
+
+
+def test_eval_prints_accuracy_per_topic_and_confusions(tmp_path):
+    tsv = tmp_path / "few.tsv"
+    tsv.write_text(
+        "utterance\texpected\n口座振替にしたい\tpayment.account-transfer\n"
+        "パスポートを作りたい\tunknown\n納付書をなくしました\tpayment.refund\n",
+        encoding="utf-8",
+    )
+    out = run("eval", str(tsv))
+    assert out.returncode == 0, out.stderr
+    assert "accuracy: 66.7% (2/3)" in out.stdout
+    assert "payment.refund -> payment.lost-notice" in out.stdout
+    report = json.loads(run("eval", str(tsv), "--json").stdout)
+    assert report["per_label"]["payment.account-transfer"]["accuracy"] == 1.0
+    assert report["confusions"] == [
+        {"expected": "payment.refund", "got": "payment.lost-notice", "count": 1}
+    ]
+
+
+def test_eval_on_the_dev_set_through_the_cli():
+    report = json.loads(run("eval", str(DATA / "dev-utterances.tsv"), "--json").stdout)
+    assert report["top1"] >= 0.97 and report["unsafe_answers"] == []
+
+
+def test_eval_bad_file_is_a_clear_error(tmp_path):
+    tsv = tmp_path / "bad.tsv"
+    tsv.write_text("utterance\texpected\nno tab here\n", encoding="utf-8")
+    out = run("eval", str(tsv))
+    assert out.returncode == 2 and "bad.tsv:2: expected 2 tab-separated fields" in out.stderr
+
+
+def test_broken_faq_is_reported_and_nothing_answered(tmp_path: Path):
+    (tmp_path / "a.yaml").write_text("category: x\nentries:\n  - id: a\n", encoding="utf-8")
+    out = run("ask", "口座振替", "--faq-dir", str(tmp_path))
+    assert out.returncode == 2
+    assert "a.yaml:3, entry 'a', field 'title'" in out.stderr
+    assert run("faq", "check", str(tmp_path)).returncode == 2
+    ok = run("faq", "check")
+    assert ok.returncode == 0 and "44 entries" in ok.stdout
+
+
+def test_help_explains_commands_and_configuration():
+    out = run("--help")
+    assert out.returncode == 0
+    for word in ("ask", "eval", "faq", "VOICEBOT_THRESHOLDS__ANSWER", "voicebot.toml"):
+        assert word in out.stdout

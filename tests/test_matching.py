@@ -1,0 +1,159 @@
+"""Question matching: accuracy, safety, robustness to recognition errors, calibration."""
+
+from __future__ import annotations
+
+import random
+
+import pytest
+from asr_noise import corrupt
+from conftest import read_tsv
+
+from faq.intents import ControlIntent, find_control, yes_no
+from faq.model import Action
+from faq.normalize import normalize
+from faq.reading import sound_key
+from voicebot.evaluation import evaluate, predicted_label
+from voicebot.policy import BotAction
+
+DEV = read_tsv("dev-utterances.tsv")
+HELDOUT = read_tsv("heldout-utterances.tsv")
+
+
+def test_dev_utterances_top1_accuracy(understanding):
+    report = evaluate(understanding, DEV)
+    assert report.top1 >= 0.97, report.as_dict()["confusions"]
+    assert report.accuracy >= 0.95, report.as_dict()["confusions"]  # decided, after thresholds
+
+
+def test_heldout_utterances_written_without_seeing_the_faq(understanding):
+    """Phrasings written independently of the FAQ (generalisation, not memory)."""
+    report = evaluate(understanding, HELDOUT)
+    assert report.accuracy >= 0.90, report.as_dict()["confusions"]
+
+
+@pytest.mark.parametrize("rows", [DEV, HELDOUT], ids=["dev", "heldout"])
+def test_never_answers_with_another_topics_answer_when_staff_or_nothing_is_right(
+    understanding, faq, rows
+):
+    for text, expected in rows:
+        entry = faq.get(expected)
+        if expected != "unknown" and (entry is None or entry.action is not Action.TRANSFER):
+            continue
+        _, decision = understanding.understand(text)
+        if decision.action is BotAction.ANSWER:
+            assert decision.faq_id == expected, (text, decision.faq_id)
+
+
+def test_robust_to_recognition_noise(understanding):
+    rng = random.Random(20261124)
+    noisy = [(corrupt(text, rng), expected) for text, expected in DEV for _ in range(3)]
+    report = evaluate(understanding, noisy)
+    assert report.top1 >= 0.90, report.as_dict()["confusions"][:10]
+
+
+@pytest.mark.parametrize(
+    ("heard", "expected"),
+    [
+        ("農夫書をなくしました", "payment.lost-notice"),  # 納付書
+        ("ノウフショをなくしてしまいました", "payment.lost-notice"),
+        ("市民税の深刻はいつまでに出せばいいですか", "juminzei.declaration"),  # 申告
+        ("過税証明書がほしい", "cert.income"),  # 課税
+        ("固定資産勢の納期を教えて", "kotei.payment-schedule"),
+    ],
+)
+def test_wrong_kanji_still_match_by_sound(understanding, heard, expected):
+    match, _ = understanding.understand(heard)
+    assert match.top.faq_id == expected, [(c.faq_id, c.score) for c in match.candidates]
+
+
+def test_confidence_is_calibrated_on_unseen_phrasings(understanding):
+    """Among confident decisions most are right; among unsure ones many are wrong."""
+    high, low = [], []
+    for text, expected in HELDOUT:
+        _, decision = understanding.understand(text)
+        if decision.intent != "faq" and decision.faq_id is None and expected.startswith("control"):
+            continue
+        right = predicted_label(decision) == expected
+        (high if decision.score >= 0.8 else low).append(right)
+    assert len(high) >= 50 and sum(high) / len(high) >= 0.95
+    assert low and sum(low) / len(low) < sum(high) / len(high)
+
+
+def test_out_of_domain_questions_are_not_answered(understanding):
+    for text in [
+        "燃えないごみの日を教えてください",
+        "パスポートを作りたいんですが",
+        "今日はいい天気ですね",
+    ]:
+        _, decision = understanding.understand(text)
+        assert decision.action is BotAction.REPROMPT, (text, decision)
+
+
+def test_confidence_in_unit_range_and_ranked(understanding):
+    match, _ = understanding.understand("口座振替の申し込みをしたい")
+    scores = [c.score for c in match.candidates]
+    assert all(0.0 <= s <= 1.0 for s in scores)
+    assert [c.raw for c in match.candidates] == sorted(
+        (c.raw for c in match.candidates), reverse=True
+    )
+    assert match.top.faq_id == "payment.account-transfer" and match.top.score > 0.8
+
+
+@pytest.mark.parametrize(
+    ("text", "intent"),
+    [
+        ("担当者と話したいんですけど", ControlIntent.OPERATOR),
+        ("人に代わってもらえますか", ControlIntent.OPERATOR),
+        ("機械じゃなくて職員さんとお話ししたい", ControlIntent.OPERATOR),
+        ("タントー者につないで", ControlIntent.OPERATOR),
+        ("え、もう一回言ってください", ControlIntent.REPEAT),
+        ("ちょっと聞き取れなかったです", ControlIntent.REPEAT),
+        ("はい、よくわかりました。ありがとうございます", ControlIntent.GOODBYE),
+        ("以上です", ControlIntent.GOODBYE),
+        ("特にありません", ControlIntent.GOODBYE),
+    ],
+)
+def test_control_intents(text, intent):
+    found = find_control(text)
+    assert found is not None and found.intent is intent
+
+
+def test_control_phrase_inside_a_real_question_does_not_hijack_it(understanding):
+    _, decision = understanding.understand("納付書をなくしたので、もう一度送ってもらえますか")
+    assert decision.faq_id == "payment.lost-notice"
+    _, decision = understanding.understand(
+        "ありがとうございます。あと口座振替の申し込み方法も教えてください"
+    )
+    assert decision.faq_id == "payment.account-transfer"
+
+
+def test_operator_request_wins_even_with_a_topic(understanding):
+    _, decision = understanding.understand("住民税のことで担当の方と直接話したいです")
+    assert decision.action is BotAction.TRANSFER and decision.intent == "operator"
+
+
+@pytest.mark.parametrize(
+    ("text", "answer"),
+    [
+        ("はい", ControlIntent.YES),
+        ("はい、そうです", ControlIntent.YES),
+        ("ええ、お願いします", ControlIntent.YES),
+        ("いいえ", ControlIntent.NO),
+        ("いえ、違います", ControlIntent.NO),
+        ("ちがう", ControlIntent.NO),
+        ("住民税の納期です", None),
+    ],
+)
+def test_yes_no(text, answer):
+    assert yes_no(text) is answer
+
+
+def test_normalisation_removes_fillers_and_politeness_but_keeps_content():
+    assert normalize("えーと、あのー、ＰａｙＰａｙで払えますか？") == "paypayで払え"
+    assert normalize("その他の税金について教えてください") == "その他の税金について教えて"
+    assert normalize("すみません、納付書をなくしてしまったんですけど") == "納付書をなくしてしまった"
+
+
+def test_sound_key_folds_spelling_of_the_same_sounds():
+    assert sound_key("納付書") == sound_key("のうふしょ") == sound_key("ノウフショ")
+    assert sound_key("住民税") == sound_key("じゅうみんぜい")

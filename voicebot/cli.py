@@ -1,0 +1,179 @@
+"""The ``voicebot`` command.
+
+Subcommands are small: each parses its arguments and calls into the library, so
+that what the CLI does is what the call loop and the web app do too.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+import time
+from pathlib import Path
+
+from faq.city import CityConfigError
+from faq.store import FaqLoadError, load_faq
+from voicebot.config import ConfigError, Settings, load_settings
+from voicebot.evaluation import EvalFileError, evaluate, read_labelled
+from voicebot.understanding import Understanding
+
+log = logging.getLogger("voicebot")
+
+EPILOG = """\
+examples:
+  voicebot ask "住民税の納付書をなくしました"
+  voicebot ask "口座振替にしたいんですが" --json
+  voicebot eval tests/data/dev-utterances.tsv
+  voicebot faq check path/to/faq-folder
+
+configuration:
+  settings come from --config FILE, $VOICEBOT_CONFIG or ./voicebot.toml, and
+  environment variables such as VOICEBOT_THRESHOLDS__ANSWER=0.8 or
+  VOICEBOT_FAQ__DIRECTORY=/srv/faq (environment wins). City facts spoken in
+  answers come from $VOICEBOT_CITY or [faq] city_file.
+"""
+
+
+def _settings(args: argparse.Namespace) -> Settings:
+    settings = load_settings(args.config)
+    if getattr(args, "faq_dir", None):
+        settings.faq.directory = args.faq_dir
+    if getattr(args, "city", None):
+        settings.faq.city_file = args.city
+    return settings
+
+
+def cmd_ask(args: argparse.Namespace) -> int:
+    """Print what the bot would do with one utterance."""
+    started = time.perf_counter()
+    understanding = Understanding.load(_settings(args))
+    loaded = time.perf_counter()
+    match, decision = understanding.understand(args.text)
+    done = time.perf_counter()
+    result = {
+        "text": args.text,
+        "normalized": match.normalized,
+        "faq_id": decision.faq_id,
+        "score": round(decision.score, 4),
+        "action": decision.action.value,
+        "intent": decision.intent,
+        "answer": decision.say,
+        "candidates": [
+            {"faq_id": c.faq_id, "title": c.title, "score": c.score, "action": c.action.value}
+            for c in decision.candidates[:3]
+        ],
+        "timing_ms": {
+            "load": round((loaded - started) * 1000, 1),
+            "match": round((done - loaded) * 1000, 2),
+        },
+    }
+    if args.json:
+        print(json.dumps(result, ensure_ascii=False))
+    else:
+        topic = f"{decision.faq_id} ({decision.score:.2f})" if decision.faq_id else "-"
+        print(f"action : {decision.action.value}\ntopic  : {topic}\nsay    : {decision.say}")
+        for c in decision.candidates[:3]:
+            print(f"  候補 {c.score:.2f} {c.faq_id} {c.title}")
+    return 0
+
+
+def cmd_eval(args: argparse.Namespace) -> int:
+    """Accuracy on a labelled TSV file."""
+    rows = read_labelled(args.file)
+    understanding = Understanding.load(_settings(args))
+    report = evaluate(understanding, rows)
+    if args.json:
+        print(json.dumps(report.as_dict(), ensure_ascii=False, indent=2))
+        return 0
+    print(f"accuracy: {report.accuracy:.1%} ({report.correct}/{report.total}) decided")
+    print(f"top-1   : {report.top1:.1%} ({report.top1_correct}/{report.total}) first candidate")
+    print("per label:")
+    for label, (ok, total) in sorted(report.per_label.items()):
+        mark = "" if ok == total else "  <"
+        print(f"  {label:36s} {ok}/{total}{mark}")
+    if report.confusions:
+        print("confusions (expected -> got):")
+        for (exp, got), n in report.confusions.most_common():
+            print(f"  {exp} -> {got}  x{n}")
+    print(f"unsafe answers: {len(report.unsafe)}")
+    for u in report.unsafe:
+        print(f"  {u['utterance']}  (expected {u['expected']}, answered {u['answered']})")
+    return 0
+
+
+def cmd_faq_check(args: argparse.Namespace) -> int:
+    """Validate FAQ files; print every problem."""
+    settings = _settings(args)
+    from faq.city import load_city
+
+    faq = load_faq(args.directory or settings.faq.directory, city=load_city(settings.faq.city_file))
+    for w in faq.warnings:
+        print(f"warning: {w}")
+    print(f"ok: {len(faq)} entries in {len(set(faq.categories.values()))} categories")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="voicebot",
+        description="Voicebot for a city tax hotline (市税の電話窓口): answers from the FAQ, "
+        "hands the caller to staff when needed.",
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--config", type=Path, help="settings file (TOML)")
+    parser.add_argument("-v", "--verbose", action="store_true", help="log debug details")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--faq-dir", type=Path, help="FAQ folder (default: the shipped FAQ)")
+    common.add_argument("--city", type=Path, help="city facts file (default: shipped values)")
+
+    p = sub.add_parser("ask", parents=[common], help="what the bot does with one utterance (text)")
+    p.add_argument("text", help="what the caller said, e.g. 納付書をなくしました")
+    p.add_argument("--json", action="store_true", help="print one JSON object")
+    p.set_defaults(func=cmd_ask)
+
+    p = sub.add_parser(
+        "eval", parents=[common], help="accuracy on a labelled file (utterance<TAB>expected)"
+    )
+    p.add_argument("file", type=Path)
+    p.add_argument("--json", action="store_true", help="print the report as JSON")
+    p.set_defaults(func=cmd_eval)
+
+    p = sub.add_parser("faq", help="FAQ maintenance")
+    faq_sub = p.add_subparsers(dest="faq_command", metavar="FAQ_COMMAND", required=True)
+    q = faq_sub.add_parser("check", parents=[common], help="validate FAQ files")
+    q.add_argument("directory", type=Path, nargs="?", help="FAQ folder to check")
+    q.set_defaults(func=cmd_faq_check)
+
+    try:
+        from voicebot.models_cli import add_parser as add_models_parser
+    except ImportError:  # speech extras not installed
+        pass
+    else:
+        add_models_parser(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.WARNING,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    if not getattr(args, "func", None):
+        parser.print_help()
+        return 2
+    try:
+        return args.func(args)
+    except (FaqLoadError, CityConfigError, ConfigError, EvalFileError) as exc:
+        print(f"voicebot: error: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,134 @@
+"""Typed frames that flow through the real-time speech pipeline.
+
+Every stage (transport adapter, VAD, recogniser, dialogue, synthesiser) consumes and produces
+frames. Keeping them small, immutable and typed lets stages be tested in isolation and lets
+a stage pass through any frame it does not understand.
+
+Audio inside the pipeline is always 16-bit signed little-endian mono PCM. Transports convert
+their wire format (G.711, stereo, float) at the edge so that the core never has to guess.
+"""
+
+from __future__ import annotations
+
+import numbers
+from dataclasses import dataclass
+
+import numpy as np
+
+# Explicit little-endian int16, so byte layout does not depend on the host.
+PCM16_DTYPE = np.dtype("<i2")
+BYTES_PER_SAMPLE = PCM16_DTYPE.itemsize
+
+DTMF_DIGITS = frozenset("0123456789*#ABCD")
+
+
+@dataclass(frozen=True, slots=True)
+class Frame:
+    """Base class of everything that travels through the pipeline."""
+
+
+@dataclass(frozen=True, slots=True)
+class AudioFrame(Frame):
+    """A chunk of 16-bit signed little-endian mono PCM audio.
+
+    `pcm` stays as `bytes` because that is what transports read and write; `samples` gives a
+    zero-copy numpy view for stages that compute on the signal.
+    """
+
+    pcm: bytes
+    sample_rate: int
+    # Position of the first sample on the stream's clock, if the producer knows it.
+    timestamp_ms: float | None = None
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.pcm, bytes):
+            raise TypeError(f"AudioFrame.pcm must be bytes, got {type(self.pcm).__name__}")
+        if len(self.pcm) % BYTES_PER_SAMPLE:
+            raise ValueError(
+                f"AudioFrame.pcm has {len(self.pcm)} bytes; 16-bit PCM needs an even count"
+            )
+        rate = self.sample_rate
+        if isinstance(rate, bool) or not isinstance(rate, numbers.Integral) or rate <= 0:
+            raise ValueError(f"AudioFrame.sample_rate must be a positive int, got {rate!r}")
+        # numpy integers (e.g. from a header parsed with numpy) become plain ints.
+        object.__setattr__(self, "sample_rate", int(rate))
+
+    @classmethod
+    def from_samples(
+        cls, samples: np.ndarray, sample_rate: int, timestamp_ms: float | None = None
+    ) -> AudioFrame:
+        """Build a frame from a 1-D int16 array (any byte order)."""
+        array = np.asarray(samples)
+        if array.dtype.kind != "i" or array.dtype.itemsize != BYTES_PER_SAMPLE:
+            raise TypeError(f"expected int16 samples, got {array.dtype}; use from_float for floats")
+        if array.ndim != 1:
+            raise ValueError(f"expected mono 1-D samples, got shape {array.shape}")
+        return cls(array.astype(PCM16_DTYPE, copy=False).tobytes(), sample_rate, timestamp_ms)
+
+    @classmethod
+    def from_float(
+        cls, samples: np.ndarray, sample_rate: int, timestamp_ms: float | None = None
+    ) -> AudioFrame:
+        """Build a frame from 1-D float samples in [-1.0, 1.0]; out-of-range values are clipped.
+
+        Scaling by 32768 matches how sox and most codecs map int16 to float, so a float signal
+        that came from int16 converts back exactly.
+        """
+        array = np.asarray(samples, dtype=np.float64)
+        if array.ndim != 1:
+            raise ValueError(f"expected mono 1-D samples, got shape {array.shape}")
+        scaled = np.clip(np.rint(array * 32768.0), -32768, 32767).astype(PCM16_DTYPE)
+        return cls(scaled.tobytes(), sample_rate, timestamp_ms)
+
+    @property
+    def num_samples(self) -> int:
+        """Number of samples in the frame."""
+        return len(self.pcm) // BYTES_PER_SAMPLE
+
+    @property
+    def duration_ms(self) -> float:
+        """Length of the audio in milliseconds."""
+        return self.num_samples * 1000.0 / self.sample_rate
+
+    @property
+    def samples(self) -> np.ndarray:
+        """Read-only int16 view of the PCM bytes (no copy)."""
+        return np.frombuffer(self.pcm, dtype=PCM16_DTYPE)
+
+
+@dataclass(frozen=True, slots=True)
+class SpeechStartedFrame(Frame):
+    """The caller started speaking (emitted by VAD); used for barge-in."""
+
+    timestamp_ms: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class SpeechEndedFrame(Frame):
+    """The caller stopped speaking (emitted by VAD); closes an utterance for recognition."""
+
+    timestamp_ms: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class TranscriptFrame(Frame):
+    """Recognised text; partial results (`final=False`) may be revised by later frames."""
+
+    text: str
+    final: bool
+
+
+@dataclass(frozen=True, slots=True)
+class DtmfFrame(Frame):
+    """A keypad digit pressed by the caller (RFC 4733 / SIP INFO, decoded by the transport)."""
+
+    digit: str
+
+    def __post_init__(self) -> None:
+        if self.digit not in DTMF_DIGITS:
+            raise ValueError(f"DtmfFrame.digit must be one of 0-9 * # A-D, got {self.digit!r}")
+
+
+@dataclass(frozen=True, slots=True)
+class EndFrame(Frame):
+    """The call is over; every stage flushes and stops after passing this on."""

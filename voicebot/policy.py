@@ -1,0 +1,96 @@
+"""From a match to what the bot does next.
+
+The rules favour safety: a middling match is confirmed rather than answered, and an
+answer is never given when a topic that needs staff (the caller's own case) is a
+plausible reading of the same words.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import StrEnum
+
+from faq.intents import ControlIntent
+from faq.matcher import Candidate, Match
+from faq.model import Action as FaqAction
+from faq.normalize import normalize
+from faq.store import Faq
+from voicebot import prompts
+from voicebot.config import Thresholds
+
+# A control phrase wins over FAQ content unless what is left is a real question.
+MIN_RESIDUAL_CHARS = 4
+# An answer is confirmed first when a staff-only topic scores within this raw gap of it.
+STAFF_TOPIC_GAP = 0.3
+
+
+class BotAction(StrEnum):
+    """What the bot does with one caller utterance."""
+
+    ANSWER = "answer"
+    CONFIRM = "confirm"
+    REDIRECT = "redirect"
+    TRANSFER = "transfer"
+    REPEAT = "repeat"
+    GOODBYE = "goodbye"
+    REPROMPT = "reprompt"
+
+
+@dataclass(frozen=True)
+class Decision:
+    """The bot's decision for one utterance, with the words it will say."""
+
+    action: BotAction
+    faq_id: str | None
+    score: float
+    say: str
+    intent: str | None = None  # "faq" or a control intent name
+    candidates: list[Candidate] = field(default_factory=list)
+
+
+def _control_wins(match: Match, thresholds: Thresholds) -> bool:
+    control = match.control
+    if control is None:
+        return False
+    if control.intent is ControlIntent.OPERATOR:
+        return True
+    residual = normalize(control.residual)
+    top = match.top
+    strong_faq = top is not None and top.score >= thresholds.answer
+    return len(residual) < MIN_RESIDUAL_CHARS or not strong_faq
+
+
+def decide(match: Match, faq: Faq, thresholds: Thresholds) -> Decision:
+    """Choose the action for ``match`` and the words to say."""
+    cands = match.candidates
+    if _control_wins(match, thresholds):
+        intent = match.control.intent  # type: ignore[union-attr]
+        if intent is ControlIntent.OPERATOR:
+            return Decision(BotAction.TRANSFER, None, 1.0, prompts.TRANSFER, intent.value, cands)
+        if intent is ControlIntent.REPEAT:
+            return Decision(BotAction.REPEAT, None, 1.0, prompts.REPEAT_PREFIX, intent.value, cands)
+        if intent is ControlIntent.GOODBYE:
+            return Decision(BotAction.GOODBYE, None, 1.0, prompts.GOODBYE, intent.value, cands)
+        # yes/no outside a confirmation: nothing to act on
+        return Decision(BotAction.REPROMPT, None, 0.0, prompts.REPROMPT, intent.value, cands)
+
+    top = match.top
+    if top is None or top.score < thresholds.confirm:
+        score = top.score if top else 0.0
+        return Decision(BotAction.REPROMPT, None, score, prompts.REPROMPT, None, cands)
+
+    entry = faq[top.faq_id]
+    confident = top.score >= thresholds.answer
+    if entry.action is FaqAction.TRANSFER:
+        # The caller's own case: staff must handle it; a needless transfer costs little.
+        return Decision(
+            BotAction.TRANSFER, entry.id, top.score, faq.answer_text(entry), "faq", cands
+        )
+    staff_topic_close = any(
+        c.action is FaqAction.TRANSFER and top.raw - c.raw < STAFF_TOPIC_GAP for c in cands[1:]
+    )
+    if confident and not staff_topic_close:
+        action = BotAction.REDIRECT if entry.action is FaqAction.REDIRECT else BotAction.ANSWER
+        return Decision(action, entry.id, top.score, faq.answer_text(entry), "faq", cands)
+    say = prompts.CONFIRM.format(title=entry.title)
+    return Decision(BotAction.CONFIRM, entry.id, top.score, say, "faq", cands)
