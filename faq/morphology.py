@@ -43,7 +43,7 @@ _local = threading.local()
 def _tokenizer():
     tok = getattr(_local, "tokenizer", None)
     if tok is None:
-        tok = Dictionary(dict="core").create(mode=SplitMode.A)
+        tok = Dictionary(dict="core").tokenizer(mode=SplitMode.A)
         _local.tokenizer = tok
     return tok
 
