@@ -1,0 +1,139 @@
+"""The conversation state machine, driven with text as a caller would speak."""
+
+from __future__ import annotations
+
+import datetime as dt
+from zoneinfo import ZoneInfo
+
+import pytest
+
+from voicebot import prompts
+from voicebot.dialogue import Dialogue, Next, State
+
+JST = ZoneInfo("Asia/Tokyo")
+OPEN = dt.datetime(2026, 11, 24, 10, 0, tzinfo=JST)  # a Tuesday morning
+CLOSED = dt.datetime(2026, 11, 22, 10, 0, tzinfo=JST)  # a Sunday
+
+
+@pytest.fixture
+def call(understanding):
+    d = Dialogue(understanding, now=lambda: OPEN)
+    greeting = d.start()
+    assert "AI" in greeting.text and "担当者" in greeting.text and "0番" in greeting.text
+    return d
+
+
+def test_answer_then_anything_else_then_goodbye(call, faq):
+    reply = call.on_utterance("口座振替の申し込みはどうすればいいですか")
+    assert reply.kind == "answer" and reply.next is Next.LISTEN
+    assert reply.text.startswith(faq.answer_text("payment.account-transfer"))
+    assert reply.text.endswith(prompts.ANYTHING_ELSE)
+    reply = call.on_utterance("わかりました、ありがとうございました")
+    assert reply.kind == "goodbye" and reply.next is Next.HANGUP
+    assert call.state is State.ENDED
+
+
+def test_staff_topic_transfers_at_once_with_handover(call):
+    call.on_utterance("口座振替の申し込みはどうすればいいですか")
+    reply = call.on_utterance("税金が払えないので分割にしてほしいんです")
+    assert reply.next is Next.TRANSFER and reply.kind == "transfer"
+    handover = reply.handover
+    assert handover.reason == "staff_topic"
+    assert [t.faq_id for t in handover.turns] == ["payment.account-transfer", "payment.cannot-pay"]
+    assert handover.turns[-1].heard == "税金が払えないので分割にしてほしいんです"
+    assert handover.turns[-1].candidates  # staff see what the bot considered
+
+
+def test_operator_request_and_dtmf_zero(understanding):
+    d = Dialogue(understanding, now=lambda: OPEN)
+    d.start()
+    reply = d.on_utterance("担当者と話したいです")
+    assert reply.next is Next.TRANSFER and reply.handover.reason == "caller_request"
+    d = Dialogue(understanding, now=lambda: OPEN)
+    d.start()
+    reply = d.on_dtmf("0")
+    assert reply.next is Next.TRANSFER and reply.handover.turns[-1].heard == "[DTMF 0]"
+
+
+def test_confirmation_yes_delivers_the_answer(call, understanding, faq):
+    # Force a confirmation by raising the answer threshold for this call.
+    understanding.settings.thresholds.answer = 0.9999
+    try:
+        reply = call.on_utterance("口座振替にしたい")
+        assert reply.kind == "confirm" and reply.expect_yes_no
+        assert "口座振替" in reply.text
+        reply = call.on_utterance("はい、そうです")
+        assert reply.kind == "answer"
+        assert faq.answer_text("payment.account-transfer") in reply.text
+    finally:
+        understanding.settings.thresholds.answer = 0.70
+
+
+def test_confirmation_by_dtmf_and_denial(call, understanding):
+    understanding.settings.thresholds.answer = 0.9999
+    try:
+        call.on_utterance("口座振替にしたい")
+        reply = call.on_dtmf("2")
+        assert reply.kind == "reprompt" and reply.text == prompts.CONFIRM_DENIED
+        call.on_utterance("口座振替にしたい")
+        reply = call.on_dtmf("1")
+        assert reply.kind == "answer"
+    finally:
+        understanding.settings.thresholds.answer = 0.70
+
+
+def test_not_understood_twice_goes_to_staff(call):
+    reply = call.on_utterance("ゴミの収集日を教えてください")
+    assert reply.kind == "reprompt" and reply.next is Next.LISTEN
+    reply = call.on_utterance("犬の登録はどうするんですか")
+    assert reply.next is Next.TRANSFER and reply.handover.reason == "not_understood"
+
+
+def test_silence_counts_like_not_understood(call):
+    assert call.on_no_input().kind == "reprompt"
+    assert call.on_no_input().next is Next.TRANSFER
+
+
+def test_repeat_says_the_last_answer_again(call, faq):
+    first = call.on_utterance("納付書をなくしてしまいました")
+    reply = call.on_utterance("すみません、もう一度お願いします")
+    assert reply.kind == "repeat"
+    assert reply.text == prompts.REPEAT_PREFIX + first.text
+
+
+def test_redirect_offers_transfer_and_yes_transfers(call):
+    reply = call.on_utterance("確定申告はどこでするんですか")
+    assert reply.kind == "redirect" and "税務署" in reply.text and reply.expect_yes_no
+    reply = call.on_utterance("はい、お願いします")
+    assert reply.next is Next.TRANSFER and reply.handover.reason == "redirect_accepted"
+
+
+def test_redirect_then_another_question(call):
+    call.on_utterance("確定申告はどこでするんですか")
+    reply = call.on_utterance("あと、納付書をなくしたんですが")
+    assert reply.kind == "answer" and reply.decision.faq_id == "payment.lost-notice"
+
+
+def test_outside_hours_no_transfer_but_the_hours(understanding, faq):
+    d = Dialogue(understanding, now=lambda: CLOSED)
+    d.start()
+    reply = d.on_utterance("担当者につないでください")
+    assert reply.next is Next.LISTEN and reply.kind == "out_of_hours"
+    assert faq.city.office_hours in reply.text
+    reply = d.on_utterance("納付書をなくしてしまいました")
+    assert reply.kind == "answer"  # the bot still answers what it can
+
+
+def test_component_failure_apologises_and_transfers(call):
+    reply = call.on_failure("recognizer")
+    assert reply.next is Next.TRANSFER and reply.text == prompts.APOLOGY_FAILURE
+    assert reply.handover.reason == "failure"
+
+
+def test_turn_limit(understanding):
+    d = Dialogue(understanding, max_turns=2, now=lambda: OPEN)
+    d.start()
+    d.on_utterance("納付書をなくしてしまいました")
+    d.on_utterance("口座振替の申し込みをしたい")
+    reply = d.on_utterance("コンビニで払えますか")
+    assert reply.next is Next.TRANSFER and reply.handover.reason == "turn_limit"

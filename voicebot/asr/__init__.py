@@ -1,0 +1,1 @@
+"""Speech recognisers: the embedded Whisper backend and the streaming Vosk backend."""

@@ -1,0 +1,276 @@
+"""The conversation of one call, as a small explicit state machine.
+
+It takes what the caller said (text), pressed (DTMF) or failed to say, and returns
+what the bot says next and where the call goes: keep listening, hand over to staff,
+or hang up. It knows nothing of audio or transports, so every path can be tested
+with plain strings, and the same rules hold on SIP, WebRTC and recorded calls.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Any
+
+from faq.intents import ControlIntent, yes_no
+from faq.model import Action as FaqAction
+from voicebot import prompts
+from voicebot.policy import BotAction, Decision
+from voicebot.understanding import Understanding
+
+DEFAULT_MAX_TURNS = 12
+
+
+class Next(StrEnum):
+    """Where the call goes after the bot has spoken."""
+
+    LISTEN = "listen"
+    TRANSFER = "transfer"
+    HANGUP = "hangup"
+
+
+class State(StrEnum):
+    GREETING = "greeting"
+    LISTENING = "listening"
+    CONFIRMING = "confirming"  # waiting for yes/no on a candidate topic
+    OFFERED_TRANSFER = "offered_transfer"  # after a redirect: yes means transfer
+    ENDED = "ended"
+
+
+@dataclass(frozen=True)
+class TurnRecord:
+    """One caller turn as the handover shows it to staff."""
+
+    heard: str
+    faq_id: str | None
+    score: float
+    action: str
+    candidates: list[dict[str, Any]] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class Handover:
+    """What staff see when a call is transferred: why, and what was said so far."""
+
+    reason: (
+        str  # caller_request, staff_topic, not_understood, failure, turn_limit, redirect_accepted
+    )
+    turns: list[TurnRecord]
+    topic: str | None = None  # FAQ title when a topic was identified
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "reason": self.reason,
+            "topic": self.topic,
+            "turns": [t.__dict__ for t in self.turns],
+        }
+
+
+@dataclass(frozen=True)
+class Reply:
+    """What the bot says now, and what happens after."""
+
+    text: str
+    kind: str  # greeting, answer, confirm, redirect, transfer, repeat, goodbye, reprompt, ...
+    next: Next = Next.LISTEN
+    decision: Decision | None = None
+    handover: Handover | None = None
+    expect_yes_no: bool = False
+
+
+class Dialogue:
+    """One call's conversation. Not thread-safe; one instance per call."""
+
+    def __init__(
+        self,
+        understanding: Understanding,
+        max_turns: int = DEFAULT_MAX_TURNS,
+        now: Callable[[], dt.datetime] | None = None,
+    ):
+        self.understanding = understanding
+        self.max_turns = max_turns
+        self._now = now or (lambda: dt.datetime.now(dt.UTC))
+        self.state = State.GREETING
+        self.turns: list[TurnRecord] = []
+        self.misses = 0  # consecutive not-understood turns (or silences)
+        self.last_said: str | None = None
+        self._pending: Decision | None = None  # topic awaiting confirmation
+
+    # -- helpers -------------------------------------------------------------------------
+    @property
+    def city(self):
+        return self.understanding.faq.city
+
+    def staff_available(self) -> bool:
+        return self.city.business_hours.is_open(self._now())
+
+    def _say(self, text: str, kind: str, **kw: Any) -> Reply:
+        reply = Reply(text=text, kind=kind, **kw)
+        if kind not in ("repeat", "reprompt", "confirm"):
+            self.last_said = text
+        if reply.next is not Next.LISTEN:
+            self.state = State.ENDED
+        return reply
+
+    def _transfer(self, reason: str, text: str, decision: Decision | None = None) -> Reply:
+        topic = None
+        if decision is not None and decision.faq_id:
+            entry = self.understanding.faq.get(decision.faq_id)
+            topic = entry.title if entry else None
+        if not self.staff_available():
+            hours = prompts.OUT_OF_HOURS.format(office_hours=self.city.office_hours)
+            self.state = State.LISTENING
+            self.misses = 0
+            return self._say(hours + prompts.ANYTHING_ELSE, "out_of_hours", decision=decision)
+        handover = Handover(reason=reason, turns=list(self.turns), topic=topic)
+        return self._say(text, "transfer", next=Next.TRANSFER, decision=decision, handover=handover)
+
+    def _record(self, text: str, decision: Decision) -> None:
+        self.turns.append(
+            TurnRecord(
+                heard=text,
+                faq_id=decision.faq_id,
+                score=round(decision.score, 4),
+                action=decision.action.value,
+                candidates=[
+                    {"faq_id": c.faq_id, "title": c.title, "score": c.score}
+                    for c in decision.candidates[:3]
+                ],
+            )
+        )
+
+    # -- inputs --------------------------------------------------------------------------
+    def start(self) -> Reply:
+        """The greeting: automated, may be wrong, how to reach staff."""
+        self.state = State.LISTENING
+        return self._say(prompts.GREETING, "greeting")
+
+    def on_utterance(self, text: str) -> Reply:
+        """The caller said ``text`` (as recognised)."""
+        if self.state is State.ENDED:
+            raise RuntimeError("the call has ended")
+        if len(self.turns) >= self.max_turns:
+            decision = self.understanding.understand(text)[1]
+            self._record(text, decision)
+            return self._transfer("turn_limit", prompts.TRANSFER, decision)
+
+        if self.state in (State.CONFIRMING, State.OFFERED_TRANSFER):
+            answer = yes_no(text)
+            if answer is not None:
+                return self._on_yes_no(text, answer)
+            # Neither yes nor no: the caller rephrased; treat it as a new question.
+            self.state = State.LISTENING
+            self._pending = None
+
+        _, decision = self.understanding.understand(text)
+        self._record(text, decision)
+        return self._act(decision)
+
+    def on_dtmf(self, digit: str) -> Reply | None:
+        """A key press: 0 reaches staff; 1/2 answer a confirmation. Others are ignored."""
+        if self.state is State.ENDED:
+            return None
+        if digit == "0":
+            self.turns.append(
+                TurnRecord(heard="[DTMF 0]", faq_id=None, score=1.0, action="transfer")
+            )
+            return self._transfer("caller_request", prompts.TRANSFER)
+        if self.state in (State.CONFIRMING, State.OFFERED_TRANSFER) and digit in "12":
+            return self._on_yes_no(
+                f"[DTMF {digit}]", ControlIntent.YES if digit == "1" else ControlIntent.NO
+            )
+        return None
+
+    def on_no_input(self) -> Reply:
+        """The caller said nothing for the no-input time."""
+        self.turns.append(TurnRecord(heard="", faq_id=None, score=0.0, action="no_input"))
+        return self._not_understood()
+
+    def on_failure(self, component: str) -> Reply:
+        """A component (recogniser, synthesiser, ...) failed: apologise and hand over."""
+        self.turns.append(
+            TurnRecord(heard=f"[{component} failure]", faq_id=None, score=0.0, action="failure")
+        )
+        if not self.staff_available():
+            hours = prompts.OUT_OF_HOURS.format(office_hours=self.city.office_hours)
+            return self._say(prompts.APOLOGY_FAILURE_CLOSED + hours, "failure", next=Next.HANGUP)
+        handover = Handover(reason="failure", turns=list(self.turns))
+        return self._say(prompts.APOLOGY_FAILURE, "failure", next=Next.TRANSFER, handover=handover)
+
+    # -- decisions -----------------------------------------------------------------------
+    def _on_yes_no(self, text: str, answer: ControlIntent) -> Reply:
+        pending = self._pending
+        offered = self.state is State.OFFERED_TRANSFER
+        self.state = State.LISTENING
+        self._pending = None
+        self.turns.append(
+            TurnRecord(
+                heard=text,
+                faq_id=pending.faq_id if pending else None,
+                score=1.0,
+                action=answer.value,
+            )
+        )
+        if offered:
+            if answer is ControlIntent.YES:
+                return self._transfer("redirect_accepted", prompts.TRANSFER, pending)
+            return self._say(prompts.ANYTHING_ELSE, "prompt")
+        if answer is ControlIntent.NO or pending is None:
+            self.misses += 1
+            if self.misses >= 2:
+                return self._transfer("not_understood", prompts.TRANSFER_AFTER_FAILURE, pending)
+            return self._say(prompts.CONFIRM_DENIED, "reprompt")
+        return self._deliver(pending)
+
+    def _act(self, decision: Decision) -> Reply:
+        match decision.action:
+            case BotAction.ANSWER | BotAction.REDIRECT:
+                return self._deliver(decision)
+            case BotAction.TRANSFER:
+                reason = "caller_request" if decision.intent == "operator" else "staff_topic"
+                return self._transfer(reason, decision.say, decision)
+            case BotAction.CONFIRM:
+                self.state = State.CONFIRMING
+                self._pending = decision
+                return self._say(decision.say, "confirm", decision=decision, expect_yes_no=True)
+            case BotAction.REPEAT:
+                if self.last_said is None or self.last_said == prompts.GREETING:
+                    return self._say(prompts.GREETING, "repeat", decision=decision)
+                return self._say(
+                    prompts.REPEAT_PREFIX + self.last_said, "repeat", decision=decision
+                )
+            case BotAction.GOODBYE:
+                return self._say(prompts.GOODBYE, "goodbye", next=Next.HANGUP, decision=decision)
+            case _:
+                return self._not_understood(decision)
+
+    def _deliver(self, decision: Decision) -> Reply:
+        """Speak the entry's words: answer, redirect (and offer staff) or transfer."""
+        self.misses = 0
+        faq = self.understanding.faq
+        entry = faq[decision.faq_id] if decision.faq_id else None
+        if entry is None:
+            return self._not_understood(decision)
+        answer = faq.answer_text(entry)
+        if entry.action is FaqAction.TRANSFER:
+            return self._transfer("staff_topic", answer, decision)
+        if entry.action is FaqAction.REDIRECT:
+            if self.staff_available():
+                self.state = State.OFFERED_TRANSFER
+                self._pending = decision
+                return self._say(
+                    answer + prompts.OFFER_TRANSFER,
+                    "redirect",
+                    decision=decision,
+                    expect_yes_no=True,
+                )
+            return self._say(answer + prompts.ANYTHING_ELSE, "redirect", decision=decision)
+        return self._say(answer + prompts.ANYTHING_ELSE, "answer", decision=decision)
+
+    def _not_understood(self, decision: Decision | None = None) -> Reply:
+        self.misses += 1
+        if self.misses >= 2:
+            return self._transfer("not_understood", prompts.TRANSFER_AFTER_FAILURE, decision)
+        return self._say(prompts.REPROMPT, "reprompt", decision=decision)

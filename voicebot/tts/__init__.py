@@ -1,0 +1,1 @@
+"""Speech synthesis: Kokoro (natural Japanese, default) and pyttsx3 (system voices)."""
