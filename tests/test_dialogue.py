@@ -98,7 +98,7 @@ def test_repeat_says_the_last_answer_again(call, faq):
     first = call.on_utterance("納付書をなくしてしまいました")
     reply = call.on_utterance("すみません、もう一度お願いします")
     assert reply.kind == "repeat"
-    assert reply.text == prompts.REPEAT_PREFIX + first.text
+    assert reply.parts == (prompts.REPEAT_PREFIX, *first.parts)
 
 
 def test_redirect_offers_transfer_and_yes_transfers(call):

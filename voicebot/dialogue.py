@@ -70,14 +70,22 @@ class Handover:
 
 @dataclass(frozen=True)
 class Reply:
-    """What the bot says now, and what happens after."""
+    """What the bot says now, and what happens after.
 
-    text: str
+    ``parts`` are spoken one after another; each is a fixed text (an answer, a prompt)
+    so that its audio can be rendered ahead of time and cached.
+    """
+
+    parts: tuple[str, ...]
     kind: str  # greeting, answer, confirm, redirect, transfer, repeat, goodbye, reprompt, ...
     next: Next = Next.LISTEN
     decision: Decision | None = None
     handover: Handover | None = None
     expect_yes_no: bool = False
+
+    @property
+    def text(self) -> str:
+        return "".join(self.parts)
 
 
 class Dialogue:
@@ -95,7 +103,7 @@ class Dialogue:
         self.state = State.GREETING
         self.turns: list[TurnRecord] = []
         self.misses = 0  # consecutive not-understood turns (or silences)
-        self.last_said: str | None = None
+        self.last_said: tuple[str, ...] | None = None
         self._pending: Decision | None = None  # topic awaiting confirmation
 
     # -- helpers -------------------------------------------------------------------------
@@ -106,10 +114,10 @@ class Dialogue:
     def staff_available(self) -> bool:
         return self.city.business_hours.is_open(self._now())
 
-    def _say(self, text: str, kind: str, **kw: Any) -> Reply:
-        reply = Reply(text=text, kind=kind, **kw)
+    def _say(self, parts: str | tuple[str, ...], kind: str, **kw: Any) -> Reply:
+        reply = Reply(parts=(parts,) if isinstance(parts, str) else parts, kind=kind, **kw)
         if kind not in ("repeat", "reprompt", "confirm"):
-            self.last_said = text
+            self.last_said = reply.parts
         if reply.next is not Next.LISTEN:
             self.state = State.ENDED
         return reply
@@ -123,7 +131,7 @@ class Dialogue:
             hours = prompts.OUT_OF_HOURS.format(office_hours=self.city.office_hours)
             self.state = State.LISTENING
             self.misses = 0
-            return self._say(hours + prompts.ANYTHING_ELSE, "out_of_hours", decision=decision)
+            return self._say((hours, prompts.ANYTHING_ELSE), "out_of_hours", decision=decision)
         handover = Handover(reason=reason, turns=list(self.turns), topic=topic)
         return self._say(text, "transfer", next=Next.TRANSFER, decision=decision, handover=handover)
 
@@ -195,7 +203,7 @@ class Dialogue:
         )
         if not self.staff_available():
             hours = prompts.OUT_OF_HOURS.format(office_hours=self.city.office_hours)
-            return self._say(prompts.APOLOGY_FAILURE_CLOSED + hours, "failure", next=Next.HANGUP)
+            return self._say((prompts.APOLOGY_FAILURE_CLOSED, hours), "failure", next=Next.HANGUP)
         handover = Handover(reason="failure", turns=list(self.turns))
         return self._say(prompts.APOLOGY_FAILURE, "failure", next=Next.TRANSFER, handover=handover)
 
@@ -261,13 +269,13 @@ class Dialogue:
                 self.state = State.OFFERED_TRANSFER
                 self._pending = decision
                 return self._say(
-                    answer + prompts.OFFER_TRANSFER,
+                    (answer, prompts.OFFER_TRANSFER),
                     "redirect",
                     decision=decision,
                     expect_yes_no=True,
                 )
-            return self._say(answer + prompts.ANYTHING_ELSE, "redirect", decision=decision)
-        return self._say(answer + prompts.ANYTHING_ELSE, "answer", decision=decision)
+            return self._say((answer, prompts.ANYTHING_ELSE), "redirect", decision=decision)
+        return self._say((answer, prompts.ANYTHING_ELSE), "answer", decision=decision)
 
     def _not_understood(self, decision: Decision | None = None) -> Reply:
         self.misses += 1
