@@ -244,10 +244,10 @@ class Dialogue:
                 self._pending = decision
                 return self._say(decision.say, "confirm", decision=decision, expect_yes_no=True)
             case BotAction.REPEAT:
-                if self.last_said is None or self.last_said == prompts.GREETING:
+                if self.last_said is None or self.last_said == (prompts.GREETING,):
                     return self._say(prompts.GREETING, "repeat", decision=decision)
                 return self._say(
-                    prompts.REPEAT_PREFIX + self.last_said, "repeat", decision=decision
+                    (prompts.REPEAT_PREFIX, *self.last_said), "repeat", decision=decision
                 )
             case BotAction.GOODBYE:
                 return self._say(prompts.GOODBYE, "goodbye", next=Next.HANGUP, decision=decision)
