@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import sys
 import time
 from pathlib import Path
@@ -173,6 +174,9 @@ def main(argv: list[str] | None = None) -> int:
     except (FaqLoadError, CityConfigError, ConfigError, EvalFileError) as exc:
         print(f"voicebot: error: {exc}", file=sys.stderr)
         return 2
+    except BrokenPipeError:  # e.g. `voicebot eval ... | head`: stop quietly
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
 
 
 if __name__ == "__main__":
