@@ -260,3 +260,49 @@ def write_wav(path: str | os.PathLike[str], samples: np.ndarray, sample_rate: in
     with open(path, "wb") as out:
         out.write(header)
         out.write(pcm)
+
+
+def write_wav_ulaw(path: str | os.PathLike[str], samples: np.ndarray, sample_rate: int) -> None:
+    """Write int16 mono samples as a G.711 μ-law WAV file (format tag 7), as phones send it.
+
+    Test fixtures that stand in for callers should sound like a phone line, and μ-law is what
+    telephony recorders export; this also halves their size. Laid out as sox does: an
+    18-byte 'fmt ' chunk, a 'fact' chunk with the sample count (required for non-PCM
+    formats) and the data, padded to an even length.
+    """
+    array = np.asarray(samples)
+    if array.dtype.kind != "i" or array.dtype.itemsize != 2:
+        raise TypeError(f"write_wav_ulaw needs int16 samples, got {array.dtype}")
+    if array.ndim != 1:
+        raise ValueError(f"write_wav_ulaw needs mono 1-D samples, got shape {array.shape}")
+    if isinstance(sample_rate, bool) or not isinstance(sample_rate, int) or sample_rate <= 0:
+        raise ValueError(f"write_wav_ulaw needs a positive int sample rate, got {sample_rate!r}")
+    codes = g711.ulaw_encode(array)
+    pad = b"\x00" if len(codes) % 2 else b""
+    riff_size = 4 + (8 + 18) + (8 + 4) + (8 + len(codes) + len(pad))
+    if riff_size > 0xFFFFFFFF:
+        raise ValueError(f"{path}: {len(codes)} bytes of audio do not fit in a RIFF WAV file")
+    header = struct.pack(
+        "<4sI4s4sIHHIIHHH4sII4sI",
+        b"RIFF",
+        riff_size,
+        b"WAVE",
+        b"fmt ",
+        18,
+        FORMAT_MULAW,
+        1,
+        sample_rate,
+        sample_rate,  # bytes per second: one byte per sample
+        1,
+        8,
+        0,  # cbSize: no extra format bytes
+        b"fact",
+        4,
+        len(codes),
+        b"data",
+        len(codes),
+    )
+    with open(path, "wb") as out:
+        out.write(header)
+        out.write(codes)
+        out.write(pad)

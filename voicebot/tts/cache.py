@@ -1,0 +1,248 @@
+"""On-disk cache of rendered speech, so fixed utterances play without waiting for synthesis.
+
+Almost everything the bot says is fixed text: the prompts and the FAQ answers. Kokoro needs
+about as long as the audio lasts to render it on a small CPU, which is far too slow to answer
+a caller, so the bot renders every fixed utterance once at start-up (`prerender`) and plays
+it from disk afterwards. Text that is not cached (a new answer, an edited FAQ) is streamed
+sentence by sentence (`stream`), so the caller hears the first sentence while the rest renders.
+
+Entries are 16-bit WAV files named by the sha256 of everything that changes the audio:
+engine, voice, sample rate, the spoken-text rules' version and the text. Changing any of
+them simply misses the cache; stale files are harmless. Files are written to a temporary
+name and renamed, so a crash never leaves a half-written entry under a real name, and an
+unreadable file is logged, deleted and rendered again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import logging
+import os
+import re
+import string
+import sys
+import tempfile
+import time
+from collections.abc import AsyncIterator, Callable, Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, TextIO
+
+import numpy as np
+
+from voicebot import prompts
+from voicebot.tts.base import Speech, Synthesizer
+from voicebot.tts.spoken_text import SPOKEN_TEXT_VERSION
+from voicebot.wavfile import WavFormatError, read_wav, write_wav
+
+if TYPE_CHECKING:
+    from faq.store import Faq
+
+log = logging.getLogger(__name__)
+
+CACHE_DIR_ENV = "VOICEBOT_CACHE_DIR"
+DEFAULT_SENTENCE_PAUSE_MS = 350.0  # what Kokoro itself puts between sentences
+
+# A sentence ends at 。！？ (or their ASCII forms); closing quotes stay with their sentence.
+_SENTENCE_END = re.compile(r"(?<=[。！？!?])(?![」』）)])")
+
+ProgressCallback = Callable[[int, int, str], None]  # (done, total, text just finished)
+
+
+def default_cache_dir() -> Path:
+    """``$VOICEBOT_CACHE_DIR/speech``, else ``~/.cache/taxline-voicebot/speech``."""
+    base = os.environ.get(CACHE_DIR_ENV)
+    root = Path(base) if base else Path.home() / ".cache" / "taxline-voicebot"
+    return root / "speech"
+
+
+def split_sentences(text: str) -> list[str]:
+    """Sentences of `text`, each with its final punctuation; blank pieces are dropped."""
+    return [s for s in (part.strip() for part in _SENTENCE_END.split(text)) if s]
+
+
+def fixed_utterances(faq: Faq) -> list[str]:
+    """Every text the bot speaks verbatim, in a stable order and without duplicates.
+
+    The prompts of `voicebot.prompts` (templates filled from the city facts, CONFIRM once per
+    entry title), then each FAQ answer and follow-up. Each dialogue reply is spoken as
+    separate parts (e.g. REPEAT_PREFIX, then the answer), so these are exactly the texts
+    that get synthesised.
+    """
+    city = faq.city.values()
+    texts: list[str] = []
+    for name, template in vars(prompts).items():
+        if not (name.isupper() and isinstance(template, str)):
+            continue
+        fields = {f for _, f, _, _ in string.Formatter().parse(template) if f}
+        if not fields:
+            texts.append(template)
+        elif fields <= set(city):
+            texts.append(template.format_map(city))
+        elif fields <= set(city) | {"title"}:
+            texts.extend(template.format_map({**city, "title": e.title}) for e in faq)
+        else:
+            log.debug("prompt %s has run-time placeholders %s; not pre-rendered", name, fields)
+    for entry in faq:
+        texts.append(faq.answer_text(entry))
+        if entry.followup:
+            texts.append(entry.followup.format_map(city))
+    return list(dict.fromkeys(texts))
+
+
+@dataclass(frozen=True)
+class PrerenderResult:
+    """What `SpeechCache.prerender` did."""
+
+    total: int
+    rendered: int  # synthesised now
+    cached: int  # already on disk
+    seconds: float
+
+
+class SpeechCache:
+    """Rendered speech of one synthesiser (engine + voice + rate), kept on disk."""
+
+    def __init__(
+        self,
+        synthesizer: Synthesizer,
+        directory: str | os.PathLike[str] | None = None,
+        sentence_pause_ms: float = DEFAULT_SENTENCE_PAUSE_MS,
+    ) -> None:
+        self.synthesizer = synthesizer
+        self.directory = Path(directory) if directory is not None else default_cache_dir()
+        self.sentence_pause_ms = sentence_pause_ms
+        self._in_flight: dict[str, asyncio.Future[Speech]] = {}  # shared syntheses by key
+
+    def key(self, text: str) -> str:
+        """sha256 over everything that changes the audio of `text`."""
+        synth = self.synthesizer
+        fields = [synth.engine, synth.voice, synth.sample_rate, SPOKEN_TEXT_VERSION, text]
+        return hashlib.sha256(json.dumps(fields, ensure_ascii=False).encode()).hexdigest()
+
+    def path(self, text: str) -> Path:
+        """Where the audio of `text` is (or would be) stored."""
+        key = self.key(text)
+        return self.directory / self.synthesizer.engine / key[:2] / f"{key}.wav"
+
+    def get(self, text: str) -> Speech | None:
+        """The cached audio of `text`, or None. A corrupt entry is deleted and reported as None."""
+        path = self.path(text)
+        try:
+            audio = read_wav(path)
+        except FileNotFoundError:
+            return None
+        except (OSError, WavFormatError) as exc:
+            log.warning(
+                "speech cache: ignoring unreadable %s (%s); it will be re-rendered", path, exc
+            )
+            path.unlink(missing_ok=True)
+            return None
+        if audio.sample_rate != self.synthesizer.sample_rate or len(audio.samples) == 0:
+            log.warning(
+                "speech cache: ignoring %s (%d samples at %d Hz, expected audio at %d Hz)",
+                path,
+                len(audio.samples),
+                audio.sample_rate,
+                self.synthesizer.sample_rate,
+            )
+            path.unlink(missing_ok=True)
+            return None
+        return Speech(audio.samples, audio.sample_rate)
+
+    def put(self, text: str, speech: Speech) -> Path:
+        """Store `speech` as the audio of `text` (atomically: temporary file, then rename)."""
+        path = self.path(text)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem[:8]}-", suffix=".tmp")
+        os.close(fd)
+        try:
+            write_wav(tmp, np.asarray(speech.samples, dtype=np.int16), speech.sample_rate)
+            os.replace(tmp, path)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+        return path
+
+    async def render(self, text: str) -> Speech:
+        """The audio of `text`: from disk if cached, else synthesised and stored.
+
+        Concurrent requests for the same uncached text share one synthesis, and a caller
+        that is cancelled (barge-in) does not cancel it for the others.
+        """
+        cached = await asyncio.to_thread(self.get, text)
+        if cached is not None:
+            return cached
+        key = self.key(text)
+        task = self._in_flight.get(key)
+        if task is None:
+            task = asyncio.ensure_future(self._synthesize_and_store(text))
+            self._in_flight[key] = task
+            task.add_done_callback(lambda _: self._in_flight.pop(key, None))
+        return await asyncio.shield(task)
+
+    async def _synthesize_and_store(self, text: str) -> Speech:
+        speech = await self.synthesizer.synthesize(text)
+        if len(speech.samples):
+            await asyncio.to_thread(self.put, text, speech)
+        return speech
+
+    async def prerender(
+        self, texts: Iterable[str], progress: ProgressCallback | None = None
+    ) -> PrerenderResult:
+        """Make sure every text is cached (the start-up step); `progress` is told after each."""
+        unique = list(dict.fromkeys(texts))
+        started = time.perf_counter()
+        rendered = cached = 0
+        for done, text in enumerate(unique, start=1):
+            if await asyncio.to_thread(self.get, text) is not None:  # also drops corrupt files
+                cached += 1
+            else:
+                await self.render(text)
+                rendered += 1
+            if progress is not None:
+                progress(done, len(unique), text)
+        return PrerenderResult(len(unique), rendered, cached, time.perf_counter() - started)
+
+    async def stream(self, text: str) -> AsyncIterator[Speech]:
+        """Yield the audio of `text` so playback can start early.
+
+        Cached text comes out in one piece. Otherwise each sentence is synthesised and yielded
+        in turn, followed by the pause the engine would put between sentences; once all are
+        done the whole utterance is stored, so the next request is a cache hit.
+        """
+        cached = await asyncio.to_thread(self.get, text)
+        if cached is not None:
+            yield cached
+            return
+        sentences = split_sentences(text)
+        rate = self.synthesizer.sample_rate
+        pause = np.zeros(round(self.sentence_pause_ms * rate / 1000.0), dtype=np.int16)
+        pieces: list[np.ndarray] = []
+        for index, sentence in enumerate(sentences):
+            speech = await self.synthesizer.synthesize(sentence)
+            samples = np.asarray(speech.samples, dtype=np.int16)
+            if index < len(sentences) - 1 and len(samples):
+                samples = np.concatenate([samples, pause])
+            pieces.append(samples)
+            yield Speech(samples, speech.sample_rate)
+        whole = np.concatenate(pieces) if pieces else np.zeros(0, dtype=np.int16)
+        if len(whole):
+            await asyncio.to_thread(self.put, text, Speech(whole, rate))
+
+
+def text_progress_bar(out: TextIO | None = None, width: int = 30) -> ProgressCallback:
+    """A progress callback drawing ``[#####.....] 12/97 text…`` on one terminal line."""
+    stream = out if out is not None else sys.stderr
+
+    def report(done: int, total: int, text: str) -> None:
+        filled = width * done // max(total, 1)
+        label = text.replace("\n", " ")[:20]
+        stream.write(f"\r[{'#' * filled}{'.' * (width - filled)}] {done}/{total} {label}\x1b[K")
+        if done == total:
+            stream.write("\n")
+        stream.flush()
+
+    return report
