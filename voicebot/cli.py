@@ -16,9 +16,13 @@ from pathlib import Path
 
 from faq.city import CityConfigError
 from faq.store import FaqLoadError, load_faq
+from voicebot.asr.base import RecognizerError
 from voicebot.config import ConfigError, Settings, load_settings
 from voicebot.evaluation import EvalFileError, evaluate, read_labelled
+from voicebot.model_assets import ModelAssetError
+from voicebot.tts.base import SynthesisError
 from voicebot.understanding import Understanding
+from voicebot.wavfile import WavFormatError
 
 log = logging.getLogger("voicebot")
 
@@ -28,6 +32,8 @@ examples:
   voicebot ask "口座振替にしたいんですが" --json
   voicebot eval tests/data/dev-utterances.tsv
   voicebot faq check path/to/faq-folder
+  voicebot call caller.wav --json --out conversation.wav
+  voicebot models prepare
 
 configuration:
   settings come from --config FILE, $VOICEBOT_CONFIG or ./voicebot.toml, and
@@ -104,6 +110,76 @@ def cmd_eval(args: argparse.Namespace) -> int:
     return 0
 
 
+def _parse_time(value: str):
+    import datetime as dt
+
+    try:
+        when = dt.datetime.fromisoformat(value)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(f"not an ISO 8601 time: {value!r}") from exc
+    if when.tzinfo is None:
+        from zoneinfo import ZoneInfo
+
+        when = when.replace(tzinfo=ZoneInfo("Asia/Tokyo"))
+    return when
+
+
+def _parse_dtmf(spec: str) -> tuple[float, str]:
+    digit, _, at = spec.partition("@")
+    if len(digit) != 1 or digit not in "0123456789*#" or not at:
+        raise argparse.ArgumentTypeError(f"expected DIGIT@SECONDS, e.g. 0@4.5, got {spec!r}")
+    return float(at) * 1000.0, digit
+
+
+async def _run_call(args: argparse.Namespace, settings: Settings) -> dict:
+    from voicebot.bot import Bot
+    from voicebot.clock import VirtualClock, WallClock
+    from voicebot.events import EventFanout, EventRecorder
+    from voicebot.recorded_call import RecordedCaller
+    from voicebot.tts.cache import text_progress_bar
+    from voicebot.wavfile import read_wav
+
+    audio = read_wav(args.wav)
+    bot = Bot(settings)
+    progress = text_progress_bar() if sys.stderr.isatty() and not args.quiet else None
+    rate = audio.sample_rate if audio.sample_rate in (8000, 16000) else 16000
+    await bot.prepare(rates=(rate,), progress=progress)
+    clock = WallClock() if args.realtime else VirtualClock()
+    caller = RecordedCaller(audio, clock, no_wait=args.no_wait, dtmf=args.dtmf)
+    recorder = EventRecorder()
+    now = (lambda: args.at) if args.at else None
+    session = bot.session(
+        caller, clock, EventFanout(caller, recorder), **({"now": now} if now else {})
+    )
+    result = await session.run()
+    if args.out:
+        caller.write_stereo(str(args.out))
+    out = result.as_dict()
+    out["realtime"] = bool(args.realtime)
+    out["events"] = len(recorder.events)
+    return out
+
+
+def cmd_call(args: argparse.Namespace) -> int:
+    """Run one whole call on a recorded caller track."""
+    import asyncio
+
+    settings = _settings(args)
+    result = asyncio.run(_run_call(args, settings))
+    if args.json:
+        print(json.dumps(result, ensure_ascii=False, indent=2))
+        return 0
+    for turn in result["turns"]:
+        latency = f"{turn['latency_ms']:.0f} ms" if turn.get("latency_ms") is not None else "-"
+        print(f"お客様: {turn['heard'] or '（無音）'}")
+        print(f"  → {turn['action']} {turn['faq_id'] or ''} ({turn['score']:.2f}, {latency})")
+        print(f"ボット: {turn['said']}")
+    print(f"outcome: {result['outcome']}  ({result['duration_ms'] / 1000:.1f} s)")
+    if args.out:
+        print(f"conversation written to {args.out} (caller left, bot right)")
+    return 0
+
+
 def cmd_faq_check(args: argparse.Namespace) -> int:
     """Validate FAQ files; print every problem."""
     settings = _settings(args)
@@ -144,6 +220,30 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="print the report as JSON")
     p.set_defaults(func=cmd_eval)
 
+    p = sub.add_parser(
+        "call",
+        parents=[common],
+        help="run a whole call on a recorded caller track (WAV)",
+        description="Run one call: the bot greets, the caller track plays (after the greeting "
+        "unless --no-wait), the bot answers each question. Without --realtime the call runs as "
+        "fast as the CPU allows and latencies are measured on a virtual clock.",
+    )
+    p.add_argument("wav", type=Path, help="caller audio: WAV, 8-48 kHz, PCM/float/μ-law/A-law")
+    p.add_argument("--json", action="store_true", help="print turns and outcome as JSON")
+    p.add_argument("--out", type=Path, help="write the conversation as stereo WAV")
+    p.add_argument("--realtime", action="store_true", help="feed audio at the real pace")
+    p.add_argument("--no-wait", action="store_true", help="start the caller during the greeting")
+    p.add_argument(
+        "--dtmf",
+        type=_parse_dtmf,
+        action="append",
+        metavar="DIGIT@SECONDS",
+        help="a key press, seconds after the caller track starts (repeatable)",
+    )
+    p.add_argument("--at", type=_parse_time, help="time of the call (ISO 8601), for business hours")
+    p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(func=cmd_call)
+
     p = sub.add_parser("faq", help="FAQ maintenance")
     faq_sub = p.add_subparsers(dest="faq_command", metavar="FAQ_COMMAND", required=True)
     q = faq_sub.add_parser("check", parents=[common], help="validate FAQ files")
@@ -171,7 +271,17 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     try:
         return args.func(args)
-    except (FaqLoadError, CityConfigError, ConfigError, EvalFileError) as exc:
+    except (
+        FaqLoadError,
+        CityConfigError,
+        ConfigError,
+        EvalFileError,
+        WavFormatError,
+        RecognizerError,
+        SynthesisError,
+        ModelAssetError,
+        FileNotFoundError,
+    ) as exc:
         print(f"voicebot: error: {exc}", file=sys.stderr)
         return 2
     except BrokenPipeError:  # e.g. `voicebot eval ... | head`: stop quietly

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Literal
 
 from pydantic import BaseModel, Field, model_validator
 from pydantic_settings import (
@@ -17,6 +18,8 @@ from pydantic_settings import (
     SettingsConfigDict,
     TomlConfigSettingsSource,
 )
+
+from voicebot.endpointing import EndpointingConfig
 
 CONFIG_ENV = "VOICEBOT_CONFIG"
 DEFAULT_CONFIG_FILE = Path("voicebot.toml")
@@ -40,6 +43,44 @@ class FaqSettings(BaseModel):
     city_file: Path | None = Field(None, description="City facts; default: shipped general values")
 
 
+class AsrSettings(BaseModel):
+    """Speech recognition."""
+
+    backend: Literal["whisper", "vosk"] = "whisper"
+    whisper_model_dir: Path | None = Field(
+        None, description="CTranslate2 Whisper model; default: the embedded Whisper base"
+    )
+    beam_size: int = Field(2, ge=1, le=10)
+    pad_seconds: float = Field(
+        1.5, ge=0, le=30, description="silence added to the utterance in Whisper's window"
+    )
+    cpu_threads: int = Field(2, ge=1, description="threads per recognition")
+    workers: int = Field(1, ge=1, description="recognitions run in parallel")
+    initial_prompt: str | None = Field(
+        None, description="vocabulary hint for Whisper; default: the FAQ's topic titles"
+    )
+    faq_prompt: bool = Field(True, description="use the FAQ's topic titles as the hint")
+    n_best: int = Field(2, ge=1, le=10, description="hypotheses matched against the FAQ")
+    vosk_model_dir: Path | None = Field(None, description="default: vosk-ja-small if installed")
+
+
+class TtsSettings(BaseModel):
+    """Speech synthesis."""
+
+    engine: Literal["kokoro", "pyttsx3"] = "kokoro"
+    voice: str | None = Field(None, description="engine voice; default jf_alpha for kokoro")
+    cache_dir: Path | None = Field(None, description="rendered speech; default in the user cache")
+
+
+class CallSettings(BaseModel):
+    """Turn-taking and dialogue limits."""
+
+    endpointing: EndpointingConfig = Field(default_factory=EndpointingConfig)
+    yes_no_min_speech_ms: int = Field(150, ge=0)
+    speculative_recognition: bool = True
+    max_turns: int = Field(12, ge=1)
+
+
 class Settings(BaseSettings):
     """All settings of the bot."""
 
@@ -47,6 +88,9 @@ class Settings(BaseSettings):
 
     thresholds: Thresholds = Field(default_factory=Thresholds)
     faq: FaqSettings = Field(default_factory=FaqSettings)
+    asr: AsrSettings = Field(default_factory=AsrSettings)
+    tts: TtsSettings = Field(default_factory=TtsSettings)
+    call: CallSettings = Field(default_factory=CallSettings)
 
     @classmethod
     def settings_customise_sources(

@@ -9,7 +9,7 @@ with plain strings, and the same rules hold on SIP, WebRTC and recorded calls.
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
@@ -149,14 +149,31 @@ class Dialogue:
             )
         )
 
+    def snapshot(self) -> dict[str, Any]:
+        """The conversation state, to undo a turn that turns out to be half a sentence."""
+        return {
+            "state": self.state,
+            "turns": list(self.turns),
+            "misses": self.misses,
+            "last_said": self.last_said,
+            "pending": self._pending,
+        }
+
+    def restore(self, snapshot: dict[str, Any]) -> None:
+        self.state = snapshot["state"]
+        self.turns = list(snapshot["turns"])
+        self.misses = snapshot["misses"]
+        self.last_said = snapshot["last_said"]
+        self._pending = snapshot["pending"]
+
     # -- inputs --------------------------------------------------------------------------
     def start(self) -> Reply:
         """The greeting: automated, may be wrong, how to reach staff."""
         self.state = State.LISTENING
         return self._say(prompts.GREETING, "greeting")
 
-    def on_utterance(self, text: str) -> Reply:
-        """The caller said ``text`` (as recognised)."""
+    def on_utterance(self, text: str, alternatives: Sequence[str] = ()) -> Reply:
+        """The caller said ``text`` (as recognised; ``alternatives``: other hypotheses)."""
         if self.state is State.ENDED:
             raise RuntimeError("the call has ended")
         if len(self.turns) >= self.max_turns:
@@ -172,8 +189,8 @@ class Dialogue:
             self.state = State.LISTENING
             self._pending = None
 
-        _, decision = self.understanding.understand(text)
-        self._record(text, decision)
+        match, decision = self.understanding.understand(text, alternatives)
+        self._record(match.text, decision)
         return self._act(decision)
 
     def on_dtmf(self, digit: str) -> Reply | None:
@@ -206,6 +223,13 @@ class Dialogue:
             return self._say((prompts.APOLOGY_FAILURE_CLOSED, hours), "failure", next=Next.HANGUP)
         handover = Handover(reason="failure", turns=list(self.turns))
         return self._say(prompts.APOLOGY_FAILURE, "failure", next=Next.TRANSFER, handover=handover)
+
+    def on_transfer_failed(self) -> Reply:
+        """Staff could not be reached: say so, give the hours, and keep helping."""
+        self.state = State.LISTENING
+        self.misses = 0
+        text = prompts.TRANSFER_FAILED.format(office_hours=self.city.office_hours)
+        return self._say((text, prompts.ANYTHING_ELSE), "transfer_failed")
 
     # -- decisions -----------------------------------------------------------------------
     def _on_yes_no(self, text: str, answer: ControlIntent) -> Reply:
@@ -242,7 +266,9 @@ class Dialogue:
             case BotAction.CONFIRM:
                 self.state = State.CONFIRMING
                 self._pending = decision
-                return self._say(decision.say, "confirm", decision=decision, expect_yes_no=True)
+                title = self.understanding.faq[decision.faq_id].title
+                parts = (prompts.CONFIRM_TOPIC.format(title=title), prompts.CONFIRM_HOW)
+                return self._say(parts, "confirm", decision=decision, expect_yes_no=True)
             case BotAction.REPEAT:
                 if self.last_said is None or self.last_said == (prompts.GREETING,):
                     return self._say(prompts.GREETING, "repeat", decision=decision)

@@ -62,7 +62,7 @@ class EndpointingConfig(BaseModel):
         ),
     )
     short_pause_ms: int | None = Field(
-        180,
+        120,
         gt=0,
         description=(
             "Silence after which ShortPause is emitted, to start recognition speculatively; "

@@ -92,5 +92,5 @@ def decide(match: Match, faq: Faq, thresholds: Thresholds) -> Decision:
     if confident and not staff_topic_close:
         action = BotAction.REDIRECT if entry.action is FaqAction.REDIRECT else BotAction.ANSWER
         return Decision(action, entry.id, top.score, faq.answer_text(entry), "faq", cands)
-    say = prompts.CONFIRM.format(title=entry.title)
+    say = prompts.CONFIRM_TOPIC.format(title=entry.title) + prompts.CONFIRM_HOW
     return Decision(BotAction.CONFIRM, entry.id, top.score, say, "faq", cands)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -10,6 +11,9 @@ from faq.matcher import Match, Matcher
 from faq.store import Faq, load_faq
 from voicebot.config import Settings
 from voicebot.policy import Decision, decide
+
+# An alternative hypothesis must beat the first by this much confidence to replace it.
+NBEST_MARGIN = 0.05
 
 
 @dataclass
@@ -29,7 +33,21 @@ class Understanding:
     def match(self, text: str) -> Match:
         return self.matcher.match(text)
 
-    def understand(self, text: str) -> tuple[Match, Decision]:
-        """Match ``text`` and decide what to do with it."""
+    def understand(self, text: str, alternatives: Sequence[str] = ()) -> tuple[Match, Decision]:
+        """Match ``text`` and decide what to do with it.
+
+        ``alternatives`` are the recogniser's other hypotheses (n-best). They often differ
+        only in kanji or in one sound; the one the FAQ explains best is taken, unless the
+        first hypothesis is a request about the call itself (a person, repeat, goodbye).
+        """
         match = self.matcher.match(text)
-        return match, decide(match, self.faq, self.settings.thresholds)
+        best = match, decide(match, self.faq, self.settings.thresholds)
+        if match.control is not None or not alternatives:
+            return best
+        for alt in alternatives:
+            alt_match = self.matcher.match(alt)
+            if alt_match.control is not None or alt_match.top is None:
+                continue
+            if best[0].top is None or alt_match.top.score > best[0].top.score + NBEST_MARGIN:
+                best = alt_match, decide(alt_match, self.faq, self.settings.thresholds)
+        return best

@@ -26,6 +26,7 @@ class Transcript:
     processing_ms: float  # wall time spent recognising it
     language: str = "ja"
     confidence: float | None = None  # backend-specific, if it has one
+    alternatives: tuple[str, ...] = ()  # other hypotheses, best first (n-best), if any
 
 
 @runtime_checkable

@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import math
+import re
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -49,8 +50,9 @@ class WhisperRecognizer:
         cpu_threads: int = 2,
         workers: int = 1,
         beam_size: int = 2,
-        pad_seconds: float = 0.5,
+        pad_seconds: float = 1.5,
         initial_prompt: str | None = None,
+        n_best: int = 2,
     ):
         self.model_dir = model_dir
         self.language = language
@@ -60,6 +62,7 @@ class WhisperRecognizer:
         self.beam_size = beam_size
         self.pad_seconds = pad_seconds
         self.initial_prompt = initial_prompt
+        self.n_best = max(1, n_best)
         self._lock = threading.Lock()
         self._model = None
         self._executor = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="whisper")
@@ -142,12 +145,17 @@ class WhisperRecognizer:
                 suppress_blank=True,
                 suppress_tokens=self._suppress,
                 return_scores=True,
+                num_hypotheses=min(self.n_best, self.beam_size),
             )[0]
         except Exception as exc:
             raise RecognizerError(f"whisper inference failed: {exc}") from exc
-        text = self._tokenizer.decode(result.sequences_ids[0]).strip()
+        texts = [
+            drop_repetition(_drop_replacement_chars(self._tokenizer.decode(ids).strip()))
+            for ids in result.sequences_ids
+        ]
         return Transcript(
-            text=_drop_replacement_chars(text),
+            text=texts[0],
+            alternatives=tuple(dict.fromkeys(t for t in texts[1:] if t and t != texts[0])),
             audio_ms=1000.0 * len(audio) / SAMPLE_RATE,
             processing_ms=1000.0 * (time.perf_counter() - started),
             language=self.language,
@@ -163,6 +171,50 @@ class WhisperRecognizer:
         self._executor.shutdown(wait=False, cancel_futures=True)
 
 
+def faq_vocabulary_prompt(faq: object, max_chars: int = 160) -> str:
+    """A recognition hint made of the FAQ's topic titles (the words callers use most)."""
+    titles = [e.title for e in faq]  # type: ignore[attr-defined]
+    words: list[str] = []
+    for title in titles:
+        if sum(len(w) + 1 for w in words) + len(title) > max_chars:
+            break
+        words.append(title)
+    return "、".join(words) + "。"
+
+
 def _drop_replacement_chars(text: str) -> str:
     """A token cap can cut a multi-byte character in half; drop the broken tail."""
     return text.replace("\ufffd", "")
+
+
+_SENTENCE = re.compile(r"[^。！？!?]+[。！？!?]?")
+
+
+def drop_repetition(text: str) -> str:
+    """Whisper sometimes starts the utterance again after the end (「確定申告について
+    聞きたいんですが、確定申告について」) or says a sentence twice; keep it once."""
+    text = _drop_restart(text)
+    sentences = [m.group(0) for m in _SENTENCE.finditer(text) if m.group(0).strip()]
+    kept: list[str] = []
+    for sentence in sentences:
+        core = sentence.strip().rstrip("。！？!?")
+        if kept and core == kept[-1].strip().rstrip("。！？!?"):
+            continue
+        kept.append(sentence)
+    return "".join(kept) if kept else text
+
+
+_SEPARATORS = " 、。,.!?！？"
+MIN_RESTART_CHARS = 2
+
+
+def _drop_restart(text: str) -> str:
+    """Cut a tail that repeats the beginning of the text (at any length, repeatedly)."""
+    while True:
+        body = text.rstrip(_SEPARATORS)
+        for k in range(len(body) // 2, MIN_RESTART_CHARS - 1, -1):
+            if body[-k:] == body[:k]:
+                text = body[:-k].rstrip(" 、,")
+                break
+        else:
+            return text

@@ -67,7 +67,7 @@ def fixed_utterances(faq: Faq) -> list[str]:
     """Every text the bot speaks verbatim, in a stable order and without duplicates.
 
     The prompts of `voicebot.prompts` (templates filled from the city facts, CONFIRM once per
-    entry title), then each FAQ answer and follow-up. Each dialogue reply is spoken as
+    entry title), then each FAQ answer. Each dialogue reply is spoken as
     separate parts (e.g. REPEAT_PREFIX, then the answer), so these are exactly the texts
     that get synthesised.
     """
@@ -85,10 +85,7 @@ def fixed_utterances(faq: Faq) -> list[str]:
             texts.extend(template.format_map({**city, "title": e.title}) for e in faq)
         else:
             log.debug("prompt %s has run-time placeholders %s; not pre-rendered", name, fields)
-    for entry in faq:
-        texts.append(faq.answer_text(entry))
-        if entry.followup:
-            texts.append(entry.followup.format_map(city))
+    texts.extend(faq.answer_text(entry) for entry in faq)
     return list(dict.fromkeys(texts))
 
 

@@ -18,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import sys
 import tempfile
 import threading
 from concurrent.futures import ThreadPoolExecutor
@@ -142,10 +143,17 @@ class Pyttsx3Synthesizer:
         self.rate_wpm = rate_wpm
         self.spoken_text = spoken_text
         self.sample_rate = ESPEAK_SAMPLE_RATE
+        # espeak-ng cannot read kanji (it spells them out as "Chinese letter"), but it can
+        # read katakana: on Linux give it the pyopenjtalk reading instead of the text.
+        self.kana_reading = sys.platform.startswith("linux")
 
     async def synthesize(self, text: str) -> Speech:
         """Render `text` on the pyttsx3 worker thread."""
         spoken = to_spoken(text) if self.spoken_text else text
+        if self.kana_reading:
+            from faq.reading import reading_with_pauses
+
+            spoken = reading_with_pauses(spoken)
         if not spoken.strip():
             return Speech(np.zeros(0, dtype=np.int16), self.sample_rate)
         loop = asyncio.get_running_loop()

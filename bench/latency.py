@@ -1,0 +1,140 @@
+"""Benchmark: reply latency of whole calls, alone and with several calls at once.
+
+Latency is the time from the caller's last speech frame to the first audio frame of the
+decided reply, as ``voicebot call`` reports it. Calls are built from the phone-channel
+fixtures (Kokoro voices through 300-3400 Hz, 8 kHz, μ-law): several questions per call
+separated by pauses. With ``--realtime`` (the default for concurrency) audio is fed at
+the real pace and latency is wall-clock time; calls in one process share the models.
+
+    python bench/latency.py                 # 1, 4 and 8 simultaneous calls, realtime
+    python bench/latency.py --virtual       # one call at a time on the virtual clock
+
+Prints one JSON object.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import csv
+import json
+import os
+import random
+import resource
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parent.parent
+FIXTURES = ROOT / "tests" / "data" / "audio" / "dev"
+TURN_GAP_S = 2.5  # silence after each question: room for the answer to start
+
+sys.path.insert(0, str(ROOT))
+
+from voicebot.bot import Bot  # noqa: E402
+from voicebot.clock import VirtualClock, WallClock  # noqa: E402
+from voicebot.config import Settings  # noqa: E402
+from voicebot.events import EventFanout, EventRecorder  # noqa: E402
+from voicebot.recorded_call import RecordedCaller  # noqa: E402
+from voicebot.wavfile import WavAudio, read_wav  # noqa: E402
+
+
+def fixture_rows() -> list[dict[str, str]]:
+    with (FIXTURES / "manifest.tsv").open(encoding="utf-8") as fh:
+        return list(csv.DictReader(fh, delimiter="\t"))
+
+
+def build_call(rows: list[dict[str, str]]) -> WavAudio:
+    """Questions one after another, each followed by a pause for the answer... and a bit more."""
+    parts = []
+    rate = 8000
+    for row in rows:
+        audio = read_wav(FIXTURES / row["file"])
+        rate = audio.sample_rate
+        parts += [audio.samples, np.zeros(int(TURN_GAP_S * rate), dtype=np.int16)]
+    return WavAudio(np.concatenate(parts), rate)
+
+
+def pick_questions(rows: list[dict[str, str]], n: int, rng: random.Random) -> list[dict[str, str]]:
+    """FAQ questions only (not goodbye/operator, which end the call)."""
+    usable = [r for r in rows if not r["expected"].startswith("control.")]
+    return rng.sample(usable, n)
+
+
+async def one_call(bot: Bot, audio: WavAudio, realtime: bool) -> list[float]:
+    clock = WallClock() if realtime else VirtualClock()
+    caller = RecordedCaller(audio, clock)
+    at = __import__("datetime").datetime.fromisoformat("2026-11-24T10:00:00+09:00")
+    session = bot.session(caller, clock, EventFanout(caller, EventRecorder()), now=lambda: at)
+    result = await session.run()
+    return [t.latency_ms for t in result.turns if t.latency_ms is not None and t.heard]
+
+
+def summary(latencies: list[float]) -> dict[str, float]:
+    if len(latencies) < 2:
+        return {"n": len(latencies)}
+    q = statistics.quantiles(latencies, n=20)
+    return {
+        "n": len(latencies),
+        "p50_ms": round(statistics.median(latencies), 1),
+        "p95_ms": round(q[18], 1),
+        "max_ms": round(max(latencies), 1),
+    }
+
+
+async def main_async(args: argparse.Namespace) -> dict:
+    settings = Settings()
+    settings.asr.workers = args.workers
+    bot = Bot(settings)
+    t0 = time.perf_counter()
+    await bot.prepare(rates=(8000,))
+    prepare_s = time.perf_counter() - t0
+    rows = fixture_rows()
+    rng = random.Random(7)
+    out: dict = {
+        "machine_cores": os.cpu_count(),
+        "asr": {"backend": settings.asr.backend, "beam_size": settings.asr.beam_size},
+        "endpointing_end_silence_ms": settings.call.endpointing.end_silence_ms,
+        "prepare_s": round(prepare_s, 1),
+        "runs": {},
+    }
+    for n_calls in args.calls:
+        calls = [build_call(pick_questions(rows, args.questions, rng)) for _ in range(n_calls)]
+        cpu0 = time.process_time()
+        wall0 = time.perf_counter()
+        if args.virtual:
+            results = [await one_call(bot, c, realtime=False) for c in calls]
+        else:
+            results = await asyncio.gather(*(one_call(bot, c, realtime=True) for c in calls))
+        wall = time.perf_counter() - wall0
+        cpu = time.process_time() - cpu0
+        latencies = [x for r in results for x in r]
+        out["runs"][str(n_calls)] = {
+            **summary(latencies),
+            "calls": n_calls,
+            "mode": "virtual" if args.virtual else "realtime",
+            "wall_s": round(wall, 1),
+            "cpu_s_per_call": round(cpu / n_calls, 2),
+        }
+    out["peak_rss_mb"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
+    return out
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawTextHelpFormatter
+    )
+    parser.add_argument("--calls", type=int, nargs="+", default=[1, 4, 8])
+    parser.add_argument("--questions", type=int, default=4, help="questions per call")
+    parser.add_argument("--workers", type=int, default=1, help="parallel recognitions")
+    parser.add_argument("--virtual", action="store_true", help="virtual clock, calls one by one")
+    args = parser.parse_args()
+    print(json.dumps(asyncio.run(main_async(args)), indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

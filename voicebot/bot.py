@@ -1,0 +1,133 @@
+"""The bot's shared resources, loaded once per process, and the calls made from them.
+
+Models (recogniser, synthesiser) and the FAQ are heavy and shared by every call; a
+call session is light and per call. ``prepare`` does the slow start-up work (model
+files, rendering every fixed utterance to the speech cache) before the first call, so
+that no caller waits for it.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+
+from faq.store import Faq
+from voicebot.asr.base import Recognizer
+from voicebot.call import CallConfig, CallSession
+from voicebot.clock import Clock
+from voicebot.config import Settings
+from voicebot.dialogue import Dialogue
+from voicebot.events import EventSink
+from voicebot.transport import CallTransport
+from voicebot.tts.base import Synthesizer
+from voicebot.tts.cache import SpeechCache, fixed_utterances
+from voicebot.understanding import Understanding
+from voicebot.voice import Voice
+
+log = logging.getLogger(__name__)
+
+
+def make_recognizer(settings: Settings, faq: Faq | None = None) -> Recognizer:
+    asr = settings.asr
+    if asr.backend == "vosk":
+        from voicebot.asr.vosk import VoskRecognizer, find_vosk_model
+
+        model = asr.vosk_model_dir or find_vosk_model()
+        if model is None:
+            from voicebot.asr.base import RecognizerError
+
+            raise RecognizerError(
+                "no Japanese Vosk model installed: run `voicebot models download vosk-ja-small` "
+                "or set [asr] vosk_model_dir"
+            )
+        return VoskRecognizer(model)
+    from voicebot.asr.whisper import WhisperRecognizer, faq_vocabulary_prompt
+
+    return WhisperRecognizer(
+        asr.whisper_model_dir,
+        cpu_threads=asr.cpu_threads,
+        workers=asr.workers,
+        beam_size=asr.beam_size,
+        pad_seconds=asr.pad_seconds,
+        initial_prompt=asr.initial_prompt
+        or (faq_vocabulary_prompt(faq) if asr.faq_prompt and faq else None),
+        n_best=asr.n_best,
+    )
+
+
+def make_synthesizer(settings: Settings) -> Synthesizer:
+    tts = settings.tts
+    if tts.engine == "pyttsx3":
+        from voicebot.tts.pyttsx3_engine import Pyttsx3Synthesizer
+
+        return Pyttsx3Synthesizer(tts.voice)
+    from voicebot.tts.kokoro import KokoroSynthesizer
+
+    return KokoroSynthesizer(tts.voice or "jf_alpha")
+
+
+class Bot:
+    """Everything a call needs that is shared between calls."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        understanding: Understanding | None = None,
+        recognizer: Recognizer | None = None,
+        synthesizer: Synthesizer | None = None,
+    ):
+        self.settings = settings
+        self.understanding = understanding or Understanding.load(settings)
+        self.recognizer = recognizer or make_recognizer(settings, self.understanding.faq)
+        self.synthesizer = synthesizer or make_synthesizer(settings)
+        self.speech_cache = SpeechCache(self.synthesizer, settings.tts.cache_dir)
+        self.voice = Voice(self.speech_cache)
+
+    async def prepare(
+        self,
+        rates: tuple[int, ...] = (8000,),
+        progress: Callable[[int, int, str], None] | None = None,
+    ) -> None:
+        """Load models and render every fixed utterance ahead of the first call."""
+        load = getattr(self.recognizer, "load", None)
+        if load is not None:
+            import asyncio
+
+            await asyncio.to_thread(load)
+        texts = fixed_utterances(self.understanding.faq)
+        result = await self.speech_cache.prerender(texts, progress)
+        log.info(
+            "speech cache: %d utterances (%d rendered now, %d cached) in %.1fs",
+            result.total,
+            result.rendered,
+            result.cached,
+            result.seconds,
+        )
+        for rate in rates:
+            await self.voice.warm(texts, rate)
+
+    def call_config(self) -> CallConfig:
+        call = self.settings.call
+        return CallConfig(
+            endpointing=call.endpointing,
+            yes_no_min_speech_ms=call.yes_no_min_speech_ms,
+            speculative=call.speculative_recognition,
+        )
+
+    def session(
+        self, transport: CallTransport, clock: Clock, events: EventSink, **dialogue_kw
+    ) -> CallSession:
+        """A new call over ``transport``."""
+        dialogue = Dialogue(
+            self.understanding, max_turns=self.settings.call.max_turns, **dialogue_kw
+        )
+        return CallSession(
+            transport=transport,
+            understanding=self.understanding,
+            recognizer=self.recognizer,
+            voice=self.voice,
+            events=events,
+            clock=clock,
+            config=self.call_config(),
+            dialogue=dialogue,
+        )
