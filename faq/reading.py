@@ -59,3 +59,9 @@ def sound_key(text: str) -> str:
             continue
         out.append(ch)
     return "".join(out)
+
+
+def reading_with_pauses(text: str) -> str:
+    """Katakana reading of ``text`` that keeps its punctuation (for a kana-only voice)."""
+    kana = pyopenjtalk.g2p(text, kana=True, predict_nani=False, use_sudachi_kanji_yomi=False)
+    return kana.replace("’", "")

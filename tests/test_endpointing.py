@@ -84,7 +84,7 @@ def test_speech_shorter_than_min_speech_is_discarded_not_a_turn() -> None:
 
 
 def test_lower_min_speech_for_a_yes_no_answer_makes_a_short_reply_a_turn() -> None:
-    ep = Endpointer(EndpointingConfig(min_speech_ms=250, end_silence_ms=320))
+    ep = Endpointer(EndpointingConfig(min_speech_ms=250, end_silence_ms=320, short_pause_ms=180))
     ep.set_min_speech_ms(96)
     assert ep.min_speech_ms == 96
     events = feed(ep, windows(SILENT, 320) + windows(SPEECH, 96) + windows(SILENT, 640))
