@@ -1,15 +1,19 @@
 """Fit the matcher's confidence calibration and print it as JSON.
 
 Positives and negatives come from the FAQ itself: each example question is held
-out of the index in turn and matched (right or wrong top-1), plus out-of-domain
-phrases from ``bench/data/out-of-domain.txt`` (always wrong). A logistic model on
-(raw top score, margin) is fitted by Newton's method. No evaluation data is used.
+out of the index in turn and matched (right or wrong top-1) — as written, and as
+speech recognition heard it after Kokoro read it over a phone channel
+(``bench/data/faq-asr-transcripts.tsv``, made by ``bench/make_faq_asr_set.py``) —
+plus out-of-domain phrases from ``bench/data/out-of-domain.txt`` (always wrong).
+A logistic model on (raw top score, margin) is fitted by Newton's method. No
+evaluation data (tests/data) is used.
 
     python bench/calibrate.py            # fit and print
 """
 
 from __future__ import annotations
 
+import csv
 import json
 import sys
 from pathlib import Path
@@ -32,6 +36,19 @@ def samples(m: Matcher) -> tuple[np.ndarray, np.ndarray]:
             order = np.argsort(-raw)
             feats.append((raw[order[0]], raw[order[0]] - raw[order[1]]))
             labels.append(1.0 if order[0] == ei else 0.0)
+    doc_of = {}
+    doc = 0
+    for entry in m.entries:
+        doc_of[entry.id] = doc
+        doc += 1 + len(entry.questions)
+    asr = HERE / "data" / "faq-asr-transcripts.tsv"
+    with asr.open(encoding="utf-8") as fh:
+        for row in csv.DictReader(fh, delimiter="\t"):
+            held_out = doc_of[row["entry_id"]] + 1 + int(row["question_index"])
+            raw = m.raw_scores(row["transcript"], exclude_doc=held_out)
+            order = np.argsort(-raw)
+            feats.append((raw[order[0]], raw[order[0]] - raw[order[1]]))
+            labels.append(1.0 if m.entries[order[0]].id == row["entry_id"] else 0.0)
     ood = HERE / "data" / "out-of-domain.txt"
     for line in ood.read_text(encoding="utf-8").splitlines():
         if line.strip() and not line.startswith("#"):

@@ -58,9 +58,11 @@ def build_call(rows: list[dict[str, str]]) -> WavAudio:
     return WavAudio(np.concatenate(parts), rate)
 
 
-def pick_questions(rows: list[dict[str, str]], n: int, rng: random.Random) -> list[dict[str, str]]:
-    """FAQ questions only (not goodbye/operator, which end the call)."""
-    usable = [r for r in rows if not r["expected"].startswith("control.")]
+def pick_questions(
+    rows: list[dict[str, str]], n: int, rng: random.Random, answerable: set[str]
+) -> list[dict[str, str]]:
+    """Questions the bot answers itself (staff topics, operator and goodbye end the call)."""
+    usable = [r for r in rows if r["expected"] in answerable]
     return rng.sample(usable, n)
 
 
@@ -94,6 +96,7 @@ async def main_async(args: argparse.Namespace) -> dict:
     prepare_s = time.perf_counter() - t0
     rows = fixture_rows()
     rng = random.Random(7)
+    answerable = {e.id for e in bot.understanding.faq if e.action.value == "answer"}
     out: dict = {
         "machine_cores": os.cpu_count(),
         "asr": {"backend": settings.asr.backend, "beam_size": settings.asr.beam_size},
@@ -102,7 +105,10 @@ async def main_async(args: argparse.Namespace) -> dict:
         "runs": {},
     }
     for n_calls in args.calls:
-        calls = [build_call(pick_questions(rows, args.questions, rng)) for _ in range(n_calls)]
+        calls = [
+            build_call(pick_questions(rows, args.questions, rng, answerable))
+            for _ in range(n_calls)
+        ]
         cpu0 = time.process_time()
         wall0 = time.perf_counter()
         if args.virtual:

@@ -90,6 +90,11 @@ _SOUND_PATTERNS: dict[ControlIntent, list[re.Pattern[str]]] = {
         re.compile(r"(?:ヒト|ショクイン)(?:ト|ニ)(?:ハナシ|カワ|ツナ)"),
     ],
     ControlIntent.REPEAT: [re.compile(r"モ(?:イチド|イッカイ)")],
+    ControlIntent.GOODBYE: [
+        re.compile(r"^イジョ(?:デス|ニナリマス|デゴザイマス)?$"),  # 異常です for 以上です
+        re.compile(r"アリガト(?:ゴザイマ(?:ス|シタ))?"),
+        re.compile(r"シツレ(?:シマス|シマシタ|イタシマス)"),
+    ],
 }
 # Checked in this order: a caller who asks for a person gets one even if they also thank us.
 _ORDER = (

@@ -25,7 +25,7 @@ import numpy as np
 
 from voicebot.asr.base import Recognizer, Transcript
 from voicebot.clock import Clock
-from voicebot.dialogue import Dialogue, Handover, Next, Reply
+from voicebot.dialogue import Dialogue, Handover, Next, Reply, State
 from voicebot.endpointing import (
     Endpointer,
     EndpointingConfig,
@@ -345,9 +345,12 @@ class CallSession:
 
     def _sentence_start(self, speech_start_ms: float) -> float:
         """Where the caller's current sentence began (earlier if they resumed one)."""
+        starts = [speech_start_ms]
         if self._continue_from is not None:
-            return min(self._continue_from, speech_start_ms)
-        return speech_start_ms
+            starts.append(self._continue_from)
+        if self._held is not None:
+            starts.append(self._held[1].speech_start_ms)
+        return min(starts)
 
     def _maybe_resume_sentence(self, speech_start_ms: float) -> None:
         """Speech right after a turn whose reply has not really been heard continues it."""
@@ -402,6 +405,7 @@ class CallSession:
         if self.playout.speaking:
             self._stop_bot(barged_in=True)
         turn = TurnLog(f"[DTMF {digit}]", None, 1.0, reply.kind, "", self.clock.now_ms())
+        self.turns.append(turn)
         await self._reply(reply, turn)
 
     # -- jobs and replies ----------------------------------------------------------------
@@ -446,14 +450,21 @@ class CallSession:
             )
         )
         waited = now - end.last_speech_ms
-        if looks_unfinished(text) and waited < self.config.hold_incomplete_ms:
-            self._held = (transcript, end, speculative)  # the caller may go on
+        speaking_again = self.endpointer.state is not EndpointState.IDLE
+        if speaking_again or (looks_unfinished(text) and waited < self.config.hold_incomplete_ms):
+            self._held = (transcript, end, speculative)  # the caller goes on, or may
             return
         await self._commit(transcript, end, speculative)
 
     async def _commit(self, transcript: Transcript, end: SpeechEnd, speculative: bool) -> None:
         """Act on a finished caller turn: dialogue, reply."""
         text = transcript.text.strip()
+        if self.dialogue.state is State.ENDED:
+            # The bot is saying its last words (goodbye, transfer notice): nothing to decide.
+            log.info(
+                "call %s: ignoring speech after the end of the dialogue: %r", self.call_id, text
+            )
+            return
         self._continue_from = None
         snapshot = self.dialogue.snapshot()
         if self.endpointer.min_speech_ms != self.config.endpointing.min_speech_ms:

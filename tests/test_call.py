@@ -1,0 +1,263 @@
+"""Whole calls on recorded caller audio: the real VAD, the real Whisper model, the dialogue.
+
+The caller tracks are the phone-channel fixtures (Kokoro voices through 300-3400 Hz,
+8 kHz, μ-law). The bot's own voice here is pyttsx3 (espeak-ng), a real synthesiser
+but a fast one: rendering every reply with Kokoro costs about real time on two cores
+(~30 minutes for all fixed texts), which is a start-up cost measured in bench/tts.py,
+not something to repeat in every test run. Kokoro is tested on its own in test_kokoro.py.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import csv
+import datetime as dt
+import json
+import subprocess
+import sys
+from pathlib import Path
+from zoneinfo import ZoneInfo
+
+import numpy as np
+import pytest
+from conftest import DATA
+
+from voicebot.asr.base import RecognizerError, Transcript
+from voicebot.bot import Bot
+from voicebot.call import CallResult
+from voicebot.clock import VirtualClock
+from voicebot.config import Settings
+from voicebot.events import BotSpeechStopped, ComponentFailed, EventFanout, EventRecorder
+from voicebot.recorded_call import RecordedCaller
+from voicebot.tts.base import SynthesisError
+from voicebot.wavfile import WavAudio, read_wav, write_wav
+
+FIXTURES = DATA / "audio" / "dev"
+OPEN = dt.datetime(2026, 11, 24, 10, 0, tzinfo=ZoneInfo("Asia/Tokyo"))
+
+
+def manifest() -> list[dict[str, str]]:
+    with (FIXTURES / "manifest.tsv").open(encoding="utf-8") as fh:
+        return list(csv.DictReader(fh, delimiter="\t"))
+
+
+def clip(utterance: str, voice: str = "jf_alpha") -> np.ndarray:
+    row = next(r for r in manifest() if r["utterance"] == utterance and r["voice"] == voice)
+    return read_wav(FIXTURES / row["file"]).samples
+
+
+def caller_track(*parts: str | float, voice: str = "jf_alpha") -> WavAudio:
+    """Utterances (str) and pauses (seconds) one after another, at 8 kHz."""
+    pieces = []
+    for part in parts:
+        if isinstance(part, str):
+            pieces.append(clip(part, voice))
+        else:
+            pieces.append(np.zeros(int(part * 8000), dtype=np.int16))
+    return WavAudio(np.concatenate(pieces), 8000)
+
+
+@pytest.fixture(scope="session")
+def settings(tmp_path_factory) -> Settings:
+    s = Settings()
+    s.tts.engine = "pyttsx3"
+    s.tts.cache_dir = tmp_path_factory.mktemp("speech-cache")
+    return s
+
+
+@pytest.fixture(scope="session")
+def bot(settings) -> Bot:
+    bot = Bot(settings)
+    asyncio.run(bot.prepare(rates=(8000,)))
+    return bot
+
+
+def run_call(
+    bot: Bot, audio: WavAudio, **caller_kw
+) -> tuple[CallResult, RecordedCaller, EventRecorder]:
+    clock = VirtualClock()
+    caller = RecordedCaller(audio, clock, **caller_kw)
+    recorder = EventRecorder()
+    session = bot.session(caller, clock, EventFanout(caller, recorder), now=lambda: OPEN)
+    result = asyncio.run(session.run())
+    return result, caller, recorder
+
+
+def test_answers_each_question_of_a_call(bot, faq):
+    audio = caller_track(
+        "納付書をなくしてしまいました", 2.5, "口座振替にしたいんですがどうすればいいですか", 2.5
+    )
+    result, caller, _events = run_call(bot, audio)
+    answered = [t for t in result.turns if t.heard]
+    assert [t.faq_id for t in answered] == ["payment.lost-notice", "payment.account-transfer"]
+    for turn in answered:
+        assert turn.action == "answer"
+        assert turn.said.startswith(faq.answer_text(turn.faq_id))
+        assert turn.reply_start_ms > turn.speech_end_ms
+        assert turn.latency_ms == pytest.approx(turn.reply_start_ms - turn.speech_end_ms)
+    assert result.outcome == "hung_up"  # the recording ended without a goodbye
+    # The bot really spoke: its channel has audio after each question.
+    bot_audio = np.concatenate(caller.bot_out)
+    for turn in answered:
+        start = int(turn.reply_start_ms * 8)
+        assert np.abs(bot_audio[start : start + 8000]).max() > 1000
+
+
+def test_goodbye_completes_the_call(bot):
+    audio = caller_track("納付書をなくしてしまいました", 2.0, "以上です", 3.0)
+    result, _, _ = run_call(bot, audio)
+    assert result.outcome == "completed"
+    assert result.turns[-1].action == "goodbye"
+
+
+def test_asking_for_staff_transfers_with_what_was_said(bot):
+    audio = caller_track("納付書をなくしてしまいました", 2.0, "担当の方と直接話したいです", 3.0)
+    result, caller, _ = run_call(bot, audio)
+    assert result.outcome == "transferred"
+    handover = caller.transferred_to
+    assert handover.reason == "caller_request"
+    assert handover.turns[0].faq_id == "payment.lost-notice"
+    assert "なくして" in handover.turns[0].heard  # what the recogniser heard, kanji and all
+
+
+def test_dtmf_zero_transfers(bot):
+    audio = caller_track(3.0)
+    result, _, _ = run_call(bot, audio, dtmf=[(500.0, "0")])
+    assert result.outcome == "transferred"
+    assert result.turns[0].heard == "[DTMF 0]"
+
+
+def test_barge_in_stops_bot_audio_within_100_ms(bot):
+    """The caller talks over the greeting: the bot must fall silent almost at once."""
+    audio = caller_track(1.0, "口座振替にしたいんですがどうすればいいですか", 2.5)
+    result, caller, events = run_call(bot, audio, no_wait=True)
+    caller_audio = np.concatenate(caller.caller_out)
+    bot_audio = np.concatenate(caller.bot_out)
+    onset = int(np.argmax(np.abs(caller_audio) > 500))  # first loud caller sample
+    stopped = [e for e in events.of_type(BotSpeechStopped) if e.barged_in]
+    assert stopped, "no barge-in happened"
+    # Bot audio after the onset: the last greeting sample it still played.
+    after = np.nonzero(np.abs(bot_audio[onset:]) > 0)[0]
+    first_reply = next(t for t in result.turns if t.heard).reply_start_ms
+    still_playing = [i for i in after if onset + i < first_reply * 8]
+    silent_after_ms = (max(still_playing) + 1) / 8 if still_playing else 0.0
+    assert silent_after_ms <= 100, f"bot kept talking {silent_after_ms:.0f} ms into the caller"
+    assert result.turns[0].faq_id == "payment.account-transfer"
+
+
+class FailingRecognizer:
+    """Fault injection: the real recogniser cannot be made to fail on demand."""
+
+    name = "failing"
+    sample_rate = 16000
+
+    async def transcribe(self, samples: np.ndarray) -> Transcript:
+        raise RecognizerError("simulated recogniser crash")
+
+
+def test_recogniser_failure_apologises_and_transfers(settings, bot):
+    broken = Bot(
+        settings,
+        understanding=bot.understanding,
+        recognizer=FailingRecognizer(),
+        synthesizer=bot.synthesizer,
+    )
+    broken.voice = bot.voice
+    audio = caller_track("納付書をなくしてしまいました", 3.0)
+    result, caller, events = run_call(broken, audio)
+    assert result.outcome == "transferred"
+    assert caller.transferred_to.reason == "failure"
+    failures = events.of_type(ComponentFailed)
+    assert failures and failures[0].component == "recognizer"
+    assert result.turns[-1].said.startswith("申し訳ありません")
+
+
+class BreaksOnAnswers:
+    """Fault injection: a synthesiser that fails for FAQ answers but not for prompts."""
+
+    def __init__(self, inner, faq):
+        self.inner = inner
+        self.engine, self.voice, self.sample_rate = "breaks", "x", inner.sample_rate
+        self.answers = {faq.answer_text(e) for e in faq}
+
+    async def synthesize(self, text: str):
+        if text in self.answers:
+            raise SynthesisError("simulated synthesiser crash")
+        return await self.inner.synthesize(text)
+
+
+def test_synthesiser_failure_apologises_and_transfers(settings, bot, faq, tmp_path):
+    s = settings.model_copy(deep=True)
+    s.tts.cache_dir = tmp_path
+    broken = Bot(
+        s,
+        understanding=bot.understanding,
+        recognizer=bot.recognizer,
+        synthesizer=BreaksOnAnswers(bot.synthesizer, faq),
+    )
+    audio = caller_track("納付書をなくしてしまいました", 3.0)
+    result, _caller, events = run_call(broken, audio)
+    assert result.outcome == "transferred"
+    assert [e.component for e in events.of_type(ComponentFailed)] == ["synthesizer"]
+
+
+def test_cli_call_json_and_stereo_output(tmp_path, settings):
+    track = caller_track("納付書をなくしてしまいました", 2.5)
+    wav = tmp_path / "caller.wav"
+    write_wav(wav, track.samples, track.sample_rate)
+    out = tmp_path / "conversation.wav"
+    env = {
+        **__import__("os").environ,
+        "VOICEBOT_TTS__ENGINE": "pyttsx3",
+        "VOICEBOT_TTS__CACHE_DIR": str(settings.tts.cache_dir),
+    }
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "voicebot.cli",
+            "call",
+            str(wav),
+            "--json",
+            "--out",
+            str(out),
+            "--at",
+            "2026-11-24T10:00",
+            "-q",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env=env,
+    )
+    assert proc.returncode == 0, proc.stderr
+    result = json.loads(proc.stdout)
+    assert result["outcome"] in ("hung_up", "completed")
+    turn = next(t for t in result["turns"] if t["heard"])
+    for key in (
+        "heard",
+        "faq_id",
+        "score",
+        "action",
+        "said",
+        "speech_end_ms",
+        "reply_start_ms",
+        "latency_ms",
+    ):
+        assert key in turn
+    assert turn["faq_id"] == "payment.lost-notice"
+    raw = Path(out).read_bytes()  # the reader downmixes, so check the header itself
+    assert raw[:4] == b"RIFF" and int.from_bytes(raw[22:24], "little") == 2
+
+
+def test_cli_call_rejects_a_malformed_wav(tmp_path):
+    bad = tmp_path / "bad.wav"
+    bad.write_bytes(b"RIFF\x00\x00\x00\x00WAVEjunk")
+    proc = subprocess.run(
+        [sys.executable, "-m", "voicebot.cli", "call", str(bad), "-q"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert proc.returncode == 2
+    assert "bad.wav" in proc.stderr and "error" in proc.stderr
