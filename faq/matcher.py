@@ -40,7 +40,7 @@ KEYWORD_SATURATION = 2.0  # keyword evidence 1 - exp(-sum / this)
 ANSWER_WEIGHT = 2.0  # the answer's share of an entry's pooled vector
 FUZZY_MIN = 70.0  # partial_ratio below this is no evidence
 FUZZY_EXP = 2.0  # how fast fuzzy evidence grows above FUZZY_MIN
-FUZZY_MIN_LEN = 4  # shorter keys only match exactly
+FUZZY_MIN_LEN = 5  # shorter keys only match exactly
 
 
 @dataclass(frozen=True)
@@ -58,7 +58,7 @@ class Calibration:
 
 # Fitted by `python bench/calibrate.py` on the shipped FAQ (leave-one-question-out
 # plus out-of-domain phrases); refit after large FAQ changes.
-DEFAULT_CALIBRATION = Calibration(bias=-2.003, w_raw=4.746, w_margin=11.512)
+DEFAULT_CALIBRATION = Calibration(bias=-1.996, w_raw=4.682, w_margin=11.735)
 
 
 @dataclass(frozen=True)

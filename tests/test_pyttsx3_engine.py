@@ -61,3 +61,14 @@ def test_all_pyttsx3_work_runs_on_one_worker_thread(
     results = asyncio.run(main())
     assert all(len(r.samples) > 0 for r in results)
     assert len(threads) == 1 and next(iter(threads)).startswith("pyttsx3")
+
+
+def test_synthesis_prints_nothing_on_stdout(capfd):
+    """pyttsx3's espeak driver prints on stdout; that would corrupt `voicebot call --json`."""
+    import asyncio
+
+    from voicebot.tts.pyttsx3_engine import Pyttsx3Synthesizer
+
+    speech = asyncio.run(Pyttsx3Synthesizer().synthesize("出力の確認です。"))
+    assert len(speech.samples) > 0
+    assert "Audio saved" not in capfd.readouterr().out

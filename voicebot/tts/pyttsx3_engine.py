@@ -66,6 +66,12 @@ def _get_engine() -> Any:
         _engine = pyttsx3.init()
         _engine.connect("finished-utterance", lambda **_: _finished.set())
         _engine.connect("error", _on_error)
+        # pyttsx3 2.99's espeak driver prints "Audio saved to …" on stdout, which would
+        # corrupt JSON output; give that module a quiet print (module globals win over
+        # builtins, and nothing else is affected).
+        driver = sys.modules.get("pyttsx3.drivers.espeak")
+        if driver is not None:
+            driver.print = lambda *args, **_: log.debug(" ".join(map(str, args)))  # type: ignore[attr-defined]
     return _engine
 
 
