@@ -209,12 +209,18 @@ MIN_RESTART_CHARS = 2
 
 
 def _drop_restart(text: str) -> str:
-    """Cut a tail that repeats the beginning of the text (at any length, repeatedly)."""
+    """Cut a tail that repeats the beginning of the text (at any length, repeatedly).
+
+    Commas and spaces are ignored when comparing: Whisper punctuates the repeat differently.
+    """
+    compact = "".join(ch for ch in text if ch not in " 、,")
+    cut = False
     while True:
-        body = text.rstrip(_SEPARATORS)
+        body = compact.rstrip(_SEPARATORS)
         for k in range(len(body) // 2, MIN_RESTART_CHARS - 1, -1):
             if body[-k:] == body[:k]:
-                text = body[:-k].rstrip(" 、,")
+                compact = body[:-k]
+                cut = True
                 break
         else:
-            return text
+            return compact if cut else text
