@@ -22,6 +22,24 @@ BYTES_PER_SAMPLE = PCM16_DTYPE.itemsize
 DTMF_DIGITS = frozenset("0123456789*#ABCD")
 
 
+def as_pcm16(samples: np.ndarray | bytes | bytearray | memoryview) -> np.ndarray:
+    """1-D int16 samples from an int16 array or 16-bit PCM bytes; anything else is an error.
+
+    Every stage that takes audio accepts both forms; checking them in one place keeps the
+    error messages the same everywhere.
+    """
+    if isinstance(samples, bytes | bytearray | memoryview):
+        if len(samples) % BYTES_PER_SAMPLE:
+            raise ValueError(f"16-bit PCM needs an even number of bytes, got {len(samples)}")
+        return np.frombuffer(samples, dtype=PCM16_DTYPE)
+    array = np.asarray(samples)
+    if array.dtype.kind != "i" or array.dtype.itemsize != BYTES_PER_SAMPLE:
+        raise TypeError(f"expected int16 samples or PCM bytes, got {array.dtype}")
+    if array.ndim != 1:
+        raise ValueError(f"expected mono 1-D samples, got shape {array.shape}")
+    return array
+
+
 @dataclass(frozen=True, slots=True)
 class Frame:
     """Base class of everything that travels through the pipeline."""

@@ -14,6 +14,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from voicebot.frames import as_pcm16
+
 _PCM16 = np.dtype("<i2")
 
 
@@ -79,17 +81,6 @@ for _table in (ULAW_DECODE_TABLE, ALAW_DECODE_TABLE, ULAW_ENCODE_TABLE, ALAW_ENC
     _table.flags.writeable = False
 
 
-def _as_int16(samples: np.ndarray | bytes) -> np.ndarray:
-    if isinstance(samples, bytes | bytearray | memoryview):
-        if len(samples) % 2:
-            raise ValueError(f"16-bit PCM needs an even number of bytes, got {len(samples)}")
-        return np.frombuffer(samples, dtype=_PCM16)
-    array = np.asarray(samples)
-    if array.dtype.kind != "i" or array.dtype.itemsize != 2:
-        raise TypeError(f"expected int16 samples or PCM bytes, got {array.dtype}")
-    return array
-
-
 def _as_codes(codes: np.ndarray | bytes) -> np.ndarray:
     if isinstance(codes, bytes | bytearray | memoryview):
         return np.frombuffer(codes, dtype=np.uint8)
@@ -101,13 +92,13 @@ def _as_codes(codes: np.ndarray | bytes) -> np.ndarray:
 
 def ulaw_encode(samples: np.ndarray | bytes) -> bytes:
     """Encode int16 samples (or 16-bit little-endian PCM bytes) to μ-law bytes."""
-    pcm = _as_int16(samples).astype(np.int16, copy=False)
+    pcm = as_pcm16(samples).astype(np.int16, copy=False)
     return ULAW_ENCODE_TABLE[pcm.view(np.uint16)].tobytes()
 
 
 def alaw_encode(samples: np.ndarray | bytes) -> bytes:
     """Encode int16 samples (or 16-bit little-endian PCM bytes) to A-law bytes."""
-    pcm = _as_int16(samples).astype(np.int16, copy=False)
+    pcm = as_pcm16(samples).astype(np.int16, copy=False)
     return ALAW_ENCODE_TABLE[pcm.view(np.uint16)].tobytes()
 
 

@@ -22,7 +22,7 @@ from typing import Literal
 import numpy as np
 import soxr
 
-from voicebot.frames import AudioFrame
+from voicebot.frames import AudioFrame, as_pcm16
 
 Quality = Literal["QQ", "LQ", "MQ", "HQ", "VHQ"]
 DEFAULT_QUALITY: Quality = "HQ"
@@ -32,15 +32,6 @@ def _check_rates(from_rate: int, to_rate: int) -> None:
     for name, rate in (("from_rate", from_rate), ("to_rate", to_rate)):
         if isinstance(rate, bool) or not isinstance(rate, int | np.integer) or rate <= 0:
             raise ValueError(f"{name} must be a positive integer sample rate, got {rate!r}")
-
-
-def _check_int16_mono(samples: np.ndarray) -> np.ndarray:
-    array = np.asarray(samples)
-    if array.dtype.kind != "i" or array.dtype.itemsize != 2:
-        raise TypeError(f"expected int16 samples, got {array.dtype}")
-    if array.ndim != 1:
-        raise ValueError(f"expected mono 1-D samples, got shape {array.shape}")
-    return array
 
 
 # soxr runs in float32 here: its own int16 output adds random TPDF dither, which would make
@@ -61,7 +52,7 @@ def resample(
     The filter delay is compensated, so output sample k lines up with time k / to_rate.
     """
     _check_rates(from_rate, to_rate)
-    pcm = _check_int16_mono(samples)
+    pcm = as_pcm16(samples)
     if from_rate == to_rate:
         return pcm.astype(np.int16, copy=True)
     return _to_int16(soxr.resample(_to_float(pcm), from_rate, to_rate, quality=quality))
@@ -96,7 +87,7 @@ class StreamResampler:
         """Resample the next chunk; may return fewer (even zero) or more samples than expected."""
         if self._flushed:
             raise RuntimeError("StreamResampler was flushed; call reset() to start a new stream")
-        pcm = _check_int16_mono(samples)
+        pcm = as_pcm16(samples)
         if self._stream is None:
             out = pcm.astype(np.int16, copy=True)
         else:

@@ -30,7 +30,7 @@ from functools import cache
 
 import numpy as np
 
-from voicebot.frames import PCM16_DTYPE, AudioFrame
+from voicebot.frames import AudioFrame, as_pcm16
 
 log = logging.getLogger(__name__)
 
@@ -74,7 +74,7 @@ class VoiceActivityDetector(ABC):
 
     def process(self, samples: np.ndarray | bytes) -> list[VadWindow]:
         """Add a chunk of int16 samples (or 16-bit PCM bytes); return the windows it completed."""
-        pcm = _as_int16(samples)
+        pcm = as_pcm16(samples)
         if self._origin_ms is None:
             self._origin_ms = 0.0
         windows: list[VadWindow] = []
@@ -205,16 +205,3 @@ def load_vad(sample_rate: int) -> VoiceActivityDetector:
 def _warn_fallback(reason: str) -> None:
     # Cached so that a broken install warns once, not on every call.
     log.warning("%s; using the energy VAD, which is far less robust to noise", reason)
-
-
-def _as_int16(samples: np.ndarray | bytes) -> np.ndarray:
-    if isinstance(samples, bytes | bytearray | memoryview):
-        if len(samples) % 2:
-            raise ValueError(f"16-bit PCM needs an even number of bytes, got {len(samples)}")
-        return np.frombuffer(samples, dtype=PCM16_DTYPE)
-    array = np.asarray(samples)
-    if array.dtype.kind != "i" or array.dtype.itemsize != 2:
-        raise TypeError(f"expected int16 samples, got {array.dtype}")
-    if array.ndim != 1:
-        raise ValueError(f"expected mono 1-D samples, got shape {array.shape}")
-    return array

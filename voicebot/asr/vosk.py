@@ -52,6 +52,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import numpy as np
 
 from voicebot.asr.base import RecognizerError, Transcript
+from voicebot.frames import as_pcm16
 from voicebot.model_download import model_path
 
 if TYPE_CHECKING:
@@ -153,7 +154,7 @@ class VoskRecognizer:
 
     def transcribe_sync(self, samples: np.ndarray) -> Transcript:
         """Recognise a whole utterance (blocking), chunked like the live pipeline."""
-        pcm = _check_int16_mono(samples)
+        pcm = as_pcm16(samples)
         stream = self.stream()
         step = self.sample_rate * BATCH_CHUNK_MS // 1000
         for start in range(0, len(pcm), step):
@@ -203,7 +204,7 @@ class VoskStream:
 
     async def accept(self, samples: np.ndarray) -> str | None:
         """Feed int16 samples; returns the utterance's text so far when it changed."""
-        pcm = _check_int16_mono(samples)
+        pcm = as_pcm16(samples)
         if len(pcm) == 0:  # a stream resampler emits nothing for some frames
             return None
         async with self._order:
@@ -369,12 +370,3 @@ def _parse(result_json: str) -> dict[str, Any]:
     if not isinstance(result, dict):
         raise RecognizerError(f"Vosk returned unexpected JSON: {result_json[:200]!r}")
     return result
-
-
-def _check_int16_mono(samples: np.ndarray) -> np.ndarray:
-    array = np.asarray(samples)
-    if array.dtype.kind != "i" or array.dtype.itemsize != 2:
-        raise TypeError(f"expected int16 samples, got {array.dtype}")
-    if array.ndim != 1:
-        raise ValueError(f"expected mono 1-D samples, got shape {array.shape}")
-    return array
