@@ -72,7 +72,3 @@ class Job(Generic[T]):
         self.cancelled = True
         if self._task is not None:
             self._task.cancel()
-
-    @property
-    def finished_ms(self) -> float | None:
-        return self.ready_ms
