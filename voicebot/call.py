@@ -216,6 +216,10 @@ class CallSession:
                     log.warning("call %s: maximum call length reached", self.call_id)
                     await self._end("hung_up")
         finally:
+            # Work still under way is of no use to a call that has ended.
+            self._drop_speculation()
+            if self._recognition is not None:
+                self._recognition[0].cancel()
             for p in self._pending:
                 p.job.cancel()
         duration = self.clock.now_ms()
@@ -255,11 +259,13 @@ class CallSession:
         """Caller audio between two call times, at the recogniser's rate."""
         lo = start_ms - self.config.preroll_ms
         hi = end_ms + self.config.tail_ms
-        pieces = [s for t, s in self._history if t + 1000.0 * len(s) / self.rate > lo and t < hi]
+        pieces = [
+            (t, s) for t, s in self._history if t + 1000.0 * len(s) / self.rate > lo and t < hi
+        ]
         if not pieces:
             return np.zeros(0, dtype=np.int16)
-        first_t = next(t for t, s in self._history if t + 1000.0 * len(s) / self.rate > lo)
-        audio = np.concatenate(pieces)
+        first_t = pieces[0][0]
+        audio = np.concatenate([s for _, s in pieces])
         a = max(0, int((lo - first_t) * self.rate / 1000))
         b = max(a, int((hi - first_t) * self.rate / 1000))
         audio = audio[a:b]
