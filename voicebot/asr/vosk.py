@@ -39,12 +39,13 @@ Where a segment ends depends on how the audio is chunked, which is why the batch
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import re
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -224,26 +225,32 @@ class VoskStream:
                 "this Vosk stream is finished (or failed); start a new one per utterance"
             )
 
+    @contextlib.contextmanager
+    def _decoding(self, what: str) -> Iterator[None]:
+        """Time a Kaldi call; a failure closes the stream and becomes a RecognizerError."""
+        started = time.perf_counter()
+        try:
+            yield
+        except Exception as exc:
+            self._fail()
+            if isinstance(exc, RecognizerError):
+                raise
+            raise RecognizerError(f"Vosk failed to {what}: {exc}") from exc
+        finally:
+            self._processing_s += time.perf_counter() - started
+
     # Blocking parts, run in a worker thread (or directly by `transcribe_sync`).
     def _feed(self, pcm: np.ndarray) -> str | None:
         with self._decoder_lock:
             if self._closed:  # a cancelled accept whose chunk came after finish
                 return None
             kaldi = self._decoder()
-            started = time.perf_counter()
-            try:
+            with self._decoding("decode audio"):
                 if kaldi.AcceptWaveform(pcm.astype("<i2", copy=False).tobytes()):
                     self._close_segment(kaldi.Result())
                     partial_words: list[str] = []
                 else:
                     partial_words = _parse(kaldi.PartialResult()).get("partial", "").split()
-            except Exception as exc:
-                self._fail()
-                if isinstance(exc, RecognizerError):
-                    raise
-                raise RecognizerError(f"Vosk failed to decode audio: {exc}") from exc
-            finally:
-                self._processing_s += time.perf_counter() - started
             self._samples += len(pcm)
             text = self._join([*self._final_words, *partial_words])
             if text == self._text:
@@ -256,16 +263,8 @@ class VoskStream:
             if self._closed:
                 raise RecognizerError("this Vosk stream is finished or has failed")
             kaldi = self._decoder()
-            started = time.perf_counter()
-            try:
+            with self._decoding("finish the utterance"):
                 self._close_segment(kaldi.FinalResult())
-            except Exception as exc:
-                self._fail()
-                if isinstance(exc, RecognizerError):
-                    raise
-                raise RecognizerError(f"Vosk failed to finish the utterance: {exc}") from exc
-            finally:
-                self._processing_s += time.perf_counter() - started
             self._closed = self._finished = True
             self._kaldi = None
             self._recognizer._give_back_decoder(kaldi)
