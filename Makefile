@@ -9,7 +9,7 @@ STAMP   = $(VENV)/.installed
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e '.[speech,dev]'
+	$(BIN)/pip install --quiet -e '.[speech,telephony,web,dev]'
 	touch $(STAMP)
 
 setup: $(STAMP)

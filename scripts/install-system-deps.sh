@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
-# Debian packages the tests use: sox (reference audio conversions), espeak-ng (a second voice).
+# Debian packages the tests use: sox (reference audio conversions), espeak-ng (a second voice),
+# sip-tester (sipp) and baresip (real SIP peers), chromium (browser tests), mosquitto (MQTT broker).
 # Idempotent: installs only what is missing. Needs root (or sudo) on a fresh machine.
 set -euo pipefail
-pkgs=(sox espeak-ng)
+pkgs=(sox espeak-ng sip-tester baresip chromium mosquitto)
 missing=()
 for p in "${pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -115,7 +115,12 @@ class Bot:
         )
 
     def session(
-        self, transport: CallTransport, clock: Clock, events: EventSink, **dialogue_kw
+        self,
+        transport: CallTransport,
+        clock: Clock,
+        events: EventSink,
+        call_id: str | None = None,
+        **dialogue_kw,
     ) -> CallSession:
         """A new call over ``transport``."""
         dialogue = Dialogue(
@@ -130,4 +135,5 @@ class Bot:
             clock=clock,
             config=self.call_config(),
             dialogue=dialogue,
+            call_id=call_id,
         )

@@ -176,6 +176,7 @@ class CallSession:
         self.config = config or CallConfig()
         self.dialogue = dialogue or Dialogue(understanding)
         self.call_id = call_id or uuid.uuid4().hex[:12]
+        self.caller: str | None = None  # the caller's number or address, when known
         self.rate = transport.sample_rate
         self.vad_rate = self.rate if self.rate in SUPPORTED_RATES else 16000
         self._to_vad = None if self.rate == self.vad_rate else StreamResampler(self.rate, 16000)
@@ -200,7 +201,11 @@ class CallSession:
 
     # -- main loop -----------------------------------------------------------------------
     async def run(self) -> CallResult:
-        self.events.emit(CallStarted(call_id=self.call_id, t_ms=0.0, transport=self.transport.name))
+        self.events.emit(
+            CallStarted(
+                call_id=self.call_id, t_ms=0.0, transport=self.transport.name, caller=self.caller
+            )
+        )
         await self._reply(self.dialogue.start(), turn=None)
         try:
             while self.outcome is None:

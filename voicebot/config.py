@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Literal
+from typing import Literal, TypeVar
 
 from pydantic import BaseModel, Field, model_validator
 from pydantic_settings import (
@@ -81,16 +81,16 @@ class CallSettings(BaseModel):
     max_turns: int = Field(12, ge=1)
 
 
-class Settings(BaseSettings):
-    """All settings of the bot."""
+class FileAndEnvSettings(BaseSettings):
+    """Base of every settings class: one TOML file and ``VOICEBOT_*`` variables for all.
 
-    model_config = SettingsConfigDict(env_prefix="VOICEBOT_", env_nested_delimiter="__")
+    Each package (the core, telephony, the web app) reads its own sections of the same
+    file and ignores the others, so one ``voicebot.toml`` configures a whole deployment.
+    """
 
-    thresholds: Thresholds = Field(default_factory=Thresholds)
-    faq: FaqSettings = Field(default_factory=FaqSettings)
-    asr: AsrSettings = Field(default_factory=AsrSettings)
-    tts: TtsSettings = Field(default_factory=TtsSettings)
-    call: CallSettings = Field(default_factory=CallSettings)
+    model_config = SettingsConfigDict(
+        env_prefix="VOICEBOT_", env_nested_delimiter="__", extra="ignore"
+    )
 
     @classmethod
     def settings_customise_sources(
@@ -106,6 +106,16 @@ class Settings(BaseSettings):
         if path is not None:
             sources.append(TomlConfigSettingsSource(settings_cls, toml_file=path))
         return tuple(sources)
+
+
+class Settings(FileAndEnvSettings):
+    """All settings of the conversation core."""
+
+    thresholds: Thresholds = Field(default_factory=Thresholds)
+    faq: FaqSettings = Field(default_factory=FaqSettings)
+    asr: AsrSettings = Field(default_factory=AsrSettings)
+    tts: TtsSettings = Field(default_factory=TtsSettings)
+    call: CallSettings = Field(default_factory=CallSettings)
 
 
 _explicit_path: Path | None = None
@@ -124,15 +134,18 @@ class ConfigError(ValueError):
     """The settings file or environment cannot be used."""
 
 
-def load_settings(path: Path | str | None = None) -> Settings:
-    """Settings from ``path`` (or the default places) and the environment."""
+S = TypeVar("S", bound=FileAndEnvSettings)
+
+
+def load_settings(path: Path | str | None = None, kind: type[S] = Settings) -> S:  # type: ignore[assignment]
+    """Settings of ``kind`` from ``path`` (or the default places) and the environment."""
     global _explicit_path
     chosen = Path(path) if path else None
     if chosen is not None and not chosen.exists():
         raise ConfigError(f"{chosen}: config file not found")
     _explicit_path = chosen
     try:
-        return Settings()
+        return kind()
     except ValueError as exc:
         raise ConfigError(
             f"invalid settings ({chosen or _config_path() or 'environment'}): {exc}"

@@ -1,0 +1,1 @@
+"""Operations: call records, live events, and the operator/staff web application."""

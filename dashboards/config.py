@@ -1,0 +1,76 @@
+"""Settings of the operations side: web app, database, MQTT, retention, reports.
+
+Read from the same ``voicebot.toml`` and ``VOICEBOT_*`` environment as the core
+(sections ``[web]``, ``[database]``, ``[mqtt]``, ``[retention]``, ``[reports]``).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import BaseModel, Field
+
+from voicebot.config import FileAndEnvSettings
+
+
+def default_data_dir() -> Path:
+    """Where records, the outbox and published FAQ live unless configured."""
+    import os
+
+    base = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
+    return Path(base) / "taxline-voicebot"
+
+
+class WebSettings(BaseModel):
+    host: str = Field("127.0.0.1", description="address the web app listens on")
+    port: int = Field(8080, ge=0, le=65535)
+    secret_key: str | None = Field(
+        None, description="signs session cookies; default: a random key kept in the data dir"
+    )
+    secure_cookies: bool = Field(False, description="mark cookies Secure (set true behind HTTPS)")
+    session_hours: float = Field(8.0, gt=0)
+    initial_admin_password: str | None = Field(
+        None, description="password of the first 'admin' user; default: generated and logged once"
+    )
+
+
+class DatabaseSettings(BaseModel):
+    url: str | None = Field(
+        None, description="SQLAlchemy URL, e.g. postgresql+psycopg://host/db; default: SQLite"
+    )
+
+
+class MqttSettings(BaseModel):
+    host: str | None = Field(None, description="broker host; unset: in-process bus only")
+    port: int = Field(1883, ge=1, le=65535)
+    username: str | None = None
+    password: str | None = None
+    prefix: str = Field("voicebot", description="topic prefix")
+    site: str = Field("default", description="site name in topics: <prefix>/<site>/calls/...")
+    qos: int = Field(1, ge=0, le=2)
+
+
+class RetentionSettings(BaseModel):
+    days: int = Field(90, ge=1, description="call records older than this are purged")
+
+
+class ReportSettings(BaseModel):
+    staff_minutes_per_call: float = Field(
+        6.0, gt=0, description="staff time one call takes, for 'hours saved'"
+    )
+
+
+class OperationsSettings(FileAndEnvSettings):
+    """All settings of the web app and the data behind it."""
+
+    data_dir: Path = Field(default_factory=default_data_dir)
+    web: WebSettings = Field(default_factory=WebSettings)
+    database: DatabaseSettings = Field(default_factory=DatabaseSettings)
+    mqtt: MqttSettings = Field(default_factory=MqttSettings)
+    retention: RetentionSettings = Field(default_factory=RetentionSettings)
+    reports: ReportSettings = Field(default_factory=ReportSettings)
+
+    def database_url(self) -> str:
+        from dashboards.db import default_url
+
+        return self.database.url or default_url(self.data_dir)
