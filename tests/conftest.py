@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import csv
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -32,3 +33,18 @@ def understanding() -> Understanding:
 @pytest.fixture(scope="session")
 def topics() -> list[dict]:
     return yaml.safe_load((DATA / "tax-topics.yaml").read_text(encoding="utf-8"))["topics"]
+
+
+@pytest.fixture(scope="session", autouse=True)
+def private_data_dir(tmp_path_factory) -> Iterator[Path]:
+    """Keep records, outboxes and published FAQ of every test out of the user's data dir."""
+    import os
+
+    path = tmp_path_factory.mktemp("voicebot-data")
+    old = os.environ.get("VOICEBOT_DATA_DIR")
+    os.environ["VOICEBOT_DATA_DIR"] = str(path)
+    yield path
+    if old is None:
+        os.environ.pop("VOICEBOT_DATA_DIR", None)
+    else:
+        os.environ["VOICEBOT_DATA_DIR"] = old

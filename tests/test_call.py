@@ -266,3 +266,88 @@ def test_cli_call_rejects_a_malformed_wav(tmp_path):
     )
     assert proc.returncode == 2
     assert "bad.wav" in proc.stderr and "error" in proc.stderr
+
+
+class SilentLine:
+    """A live caller who stays on the line and says nothing (frames at the real pace).
+
+    Stands in for a SIP/WebRTC leg so that the switchboard can be tested without a
+    network; the real transports are tested against real peers in test_sip*/test_webrtc*.
+    """
+
+    name = "test-line"
+    sample_rate = 8000
+
+    def __init__(self) -> None:
+        self.handover = None
+        self.hung_up = False
+        self.bot_audio: list[np.ndarray] = []
+        self._t = 0.0
+
+    async def receive(self):
+        from voicebot.frames import AudioFrame
+
+        if self.hung_up or self.handover is not None:
+            return None
+        await asyncio.sleep(0.02)
+        self._t += 20.0
+        return AudioFrame.from_samples(np.zeros(160, dtype=np.int16), 8000, self._t)
+
+    async def send(self, frame) -> None:
+        self.bot_audio.append(frame.samples)
+
+    async def transfer(self, handover) -> None:
+        self.handover = handover
+
+    async def hangup(self) -> None:
+        self.hung_up = True
+
+
+def test_shutdown_tells_the_caller_and_hands_over(bot):
+    """Draining the switchboard never cuts a caller off: they hear why and go to staff."""
+    from voicebot.events import BotSpeechStarted
+    from voicebot.switchboard import Switchboard, SwitchboardClosed
+
+    recorder = EventRecorder()
+
+    async def scenario():
+        board = Switchboard(bot, recorder, now=lambda: OPEN)
+        line = SilentLine()
+        call = asyncio.create_task(board.handle(line, caller="test"))
+        async with asyncio.timeout(60):
+            while not recorder.of_type(BotSpeechStarted):  # the greeting has begun
+                assert not call.done(), call  # a failed call shows its exception here
+                await asyncio.sleep(0.02)
+        await board.drain(grace_s=0.2)
+        result = await call
+        with pytest.raises(SwitchboardClosed):
+            await board.handle(SilentLine())
+        return result, line
+
+    result, line = asyncio.run(scenario())
+    assert result.outcome == "transferred"
+    assert line.handover.reason == "shutdown"
+    kinds = [e.kind for e in recorder.of_type(BotSpeechStarted)]
+    assert kinds[0] == "greeting" and "shutdown" in kinds
+    said = [e.text for e in recorder.of_type(BotSpeechStarted) if e.kind == "shutdown"]
+    assert said[0] == prompts.SHUTDOWN + prompts.SHUTDOWN_TRANSFER
+    assert np.abs(np.concatenate(line.bot_audio)).max() > 1000  # it was spoken, not skipped
+
+
+def test_published_faq_reaches_new_calls(settings, bot, faq):
+    """reload_faq swaps the FAQ for new calls after its audio is rendered."""
+    import dataclasses
+
+    entry = faq["payment.lost-notice"]
+    new_answer = "新しい納付書を郵送いたします。お名前をお知らせください。"
+    changed = entry.model_copy(update={"answer": new_answer})
+    new_faq = dataclasses.replace(
+        faq, entries=[changed if e.id == entry.id else e for e in faq.entries]
+    )
+    fresh = Bot(settings, understanding=bot.understanding, recognizer=bot.recognizer)
+    asyncio.run(fresh.reload_faq(new_faq))
+    assert fresh.understanding.faq.answer_text("payment.lost-notice") == changed.answer
+    assert fresh.speech_cache.get(changed.answer) is not None
+    audio = caller_track("納付書をなくしてしまいました", 2.5)
+    result, _, _ = run_call(fresh, audio)
+    assert result.turns[0].said.startswith(changed.answer)

@@ -106,6 +106,34 @@ class Bot:
         for rate in rates:
             await self.voice.warm(texts, rate)
 
+    async def reload_faq(
+        self,
+        faq: Faq,
+        rates: tuple[int, ...] = (8000,),
+        progress: Callable[[int, int, str], None] | None = None,
+    ) -> None:
+        """Switch to a newly published FAQ without dropping calls.
+
+        The new answers are rendered into the speech cache first, then new calls get the
+        new FAQ; calls in progress finish with the one they started with.
+        """
+        import asyncio
+
+        from faq.matcher import Matcher
+
+        matcher = await asyncio.to_thread(Matcher, faq)
+        texts = fixed_utterances(faq)
+        await self.speech_cache.prerender(texts, progress)
+        for rate in rates:
+            await self.voice.warm(texts, rate)
+        self.understanding = Understanding(faq=faq, matcher=matcher, settings=self.settings)
+        asr = self.settings.asr
+        if hasattr(self.recognizer, "initial_prompt") and asr.faq_prompt and not asr.initial_prompt:
+            from voicebot.asr.whisper import faq_vocabulary_prompt
+
+            self.recognizer.initial_prompt = faq_vocabulary_prompt(faq)
+        log.info("FAQ reloaded: %d entries", len(faq))
+
     def call_config(self) -> CallConfig:
         call = self.settings.call
         return CallConfig(

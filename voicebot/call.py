@@ -626,6 +626,18 @@ class CallSession:
         self.events.emit(TransferAnswered(call_id=self.call_id, t_ms=self.clock.now_ms()))
         self.outcome = "transferred"
 
+    async def close_for_shutdown(self) -> None:
+        """The service is stopping: stop listening, tell the caller, hand over or hang up.
+
+        Called from outside the call's own task; the reply is played by the call loop as
+        usual, so the caller hears every word before the line is handed over or closed.
+        """
+        if self.outcome is not None:
+            return
+        self._drop_speculation()
+        self._stop_bot(barged_in=False)
+        await self._reply(self.dialogue.on_shutdown(), turn=None)
+
     async def _end(self, outcome: str) -> None:
         self.outcome = outcome
         await self.transport.hangup()

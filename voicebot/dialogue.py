@@ -224,6 +224,21 @@ class Dialogue:
         handover = Handover(reason="failure", turns=list(self.turns))
         return self._say(prompts.APOLOGY_FAILURE, "failure", next=Next.TRANSFER, handover=handover)
 
+    def on_shutdown(self) -> Reply:
+        """The service is stopping: tell the caller and hand over (or give the hours)."""
+        self.turns.append(TurnRecord(heard="", faq_id=None, score=0.0, action="shutdown"))
+        if not self.staff_available():
+            later = prompts.SHUTDOWN_CLOSED.format(office_hours=self.city.office_hours)
+            parts = (prompts.SHUTDOWN, later, prompts.GOODBYE)
+            return self._say(parts, "shutdown", next=Next.HANGUP)
+        handover = Handover(reason="shutdown", turns=list(self.turns))
+        return self._say(
+            (prompts.SHUTDOWN, prompts.SHUTDOWN_TRANSFER),
+            "shutdown",
+            next=Next.TRANSFER,
+            handover=handover,
+        )
+
     def on_transfer_failed(self) -> Reply:
         """Staff could not be reached: say so, give the hours, and keep helping."""
         self.state = State.LISTENING

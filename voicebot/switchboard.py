@@ -9,8 +9,10 @@ ones in progress finish rather than cut callers off.
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 import logging
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from voicebot.bot import Bot
@@ -38,9 +40,10 @@ class ActiveCall:
 class Switchboard:
     """Answers calls with the shared bot and tracks them until they end."""
 
-    def __init__(self, bot: Bot, events: EventSink):
+    def __init__(self, bot: Bot, events: EventSink, now: Callable[[], dt.datetime] | None = None):
         self.bot = bot
         self.events = events
+        self._dialogue_kw = {"now": now} if now else {}  # business hours at another time
         self.active: dict[str, ActiveCall] = {}
         self.accepting = True
         self.finished = 0
@@ -55,7 +58,9 @@ class Switchboard:
         if not self.accepting:
             raise SwitchboardClosed("not accepting calls")
         call_id = call_id or self.new_call_id()
-        session = self.bot.session(transport, WallClock(), self.events, call_id=call_id)
+        session = self.bot.session(
+            transport, WallClock(), self.events, call_id=call_id, **self._dialogue_kw
+        )
         session.caller = caller
         call = ActiveCall(call_id, transport, session, caller)
         call.task = asyncio.current_task()  # type: ignore[assignment]
