@@ -1,0 +1,251 @@
+"""Reports on calls with known outcomes, latencies and times, on SQLite and PostgreSQL.
+
+The calls are written through the real recorder from the events a call would emit
+(``dbfixtures.scripted_call``); every expected figure below is worked out by hand.
+"""
+
+from __future__ import annotations
+
+import csv
+import datetime as dt
+import io
+import random
+from zoneinfo import ZoneInfo
+
+import dbfixtures
+import numpy as np
+import pytest
+from dbfixtures import ScriptedTurn, record, scripted_call
+
+from dashboards.config import ReportSettings
+from dashboards.reports import (
+    Figures,
+    build_report,
+    day_bounds,
+    percentile,
+    report_csv,
+)
+
+# The same tests on SQLite and PostgreSQL (fixtures from dbfixtures).
+postgres_url = dbfixtures.postgres_url
+database_url = dbfixtures.database_url
+db = dbfixtures.db
+
+JST = ZoneInfo("Asia/Tokyo")
+DAY1, DAY2 = dt.date(2026, 11, 2), dt.date(2026, 11, 3)
+TITLES = {
+    "payment.lost-notice": "納付書の再発行",
+    "payment.account-transfer": "口座振替",
+    "juminzei.breakdown": "住民税の内訳",
+    "payment.methods": "市税の納付方法",
+}
+
+
+def jst(day: dt.date, hh: int, mm: int) -> dt.datetime:
+    return dt.datetime(day.year, day.month, day.day, hh, mm, tzinfo=JST)
+
+
+def T(text, action="answer", faq_id=None, latency_ms=500.0, score=0.9) -> ScriptedTurn:
+    return ScriptedTurn(text, action, faq_id, score, latency_ms)
+
+
+CALLS = [
+    # day 1
+    scripted_call(
+        "c1",
+        jst(DAY1, 9, 15),
+        [
+            T("納付書をなくした", faq_id="payment.lost-notice", latency_ms=400),
+            T("以上です", "goodbye", latency_ms=300),
+        ],
+        outcome="completed",
+        duration_s=60,
+    ),
+    scripted_call(
+        "c2",
+        jst(DAY1, 9, 40),
+        [T("口座振替にしたい", faq_id="payment.account-transfer", latency_ms=600)],
+        outcome="hung_up",
+        duration_s=45,
+    ),
+    scripted_call(
+        "c3",
+        jst(DAY1, 10, 5),
+        [T("住民税の内訳を知りたい", "transfer", "juminzei.breakdown", latency_ms=800)],
+        outcome="transferred",
+        duration_s=30,
+        transfer=("staff_topic", True),
+    ),
+    scripted_call(
+        "c4",
+        jst(DAY1, 10, 30),
+        [T("あのー", "reprompt", latency_ms=500, score=0.1)],
+        outcome="hung_up",
+        duration_s=20,
+    ),
+    scripted_call("c5", jst(DAY1, 23, 50), [], outcome="hung_up", duration_s=8),
+    # day 2; c6 is on day 1 in UTC (15:10Z) but on day 2 in Tokyo
+    scripted_call(
+        "c6",
+        jst(DAY2, 0, 10),
+        [
+            T("納付書がない", faq_id="payment.lost-notice", latency_ms=1000),
+            T("ありがとう", "goodbye", latency_ms=200),
+        ],
+        outcome="completed",
+        duration_s=90,
+    ),
+    scripted_call(
+        "c7",
+        jst(DAY2, 14, 0),
+        [
+            T("ええと", "reprompt", latency_ms=700, score=0.2),
+            T("うーん", "transfer", latency_ms=900, score=0.1),
+        ],
+        outcome="hung_up",
+        duration_s=50,
+        transfer=("not_understood", False),
+    ),
+    scripted_call(
+        "c8",
+        jst(DAY2, 14, 20),
+        [T("払い方を教えて", faq_id="payment.methods", latency_ms=300)],
+        outcome=None,  # still in progress
+    ),
+    # outside the period, one minute either side of it
+    scripted_call(
+        "c9", jst(DAY1, 0, 0) - dt.timedelta(minutes=1), [T("x", faq_id="payment.methods")]
+    ),
+    scripted_call(
+        "c10", jst(DAY2 + dt.timedelta(days=1), 0, 0), [T("x", faq_id="payment.methods")]
+    ),
+]
+
+
+@pytest.fixture
+def report(db):
+    record(db, *CALLS)
+    return build_report(db, DAY1, DAY2, ReportSettings(staff_minutes_per_call=6.0), titles=TITLES)
+
+
+def test_totals(report):
+    t = report.totals
+    assert (t.calls, t.handled, t.bot_completed) == (8, 6, 3)
+    assert (t.transferred, t.transfers_answered) == (2, 1)
+    assert (t.no_speech, t.in_progress) == (1, 1)
+    assert t.completion_rate == pytest.approx(0.5)
+    assert t.transfer_rate == pytest.approx(1 / 3)
+    assert t.avg_handling_s == pytest.approx((60 + 45 + 30 + 20 + 90 + 50) / 6)
+    # latencies 200 300 300 400 500 600 700 800 900 1000
+    assert t.latency_turns == 10
+    assert t.latency_p50_ms == pytest.approx(550.0)
+    assert t.latency_p95_ms == pytest.approx(955.0)
+    assert t.staff_hours_saved == pytest.approx(0.3)
+
+
+def test_days_follow_tokyo_midnight(report):
+    d1, d2 = report.days
+    assert (d1.day, d2.day) == (DAY1, DAY2)
+    f1, f2 = d1.figures, d2.figures
+    assert (f1.calls, f1.handled, f1.bot_completed, f1.transferred, f1.no_speech) == (5, 4, 2, 1, 1)
+    assert f1.completion_rate == pytest.approx(0.5)
+    assert f1.transfer_rate == pytest.approx(0.25)
+    assert f1.avg_handling_s == pytest.approx(38.75)
+    assert (f1.latency_p50_ms, f1.latency_p95_ms) == (pytest.approx(500), pytest.approx(760))
+    assert f1.staff_hours_saved == pytest.approx(0.2)
+    assert (f2.calls, f2.handled, f2.bot_completed, f2.transferred, f2.in_progress) == (
+        3,
+        2,
+        1,
+        1,
+        1,
+    )
+    assert f2.transfers_answered == 0
+    assert f2.avg_handling_s == pytest.approx(70.0)
+    assert (f2.latency_p50_ms, f2.latency_p95_ms) == (pytest.approx(700), pytest.approx(980))
+
+
+def test_calls_per_hour(report):
+    hours = {h.hour: h.calls for h in report.hours}
+    assert len(report.hours) == 24
+    assert hours == {h: {0: 1, 9: 2, 10: 2, 14: 2, 23: 1}.get(h, 0) for h in range(24)}
+
+
+def test_top_topics_and_transfer_reasons(report):
+    assert [(t.faq_id, t.title, t.calls, t.turns) for t in report.topics] == [
+        ("payment.lost-notice", "納付書の再発行", 2, 2),
+        ("juminzei.breakdown", "住民税の内訳", 1, 1),
+        ("payment.account-transfer", "口座振替", 1, 1),
+        ("payment.methods", "市税の納付方法", 1, 1),
+    ]
+    assert [(r.reason, r.label, r.calls, r.answered) for r in report.transfer_reasons] == [
+        ("not_understood", "ご質問を理解できなかった", 1, 0),
+        ("staff_topic", "職員の対応が必要なご用件", 1, 1),
+    ]
+
+
+def test_staff_minutes_setting_scales_hours_saved(db):
+    record(db, *CALLS)
+    r = build_report(db, DAY1, DAY2, ReportSettings(staff_minutes_per_call=10.0))
+    assert r.totals.staff_hours_saved == pytest.approx(0.5)
+    assert r.topics[0].title is None  # no titles given
+
+
+def test_site_filter(db):
+    record(db, *CALLS)
+    assert build_report(db, DAY1, DAY2, site="default").totals.calls == 8
+    assert build_report(db, DAY1, DAY2, site="elsewhere").totals.calls == 0
+
+
+def test_csv(report):
+    text = report_csv(report)
+    assert text.startswith("\ufeff")
+    assert "\r\n" in text
+    rows = list(csv.reader(io.StringIO(text.removeprefix("\ufeff"))))
+    assert rows[0] == ["期間", "2026-11-02", "2026-11-03"]
+    header = rows.index(next(r for r in rows if r and r[0] == "日付"))
+    day_rows = {
+        r[0]: dict(zip(rows[header], r, strict=True)) for r in rows[header + 1 : header + 4]
+    }
+    assert day_rows["2026-11-02"]["着信数"] == "5"
+    assert day_rows["2026-11-02"]["自動応答完結率(%)"] == "50.0"
+    assert day_rows["2026-11-02"]["転送率(%)"] == "25.0"
+    total = day_rows["合計"]
+    assert total["自動応答完結数"] == "3"
+    assert total["転送率(%)"] == "33.3"
+    assert total["平均通話時間(秒)"] == "49.2"
+    assert total["応答遅延 中央値(ミリ秒)"] == "550"
+    assert total["応答遅延 95パーセンタイル(ミリ秒)"] == "955"
+    assert total["削減職員時間(時間)"] == "0.30"
+    assert ["9時台", "2"] in rows
+    assert ["1", "payment.lost-notice", "納付書の再発行", "2", "2"] in rows
+    assert ["職員の対応が必要なご用件", "staff_topic", "1", "1"] in rows
+    # Excel reads the bytes as UTF-8 because of the BOM.
+    assert text.encode("utf-8").startswith(b"\xef\xbb\xbf")
+
+
+def test_empty_period(db):
+    r = build_report(db, DAY1, DAY1)
+    assert r.totals == Figures(0, 0, 0, 0, 0, 0, 0, None, None, None, None, None, 0, 0.0)
+    rows = list(csv.reader(io.StringIO(report_csv(r).removeprefix("\ufeff"))))
+    assert ["合計", "0", "0", "0", "", "0", "", "0", "0", "", "", "", "0.00"] in rows
+
+
+def test_bad_period_is_refused():
+    with pytest.raises(ValueError, match="before it starts"):
+        day_bounds(DAY2, DAY1)
+
+
+def test_day_bounds_are_tokyo_midnight():
+    lo, hi = day_bounds(DAY1, DAY1)
+    assert lo == dt.datetime(2026, 11, 1, 15, 0, tzinfo=dt.UTC)
+    assert hi == dt.datetime(2026, 11, 2, 15, 0, tzinfo=dt.UTC)
+
+
+def test_percentile_matches_numpy():
+    rng = random.Random(5)
+    for n in (1, 2, 3, 10, 101):
+        values = [rng.uniform(0, 2000) for _ in range(n)]
+        for p in (0, 50, 95, 100):
+            assert percentile(values, p) == pytest.approx(float(np.percentile(values, p)))
+    assert percentile([], 50) is None
