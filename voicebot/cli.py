@@ -147,17 +147,60 @@ async def _run_call(args: argparse.Namespace, settings: Settings) -> dict:
     clock = WallClock() if args.realtime else VirtualClock()
     caller = RecordedCaller(audio, clock, no_wait=args.no_wait, dtmf=args.dtmf)
     recorder = EventRecorder()
+    events = EventFanout(caller, recorder)
+    pipeline = await _event_pipeline(args)
+    if pipeline is not None:
+        events.add(pipeline)
     now = (lambda: args.at) if args.at else None
-    session = bot.session(
-        caller, clock, EventFanout(caller, recorder), **({"now": now} if now else {})
-    )
-    result = await session.run()
+    session = bot.session(caller, clock, events, **({"now": now} if now else {}))
+    try:
+        result = await session.run()
+    finally:
+        if pipeline is not None:
+            await pipeline.stop()
+            if pipeline.db is not None:
+                pipeline.db.dispose()
     if args.out:
         caller.write_stereo(str(args.out))
     out = result.as_dict()
     out["realtime"] = bool(args.realtime)
     out["events"] = len(recorder.events)
     return out
+
+
+async def _event_pipeline(args: argparse.Namespace):  # -> dashboards.pipeline.EventPipeline
+    """Masked events to the call records and MQTT, when configured and installed.
+
+    Records go to the configured database (default: SQLite in the data directory) unless
+    ``--no-record``; MQTT when ``[mqtt] host`` is set. The core does not depend on the web
+    extra: without it the call runs as before.
+    """
+    import asyncio
+    import importlib.util
+
+    try:
+        from dashboards.config import OperationsSettings
+        from dashboards.pipeline import EventPipeline
+
+        ops = load_settings(args.config, kind=OperationsSettings)
+        db = None
+        if args.record and importlib.util.find_spec("dashboards.recorder") is not None:
+            from dashboards.db import Database
+
+            try:
+                db = Database(ops.database_url())
+                await asyncio.to_thread(db.create_all)
+            except Exception as exc:  # the call goes on without records
+                log.warning("call records unavailable (%s): this call is not stored", exc)
+                db = None
+        if db is None and not ops.mqtt.host:
+            return None
+        pipeline = EventPipeline(ops, bus=None, db=db)
+    except ImportError as exc:
+        log.info("call events are not recorded or published (web extra not installed: %s)", exc)
+        return None
+    await pipeline.start()
+    return pipeline
 
 
 def cmd_call(args: argparse.Namespace) -> int:
@@ -242,6 +285,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--at", type=_parse_time, help="time of the call (ISO 8601), for business hours")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    p.add_argument(
+        "--no-record",
+        dest="record",
+        action="store_false",
+        help="do not store the call in the call records (default: stored, masked)",
+    )
     p.set_defaults(func=cmd_call)
 
     p = sub.add_parser("faq", help="FAQ maintenance")
@@ -256,6 +305,14 @@ def build_parser() -> argparse.ArgumentParser:
         pass
     else:
         add_models_parser(sub)
+    try:
+        import dashboards  # noqa: F401  (the web extra: serve and users)
+    except ImportError:
+        pass
+    else:
+        from voicebot.serve_cli import add_parser as add_serve_parser
+
+        add_serve_parser(sub)
     return parser
 
 
