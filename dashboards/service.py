@@ -1,0 +1,237 @@
+"""`voicebot serve`: the whole service in one process.
+
+Composition root: the conversation core (one shared ``Bot``), the event pipeline
+(masking → live bus, call records, MQTT, metrics), the SIP endpoint, WebRTC and the
+web app. Nothing here does any of that work itself; it builds the parts, starts
+them in order, logs where each listens, and stops them in the reverse order.
+
+Shutdown (SIGINT/SIGTERM) never cuts a caller off: the switchboard stops taking
+calls, lets calls in progress finish for a grace period, then tells the remaining
+callers and hands them to staff (or gives the hours) before the endpoints close.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import datetime as dt
+import logging
+import signal
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+from dashboards.config import OperationsSettings
+from telephony.config import TelephonySettings
+from voicebot.config import Settings
+
+log = logging.getLogger(__name__)
+
+CALL_RATES = (8000, 16000)  # SIP (G.711) and WebRTC (Opus, resampled)
+
+
+@dataclass
+class ServeOptions:
+    """What to start; every part is on by default (the embedded defaults)."""
+
+    sip: bool = True
+    webrtc: bool = True
+    grace_s: float = 30.0
+    progress: Callable[[int, int, str], None] | None = None
+
+
+@dataclass
+class RunningService:
+    """The started parts, for tests and for an orderly stop."""
+
+    bot: Any
+    db: Any
+    bus: Any
+    pipeline: Any
+    switchboard: Any
+    staff_console: Any
+    sip: Any
+    app: Any
+    server: Any
+    web_url: str
+    sip_uri: str | None
+    stops: list[Callable[[], Any]] = field(default_factory=list)
+
+
+class _Server:
+    """uvicorn's server without its own signal handling (the service handles signals)."""
+
+    def __new__(cls, config: Any) -> Any:
+        import uvicorn
+
+        class Server(uvicorn.Server):
+            @contextlib.contextmanager
+            def capture_signals(self) -> Iterator[None]:
+                yield
+
+        return Server(config)
+
+
+async def start_service(
+    core: Settings,
+    telephony: TelephonySettings,
+    ops: OperationsSettings,
+    options: ServeOptions | None = None,
+) -> RunningService:
+    """Build and start every part; returns once all of them listen."""
+    from dashboards.app import create_app
+    from dashboards.call_records import mark_abandoned
+    from dashboards.db import Database
+    from dashboards.event_bus import EventBus
+    from dashboards.pipeline import EventPipeline
+    from dashboards.retention import retention_job
+    from dashboards.services import Services
+    from voicebot.bot import Bot
+    from voicebot.events import EventFanout
+    from voicebot.switchboard import Switchboard
+
+    options = options or ServeOptions()
+    ops.data_dir.mkdir(parents=True, exist_ok=True)
+
+    db = Database(ops.database_url())
+    await asyncio.to_thread(db.create_all)
+    # Calls a previous process never finished (it was killed) are closed as errors.
+    abandoned = await asyncio.to_thread(mark_abandoned, db, dt.timedelta(hours=1))
+    log.info("records: %s (%s abandoned call(s) closed)", _safe_url(db.url), abandoned)
+    retention = asyncio.create_task(retention_job(db, ops.retention), name="retention")
+
+    bot = Bot(core)
+    await bot.prepare(rates=CALL_RATES, progress=options.progress)
+
+    bus = EventBus()
+    pipeline = EventPipeline(ops, bus=bus, db=db)
+    await pipeline.start()
+    events = EventFanout(pipeline)
+    metrics = _metrics_sink()
+    if metrics is not None:
+        events.add(metrics)
+
+    switchboard = Switchboard(bot, events)
+    staff_console = _staff_console(telephony, bus)
+
+    async def on_faq_published(faq: Any) -> None:
+        await bot.reload_faq(faq, rates=CALL_RATES)
+
+    services = Services(
+        settings=ops,
+        db=db,
+        bus=bus,
+        bot=bot,
+        switchboard=switchboard,
+        staff_console=staff_console,
+        extra_routers=[],
+        on_faq_published=on_faq_published,
+    )
+    services.telephony = telephony  # read by the WebRTC routes
+    app = create_app(services)
+
+    import uvicorn
+
+    config = uvicorn.Config(
+        app, host=ops.web.host, port=ops.web.port, log_level="warning", lifespan="on"
+    )
+    server = _Server(config)
+    web_task = asyncio.create_task(server.serve(), name="web")
+    while not server.started:
+        if web_task.done():
+            web_task.result()  # raises the reason (e.g. port in use)
+            raise RuntimeError("web server stopped during start-up")
+        await asyncio.sleep(0.05)
+    port = server.servers[0].sockets[0].getsockname()[1]
+    web_url = f"http://{ops.web.host}:{port}"
+    log.info("web app: %s (operators: %s/faq, staff: %s/staff)", web_url, web_url, web_url)
+    if options.webrtc and telephony.webrtc.enabled:
+        log.info("WebRTC test phone: %s/phone", web_url)
+
+    sip = None
+    sip_uri = None
+    if options.sip and telephony.sip.enabled:
+        from telephony.sip_endpoint import SipEndpoint
+
+        sip = SipEndpoint(telephony, on_call=switchboard.handle, staff_console=staff_console)
+        await sip.start()
+        sip_uri = sip.uri
+        log.info("SIP: %s (allowed peers: %s)", sip_uri, ", ".join(telephony.sip.allowed_peers))
+
+    return RunningService(
+        bot=bot,
+        db=db,
+        bus=bus,
+        pipeline=pipeline,
+        switchboard=switchboard,
+        staff_console=staff_console,
+        sip=sip,
+        app=app,
+        server=(server, web_task),
+        web_url=web_url,
+        sip_uri=sip_uri,
+        stops=[retention.cancel],
+    )
+
+
+async def stop_service(service: RunningService, grace_s: float = 30.0) -> None:
+    """Stop in the reverse order: calls first (politely), then endpoints, then records."""
+    await service.switchboard.drain(grace_s)
+    if service.sip is not None:
+        await service.sip.stop()
+    server, web_task = service.server
+    server.should_exit = True
+    with contextlib.suppress(Exception):
+        await asyncio.wait_for(web_task, timeout=10)
+    for stop in service.stops:
+        stop()
+    await service.pipeline.stop()
+    service.db.dispose()
+    log.info("stopped; %d call(s) handled", service.switchboard.finished)
+
+
+async def serve(
+    core: Settings,
+    telephony: TelephonySettings,
+    ops: OperationsSettings,
+    options: ServeOptions | None = None,
+) -> None:
+    """Run until SIGINT/SIGTERM, then shut down without cutting callers off."""
+    options = options or ServeOptions()
+    service = await start_service(core, telephony, ops, options)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    log.info("ready; press Ctrl+C to stop")
+    try:
+        await stop.wait()
+        log.info("shutting down: %d call(s) in progress", len(service.switchboard.active))
+    finally:
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.remove_signal_handler(sig)
+        await stop_service(service, options.grace_s)
+
+
+def _metrics_sink() -> Any:
+    try:
+        from dashboards.metrics import MetricsSink
+    except ImportError:
+        return None
+    return MetricsSink()
+
+
+def _staff_console(telephony: TelephonySettings, bus: Any) -> Any:
+    try:
+        from telephony.staff_console import StaffConsole
+    except ImportError:
+        log.warning("staff console not available: transfers go to SIP targets only")
+        return None
+    return StaffConsole(telephony, bus)
+
+
+def _safe_url(url: str) -> str:
+    """The database URL without its password, for logs."""
+    from sqlalchemy.engine import make_url
+
+    return make_url(url).render_as_string(hide_password=True)
