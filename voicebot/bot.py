@@ -8,6 +8,7 @@ that no caller waits for it.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Callable
 
@@ -82,19 +83,40 @@ class Bot:
         self.synthesizer = synthesizer or make_synthesizer(settings)
         self.speech_cache = SpeechCache(self.synthesizer, settings.tts.cache_dir)
         self.voice = Voice(self.speech_cache)
+        self.rendering: asyncio.Task[None] | None = None  # prepare(background=True)
 
     async def prepare(
         self,
         rates: tuple[int, ...] = (8000,),
         progress: Callable[[int, int, str], None] | None = None,
+        background: bool = False,
     ) -> None:
-        """Load models and render every fixed utterance ahead of the first call."""
+        """Load models and render every fixed utterance ahead of the first call.
+
+        With ``background`` (the service) only the prompts every call needs are rendered
+        before returning; the answers and confirmations follow in ``self.rendering``, so a
+        first start with Kokoro (about real time on two cores) takes calls within minutes
+        instead of half an hour. Until it is done an answer not yet rendered is synthesised
+        when asked for, which makes the caller wait longer.
+        """
         load = getattr(self.recognizer, "load", None)
         if load is not None:
-            import asyncio
-
             await asyncio.to_thread(load)
-        texts = fixed_utterances(self.understanding.faq)
+        faq = self.understanding.faq
+        if not background:
+            await self._render(fixed_utterances(faq), rates, progress)
+            return
+        first = fixed_utterances(faq, per_entry=False)
+        await self._render(first, rates, progress)
+        rest = [t for t in fixed_utterances(faq) if t not in set(first)]
+        self.rendering = asyncio.create_task(self._render(rest, rates, None), name="prerender")
+
+    async def _render(
+        self,
+        texts: list[str],
+        rates: tuple[int, ...],
+        progress: Callable[[int, int, str], None] | None,
+    ) -> None:
         result = await self.speech_cache.prerender(texts, progress)
         log.info(
             "speech cache: %d utterances (%d rendered now, %d cached) in %.1fs",
@@ -117,8 +139,6 @@ class Bot:
         The new answers are rendered into the speech cache first, then new calls get the
         new FAQ; calls in progress finish with the one they started with.
         """
-        import asyncio
-
         from faq.matcher import Matcher
 
         matcher = await asyncio.to_thread(Matcher, faq)

@@ -63,13 +63,15 @@ def split_sentences(text: str) -> list[str]:
     return [s for s in (part.strip() for part in _SENTENCE_END.split(text)) if s]
 
 
-def fixed_utterances(faq: Faq) -> list[str]:
+def fixed_utterances(faq: Faq, per_entry: bool = True) -> list[str]:
     """Every text the bot speaks verbatim, in a stable order and without duplicates.
 
     The prompts of `voicebot.prompts` (templates filled from the city facts, CONFIRM once per
     entry title), then each FAQ answer. Each dialogue reply is spoken as
     separate parts (e.g. REPEAT_PREFIX, then the answer), so these are exactly the texts
-    that get synthesised.
+    that get synthesised. With ``per_entry=False`` only the prompts every call may need
+    (greeting, re-prompts, transfer notices, goodbye): what must be ready before the first
+    call is taken.
     """
     city = faq.city.values()
     texts: list[str] = []
@@ -82,10 +84,12 @@ def fixed_utterances(faq: Faq) -> list[str]:
         elif fields <= set(city):
             texts.append(template.format_map(city))
         elif fields <= set(city) | {"title"}:
-            texts.extend(template.format_map({**city, "title": e.title}) for e in faq)
+            if per_entry:
+                texts.extend(template.format_map({**city, "title": e.title}) for e in faq)
         else:
             log.debug("prompt %s has run-time placeholders %s; not pre-rendered", name, fields)
-    texts.extend(faq.answer_text(entry) for entry in faq)
+    if per_entry:
+        texts.extend(faq.answer_text(entry) for entry in faq)
     return list(dict.fromkeys(texts))
 
 
