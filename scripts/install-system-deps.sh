@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # Debian packages the tests use: sox (reference audio conversions), espeak-ng (a second voice),
-# sip-tester (sipp) and baresip (real SIP peers), chromium (browser tests), mosquitto (MQTT broker).
+# sip-tester (sipp) and baresip (real SIP peers), chromium (browser tests), mosquitto (MQTT broker),
+# fonts-ipafont-gothic (Japanese glyphs in the browser tests' screenshots).
 # Idempotent: installs only what is missing. Needs root (or sudo) on a fresh machine.
 set -euo pipefail
-pkgs=(sox espeak-ng sip-tester baresip chromium mosquitto)
+pkgs=(sox espeak-ng sip-tester baresip chromium mosquitto fonts-ipafont-gothic)
 missing=()
 for p in "${pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

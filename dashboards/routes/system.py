@@ -1,0 +1,78 @@
+"""Health, metrics and API documentation: for load balancers, Prometheus and integrators.
+
+``/healthz`` and ``/metrics`` need no login (they reveal no personal data) so that
+monitoring can reach them; ``/docs`` serves Swagger UI from local files, never a CDN.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends
+from fastapi.openapi.docs import get_swagger_ui_html
+from fastapi.responses import HTMLResponse, JSONResponse, Response
+from sqlalchemy import text
+from starlette.concurrency import run_in_threadpool
+
+from dashboards.metrics import CONTENT_TYPE
+from dashboards.services import Services, get_services
+
+router = APIRouter()
+
+SWAGGER_ASSETS = "/docs/assets"
+
+
+def _db_ok(services: Services) -> bool:
+    try:
+        with services.db.engine.connect() as conn:
+            conn.execute(text("SELECT 1"))
+        return True
+    except Exception:
+        return False
+
+
+def calls_in_progress(services: Services) -> int:
+    """Calls connected now: the switchboard knows best, else the event counts."""
+    if services.switchboard is not None:
+        return len(services.switchboard.active)
+    if services.metrics is not None:
+        return services.metrics.active_calls
+    return 0
+
+
+@router.get("/healthz", tags=["system"])
+async def healthz(services: Annotated[Services, Depends(get_services)]) -> JSONResponse:
+    """Liveness and readiness: 200 when the database answers, else 503."""
+    db_ok = await run_in_threadpool(_db_ok, services)
+    body: dict[str, Any] = {
+        "status": "ok" if db_ok else "degraded",
+        "db": db_ok,
+        "bot_loaded": services.bot is not None,
+        "faq_entries": len(services.bot.understanding.faq) if services.bot is not None else None,
+        "calls_in_progress": calls_in_progress(services),
+        "accepting_calls": services.switchboard.accepting if services.switchboard else None,
+    }
+    return JSONResponse(body, status_code=200 if db_ok else 503)
+
+
+@router.get("/metrics", tags=["system"], response_class=Response)
+def metrics(services: Annotated[Services, Depends(get_services)]) -> Response:
+    """Prometheus text exposition."""
+    sink = services.metrics
+    if sink is None:
+        return Response(b"", media_type=CONTENT_TYPE)
+    if services.switchboard is not None:
+        sink.calls_in_progress.set(len(services.switchboard.active))
+    return Response(sink.render(), media_type=CONTENT_TYPE)
+
+
+@router.get("/docs", include_in_schema=False)
+def docs() -> HTMLResponse:
+    """Swagger UI with its scripts and styles served from this app."""
+    return get_swagger_ui_html(
+        openapi_url="/openapi.json",
+        title="税務ボイスボット API",
+        swagger_js_url=f"{SWAGGER_ASSETS}/swagger-ui-bundle.js",
+        swagger_css_url=f"{SWAGGER_ASSETS}/swagger-ui.css",
+        swagger_favicon_url=f"{SWAGGER_ASSETS}/favicon-32x32.png",
+    )
