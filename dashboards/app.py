@@ -44,8 +44,8 @@ NAV: list[tuple[str, str, tuple[str, ...]]] = [
     ("未回答の質問", "/unanswered", ()),
     ("ライブモニター", "/monitor", ()),
     ("レポート", "/reports", ()),
-    ("担当者コンソール", "/staff", ()),
-    ("テスト電話", "/phone", ()),
+    ("担当者コンソール", "/staff", ("admin", "staff")),
+    ("テスト電話", "/phone", ("admin", "operator")),
     ("ユーザー管理", "/users", ("admin",)),
     ("操作履歴", "/audit", ("admin",)),
 ]

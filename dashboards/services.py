@@ -35,6 +35,7 @@ class Services:
     bot: Bot | None = None  # try-a-question, answer audio, FAQ reload
     switchboard: Switchboard | None = None
     staff_console: Any | None = None  # telephony.staff_console.StaffConsole
+    telephony: Any | None = None  # telephony.config.TelephonySettings (WebRTC routes)
     extra_routers: list[APIRouter] = field(default_factory=list)
     # Called after an FAQ version is published (the lead wires it to Bot.reload_faq).
     on_faq_published: Callable[[Faq], Awaitable[None]] | None = None
