@@ -40,6 +40,10 @@ from voicebot.events import (
 )
 from voicebot.recorded_call import RecordedCaller
 
+# Recognition is charged a fixed time on the virtual clock, as on a quiet 2-core machine,
+# so that these calls unfold the same way however busy the test machine is.
+RECOGNITION_MS = 400.0
+
 # The same tests on SQLite and PostgreSQL (fixtures from dbfixtures).
 postgres_url = dbfixtures.postgres_url
 database_url = dbfixtures.database_url
@@ -60,7 +64,7 @@ def bot(tmp_path_factory) -> Bot:
 
 def run_call(bot: Bot, recorder: CallRecorder, *parts: str | float, **caller_kw) -> EventRecorder:
     """One call with the recorder among its sinks; returns every event of the call."""
-    clock = VirtualClock()
+    clock = VirtualClock(work_ms=RECOGNITION_MS)
     caller = RecordedCaller(caller_track(*parts), clock, **caller_kw)
     events = EventRecorder()
     session = bot.session(caller, clock, EventFanout(caller, events, recorder), now=lambda: OPEN)
@@ -72,7 +76,7 @@ def run_call(bot: Bot, recorder: CallRecorder, *parts: str | float, **caller_kw)
 def call_events(bot) -> list[CallEvent]:
     """The events of one real call (answer, then a transfer that fails), for replaying."""
     recorder = EventRecorder()
-    clock = VirtualClock()
+    clock = VirtualClock(work_ms=RECOGNITION_MS)
     audio = caller_track("納付書をなくしてしまいました", 4.0, "担当の方と直接話したいです", 3.0)
     caller = RecordedCaller(audio, clock, transfer_ok=False)
     session = bot.session(caller, clock, EventFanout(caller, recorder), now=lambda: OPEN)
@@ -289,10 +293,11 @@ def test_caller_text_is_masked_before_it_is_stored(call_events, db):
     [call] = rows(db, Call, id=first.call_id)
     assert call.caller == "＊＊ 090"
     turn = rows(db, Turn, call_id=first.call_id)[0]
-    assert turn.text.startswith("＊＊＊をなくして")
+    assert "＊" in turn.text and not set("納付書証") & set(turn.text)  # however it was heard
     assert "納付書" in turn.reply_text  # the bot's own words are not personal data
     [transfer] = rows(db, Transfer, call_id=first.call_id)
-    assert transfer.summary["turns"][0]["heard"].startswith("＊＊＊")
+    heard = transfer.summary["turns"][0]["heard"]
+    assert "＊" in heard and not set("納付書証") & set(heard)
 
 
 def test_default_masker_is_the_masking_module_when_present(db):

@@ -36,8 +36,12 @@ class VirtualClock:
 
     realtime = False
 
-    def __init__(self) -> None:
+    def __init__(self, work_ms: float | None = None) -> None:
+        """``work_ms``: charge each job on a worker lane (recognition) this long instead of
+        its measured time, so that a recorded call unfolds the same way on a busy machine
+        (tests); None measures, as `voicebot call` and the benchmarks do."""
         self._now = 0.0
+        self.work_ms = work_ms
         self.lanes: dict[object, float] = {}  # worker -> virtual time it is busy until
 
     def now_ms(self) -> float:

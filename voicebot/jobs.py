@@ -44,6 +44,9 @@ class Job(Generic[T]):
         except Exception as exc:  # surfaced by result()
             job._error = exc
         elapsed = (time.perf_counter() - began) * 1000.0
+        fixed = getattr(clock, "work_ms", None)
+        if fixed is not None and lane is not None:
+            elapsed = fixed
         lanes: dict[object, float] = getattr(clock, "lanes", {})
         start = max(job.started_ms, lanes.get(lane, 0.0)) if lane is not None else job.started_ms
         job.ready_ms = start + elapsed
