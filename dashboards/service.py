@@ -92,6 +92,8 @@ async def start_service(
 
     options = options or ServeOptions()
     ops.data_dir.mkdir(parents=True, exist_ok=True)
+    if not options.webrtc:
+        telephony.webrtc.enabled = False  # the test phone and WebRTC offers say so
 
     db = Database(ops.database_url())
     await asyncio.to_thread(db.create_all)
@@ -101,7 +103,9 @@ async def start_service(
     retention = asyncio.create_task(retention_job(db, ops.retention), name="retention")
 
     bot = Bot(core)
-    await bot.prepare(rates=CALL_RATES, progress=options.progress)
+    await bot.prepare(rates=CALL_RATES, progress=options.progress, background=True)
+    if bot.rendering is not None:
+        bot.rendering.add_done_callback(_log_rendering)
 
     bus = EventBus()
     pipeline = EventPipeline(ops, bus=bus, db=db)
@@ -126,9 +130,15 @@ async def start_service(
         staff_console=staff_console,
         extra_routers=[],
         on_faq_published=on_faq_published,
+        metrics=metrics,
+        telephony=telephony,
     )
-    services.telephony = telephony  # read by the WebRTC routes
-    app = create_app(services)
+    app = await asyncio.to_thread(create_app, services)
+    # After a restart the bot speaks the FAQ version operators published last.
+    versions = app.state.faq_versions
+    if await asyncio.to_thread(versions.published_number) > 1:
+        entries = await asyncio.to_thread(versions.entries_of, "published")
+        await bot.reload_faq(versions.faq_of(entries), rates=CALL_RATES)
 
     import uvicorn
 
@@ -177,6 +187,8 @@ async def start_service(
 async def stop_service(service: RunningService, grace_s: float = 30.0) -> None:
     """Stop in the reverse order: calls first (politely), then endpoints, then records."""
     await service.switchboard.drain(grace_s)
+    if service.staff_console is not None:  # callers talking to staff: let them finish
+        await service.staff_console.drain(grace_s)
     if service.sip is not None:
         await service.sip.stop()
     server, web_task = service.server
@@ -185,6 +197,8 @@ async def stop_service(service: RunningService, grace_s: float = 30.0) -> None:
         await asyncio.wait_for(web_task, timeout=10)
     for stop in service.stops:
         stop()
+    if service.bot.rendering is not None:
+        service.bot.rendering.cancel()
     await service.pipeline.stop()
     service.db.dispose()
     log.info("stopped; %d call(s) handled", service.switchboard.finished)
@@ -211,6 +225,17 @@ async def serve(
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.remove_signal_handler(sig)
         await stop_service(service, options.grace_s)
+
+
+def _log_rendering(task: asyncio.Task) -> None:
+    if task.cancelled():
+        return
+    if task.exception() is not None:
+        log.error(
+            "rendering the FAQ answers failed: %s (they are synthesised per call)", task.exception()
+        )
+    else:
+        log.info("all FAQ answers are rendered; every answer now starts without delay")
 
 
 def _metrics_sink() -> Any:

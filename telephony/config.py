@@ -22,6 +22,9 @@ class SipSettings(BaseModel):
         description="source addresses allowed to INVITE (the PBX); others get 403",
     )
     max_calls: int = Field(16, ge=1, le=512)
+    workers: int | None = Field(
+        None, ge=1, le=128, description="pjsua worker processes (default: max_calls / 4)"
+    )
     codecs: list[str] = Field(default_factory=lambda: ["PCMU", "PCMA"])
     log_level: int = Field(1, ge=0, le=6, description="pjsip log level")
 

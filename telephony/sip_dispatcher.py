@@ -1,0 +1,591 @@
+"""The bot's public SIP port: a Call-ID-sticky relay in front of the SIP workers.
+
+One pjsua takes at most four calls and there is one pjsua per process (see
+telephony/sip_worker.py), so the bot runs several worker processes on private loopback
+ports and this dispatcher on the public address (UDP and TCP). To the PBX it looks like
+one user agent:
+
+* An initial INVITE goes to the worker with the most free slots (503 Service Unavailable
+  when every slot is taken or the service is stopping); every later message with the same
+  Call-ID goes to the same worker. Requests from addresses outside ``allowed_peers`` get
+  403 here, before any worker sees them.
+* Requests are relayed statelessly (RFC 3261 16.11): the dispatcher adds its own Via (the
+  branch derived from the sender's, so retransmissions, CANCEL and ACK match), decrements
+  Max-Forwards, and on INVITEs to a worker adds a Record-Route, so that the worker's own
+  requests in the dialog (BYE, REFER) come back through here. Responses are returned by
+  their Via. The worker's Contact is rewritten to the public address, and the dispatcher's
+  Record-Route is taken out of what the PBX sees.
+* Datagrams and TCP streams that do not parse as SIP are dropped (a TCP connection sending
+  them is closed), as a SIP stack would.
+
+Media does not pass through here: the SDP names the worker's RTP address directly.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import ipaddress
+import logging
+import os
+import socket
+import time
+from collections.abc import Hashable
+from dataclasses import dataclass, field
+
+from telephony.sip_message import (
+    MAX_MESSAGE_BYTES,
+    SipMessage,
+    SipParseError,
+    Via,
+    canonical,
+    content_length,
+    parse_datagram,
+    parse_head,
+    parse_uri,
+    parse_via,
+    replace_uri_hostport,
+    response_to,
+    uri_of,
+)
+
+log = logging.getLogger(__name__)
+
+BRANCH_PREFIX = "z9hG4bK-tbd-"
+LINGER_S = 32.0  # how long a Call-ID still routes to its worker after the call (RFC 3261 T1*64)
+
+
+def source_host(src_address: str) -> str:
+    """'127.0.0.1:5060' or '[::1]:5060' -> the host part."""
+    if src_address.startswith("["):
+        return src_address[1 : src_address.index("]")]
+    return src_address.rsplit(":", 1)[0] if src_address.count(":") == 1 else src_address
+
+
+def peer_allowed(host: str, allowed: list[str]) -> bool:
+    """True if ``host`` is one of the allowed addresses or inside an allowed network."""
+    try:
+        address = ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    for entry in allowed:
+        try:
+            if address in ipaddress.ip_network(entry, strict=False):
+                return True
+        except ValueError:
+            log.warning("SIP: ignoring invalid allowed_peers entry %r", entry)
+    return False
+
+
+def loopback_for(host: str) -> str:
+    """The loopback address of ``host``'s family (where the workers listen)."""
+    try:
+        return "::1" if ipaddress.ip_address(host).version == 6 else "127.0.0.1"
+    except ValueError:
+        return "127.0.0.1"
+
+
+def _is_wildcard(host: str) -> bool:
+    return host in ("0.0.0.0", "::", "")
+
+
+def _default_address() -> str:
+    """This host's address towards the network (no packet is sent)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        try:
+            s.connect(("192.0.2.1", 9))
+            return s.getsockname()[0]
+        except OSError:
+            return "127.0.0.1"
+
+
+def _is_ip(host: str) -> bool:
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    return True
+
+
+@dataclass
+class _Worker:
+    key: Hashable
+    address: tuple[str, int]
+    capacity: int
+    calls: set[str] = field(default_factory=set)  # Call-IDs of its calls in progress
+
+
+@dataclass
+class _Route:
+    """Where one Call-ID goes."""
+
+    worker: Hashable
+    active: bool  # holds one of the worker's slots
+    invite_cseq: int | None = None  # CSeq of the initial INVITE
+    connection: int | None = None  # the TCP connection the dialog came in on
+    expires: float | None = None  # forgotten after this (monotonic), once inactive
+
+
+class SipDispatcher:
+    """The public SIP listener (UDP and TCP) that hands calls to the SIP workers."""
+
+    def __init__(
+        self,
+        host: str,
+        port: int,
+        *,
+        allowed_peers: list[str],
+        max_calls: int,
+        public_host: str | None = None,
+    ):
+        self.host = host
+        self.requested_port = port
+        self.allowed_peers = allowed_peers
+        self.max_calls = max_calls
+        self.advertised_host = public_host or (_default_address() if _is_wildcard(host) else host)
+        self.port: int | None = None
+        self.accepting = True
+        self.rejected = 0  # initial INVITEs refused here (403 or 503)
+        self._secret = os.urandom(8).hex()
+        self._udp: asyncio.DatagramTransport | None = None
+        self._tcp: asyncio.Server | None = None
+        self._connections: dict[int, _TcpConnection] = {}
+        self._next_connection = 1
+        self._workers: dict[Hashable, _Worker] = {}
+        self._worker_at: dict[tuple[str, int], _Worker] = {}
+        self._routes: dict[str, _Route] = {}
+        self._purged = 0.0
+        self._tasks: set[asyncio.Task] = set()
+
+    # -- lifecycle --------------------------------------------------------------------------------
+    @property
+    def seen_by_workers(self) -> str:
+        """The source address the workers see on the dispatcher's messages."""
+        host = loopback_for(self.host) if _is_wildcard(self.host) else self.host
+        return f"[{host}]:{self.port}" if ":" in host else f"{host}:{self.port}"
+
+    @property
+    def capacity(self) -> int:
+        return min(self.max_calls, sum(w.capacity for w in self._workers.values()))
+
+    async def start(self) -> int:
+        """Bind UDP and TCP on the same port; returns the port (settings may say 0)."""
+        loop = asyncio.get_running_loop()
+        attempts = 20 if self.requested_port == 0 else 1
+        for attempt in range(attempts):
+            udp, _ = await loop.create_datagram_endpoint(
+                lambda: _UdpProtocol(self), local_addr=(self.host, self.requested_port)
+            )
+            port = udp.get_extra_info("sockname")[1]
+            try:
+                self._tcp = await loop.create_server(
+                    lambda: _TcpConnection(self), self.host, port, reuse_address=True
+                )
+            except OSError:
+                udp.close()
+                if attempt == attempts - 1:
+                    raise
+                continue  # a free UDP port may be taken on TCP: try another
+            self._udp, self.port = udp, port
+            return port
+        raise OSError("no port free on both UDP and TCP")
+
+    async def stop(self) -> None:
+        self.accepting = False
+        for task in list(self._tasks):
+            task.cancel()
+        if self._tcp is not None:
+            self._tcp.close()
+        for connection in list(self._connections.values()):
+            connection.close()
+        if self._tcp is not None:
+            await self._tcp.wait_closed()
+        if self._udp is not None:
+            self._udp.close()
+        self._tcp = self._udp = None
+
+    # -- workers ----------------------------------------------------------------------------------
+    def add_worker(self, key: Hashable, address: tuple[str, int], capacity: int) -> None:
+        worker = _Worker(key, address, capacity)
+        self._workers[key] = worker
+        self._worker_at[address] = worker
+
+    def remove_worker(self, key: Hashable) -> None:
+        """A worker has gone: its calls are over, its Call-IDs route nowhere."""
+        worker = self._workers.pop(key, None)
+        if worker is None:
+            return
+        self._worker_at.pop(worker.address, None)
+        for call_id in [c for c, r in self._routes.items() if r.worker == key]:
+            del self._routes[call_id]
+
+    def call_ended(self, call_id: str) -> None:
+        """A worker reports a call over: its slot is free; stray retransmissions still route."""
+        route = self._routes.get(call_id)
+        if route is not None:
+            self._release(call_id, route)
+
+    def _release(self, call_id: str, route: _Route) -> None:
+        route.active = False
+        route.expires = time.monotonic() + LINGER_S
+        worker = self._workers.get(route.worker)
+        if worker is not None:
+            worker.calls.discard(call_id)
+
+    def _purge(self) -> None:
+        now = time.monotonic()
+        if now - self._purged < 1.0:
+            return
+        self._purged = now
+        for call_id in [c for c, r in self._routes.items() if r.expires and r.expires < now]:
+            del self._routes[call_id]
+
+    def _pick_worker(self) -> _Worker | None:
+        in_progress = sum(len(w.calls) for w in self._workers.values())
+        if in_progress >= self.max_calls:
+            return None
+        free = [w for w in self._workers.values() if len(w.calls) < w.capacity]
+        return min(free, key=lambda w: len(w.calls) / w.capacity) if free else None
+
+    # -- messages in ------------------------------------------------------------------------------
+    def datagram(self, data: bytes, source: tuple[str, int]) -> None:
+        """One UDP datagram: a SIP message, or something to drop."""
+        try:
+            message = parse_datagram(data)
+        except SipParseError as exc:
+            if data.strip():
+                log.debug("SIP: dropped %d bytes from %s:%d (%s)", len(data), *source[:2], exc)
+            return
+        self.handle(message, source, None)
+
+    def handle(
+        self, message: SipMessage, source: tuple[str, int], connection: _TcpConnection | None
+    ) -> None:
+        source = (source[0], source[1])
+        worker = self._worker_at.get(source) if connection is None else None
+        try:
+            if not message.is_request:
+                self._relay_response(message, worker)
+            elif worker is not None:
+                self._spawn(self._relay_request_out(message, worker, source))
+            else:
+                self._relay_request_in(message, source, connection)
+        except SipParseError as exc:
+            log.debug("SIP: dropped a message from %s:%d (%s)", *source, exc)
+
+    def _stamp_sender(self, message: SipMessage, source: tuple[str, int]) -> Via:
+        """received/rport on the sender's Via (RFC 3261 18.2.1, RFC 3581)."""
+        via = parse_via(message.get("via") or "")
+        via.set_param("received", source[0])
+        if via.param("rport") is not None:
+            via.set_param("rport", str(source[1]))
+        message.replace_first("via", str(via))
+        return via
+
+    def _relay_request_in(
+        self, message: SipMessage, source: tuple[str, int], connection: _TcpConnection | None
+    ) -> None:
+        """A request from outside (the PBX) to one of the workers."""
+        sender = self._stamp_sender(message, source)
+        method = message.method
+        initial_invite = method == "INVITE" and message.to_tag is None
+        if not peer_allowed(source[0], self.allowed_peers):
+            if initial_invite:
+                self.rejected += 1
+                log.warning("SIP: INVITE from %s:%d refused (not an allowed peer)", *source)
+            self._respond(message, 403, "Forbidden", connection)
+            return
+        if not self._decrement_max_forwards(message):
+            self._respond(message, 483, "Too Many Hops", connection)
+            return
+        self._pop_own_route(message)
+        self._purge()
+        call_id = message.call_id
+        route = self._routes.get(call_id)
+        worker = self._workers.get(route.worker) if route is not None else None
+        if worker is None and initial_invite:
+            worker = self._pick_worker() if self.accepting else None
+            if worker is None:
+                self.rejected += 1
+                why = "no free call slot" if self.accepting else "shutting down"
+                log.warning("SIP: INVITE from %s:%d refused (%s)", *source, why)
+                self._respond(message, 503, "Service Unavailable", connection)
+                return
+            cseq = int((message.get("cseq") or "0").split()[0])
+            route = _Route(worker.key, True, cseq, connection.id if connection else None)
+            self._routes[call_id] = route
+            worker.calls.add(call_id)
+        elif worker is None:
+            if method == "ACK":
+                return  # nothing to acknowledge here
+            worker = next(iter(self._workers.values()), None)  # it answers 481, or OPTIONS
+            if worker is None:
+                self._respond(message, 503, "Service Unavailable", connection)
+                return
+        if initial_invite:
+            message.prepend("Record-Route", self._own_uri)
+        own = self._own_via("UDP", sender, connection, message)
+        message.prepend("Via", str(own))
+        self._send_udp(message.to_bytes(), worker.address)
+
+    async def _relay_request_out(
+        self, message: SipMessage, worker: _Worker, source: tuple[str, int]
+    ) -> None:
+        """A request from a worker (BYE, REFER, re-INVITE) to the far end of its dialog."""
+        sender = self._stamp_sender(message, source)
+        if not self._decrement_max_forwards(message):
+            return
+        self._pop_own_route(message)
+        next_hop = uri_of(message.get("route") or message.request_uri)
+        uri = parse_uri(next_hop)
+        self._rewrite_contact(message)
+        route = self._routes.get(message.call_id)
+        connection = None
+        if route is not None and route.connection is not None and uri.transport in (None, "TCP"):
+            connection = self._connections.get(route.connection)
+        host = uri.host
+        if not _is_ip(host):
+            infos = await asyncio.get_running_loop().getaddrinfo(host, None, type=socket.SOCK_DGRAM)
+            host = infos[0][4][0]
+        port = uri.port or 5060
+        if connection is None and uri.transport == "TCP":
+            connection = await self._connect(host, port)
+        own = self._own_via("TCP" if connection else "UDP", sender, None, message)
+        own.set_param("rport", None)
+        message.prepend("Via", str(own))
+        if connection is not None:
+            connection.send(message.to_bytes())
+        else:
+            self._send_udp(message.to_bytes(), (host, port))
+
+    def _relay_response(self, message: SipMessage, worker: _Worker | None) -> None:
+        top = parse_via(message.get("via") or "")
+        if not (top.param("branch") or "").startswith(BRANCH_PREFIX):
+            log.debug("SIP: dropped a response not sent through here")
+            return
+        message.remove_first("via")
+        nxt_text = message.get("via")
+        if nxt_text is None:
+            return
+        nxt = parse_via(nxt_text)
+        address = nxt.reply_address()
+        if worker is None:  # from outside, back to the worker that sent the request
+            if address in self._worker_at:
+                self._send_udp(message.to_bytes(), address)
+            return
+        # From a worker, out to the PBX.
+        own_rr = self._own_uri
+        for i, (key, value) in enumerate(message.headers):
+            if canonical(key) == "record-route" and value == own_rr:
+                del message.headers[i]
+                break
+        self._rewrite_contact(message)
+        route = self._routes.get(message.call_id)
+        if route is not None and route.active and message.method == "INVITE":
+            cseq = int((message.get("cseq") or "0").split()[0])
+            if message.status >= 300 and cseq == route.invite_cseq:
+                self._release(message.call_id, route)
+        tcp_id = top.param("tbc")
+        connection = self._connections.get(int(tcp_id)) if tcp_id else None
+        if connection is None and nxt.transport == "TCP":
+            connection = self._connection_to(address)
+        if connection is not None:
+            connection.send(message.to_bytes())
+        elif nxt.transport == "TCP":
+            self._spawn(self._send_tcp_new(message.to_bytes(), address))
+        else:
+            self._send_udp(message.to_bytes(), address)
+
+    # -- helpers ----------------------------------------------------------------------------------
+    @property
+    def _own_hostport(self) -> str:
+        host = self.advertised_host
+        return f"[{host}]:{self.port}" if ":" in host else f"{host}:{self.port}"
+
+    @property
+    def _own_uri(self) -> str:
+        return f"<sip:{self._own_hostport};lr>"
+
+    def _own_via(
+        self,
+        transport: str,
+        sender: Via,
+        connection: _TcpConnection | None,
+        message: SipMessage,
+    ) -> Via:
+        """Our Via; its branch is derived from the sender's (RFC 3261 16.11), so that a
+        retransmission, the CANCEL and the ACK of a failed INVITE map to the same branch."""
+        seed = sender.param("branch") or ""
+        if not seed.startswith("z9hG4bK"):  # an RFC 2543 sender: no usable branch
+            cseq = (message.get("cseq") or "").split()[0]
+            seed = f"{message.call_id}|{cseq}|{message.get('from')}|{seed}"
+        digest = hashlib.sha1(f"{self._secret}|{seed}|{sender.host}".encode()).hexdigest()[:20]
+        params: list[tuple[str, str | None]] = [("branch", BRANCH_PREFIX + digest)]
+        if connection is not None:
+            params.append(("tbc", str(connection.id)))
+        return Via(transport, self.advertised_host, self.port, params)
+
+    def _pop_own_route(self, message: SipMessage) -> None:
+        route = message.get("route")
+        if route is None:
+            return
+        try:
+            uri = parse_uri(uri_of(route))
+        except SipParseError:
+            return
+        own_hosts = {self.advertised_host, self.host, loopback_for(self.host)}
+        if uri.host in own_hosts and (uri.port or 5060) == self.port:
+            message.remove_first("route")
+
+    def _rewrite_contact(self, message: SipMessage) -> None:
+        contact = message.get("contact")
+        if contact is not None and contact != "*":
+            message.replace_first(
+                "contact", replace_uri_hostport(contact, self.advertised_host, self.port)
+            )
+
+    @staticmethod
+    def _decrement_max_forwards(message: SipMessage) -> bool:
+        value = message.get("max-forwards")
+        if value is None:
+            return True
+        try:
+            hops = int(value)
+        except ValueError:
+            return True
+        if hops <= 0:
+            return False
+        message.replace_first("max-forwards", str(hops - 1))
+        return True
+
+    def _respond(
+        self, request: SipMessage, status: int, reason: str, connection: _TcpConnection | None
+    ) -> None:
+        if request.method == "ACK":
+            return
+        tag = hashlib.sha1(f"{self._secret}|{request.call_id}".encode()).hexdigest()[:10]
+        data = response_to(request, status, reason, tag).to_bytes()
+        if connection is not None:
+            connection.send(data)
+        else:
+            self._send_udp(data, parse_via(request.get("via") or "").reply_address())
+
+    def _send_udp(self, data: bytes, address: tuple[str, int]) -> None:
+        if self._udp is not None and not self._udp.is_closing():
+            self._udp.sendto(data, address)
+
+    def _connection_to(self, address: tuple[str, int]) -> _TcpConnection | None:
+        for connection in self._connections.values():
+            if connection.peer == address:
+                return connection
+        return None
+
+    async def _connect(self, host: str, port: int) -> _TcpConnection:
+        existing = self._connection_to((host, port))
+        if existing is not None:
+            return existing
+        _t, connection = await asyncio.get_running_loop().create_connection(
+            lambda: _TcpConnection(self), host, port
+        )
+        return connection
+
+    async def _send_tcp_new(self, data: bytes, address: tuple[str, int]) -> None:
+        try:
+            connection = await self._connect(*address)
+        except OSError as exc:
+            log.warning("SIP: could not reach %s:%d over TCP: %s", *address, exc)
+            return
+        connection.send(data)
+
+    def _spawn(self, coro) -> None:
+        task = asyncio.get_running_loop().create_task(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._task_done)
+
+    def _task_done(self, task: asyncio.Task) -> None:
+        self._tasks.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            exc = task.exception()
+            log.warning("SIP: could not relay a request: %s", exc)
+
+    def _register(self, connection: _TcpConnection) -> int:
+        key = self._next_connection
+        self._next_connection += 1
+        self._connections[key] = connection
+        return key
+
+    def _unregister(self, connection: _TcpConnection) -> None:
+        self._connections.pop(connection.id, None)
+
+
+class _UdpProtocol(asyncio.DatagramProtocol):
+    def __init__(self, dispatcher: SipDispatcher):
+        self.dispatcher = dispatcher
+
+    def datagram_received(self, data: bytes, addr: tuple) -> None:
+        try:
+            self.dispatcher.datagram(data, addr)
+        except Exception:
+            log.exception("SIP: failed to handle a datagram from %s", addr)
+
+    def error_received(self, exc: Exception) -> None:
+        log.debug("SIP: UDP error %s", exc)
+
+
+class _TcpConnection(asyncio.Protocol):
+    """One SIP-over-TCP connection: messages framed by Content-Length (RFC 3261 18.3)."""
+
+    def __init__(self, dispatcher: SipDispatcher):
+        self.dispatcher = dispatcher
+        self.id = 0
+        self.peer: tuple[str, int] | None = None
+        self._transport: asyncio.Transport | None = None
+        self._buffer = bytearray()
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self._transport = transport  # type: ignore[assignment]
+        peer = transport.get_extra_info("peername")
+        self.peer = (peer[0], peer[1])
+        self.id = self.dispatcher._register(self)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.dispatcher._unregister(self)
+
+    def send(self, data: bytes) -> None:
+        if self._transport is not None and not self._transport.is_closing():
+            self._transport.write(data)
+
+    def close(self) -> None:
+        if self._transport is not None:
+            self._transport.close()
+
+    def data_received(self, data: bytes) -> None:
+        self._buffer += data
+        while True:
+            while self._buffer[:2] == b"\r\n":  # keep-alive pings between messages
+                del self._buffer[:2]
+            end = self._buffer.find(b"\r\n\r\n")
+            if end < 0:
+                if len(self._buffer) > MAX_MESSAGE_BYTES:
+                    self._drop("no end of headers")
+                return
+            try:
+                message = parse_head(bytes(self._buffer[:end]))
+                length = content_length(message)
+            except SipParseError as exc:
+                self._drop(str(exc))
+                return
+            total = end + 4 + length
+            if len(self._buffer) < total:
+                return
+            message.body = bytes(self._buffer[end + 4 : total])
+            del self._buffer[:total]
+            try:
+                self.dispatcher.handle(message, self.peer, self)
+            except Exception:
+                log.exception("SIP: failed to handle a message from %s", self.peer)
+
+    def _drop(self, why: str) -> None:
+        log.debug("SIP: closing TCP connection from %s (%s)", self.peer, why)
+        self._buffer.clear()
+        self.close()
