@@ -18,7 +18,7 @@ system-deps:
 	bash scripts/install-system-deps.sh
 
 run: setup
-	$(BIN)/voicebot ask "住民税の納付書をなくしてしまったんですが"
+	$(BIN)/voicebot serve
 
 lint: setup
 	$(BIN)/ruff check .
