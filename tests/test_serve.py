@@ -139,3 +139,31 @@ def test_serve_starts_everything_answers_and_stops_on_sigterm(tmp_path, speech_c
     assert code == 0, log
     assert "shutting down" in log and "stopped;" in log
     assert "Traceback" not in log, log
+
+
+def test_serve_speaks_the_last_published_faq_after_a_restart(tmp_path, speech_cache):
+    """Operators published version 2 before this start: the bot loads it, not the shipped FAQ."""
+    from dashboards.config import OperationsSettings
+    from dashboards.db import Database
+    from dashboards.faq_versions import FaqVersions
+
+    data = tmp_path / "data"
+    db = Database(OperationsSettings(data_dir=data).database_url())
+    db.create_all()
+    versions = FaqVersions(db, data_dir=data)
+    versions.ensure_initial_version()
+    entry = dict(versions.draft().get("cert.fee"))
+    entry["answer"] = "証明書の手数料は、一通三百円です。窓口でお支払いください。"
+    versions.save_entry(entry, "test", entry_id="cert.fee")
+    versions.publish("test")
+    db.dispose()
+
+    service = Service(tmp_path, speech_cache)
+    try:
+        service.wait_for(r"ready; press Ctrl\+C")
+        service.wait_for(r"FAQ reloaded: 44 entries", timeout=30)
+    finally:
+        assert service.stop() == 0
+    # the bot was switched before it took calls
+    log = service.text()
+    assert log.index("FAQ reloaded") < log.index("ready; press Ctrl+C")
