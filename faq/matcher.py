@@ -8,7 +8,8 @@ Three kinds of evidence are combined for each entry:
 * its keywords found in the utterance, exactly or fuzzily by sound, each weighted
   by how specific it is to that entry (a word shared by many entries counts little).
 
-Sound keys make wrong-kanji recognitions (農夫書 for 納付書) still match. The raw
+Sound keys make wrong-kanji recognitions (農夫書 for 納付書) still match; a caller's
+text gets the keys of two readings when they differ (``faq.reading.sound_keys``). The raw
 score is mapped to a confidence in [0, 1] by a logistic calibration fitted on the
 FAQ's own questions held out one at a time (see ``bench/calibrate.py``), so that
 "0.9" means right about nine times in ten.
@@ -28,7 +29,7 @@ from faq.intents import ControlMatch, find_control
 from faq.model import Action
 from faq.morphology import content_lemmas
 from faq.normalize import normalize
-from faq.reading import sound_key
+from faq.reading import sound_keys
 from faq.store import Faq
 from faq.synonyms import SynonymRewriter
 
@@ -58,7 +59,7 @@ class Calibration:
 
 # Fitted by `python bench/calibrate.py` on the shipped FAQ (leave-one-question-out
 # plus out-of-domain phrases); refit after large FAQ changes.
-DEFAULT_CALIBRATION = Calibration(bias=-1.996, w_raw=4.682, w_margin=11.735)
+DEFAULT_CALIBRATION = Calibration(bias=-2.11, w_raw=4.923, w_margin=11.881)
 
 
 @dataclass(frozen=True)
@@ -125,8 +126,13 @@ class Matcher:
     # -- preparation -------------------------------------------------------------------
     def prepare(self, text: str) -> tuple[str, str]:
         """(normalised surface with synonyms rewritten, its sound key)."""
+        surface, keys = self.prepare_keys(text)
+        return surface, keys[0]
+
+    def prepare_keys(self, text: str) -> tuple[str, tuple[str, ...]]:
+        """(normalised surface with synonyms rewritten, its sound keys by each reading)."""
         surface = self.rewrite(normalize(text))
-        return surface, self.rewrite_sound(sound_key(surface))
+        return surface, tuple(dict.fromkeys(self.rewrite_sound(k) for k in sound_keys(surface)))
 
     def _build(self) -> None:
         docs: list[Counter[str]] = []
@@ -136,6 +142,7 @@ class Matcher:
         for ei, entry in enumerate(self.entries):
             keys = []
             for t in (entry.title, *entry.questions):
+                # The FAQ is written correctly: the first reading is its reading.
                 surface, key = self.prepare(t)
                 docs.append(_features(surface, key))
                 self.doc_entry.append(ei)
@@ -229,8 +236,18 @@ class Matcher:
 
     def raw_scores(self, text: str, exclude_doc: int | None = None) -> np.ndarray:
         """Combined raw score per entry. ``exclude_doc`` holds one example question out."""
-        surface, key = self.prepare(text)
-        return self._raw(surface, key, exclude_doc)
+        surface, keys = self.prepare_keys(text)
+        return self._best_raw(surface, keys, exclude_doc)
+
+    def _best_raw(
+        self, surface: str, keys: tuple[str, ...], exclude_doc: int | None = None
+    ) -> np.ndarray:
+        """Raw scores by the reading that agrees best with each entry (for wrong-kanji
+        compounds only one of the readings is the sounds the caller made)."""
+        raw = self._raw(surface, keys[0], exclude_doc)
+        for key in keys[1:]:
+            raw = np.maximum(raw, self._raw(surface, key, exclude_doc))
+        return raw
 
     def _raw(self, surface: str, key: str, exclude_doc: int | None = None) -> np.ndarray:
         idx, vals = self._query_vector(surface, key)
@@ -273,12 +290,12 @@ class Matcher:
 
     def match(self, text: str, top_k: int = 3) -> Match:
         """Rank entries for ``text`` and note any control intent (operator, repeat, ...)."""
-        surface, key = self.prepare(text)
-        raw = self._raw(surface, key)
+        surface, keys = self.prepare_keys(text)
+        raw = self._best_raw(surface, keys)
         return Match(
             text=text,
             normalized=surface,
-            key=key,
+            key=keys[0],
             candidates=self.rank(raw, top_k),
             control=find_control(text),
         )

@@ -10,7 +10,7 @@ from __future__ import annotations
 import threading
 from functools import lru_cache
 
-from sudachipy import Dictionary, SplitMode
+from sudachipy import Dictionary, Morpheme, SplitMode
 
 _CONTENT_POS = {"名詞", "動詞", "形容詞", "形状詞", "接尾辞", "副詞"}
 # Light verbs and nouns that occur in every question and say nothing about the topic.
@@ -46,6 +46,11 @@ def _tokenizer():
         tok = Dictionary(dict="core").tokenizer(mode=SplitMode.A)
         _local.tokenizer = tok
     return tok
+
+
+def tokenize(text: str) -> list[Morpheme]:
+    """Sudachi morphemes (short units) of ``text``, with the tokenizer of this thread."""
+    return list(_tokenizer().tokenize(text)) if text else []
 
 
 @lru_cache(maxsize=65536)

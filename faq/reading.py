@@ -4,6 +4,13 @@ Whisper often writes the right sounds with the wrong kanji (納付書 → 農夫
 申告 → 新国). Comparing readings instead of spellings recovers those. The sound
 key further folds long-vowel spellings (ノウ/ノー/ノ) that recognisers and the
 reading dictionary write differently for the same sound.
+
+The recogniser's wrong kanji are often compounds no dictionary has (都知計課税 for
+都市計画税). One reading dictionary then guesses readings that are not the sounds
+heard (pyopenjtalk: ミヤコトモケイカゼイ), while another, splitting into short known
+words, gets them (Sudachi: トチケイカゼイ) — and the other way round for other words.
+``sound_keys`` therefore gives both readings' keys when they differ, and the matcher
+takes whichever agrees with the FAQ.
 """
 
 from __future__ import annotations
@@ -47,7 +54,27 @@ def reading(text: str) -> str:
 @lru_cache(maxsize=65536)
 def sound_key(text: str) -> str:
     """A reading with vowel length folded: ノウフ, ノーフ and ノフ all become ノフ."""
-    kana = reading(text).translate(_FOLD)
+    return fold(reading(text))
+
+
+@lru_cache(maxsize=65536)
+def sound_keys(text: str) -> tuple[str, ...]:
+    """The sound key by pyopenjtalk's reading, then by Sudachi's if it differs."""
+    first = sound_key(text)
+    second = fold(_NON_KANA_RE.sub("", hira_to_kata(sudachi_reading(text))))
+    return (first,) if second == first or not second else (first, second)
+
+
+def sudachi_reading(text: str) -> str:
+    """Katakana reading by SudachiPy's short units (unknown compounds read by their parts)."""
+    from faq.morphology import tokenize
+
+    return "".join(m.reading_form() if m.reading_form() else m.surface() for m in tokenize(text))
+
+
+def fold(kana: str) -> str:
+    """Vowel length and rare kana folded out of a katakana reading."""
+    kana = kana.translate(_FOLD)
     out: list[str] = []
     for ch in kana:
         prev = out[-1] if out else ""

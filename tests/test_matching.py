@@ -9,11 +9,12 @@ from asr_noise import corrupt
 from conftest import read_tsv
 
 from faq.intents import ControlIntent, find_control, yes_no
+from faq.matcher import Candidate, Match
 from faq.model import Action
 from faq.normalize import normalize
-from faq.reading import sound_key
+from faq.reading import sound_key, sound_keys
 from voicebot.evaluation import evaluate, predicted_label
-from voicebot.policy import BotAction
+from voicebot.policy import BotAction, decide
 
 DEV = read_tsv("dev-utterances.tsv")
 HELDOUT = read_tsv("heldout-utterances.tsv")
@@ -59,6 +60,8 @@ def test_robust_to_recognition_noise(understanding):
         ("市民税の深刻はいつまでに出せばいいですか", "juminzei.declaration"),  # 申告
         ("過税証明書がほしい", "cert.income"),  # 課税
         ("固定資産勢の納期を教えて", "kotei.payment-schedule"),
+        # 軽自動車: a compound no dictionary has; pyopenjtalk reads 事動 as コトドウ
+        ("軽事動車税はいつまでに払えばいいですか", "keiji.overview"),
     ],
 )
 def test_wrong_kanji_still_match_by_sound(understanding, heard, expected):
@@ -157,3 +160,37 @@ def test_normalisation_removes_fillers_and_politeness_but_keeps_content():
 def test_sound_key_folds_spelling_of_the_same_sounds():
     assert sound_key("納付書") == sound_key("のうふしょ") == sound_key("ノウフショ")
     assert sound_key("住民税") == sound_key("じゅうみんぜい")
+
+
+def test_unknown_wrong_kanji_compound_gets_a_second_reading_by_its_parts():
+    """Whisper writes sounds as kanji no dictionary joins; Sudachi's short units read
+    them by sound where pyopenjtalk guesses a word reading (都 as ミヤコ)."""
+    keys = sound_keys("都知計課税")
+    assert len(keys) == 2 and keys[1] == sound_key("とちけいかぜい")
+    assert sound_keys("住民税") == (sound_key("住民税"),)  # a known word: one reading
+
+
+@pytest.mark.parametrize(
+    ("top_score", "staff_raw", "action"),
+    [
+        (0.95, 0.35, BotAction.ANSWER),  # near certain, staff topic 0.25 behind
+        (0.80, 0.35, BotAction.CONFIRM),  # middling: the same staff topic makes it confirm
+        (0.95, 0.50, BotAction.CONFIRM),  # near certain but staff topic very close
+    ],
+)
+def test_staff_topic_nearby_confirms_unless_the_answer_is_near_certain(
+    understanding, faq, top_score, staff_raw, action
+):
+    """Decision rule on given candidates (the matcher's part is tested above)."""
+    answer, staff = faq["juminzei.notice-timing"], faq["general.my-amount"]
+    match = Match(
+        text="",
+        normalized="",
+        key="",
+        candidates=[
+            Candidate(answer.id, answer.title, answer.action, top_score, 0.60),
+            Candidate(staff.id, staff.title, staff.action, 0.02, staff_raw),
+        ],
+    )
+    decision = decide(match, faq, understanding.settings.thresholds)
+    assert (decision.action, decision.faq_id) == (action, answer.id)
