@@ -16,6 +16,7 @@ drivers send it before `runAndWait` returns, so the wait costs them nothing).
 from __future__ import annotations
 
 import asyncio
+import atexit
 import logging
 import os
 import sys
@@ -72,7 +73,15 @@ def _get_engine() -> Any:
         driver = sys.modules.get("pyttsx3.drivers.espeak")
         if driver is not None:
             driver.print = lambda *args, **_: log.debug(" ".join(map(str, args)))  # type: ignore[attr-defined]
+        atexit.register(_release_engine)
     return _engine
+
+
+def _release_engine() -> None:
+    """Drop the engine while modules are still whole: left to interpreter shutdown, its
+    driver's __del__ runs after pyttsx3's globals are gone and prints a traceback."""
+    global _engine
+    _engine = None
 
 
 def _japanese_voice_id(engine: Any) -> str | None:
