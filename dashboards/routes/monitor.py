@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
 from collections.abc import AsyncIterator
 from typing import Annotated, Any
@@ -26,6 +25,7 @@ from dashboards.app import render
 from dashboards.event_bus import GAP
 from dashboards.security import require_role
 from dashboards.services import Services, get_services
+from dashboards.sse import sse
 
 log = logging.getLogger(__name__)
 router = APIRouter()
@@ -36,12 +36,6 @@ MonitorUser = Annotated[User, Depends(require_role(*MONITOR_ROLES))]
 ServicesDep = Annotated[Services, Depends(get_services)]
 HEARTBEAT_S = 10.0
 QUEUE_LIMIT = 1000  # events buffered per browser before it is considered stuck
-
-
-def sse(event: str, data: Any) -> bytes:
-    """One Server-Sent Events message (JSON data on one line)."""
-    payload = json.dumps(data, ensure_ascii=False, separators=(",", ":"))
-    return f"event: {event}\ndata: {payload}\n\n".encode()
 
 
 def snapshot_calls(active: list[dict[str, Any]]) -> list[dict[str, Any]]:

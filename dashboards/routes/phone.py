@@ -27,6 +27,7 @@ from dashboards.accounts import User
 from dashboards.app import render
 from dashboards.security import require_role
 from dashboards.services import Services, get_services
+from dashboards.sse import sse
 
 log = logging.getLogger(__name__)
 router = APIRouter()
@@ -85,11 +86,6 @@ def own_call(request: Request, call_id: str, user: User) -> PhoneCall:
     if call is None or (call.owner != user.username and user.role != "admin"):
         raise HTTPException(status_code=404, detail="この通話は見つかりません。")
     return call
-
-
-def sse(event: str, data: Any) -> bytes:
-    payload = json.dumps(data, ensure_ascii=False, separators=(",", ":"))
-    return f"event: {event}\ndata: {payload}\n\n".encode()
 
 
 @router.get("/phone", response_class=HTMLResponse, include_in_schema=False)

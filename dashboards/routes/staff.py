@@ -24,6 +24,7 @@ from dashboards.accounts import User
 from dashboards.app import render
 from dashboards.security import require_role
 from dashboards.services import Services, get_services
+from dashboards.sse import sse
 
 log = logging.getLogger(__name__)
 router = APIRouter()
@@ -52,11 +53,6 @@ def console_of(services: Services) -> Any:
     if services.staff_console is None:
         raise HTTPException(status_code=503, detail=UNAVAILABLE)
     return services.staff_console
-
-
-def sse(event: str, data: Any) -> bytes:
-    payload = json.dumps(data, ensure_ascii=False, separators=(",", ":"))
-    return f"event: {event}\ndata: {payload}\n\n".encode()
 
 
 @router.get("/staff", response_class=HTMLResponse, include_in_schema=False)
