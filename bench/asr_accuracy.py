@@ -118,6 +118,9 @@ def settings(faq) -> dict[str, dict]:
         "vocab": {"pad_seconds": 1.5, "initial_prompt": faq_terms(faq)},
         "default": {"pad_seconds": 1.5, "initial_prompt": prompt},
         "titles-rr": {"pad_seconds": 1.5, "initial_prompt": titles_round_robin(faq)},
+        "default-pad1.0": {"pad_seconds": 1.0, "initial_prompt": prompt},
+        "default-pad0.5": {"pad_seconds": 0.5, "initial_prompt": prompt},
+        "default-beam1": {"pad_seconds": 1.5, "initial_prompt": prompt, "beam_size": 1},
         "default-beam5": {"pad_seconds": 1.5, "initial_prompt": prompt, "beam_size": 5},
         "default-nbest3": {
             "pad_seconds": 1.5,

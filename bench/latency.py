@@ -90,6 +90,7 @@ def summary(latencies: list[float]) -> dict[str, float]:
 async def main_async(args: argparse.Namespace) -> dict:
     settings = Settings()
     settings.asr.workers = args.workers
+    settings.tts.engine = args.tts
     bot = Bot(settings)
     t0 = time.perf_counter()
     await bot.prepare(rates=(8000,))
@@ -99,7 +100,13 @@ async def main_async(args: argparse.Namespace) -> dict:
     answerable = {e.id for e in bot.understanding.faq if e.action.value == "answer"}
     out: dict = {
         "machine_cores": os.cpu_count(),
-        "asr": {"backend": settings.asr.backend, "beam_size": settings.asr.beam_size},
+        "asr": {
+            "backend": settings.asr.backend,
+            "beam_size": settings.asr.beam_size,
+            "pad_seconds": settings.asr.pad_seconds,
+        },
+        "tts": settings.tts.engine,
+        "short_pause_ms": settings.call.endpointing.short_pause_ms,
         "endpointing_end_silence_ms": settings.call.endpointing.end_silence_ms,
         "prepare_s": round(prepare_s, 1),
         "runs": {},
@@ -137,6 +144,13 @@ def main() -> int:
     parser.add_argument("--questions", type=int, default=4, help="questions per call")
     parser.add_argument("--workers", type=int, default=1, help="parallel recognitions")
     parser.add_argument("--virtual", action="store_true", help="virtual clock, calls one by one")
+    parser.add_argument(
+        "--tts",
+        choices=("kokoro", "pyttsx3"),
+        default="kokoro",
+        help="the bot's voice; every reply is rendered before the calls either way, so the\n"
+        "latency is the same, but pyttsx3 renders in seconds instead of ~25 minutes",
+    )
     args = parser.parse_args()
     print(json.dumps(asyncio.run(main_async(args)), indent=2))
     return 0
