@@ -173,9 +173,10 @@ def test_unknown_wrong_kanji_compound_gets_a_second_reading_by_its_parts():
 @pytest.mark.parametrize(
     ("top_score", "staff_raw", "action"),
     [
-        (0.95, 0.35, BotAction.ANSWER),  # near certain, staff topic 0.25 behind
-        (0.80, 0.35, BotAction.CONFIRM),  # middling: the same staff topic makes it confirm
-        (0.95, 0.50, BotAction.CONFIRM),  # near certain but staff topic very close
+        (0.95, 0.48, BotAction.ANSWER),  # near certain, staff topic 0.12 behind
+        (0.80, 0.48, BotAction.CONFIRM),  # middling: the same staff topic makes it confirm
+        (0.80, 0.40, BotAction.ANSWER),  # middling, staff topic 0.2 behind: shared words only
+        (0.95, 0.55, BotAction.CONFIRM),  # near certain but staff topic very close
     ],
 )
 def test_staff_topic_nearby_confirms_unless_the_answer_is_near_certain(

@@ -28,7 +28,7 @@ DEFAULT_CONFIG_FILE = Path("voicebot.toml")
 class Thresholds(BaseModel):
     """Calibrated-confidence cut-offs for what the bot does with a match."""
 
-    answer: float = Field(0.70, ge=0, le=1, description="At or above: answer directly")
+    answer: float = Field(0.65, ge=0, le=1, description="At or above: answer directly")
     confirm: float = Field(0.40, ge=0, le=1, description="At or above: ask 'did you mean …?'")
 
     @model_validator(mode="after")

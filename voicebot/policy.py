@@ -24,9 +24,9 @@ MIN_RESIDUAL_CHARS = 4
 # or within the narrower gap when the answer is near certain: shared words (税額, 払う)
 # keep a staff topic within the wide gap of many a clear question, and confirming
 # those costs the caller a turn for nothing.
-STAFF_TOPIC_GAP = 0.3
-STAFF_TOPIC_GAP_SURE = 0.15
-SURE = 0.9
+STAFF_TOPIC_GAP = 0.15
+STAFF_TOPIC_GAP_SURE = 0.1
+SURE = 0.85
 
 
 class BotAction(StrEnum):
