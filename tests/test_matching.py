@@ -144,6 +144,8 @@ def test_operator_request_wins_even_with_a_topic(understanding):
         ("いいえ", ControlIntent.NO),
         ("いえ、違います", ControlIntent.NO),
         ("ちがう", ControlIntent.NO),
+        ("はい、それで結構です", ControlIntent.YES),  # 結構です alone is a polite "no"
+        ("いえ、結構です", ControlIntent.NO),
         ("住民税の納期です", None),
     ],
 )
