@@ -8,6 +8,7 @@ goodbye for the control intents). Prints JSON with the misses.
 
     python bench/call_accuracy.py [--voice jf_alpha] [--kokoro] [--sample 4]
                                   [--transcripts cache.json] [--fixtures DIR]
+                                  [--dump calls.json]
 
 A confirmation ("…についてのご質問でよろしいでしょうか") of the right entry is not
 right: the issue asks for the intended action; such calls are counted apart
@@ -140,6 +141,7 @@ def run_one(bot: Bot, row: dict[str, str], fixtures: Path = FIXTURES) -> dict:
         "heard": turn.heard if turn else None,
         "action": got_action,
         "faq_id": got_id,
+        "score": turn.score if turn else None,
         "recognized": [[h["text"], *h["alternatives"]] for h in heard_log]
         if heard_log is not None
         else None,
@@ -163,6 +165,7 @@ def main() -> int:
     )
     parser.add_argument("--sample", type=int, default=1, help="every n-th fixture only")
     parser.add_argument("--transcripts", type=Path, help="recognition cache (JSON) to reuse")
+    parser.add_argument("--dump", type=Path, help="write every call's result (JSON) here")
     args = parser.parse_args()
     settings = Settings()
     if not args.kokoro:
@@ -196,6 +199,8 @@ def main() -> int:
     results = [run_one(bot, row, args.fixtures) for row in rows]
     if recognizer is not None:
         recognizer.save()
+    if args.dump:
+        args.dump.write_text(json.dumps(results, ensure_ascii=False, indent=1), encoding="utf-8")
     right = sum(r["right"] for r in results)
     confirmed = sum(r["right_topic_confirmed"] for r in results)
     by_voice: dict[str, list[bool]] = {}

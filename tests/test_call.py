@@ -154,6 +154,35 @@ def test_barge_in_stops_bot_audio_within_100_ms(bot):
     assert result.turns[0].faq_id == "payment.account-transfer"
 
 
+def stretched_pause(utterance: str, at_s: float, pause_s: float) -> WavAudio:
+    """The fixture with its pause near ``at_s`` made ``pause_s`` long (Kokoro's own
+    pauses between clauses are shorter than many callers')."""
+    samples = clip(utterance)
+    energy = np.abs(samples.astype(np.int32))
+    i = int(at_s * 8000)
+    while energy[i : i + 160].max() > 300:  # walk into the pause
+        i += 80
+    j = i
+    while energy[j : j + 160].max() <= 300:
+        j += 80
+    pause = np.zeros(int(pause_s * 8000), dtype=np.int16)
+    return WavAudio(
+        np.concatenate([samples[:i], pause, samples[j:], np.zeros(20000, np.int16)]), 8000
+    )
+
+
+def test_a_long_pause_mid_sentence_does_not_split_the_question(bot):
+    """「古い家を取り壊したんですけど……何か連絡は必要ですか」 with a one-second pause:
+    the first half sounds unfinished, so the bot holds it; when the wait runs out it
+    starts to reply, the caller goes on over it, and the two halves are one question."""
+    audio = stretched_pause("古い家を取り壊したんですけど何か連絡は必要ですか", 2.0, 1.0)
+    result, _, _ = run_call(bot, audio)
+    heard = [t for t in result.turns if t.heard]
+    assert len(heard) == 1, [t.heard for t in heard]
+    assert "必要" in heard[0].heard and "壊" in heard[0].heard
+    assert heard[0].faq_id == "kotei.demolished"
+
+
 class FailingRecognizer:
     """Fault injection: the real recogniser cannot be made to fail on demand."""
 

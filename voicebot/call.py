@@ -142,7 +142,9 @@ class _CommittedUtterance:
 
 
 _INCOMPLETE = re.compile(
-    r"(?:んですが|ですが|んですけど|ですけど|けど|けれど(?:も)?|が|て|で|し|と|ので|から|の|、)$"
+    r"(?:んですが|ですが|んですけど|ですけど|けど|けれど(?:も)?|が|て|で|し|と|ので|から|の"
+    r"|のに|ても|たら|れば|てね|でね|は|を|に|も|って|、)$"
+    r"|^(?:あの|あのね|あのう|えっと|ええと|えー|その|もしもし)$"  # only a filler so far
 )
 
 
@@ -185,7 +187,8 @@ class CallSession:
         self.playout = Playout(self.rate, FRAME_MS)
         self._history: deque[tuple[float, np.ndarray]] = deque()  # (start_ms, samples)
         self._history_ms = 0.0
-        self._spec: tuple[Job[Transcript], float] | None = None  # job, last_speech_ms
+        # job, last_speech_ms, and where the recognised audio starts
+        self._spec: tuple[Job[Transcript], float, float] | None = None
         self._recognition: tuple[Job[Transcript], SpeechEnd, bool] | None = None
         self._pending: list[_PendingReply] = []
         self._reply_seq = 0
@@ -286,12 +289,13 @@ class CallSession:
         elif isinstance(event, ShortPause):
             if self.config.speculative:
                 self._drop_speculation()  # a pause earlier in the utterance is stale now
+                self._maybe_resume_sentence(event.speech_start_ms)
                 start = self._sentence_start(event.speech_start_ms)
                 audio = self._utterance(start, event.last_speech_ms)
                 job = await Job.start(
                     self.clock, self.recognizer.transcribe(audio), lane=self.recognizer
                 )
-                self._spec = (job, event.last_speech_ms)
+                self._spec = (job, event.last_speech_ms, start)
         elif isinstance(event, SpeechDiscarded):
             self._drop_speculation()
             if self._idle():
@@ -338,6 +342,8 @@ class CallSession:
 
     def _stop_bot(self, barged_in: bool) -> None:
         dropped = self.playout.cancel()
+        if barged_in:  # the caller did not hear these out (see _maybe_resume_sentence)
+            self._interrupted.update(u.reply_id for u in dropped)
         self._barge_in_at = None
         for p in self._pending:
             p.job.cancel()
@@ -398,12 +404,13 @@ class CallSession:
         )
         spec = self._spec
         self._spec = None
-        if spec is not None and spec[1] >= event.last_speech_ms - 1e-6:
-            self._recognition = (spec[0], event, True)  # nothing new was said: reuse
+        start = self._sentence_start(event.speech_start_ms)
+        if spec is not None and spec[1] >= event.last_speech_ms - 1e-6 and spec[2] == start:
+            # nothing new was said: reuse
+            self._recognition = (spec[0], SpeechEnd(event.at_ms, start, event.last_speech_ms), True)
             return
         if spec is not None:
             spec[0].cancel()
-        start = self._sentence_start(event.speech_start_ms)
         audio = self._utterance(start, event.last_speech_ms)
         job = await Job.start(self.clock, self.recognizer.transcribe(audio), lane=self.recognizer)
         self._recognition = (job, SpeechEnd(event.at_ms, start, event.last_speech_ms), False)
