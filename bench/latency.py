@@ -78,7 +78,7 @@ async def one_call(bot: Bot, audio: WavAudio, realtime: bool) -> list[float]:
 def summary(latencies: list[float]) -> dict[str, float]:
     if len(latencies) < 2:
         return {"n": len(latencies)}
-    q = statistics.quantiles(latencies, n=20)
+    q = statistics.quantiles(latencies, n=20, method="inclusive")
     return {
         "n": len(latencies),
         "p50_ms": round(statistics.median(latencies), 1),
@@ -141,7 +141,12 @@ def main() -> int:
         description=__doc__, formatter_class=argparse.RawTextHelpFormatter
     )
     parser.add_argument("--calls", type=int, nargs="+", default=[1, 4, 8])
-    parser.add_argument("--questions", type=int, default=4, help="questions per call")
+    parser.add_argument(
+        "--questions",
+        type=int,
+        default=4,
+        help="questions per call (above 12 a call ends at the dialogue's turn limit)",
+    )
     parser.add_argument("--workers", type=int, default=1, help="parallel recognitions")
     parser.add_argument("--virtual", action="store_true", help="virtual clock, calls one by one")
     parser.add_argument(
