@@ -18,6 +18,10 @@ from voicebot.policy import BotAction, decide
 
 DEV = read_tsv("dev-utterances.tsv")
 HELDOUT = read_tsv("heldout-utterances.tsv")
+# A second set, written later by someone who saw only tax-topics.yaml: many long, spoken
+# phrasings with fillers and dialect (its audio, in three other voices, is measured by
+# bench/call_accuracy.py --fixtures; see the README).
+HELDOUT3 = read_tsv("heldout3-utterances.tsv")
 
 
 def test_dev_utterances_top1_accuracy(understanding):
@@ -26,13 +30,14 @@ def test_dev_utterances_top1_accuracy(understanding):
     assert report.accuracy >= 0.95, report.as_dict()["confusions"]  # decided, after thresholds
 
 
-def test_heldout_utterances_written_without_seeing_the_faq(understanding):
+@pytest.mark.parametrize("rows", [HELDOUT, HELDOUT3], ids=["heldout", "heldout3"])
+def test_heldout_utterances_written_without_seeing_the_faq(understanding, rows):
     """Phrasings written independently of the FAQ (generalisation, not memory)."""
-    report = evaluate(understanding, HELDOUT)
+    report = evaluate(understanding, rows)
     assert report.accuracy >= 0.90, report.as_dict()["confusions"]
 
 
-@pytest.mark.parametrize("rows", [DEV, HELDOUT], ids=["dev", "heldout"])
+@pytest.mark.parametrize("rows", [DEV, HELDOUT, HELDOUT3], ids=["dev", "heldout", "heldout3"])
 def test_never_answers_with_another_topics_answer_when_staff_or_nothing_is_right(
     understanding, faq, rows
 ):

@@ -26,7 +26,7 @@ MIN_RESIDUAL_CHARS = 4
 # those costs the caller a turn for nothing.
 STAFF_TOPIC_GAP = 0.15
 STAFF_TOPIC_GAP_SURE = 0.1
-SURE = 0.85
+SURE = 0.9
 
 
 class BotAction(StrEnum):
