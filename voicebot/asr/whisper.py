@@ -190,9 +190,14 @@ def _drop_replacement_chars(text: str) -> str:
 _SENTENCE = re.compile(r"[^。！？!?]+[。！？!?]?")
 
 
+_LOOP = re.compile(r"(.{1,3}?)\1{3,}")  # one to three characters, four times or more
+
+
 def drop_repetition(text: str) -> str:
     """Whisper sometimes starts the utterance again after the end (「確定申告について
-    聞きたいんですが、確定申告について」) or says a sentence twice; keep it once."""
+    聞きたいんですが、確定申告について」), says a sentence twice, or loops on a syllable
+    until the token cap (「納税額剣剣剣剣剣…」); keep it once."""
+    text = _LOOP.sub(r"\1", text)
     text = _drop_restart(text)
     sentences = [m.group(0) for m in _SENTENCE.finditer(text) if m.group(0).strip()]
     kept: list[str] = []
