@@ -55,6 +55,17 @@ def test_thresholds_from_environment(tmp_path):
     assert "口座振替" in result["answer"] and "よろしいでしょうか" in result["answer"]
 
 
+def test_turn_taking_from_environment(monkeypatch):
+    """A city whose callers pause longer can lengthen the hold and the merge window."""
+    from voicebot.bot import Bot
+    from voicebot.config import Settings
+
+    monkeypatch.setenv("VOICEBOT_CALL__HOLD_INCOMPLETE_MS", "1200")
+    monkeypatch.setenv("VOICEBOT_CALL__MERGE_WINDOW_MS", "1800")
+    config = Bot(Settings()).call_config()
+    assert (config.hold_incomplete_ms, config.merge_window_ms) == (1200, 1800)
+
+
 def test_thresholds_from_config_file(tmp_path):
     cfg = tmp_path / "voicebot.toml"
     cfg.write_text("[thresholds]\nanswer = 0.99999\nconfirm = 0.99998\n", encoding="utf-8")

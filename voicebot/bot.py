@@ -160,6 +160,8 @@ class Bot:
             endpointing=call.endpointing,
             yes_no_min_speech_ms=call.yes_no_min_speech_ms,
             speculative=call.speculative_recognition,
+            hold_incomplete_ms=call.hold_incomplete_ms,
+            merge_window_ms=call.merge_window_ms,
         )
 
     def session(

@@ -78,6 +78,19 @@ class CallSettings(BaseModel):
     endpointing: EndpointingConfig = Field(default_factory=EndpointingConfig)
     yes_no_min_speech_ms: int = Field(150, ge=0)
     speculative_recognition: bool = True
+    hold_incomplete_ms: int = Field(
+        750,
+        ge=0,
+        description="Silence the bot waits after words that sound unfinished (〜んですが、〜は)",
+    )
+    merge_window_ms: int = Field(
+        1000,
+        ge=0,
+        description=(
+            "Speech resuming this soon after a turn, over a reply the caller has not heard "
+            "out, continues the same sentence"
+        ),
+    )
     max_turns: int = Field(12, ge=1)
 
 
