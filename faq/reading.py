@@ -65,11 +65,21 @@ def sound_keys(text: str) -> tuple[str, ...]:
     return (first,) if second == first or not second else (first, second)
 
 
+# Sudachi spells the particles は and へ as written; they sound (and pyopenjtalk reads them) ワ, エ.
+_PARTICLE_SOUND = {"は": "ワ", "へ": "エ"}
+
+
 def sudachi_reading(text: str) -> str:
     """Katakana reading by SudachiPy's short units (unknown compounds read by their parts)."""
     from faq.morphology import tokenize
 
-    return "".join(m.reading_form() if m.reading_form() else m.surface() for m in tokenize(text))
+    out = []
+    for m in tokenize(text):
+        if m.part_of_speech()[0] == "助詞" and m.surface() in _PARTICLE_SOUND:
+            out.append(_PARTICLE_SOUND[m.surface()])
+        else:
+            out.append(m.reading_form() or m.surface())
+    return "".join(out)
 
 
 def fold(kana: str) -> str:

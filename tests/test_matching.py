@@ -175,6 +175,8 @@ def test_unknown_wrong_kanji_compound_gets_a_second_reading_by_its_parts():
     keys = sound_keys("都知計課税")
     assert len(keys) == 2 and keys[1] == sound_key("とちけいかぜい")
     assert sound_keys("住民税") == (sound_key("住民税"),)  # a known word: one reading
+    # the particles は and へ sound ワ and エ in both readings
+    assert sound_keys("都知計課税は市役所へ")[1].endswith(sound_key("わしやくしょえ"))
 
 
 @pytest.mark.parametrize(
