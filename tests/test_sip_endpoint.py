@@ -88,13 +88,14 @@ def test_sipp_call_is_answered_from_the_faq_over_rtp(tmp_path):
             return sut, peer, run
 
     sut, peer, run = asyncio.run(scenario())
-    assert run.returncode == 0, run.stdout + run.errors
+    decisions = [(e.faq_id, e.action) for e in sut.events.of_type(IntentDecided)]
+    heard = [e.text for e in sut.events.of_type(IntentDecided)]
+    assert run.returncode == 0, (decisions, heard, run.stdout + run.errors)
     assert "BYE sip:" in run.messages  # the bot hung up
 
     started = sut.events.of_type(CallStarted)
     assert len(started) == 1 and started[0].transport == "sip"
     assert started[0].caller.startswith("sip:0312345678@127.0.0.1")
-    decisions = [(e.faq_id, e.action) for e in sut.events.of_type(IntentDecided)]
     assert decisions[0] == (EXPECTED_FAQ, "answer"), decisions
     assert decisions[-1][1] == "goodbye"
     assert [r.outcome for r in sut.results] == ["completed"]
