@@ -9,7 +9,9 @@ Three kinds of evidence are combined for each entry:
   by how specific it is to that entry (a word shared by many entries counts little).
 
 Sound keys make wrong-kanji recognitions (農夫書 for 納付書) still match; a caller's
-text gets the keys of two readings when they differ (``faq.reading.sound_keys``). The raw
+text gets the keys of two readings when they differ (``faq.reading.sound_keys``), and a
+third where kanji the dictionaries know only one by one are read by on'yomi
+(``faq.onyomi``: 進告 → シンコク for 申告). The raw
 score is mapped to a confidence in [0, 1] by a logistic calibration fitted on the
 FAQ's own questions held out one at a time (see ``bench/calibrate.py``), so that
 "0.9" means right about nine times in ten.
@@ -29,6 +31,7 @@ from faq.intents import ControlMatch, find_control
 from faq.model import Action
 from faq.morphology import content_lemmas
 from faq.normalize import normalize
+from faq.onyomi import OnyomiReader
 from faq.reading import sound_keys
 from faq.store import Faq
 from faq.synonyms import SynonymRewriter
@@ -121,6 +124,11 @@ class Matcher:
         self.rewrite = SynonymRewriter(faq.synonyms)
         self.rewrite_sound = self.rewrite.by_sound()
         self.entries = list(faq.entries)
+        self.onyomi = OnyomiReader(
+            text
+            for e in self.entries
+            for text in (e.title, *e.questions, *e.keywords, faq.answer_text(e))
+        )
         self._build()
 
     # -- preparation -------------------------------------------------------------------
@@ -132,7 +140,11 @@ class Matcher:
     def prepare_keys(self, text: str) -> tuple[str, tuple[str, ...]]:
         """(normalised surface with synonyms rewritten, its sound keys by each reading)."""
         surface = self.rewrite(normalize(text))
-        return surface, tuple(dict.fromkeys(self.rewrite_sound(k) for k in sound_keys(surface)))
+        keys = sound_keys(surface)
+        by_onyomi = self.onyomi.key(surface)
+        if by_onyomi:
+            keys = (*keys, by_onyomi)
+        return surface, tuple(dict.fromkeys(self.rewrite_sound(k) for k in keys))
 
     def _build(self) -> None:
         docs: list[Counter[str]] = []

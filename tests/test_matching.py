@@ -67,6 +67,8 @@ def test_robust_to_recognition_noise(understanding):
         ("固定資産勢の納期を教えて", "kotei.payment-schedule"),
         # 軽自動車: a compound no dictionary has; pyopenjtalk reads 事動 as コトドウ
         ("軽事動車税はいつまでに払えばいいですか", "keiji.overview"),
+        # 申告: Sudachi reads 進 and 告 alone as ススム ツゲ; their on'yomi are シン コク
+        ("住民税の進告はしないといけないんでしょうか", "juminzei.declaration"),
     ],
 )
 def test_wrong_kanji_still_match_by_sound(understanding, heard, expected):
