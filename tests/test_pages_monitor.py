@@ -27,6 +27,7 @@ from dashboards.event_bus import EventBus
 from dashboards.mqtt_publisher import MqttSubscriber
 from dashboards.reports import TOKYO
 from dashboards.routes.monitor import event_stream, snapshot_calls
+from faq.reading import sound_key
 
 CALLER = DATA / "audio" / "dev" / "jf_alpha" / "051.wav"  # 納付書をなくしてしまいました
 WAIT_MS = 120_000  # model loading and the speech cache on a busy 2-core machine
@@ -83,7 +84,9 @@ def test_monitor_shows_a_real_call_while_it_runs(tmp_path) -> None:
                 caller_line = card.locator(".line.caller").first
                 caller_line.wait_for(timeout=WAIT_MS)
                 heard = caller_line.locator(".text").inner_text()
-                assert "納付書" in heard or "なくして" in heard, heard
+                # What the recogniser heard, by sound: its kanji vary with the timing of a
+                # real-time run (納付書, 納付賞, …).
+                assert sound_key("のうふしょ") in sound_key(heard), heard
                 card.locator(".line.decision[data-faq-id='payment.lost-notice']").wait_for(
                     timeout=WAIT_MS
                 )
