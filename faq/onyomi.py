@@ -24,12 +24,11 @@ from functools import lru_cache
 from pathlib import Path
 
 from faq.morphology import tokenize
-from faq.reading import fold, hira_to_kata
+from faq.reading import fold, hira_to_kata, morpheme_sound
 
 TABLE_FILE = Path(__file__).parent / "data" / "onyomi.tsv"
 _ONE_KANJI = re.compile(r"^[\u4e00-\u9fff]$")
 _NON_KANA = re.compile(r"[^ァ-ヶー]")
-_PARTICLE_SOUND = {"は": "ワ", "へ": "エ"}
 
 
 @lru_cache(maxsize=1)
@@ -77,11 +76,7 @@ class OnyomiReader:
                 out += [self.preferred.get(w.surface()) or w.reading_form() for w in words[i:j]]
                 i = j
                 continue
-            m = words[i]
-            if m.part_of_speech()[0] == "助詞" and m.surface() in _PARTICLE_SOUND:
-                out.append(_PARTICLE_SOUND[m.surface()])
-            else:
-                out.append(m.reading_form() or m.surface())
+            out.append(morpheme_sound(words[i]))
             i += 1
         if not found:
             return None

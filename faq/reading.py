@@ -20,6 +20,7 @@ import re
 from functools import lru_cache
 
 import pyopenjtalk
+from sudachipy import Morpheme
 
 log = logging.getLogger(__name__)
 
@@ -69,17 +70,18 @@ def sound_keys(text: str) -> tuple[str, ...]:
 _PARTICLE_SOUND = {"は": "ワ", "へ": "エ"}
 
 
+def morpheme_sound(m: Morpheme) -> str:
+    """How a Sudachi morpheme sounds, in katakana (its surface if it has no reading)."""
+    if m.part_of_speech()[0] == "助詞" and m.surface() in _PARTICLE_SOUND:
+        return _PARTICLE_SOUND[m.surface()]
+    return m.reading_form() or m.surface()
+
+
 def sudachi_reading(text: str) -> str:
     """Katakana reading by SudachiPy's short units (unknown compounds read by their parts)."""
     from faq.morphology import tokenize
 
-    out = []
-    for m in tokenize(text):
-        if m.part_of_speech()[0] == "助詞" and m.surface() in _PARTICLE_SOUND:
-            out.append(_PARTICLE_SOUND[m.surface()])
-        else:
-            out.append(m.reading_form() or m.surface())
-    return "".join(out)
+    return "".join(morpheme_sound(m) for m in tokenize(text))
 
 
 def fold(kana: str) -> str:
