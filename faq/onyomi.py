@@ -24,11 +24,10 @@ from functools import lru_cache
 from pathlib import Path
 
 from faq.morphology import tokenize
-from faq.reading import fold, hira_to_kata, morpheme_sound
+from faq.reading import kana_key, morpheme_sound
 
 TABLE_FILE = Path(__file__).parent / "data" / "onyomi.tsv"
 _ONE_KANJI = re.compile(r"^[\u4e00-\u9fff]$")
-_NON_KANA = re.compile(r"[^ァ-ヶー]")
 
 
 @lru_cache(maxsize=1)
@@ -80,4 +79,4 @@ class OnyomiReader:
             i += 1
         if not found:
             return None
-        return fold(_NON_KANA.sub("", hira_to_kata("".join(out)))) or None
+        return kana_key("".join(out)) or None

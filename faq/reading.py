@@ -62,7 +62,7 @@ def sound_key(text: str) -> str:
 def sound_keys(text: str) -> tuple[str, ...]:
     """The sound key by pyopenjtalk's reading, then by Sudachi's if it differs."""
     first = sound_key(text)
-    second = fold(_NON_KANA_RE.sub("", hira_to_kata(sudachi_reading(text))))
+    second = kana_key(sudachi_reading(text))
     return (first,) if second == first or not second else (first, second)
 
 
@@ -82,6 +82,11 @@ def sudachi_reading(text: str) -> str:
     from faq.morphology import tokenize
 
     return "".join(morpheme_sound(m) for m in tokenize(text))
+
+
+def kana_key(kana: str) -> str:
+    """The sound key of a reading already in kana (punctuation and symbols dropped)."""
+    return fold(_NON_KANA_RE.sub("", hira_to_kata(kana)))
 
 
 def fold(kana: str) -> str:
