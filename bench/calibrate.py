@@ -3,8 +3,9 @@
 Positives and negatives come from the FAQ itself: each example question is held
 out of the index in turn and matched (right or wrong top-1) — as written, and as
 speech recognition heard it after Kokoro read it over a phone channel
-(``bench/data/faq-asr-transcripts.tsv``, made by ``bench/make_faq_asr_set.py``) —
-plus out-of-domain phrases from ``bench/data/out-of-domain.txt`` (always wrong).
+(``bench/data/faq-asr-transcripts.tsv`` and the matcher's table ``faq/data/heard.tsv``,
+both made by ``bench/make_faq_asr_set.py``; a question's recognitions are held out with
+it) — plus out-of-domain phrases from ``bench/data/out-of-domain.txt`` (always wrong).
 A logistic model on (raw top score, margin) is fitted by Newton's method. No
 evaluation data (tests/data) is used.
 
@@ -24,9 +25,15 @@ from faq.matcher import Matcher
 from faq.store import load_faq
 
 HERE = Path(__file__).parent
+# Off-topic callers' share of the fit. The FAQ's questions and their recognitions outnumber
+# the out-of-domain phrases many times over, and more so with every recognition added; left
+# unweighted, an off-topic question with one shared word (「犬の登録」 → インボイスの登録) would
+# get a middling confidence. 0.18 is the share they had before recognitions were added.
+OOD_SHARE = 0.18
 
 
-def samples(m: Matcher) -> tuple[np.ndarray, np.ndarray]:
+def samples(m: Matcher) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(features, labels, is out-of-domain) of every calibration sample."""
     feats, labels = [], []
     doc = 0
     for ei, entry in enumerate(m.entries):
@@ -36,19 +43,24 @@ def samples(m: Matcher) -> tuple[np.ndarray, np.ndarray]:
             order = np.argsort(-raw)
             feats.append((raw[order[0]], raw[order[0]] - raw[order[1]]))
             labels.append(1.0 if order[0] == ei else 0.0)
-    doc_of = {}
-    doc = 0
-    for entry in m.entries:
-        doc_of[entry.id] = doc
-        doc += 1 + len(entry.questions)
+    # Real recognitions: the tuning set (bench/make_faq_asr_set.py) and the matcher's own
+    # heard table (faq.heard), each held out together with its question's recognitions.
+    heard = [(r.entry_id, r.question, r.heard) for r in m.heard]
     asr = HERE / "data" / "faq-asr-transcripts.tsv"
     with asr.open(encoding="utf-8") as fh:
-        for row in csv.DictReader(fh, delimiter="\t"):
-            held_out = doc_of[row["entry_id"]] + 1 + int(row["question_index"])
-            raw = m.raw_scores(row["transcript"], exclude_doc=held_out)
-            order = np.argsort(-raw)
-            feats.append((raw[order[0]], raw[order[0]] - raw[order[1]]))
-            labels.append(1.0 if m.entries[order[0]].id == row["entry_id"] else 0.0)
+        heard += [
+            (row["entry_id"], row["question"], row["transcript"])
+            for row in csv.DictReader(fh, delimiter="\t")
+        ]
+    for entry_id, question, text in heard:
+        held_out = m.doc_of.get((entry_id, question))
+        if held_out is None:
+            continue
+        raw = m.raw_scores(text, exclude_doc=held_out)
+        order = np.argsort(-raw)
+        feats.append((raw[order[0]], raw[order[0]] - raw[order[1]]))
+        labels.append(1.0 if m.entries[order[0]].id == entry_id else 0.0)
+    in_domain = len(labels)
     ood = HERE / "data" / "out-of-domain.txt"
     for line in ood.read_text(encoding="utf-8").splitlines():
         if line.strip() and not line.startswith("#"):
@@ -56,24 +68,37 @@ def samples(m: Matcher) -> tuple[np.ndarray, np.ndarray]:
             order = np.argsort(-raw)
             feats.append((raw[order[0]], raw[order[0]] - raw[order[1]]))
             labels.append(0.0)
-    return np.array(feats, dtype=np.float64), np.array(labels)
+    is_ood = np.arange(len(labels)) >= in_domain
+    return np.array(feats, dtype=np.float64), np.array(labels), is_ood
 
 
-def fit_logistic(x: np.ndarray, y: np.ndarray, l2: float = 1e-3, steps: int = 50) -> np.ndarray:
+def fit_logistic(
+    x: np.ndarray, y: np.ndarray, weight: np.ndarray, l2: float = 1e-3, steps: int = 50
+) -> np.ndarray:
+    """Weighted logistic regression by Newton's method: [bias, *coefficients]."""
     xb = np.hstack([np.ones((len(x), 1)), x])
     w = np.zeros(xb.shape[1])
     for _ in range(steps):
         p = 1 / (1 + np.exp(-xb @ w))
-        grad = xb.T @ (p - y) + l2 * w
-        hess = (xb * (p * (1 - p))[:, None]).T @ xb + l2 * np.eye(len(w))
+        grad = xb.T @ (weight * (p - y)) + l2 * w
+        hess = (xb * (weight * p * (1 - p))[:, None]).T @ xb + l2 * np.eye(len(w))
         w -= np.linalg.solve(hess, grad)
     return w
 
 
+def ood_weights(is_ood: np.ndarray, share: float = OOD_SHARE) -> np.ndarray:
+    """Sample weights giving the out-of-domain phrases ``share`` of the fit."""
+    weight = np.ones(len(is_ood))
+    n_ood = int(is_ood.sum())
+    if n_ood:
+        weight[is_ood] = share * (len(is_ood) - n_ood) / ((1 - share) * n_ood)
+    return weight
+
+
 def main() -> int:
     m = Matcher(load_faq())
-    x, y = samples(m)
-    w = fit_logistic(x, y)
+    x, y, is_ood = samples(m)
+    w = fit_logistic(x, y, ood_weights(is_ood))
     p = 1 / (1 + np.exp(-(w[0] + x @ w[1:])))
     bins = []
     for lo in (0.0, 0.2, 0.4, 0.6, 0.8):

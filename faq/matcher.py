@@ -11,7 +11,9 @@ Three kinds of evidence are combined for each entry:
 Sound keys make wrong-kanji recognitions (農夫書 for 納付書) still match; a caller's
 text gets the keys of two readings when they differ (``faq.reading.sound_keys``), and a
 third where kanji the dictionaries know only one by one are read by on'yomi
-(``faq.onyomi``: 進告 → シンコク for 申告). The raw
+(``faq.onyomi``: 進告 → シンコク for 申告). Errors that keep no sounds (古典市産税 for
+固定資産税) match through how the recogniser heard the FAQ's own questions
+(``faq.heard``), indexed as extra phrasings of them. The raw
 score is mapped to a confidence in [0, 1] by a logistic calibration fitted on the
 FAQ's own questions held out one at a time (see ``bench/calibrate.py``), so that
 "0.9" means right about nine times in ten.
@@ -27,11 +29,13 @@ import numpy as np
 from rapidfuzz import fuzz, process
 
 from faq.aspects import aspects
+from faq.heard import HeardQuestion, load_heard
 from faq.intents import ControlMatch, find_control
 from faq.model import Action
 from faq.morphology import content_lemmas
 from faq.normalize import normalize
 from faq.onyomi import OnyomiReader
+from faq.postings import ColumnPostings
 from faq.reading import sound_keys
 from faq.store import Faq
 from faq.synonyms import SynonymRewriter
@@ -45,6 +49,7 @@ ANSWER_WEIGHT = 2.0  # the answer's share of an entry's pooled vector
 FUZZY_MIN = 70.0  # partial_ratio below this is no evidence
 FUZZY_EXP = 2.0  # how fast fuzzy evidence grows above FUZZY_MIN
 FUZZY_MIN_LEN = 5  # shorter keys only match exactly
+HEARD_WEIGHT = 1.0  # a recognised phrasing (faq.heard) as evidence, against a written one
 
 
 @dataclass(frozen=True)
@@ -60,9 +65,9 @@ class Calibration:
         return 1.0 / (1.0 + math.exp(-z))
 
 
-# Fitted by `python bench/calibrate.py` on the shipped FAQ (leave-one-question-out
-# plus out-of-domain phrases); refit after large FAQ changes.
-DEFAULT_CALIBRATION = Calibration(bias=-2.767, w_raw=6.779, w_margin=9.65)
+# Fitted by `python bench/calibrate.py` on the shipped FAQ (leave-one-question-out, as
+# written and as recognised, plus out-of-domain phrases); refit after large FAQ changes.
+DEFAULT_CALIBRATION = Calibration(bias=-2.525, w_raw=6.339, w_margin=9.227)
 
 
 @dataclass(frozen=True)
@@ -118,8 +123,14 @@ def _features(surface: str, key: str) -> Counter[str]:
 class Matcher:
     """Ranks FAQ entries for an utterance. Build once per FAQ version; matching is read-only."""
 
-    def __init__(self, faq: Faq, calibration: Calibration = DEFAULT_CALIBRATION):
+    def __init__(
+        self,
+        faq: Faq,
+        calibration: Calibration = DEFAULT_CALIBRATION,
+        heard: list[HeardQuestion] | None = None,
+    ):
         self.faq = faq
+        self.heard = load_heard() if heard is None else heard
         self.calibration = calibration
         self.rewrite = SynonymRewriter(faq.synonyms)
         self.rewrite_sound = self.rewrite.by_sound()
@@ -151,32 +162,55 @@ class Matcher:
         self.doc_entry: list[int] = []
         entry_keys: list[str] = []
         answers: list[Counter[str]] = []
+        # (entry id, title or question) -> its document, to hold it out (calibration)
+        self.doc_of: dict[tuple[str, str], int] = {}
         for ei, entry in enumerate(self.entries):
             keys = []
             for t in (entry.title, *entry.questions):
                 # The FAQ is written correctly: the first reading is its reading.
                 surface, key = self.prepare(t)
+                self.doc_of.setdefault((entry.id, t), len(docs))
                 docs.append(_features(surface, key))
                 self.doc_entry.append(ei)
                 keys.append(key + "|" + surface)
             entry_keys.append("|".join(keys))
             answers.append(_features(*self.prepare(self.faq.answer_text(entry))))
+        # How the recogniser heard the questions: extra phrasings of the same question.
+        heard_docs: list[Counter[str]] = []
+        heard_group: list[int] = []
+        seen = {(doc, normalize(question)) for (_, question), doc in self.doc_of.items()}
+        for row in self.heard:
+            doc = self.doc_of.get((row.entry_id, row.question))
+            if doc is None:
+                continue  # the FAQ no longer has this question
+            if (doc, normalize(row.heard)) in seen:
+                continue  # heard as written (or as another recognition of it)
+            seen.add((doc, normalize(row.heard)))
+            surface, keys = self.prepare_keys(row.heard)
+            for key in keys:
+                heard_docs.append(_features(surface, key))
+                heard_group.append(doc)
         df: Counter[str] = Counter()
-        for d in (*docs, *answers):
+        for d in (*docs, *answers, *heard_docs):
             df.update(d.keys())
         vocab = {f: i for i, f in enumerate(df)}
-        n_docs = len(docs) + len(answers)
+        n_docs = len(docs) + len(answers) + len(heard_docs)
         self.vocab = vocab
         self.idf = np.array(
             [math.log((n_docs + 1) / (df[f] + 1)) + 1.0 for f in vocab], dtype=np.float32
         )
-        self.doc_matrix = self._vectorize(docs)
+        doc_rows = self._weighted_rows(docs)
+        self.doc_postings = ColumnPostings(doc_rows, len(vocab))
         self.doc_entry_arr = np.array(self.doc_entry)
+        self.heard_postings = ColumnPostings(self._weighted_rows(heard_docs), len(vocab))
+        self.heard_group = np.array(heard_group, dtype=np.int64)
+        self.heard_entry_arr = self.doc_entry_arr[self.heard_group]
         # An entry as a whole: its questions, plus its answer at a lower weight (callers
         # often use the answer's words: 「別の住所に送ってほしい」).
-        sums = np.zeros((len(self.entries), len(vocab)), dtype=np.float32)
-        np.add.at(sums, self.doc_entry_arr, self.doc_matrix)
-        sums += ANSWER_WEIGHT * self._vectorize(answers)
+        sums = ANSWER_WEIGHT * self._vectorize(answers)
+        for ei, row in zip(self.doc_entry, doc_rows, strict=True):
+            for j, w in row.items():
+                sums[ei, j] += w
         self.entry_sums = sums
         self.entry_matrix = sums / (np.linalg.norm(sums, axis=1, keepdims=True) + 1e-9)
 
@@ -203,14 +237,24 @@ class Matcher:
             self.kw_weight.append(idf * min(1.0, len(key) / 3.0))
             self.kw_entries.append(sorted(users))
 
+    def _weighted_rows(self, docs: list[Counter[str]]) -> list[dict[int, float]]:
+        """L2-normalised TF-IDF weights of each document, by feature column."""
+        rows = []
+        for d in docs:
+            row = {
+                self.vocab[f]: (1.0 + math.log(tf)) * float(self.idf[self.vocab[f]])
+                for f, tf in d.items()
+            }
+            norm = math.sqrt(sum(w * w for w in row.values())) + 1e-9
+            rows.append({j: w / norm for j, w in row.items()})
+        return rows
+
     def _vectorize(self, docs: list[Counter[str]]) -> np.ndarray:
-        """Rows of L2-normalised TF-IDF weights."""
+        """Rows of L2-normalised TF-IDF weights (dense)."""
         mat = np.zeros((len(docs), len(self.vocab)), dtype=np.float32)
-        for i, d in enumerate(docs):
-            for f, tf in d.items():
-                j = self.vocab[f]
-                mat[i, j] = (1.0 + math.log(tf)) * self.idf[j]
-        mat /= np.linalg.norm(mat, axis=1, keepdims=True) + 1e-9
+        for i, row in enumerate(self._weighted_rows(docs)):
+            for j, w in row.items():
+                mat[i, j] = w
         return mat
 
     # -- scoring -----------------------------------------------------------------------
@@ -266,16 +310,21 @@ class Matcher:
         n = len(self.entries)
         if len(idx) == 0:
             return np.zeros(n, dtype=np.float32)
-        doc_sims = self.doc_matrix[:, idx] @ vals
+        doc_sims = self.doc_postings.dot(idx, vals)
         entry_sims = self.entry_matrix[:, idx] @ vals
         if exclude_doc is not None:
             doc_sims[exclude_doc] = -1.0
             ei = self.doc_entry[exclude_doc]
-            rest = self.entry_sums[ei] - self.doc_matrix[exclude_doc]
+            rest = self.entry_sums[ei] - self.doc_postings.row_vector(exclude_doc)
             rest_norm = float(np.linalg.norm(rest)) or 1.0
             entry_sims[ei] = float(rest[idx] @ vals) / rest_norm
         best_q = np.full(n, -1.0, dtype=np.float32)
         np.maximum.at(best_q, self.doc_entry_arr, doc_sims)
+        if len(self.heard_group):
+            heard_sims = HEARD_WEIGHT * self.heard_postings.dot(idx, vals)
+            if exclude_doc is not None:
+                heard_sims[self.heard_group == exclude_doc] = -1.0
+            np.maximum.at(best_q, self.heard_entry_arr, heard_sims)
         kw = self._keyword_scores(surface, key)
         return W_QUESTION * best_q + W_ENTRY * entry_sims + W_KEYWORD * kw
 
