@@ -97,6 +97,8 @@ class Match:
         return self.candidates[0] if self.candidates else None
 
 
+_SparseDoc = tuple[np.ndarray, np.ndarray]  # (column ids, values)
+
 ASPECT_TF = 3  # an aspect counts like a few shared n-grams
 LEMMA_TF = 2  # a shared content word counts like two n-grams
 
@@ -158,10 +160,13 @@ class Matcher:
         return surface, tuple(dict.fromkeys(self.rewrite_sound(k) for k in keys))
 
     def _build(self) -> None:
-        docs: list[Counter[str]] = []
+        # Features become column ids as soon as they are made: thousands of documents as
+        # Counters of strings would cost a few hundred megabytes while building.
+        self.vocab: dict[str, int] = {}
+        docs: list[_SparseDoc] = []
         self.doc_entry: list[int] = []
         entry_keys: list[str] = []
-        answers: list[Counter[str]] = []
+        answers: list[_SparseDoc] = []
         # (entry id, title or question) -> its document, to hold it out (calibration)
         self.doc_of: dict[tuple[str, str], int] = {}
         for ei, entry in enumerate(self.entries):
@@ -170,13 +175,13 @@ class Matcher:
                 # The FAQ is written correctly: the first reading is its reading.
                 surface, key = self.prepare(t)
                 self.doc_of.setdefault((entry.id, t), len(docs))
-                docs.append(_features(surface, key))
+                docs.append(self._encode(_features(surface, key)))
                 self.doc_entry.append(ei)
                 keys.append(key + "|" + surface)
             entry_keys.append("|".join(keys))
-            answers.append(_features(*self.prepare(self.faq.answer_text(entry))))
+            answers.append(self._encode(_features(*self.prepare(self.faq.answer_text(entry)))))
         # How the recogniser heard the questions: extra phrasings of the same question.
-        heard_docs: list[Counter[str]] = []
+        heard_docs: list[_SparseDoc] = []
         heard_group: list[int] = []
         seen = {(doc, normalize(question)) for (_, question), doc in self.doc_of.items()}
         for row in self.heard:
@@ -188,29 +193,26 @@ class Matcher:
             seen.add((doc, normalize(row.heard)))
             surface, keys = self.prepare_keys(row.heard)
             for key in keys:
-                heard_docs.append(_features(surface, key))
+                heard_docs.append(self._encode(_features(surface, key)))
                 heard_group.append(doc)
-        df: Counter[str] = Counter()
-        for d in (*docs, *answers, *heard_docs):
-            df.update(d.keys())
-        vocab = {f: i for i, f in enumerate(df)}
-        n_docs = len(docs) + len(answers) + len(heard_docs)
-        self.vocab = vocab
-        self.idf = np.array(
-            [math.log((n_docs + 1) / (df[f] + 1)) + 1.0 for f in vocab], dtype=np.float32
-        )
-        doc_rows = self._weighted_rows(docs)
-        self.doc_postings = ColumnPostings(doc_rows, len(vocab))
+        all_docs = (*docs, *answers, *heard_docs)
+        df = np.bincount(np.concatenate([ids for ids, _ in all_docs]), minlength=len(self.vocab))
+        self.idf = (np.log((len(all_docs) + 1) / (df + 1.0)) + 1.0).astype(np.float32)
+        doc_rows = [self._weighted(d) for d in docs]
+        self.doc_postings = ColumnPostings(doc_rows, len(self.vocab))
         self.doc_entry_arr = np.array(self.doc_entry)
-        self.heard_postings = ColumnPostings(self._weighted_rows(heard_docs), len(vocab))
+        self.heard_postings = ColumnPostings(
+            [self._weighted(d) for d in heard_docs], len(self.vocab)
+        )
         self.heard_group = np.array(heard_group, dtype=np.int64)
         self.heard_entry_arr = self.doc_entry_arr[self.heard_group]
         # An entry as a whole: its questions, plus its answer at a lower weight (callers
         # often use the answer's words: 「別の住所に送ってほしい」).
-        sums = ANSWER_WEIGHT * self._vectorize(answers)
-        for ei, row in zip(self.doc_entry, doc_rows, strict=True):
-            for j, w in row.items():
-                sums[ei, j] += w
+        sums = np.zeros((len(self.entries), len(self.vocab)), dtype=np.float32)
+        for ei, (ids, weights) in enumerate(self._weighted(d) for d in answers):
+            sums[ei, ids] += ANSWER_WEIGHT * weights
+        for ei, (ids, weights) in zip(self.doc_entry, doc_rows, strict=True):
+            sums[ei, ids] += weights
         self.entry_sums = sums
         self.entry_matrix = sums / (np.linalg.norm(sums, axis=1, keepdims=True) + 1e-9)
 
@@ -237,25 +239,18 @@ class Matcher:
             self.kw_weight.append(idf * min(1.0, len(key) / 3.0))
             self.kw_entries.append(sorted(users))
 
-    def _weighted_rows(self, docs: list[Counter[str]]) -> list[dict[int, float]]:
-        """L2-normalised TF-IDF weights of each document, by feature column."""
-        rows = []
-        for d in docs:
-            row = {
-                self.vocab[f]: (1.0 + math.log(tf)) * float(self.idf[self.vocab[f]])
-                for f, tf in d.items()
-            }
-            norm = math.sqrt(sum(w * w for w in row.values())) + 1e-9
-            rows.append({j: w / norm for j, w in row.items()})
-        return rows
+    def _encode(self, feats: Counter[str]) -> _SparseDoc:
+        """(column ids, term counts) of a document, adding new features to the vocabulary."""
+        ids = np.fromiter(
+            (self.vocab.setdefault(f, len(self.vocab)) for f in feats), np.int64, len(feats)
+        )
+        return ids, np.fromiter(feats.values(), np.float32, len(feats))
 
-    def _vectorize(self, docs: list[Counter[str]]) -> np.ndarray:
-        """Rows of L2-normalised TF-IDF weights (dense)."""
-        mat = np.zeros((len(docs), len(self.vocab)), dtype=np.float32)
-        for i, row in enumerate(self._weighted_rows(docs)):
-            for j, w in row.items():
-                mat[i, j] = w
-        return mat
+    def _weighted(self, doc: _SparseDoc) -> _SparseDoc:
+        """(column ids, L2-normalised TF-IDF weights) of an encoded document."""
+        ids, tfs = doc
+        weights = (1.0 + np.log(tfs)) * self.idf[ids]
+        return ids, weights / (float(np.linalg.norm(weights)) + 1e-9)
 
     # -- scoring -----------------------------------------------------------------------
     def _query_vector(self, surface: str, key: str) -> tuple[np.ndarray, np.ndarray]:

@@ -14,11 +14,13 @@ import numpy as np
 class ColumnPostings:
     """Rows of weights, kept as per-column lists of (row, weight)."""
 
-    def __init__(self, rows: list[dict[int, float]], n_columns: int):
+    def __init__(self, rows: list[tuple[np.ndarray, np.ndarray]], n_columns: int):
+        """``rows``: (column ids, weights) of each row."""
         self.n_rows = len(rows)
-        cols = np.fromiter((j for r in rows for j in r), dtype=np.int64)
-        row_of = np.fromiter((i for i, r in enumerate(rows) for _ in r), dtype=np.int64)
-        weights = np.fromiter((w for r in rows for w in r.values()), dtype=np.float32)
+        empty = np.zeros(0, dtype=np.int64)
+        cols = np.concatenate([empty, *(ids for ids, _ in rows)]).astype(np.int64)
+        row_of = np.repeat(np.arange(len(rows)), [len(ids) for ids, _ in rows]).astype(np.int64)
+        weights = np.concatenate([empty, *(w for _, w in rows)]).astype(np.float32)
         order = np.argsort(cols, kind="stable")
         self.row = row_of[order]
         self.weight = weights[order]

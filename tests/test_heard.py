@@ -25,7 +25,7 @@ def faq():
 def test_postings_dot_equals_the_dense_product() -> None:
     rng = np.random.default_rng(7)
     dense = np.where(rng.random((40, 30)) < 0.1, rng.random((40, 30)), 0.0).astype(np.float32)
-    rows = [{j: float(dense[i, j]) for j in np.flatnonzero(dense[i])} for i in range(40)]
+    rows = [(np.flatnonzero(dense[i]), dense[i][np.flatnonzero(dense[i])]) for i in range(40)]
     postings = ColumnPostings(rows, 30)
     columns = np.array([3, 17, 0, 29, 8], dtype=np.int64)
     values = rng.random(5).astype(np.float32)
