@@ -160,8 +160,8 @@ class Matcher:
         return surface, tuple(dict.fromkeys(self.rewrite_sound(k) for k in keys))
 
     def _build(self) -> None:
-        # Features become column ids as soon as they are made: thousands of documents as
-        # Counters of strings would cost a few hundred megabytes while building.
+        # Features become column ids as soon as they are made and documents stay sparse:
+        # the written and heard phrasings are thousands of rows over ~20,000 features.
         self.vocab: dict[str, int] = {}
         docs: list[_SparseDoc] = []
         self.doc_entry: list[int] = []
