@@ -16,11 +16,8 @@ index into the entry's questions), voice, question, transcript. Run from the pro
 names the voices (``a+b`` is an even blend of two Kokoro voice styles, a speaker no fixture
 uses), ``--per-question N`` speaks each text in N of them in turn, and ``--bot`` recognises
 with the bot's own recogniser settings (its FAQ prompt, beam and n-best), writing the second
-hypothesis too (column ``alternative``)::
-
-    .venv/bin/python bench/make_faq_asr_set.py --all --bot --per-question 2 \
-        --voices jm_kumo+jf_nezumi jf_alpha+jf_tebukuro jm_kumo+jf_gongitsune \
-        --out bench/data/faq-heard.tsv
+hypothesis too (column ``alternative``). The commands that made the matcher's table
+``faq/data/heard.tsv`` this way are in ``faq/heard.py``.
 """
 
 from __future__ import annotations
@@ -142,8 +139,6 @@ def main(argv: list[str] | None = None) -> int:
         fh.write("\t".join(header) + "\n")
         fh.flush()
         for number, (entry_id, index, question, voice) in enumerate(jobs, start=1):
-            if not args.all and not args.bot and args.voices == list(VOICES):
-                voice = VOICES[(number - 1) % len(VOICES)]
             t0 = time.perf_counter()
             speech = synths[voice].synthesize_blocking(question)
             t1 = time.perf_counter()

@@ -12,6 +12,9 @@ from __future__ import annotations
 import re
 from functools import lru_cache
 
+# 〜て forms that ask whether something has happened (入ってる, 落ちてます).
+_DONE = "(?:できて|されて|入って|払えて|落ちて)"
+
 ASPECT_PATTERNS: dict[str, re.Pattern[str]] = {
     "when": re.compile(
         r"いつ|何月|なんがつ|何日|なんにち|期限|締め?切り?|しめきり|納期|時期|ごろ|頃|何時|なんじ|"
@@ -30,9 +33,9 @@ ASPECT_PATTERNS: dict[str, re.Pattern[str]] = {
     "what": re.compile(r"とは|って何|ってなに|どういう|どんな|何ですか|なんですか|仕組み|しくみ"),
     "can": re.compile(r"でき|出来|可能|使え|もらえ|取れ|とれ|払え|大丈夫"),
     "check": re.compile(  # 届いてるの / 届いてますか (normalised: a closing 〜て, 届いて)
-        r"確認|(?:できて|されて|入って|払えて|落ちて)(?:い)?(?:る|ます)|反映|済んで|"
-        r"引き落とされ|届いて(?:い)?(?:る|ます)(?:か|の)|"
-        r"(?:できて|されて|入って|払えて|落ちて|届いて)$"
+        rf"確認|{_DONE}(?:い)?(?:る|ます)|反映|済んで|引き落とされ|"
+        r"届いて(?:い)?(?:る|ます)(?:か|の)|"
+        rf"(?:{_DONE}|届いて)$"
     ),
     "mine": re.compile(r"私の|わたしの|うちの|自分の|我が家|主人の|夫の|妻の|母の|父の|親の"),
 }

@@ -4,9 +4,10 @@ Whisper base on 8 kHz phone audio errs in the same way again and again on the sa
 固定資産税 comes out as 古典市産税, 督促状 as 特則上. Readings (``faq.reading``) rescue the
 errors that keep the sounds; the rest only match if the matcher has seen them. The table
 ``faq/data/heard.tsv`` holds what the recogniser made of every title and example question
-of the shipped FAQ, spoken by Kokoro in blended voices that no test fixture uses and passed
-through the same phone channel (``bench/make_faq_asr_set.py --all --bot``). The matcher
-indexes each transcript as an extra phrasing of the question it came from.
+of the shipped FAQ, spoken by Kokoro in even blends of two of its voices (no fixture uses a
+blend, though each holds a stock voice) and passed through the same phone channel
+(``bench/make_faq_asr_set.py --all --bot``). The matcher indexes each transcript as an
+extra phrasing of the question it came from.
 
 A row counts only while its entry still has that title or question word for word, so an
 edited FAQ drops what no longer applies instead of matching stale phrasings.

@@ -49,7 +49,6 @@ ANSWER_WEIGHT = 2.0  # the answer's share of an entry's pooled vector
 FUZZY_MIN = 70.0  # partial_ratio below this is no evidence
 FUZZY_EXP = 2.0  # how fast fuzzy evidence grows above FUZZY_MIN
 FUZZY_MIN_LEN = 5  # shorter keys only match exactly
-HEARD_WEIGHT = 1.0  # a recognised phrasing (faq.heard) as evidence, against a written one
 
 
 @dataclass(frozen=True)
@@ -316,7 +315,8 @@ class Matcher:
         best_q = np.full(n, -1.0, dtype=np.float32)
         np.maximum.at(best_q, self.doc_entry_arr, doc_sims)
         if len(self.heard_group):
-            heard_sims = HEARD_WEIGHT * self.heard_postings.dot(idx, vals)
+            # a recognised phrasing counts like a written one for its question
+            heard_sims = self.heard_postings.dot(idx, vals)
             if exclude_doc is not None:
                 heard_sims[self.heard_group == exclude_doc] = -1.0
             np.maximum.at(best_q, self.heard_entry_arr, heard_sims)
