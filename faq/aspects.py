@@ -44,8 +44,8 @@ ASPECT_PATTERNS: dict[str, re.Pattern[str]] = {
 # The tax a question is about. In a tax FAQ this is the main axis besides the kind of
 # question, and it decides the office (所得税 goes to the tax office, not the city).
 # Words are matched on the surface and, by sound, on the sound key (for kana or
-# wrong-kanji recognitions); words in ``_MASKS`` are removed first (法人住民税 is not
-# 住民税, 軽自動車税 is not 自動車税).
+# wrong-kanji recognitions); a subject's ``_MASKS`` are removed before its words are
+# looked for (法人住民税 is not 住民税, 軽自動車税 is not 自動車税, but it is 軽自動車).
 SUBJECT_WORDS: dict[str, tuple[str, ...]] = {
     "juminzei": ("住民税",),
     "kotei": ("固定資産税", "都市計画税", "家屋", "土地"),
@@ -55,28 +55,71 @@ SUBJECT_WORDS: dict[str, tuple[str, ...]] = {
     "insurance": ("国民健康保険", "介護保険", "後期高齢", "年金事務所"),
     "corporate": ("法人", "会社を設立", "会社を作", "事業年度"),
 }
-_MASKS = ("法人住民税", "軽自動車税")
+_MASKS: dict[str, tuple[str, ...]] = {"juminzei": ("法人住民税",), "car": ("軽自動車税",)}
+# A subject word whose sound key is at least this long also counts when the text holds
+# it with one sound wrong inside it (古典産税, コテンサンゼ, for 固定資産税, コテシサンゼ):
+# the recogniser garbles the long tax names most, and one edit in six or more sounds
+# rarely turns one tax name into another. Only when no subject is named outright, and
+# only when one subject is that near.
+FUZZY_SUBJECT_MIN_LEN = 6
 
 
 @lru_cache(maxsize=1)
-def _subject_keys() -> tuple[dict[str, tuple[str, ...]], tuple[str, ...]]:
+def _subject_keys() -> tuple[dict[str, tuple[str, ...]], dict[str, tuple[str, ...]]]:
     from faq.reading import sound_key
 
     keys = {name: tuple(sound_key(w) for w in words) for name, words in SUBJECT_WORDS.items()}
-    return keys, tuple(sound_key(m) for m in _MASKS)
+    masks = {name: tuple(sound_key(m) for m in words) for name, words in _MASKS.items()}
+    return keys, masks
+
+
+def _masked(text: str, masks: tuple[str, ...]) -> str:
+    for mask in masks:
+        text = text.replace(mask, "|")
+    return text
+
+
+def _within_one_edit(word: str, text: str) -> bool:
+    """Whether some span of ``text`` is ``word`` with one sound inside it substituted,
+    inserted or deleted. The first and last sounds must agree: an edit at the edge is
+    another word (所得, ショトク, is not 所得税, ショトクゼ)."""
+    from rapidfuzz.distance import Levenshtein
+
+    n = len(word)
+    for size in (n - 1, n, n + 1):
+        for i in range(len(text) - size + 1):
+            span = text[i : i + size]
+            if (
+                span[0] == word[0]
+                and span[-1] == word[-1]
+                and Levenshtein.distance(word, span, score_cutoff=1) <= 1
+            ):
+                return True
+    return False
 
 
 def subjects(surface: str, key: str = "") -> list[str]:
-    """Tax subjects named in the text (by spelling or by sound)."""
-    for mask in _MASKS:
-        surface = surface.replace(mask, "|")
+    """Tax subjects named in the text (by spelling or by sound, long names allowing one
+    wrong sound)."""
     word_keys, mask_keys = _subject_keys()
-    for mask in mask_keys:
-        key = key.replace(mask, "|")
     found = []
     for name, words in SUBJECT_WORDS.items():
-        if any(w in surface for w in words) or (key and any(k in key for k in word_keys[name])):
+        text = _masked(surface, _MASKS.get(name, ()))
+        sounds = _masked(key, mask_keys.get(name, ()))
+        if any(w in text for w in words) or (key and any(k in sounds for k in word_keys[name])):
             found.append(name)
+    if key and not found:  # by approximate sound only when no subject is named outright
+        near = [
+            name
+            for name, keys in word_keys.items()
+            if any(
+                len(k) >= FUZZY_SUBJECT_MIN_LEN
+                and _within_one_edit(k, _masked(key, mask_keys.get(name, ())))
+                for k in keys
+            )
+        ]
+        if len(near) == 1:  # 自動車税 is one edit from 軽自動車: ambiguity names nothing
+            found = near
     return found
 
 

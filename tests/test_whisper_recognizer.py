@@ -43,6 +43,20 @@ def test_prompt_is_made_of_faq_titles(faq):
     assert faq.entries[0].title in prompt
 
 
+def test_recogniser_is_made_from_the_settings(faq):
+    from voicebot.bot import make_recognizer
+    from voicebot.config import Settings
+
+    settings = Settings()
+    settings.asr.compute_type = "float32"
+    settings.asr.beam_size = 3
+    rec = make_recognizer(settings, faq)
+    assert isinstance(rec, WhisperRecognizer)
+    assert (rec.compute_type, rec.beam_size) == ("float32", 3)
+    assert rec.initial_prompt == faq_vocabulary_prompt(faq)
+    rec.close()
+
+
 @pytest.fixture(scope="module")
 def recognizer(faq):
     rec = WhisperRecognizer(initial_prompt=faq_vocabulary_prompt(faq), n_best=2)

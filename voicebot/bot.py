@@ -46,6 +46,7 @@ def make_recognizer(settings: Settings, faq: Faq | None = None) -> Recognizer:
 
     return WhisperRecognizer(
         asr.whisper_model_dir,
+        compute_type=asr.compute_type,
         cpu_threads=asr.cpu_threads,
         workers=asr.workers,
         beam_size=asr.beam_size,

@@ -1,0 +1,52 @@
+"""Question aspects and tax subjects (``faq.aspects``): the features that tell two
+questions about different taxes apart when their phrasing is the same."""
+
+from __future__ import annotations
+
+import pytest
+
+from faq.aspects import aspects, subjects
+from faq.normalize import normalize
+from faq.reading import sound_key
+
+
+def named(text: str) -> list[str]:
+    surface = normalize(text)
+    return subjects(surface, sound_key(surface))
+
+
+@pytest.mark.parametrize(
+    "text, expected",
+    [
+        ("軽自動車税のしくみを教えて", ["keiji"]),  # not 自動車税 (the prefecture's)
+        ("自動車税はどこに払うの", ["car"]),
+        ("法人住民税の申告", ["corporate"]),  # not the personal 住民税
+        ("住民税の納期はいつですか", ["juminzei"]),
+        ("固定資産税と都市計画税", ["kotei"]),
+    ],
+)
+def test_subjects_named_outright(text, expected):
+    assert named(text) == expected
+
+
+@pytest.mark.parametrize(
+    "heard, expected",
+    [
+        ("古典産税は年に何回払うんでしょうか", ["kotei"]),  # コテンサンゼ for コテシサンゼ
+        ("固定産税の手続きはどうすれば", ["kotei"]),  # one sound dropped inside
+        ("所得証明書がほしいんですが", []),  # 所得 is not 所得税: the edit would be at the edge
+        ("年金の受け取りの手続き", []),
+    ],
+)
+def test_long_tax_names_with_one_wrong_sound_inside(heard, expected):
+    assert named(heard) == expected
+
+
+def test_a_subject_named_outright_is_not_joined_by_near_ones():
+    assert named("住民税と古典産税のこと") == ["juminzei"]
+
+
+def test_subject_is_an_aspect_feature():
+    surface = normalize("古典産税の納期はいつ")
+    found = aspects(surface, sound_key(surface))
+    assert "tax:kotei" in found and "when" in found
