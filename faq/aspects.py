@@ -86,15 +86,17 @@ def _within_one_edit(word: str, text: str) -> bool:
     from rapidfuzz.distance import Levenshtein
 
     n = len(word)
-    for size in (n - 1, n, n + 1):
-        for i in range(len(text) - size + 1):
+    i = text.find(word[0])
+    while i >= 0:
+        for size in (n - 1, n, n + 1):
             span = text[i : i + size]
             if (
-                span[0] == word[0]
+                len(span) == size
                 and span[-1] == word[-1]
                 and Levenshtein.distance(word, span, score_cutoff=1) <= 1
             ):
                 return True
+        i = text.find(word[0], i + 1)
     return False
 
 
