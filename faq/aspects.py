@@ -12,6 +12,8 @@ from __future__ import annotations
 import re
 from functools import lru_cache
 
+from rapidfuzz.distance import Levenshtein
+
 # 〜て forms that ask whether something has happened (入ってる, 落ちてます).
 _DONE = "(?:できて|されて|入って|払えて|落ちて)"
 
@@ -83,8 +85,6 @@ def _within_one_edit(word: str, text: str) -> bool:
     """Whether some span of ``text`` is ``word`` with one sound inside it substituted,
     inserted or deleted. The first and last sounds must agree: an edit at the edge is
     another word (所得, ショトク, is not 所得税, ショトクゼ)."""
-    from rapidfuzz.distance import Levenshtein
-
     n = len(word)
     i = text.find(word[0])
     while i >= 0:
@@ -105,19 +105,19 @@ def subjects(surface: str, key: str = "") -> list[str]:
     wrong sound)."""
     word_keys, mask_keys = _subject_keys()
     found = []
+    sounds = {name: _masked(key, mask_keys.get(name, ())) for name in SUBJECT_WORDS}
     for name, words in SUBJECT_WORDS.items():
         text = _masked(surface, _MASKS.get(name, ()))
-        sounds = _masked(key, mask_keys.get(name, ()))
-        if any(w in text for w in words) or (key and any(k in sounds for k in word_keys[name])):
+        if any(w in text for w in words) or (
+            key and any(k in sounds[name] for k in word_keys[name])
+        ):
             found.append(name)
     if key and not found:  # by approximate sound only when no subject is named outright
         near = [
             name
             for name, keys in word_keys.items()
             if any(
-                len(k) >= FUZZY_SUBJECT_MIN_LEN
-                and _within_one_edit(k, _masked(key, mask_keys.get(name, ())))
-                for k in keys
+                len(k) >= FUZZY_SUBJECT_MIN_LEN and _within_one_edit(k, sounds[name]) for k in keys
             )
         ]
         if len(near) == 1:  # 自動車税 is one edit from 軽自動車: ambiguity names nothing

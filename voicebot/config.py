@@ -54,8 +54,8 @@ class AsrSettings(BaseModel):
     pad_seconds: float = Field(
         1.5, ge=0, le=30, description="silence added to the utterance in Whisper's window"
     )
-    compute_type: Literal["int8", "int8_float32", "float32"] = Field(
-        "int8", description="CTranslate2 weights and arithmetic"
+    compute_type: Literal["int8", "float32"] = Field(
+        "int8", description="CTranslate2 weights and arithmetic (float32: slower)"
     )
     cpu_threads: int = Field(2, ge=1, description="threads per recognition")
     workers: int = Field(1, ge=1, description="recognitions run in parallel")
