@@ -104,6 +104,8 @@ async def main_async(args: argparse.Namespace) -> dict:
             "backend": settings.asr.backend,
             "beam_size": settings.asr.beam_size,
             "pad_seconds": settings.asr.pad_seconds,
+            "cpu_threads": settings.asr.cpu_threads,
+            "workers": settings.asr.workers,
         },
         "tts": settings.tts.engine,
         "short_pause_ms": settings.call.endpointing.short_pause_ms,

@@ -57,7 +57,14 @@ class AsrSettings(BaseModel):
     compute_type: Literal["int8", "float32"] = Field(
         "int8", description="CTranslate2 weights and arithmetic (float32: slower)"
     )
-    cpu_threads: int = Field(2, ge=1, description="threads per recognition")
+    cpu_threads: int = Field(
+        1,
+        ge=1,
+        description=(
+            "threads per recognition; one leaves a core to the call loop (on 2 cores, two "
+            "threads made a live recognition twice as slow: see bench/latency.py)"
+        ),
+    )
     workers: int = Field(1, ge=1, description="recognitions run in parallel")
     initial_prompt: str | None = Field(
         None, description="vocabulary hint for Whisper; default: the FAQ's topic titles"
