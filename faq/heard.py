@@ -21,7 +21,8 @@ concatenated (header once); then ``python bench/calibrate.py`` refits the confid
     $B --speed 0.9 --voices jm_kumo+jf_tebukuro jf_gongitsune+jf_nezumi jf_alpha+jf_nezumi \
         --out c.tsv
 
-About 20 minutes a pass on two cores.
+About 20 minutes a pass on two cores. The shipped passes were recognised with beam 2, the
+recogniser's beam when they were made; it is now the beam under load (``busy_beam_size``).
 """
 
 from __future__ import annotations

@@ -7,7 +7,12 @@ import asyncio
 import pytest
 from conftest import DATA
 
-from voicebot.asr.whisper import WhisperRecognizer, drop_repetition, faq_vocabulary_prompt
+from voicebot.asr.whisper import (
+    OVERLAP_MEMORY,
+    WhisperRecognizer,
+    drop_repetition,
+    faq_vocabulary_prompt,
+)
 from voicebot.resample import resample
 from voicebot.wavfile import read_wav
 
@@ -73,3 +78,62 @@ def test_transcribes_phone_audio_with_alternatives(recognizer):
     assert transcript.audio_ms == pytest.approx(1000 * len(samples) / 16000)
     assert transcript.processing_ms > 0
     assert all(alt != transcript.text for alt in transcript.alternatives)
+
+
+@pytest.fixture
+def fresh_recognizer(faq):
+    """A recogniser of its own: the beam depends on what it recognised before."""
+    rec = WhisperRecognizer(initial_prompt=faq_vocabulary_prompt(faq), n_best=2)
+    rec.load()
+    yield rec
+    rec.close()
+
+
+def test_shared_recogniser_uses_the_small_beam(fresh_recognizer, monkeypatch):
+    """Under load the queue drains with the busy beam; alone again, the wide beam returns."""
+    rec = fresh_recognizer
+    audio = read_wav(DATA / "audio" / "dev" / "jf_alpha" / "071.wav")
+    samples = resample(audio.samples, audio.sample_rate, 16000)
+    beams: list[int] = []
+    choose = rec.current_beam_size
+
+    def spy() -> int:
+        beams.append(choose())
+        return beams[-1]
+
+    monkeypatch.setattr(rec, "current_beam_size", spy)
+    assert (rec.beam_size, rec.busy_beam_size, rec.workers) == (5, 2, 1)
+
+    async def three_at_once():
+        first = asyncio.ensure_future(rec.transcribe(samples))
+        await asyncio.sleep(0.05)  # under way before the others are asked for
+        return await asyncio.gather(first, *(rec.transcribe(samples) for _ in range(2)))
+
+    async def one_by_one(n: int):
+        return [await rec.transcribe(samples) for _ in range(n)]
+
+    texts = [t.text for t in asyncio.run(one_by_one(1))]
+    texts += [t.text for t in asyncio.run(three_at_once())]
+    assert beams == [5, 5, 2, 2]  # alone; then the two asked for while another ran
+    texts += [t.text for t in asyncio.run(one_by_one(OVERLAP_MEMORY))]
+    assert beams[4] == 2 and beams[-1] == 5  # alone again: the overlaps have aged out
+    assert all("窓口" in text for text in texts)
+    assert rec._in_flight == 0
+
+
+def test_dropped_recognition_is_not_counted(fresh_recognizer):
+    rec = fresh_recognizer
+    audio = read_wav(DATA / "audio" / "dev" / "jf_alpha" / "071.wav")
+    samples = resample(audio.samples, audio.sample_rate, 16000)
+
+    async def drop_the_second():
+        first = asyncio.ensure_future(rec.transcribe(samples))
+        second = asyncio.ensure_future(rec.transcribe(samples))
+        await asyncio.sleep(0.01)
+        second.cancel()  # still queued behind the first: it never runs
+        await first
+        with pytest.raises(asyncio.CancelledError):
+            await second
+
+    asyncio.run(drop_the_second())
+    assert rec._in_flight == 0

@@ -50,6 +50,7 @@ def make_recognizer(settings: Settings, faq: Faq | None = None) -> Recognizer:
         cpu_threads=asr.cpu_threads,
         workers=asr.workers,
         beam_size=asr.beam_size,
+        busy_beam_size=asr.busy_beam_size,
         pad_seconds=asr.pad_seconds,
         initial_prompt=asr.initial_prompt
         or (faq_vocabulary_prompt(faq) if asr.faq_prompt and faq else None),
