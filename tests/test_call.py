@@ -90,7 +90,7 @@ def run_call(
 
 def test_answers_each_question_of_a_call(bot, faq):
     audio = caller_track(
-        "納付書をなくしてしまいました", 2.5, "口座振替にしたいんですがどうすればいいですか", 2.5
+        "納付書を再発行してもらえますか", 2.5, "口座振替にしたいんですがどうすればいいですか", 2.5
     )
     result, caller, _events = run_call(bot, audio)
     answered = [t for t in result.turns if t.heard]
@@ -109,20 +109,20 @@ def test_answers_each_question_of_a_call(bot, faq):
 
 
 def test_goodbye_completes_the_call(bot):
-    audio = caller_track("納付書をなくしてしまいました", 2.0, "以上です", 3.0)
+    audio = caller_track("納付書を再発行してもらえますか", 2.0, "以上です", 3.0)
     result, _, _ = run_call(bot, audio)
     assert result.outcome == "completed"
     assert result.turns[-1].action == "goodbye"
 
 
 def test_asking_for_staff_transfers_with_what_was_said(bot):
-    audio = caller_track("納付書をなくしてしまいました", 2.0, "担当の方と直接話したいです", 3.0)
+    audio = caller_track("納付書を再発行してもらえますか", 2.0, "担当の方と直接話したいです", 3.0)
     result, caller, _ = run_call(bot, audio)
     assert result.outcome == "transferred"
     handover = caller.transferred_to
     assert handover.reason == "caller_request"
     assert handover.turns[0].faq_id == "payment.lost-notice"
-    assert "なくして" in handover.turns[0].heard  # what the recogniser heard, kanji and all
+    assert "発行" in handover.turns[0].heard  # what the recogniser heard, kanji and all
 
 
 def test_dtmf_zero_transfers(bot):
@@ -201,7 +201,7 @@ def test_recogniser_failure_apologises_and_transfers(settings, bot):
         synthesizer=bot.synthesizer,
     )
     broken.voice = bot.voice
-    audio = caller_track("納付書をなくしてしまいました", 3.0)
+    audio = caller_track("納付書を再発行してもらえますか", 3.0)
     result, caller, events = run_call(broken, audio)
     assert result.outcome == "transferred"
     assert caller.transferred_to.reason == "failure"
@@ -233,14 +233,14 @@ def test_synthesiser_failure_apologises_and_transfers(settings, bot, faq, tmp_pa
         recognizer=bot.recognizer,
         synthesizer=BreaksOnAnswers(bot.synthesizer, faq),
     )
-    audio = caller_track("納付書をなくしてしまいました", 3.0)
+    audio = caller_track("納付書を再発行してもらえますか", 3.0)
     result, _caller, events = run_call(broken, audio)
     assert result.outcome == "transferred"
     assert [e.component for e in events.of_type(ComponentFailed)] == ["synthesizer"]
 
 
 def test_cli_call_json_and_stereo_output(tmp_path, settings):
-    track = caller_track("納付書をなくしてしまいました", 2.5)
+    track = caller_track("納付書を再発行してもらえますか", 2.5)
     wav = tmp_path / "caller.wav"
     write_wav(wav, track.samples, track.sample_rate)
     out = tmp_path / "conversation.wav"
@@ -381,6 +381,6 @@ def test_published_faq_reaches_new_calls(settings, bot, faq):
     asyncio.run(fresh.reload_faq(new_faq))
     assert fresh.understanding.faq.answer_text("payment.lost-notice") == changed.answer
     assert fresh.speech_cache.get(changed.answer) is not None
-    audio = caller_track("納付書をなくしてしまいました", 2.5)
+    audio = caller_track("納付書を再発行してもらえますか", 2.5)
     result, _, _ = run_call(fresh, audio)
     assert result.turns[0].said.startswith(changed.answer)

@@ -77,7 +77,7 @@ def call_events(bot) -> list[CallEvent]:
     """The events of one real call (answer, then a transfer that fails), for replaying."""
     recorder = EventRecorder()
     clock = VirtualClock(work_ms=RECOGNITION_MS)
-    audio = caller_track("納付書をなくしてしまいました", 4.0, "担当の方と直接話したいです", 3.0)
+    audio = caller_track("納付書を再発行してもらえますか", 4.0, "担当の方と直接話したいです", 3.0)
     caller = RecordedCaller(audio, clock, transfer_ok=False)
     session = bot.session(caller, clock, EventFanout(caller, recorder), now=lambda: OPEN)
     asyncio.run(session.run())
@@ -94,7 +94,7 @@ def rows(db: Database, model, **where):
 def test_records_a_transferred_call(bot, db):
     recorder = CallRecorder(db, site="kita")
     events = run_call(
-        bot, recorder, "納付書をなくしてしまいました", 4.0, "担当の方と直接話したいです", 3.0
+        bot, recorder, "納付書を再発行してもらえますか", 4.0, "担当の方と直接話したいです", 3.0
     )
     assert recorder.flush()
     call_id = events.events[0].call_id
@@ -138,7 +138,7 @@ def test_records_a_failed_transfer_and_the_call_going_on(bot, db):
     events = run_call(
         bot,
         recorder,
-        "納付書をなくしてしまいました",
+        "納付書を再発行してもらえますか",
         4.0,
         "担当の方と直接話したいです",
         3.0,

@@ -29,7 +29,7 @@ from dashboards.reports import TOKYO
 from dashboards.routes.monitor import event_stream, snapshot_calls
 from faq.reading import sound_key
 
-CALLER = DATA / "audio" / "dev" / "jf_alpha" / "051.wav"  # 納付書をなくしてしまいました
+CALLER = DATA / "audio" / "dev" / "jf_alpha" / "052.wav"  # 納付書を再発行してもらえますか
 WAIT_MS = 120_000  # model loading and the speech cache on a busy 2-core machine
 
 

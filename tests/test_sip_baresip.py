@@ -34,7 +34,7 @@ from voicebot.events import BotSpeechStarted, IntentDecided, TransferAnswered
 from voicebot.wavfile import read_wav, write_wav
 
 BARESIP = "/usr/bin/baresip"
-QUESTION = "納付書をなくしてしまいました"
+QUESTION = "納付書を再発行してもらえますか"
 EXPECTED_FAQ = "payment.lost-notice"
 
 

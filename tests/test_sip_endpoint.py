@@ -39,7 +39,7 @@ from voicebot.events import (
 )
 from voicebot.resample import resample
 
-QUESTION = "納付書をなくしてしまいました"  # recognised reliably (see test_call.py)
+QUESTION = "納付書を再発行してもらえますか"  # recognised reliably (see test_call.py)
 EXPECTED_FAQ = "payment.lost-notice"
 
 

@@ -26,7 +26,7 @@ from sipp.sip_harness import clip, find_clip, free_port, run_sipp, shared_bot, s
 from voicebot.events import IntentDecided
 
 CALLS = 8
-QUESTION = "納付書をなくしてしまいました"
+QUESTION = "納付書を再発行してもらえますか"
 EXPECTED_FAQ = "payment.lost-notice"
 
 
