@@ -103,6 +103,7 @@ async def main_async(args: argparse.Namespace) -> dict:
         "asr": {
             "backend": settings.asr.backend,
             "beam_size": settings.asr.beam_size,
+            "busy_beam_size": settings.asr.busy_beam_size,
             "pad_seconds": settings.asr.pad_seconds,
             "cpu_threads": settings.asr.cpu_threads,
             "workers": settings.asr.workers,

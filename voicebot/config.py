@@ -52,7 +52,7 @@ class AsrSettings(BaseModel):
     )
     beam_size: int = Field(5, ge=1, le=10, description="Whisper's beam when it is free")
     busy_beam_size: int = Field(
-        2, ge=1, le=10, description="beam while other recognitions wait (several calls at once)"
+        2, ge=1, le=10, description="beam while recognitions overlap (several calls at once)"
     )
     pad_seconds: float = Field(
         1.5, ge=0, le=30, description="silence added to the utterance in Whisper's window"

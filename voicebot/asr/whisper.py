@@ -136,15 +136,14 @@ class WhisperRecognizer:
         A wider beam hears more (beam 5 against 2: dev calls 167 against 164 of 188) but
         takes ~1.8x as long. With several calls at once, recognitions queue, and each one's
         wait is the searches ahead of it: measured with 8 calls, p50 564 ms when only a
-        queue at hand switched beams. So the small beam is used while others wait and for
-        the next ``OVERLAP_MEMORY`` recognitions after any that was asked for while another
-        was in flight. A single call keeps the wide beam, except just after a stale
-        speculative recognition.
+        queue at hand switched beams. So the small beam is used for ``OVERLAP_MEMORY``
+        recognitions after any that was asked for while another was in flight (which
+        includes every one now waiting). A single call keeps the wide beam, except just
+        after a stale speculative recognition.
         """
         with self._count_lock:
-            waiting = self._in_flight - self.workers
             shared = any(self._overlaps)
-        return self.busy_beam_size if waiting > 0 or shared else self.beam_size
+        return self.busy_beam_size if shared else self.beam_size
 
     def transcribe_sync(self, samples: np.ndarray) -> Transcript:
         """Recognise int16 mono 16 kHz samples (blocking)."""
