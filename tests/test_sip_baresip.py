@@ -34,8 +34,8 @@ from voicebot.events import BotSpeechStarted, IntentDecided, TransferAnswered
 from voicebot.wavfile import read_wav, write_wav
 
 BARESIP = "/usr/bin/baresip"
-QUESTION = "納付書を再発行してもらえますか"
-EXPECTED_FAQ = "payment.lost-notice"
+QUESTION = "自動引き落としの申し込み方法を教えてください"  # many cues: heard right at beam 2 and 5
+EXPECTED_FAQ = "payment.account-transfer"
 
 
 @pytest.fixture(scope="module")

@@ -26,8 +26,8 @@ from sipp.sip_harness import clip, find_clip, free_port, run_sipp, shared_bot, s
 from voicebot.events import IntentDecided
 
 CALLS = 8
-QUESTION = "納付書を再発行してもらえますか"
-EXPECTED_FAQ = "payment.lost-notice"
+QUESTION = "自動引き落としの申し込み方法を教えてください"  # many cues: heard right at beam 2 and 5
+EXPECTED_FAQ = "payment.account-transfer"
 
 
 @pytest.fixture(scope="module")
