@@ -62,17 +62,27 @@ def test_recogniser_is_made_from_the_settings(faq):
     rec.close()
 
 
-@pytest.fixture(scope="module")
-def recognizer(faq):
+def loaded_recognizer(faq) -> WhisperRecognizer:
     rec = WhisperRecognizer(initial_prompt=faq_vocabulary_prompt(faq), n_best=2)
     rec.load()
+    return rec
+
+
+@pytest.fixture(scope="module")
+def recognizer(faq):
+    rec = loaded_recognizer(faq)
     yield rec
     rec.close()
 
 
-def test_transcribes_phone_audio_with_alternatives(recognizer):
-    audio = read_wav(DATA / "audio" / "dev" / "jf_alpha" / "071.wav")  # 税務の窓口は何時まで…
-    samples = resample(audio.samples, audio.sample_rate, 16000)
+@pytest.fixture(scope="module")
+def samples():
+    """A phone-channel question at 16 kHz: 税務の窓口は何時まで…"""
+    audio = read_wav(DATA / "audio" / "dev" / "jf_alpha" / "071.wav")
+    return resample(audio.samples, audio.sample_rate, 16000)
+
+
+def test_transcribes_phone_audio_with_alternatives(recognizer, samples):
     transcript = asyncio.run(recognizer.transcribe(samples))
     assert "窓口" in transcript.text and "何時" in transcript.text
     assert transcript.audio_ms == pytest.approx(1000 * len(samples) / 16000)
@@ -83,17 +93,14 @@ def test_transcribes_phone_audio_with_alternatives(recognizer):
 @pytest.fixture
 def fresh_recognizer(faq):
     """A recogniser of its own: the beam depends on what it recognised before."""
-    rec = WhisperRecognizer(initial_prompt=faq_vocabulary_prompt(faq), n_best=2)
-    rec.load()
+    rec = loaded_recognizer(faq)
     yield rec
     rec.close()
 
 
-def test_shared_recogniser_uses_the_small_beam(fresh_recognizer, monkeypatch):
+def test_shared_recogniser_uses_the_small_beam(fresh_recognizer, samples, monkeypatch):
     """Under load the queue drains with the busy beam; alone again, the wide beam returns."""
     rec = fresh_recognizer
-    audio = read_wav(DATA / "audio" / "dev" / "jf_alpha" / "071.wav")
-    samples = resample(audio.samples, audio.sample_rate, 16000)
     beams: list[int] = []
     choose = rec.current_beam_size
 
@@ -121,10 +128,8 @@ def test_shared_recogniser_uses_the_small_beam(fresh_recognizer, monkeypatch):
     assert rec._in_flight == 0
 
 
-def test_dropped_recognition_is_not_counted(fresh_recognizer):
+def test_dropped_recognition_is_not_counted(fresh_recognizer, samples):
     rec = fresh_recognizer
-    audio = read_wav(DATA / "audio" / "dev" / "jf_alpha" / "071.wav")
-    samples = resample(audio.samples, audio.sample_rate, 16000)
 
     async def drop_the_second():
         first = asyncio.ensure_future(rec.transcribe(samples))
