@@ -106,6 +106,7 @@ async def main_async(args: argparse.Namespace) -> dict:
             "busy_beam_size": settings.asr.busy_beam_size,
             "pad_seconds": settings.asr.pad_seconds,
             "cpu_threads": settings.asr.cpu_threads,
+            "vocabulary": settings.asr.vocabulary,
             "workers": settings.asr.workers,
         },
         "tts": settings.tts.engine,

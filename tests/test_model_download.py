@@ -309,9 +309,20 @@ def test_cli_prepare_joins_whisper_base(tmp_path: Path, capsys: pytest.CaptureFi
     target = tmp_path / "whisper-base"
     args = cli("models", "prepare", "--cache-dir", str(target))
     assert args.func(args) == 0
-    assert capsys.readouterr().out.strip() == str(target)
+    ja_target = tmp_path / "whisper-base-ja"
+    assert capsys.readouterr().out.split() == [str(target), str(ja_target)]
     assert (target / "model.bin").stat().st_size > 100_000_000
+    assert (ja_target / "original_token_ids.json").is_file()
     listing = cli("models", "list", "--dest", str(tmp_path))
     listing.func(listing)
-    whisper_line = capsys.readouterr().out.splitlines()[0]
-    assert whisper_line.split()[:2] == ["whisper-base", "prepared"]
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].split()[:2] == ["whisper-base", "prepared"]
+    assert lines[1].split()[:2] == ["whisper-base-ja", "prepared"]
+
+
+def test_cli_prepare_full_only_skips_the_japanese_copy(tmp_path: Path, capsys) -> None:
+    target = tmp_path / "whisper-base"
+    args = cli("models", "prepare", "--cache-dir", str(target), "--full-only")
+    assert args.func(args) == 0
+    assert capsys.readouterr().out.split() == [str(target)]
+    assert not (tmp_path / "whisper-base-ja").exists()

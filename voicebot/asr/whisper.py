@@ -6,7 +6,9 @@ encoder accepts a shorter mel window, so the audio is padded only to the utteran
 little silence (measured: encode 0.05 s instead of 0.65 s, same text). Decoding uses a
 beam (five; two when recognitions are queueing, see ``busy_beam_size``), temperature 0,
 no timestamps, no conditioning on earlier text, and a token cap proportional to the audio
-length, so that a decoding loop cannot run away.
+length, so that a decoding loop cannot run away. The embedded model is used with its output
+vocabulary restricted to Japanese (``vocabulary.py``), which makes each decoding step
+cheaper; a restricted model directory maps its rows back to the tokenizer's ids.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from pathlib import Path
 import numpy as np
 
 from voicebot.asr.base import RecognizerError, Transcript
+from voicebot.asr.vocabulary import OutputVocabulary
 
 log = logging.getLogger(__name__)
 
@@ -60,6 +63,7 @@ class WhisperRecognizer:
         pad_seconds: float = 1.5,
         initial_prompt: str | None = None,
         n_best: int = 2,
+        vocabulary: str = "japanese",
     ):
         self.model_dir = model_dir
         self.language = language
@@ -71,6 +75,9 @@ class WhisperRecognizer:
         self.pad_seconds = pad_seconds
         self.initial_prompt = initial_prompt
         self.n_best = max(1, n_best)
+        if vocabulary not in ("japanese", "full"):
+            raise ValueError(f"vocabulary must be 'japanese' or 'full', not {vocabulary!r}")
+        self.vocabulary = vocabulary  # for the embedded model; a model_dir is used as it is
         self._lock = threading.Lock()
         self._in_flight = 0  # recognitions submitted and not yet finished (or dropped)
         self._overlaps: deque[bool] = deque(maxlen=OVERLAP_MEMORY)  # asked while another ran
@@ -91,9 +98,13 @@ class WhisperRecognizer:
 
                 model_dir = self.model_dir
                 if model_dir is None:
-                    from voicebot.model_assets import ensure_whisper_base
+                    from voicebot.model_assets import ensure_whisper_base, ensure_whisper_base_ja
 
-                    model_dir = ensure_whisper_base()
+                    model_dir = (
+                        ensure_whisper_base_ja()
+                        if self.vocabulary == "japanese"
+                        else ensure_whisper_base()
+                    )
                 started = time.perf_counter()
                 model = WhisperModel(
                     str(model_dir),
@@ -112,11 +123,15 @@ class WhisperRecognizer:
                 task="transcribe",
                 language=self.language,
             )
+            self._token_map = OutputVocabulary.of_model(Path(model_dir))
             prompt: list[int] = []
             if self.initial_prompt:
                 prompt = [tokenizer.sot_prev, *tokenizer.encode(" " + self.initial_prompt.strip())]
-            self._prompt = [*prompt, *tokenizer.sot_sequence, tokenizer.no_timestamps]
-            self._suppress = list(get_suppressed_tokens(tokenizer, [-1]))
+            prompt = [*prompt, *tokenizer.sot_sequence, tokenizer.no_timestamps]
+            self._prompt = self._token_map.to_model(prompt, drop_missing=True)
+            self._suppress = self._token_map.to_model(
+                get_suppressed_tokens(tokenizer, [-1]), drop_missing=True
+            )
             self._tokenizer = tokenizer
             self._model = model
             log.info(
@@ -177,7 +192,11 @@ class WhisperRecognizer:
         except Exception as exc:
             raise RecognizerError(f"whisper inference failed: {exc}") from exc
         texts = [
-            drop_repetition(_drop_replacement_chars(self._tokenizer.decode(ids).strip()))
+            drop_repetition(
+                _drop_replacement_chars(
+                    self._tokenizer.decode(self._token_map.to_original(ids)).strip()
+                )
+            )
             for ids in result.sequences_ids
         ]
         return Transcript(
