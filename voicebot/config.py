@@ -78,7 +78,8 @@ class AsrSettings(BaseModel):
         "japanese",
         description=(
             "the embedded model's output tokens: 'japanese' keeps the 6,053 a Japanese "
-            "transcript is written with (same text, decoding ~1.5x faster); 'full' all 51,865"
+            "transcript is written with (same decisions, recognition ~20 % faster); "
+            "'full' all 51,865"
         ),
     )
     vosk_model_dir: Path | None = Field(None, description="default: vosk-ja-small if installed")
