@@ -165,11 +165,7 @@ def ensure_whisper_base_ja(
         else default_models_dir() / WHISPER_BASE_JA_DIR_NAME
     )
     source = Path(base_dir) if base_dir is not None else ensure_whisper_base()
-    try:
-        source_marker = json.loads((source / MARKER_FILE_NAME).read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        source_marker = {}
-    wanted = {"source_sha256": source_marker.get("sha256"), "rule": RULE_VERSION}
+    wanted = {"source_sha256": read_marker(source).get("sha256"), "rule": RULE_VERSION}
     if _derived_ready(target, wanted):
         return target
     target.parent.mkdir(parents=True, exist_ok=True)
@@ -199,28 +195,32 @@ def ensure_whisper_base_ja(
 
 
 def _derived_ready(target: Path, wanted: dict[str, object]) -> bool:
-    try:
-        marker = json.loads((target / MARKER_FILE_NAME).read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return False
+    marker = read_marker(target)
     return (
-        isinstance(marker, dict)
-        and wanted["source_sha256"] is not None
+        wanted["source_sha256"] is not None
         and all(marker.get(key) == value for key, value in wanted.items())
         and (target / MODEL_FILE_NAME).is_file()
     )
 
 
-def is_prepared(target: Path, sha256: str, file_names: tuple[str, ...]) -> bool:
-    """True if `target` holds a complete model whose marker records the expected checksum."""
+def read_marker(target: Path) -> dict[str, object]:
+    """The completion marker of a model directory; empty if missing or unreadable."""
     try:
         marker = json.loads((target / MARKER_FILE_NAME).read_text(encoding="utf-8"))
-        model_size = (target / MODEL_FILE_NAME).stat().st_size
     except (OSError, ValueError):
+        return {}
+    return marker if isinstance(marker, dict) else {}
+
+
+def is_prepared(target: Path, sha256: str, file_names: tuple[str, ...]) -> bool:
+    """True if `target` holds a complete model whose marker records the expected checksum."""
+    marker = read_marker(target)
+    try:
+        model_size = (target / MODEL_FILE_NAME).stat().st_size
+    except OSError:
         return False
     return (
-        isinstance(marker, dict)
-        and marker.get("sha256") == sha256
+        marker.get("sha256") == sha256
         and marker.get("size") == model_size
         and all((target / name).is_file() for name in file_names)
     )
