@@ -54,9 +54,23 @@ def make_recognizer(settings: Settings, faq: Faq | None = None) -> Recognizer:
         pad_seconds=asr.pad_seconds,
         initial_prompt=asr.initial_prompt
         or (faq_vocabulary_prompt(faq) if asr.faq_prompt and faq else None),
+        extra_prompts=extra_hints(asr.extra_hints, faq),
         n_best=asr.n_best,
         vocabulary=asr.vocabulary,
     )
+
+
+def extra_hints(names: list[str], faq: Faq | None) -> list[str | None]:
+    """The extra Whisper hints named in ``[asr] extra_hints`` (an FAQ hint needs the FAQ)."""
+    from voicebot.asr.whisper import faq_category_prompt
+
+    hints: list[str | None] = []
+    for name in names:
+        if name == "none":
+            hints.append(None)
+        elif faq is not None:
+            hints.append(faq_category_prompt(faq))
+    return list(dict.fromkeys(hints))
 
 
 def make_synthesizer(settings: Settings) -> Synthesizer:
@@ -155,6 +169,8 @@ class Bot:
             from voicebot.asr.whisper import faq_vocabulary_prompt
 
             self.recognizer.initial_prompt = faq_vocabulary_prompt(faq)
+        if hasattr(self.recognizer, "extra_prompts"):
+            self.recognizer.extra_prompts = tuple(extra_hints(asr.extra_hints, faq))
         log.info("FAQ reloaded: %d entries", len(faq))
 
     def call_config(self) -> CallConfig:

@@ -73,6 +73,14 @@ class AsrSettings(BaseModel):
         None, description="vocabulary hint for Whisper; default: the FAQ's topic titles"
     )
     faq_prompt: bool = Field(True, description="use the FAQ's topic titles as the hint")
+    extra_hints: list[Literal["categories", "none"]] = Field(
+        default_factory=lambda: ["categories", "none"],
+        description=(
+            "further decodings of the same audio while the recogniser is free, their "
+            "hypotheses matched too: 'categories' (a shorter hint of titles by category, "
+            "no staff-only topics), 'none' (no hint); [] for one decoding"
+        ),
+    )
     n_best: int = Field(2, ge=1, le=10, description="hypotheses matched against the FAQ")
     vocabulary: Literal["japanese", "full"] = Field(
         "japanese",
