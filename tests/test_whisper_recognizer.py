@@ -11,6 +11,7 @@ from voicebot.asr.whisper import (
     OVERLAP_MEMORY,
     WhisperRecognizer,
     drop_repetition,
+    faq_category_prompt,
     faq_vocabulary_prompt,
 )
 from voicebot.resample import resample
@@ -48,6 +49,19 @@ def test_prompt_is_made_of_faq_titles(faq):
     assert faq.entries[0].title in prompt
 
 
+def test_category_prompt_names_every_category_without_staff_topics(faq):
+    prompt = faq_category_prompt(faq)
+    assert prompt.endswith("。") and len(prompt) <= 82
+    staff_titles = [e.title for e in faq if e.action.value == "transfer"]
+    assert staff_titles and not any(title in prompt for title in staff_titles)
+    first_titles = {}
+    for e in faq:
+        if e.action.value != "transfer":
+            first_titles.setdefault(e.id.split(".")[0], e.title)
+    # the first answerable title of each category, as far as 80 characters go
+    assert list(first_titles.values())[:4] == prompt.rstrip("。").split("、")[:4]
+
+
 def test_recogniser_is_made_from_the_settings(faq):
     from voicebot.bot import make_recognizer
     from voicebot.config import Settings
@@ -59,6 +73,11 @@ def test_recogniser_is_made_from_the_settings(faq):
     assert isinstance(rec, WhisperRecognizer)
     assert (rec.compute_type, rec.beam_size) == ("float32", 3)
     assert rec.initial_prompt == faq_vocabulary_prompt(faq)
+    assert rec.extra_prompts == (faq_category_prompt(faq), None)  # the default extra hints
+    rec.close()
+    settings.asr.extra_hints = []
+    rec = make_recognizer(settings, faq)
+    assert rec.extra_prompts == ()
     rec.close()
 
 
@@ -142,3 +161,72 @@ def test_dropped_recognition_is_not_counted(fresh_recognizer, samples):
 
     asyncio.run(drop_the_second())
     assert rec._in_flight == 0
+
+
+@pytest.fixture
+def hinted_recognizer(faq):
+    """The recogniser as the bot makes it: the titles hint, then the extra hints."""
+    rec = WhisperRecognizer(
+        initial_prompt=faq_vocabulary_prompt(faq),
+        extra_prompts=(faq_category_prompt(faq), None),
+        n_best=2,
+    )
+    rec.load()
+    yield rec
+    rec.close()
+
+
+def spy_decodings(rec: WhisperRecognizer, monkeypatch) -> list[tuple[str | None, int]]:
+    """(prompt, beam) of every decoding the recogniser makes from now on."""
+    seen: list[tuple[str | None, int]] = []
+    decode = rec._decode
+
+    def spy(encoded, prompt, beam_size, max_new):
+        seen.append((prompt, beam_size))
+        return decode(encoded, prompt, beam_size, max_new)
+
+    monkeypatch.setattr(rec, "_decode", spy)
+    return seen
+
+
+def test_extra_hints_are_decoded_only_while_the_recogniser_is_free(
+    hinted_recognizer, samples, monkeypatch
+):
+    rec = hinted_recognizer
+    seen = spy_decodings(rec, monkeypatch)
+    alone = asyncio.run(rec.transcribe(samples))
+    assert sorted(seen, key=str) == sorted(
+        [(rec.initial_prompt, 5), (rec.extra_prompts[0], 5), (None, 5)], key=str
+    )
+    assert "窓口" in alone.text
+    seen.clear()
+    rec._overlaps.append(True)  # as after a recognition that overlapped another
+    shared = asyncio.run(rec.transcribe(samples))
+    assert seen == [(rec.initial_prompt, 2)]  # under load: the main hint, the small beam
+    assert len(shared.alternatives) <= 1
+
+
+def test_extra_hint_hears_what_the_main_hint_drowns(hinted_recognizer, understanding):
+    """jm_kumo says 固定資産税ってどういう税金ですか; with the titles hint (which holds
+    「ご自身の税額の内訳」) Whisper base writes ご自身税, a staff topic's words. The
+    category hint, without staff topics, hears the tax name, and the bot answers."""
+    audio = read_wav(DATA / "audio" / "dev" / "jm_kumo" / "021.wav")
+    transcript = asyncio.run(
+        hinted_recognizer.transcribe(resample(audio.samples, audio.sample_rate, 16000))
+    )
+    assert any("固定資産税" in t for t in transcript.alternatives)
+    _, decision = understanding.understand(transcript.text, transcript.alternatives)
+    assert (decision.action.value, decision.faq_id) == ("answer", "kotei.overview")
+
+
+def test_a_hint_changed_after_loading_is_used(hinted_recognizer, samples, monkeypatch):
+    """A newly published FAQ changes the hints of a recogniser that is already loaded."""
+    rec = hinted_recognizer
+    seen = spy_decodings(rec, monkeypatch)
+    rec.initial_prompt = "窓口の場所と受付時間。"
+    rec.extra_prompts = ()
+    before = rec.prompt_tokens(None)
+    transcript = asyncio.run(rec.transcribe(samples))
+    assert seen == [("窓口の場所と受付時間。", 5)]
+    assert len(rec.prompt_tokens("窓口の場所と受付時間。")) > len(before)
+    assert "窓口" in transcript.text
