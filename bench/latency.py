@@ -108,6 +108,7 @@ async def main_async(args: argparse.Namespace) -> dict:
             "cpu_threads": settings.asr.cpu_threads,
             "vocabulary": settings.asr.vocabulary,
             "workers": settings.asr.workers,
+            "extra_hints": settings.asr.extra_hints,
         },
         "tts": settings.tts.engine,
         "short_pause_ms": settings.call.endpointing.short_pause_ms,
