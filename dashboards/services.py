@@ -37,7 +37,7 @@ class Services:
     staff_console: Any | None = None  # telephony.staff_console.StaffConsole
     telephony: Any | None = None  # telephony.config.TelephonySettings (WebRTC routes)
     extra_routers: list[APIRouter] = field(default_factory=list)
-    # Called after an FAQ version is published (the lead wires it to Bot.reload_faq).
+    # Called after an FAQ version is published (the service wires it to Bot.reload_faq).
     on_faq_published: Callable[[Faq], Awaitable[None]] | None = None
     # Prometheus counters fed by call events; create_app makes one if None. Add it to
     # the event pipeline (it is an EventSink) so that /metrics sees calls.

@@ -71,12 +71,9 @@ def make_services(tmp_path: Path, **overrides: Any) -> Services:
     db.create_all()
     seed_users(db)
     if "bus" not in overrides:
-        try:
-            from dashboards.event_bus import EventBus
+        from dashboards.event_bus import EventBus
 
-            overrides["bus"] = EventBus()
-        except ImportError:  # the bus module is being built by another helper
-            pass
+        overrides["bus"] = EventBus()
     return Services(settings=settings, db=db, **overrides)
 
 
