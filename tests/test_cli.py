@@ -97,6 +97,17 @@ def test_eval_prints_accuracy_per_topic_and_confusions(tmp_path):
     assert report["confusions"] == [
         {"expected": "payment.refund", "got": "payment.lost-notice", "count": 1}
     ]
+    # The lost-notice answer spoken for a refund question is a confident wrong answer;
+    # the account-transfer question is the one answerable row answered at once.
+    assert report["wrong_answers"] == [
+        {
+            "utterance": "納付書をなくしました",
+            "expected": "payment.refund",
+            "answered": "payment.lost-notice",
+        }
+    ]
+    assert (report["answerable"], report["answered_directly"]) == (2, 1)
+    assert "wrong answers: 33.3% (1/3) another topic" in out.stdout
 
 
 def test_eval_on_the_dev_set_through_the_cli():

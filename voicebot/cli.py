@@ -104,6 +104,14 @@ def cmd_eval(args: argparse.Namespace) -> int:
         print("confusions (expected -> got):")
         for (exp, got), n in report.confusions.most_common():
             print(f"  {exp} -> {got}  x{n}")
+    print(
+        f"answered directly: {report.direct_rate:.1%} ({report.direct}/{report.answerable})"
+        " of answerable questions"
+    )
+    wrong = len(report.wrong_answers)
+    print(f"wrong answers: {report.wrong_answer_rate:.1%} ({wrong}/{report.total}) another topic")
+    for u in report.wrong_answers:
+        print(f"  {u['utterance']}  (expected {u['expected']}, answered {u['answered']})")
     print(f"unsafe answers: {len(report.unsafe)}")
     for u in report.unsafe:
         print(f"  {u['utterance']}  (expected {u['expected']}, answered {u['answered']})")

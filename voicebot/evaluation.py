@@ -1,8 +1,10 @@
 """Scoring the bot's understanding on labelled utterances (``utterance<TAB>expected``).
 
 ``expected`` is an FAQ id, ``control.operator|repeat|goodbye``, or ``unknown`` (the
-bot should not answer from the FAQ). Besides accuracy this counts the unsafe
-mistakes: answering with another topic's answer when staff or nothing was right.
+bot should not answer from the FAQ). Besides accuracy this counts the mistakes a caller
+acts on: every confident wrong answer (an answer or a redirect that speaks another
+topic), among them the unsafe ones (staff or nothing was right); and how many
+answerable questions were answered directly, without a confirmation round trip.
 """
 
 from __future__ import annotations
@@ -73,6 +75,10 @@ class EvalReport:
     per_label: dict[str, list[int]] = field(default_factory=lambda: defaultdict(lambda: [0, 0]))
     confusions: Counter[tuple[str, str]] = field(default_factory=Counter)
     unsafe: list[dict] = field(default_factory=list)
+    # Answers or redirects that spoke another topic than the one asked, whatever was right.
+    wrong_answers: list[dict] = field(default_factory=list)
+    answerable: int = 0  # rows whose right action is the FAQ's answer or redirect
+    direct: int = 0  # ... of which were answered (or redirected) at once, on the right topic
     actions: Counter[str] = field(default_factory=Counter)
 
     @property
@@ -82,6 +88,14 @@ class EvalReport:
     @property
     def top1(self) -> float:
         return self.top1_correct / self.total if self.total else 0.0
+
+    @property
+    def wrong_answer_rate(self) -> float:
+        return len(self.wrong_answers) / self.total if self.total else 0.0
+
+    @property
+    def direct_rate(self) -> float:
+        return self.direct / self.answerable if self.answerable else 0.0
 
     def as_dict(self) -> dict:
         return {
@@ -97,6 +111,11 @@ class EvalReport:
                 {"expected": e, "got": g, "count": n} for (e, g), n in self.confusions.most_common()
             ],
             "unsafe_answers": self.unsafe,
+            "wrong_answers": self.wrong_answers,
+            "wrong_answer_rate": round(self.wrong_answer_rate, 4),
+            "answerable": self.answerable,
+            "answered_directly": self.direct,
+            "direct_rate": round(self.direct_rate, 4),
             "actions": dict(self.actions),
         }
 
@@ -124,6 +143,12 @@ def evaluate(understanding: Understanding, rows: list[tuple[str, str]]) -> EvalR
         needs_no_answer = expected == UNKNOWN or (
             expected_entry is not None and expected_entry.action is FaqAction.TRANSFER
         )
+        spoke_topic = decision.action in (BotAction.ANSWER, BotAction.REDIRECT)
         if needs_no_answer and decision.action is BotAction.ANSWER and got != expected:
             report.unsafe.append({"utterance": text, "expected": expected, "answered": got})
+        if spoke_topic and got != expected:
+            report.wrong_answers.append({"utterance": text, "expected": expected, "answered": got})
+        if expected_entry is not None and expected_entry.action is not FaqAction.TRANSFER:
+            report.answerable += 1
+            report.direct += spoke_topic and got == expected
     return report
