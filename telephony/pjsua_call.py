@@ -138,9 +138,33 @@ class PjCall(pj.Call):
             audio.startTransmit(self.port)
             self.port.startTransmit(audio)
 
+    def rx_packets(self) -> int:
+        """RTP packets received from the caller so far, over the call's audio streams."""
+        total = 0
+        for index, media in enumerate(self.getInfo().media):
+            if media.type != pj.PJMEDIA_TYPE_AUDIO or media.status != pj.PJSUA_CALL_MEDIA_ACTIVE:
+                continue
+            try:
+                total += self.getStreamStat(index).rtcp.rxStat.pkt
+            except pj.Error:  # the stream is being recreated (re-INVITE)
+                continue
+        return total
+
     def onDtmfDigit(self, prm: pj.OnDtmfDigitParam) -> None:
         if self.events is not None and prm.digit:
             self.events.dtmf_received(prm.digit)
+
+    def onCallTransferRequest(self, prm: pj.OnCallTransferRequestParam) -> None:
+        """A REFER from the far end: refused. The bot never lets a caller or the PBX make
+        it dial a target of their choosing (pjsua would place that call outside the bot)."""
+        log.warning("SIP call %s: REFER from the far end refused", self.getInfo().callIdString)
+        prm.statusCode = pj.PJSIP_SC_FORBIDDEN
+
+    def onCallReplaceRequest(self, prm: pj.OnCallReplaceRequestParam) -> None:
+        """An INVITE with Replaces for this call: refused (it would take the call over)."""
+        log.warning("SIP call %s: INVITE with Replaces refused", self.getInfo().callIdString)
+        prm.statusCode = pj.PJSIP_SC_FORBIDDEN
+        prm.reason = "Forbidden"
 
     def onCallTransferStatus(self, prm: pj.OnCallTransferStatusParam) -> None:
         if self.events is not None:
@@ -161,6 +185,11 @@ class PjAccount(pj.Account):
             self._on_incoming(prm)
         except Exception:
             log.exception("SIP: failed to handle an incoming call")
+
+    def onIncomingSubscribe(self, prm: pj.OnIncomingSubscribeParam) -> None:
+        """Nobody may subscribe to the bot's presence or dialogs."""
+        prm.code = pj.PJSIP_SC_FORBIDDEN
+        prm.reason = "Forbidden"
 
 
 class PjLogWriter(pj.LogWriter):

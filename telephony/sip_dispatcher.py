@@ -17,6 +17,13 @@ one user agent:
   Record-Route is taken out of what the PBX sees.
 * Datagrams and TCP streams that do not parse as SIP are dropped (a TCP connection sending
   them is closed), as a SIP stack would.
+* Nothing from the network is kept without a bound (telephony/sip_limits.py): a call slot
+  is freed when its INVITE gets no final response (Timer B) or its 2xx no ACK (Timer H),
+  routes are keyed by Call-ID and the caller's From tag (telephony/sip_routes.py), and TCP
+  connections are capped, timed out and closed when their peer stops reading.
+* The bot never lets the far end steer a call elsewhere: REFER, INVITE with Replaces or
+  Join, and NOTIFY outside a transfer the bot started are refused here, before a worker
+  sees them (the workers refuse them too).
 
 Media does not pass through here: the SDP names the worker's RTP address directly.
 """
@@ -30,9 +37,10 @@ import logging
 import os
 import socket
 import time
-from collections.abc import Hashable
+from collections.abc import Callable, Hashable
 from dataclasses import dataclass, field
 
+from telephony.sip_limits import SipLimits
 from telephony.sip_message import (
     MAX_MESSAGE_BYTES,
     SipMessage,
@@ -48,11 +56,16 @@ from telephony.sip_message import (
     response_to,
     uri_of,
 )
+from telephony.sip_routes import CallRoutes, CallState, InviteKind, Route, header_tag
 
 log = logging.getLogger(__name__)
 
 BRANCH_PREFIX = "z9hG4bK-tbd-"
-LINGER_S = 32.0  # how long a Call-ID still routes to its worker after the call (RFC 3261 T1*64)
+# Requests the far end may send. REFER and SUBSCRIBE would let it steer or watch the bot's
+# calls; NOTIFY is let through only for a transfer the bot itself started.
+ALLOWED_METHODS = ("INVITE", "ACK", "CANCEL", "BYE", "OPTIONS", "INFO", "UPDATE", "PRACK", "NOTIFY")
+REFUSED_METHODS = {"REFER", "SUBSCRIBE", "PUBLISH", "MESSAGE", "REGISTER"}  # known, never allowed
+TRANSFER_HEADERS = ("replaces", "join")  # an INVITE carrying one takes over another call
 
 
 def source_host(src_address: str) -> str:
@@ -115,17 +128,6 @@ class _Worker:
     calls: set[str] = field(default_factory=set)  # Call-IDs of its calls in progress
 
 
-@dataclass
-class _Route:
-    """Where one Call-ID goes."""
-
-    worker: Hashable
-    active: bool  # holds one of the worker's slots
-    invite_cseq: int | None = None  # CSeq of the initial INVITE
-    connection: int | None = None  # the TCP connection the dialog came in on
-    expires: float | None = None  # forgotten after this (monotonic), once inactive
-
-
 class SipDispatcher:
     """The public SIP listener (UDP and TCP) that hands calls to the SIP workers."""
 
@@ -137,6 +139,8 @@ class SipDispatcher:
         allowed_peers: list[str],
         max_calls: int,
         public_host: str | None = None,
+        limits: SipLimits | None = None,
+        on_call_expired: Callable[[str], None] | None = None,
     ):
         self.host = host
         self.requested_port = port
@@ -146,6 +150,10 @@ class SipDispatcher:
         self.port: int | None = None
         self.accepting = True
         self.rejected = 0  # initial INVITEs refused here (403 or 503)
+        self.limits = limits or SipLimits()
+        # Told the SIP Call-ID of a call whose slot was freed on a deadline, so that the
+        # worker's side of it ends too.
+        self.on_call_expired = on_call_expired
         self._secret = os.urandom(8).hex()
         self._udp: asyncio.DatagramTransport | None = None
         self._tcp: asyncio.Server | None = None
@@ -153,9 +161,9 @@ class SipDispatcher:
         self._next_connection = 1
         self._workers: dict[Hashable, _Worker] = {}
         self._worker_at: dict[tuple[str, int], _Worker] = {}
-        self._routes: dict[str, _Route] = {}
-        self._purged = 0.0
+        self._routes = CallRoutes(self.limits)
         self._tasks: set[asyncio.Task] = set()
+        self._deadlines: asyncio.Task | None = None
 
     # -- lifecycle --------------------------------------------------------------------------------
     @property
@@ -168,6 +176,23 @@ class SipDispatcher:
     def capacity(self) -> int:
         return min(self.max_calls, sum(w.capacity for w in self._workers.values()))
 
+    @property
+    def calls_in_progress(self) -> int:
+        """Call slots taken now (INVITEs under way and calls up)."""
+        return sum(len(w.calls) for w in self._workers.values())
+
+    @property
+    def free_slots(self) -> int:
+        return max(0, self.capacity - self.calls_in_progress)
+
+    @property
+    def routes_kept(self) -> int:
+        return len(self._routes)
+
+    @property
+    def connections_open(self) -> int:
+        return len(self._connections)
+
     async def start(self) -> int:
         """Bind UDP and TCP on the same port; returns the port (settings may say 0)."""
         loop = asyncio.get_running_loop()
@@ -179,7 +204,7 @@ class SipDispatcher:
             port = udp.get_extra_info("sockname")[1]
             try:
                 self._tcp = await loop.create_server(
-                    lambda: _TcpConnection(self), self.host, port, reuse_address=True
+                    lambda: _TcpConnection(self, inbound=True), self.host, port, reuse_address=True
                 )
             except OSError:
                 udp.close()
@@ -187,17 +212,21 @@ class SipDispatcher:
                     raise
                 continue  # a free UDP port may be taken on TCP: try another
             self._udp, self.port = udp, port
+            self._deadlines = loop.create_task(self._watch_deadlines())
             return port
         raise OSError("no port free on both UDP and TCP")
 
     async def stop(self) -> None:
         self.accepting = False
+        if self._deadlines is not None:
+            self._deadlines.cancel()
+            self._deadlines = None
         for task in list(self._tasks):
             task.cancel()
         if self._tcp is not None:
             self._tcp.close()
         for connection in list(self._connections.values()):
-            connection.close()
+            connection.drop("stopping")
         if self._tcp is not None:
             await self._tcp.wait_closed()
         if self._udp is not None:
@@ -216,33 +245,47 @@ class SipDispatcher:
         if worker is None:
             return
         self._worker_at.pop(worker.address, None)
-        for call_id in [c for c, r in self._routes.items() if r.worker == key]:
-            del self._routes[call_id]
+        for route in self._routes.of_worker(key):
+            self._routes.remove(route)
 
     def call_ended(self, call_id: str) -> None:
         """A worker reports a call over: its slot is free; stray retransmissions still route."""
         route = self._routes.get(call_id)
         if route is not None:
-            self._release(call_id, route)
+            self._release(route)
 
-    def _release(self, call_id: str, route: _Route) -> None:
-        route.active = False
-        route.expires = time.monotonic() + LINGER_S
+    def _release(self, route: Route) -> None:
+        self._routes.end(route, time.monotonic())
         worker = self._workers.get(route.worker)
         if worker is not None:
-            worker.calls.discard(call_id)
+            worker.calls.discard(route.call_id)
 
-    def _purge(self) -> None:
+    async def _watch_deadlines(self) -> None:
+        """Frees what has outlived its deadline, whether or not anything arrives."""
+        while True:
+            await asyncio.sleep(self.limits.tick_s)
+            try:
+                self.enforce_deadlines()
+            except Exception:
+                log.exception("SIP: checking deadlines failed")
+
+    def enforce_deadlines(self) -> None:
+        """Call slots past Timer B / Timer H / the longest call, and idle, stalled or
+        unread TCP connections."""
         now = time.monotonic()
-        if now - self._purged < 1.0:
-            return
-        self._purged = now
-        for call_id in [c for c, r in self._routes.items() if r.expires and r.expires < now]:
-            del self._routes[call_id]
+        for route, why in self._routes.overdue(now):
+            log.warning("SIP: call slot of Call-ID %s freed: %s", route.call_id, why)
+            self._release(route)
+            if self.on_call_expired is not None:
+                self.on_call_expired(route.call_id)
+        in_use = self._routes.connections_in_use()
+        for connection in list(self._connections.values()):
+            why = connection.overdue(now, self.limits, connection.id in in_use)
+            if why:
+                connection.drop(why)
 
     def _pick_worker(self) -> _Worker | None:
-        in_progress = sum(len(w.calls) for w in self._workers.values())
-        if in_progress >= self.max_calls:
+        if self.calls_in_progress >= self.max_calls:
             return None
         free = [w for w in self._workers.values() if len(w.calls) < w.capacity]
         return min(free, key=lambda w: len(w.calls) / w.capacity) if free else None
@@ -299,34 +342,106 @@ class SipDispatcher:
             self._respond(message, 483, "Too Many Hops", connection)
             return
         self._pop_own_route(message)
-        self._purge()
+        refusal = self._transfer_refusal(message)
+        if refusal is not None:
+            log.warning("SIP: %s from %s:%d refused (%s)", method, *source, refusal[2])
+            self._respond(message, refusal[0], refusal[1], connection, allow=refusal[0] == 405)
+            return
         call_id = message.call_id
-        route = self._routes.get(call_id)
-        worker = self._workers.get(route.worker) if route is not None else None
-        if worker is None and initial_invite:
-            worker = self._pick_worker() if self.accepting else None
+        from_tag = header_tag(message.get("from"))
+        if initial_invite:
+            worker = self._admit_invite(message, sender, connection, source)
             if worker is None:
-                self.rejected += 1
-                why = "no free call slot" if self.accepting else "shutting down"
-                log.warning("SIP: INVITE from %s:%d refused (%s)", *source, why)
-                self._respond(message, 503, "Service Unavailable", connection)
                 return
-            cseq = int((message.get("cseq") or "0").split()[0])
-            route = _Route(worker.key, True, cseq, connection.id if connection else None)
-            self._routes[call_id] = route
-            worker.calls.add(call_id)
-        elif worker is None:
-            if method == "ACK":
-                return  # nothing to acknowledge here
-            worker = next(iter(self._workers.values()), None)  # it answers 481, or OPTIONS
+        else:
+            route = self._routes.get(call_id)
+            worker = self._workers.get(route.worker) if route is not None else None
+            if route is not None and route.from_tag != from_tag:
+                worker = None  # another dialog's Call-ID: not this caller's call
             if worker is None:
-                self._respond(message, 503, "Service Unavailable", connection)
+                if method == "ACK":
+                    return  # nothing to acknowledge here
+                if method != "OPTIONS":
+                    self._respond(message, 481, "Call/Transaction Does Not Exist", connection)
+                    return
+                worker = next(iter(self._workers.values()), None)  # it answers OPTIONS
+                if worker is None:
+                    self._respond(message, 503, "Service Unavailable", connection)
+                    return
+            elif method == "NOTIFY" and not route.refer_sent:
+                self._respond(message, 481, "Subscription Does Not Exist", connection)
                 return
+            elif method == "ACK" and route.state is CallState.ANSWERED:
+                self._routes.set_state(route, CallState.CONFIRMED, time.monotonic())
         if initial_invite:
             message.prepend("Record-Route", self._own_uri)
         own = self._own_via("UDP", sender, connection, message)
         message.prepend("Via", str(own))
         self._send_udp(message.to_bytes(), worker.address)
+
+    def _transfer_refusal(self, message: SipMessage) -> tuple[int, str, str] | None:
+        """(status, reason, why) if the far end's request must not reach a worker: a method
+        the bot does not take, or an INVITE that would replace or join another call."""
+        method = message.method
+        if method in REFUSED_METHODS:
+            return 405, "Method Not Allowed", "method not allowed"
+        if method not in ALLOWED_METHODS:
+            return 501, "Not Implemented", "unknown method"
+        if method == "INVITE":
+            required = ",".join(message.get_all("require")).lower().split(",")
+            if any(message.get(h) is not None for h in TRANSFER_HEADERS) or any(
+                option.strip() in TRANSFER_HEADERS for option in required
+            ):
+                return 403, "Forbidden", "a call transfer by the far end"
+        if method == "NOTIFY" and not (message.get("event") or "").strip().lower().startswith(
+            "refer"
+        ):
+            return 481, "Subscription Does Not Exist", "NOTIFY for no subscription"
+        return None
+
+    def _admit_invite(
+        self,
+        message: SipMessage,
+        sender: Via,
+        connection: _TcpConnection | None,
+        source: tuple[str, int],
+    ) -> _Worker | None:
+        """The worker for an initial INVITE (a slot taken, or the one a retransmission
+        already has), or None once it has been answered here (503, 482)."""
+        call_id = message.call_id
+        from_tag = header_tag(message.get("from"))
+        branch = sender.param("branch") or ""
+        try:
+            cseq = int((message.get("cseq") or "").split()[0])
+        except (ValueError, IndexError):
+            self._respond(message, 400, "Bad CSeq", connection)
+            return None
+        kind, known = self._routes.classify(call_id, from_tag, branch, cseq)
+        if kind is InviteKind.RETRANSMISSION:
+            worker = self._workers.get(known.worker)
+            if worker is None:
+                self._respond(message, 481, "Call/Transaction Does Not Exist", connection)
+            return worker
+        if kind is InviteKind.CONFLICT:
+            log.warning("SIP: INVITE from %s:%d refused (Call-ID already in use)", *source)
+            self._respond(message, 482, "Loop Detected", connection)
+            return None
+        worker = self._pick_worker() if self.accepting else None
+        now = time.monotonic()
+        route = None
+        if worker is not None:
+            route = Route(
+                call_id, from_tag, branch, cseq, worker.key,
+                connection.id if connection else None, CallState.CALLING, now, now,
+            )  # fmt: skip
+        if route is None or not self._routes.add(route):
+            self.rejected += 1
+            why = "no free call slot" if self.accepting else "shutting down"
+            log.warning("SIP: INVITE from %s:%d refused (%s)", *source, why)
+            self._respond(message, 503, "Service Unavailable", connection)
+            return None
+        worker.calls.add(call_id)
+        return worker
 
     async def _relay_request_out(
         self, message: SipMessage, worker: _Worker, source: tuple[str, int]
@@ -340,16 +455,23 @@ class SipDispatcher:
         uri = parse_uri(next_hop)
         self._rewrite_contact(message)
         route = self._routes.get(message.call_id)
+        if route is not None and message.method == "REFER":
+            route.refer_sent = True  # the far end's NOTIFYs about it may come in
         connection = None
         if route is not None and route.connection is not None and uri.transport in (None, "TCP"):
             connection = self._connections.get(route.connection)
         host = uri.host
         if not _is_ip(host):
-            infos = await asyncio.get_running_loop().getaddrinfo(host, None, type=socket.SOCK_DGRAM)
+            infos = await asyncio.wait_for(
+                asyncio.get_running_loop().getaddrinfo(host, None, type=socket.SOCK_DGRAM),
+                self.limits.tcp_message_s,
+            )
             host = infos[0][4][0]
         port = uri.port or 5060
         if connection is None and uri.transport == "TCP":
-            connection = await self._connect(host, port)
+            connection = await asyncio.wait_for(
+                self._connect(host, port), self.limits.tcp_message_s
+            )
         own = self._own_via("TCP" if connection else "UDP", sender, None, message)
         own.set_param("rport", None)
         message.prepend("Via", str(own))
@@ -371,6 +493,7 @@ class SipDispatcher:
         address = nxt.reply_address()
         if worker is None:  # from outside, back to the worker that sent the request
             if address in self._worker_at:
+                self._end_on_bye_response(message)
                 self._send_udp(message.to_bytes(), address)
             return
         # From a worker, out to the PBX.
@@ -381,10 +504,20 @@ class SipDispatcher:
                 break
         self._rewrite_contact(message)
         route = self._routes.get(message.call_id)
-        if route is not None and route.active and message.method == "INVITE":
+        if route is not None and message.method == "INVITE" and message.status >= 200:
             cseq = int((message.get("cseq") or "0").split()[0])
-            if message.status >= 300 and cseq == route.invite_cseq:
-                self._release(message.call_id, route)
+            if cseq == route.invite_cseq and message.status >= 300:
+                self._release(route)
+            elif cseq == route.invite_cseq and route.state is CallState.CALLING:
+                self._routes.set_state(route, CallState.ANSWERED, time.monotonic())
+            elif cseq == route.invite_cseq and route.state is CallState.ENDED:
+                # Answered after the slot was given up (Timer B): the caller has given up
+                # too. Not relayed; the worker's side of the call is ended.
+                log.warning("SIP: late answer for Call-ID %s dropped", message.call_id)
+                if self.on_call_expired is not None:
+                    self.on_call_expired(message.call_id)
+                return
+        self._end_on_bye_response(message)
         tcp_id = top.param("tbc")
         connection = self._connections.get(int(tcp_id)) if tcp_id else None
         if connection is None and nxt.transport == "TCP":
@@ -395,6 +528,14 @@ class SipDispatcher:
             self._spawn(self._send_tcp_new(message.to_bytes(), address))
         else:
             self._send_udp(message.to_bytes(), address)
+
+    def _end_on_bye_response(self, message: SipMessage) -> None:
+        """A final response to a BYE (either way) ends the call's slot, whatever the worker
+        reports later."""
+        if message.method == "BYE" and message.status >= 200:
+            route = self._routes.get(message.call_id)
+            if route is not None and route.holds_slot:
+                self._release(route)
 
     # -- helpers ----------------------------------------------------------------------------------
     @property
@@ -459,12 +600,21 @@ class SipDispatcher:
         return True
 
     def _respond(
-        self, request: SipMessage, status: int, reason: str, connection: _TcpConnection | None
+        self,
+        request: SipMessage,
+        status: int,
+        reason: str,
+        connection: _TcpConnection | None,
+        *,
+        allow: bool = False,
     ) -> None:
         if request.method == "ACK":
             return
         tag = hashlib.sha1(f"{self._secret}|{request.call_id}".encode()).hexdigest()[:10]
-        data = response_to(request, status, reason, tag).to_bytes()
+        response = response_to(request, status, reason, tag)
+        if allow:
+            response.headers.append(("Allow", ", ".join(ALLOWED_METHODS)))
+        data = response.to_bytes()
         if connection is not None:
             connection.send(data)
         else:
@@ -508,11 +658,27 @@ class SipDispatcher:
             exc = task.exception()
             log.warning("SIP: could not relay a request: %s", exc)
 
-    def _register(self, connection: _TcpConnection) -> int:
-        key = self._next_connection
-        self._next_connection += 1
-        self._connections[key] = connection
-        return key
+    def _register(self, connection: _TcpConnection) -> int | None:
+        """An id for a new connection, or None if it must be closed at once: an inbound one
+        from outside ``allowed_peers``, or over the total or per-source cap."""
+        limits = self.limits
+        host = connection.peer[0] if connection.peer else ""
+        if connection.inbound and not peer_allowed(host, self.allowed_peers):
+            why = "not an allowed peer"
+        elif len(self._connections) >= limits.tcp_max_connections:
+            why = "too many connections"
+        elif (
+            sum(1 for c in self._connections.values() if c.peer and c.peer[0] == host)
+            >= limits.tcp_max_per_source
+        ):
+            why = "too many connections from this address"
+        else:
+            key = self._next_connection
+            self._next_connection += 1
+            self._connections[key] = connection
+            return key
+        log.info("SIP: TCP connection from %s refused (%s)", host, why)
+        return None
 
     def _unregister(self, connection: _TcpConnection) -> None:
         self._connections.pop(connection.id, None)
@@ -533,37 +699,86 @@ class _UdpProtocol(asyncio.DatagramProtocol):
 
 
 class _TcpConnection(asyncio.Protocol):
-    """One SIP-over-TCP connection: messages framed by Content-Length (RFC 3261 18.3)."""
+    """One SIP-over-TCP connection: messages framed by Content-Length (RFC 3261 18.3).
 
-    def __init__(self, dispatcher: SipDispatcher):
+    Bounded like everything else here (``SipLimits``): a message must be complete within
+    ``tcp_message_s`` of its first byte and within MAX_MESSAGE_BYTES, the connection is
+    closed after ``tcp_idle_s`` without traffic while no call uses it, and when the peer
+    stops reading (more than ``tcp_max_write_buffer`` bytes waiting), rather than keep
+    queueing for it.
+    """
+
+    def __init__(self, dispatcher: SipDispatcher, inbound: bool = False):
         self.dispatcher = dispatcher
+        self.inbound = inbound  # accepted on the public port (else: dialled by us)
         self.id = 0
         self.peer: tuple[str, int] | None = None
         self._transport: asyncio.Transport | None = None
         self._buffer = bytearray()
+        self._last_received = time.monotonic()
+        self._message_started: float | None = None  # first byte of an incomplete message
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self._transport = transport  # type: ignore[assignment]
         peer = transport.get_extra_info("peername")
         self.peer = (peer[0], peer[1])
-        self.id = self.dispatcher._register(self)
+        key = self.dispatcher._register(self)
+        if key is None:
+            transport.abort()
+            return
+        self.id = key
+        limit = self.dispatcher.limits.tcp_max_write_buffer
+        self._transport.set_write_buffer_limits(high=limit, low=limit // 2)
 
     def connection_lost(self, exc: Exception | None) -> None:
-        self.dispatcher._unregister(self)
+        self._buffer.clear()
+        if self.id:
+            self.dispatcher._unregister(self)
+
+    def pause_writing(self) -> None:
+        """The peer has left ``tcp_max_write_buffer`` bytes unread: it is not reading."""
+        self.drop("the peer does not read")
 
     def send(self, data: bytes) -> None:
-        if self._transport is not None and not self._transport.is_closing():
-            self._transport.write(data)
+        transport = self._transport
+        if transport is None or transport.is_closing():
+            return
+        limit = self.dispatcher.limits.tcp_max_write_buffer
+        if transport.get_write_buffer_size() + len(data) > limit:
+            self.drop("the peer does not read")
+            return
+        transport.write(data)
 
     def close(self) -> None:
         if self._transport is not None:
             self._transport.close()
 
+    def overdue(self, now: float, limits: SipLimits, in_call: bool) -> str | None:
+        """Why this connection has outlived its deadline, or None."""
+        if self._message_started is not None and now - self._message_started > limits.tcp_message_s:
+            return "message not completed in time"
+        if not in_call and now - self._last_received > limits.tcp_idle_s:
+            return "idle"
+        return None
+
+    def drop(self, why: str) -> None:
+        """Close at once, discarding what is queued either way."""
+        log.info("SIP: closing TCP connection with %s (%s)", self.peer, why)
+        self._buffer.clear()
+        if self._transport is not None:
+            self._transport.abort()
+
     def data_received(self, data: bytes) -> None:
+        self._last_received = time.monotonic()
         self._buffer += data
         while True:
             while self._buffer[:2] == b"\r\n":  # keep-alive pings between messages
                 del self._buffer[:2]
+            if not self._buffer:
+                self._message_started = None
+                return
+            if self._message_started is None:
+                self._message_started = self._last_received
             end = self._buffer.find(b"\r\n\r\n")
             if end < 0:
                 if len(self._buffer) > MAX_MESSAGE_BYTES:
@@ -580,6 +795,7 @@ class _TcpConnection(asyncio.Protocol):
                 return
             message.body = bytes(self._buffer[end + 4 : total])
             del self._buffer[:total]
+            self._message_started = None
             try:
                 self.dispatcher.handle(message, self.peer, self)
             except Exception:

@@ -26,6 +26,7 @@ from typing import Any
 from telephony.config import TelephonySettings
 from telephony.sip_call import SipCallTransport
 from telephony.sip_dispatcher import SipDispatcher, loopback_for
+from telephony.sip_limits import SipLimits
 from telephony.sip_wire import PJSUA_MAX_CALLS
 from telephony.sip_worker_link import WorkerError, WorkerLeg, WorkerLink
 from voicebot.transport import CallTransport
@@ -63,8 +64,10 @@ class SipEndpoint:
         settings: TelephonySettings,
         on_call: OnCall,
         staff_console: Any | None = None,
+        limits: SipLimits | None = None,
     ):
         self.settings = settings
+        self.limits = limits or SipLimits()
         self.sip = settings.sip
         self.on_call = on_call
         self.staff_console = staff_console
@@ -103,6 +106,8 @@ class SipEndpoint:
             allowed_peers=sip.allowed_peers,
             max_calls=sip.max_calls,
             public_host=sip.public_host,
+            limits=self.limits,
+            on_call_expired=self._on_call_expired,
         )
         try:
             self.port = await dispatcher.start()
@@ -118,6 +123,7 @@ class SipEndpoint:
             "codecs": sip.codecs,
             "pjsip_log_level": sip.log_level,
             "log_level": logging.getLogger("telephony").getEffectiveLevel(),
+            "media_timeout_s": self.limits.media_timeout_s,
         }
         count = worker_count(sip.max_calls, sip.workers)
         self.workers = [self._new_worker(i) for i in range(count)]
@@ -186,6 +192,22 @@ class SipEndpoint:
 
     def _on_leg_ended(self, leg: WorkerLeg) -> None:
         self.dispatcher.call_ended(leg.sip_call_id)
+
+    def _on_call_expired(self, sip_call_id: str) -> None:
+        """The dispatcher gave up a call's slot on a deadline: end the worker's leg too."""
+        for worker in self.workers:
+            for leg in list(worker.legs.values()):
+                if leg.sip_call_id == sip_call_id:
+                    task = asyncio.get_running_loop().create_task(self._hang_up_leg(leg))
+                    self._tasks.add(task)
+                    task.add_done_callback(self._tasks.discard)
+
+    @staticmethod
+    async def _hang_up_leg(leg: WorkerLeg) -> None:
+        try:
+            await leg.hangup()
+        except WorkerError as exc:
+            log.warning("SIP: could not end call %s: %s", leg.sip_call_id, exc)
 
     def _new_worker(self, index: int) -> WorkerLink:
         return WorkerLink(

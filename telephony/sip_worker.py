@@ -59,6 +59,10 @@ RTP_PORTS_PER_WORKER = 100
 # (measured: a caller's RTP delayed by 0.8 s lost 16 of 40 frames). A lost syllable costs
 # the bot a misrecognised question; holding up to 2 s costs delay only while it happens.
 JITTER_BUFFER_MAX_MS = 2000
+# A call whose caller has sent no RTP for this long is over (the caller vanished without
+# a BYE); checked this often. The bot's settings may give another timeout.
+MEDIA_TIMEOUT_S = 60.0
+MEDIA_CHECK_S = 1.0
 
 
 class Outbox:
@@ -186,6 +190,8 @@ class SipWorker:
         self._ended_legs: list[PjCall] = []
         self._next_leg = 1
         self._waiting_for_ack: list[tuple[float, Kind, int, dict[str, Any]]] = []
+        self._media_seen: dict[int, tuple[int, float]] = {}  # leg: (RTP packets, since when)
+        self._media_checked = 0.0
 
     # -- main thread ----------------------------------------------------------------------------
     def run(self) -> int:
@@ -206,6 +212,7 @@ class SipWorker:
                 self._ep.libHandleEvents(POLL_MS)
                 self._run_commands()
                 self._reap_legs()
+                self._end_silent_calls()
         except Exception:
             log.exception("SIP worker: pjsua loop failed")
         finally:
@@ -304,6 +311,32 @@ class SipWorker:
         payload = {"caller": info.remoteUri, "sip_call_id": info.callIdString}
         self.outbox.put(encode(Kind.INCOMING, key, payload))
 
+    def _end_silent_calls(self) -> None:
+        """Hang up established calls whose caller has sent no RTP for the media timeout:
+        a caller that vanished without a BYE must not hold a call slot for ever."""
+        now = time.monotonic()
+        if now - self._media_checked < MEDIA_CHECK_S:
+            return
+        self._media_checked = now
+        timeout = float(self.config.get("media_timeout_s", MEDIA_TIMEOUT_S))
+        for key, leg in list(self._legs.items()):
+            if leg.ended or not leg.confirmed:
+                continue
+            try:
+                packets = leg.rx_packets()
+            except pj.Error:
+                continue
+            seen = self._media_seen.get(key)
+            if seen is None or packets != seen[0]:
+                self._media_seen[key] = (packets, now)
+            elif now - seen[1] > timeout:
+                log.warning("leg %d: no RTP from the caller for %.0f s; hanging up", key, timeout)
+                self._media_seen[key] = (packets, now)  # once per timeout, not every check
+                try:
+                    leg.hangup(pj.CallOpParam(True))
+                except pj.Error as exc:
+                    log.warning("leg %d: hangup failed: %s", key, exc.info())
+
     def _leg_ended(self, leg: PjCall) -> None:
         # Not deleted inside its own callback: the next loop iteration reaps it.
         self._ended_legs.append(leg)
@@ -317,6 +350,7 @@ class SipWorker:
                 if known is leg:
                     del self._legs[key]
                     self._audio.pop(key, None)
+                    self._media_seen.pop(key, None)
             leg.port = None  # unregisters the audio port from the bridge, on this thread
             leg.events = None
         del ended, leg
