@@ -4,14 +4,31 @@ The dispatcher in front of the SIP workers is a stateless relay: it reads the st
 Via, Call-ID, CSeq, To, Route, Record-Route, Contact and Max-Forwards, and leaves every
 other header and the body as they came. A datagram that does not parse is dropped, as a
 SIP stack would drop it.
+
+Everything here reads bytes from strangers, so every step is plain string work in one
+pass (no backtracking regular expression), over input already held to the bounds of
+telephony/sip_message_limits.py. Two kinds of failure: ``SipParseError`` (not SIP, or over
+a bound: dropped unanswered) and its subclass ``SipBadRequest`` (a readable request that
+must not be relayed, e.g. two Call-IDs or a bare CR/LF that pjsua would read differently
+from the dispatcher: answered 400). Nothing else is raised on any input.
 """
 
 from __future__ import annotations
 
+import ipaddress
 import re
 from dataclasses import dataclass, field
 
-MAX_MESSAGE_BYTES = 65_535
+from telephony.sip_message_limits import (
+    MAX_CONTENT_LENGTH_DIGITS,
+    MAX_CSEQ,
+    MAX_HEAD_BYTES,
+    MAX_HEADER_LINES,
+    MAX_LINE_BYTES,
+    MAX_LIST_ITEMS,
+    MAX_MESSAGE_BYTES,
+)
+
 COMPACT = {
     "v": "via",
     "i": "call-id",
@@ -28,15 +45,79 @@ COMPACT = {
     "b": "referred-by",
     "x": "session-expires",
     "u": "allow-events",
+    "a": "accept-contact",
+    "j": "reject-contact",
+    "d": "request-disposition",
+    "y": "identity",
+    "n": "identity-info",
 }
 MULTI_VALUED = {"via", "route", "record-route"}  # comma-separated lists split into lines
-_REQUEST_LINE = re.compile(r"^([A-Za-z]+) (\S+) SIP/2\.0$")
-_STATUS_LINE = re.compile(r"^SIP/2\.0 (\d{3})(?: (.*))?$")
-_TOKEN = re.compile(r"^[!%'*+\-.0-9A-Z^_`a-z|~]+$")
+# Headers a message carries at most once (RFC 3261 20, RFC 3515, 3891, 3911, 4028, 3262,
+# 6665). A second one is read differently by different stacks (the dispatcher routes by
+# the first Call-ID, pjsua by the last), so such a message is refused, never relayed.
+SINGLE_VALUED = frozenset(
+    {
+        "call-id",
+        "cseq",
+        "from",
+        "to",
+        "max-forwards",
+        "content-length",
+        "content-type",
+        "content-disposition",
+        "mime-version",
+        "expires",
+        "min-expires",
+        "date",
+        "timestamp",
+        "subject",
+        "priority",
+        "organization",
+        "server",
+        "user-agent",
+        "retry-after",
+        "reply-to",
+        "refer-to",
+        "referred-by",
+        "replaces",
+        "join",
+        "session-expires",
+        "min-se",
+        "event",
+        "rack",
+        "rseq",
+    }
+)
+_TOKEN_CHARS = frozenset(
+    "!%'*+-.0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZ^_`abcdefghijklmnopqrstuvwxyz|~"
+)
+_HOSTNAME_CHARS = frozenset("-.0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz_")
+_DIGITS = frozenset("0123456789")
+# One character class, searched once per line: linear on any input.
+_CONTROL = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")
+_LIST_SPECIALS = re.compile(r'[",<>\\]')
+
+
+def _is_token(text: str) -> bool:
+    return bool(text) and set(text) <= _TOKEN_CHARS
+
+
+def _is_digits(text: str, max_digits: int) -> bool:
+    """ASCII digits only (int() would also take '+1', '1_0', ' 1' and other scripts' digits)."""
+    return 0 < len(text) <= max_digits and set(text) <= _DIGITS
 
 
 class SipParseError(ValueError):
-    """Not a SIP message (or one too broken to relay)."""
+    """Not a SIP message, or one over a bound or too broken to answer: dropped."""
+
+
+class SipBadRequest(SipParseError):
+    """A message that was read but must not be relayed; a request gets 400 ``reason``."""
+
+    def __init__(self, reason: str, message: SipMessage):
+        super().__init__(reason)
+        self.reason = reason
+        self.message = message
 
 
 def canonical(name: str) -> str:
@@ -45,21 +126,91 @@ def canonical(name: str) -> str:
     return COMPACT.get(lower, lower)
 
 
+def _end_of_quoted(text: str, start: int) -> int:
+    """The index just past the quoted string opening at ``text[start]`` (a '"');
+    SipParseError if it is not closed. Backslash escapes the next character."""
+    i = start + 1
+    quote = text.find('"', i)
+    while quote >= 0:
+        backslash = text.find("\\", i, quote)
+        if backslash < 0:
+            return quote + 1
+        i = backslash + 2  # the escaped character may be the quote itself
+        if i > quote:
+            quote = text.find('"', i)
+    raise SipParseError("unterminated quoted string")
+
+
 def split_list(value: str) -> list[str]:
-    """Split a comma-separated header value, ignoring commas inside quotes and <...>."""
-    parts, depth, quoted, start = [], 0, False, 0
-    for i, ch in enumerate(value):
-        if ch == '"' and (i == 0 or value[i - 1] != "\\"):
-            quoted = not quoted
-        elif not quoted and ch == "<":
+    """Split a comma-separated header value, ignoring commas inside quotes and <...>.
+
+    One pass over the special characters only; an unclosed quote runs to the end."""
+    parts: list[str] = []
+    depth, start, skip_to = 0, 0, 0
+    for match in _LIST_SPECIALS.finditer(value):
+        i = match.start()
+        if i < skip_to:
+            continue  # inside a quoted string
+        ch = value[i]
+        if ch == '"':
+            try:
+                skip_to = _end_of_quoted(value, i)
+            except SipParseError:
+                break
+        elif ch == "<":
             depth += 1
-        elif not quoted and ch == ">":
+        elif ch == ">":
             depth = max(0, depth - 1)
-        elif ch == "," and not quoted and depth == 0:
+        elif ch == "," and depth == 0:
             parts.append(value[start:i].strip())
             start = i + 1
     parts.append(value[start:].strip())
     return [p for p in parts if p]
+
+
+def split_name_addr(value: str) -> tuple[str, str, str]:
+    """A From/To/Contact/Route value as (text before the URI, URI, text after it).
+
+    '"Taro" <sip:a@b>;tag=1' -> ('"Taro" <', 'sip:a@b', '>;tag=1'); an addr-spec without
+    angle brackets ends at the first ';' (RFC 3261 20: a URI with ';' must be bracketed).
+    SipParseError if the value is not a name-addr or an addr-spec."""
+    i = len(value) - len(value.lstrip())
+    if value.startswith('"', i):
+        after_name = _end_of_quoted(value, i)
+        lt = value.find("<", after_name)
+        if lt < 0 or value[after_name:lt].strip():
+            raise SipParseError("display name without <URI>")
+    else:
+        lt = value.find("<", i)
+        if lt >= 0 and not set(value[i:lt]) <= _TOKEN_CHARS | {" ", "\t"}:
+            lt = -1  # '<' after a parameter: not a name-addr
+    if lt >= 0:
+        gt = value.find(">", lt + 1)
+        if gt < 0:
+            raise SipParseError("'<' without '>'")
+        uri = value[lt + 1 : gt]
+        if "<" in uri or ":" not in uri or uri.strip() != uri or not uri:
+            raise SipParseError("bad URI in <...>")
+        return value[: lt + 1], uri, value[gt:]
+    semicolon = value.find(";", i)
+    end = len(value) if semicolon < 0 else semicolon
+    uri = value[i:end].rstrip()
+    if not uri or ":" not in uri or any(c in uri for c in ' <>"'):
+        raise SipParseError("bad address")
+    return value[:i], uri, value[i + len(uri) :]
+
+
+def header_params(value: str) -> dict[str, str]:
+    """The parameters after the address of a From/To/Contact value, names lower-cased
+    ('<sip:a@b;x=1>;tag=9' -> {'tag': '9'}: the URI's own parameters are not included)."""
+    _, _, after = split_name_addr(value)
+    params: dict[str, str] = {}
+    for part in after.lstrip(">").split(";"):
+        key, sep, val = part.partition("=")
+        key = key.strip().lower()
+        if key and key not in params:
+            params[key] = val.strip() if sep else ""
+    return params
 
 
 @dataclass
@@ -136,8 +287,17 @@ class SipMessage:
 
     @property
     def to_tag(self) -> str | None:
-        match = re.search(r";\s*tag=([^;>\s]+)", self.get("to") or "")
-        return match.group(1) if match else None
+        """The tag parameter of To (None before the dialog exists or if To is unreadable)."""
+        return _tag_of(self.get("to"))
+
+    @property
+    def from_tag(self) -> str | None:
+        return _tag_of(self.get("from"))
+
+    @property
+    def cseq_number(self) -> int:
+        """The CSeq sequence number (parse_head has checked it is one)."""
+        return int((self.get("cseq") or "0").split()[0])
 
     # -- wire ---------------------------------------------------------------------------------
     def to_bytes(self) -> bytes:
@@ -149,75 +309,248 @@ class SipMessage:
         return ("\r\n".join(lines) + "\r\n\r\n").encode("utf-8") + self.body
 
 
-def parse_head(head: bytes) -> SipMessage:
-    """Parse the start line and headers (everything before the blank line)."""
+def _tag_of(value: str | None) -> str | None:
+    if value is None:
+        return None
     try:
-        text = head.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        raise SipParseError("not UTF-8") from exc
-    raw_lines = text.split("\r\n") if "\r\n" in text else text.split("\n")
-    while raw_lines and not raw_lines[0].strip():
-        raw_lines.pop(0)  # keep-alive CRLFs before a message
-    if not raw_lines:
-        raise SipParseError("empty")
-    start = raw_lines[0].strip()
-    if not (_REQUEST_LINE.match(start) or _STATUS_LINE.match(start)):
-        raise SipParseError(f"bad start line {start[:40]!r}")
+        tag = header_params(value).get("tag")
+    except SipParseError:
+        return None
+    return tag or None
+
+
+def find_head_end(data: bytes | bytearray, start: int = 0) -> tuple[int, int]:
+    """Where the head ends in ``data`` (searched from ``start``, at most MAX_HEAD_BYTES
+    beyond it): (index of the blank line, its length), or (-1, 0) if not found there.
+    The first blank line counts, CRLF or bare LF, as a tolerant stack reads it."""
+    limit = start + MAX_HEAD_BYTES + 4
+    crlf = data.find(b"\r\n\r\n", start, limit)
+    lf = data.find(b"\n\n", start, limit if crlf < 0 else crlf)
+    if lf >= 0:
+        return lf, 2
+    return (crlf, 4) if crlf >= 0 else (-1, 0)
+
+
+def _check_start_line(line: str) -> None:
+    """'METHOD Request-URI SIP/2.0' or 'SIP/2.0 code reason'; SipParseError otherwise."""
+    if _CONTROL.search(line):
+        raise SipParseError("control character in the start line")
+    if line.startswith("SIP/2.0 "):
+        code, _, _reason = line[8:].partition(" ")
+        if len(code) != 3 or not _is_digits(code, 3) or not 100 <= int(code) <= 699:
+            raise SipParseError(f"bad status line {line[:40]!r}")
+        return
+    parts = line.split(" ")
+    if len(parts) != 3 or parts[2] != "SIP/2.0" or not parts[0].isalpha():
+        raise SipParseError(f"bad start line {line[:40]!r}")
+    if not parts[0].isascii() or not parts[1] or ":" not in parts[1]:
+        raise SipParseError(f"bad start line {line[:40]!r}")
+
+
+def _split_lines(text: str) -> list[str]:
+    """The head's lines. A CR or LF left inside a line is kept for _read_headers to
+    refuse: other stacks end lines there, so the dispatcher and the worker would see
+    different headers."""
+    if text.count("\n") > MAX_HEADER_LINES + 1:
+        raise SipParseError(f"more than {MAX_HEADER_LINES} header lines")
+    return text.split("\r\n") if "\r\n" in text else text.split("\n")
+
+
+def _read_headers(lines: list[str]) -> tuple[list[tuple[str, str]], str | None]:
+    """(name, value) pairs with folded lines joined, and the first defect found (a
+    control character in a value) or None. SipParseError if a line is not a header."""
     headers: list[tuple[str, str]] = []
-    for line in raw_lines[1:]:
+    defect = None
+    for line in lines:
+        if len(line) > MAX_LINE_BYTES:
+            raise SipParseError(f"header line over {MAX_LINE_BYTES} bytes")
         if not line:
             continue
-        if line[0] in " \t" and headers:  # folded continuation line
+        bad = _CONTROL.search(line) if defect is None else None
+        if bad is not None:
+            crlf = bad.group() in "\r\n"
+            defect = "bare CR or LF in a header" if crlf else "control character in a header"
+        if line[0] in " \t":  # folded continuation line
+            if not headers:
+                raise SipParseError("continuation line before any header")
             key, value = headers[-1]
             headers[-1] = (key, f"{value} {line.strip()}")
             continue
         name, sep, value = line.partition(":")
-        if not sep or not _TOKEN.match(name.strip()):
+        name = name.rstrip(" \t")
+        if not sep or not _is_token(name):
             raise SipParseError(f"bad header line {line[:40]!r}")
-        headers.append((name.strip(), value.strip()))
+        headers.append((name, value.strip(" \t")))
+    return headers, defect
+
+
+def _explode(headers: list[tuple[str, str]]) -> tuple[list[tuple[str, str]], str | None]:
+    """List headers split into one value each (at most MAX_LIST_ITEMS per header), and
+    the first single-valued header seen twice, if any."""
     exploded: list[tuple[str, str]] = []
+    counts: dict[str, int] = {}
+    seen: set[str] = set()
+    duplicate = None
     for key, value in headers:
-        if canonical(key) in MULTI_VALUED:
-            exploded += [(key, part) for part in split_list(value)]
-        else:
-            exploded.append((key, value))
+        name = canonical(key)
+        if name in MULTI_VALUED:
+            parts = split_list(value)
+            counts[name] = counts.get(name, 0) + len(parts)
+            if counts[name] > MAX_LIST_ITEMS:
+                raise SipParseError(f"more than {MAX_LIST_ITEMS} {name} values")
+            exploded += [(key, part) for part in parts]
+            continue
+        if name in SINGLE_VALUED:
+            if name in seen and duplicate is None:
+                duplicate = name
+            seen.add(name)
+        exploded.append((key, value))
+    return exploded, duplicate
+
+
+def display_name(name: str) -> str:
+    """A canonical header name as usually written ('call-id' -> 'Call-ID')."""
+    return _SPELLING.get(name) or "-".join(part.capitalize() for part in name.split("-"))
+
+
+_SPELLING = {"call-id": "Call-ID", "cseq": "CSeq", "mime-version": "MIME-Version", "rack": "RAck"}
+
+
+def _defect_in_vias(vias: list[str]) -> str | None:
+    for value in vias:
+        try:
+            parse_via(value)
+        except SipParseError:
+            return "bad Via"
+    return None
+
+
+def _defect_in_values(message: SipMessage) -> str | None:
+    """The first header value the dispatcher or a worker would misread, or None."""
+    call_id = message.call_id
+    if not call_id or any(c in call_id for c in ' \t<>"'):
+        return "bad Call-ID"
+    number, _, method = (message.get("cseq") or "").partition(" ")
+    method = method.strip(" \t")
+    if not _is_digits(number, 10) or int(number) > MAX_CSEQ or not _is_token(method):
+        return "bad CSeq"
+    if message.is_request and method.upper() != message.method:
+        return "CSeq method differs from the request's"
+    for name in ("from", "to"):
+        try:
+            split_name_addr(message.get(name) or "")
+        except SipParseError:
+            return f"bad {display_name(name)}"
+    hops = message.get("max-forwards")
+    if hops is not None and not (_is_digits(hops, 3) and int(hops) <= 255):
+        return "bad Max-Forwards"
+    length = message.get("content-length")
+    if length is not None and not (
+        _is_digits(length, MAX_CONTENT_LENGTH_DIGITS) and int(length) <= MAX_MESSAGE_BYTES
+    ):
+        return "bad Content-Length"
+    for name in ("route", "record-route"):
+        for value in message.get_all(name):
+            try:
+                before, _, _ = split_name_addr(value)
+            except SipParseError:
+                return f"bad {display_name(name)}"
+            if not before.endswith("<"):
+                return f"bad {display_name(name)}"
+    contact = message.get_all("contact")
+    if len(contact) > 1:
+        return "more than one Contact header"
+    if contact and contact[0] != "*":
+        items = split_list(contact[0])
+        if not items or len(items) > MAX_LIST_ITEMS:
+            return "bad Contact"
+        try:
+            for item in items:
+                split_name_addr(item)
+        except SipParseError:
+            return "bad Contact"
+    return None
+
+
+def parse_head(head: bytes) -> SipMessage:
+    """Parse the start line and headers (everything before the blank line).
+
+    SipParseError if it is not SIP, is over a bound, or has no readable Via, Call-ID,
+    CSeq, From and To to answer with; SipBadRequest (with the message) if it can be
+    answered but must not be relayed. Linear in the size of ``head``."""
+    if len(head) > MAX_HEAD_BYTES:
+        raise SipParseError(f"head over {MAX_HEAD_BYTES} bytes")
+    try:
+        text = head.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise SipParseError("not UTF-8") from exc
+    text = text.lstrip("\r\n")  # keep-alive CRLFs before a message
+    if not text:
+        raise SipParseError("empty")
+    lines = _split_lines(text)
+    start = lines[0]
+    if len(start) > MAX_LINE_BYTES:
+        raise SipParseError(f"start line over {MAX_LINE_BYTES} bytes")
+    _check_start_line(start)
+    headers, defect = _read_headers(lines[1:])
+    exploded, duplicate = _explode(headers)
     message = SipMessage(start, exploded)
     for required in ("via", "call-id", "cseq", "from", "to"):
         if message.get(required) is None:
             raise SipParseError(f"no {required} header")
+    vias = message.get_all("via")
+    parse_via(vias[0])  # the address any answer goes to: unreadable, no answer
     if len((message.get("cseq") or "").split()) != 2:
         raise SipParseError("bad CSeq")
+    if duplicate is not None:
+        defect = f"more than one {display_name(duplicate)} header"
+    defect = defect or _defect_in_values(message) or _defect_in_vias(vias[1:])
+    if defect is not None:
+        raise SipBadRequest(defect, message)
     return message
 
 
 def content_length(message: SipMessage) -> int:
-    value = message.get("content-length")
-    if value is None:
+    """The Content-Length (0 if absent); SipParseError if it is not one number in range,
+    or appears twice (the message's end would be ambiguous)."""
+    values = message.get_all("content-length")
+    if not values:
         return 0
-    try:
-        length = int(value)
-    except ValueError as exc:
-        raise SipParseError("bad Content-Length") from exc
-    if not 0 <= length <= MAX_MESSAGE_BYTES:
+    value = values[0]
+    if len(values) > 1 or not _is_digits(value, MAX_CONTENT_LENGTH_DIGITS):
+        raise SipParseError("bad Content-Length")
+    length = int(value)
+    if length > MAX_MESSAGE_BYTES:
         raise SipParseError("bad Content-Length")
     return length
 
 
 def parse_datagram(data: bytes) -> SipMessage:
-    """One SIP message from a UDP datagram; SipParseError if it is not one."""
+    """One SIP message from a UDP datagram; SipParseError (or SipBadRequest) if it is
+    not one that may be relayed."""
     if len(data) > MAX_MESSAGE_BYTES:
         raise SipParseError("too large")
-    head, sep, body = data.partition(b"\r\n\r\n")
-    if not sep:
-        head, sep, body = data.partition(b"\n\n")
-    if not sep:
+    end, sep = find_head_end(data)
+    if end < 0:
         raise SipParseError("no end of headers")
-    message = parse_head(head)
-    length = content_length(message) if message.get("content-length") is not None else len(body)
-    if length > len(body):
-        raise SipParseError("body shorter than Content-Length")
-    message.body = body[:length]
+    body = data[end + sep :]
+    try:
+        message = parse_head(data[:end])
+    except SipBadRequest as exc:
+        exc.message.body = body[: _body_length(exc.message, body)]
+        raise
+    message.body = body[: _body_length(message, body)]
+    if message.get("content-length") is not None and content_length(message) > len(body):
+        raise SipParseError("body shorter than Content-Length")  # cut short: dropped
     return message
+
+
+def _body_length(message: SipMessage, body: bytes) -> int:
+    try:
+        length = content_length(message)
+    except SipParseError:
+        return 0
+    return length if message.get("content-length") is not None else len(body)
 
 
 # -- Via ----------------------------------------------------------------------------------------
@@ -248,7 +581,7 @@ class Via:
         host = self.param("received") or self.host
         rport = self.param("rport")
         if rport:
-            return host, int(rport)
+            return host, _port_number(rport)
         return host, self.port or 5060
 
     def __str__(self) -> str:
@@ -258,38 +591,77 @@ class Via:
         return f"SIP/2.0/{self.transport} {sent_by}{params}"
 
 
+def _port_number(text: str) -> int:
+    if not _is_digits(text, 5) or not 0 < int(text) < 65536:
+        raise SipParseError(f"bad port {text[:20]!r}")
+    return int(text)
+
+
+def _is_ip(text: str) -> bool:
+    try:
+        ipaddress.ip_address(text)
+    except ValueError:
+        return False
+    return True
+
+
 def parse_via(value: str) -> Via:
-    match = re.match(r"^SIP\s*/\s*2\.0\s*/\s*(\w+)\s+([^;\s]+)\s*(.*)$", value.strip(), re.I)
-    if not match:
+    """'SIP/2.0/UDP host:port;branch=...' (spaces allowed around the slashes); every
+    part checked, so that what the dispatcher later reads from it (the reply address,
+    the branch) cannot fail."""
+    sent, _, rest = value.strip().partition(";")
+    words = sent.split()
+    if len(words) < 2:
         raise SipParseError(f"bad Via {value[:40]!r}")
-    transport, sent_by, rest = match.groups()
-    host, port = split_hostport(sent_by)
+    protocol = "".join(words[:-1]).split("/")
+    if len(protocol) != 3 or protocol[0].upper() != "SIP" or protocol[1] != "2.0":
+        raise SipParseError(f"bad Via {value[:40]!r}")
+    transport = protocol[2]
+    if not _is_token(transport):
+        raise SipParseError(f"bad Via transport {value[:40]!r}")
+    host, port = split_hostport(words[-1])
     params: list[tuple[str, str | None]] = []
-    for part in rest.split(";"):
-        part = part.strip()
-        if part:
-            key, sep, val = part.partition("=")
-            params.append((key.strip(), val.strip() if sep else None))
-    return Via(transport.upper(), host, port, params)
+    for part in rest.split(";") if rest else ():
+        key, sep, val = part.partition("=")
+        key, val = key.strip(), val.strip()
+        if not _is_token(key) or (sep and not val) or any(c in val for c in ' \t"'):
+            raise SipParseError(f"bad Via parameter {part[:40]!r}")
+        params.append((key, val if sep else None))
+    via = Via(transport.upper(), host, port, params)
+    rport = via.param("rport")
+    if rport:
+        _port_number(rport)
+    received = via.param("received")
+    if received is not None and not _is_ip(received):
+        raise SipParseError(f"bad Via received {received[:40]!r}")
+    branch = via.param("branch")
+    if branch is not None and not _is_token(branch):
+        raise SipParseError(f"bad Via branch {branch[:40]!r}")
+    return via
 
 
 def split_hostport(text: str) -> tuple[str, int | None]:
-    """'host:port', '[v6]:port', 'host' -> (host, port or None)."""
+    """'host:port', '[v6]:port', 'host' -> (host, port or None); SipParseError unless
+    host is a host name, an IPv4 address or a bracketed IPv6 address."""
     if text.startswith("["):
         end = text.find("]")
         if end < 0:
-            raise SipParseError(f"bad host {text!r}")
+            raise SipParseError(f"bad host {text[:60]!r}")
         host, rest = text[1:end], text[end + 1 :]
-        port_text = rest[1:] if rest.startswith(":") else ""
+        if rest and not rest.startswith(":"):
+            raise SipParseError(f"bad host {text[:60]!r}")
+        port_text = rest[1:]
+        try:
+            ipaddress.IPv6Address(host)
+        except ValueError as exc:
+            raise SipParseError(f"bad host {text[:60]!r}") from exc
     else:
-        host, _, port_text = text.partition(":")
-    if not host:
-        raise SipParseError(f"bad host {text!r}")
+        host, sep, port_text = text.partition(":")
+        if not host or not set(host) <= _HOSTNAME_CHARS or (sep and not port_text):
+            raise SipParseError(f"bad host {text[:60]!r}")
     if not port_text:
         return host, None
-    if not port_text.isdigit() or not 0 < int(port_text) < 65536:
-        raise SipParseError(f"bad port {text!r}")
-    return host, int(port_text)
+    return host, _port_number(port_text)
 
 
 # -- URIs -----------------------------------------------------------------------------------------
@@ -303,22 +675,38 @@ class SipUri:
     lr: bool
 
 
-_URI = re.compile(r"sips?:(?:[^@;>]*@)?(\[[^\]]+\](?::\d+)?|[^;>?:]+(?::\d+)?)([^>?]*)", re.I)
-
-
 def uri_of(value: str) -> str:
-    """The URI in a name-addr ('"x" <sip:a@b>;tag=1' -> 'sip:a@b') or an addr-spec."""
-    match = re.search(r"<([^>]*)>", value)
-    return (match.group(1) if match else value.split(";")[0]).strip()
+    """The URI in a name-addr ('"x" <sip:a@b>;tag=1' -> 'sip:a@b') or an addr-spec;
+    SipParseError if there is none."""
+    return split_name_addr(value)[1]
+
+
+def _hostport_span(uri: str) -> tuple[int, int]:
+    """Where host[:port] is in a sip:/sips: URI: (start, end)."""
+    scheme, sep, _ = uri.partition(":")
+    if not sep or scheme.lower() not in ("sip", "sips"):
+        raise SipParseError(f"not a SIP URI {uri[:60]!r}")
+    start = len(scheme) + 1
+    question = uri.find("?", start)
+    at = uri.find("@", start, question if question >= 0 else len(uri))
+    if at >= 0:
+        start = at + 1
+    end = start
+    if uri.startswith("[", start):
+        end = uri.find("]", start)
+        if end < 0:
+            raise SipParseError(f"bad URI {uri[:60]!r}")
+    ends = [i for i in (uri.find(";", end), uri.find("?", end)) if i >= 0]
+    return start, min(ends) if ends else len(uri)
 
 
 def parse_uri(uri: str) -> SipUri:
-    match = _URI.match(uri.strip())
-    if not match:
-        raise SipParseError(f"bad URI {uri[:60]!r}")
-    host, port = split_hostport(match.group(1))
+    uri = uri.strip()
+    start, end = _hostport_span(uri)
+    host, port = split_hostport(uri[start:end])
     params = {}
-    for part in match.group(2).split(";"):
+    question = uri.find("?", end)
+    for part in uri[end : question if question >= 0 else len(uri)].split(";"):
         key, sep, val = part.partition("=")
         if key.strip():
             params[key.strip().lower()] = val.strip() if sep else ""
@@ -327,28 +715,54 @@ def parse_uri(uri: str) -> SipUri:
 
 
 def replace_uri_hostport(value: str, host: str, port: int) -> str:
-    """A Contact value with the host:port of its URI replaced (the rest kept)."""
+    """A Contact value with the host:port of its URI replaced (the rest kept); the value
+    unchanged if it holds no SIP URI."""
     new = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
-    return re.sub(
-        r"(sips?:(?:[^@;>]*@)?)(\[[^\]]+\](?::\d+)?|[^;>?:]+(?::\d+)?)",
-        lambda m: m.group(1) + new,
-        value,
-        count=1,
-        flags=re.I,
-    )
+    try:
+        before, uri, after = split_name_addr(value)
+        start, end = _hostport_span(uri)
+    except SipParseError:
+        return value
+    return before + uri[:start] + new + uri[end:] + after
+
+
+def _clean(value: str) -> str:
+    """A value cut before its first control character, to be echoed in a response."""
+    bad = _CONTROL.search(value)
+    return value if bad is None else value[: bad.start()]
 
 
 def response_to(request: SipMessage, status: int, reason: str, to_tag: str) -> SipMessage:
-    """A response generated here (403, 503, 483): Via, From, To (+tag), Call-ID, CSeq."""
-    headers = [(k, v) for k, v in request.headers if canonical(k) == "via"]
-    to = request.get("to") or ""
+    """A response generated here (400, 483, 503) to an allowed peer, as RFC 3261 8.2.6
+    says: every Via (at most MAX_LIST_ITEMS), From, To (+tag), Call-ID, CSeq."""
+    headers = [(k, _clean(v)) for k, v in request.headers if canonical(k) == "via"]
+    return _response(request, status, reason, to_tag, headers, [("Server", "taxline-voicebot")])
+
+
+def minimal_response(request: SipMessage, status: int, reason: str, to_tag: str) -> SipMessage:
+    """The smallest response a UAC can match (403 to a stranger): the top Via only,
+    From, To (+tag), Call-ID, CSeq; never longer than the request it answers."""
+    top = next((k, _clean(v)) for k, v in request.headers if canonical(k) == "via")
+    return _response(request, status, reason, to_tag, [top], [])
+
+
+def _response(
+    request: SipMessage,
+    status: int,
+    reason: str,
+    to_tag: str,
+    vias: list[tuple[str, str]],
+    extra: list[tuple[str, str]],
+) -> SipMessage:
+    to = _clean(request.get("to") or "")
     if request.to_tag is None:
         to = f"{to};tag={to_tag}"
-    headers += [
-        ("From", request.get("from") or ""),
+    headers = [
+        *vias,
+        ("From", _clean(request.get("from") or "")),
         ("To", to),
-        ("Call-ID", request.call_id),
-        ("CSeq", request.get("cseq") or ""),
-        ("Server", "taxline-voicebot"),
+        ("Call-ID", _clean(request.call_id)),
+        ("CSeq", _clean(request.get("cseq") or "")),
+        *extra,
     ]
     return SipMessage(f"SIP/2.0 {status} {reason}", headers)
