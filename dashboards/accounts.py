@@ -19,7 +19,19 @@ from dataclasses import dataclass
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
-from sqlalchemy import Boolean, DateTime, ForeignKey, Integer, String, delete, select
+from sqlalchemy import (
+    Boolean,
+    DateTime,
+    ForeignKey,
+    Integer,
+    String,
+    and_,
+    case,
+    delete,
+    func,
+    literal,
+    select,
+)
 from sqlalchemy.orm import Mapped, mapped_column
 
 from dashboards.db import Base, Database
@@ -94,6 +106,13 @@ class LoginFailures(Base):
 
 class AccountError(ValueError):
     """A user cannot be created or changed; the message is Japanese, for the UI."""
+
+
+LOCKED_MESSAGE = (
+    "ログインの失敗が続いたため、このアカウントは一時的にロックされています。"
+    f"{LOCK_MINUTES}分ほどたってから、もう一度お試しください。"
+)
+WRONG_MESSAGE = "ユーザー名またはパスワードが正しくありません。"
 
 
 class LoginError(Exception):
@@ -215,44 +234,85 @@ def update_user(
     return before, after
 
 
+def _count_attempt(db: Database, username: str, now: dt.datetime) -> int:
+    """Count one login attempt for ``username`` in a single atomic statement; its number.
+
+    An upsert with RETURNING (SQLite 3.35+ and PostgreSQL alike): concurrent attempts each
+    get their own number, so a burst cannot slip past the limit between a read and a write
+    and never collides on the primary key. The attempt that reaches the limit also sets
+    the lock time, so a crash between counting and checking cannot leave a count without
+    a lock that would never expire. A lock that has run out starts the count afresh.
+    """
+    table = LoginFailures.__table__
+    if db.engine.dialect.name == "postgresql":
+        from sqlalchemy.dialects.postgresql import insert
+    else:
+        from sqlalchemy.dialects.sqlite import insert
+    lock_over = and_(table.c.locked_until.is_not(None), table.c.locked_until <= now)
+    until = literal(now + dt.timedelta(minutes=LOCK_MINUTES), DateTime())
+    first_lock = until if MAX_FAILED_LOGINS <= 1 else None
+    stmt = (
+        insert(table)
+        .values(username=username, count=1, locked_until=first_lock)
+        .on_conflict_do_update(
+            index_elements=[table.c.username],
+            set_={
+                "count": case((lock_over, 1), else_=table.c.count + 1),
+                "locked_until": case(
+                    (lock_over, literal(None, DateTime())),
+                    (
+                        table.c.count + 1 >= MAX_FAILED_LOGINS,
+                        func.coalesce(table.c.locked_until, until),
+                    ),
+                    else_=table.c.locked_until,
+                ),
+            },
+        )
+        .returning(table.c.count)
+    )
+    with db.session() as s:
+        return int(s.execute(stmt).scalar_one())
+
+
 def authenticate(
     db: Database, username: str, password: str, now: dt.datetime | None = None
 ) -> User:
-    """The user if the password is right; LoginError otherwise (and counts the failure).
+    """The user if the password is right; LoginError otherwise.
 
-    The hash is verified even for unknown names so that timing does not tell which
-    user names exist.
+    Every attempt is counted in the database before the hash is checked, and only the
+    first ``MAX_FAILED_LOGINS`` attempts in a row are checked at all: a burst of
+    concurrent guesses is cut off at the limit (no argon2 work for the rest) and leaves
+    the account locked, and a right password arriving after the limit is refused like
+    any other until the lock runs out. The hash is verified even for unknown names so
+    that timing does not tell which user names exist.
     """
     now = now or utcnow()
     username = username.strip()[:USERNAME_MAX]
-    with db.session() as s:
-        fails = s.get(LoginFailures, username)
-        if fails is not None and fails.locked_until is not None and fails.locked_until > now:
-            raise LoginError(
-                "ログインの失敗が続いたため、このアカウントは一時的にロックされています。"
-                f"{LOCK_MINUTES}分ほどたってから、もう一度お試しください。",
-                locked=True,
+    attempt = _count_attempt(db, username, now)
+    if attempt > MAX_FAILED_LOGINS:
+        raise LoginError(LOCKED_MESSAGE, locked=True)
+    user = get_user(db, username)
+    ok = verify_password(user.password_hash if user else _DUMMY_HASH, password)
+    if ok and user is not None and user.active:
+        with db.session() as s:
+            # Failures in a row end with a success; attempts made meanwhile by others
+            # (a higher count) still stand, and so does the lock they may have reached.
+            s.execute(
+                delete(LoginFailures).where(
+                    LoginFailures.username == username, LoginFailures.count == attempt
+                )
             )
-        user = s.scalar(select(User).where(User.username == username))
-        ok = verify_password(user.password_hash if user else _DUMMY_HASH, password)
-        if ok and user is not None and user.active:
-            if fails is not None:
-                s.delete(fails)
-            user.last_login_at = now
-            if _hasher.check_needs_rehash(user.password_hash):
-                user.password_hash = hash_password(password)
-            return user
-        if fails is None:
-            fails = LoginFailures(username=username, count=0)
-            s.add(fails)
-        if fails.locked_until is not None and fails.locked_until <= now:
-            fails.count = 0  # the lock has run out: start counting afresh
-            fails.locked_until = None
-        fails.count += 1
-        if fails.count >= MAX_FAILED_LOGINS:
-            fails.locked_until = now + dt.timedelta(minutes=LOCK_MINUTES)
-            log.warning("login: %r locked after %d failures", username, fails.count)
-    raise LoginError("ユーザー名またはパスワードが正しくありません。")
+            row = s.get(User, user.id)
+            if row is None:
+                raise LoginError(WRONG_MESSAGE)
+            row.last_login_at = now
+            if _hasher.check_needs_rehash(row.password_hash):
+                row.password_hash = hash_password(password)
+            user = row
+        return user
+    if attempt >= MAX_FAILED_LOGINS:
+        log.warning("login: %r locked after %d failures", username, attempt)
+    raise LoginError(WRONG_MESSAGE)
 
 
 _DUMMY_HASH = _hasher.hash(secrets.token_urlsafe(16))

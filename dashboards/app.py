@@ -27,6 +27,8 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from dashboards.accounts import ROLE_LABELS, ensure_initial_admin
 from dashboards.faq_versions import FaqVersions
+from dashboards.login_throttle import LoginGate
+from dashboards.request_limits import RequestGuard
 from dashboards.routes import ROUTER_MODULES
 from dashboards.security import NotAuthenticated, login_url, wants_html
 from dashboards.services import Services
@@ -241,11 +243,13 @@ def create_app(services: Services) -> FastAPI:
     app.state.templates = Jinja2Templates(directory=str(TEMPLATES_DIR))
     app.state.templates.env.filters["local_time"] = local_time
     app.state.faq_versions = faq_versions
+    app.state.login_gate = LoginGate()
     _install_error_handlers(app)
     _include_routers(app, services)
     app.mount("/static", StaticFiles(directory=str(STATIC_DIR)), name="static")
     _mount_swagger_assets(app)
 
+    app.add_middleware(RequestGuard)  # inside SecurityHeaders: its refusals get the headers
     app.add_middleware(SecurityHeaders)
     return app
 

@@ -42,11 +42,28 @@ COLUMNS: list[tuple[str, str]] = [
     ("followup", "補足"),
     ("tags", "タグ"),
 ]
+# Not an entry field: the draft revision an export was made from, on every row, so that an
+# import can tell which edits were made since (see FaqVersions.replace_draft).
+BASE_REVISION = ("base_revision", "書き出し時の下書き番号")
 REQUIRED = ("id", "category", "title", "action", "questions", "answer")
 LIST_FIELDS = ("questions", "keywords", "tags")
 IGNORED = ("revision", "updated", "改訂番号", "更新日")  # exported by older tools; not imported
 MAX_BYTES = 5 * 1024 * 1024
 MAX_ROWS = 5000
+MAX_TABLE_ROWS = MAX_ROWS + 100  # rows read at most, blank ones and the header included
+MAX_COLUMNS = 50  # the FAQ has 9; a wider sheet is refused, not silently cut
+MAX_FIELD_CHARS = 100_000  # one CSV field (an answer is at most 2,000 characters)
+# An .xlsx is a zip of XML: bound what it unpacks to, not only the upload's size.
+XLSX_MAX_MEMBERS = 200
+XLSX_MAX_UNCOMPRESSED = 32 * 1024 * 1024  # all members together, as the zip declares them
+XLSX_MAX_RATIO = 100  # uncompressed / compressed per member (ordinary sheets: under 20)
+XLSX_RATIO_FLOOR = 1024 * 1024  # members smaller than this are not ratio-checked
+XLSX_MAX_CELLS = 1_000_000  # cells in the sheets' XML, empty formatted ones included
+XLSX_MAX_ROW_CELLS = 1_000  # cells in one row (openpyxl holds a whole row in memory)
+# Spreadsheet programs run a cell that starts with one of these as a formula. Exported
+# cells starting with one get a leading apostrophe, and import takes exactly that one off.
+FORMULA_LEADS = ("=", "+", "-", "@", "\t", "\r", "＝", "＋", "－", "＠")
+ESCAPE_MARK = "'"
 LIST_SPLIT = re.compile(r"[\r\n｜|]+")
 ACTION_WORDS = {
     **{k: k for k in ACTION_LABELS},
@@ -127,8 +144,45 @@ def _column_key(header: str) -> str | None:
     return None
 
 
+def _needs_escape(text: str) -> bool:
+    """True for text a spreadsheet would run as a formula, or that already looks escaped."""
+    return text.lstrip(ESCAPE_MARK).startswith(FORMULA_LEADS)
+
+
+def escape_formula(text: str) -> str:
+    """``text`` as a spreadsheet shows it literally: an apostrophe before a formula lead.
+
+    Text that already starts with apostrophes before a formula lead gets one more, so that
+    ``unescape_formula`` restores every value exactly.
+    """
+    return ESCAPE_MARK + text if _needs_escape(text) else text
+
+
+def unescape_formula(text: str) -> str:
+    """Undo ``escape_formula`` (and nothing else): one apostrophe before a formula lead."""
+    if text.startswith(ESCAPE_MARK) and _needs_escape(text[1:]):
+        return text[1:]
+    return text
+
+
+def _bounded_row(row: list[str], number: int) -> list[str]:
+    if len(row) > MAX_COLUMNS:
+        if any(cell.strip() for cell in row[MAX_COLUMNS:]):
+            raise FaqImportError([RowError(number, f"列が多すぎます（{MAX_COLUMNS}列まで）。")])
+        row = row[:MAX_COLUMNS]
+    return row
+
+
+def _too_many_rows() -> FaqImportError:
+    return FaqImportError([RowError(None, f"行が多すぎます（{MAX_ROWS}行まで）。")])
+
+
 def read_csv(data: bytes) -> list[list[str]]:
-    """Rows of a CSV file in UTF-8 (with or without BOM) or Shift_JIS (Excel's default)."""
+    """Rows of a CSV file in UTF-8 (with or without BOM) or Shift_JIS (Excel's default).
+
+    Rows, columns and field length are bounded while reading, so a file of millions of
+    empty lines or commas costs no more than the limits allow.
+    """
     for encoding in ("utf-8-sig", "cp932"):
         try:
             text = data.decode(encoding)
@@ -139,34 +193,122 @@ def read_csv(data: bytes) -> list[list[str]]:
         raise FaqImportError(
             [RowError(None, "文字コードを判別できません。UTF-8かShift_JISで保存してください。")]
         )
+    rows: list[list[str]] = []
     try:
-        return [list(r) for r in csv.reader(io.StringIO(text, newline=""))]
+        for number, row in enumerate(csv.reader(io.StringIO(text, newline="")), start=1):
+            if number > MAX_TABLE_ROWS:
+                raise _too_many_rows()
+            row = _bounded_row(row, number)
+            if any(len(cell) > MAX_FIELD_CHARS for cell in row):
+                raise FaqImportError(
+                    [RowError(number, f"セルの文字数が多すぎます（{MAX_FIELD_CHARS}文字まで）。")]
+                )
+            rows.append([unescape_formula(cell.strip()) for cell in row])
     except csv.Error as exc:
         raise FaqImportError([RowError(None, f"CSVとして読み込めません: {exc}")]) from exc
+    return rows
+
+
+XLSX_UNREADABLE = "Excelファイル（.xlsx）として読み込めません。ファイルをご確認ください。"
+XLSX_TOO_BIG = (
+    "Excelファイルの中身が大きすぎます（展開後{mb}MBまで）。"
+    "不要なシートや書式を削除するか、CSVで保存してお試しください。"
+)
+
+
+def check_xlsx_container(data: bytes) -> None:
+    """Refuse a zip bomb before openpyxl unpacks anything: only the central directory is read.
+
+    zipfile never yields more than a member's declared size, so bounding the declared
+    sizes bounds the real work.
+    """
+    import zipfile
+
+    try:
+        with zipfile.ZipFile(io.BytesIO(data)) as archive:
+            members = archive.infolist()
+    except (zipfile.BadZipFile, OSError, ValueError) as exc:
+        raise FaqImportError([RowError(None, XLSX_UNREADABLE)]) from exc
+    too_big = FaqImportError(
+        [RowError(None, XLSX_TOO_BIG.format(mb=XLSX_MAX_UNCOMPRESSED // (1024 * 1024)))]
+    )
+    if len(members) > XLSX_MAX_MEMBERS:
+        raise too_big
+    if sum(m.file_size for m in members) > XLSX_MAX_UNCOMPRESSED:
+        raise too_big
+    for m in members:
+        if m.file_size > XLSX_RATIO_FLOOR and m.file_size > XLSX_MAX_RATIO * max(
+            m.compress_size, 1
+        ):
+            raise too_big
+    with zipfile.ZipFile(io.BytesIO(data)) as archive:
+        for m in members:
+            if m.filename.startswith("xl/worksheets/") and m.filename.endswith(".xml"):
+                _check_sheet_cells(archive, m, too_big)
+
+
+def _check_sheet_cells(archive: Any, member: Any, too_big: FaqImportError) -> None:
+    """Count a sheet's cells while streaming its XML (constant memory), before openpyxl.
+
+    openpyxl keeps a whole row in memory even in read-only mode, so one row of a million
+    cells, small when zipped, would cost gigabytes there.
+    """
+    import xml.etree.ElementTree as ET
+
+    total = 0
+    in_row = 0
+    rows = None  # <sheetData>: emptied after every row so that memory stays flat
+    try:
+        with archive.open(member) as stream:
+            for event, element in ET.iterparse(stream, events=("start", "end")):
+                tag = element.tag.rsplit("}", 1)[-1]
+                if event == "start":
+                    if tag == "sheetData":
+                        rows = element
+                    elif tag == "row":
+                        in_row = 0
+                    elif tag == "c":
+                        total += 1
+                        in_row += 1
+                        if in_row > XLSX_MAX_ROW_CELLS or total > XLSX_MAX_CELLS:
+                            raise too_big
+                elif tag == "row":
+                    total += 1  # an empty row costs openpyxl about as much as a cell
+                    if total > XLSX_MAX_CELLS:
+                        raise too_big
+                    if rows is not None:
+                        rows.clear()
+    except ET.ParseError as exc:
+        raise FaqImportError([RowError(None, XLSX_UNREADABLE)]) from exc
 
 
 def read_xlsx(data: bytes) -> list[list[str]]:
-    """Rows of the first sheet of an .xlsx workbook (cell values, not formulas)."""
+    """Rows of the first sheet of an .xlsx workbook (cell values, not formulas).
+
+    The container is checked first (``check_xlsx_container``); the sheet is then streamed
+    in read-only mode with a row and column budget, whatever its declared dimensions say.
+    """
     from openpyxl import load_workbook
 
+    check_xlsx_container(data)
     try:
         book = load_workbook(io.BytesIO(data), read_only=True, data_only=True)
     except Exception as exc:  # zipfile, XML and openpyxl errors alike
-        raise FaqImportError(
-            [
-                RowError(
-                    None, "Excelファイル（.xlsx）として読み込めません。ファイルをご確認ください。"
-                )
-            ]
-        ) from exc
+        raise FaqImportError([RowError(None, XLSX_UNREADABLE)]) from exc
     try:
         sheet = book.worksheets[0]
-        rows = []
-        for i, row in enumerate(sheet.iter_rows(values_only=True)):
-            if i > MAX_ROWS + 1:
-                break
-            rows.append([_cell_text(v) for v in row])
+        rows: list[list[str]] = []
+        cells = sheet.iter_rows(max_col=MAX_COLUMNS + 1, values_only=True)
+        for number, row in enumerate(cells, start=1):
+            if number > MAX_TABLE_ROWS:
+                raise _too_many_rows()
+            values = _bounded_row([_cell_text(v) for v in row], number)
+            rows.append([unescape_formula(v) for v in values])
         return rows
+    except FaqImportError:
+        raise
+    except Exception as exc:  # broken XML inside an otherwise valid zip
+        raise FaqImportError([RowError(None, XLSX_UNREADABLE)]) from exc
     finally:
         book.close()
 
@@ -209,6 +351,8 @@ def parse_rows(
         if not cell:
             continue
         key = _column_key(cell)
+        if key is None and _is_base_column(cell):
+            continue
         if key is None:
             if unicodedata.normalize("NFKC", cell).strip().lower() in IGNORED:
                 continue
@@ -264,6 +408,36 @@ def parse_rows(
     return entries, {entry_id: numbers[0] for entry_id, numbers in rows_of.items()}
 
 
+def _is_base_column(header: str) -> bool:
+    name, label = BASE_REVISION
+    text = unicodedata.normalize("NFKC", header).strip()
+    return text.lower() in (name, header_text(name, label).lower()) or text == label
+
+
+def base_revision_of(rows: list[list[str]]) -> int | None:
+    """The draft revision the file was exported from (the lowest given), or None."""
+    header_index = next((i for i, r in enumerate(rows) if any(r)), None)
+    if header_index is None:
+        return None
+    column = next((c for c, cell in enumerate(rows[header_index]) if _is_base_column(cell)), None)
+    if column is None:
+        return None
+    found: list[int] = []
+    errors: list[RowError] = []
+    for i in range(header_index + 1, len(rows)):
+        text = rows[i][column].strip() if column < len(rows[i]) else ""
+        if not text:
+            continue
+        if not text.isascii() or not text.isdigit() or len(text) > 9:
+            message = "書き出し時の下書き番号が正しくありません（書き出したままにしてください）。"
+            errors.append(RowError(i + 1, message))
+            continue
+        found.append(int(text))
+    if errors:
+        raise FaqImportError(errors)
+    return min(found) if found else None
+
+
 def check_whole(
     entries: list[dict[str, Any]], city: CityConfig, synonyms: Any, rows_of: dict[str, int]
 ) -> None:
@@ -281,10 +455,18 @@ def import_file(
     filename: str, data: bytes, city: CityConfig, synonyms: Any = None
 ) -> list[dict[str, Any]]:
     """Entries of an uploaded CSV/xlsx, checked row by row and as a whole."""
+    return read_import(filename, data, city, synonyms)[0]
+
+
+def read_import(
+    filename: str, data: bytes, city: CityConfig, synonyms: Any = None
+) -> tuple[list[dict[str, Any]], int | None]:
+    """``import_file``'s entries, and the draft revision the file was exported from."""
     rows = read_table(filename, data)
     entries, rows_of = parse_rows(rows, city)
+    base_revision = base_revision_of(rows)
     check_whole(entries, city, synonyms, rows_of)
-    return entries
+    return entries, base_revision
 
 
 # --- writing -------------------------------------------------------------------------------
@@ -303,30 +485,50 @@ def _row_values(entry: dict[str, Any]) -> list[str]:
     return values
 
 
-def export_csv(entries: Iterable[dict[str, Any]]) -> bytes:
-    """UTF-8 with BOM so that Excel opens the Japanese text correctly."""
+def _headers(base_revision: int | None) -> list[str]:
+    columns = COLUMNS + ([BASE_REVISION] if base_revision is not None else [])
+    return [header_text(n, label) for n, label in columns]
+
+
+def _export_row(entry: dict[str, Any], base_revision: int | None) -> list[str]:
+    values = [escape_formula(v) for v in _row_values(entry)]
+    return values + ([str(base_revision)] if base_revision is not None else [])
+
+
+def export_csv(entries: Iterable[dict[str, Any]], base_revision: int | None = None) -> bytes:
+    """UTF-8 with BOM so that Excel opens the Japanese text correctly.
+
+    Cells that a spreadsheet would run as formulas are escaped (``escape_formula``);
+    ``base_revision`` (the draft revision now) goes on every row for the import's check.
+    """
     out = io.StringIO(newline="")
     writer = csv.writer(out, lineterminator="\r\n")
-    writer.writerow([header_text(n, label) for n, label in COLUMNS])
+    writer.writerow(_headers(base_revision))
     for entry in entries:
-        writer.writerow(_row_values(entry))
+        writer.writerow(_export_row(entry, base_revision))
     return out.getvalue().encode("utf-8-sig")
 
 
-def export_xlsx(entries: Iterable[dict[str, Any]]) -> bytes:
+def export_xlsx(entries: Iterable[dict[str, Any]], base_revision: int | None = None) -> bytes:
+    """The same rows as ``export_csv``, every cell a string cell (never a formula)."""
     from openpyxl import Workbook
     from openpyxl.styles import Alignment, Font
 
     book = Workbook()
     sheet = book.active
     sheet.title = "FAQ"
-    sheet.append([header_text(n, label) for n, label in COLUMNS])
+    sheet.append(_headers(base_revision))
     for cell in sheet[1]:
         cell.font = Font(bold=True)
-    for entry in entries:
-        sheet.append(_row_values(entry))
+    for number, entry in enumerate(entries, start=2):
+        for column, value in enumerate(_export_row(entry, base_revision), start=1):
+            # Set as a string cell explicitly: openpyxl turns text starting with "=" into
+            # a formula, and Excel would run it.
+            cell = sheet.cell(row=number, column=column)
+            cell.value = value
+            cell.data_type = "s"
     widths = {"id": 24, "category": 18, "title": 24, "action": 10, "answer": 60}
-    for i, (name, _label) in enumerate(COLUMNS, start=1):
+    for i, (name, _label) in enumerate([*COLUMNS, BASE_REVISION], start=1):
         letter = sheet.cell(row=1, column=i).column_letter
         sheet.column_dimensions[letter].width = widths.get(name, 36)
     for row in sheet.iter_rows(min_row=2):

@@ -38,7 +38,7 @@ from typing import TYPE_CHECKING, Any
 from zoneinfo import ZoneInfo
 
 import yaml
-from sqlalchemy import DateTime, Integer, String, Text, func, select, update
+from sqlalchemy import DateTime, Integer, String, Text, delete, func, select, update
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
 from dashboards import audit
@@ -144,6 +144,20 @@ class FaqDraft(Base):
     snapshot: Mapped[str] = mapped_column(Text)
 
 
+class FaqDraftChange(Base):
+    """Which entries one draft revision changed: tells an import what was edited since its
+    export (a new table, so ``create_all`` adds it to an existing database)."""
+
+    __tablename__ = "faq_draft_changes"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    revision: Mapped[int] = mapped_column(Integer, index=True)
+    entry_id: Mapped[str] = mapped_column(String(200))
+
+
+DRAFT_HISTORY_REVISIONS = 1000  # revisions whose changed entries are remembered
+
+
 # --- errors and validation ------------------------------------------------------------------
 
 
@@ -183,6 +197,26 @@ class FaqNotFound(LookupError):
 
 class FaqConflict(RuntimeError):
     """Someone else changed the same thing first, or there is nothing to publish."""
+
+
+class FaqImportConflict(FaqConflict):
+    """An import made from an older draft would overwrite entries edited since its export.
+
+    ``entries`` lists (id, title) of those entries, titles as the current draft has them.
+    """
+
+    def __init__(self, entries: list[tuple[str, str]], base_revision: int, revision: int):
+        self.entries = entries
+        self.base_revision = base_revision
+        self.revision = revision
+        shown = "、".join(f"「{title}」（{entry_id}）" for entry_id, title in entries[:20])
+        more = f" ほか{len(entries) - 20}件" if len(entries) > 20 else ""
+        super().__init__(
+            "このファイルを書き出した後に、次の項目が下書きで変更されています: "
+            f"{shown}{more}。取り込むとこれらの変更が失われます。"
+            "最新の下書きを書き出して編集し直すか、上書きしてよい場合は"
+            "「書き出し後の変更を上書きする」を選んで取り込んでください。"
+        )
 
 
 _MESSAGES = [
@@ -565,6 +599,8 @@ class FaqVersions:
         }
         if base_version is not None:
             values["base_version"] = base_version
+        current = s.get(FaqDraft, 1)
+        before = json.loads(current.snapshot) if current is not None else []
         result = s.execute(
             update(FaqDraft)
             .where(FaqDraft.id == 1, FaqDraft.revision == expected_revision)
@@ -572,7 +608,31 @@ class FaqVersions:
         )
         if result.rowcount != 1:
             raise FaqConflict("ほかの方が同時に下書きを変更しました。もう一度お試しください。")
-        return expected_revision + 1
+        revision = expected_revision + 1
+        old = {e["id"]: entry_hash(e) for e in before}
+        new = {e["id"]: entry_hash(e) for e in entries}
+        changed = sorted(i for i in old.keys() | new.keys() if old.get(i) != new.get(i))
+        s.add_all(FaqDraftChange(revision=revision, entry_id=i) for i in changed)
+        s.execute(
+            delete(FaqDraftChange).where(
+                FaqDraftChange.revision <= revision - DRAFT_HISTORY_REVISIONS
+            )
+        )
+        return revision
+
+    def _changed_since(self, s: Session, base_revision: int, revision: int) -> set[str] | None:
+        """Entry ids changed in the draft after ``base_revision``; None if not remembered."""
+        if base_revision > revision:
+            return None  # not this draft's history (another installation, or edited by hand)
+        if base_revision <= revision - DRAFT_HISTORY_REVISIONS:
+            return None
+        oldest = s.scalar(select(func.min(FaqDraftChange.revision)))
+        if base_revision + 1 < revision and (oldest is None or oldest > base_revision + 1):
+            return None  # revisions made before the history was kept
+        rows = s.scalars(
+            select(FaqDraftChange.entry_id).where(FaqDraftChange.revision > base_revision)
+        )
+        return set(rows)
 
     def _published_entry(self, s: Session, base_version: int, entry_id: str) -> dict | None:
         row = s.get(FaqVersion, base_version)
@@ -672,8 +732,16 @@ class FaqVersions:
         user: User | str | None,
         source: str,
         client: str = "",
+        base_revision: int | None = None,
+        overwrite: bool = False,
     ) -> Draft:
-        """Make ``entries`` (already validated, e.g. an import) the whole draft."""
+        """Make ``entries`` (already validated, e.g. an import) the whole draft.
+
+        ``base_revision`` is the draft revision the file was exported from. If entries
+        were changed in the draft since then and the file would change them again (or
+        drop them), FaqImportConflict names them and nothing is imported, unless
+        ``overwrite`` says the operator has chosen to overwrite them.
+        """
         name = _username(user)
         faq, problems = check_snapshot(entries, self.city, self.synonyms_path)
         if faq is None:
@@ -683,6 +751,8 @@ class FaqVersions:
             if row is None:
                 raise FaqNotFound("下書きがありません。")
             old = json.loads(row.snapshot)
+            if base_revision is not None and base_revision != row.revision and not overwrite:
+                self._check_import_base(s, old, entries, base_revision, row.revision)
             base = s.get(FaqVersion, row.base_version)
             published = {e["id"]: e for e in base.entries()} if base is not None else {}
             entries = [dict(e) for e in entries]
@@ -702,6 +772,26 @@ class FaqVersions:
                 session=s,
             )
         return self.draft()
+
+    def _check_import_base(
+        self,
+        s: Session,
+        current: list[dict[str, Any]],
+        imported: list[dict[str, Any]],
+        base_revision: int,
+        revision: int,
+    ) -> None:
+        """FaqImportConflict if the import would undo edits made after its export."""
+        now = {e["id"]: e for e in current}
+        new = {e["id"]: e for e in imported}
+        changed = self._changed_since(s, base_revision, revision)
+        if changed is None:  # history unknown: every entry the import would change counts
+            changed = set(now) | set(new)
+        # Edited, added or deleted since the export, and the file says otherwise.
+        lost = sorted(i for i in changed if entry_hash(now.get(i)) != entry_hash(new.get(i)))
+        if lost:
+            titles = [(i, str((now.get(i) or new.get(i) or {}).get("title", ""))) for i in lost]
+            raise FaqImportConflict(titles, base_revision, revision)
 
     def discard_draft(self, user: User | str | None, client: str = "") -> None:
         """Throw away unpublished changes: the draft becomes the published version again."""

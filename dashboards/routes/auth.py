@@ -24,6 +24,7 @@ from dashboards.accounts import (
     update_user,
 )
 from dashboards.app import render
+from dashboards.login_throttle import LoginGate, LoginRefused
 from dashboards.security import (
     SESSION_COOKIE,
     clear_session_cookie,
@@ -113,9 +114,15 @@ async def login_submit(
             request, services, target, "ユーザー名とパスワードを入力してください。", username, 400
         )
     db = services.db
+    gate: LoginGate = request.app.state.login_gate
+    source = _client(request)
     try:
-        user = await run_in_threadpool(authenticate, db, username, password)
+        async with gate.check(source):
+            user = await run_in_threadpool(authenticate, db, username, password)
+    except LoginRefused as exc:
+        return _login_page(request, services, target, str(exc), username, 429)
     except LoginError as exc:
+        gate.record_failure(source)
         await run_in_threadpool(
             audit.record,
             db,
@@ -128,6 +135,10 @@ async def login_submit(
             request, services, target, str(exc), username, 429 if exc.locked else 401
         )
     web = services.settings.web
+    previous = request.cookies.get(SESSION_COOKIE, "")
+    if previous:
+        # A fresh token on every login: a session id planted before login never becomes live.
+        await run_in_threadpool(end_session, db, previous)
     token, _info = await run_in_threadpool(create_session, db, user, web.session_hours)
     await run_in_threadpool(audit.record, db, user.username, "login", client=_client(request))
     response = RedirectResponse(target, status_code=303)

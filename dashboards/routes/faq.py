@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import tempfile
+import threading
 import unicodedata
 from pathlib import Path as FsPath
 from typing import Annotated, Any, Literal
@@ -28,6 +29,7 @@ from dashboards.faq_versions import (
     FIELD_LABELS,
     KIND_LABELS,
     FaqConflict,
+    FaqImportConflict,
     FaqNotFound,
     FaqValidationError,
     FaqVersions,
@@ -292,21 +294,45 @@ def api_diff(
     }
 
 
-def _import(request: Request, filename: str, data: bytes, user: User) -> dict[str, Any]:
+# Parsing a spreadsheet is CPU work bounded by faq_io's limits; one at a time per process
+# keeps a few uploads from taking every core (it runs in a worker thread, off the loop).
+_import_slots = threading.BoundedSemaphore(1)
+
+
+def _import(
+    request: Request, filename: str, data: bytes, user: User, overwrite: bool = False
+) -> dict[str, Any]:
     versions = store(request)
-    entries = faq_io.import_file(filename, data, versions.city, versions.synonyms_path)
-    draft = versions.replace_draft(entries, user, filename or "upload", _client(request))
+    with _import_slots:
+        entries, base_revision = faq_io.read_import(
+            filename, data, versions.city, versions.synonyms_path
+        )
+    draft = versions.replace_draft(
+        entries,
+        user,
+        filename or "upload",
+        _client(request),
+        base_revision=base_revision,
+        overwrite=overwrite,
+    )
     return {"entry_count": len(entries), "changes": draft.changes}
 
 
 @router.post("/api/faq/import", tags=["faq"])
 async def api_import(
-    request: Request, user: Editor, file: Annotated[UploadFile, File()]
+    request: Request,
+    user: Editor,
+    file: Annotated[UploadFile, File()],
+    overwrite: Annotated[bool, Form()] = False,
 ) -> dict[str, Any]:
-    """Replace the draft with a CSV/xlsx file; nothing changes if any row is bad (422)."""
+    """Replace the draft with a CSV/xlsx file; nothing changes if any row is bad (422).
+
+    A file exported from an older draft is refused (409, naming the entries) when it would
+    undo edits made since its export, unless ``overwrite`` is true.
+    """
     data = await file.read(faq_io.MAX_BYTES + 1)
     try:
-        return await run_in_threadpool(_import, request, file.filename or "", data, user)
+        return await run_in_threadpool(_import, request, file.filename or "", data, user, overwrite)
     except faq_io.FaqImportError as exc:
         raise HTTPException(status_code=422, detail=[e.as_dict() for e in exc.errors]) from exc
     except (FaqNotFound, FaqConflict, FaqValidationError) as exc:
@@ -321,11 +347,12 @@ def api_export(
     version: VersionQuery = "draft",
 ) -> Response:
     """The FAQ as a spreadsheet (one row per entry) for editing in Excel."""
+    revision = store(request).draft().revision  # read first: an edit after it is a conflict
     entries = _entries_of(request, version)
     if format == "csv":
-        body, media = faq_io.export_csv(entries), faq_io.CSV_MEDIA_TYPE
+        body, media = faq_io.export_csv(entries, revision), faq_io.CSV_MEDIA_TYPE
     else:
-        body, media = faq_io.export_xlsx(entries), faq_io.XLSX_MEDIA_TYPE
+        body, media = faq_io.export_xlsx(entries, revision), faq_io.XLSX_MEDIA_TYPE
     name = f"faq-{version}.{format}"
     return Response(
         body, media_type=media, headers={"Content-Disposition": f'attachment; filename="{name}"'}
@@ -731,16 +758,25 @@ def faq_import_page(request: Request, user: Reader) -> HTMLResponse:
 
 @router.post("/faq/import", include_in_schema=False)
 async def faq_import_form(
-    request: Request, user: Editor, file: Annotated[UploadFile | None, File()] = None
+    request: Request,
+    user: Editor,
+    file: Annotated[UploadFile | None, File()] = None,
+    overwrite: Annotated[str, Form(max_length=5)] = "",
 ) -> Response:
+    conflict: list[dict[str, str]] = []
     if file is None or not file.filename:
         errors = [{"row": None, "message": "ファイルを選んでください。", "field_label": None}]
     else:
         data = await file.read(faq_io.MAX_BYTES + 1)
         try:
-            result = await run_in_threadpool(_import, request, file.filename, data, user)
+            result = await run_in_threadpool(
+                _import, request, file.filename, data, user, overwrite == "1"
+            )
         except faq_io.FaqImportError as exc:
             errors = [e.as_dict() for e in exc.errors]
+        except FaqImportConflict as exc:
+            errors = [{"row": None, "message": str(exc), "field_label": None}]
+            conflict = [{"id": i, "title": t} for i, t in exc.entries]
         except (FaqValidationError, FaqConflict) as exc:
             errors = [{"row": None, "message": str(exc), "field_label": None}]
         else:
@@ -754,11 +790,15 @@ async def faq_import_form(
         "faq_import.html",
         {
             **_page_ctx(
-                "取り込みませんでした。次の行を直してから、もう一度お試しください。", "error"
+                "取り込みませんでした。書き出し後に下書きで変更された項目があります。"
+                if conflict
+                else "取り込みませんでした。次の行を直してから、もう一度お試しください。",
+                "error",
             ),
             "errors": errors,
+            "conflict": conflict,
             "columns": faq_io.COLUMNS,
             "can_edit": True,
         },
-        status_code=422,
+        status_code=409 if conflict else 422,
     )
