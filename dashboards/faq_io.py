@@ -193,6 +193,9 @@ def read_csv(data: bytes) -> list[list[str]]:
         raise FaqImportError(
             [RowError(None, "文字コードを判別できません。UTF-8かShift_JISで保存してください。")]
         )
+    # csv builds a whole row before we see it: a line of millions of commas is refused here.
+    if text.count(",") > MAX_TABLE_ROWS * MAX_COLUMNS:
+        raise FaqImportError([RowError(None, f"列が多すぎます（{MAX_COLUMNS}列まで）。")])
     rows: list[list[str]] = []
     try:
         for number, row in enumerate(csv.reader(io.StringIO(text, newline="")), start=1):

@@ -18,13 +18,15 @@ else, so a new route is bounded without anyone remembering to bound it.
 from __future__ import annotations
 
 import json
+import re
+from dataclasses import dataclass
 from typing import Any
 
-from fastapi.routing import APIRoute
+from fastapi.routing import APIRoute, iter_route_contexts
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.requests import HTTPConnection
-from starlette.routing import Match
+from starlette.routing import get_route_path
 
 from dashboards.accounts import lookup_session
 from dashboards.faq_io import MAX_BYTES as FAQ_FILE_MAX_BYTES
@@ -67,9 +69,9 @@ class BodyTooLarge(StarletteHTTPException):
         super().__init__(status_code=413, detail=too_large_message(limit))
 
 
-def _route_roles(route: APIRoute) -> frozenset[str] | None:
-    """Roles of the route's ``require_role`` dependency, or None for a public route."""
-    stack = list(route.dependant.dependencies)
+def _dependant_roles(dependant: Any) -> frozenset[str] | None:
+    """Roles of a route's ``require_role`` dependency, or None for a public route."""
+    stack = list(dependant.dependencies)
     while stack:
         dep = stack.pop()
         roles = getattr(dep.call, "roles", None)
@@ -79,6 +81,28 @@ def _route_roles(route: APIRoute) -> frozenset[str] | None:
     return None
 
 
+@dataclass(frozen=True)
+class _RouteRule:
+    pattern: re.Pattern[str]
+    methods: frozenset[str]
+    path: str
+    roles: frozenset[str] | None
+
+
+def _route_rules(app: Any) -> list[_RouteRule]:
+    """Every HTTP route of the app (included routers too) with the roles it requires."""
+    rules = []
+    for ctx in iter_route_contexts(app.routes):
+        if not isinstance(ctx.original_route, APIRoute):
+            continue
+        methods = set(ctx.methods or ())
+        if "GET" in methods:
+            methods.add("HEAD")
+        roles = _dependant_roles(ctx.dependant)
+        rules.append(_RouteRule(ctx.path_regex, frozenset(methods), ctx.path, roles))
+    return rules
+
+
 class RequestGuard:
     """ASGI middleware: per-route body limits and the login check before the body."""
 
@@ -86,41 +110,32 @@ class RequestGuard:
         self.app = app
         self.limits = dict(ROUTE_BODY_LIMITS if limits is None else limits)
         self.default = DEFAULT_BODY_LIMIT if default is None else default
-        self._roles: dict[int, frozenset[str] | None] = {}
+        self._rules: list[_RouteRule] | None = None
 
-    def _route(self, scope: dict) -> Any:
-        app = scope.get("app")
-        router = getattr(app, "router", None)
-        for route in getattr(router, "routes", ()):
-            match, _child = route.matches(scope)
-            if match == Match.FULL:
-                return route
+    def _rule(self, scope: dict) -> _RouteRule | None:
+        if self._rules is None:  # routes are all included by the time requests arrive
+            self._rules = _route_rules(scope["app"])
+        path = get_route_path(scope)
+        method = scope["method"]
+        for rule in self._rules:
+            if method in rule.methods and rule.pattern.match(path):
+                return rule
         return None
-
-    def _roles_of(self, route: Any) -> frozenset[str] | None:
-        if not isinstance(route, APIRoute):
-            return None
-        key = id(route)
-        if key not in self._roles:
-            self._roles[key] = _route_roles(route)
-        return self._roles[key]
 
     async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        route = self._route(scope)
-        path = getattr(route, "path", None)
-        limit = self.limits.get(path, self.default) if path else self.default
-        headers = {k.lower(): v for k, v in scope.get("headers", [])}
+        rule = self._rule(scope)
+        limit = self.limits.get(rule.path, self.default) if rule else self.default
+        headers = headers_of(scope)
         has_body = b"transfer-encoding" in headers or headers.get(b"content-length", b"0") != b"0"
-        if scope["method"] in BODY_METHODS or has_body:
-            roles = self._roles_of(route)
-            if roles is not None:
-                refusal = await self._refusal(scope, roles)
-                if refusal is not None:
-                    await refusal(send)
-                    return
+        needs_login = rule is not None and rule.roles is not None
+        if needs_login and (scope["method"] in BODY_METHODS or has_body):
+            refusal = await self._refusal(scope, rule.roles)  # type: ignore[union-attr]
+            if refusal is not None:
+                await refusal(send)
+                return
         declared = headers.get(b"content-length")
         if declared is not None:
             try:

@@ -1,0 +1,431 @@
+"""The web app against a hostile client on loopback: login bursts, oversized and anonymous
+bodies, spreadsheet formulas and zip bombs, and imports that would undo newer edits.
+
+Login counting and the import conflict run on SQLite and PostgreSQL (``dbfixtures``);
+the body tests talk raw HTTP/1.1 to the real app under uvicorn, so that what the server
+reads (or does not) is what a socket shows.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import csv
+import io
+import re
+import socket
+import threading
+import time
+import tracemalloc
+import zipfile
+from concurrent.futures import ThreadPoolExecutor
+
+import dbfixtures
+import httpx
+import pytest
+from browser import USERS, make_services, running_app
+from fastapi.testclient import TestClient
+from openpyxl import load_workbook
+from sqlalchemy import select
+
+from dashboards import accounts, faq_io
+from dashboards.accounts import (
+    MAX_FAILED_LOGINS,
+    LoginError,
+    LoginFailures,
+    authenticate,
+    create_session,
+    create_user,
+)
+from dashboards.app import create_app
+from dashboards.db import Database
+from dashboards.faq_io import FaqImportError, export_csv, export_xlsx, import_file
+from dashboards.faq_versions import FaqImportConflict, FaqVersions
+from dashboards.request_limits import DEFAULT_BODY_LIMIT, ROUTE_BODY_LIMITS
+from dashboards.security import LOGIN_CSRF_COOKIE, SESSION_COOKIE
+
+db = dbfixtures.db
+database_url = dbfixtures.database_url
+postgres_url = dbfixtures.postgres_url
+
+PASSWORD = "right-password-123"
+
+
+# --- login bursts ----------------------------------------------------------------------------
+
+
+def _burst(db, username: str, passwords: list[str]) -> list[object]:
+    """Every password tried at once (threads released together); each result or exception."""
+    start = threading.Barrier(len(passwords))
+
+    def attempt(password: str) -> object:
+        start.wait()
+        try:
+            return authenticate(db, username, password)
+        except Exception as exc:  # the assertions below say which ones are allowed
+            return exc
+
+    with ThreadPoolExecutor(len(passwords)) as pool:
+        return list(pool.map(attempt, passwords))
+
+
+def test_concurrent_wrong_passwords_lock_the_account_and_are_not_all_hashed(db, monkeypatch):
+    create_user(db, "clerk", "operator", PASSWORD)
+    checked = []
+    real_verify = accounts.verify_password
+    monkeypatch.setattr(
+        accounts, "verify_password", lambda h, p: checked.append(p) or real_verify(h, p)
+    )
+    results = _burst(db, "clerk", ["wrong-password"] * 40)
+    unexpected = [r for r in results if not isinstance(r, LoginError)]
+    assert not unexpected, f"server errors instead of refusals: {unexpected[:3]}"
+    assert len(checked) == MAX_FAILED_LOGINS  # the rest were refused before any argon2 work
+    assert sum(r.locked for r in results) == 40 - MAX_FAILED_LOGINS
+    with db.session() as s:
+        row = s.scalar(select(LoginFailures).where(LoginFailures.username == "clerk"))
+        assert row.count == 40 and row.locked_until is not None
+    with pytest.raises(LoginError) as exc:
+        authenticate(db, "clerk", PASSWORD)  # the right password, after the burst
+    assert exc.value.locked
+
+
+def test_right_password_inside_a_burst_does_not_unlock_it(db):
+    create_user(db, "clerk", "operator", PASSWORD)
+    passwords = ["wrong-password"] * 40
+    passwords[20] = PASSWORD
+    results = _burst(db, "clerk", passwords)
+    assert all(isinstance(r, (LoginError, accounts.User)) for r in results), results
+    logged_in = [r for r in results if isinstance(r, accounts.User)]
+    refused = [r for r in results if isinstance(r, LoginError)]
+    # Only an attempt within the first MAX_FAILED_LOGINS may have been checked at all.
+    assert len(refused) - sum(r.locked for r in refused) + len(logged_in) <= MAX_FAILED_LOGINS
+    with pytest.raises(LoginError) as exc:
+        authenticate(db, "clerk", PASSWORD)
+    assert exc.value.locked  # the burst leaves the account locked either way
+
+
+def _login_form(client: httpx.Client, base: str) -> str:
+    page = client.get(base + "/login")
+    return re.search(r'name="csrf_token" value="([^"]+)"', page.text).group(1)
+
+
+def test_login_burst_over_http_gives_no_server_errors(tmp_path):
+    with running_app(tmp_path) as app, httpx.Client(timeout=60) as client:
+        username, password = USERS["operator"]
+        token = _login_form(client, app.url)
+        cookie = {"Cookie": f"{LOGIN_CSRF_COOKIE}={token}"}  # each answer sets a new one
+
+        def post(pw: str) -> httpx.Response:
+            form = {"username": username, "password": pw, "csrf_token": token, "next": "/"}
+            return httpx.post(app.url + "/login", data=form, headers=cookie, timeout=60)
+
+        with ThreadPoolExecutor(40) as pool:
+            statuses = [r.status_code for r in pool.map(post, ["wrong-password"] * 40)]
+        assert all(s in (401, 429) for s in statuses), statuses
+        right = post(password)
+        assert right.status_code == 429
+        assert SESSION_COOKIE not in right.headers.get("set-cookie", "")
+
+
+def test_login_replaces_a_session_cookie_the_browser_already_had(tmp_path):
+    services = make_services(tmp_path)
+    planted, _ = create_session(services.db, authenticate(services.db, *USERS["viewer"]), 1)
+    with TestClient(create_app(services)) as client:
+        token = _login_form(client, "")
+        client.cookies.set(SESSION_COOKIE, planted)  # a session id the browser already had
+        username, password = USERS["operator"]
+        response = client.post(
+            "/login",
+            data={"username": username, "password": password, "csrf_token": token},
+            follow_redirects=False,
+        )
+        assert response.status_code == 303
+        assert accounts.lookup_session(services.db, planted) is None
+        assert response.cookies.get(SESSION_COOKIE) not in (None, planted)
+
+
+# --- bodies: limited by route, and not read before the login check ----------------------------
+
+
+def _raw(url: str, head: str, body: bytes = b"", wait: float = 10.0) -> tuple[int, bytes]:
+    """Send ``head`` and part of a body; the status line and body the server answers with."""
+    host, port = url.removeprefix("http://").split(":")
+    with socket.create_connection((host, int(port)), timeout=wait) as sock:
+        sock.sendall(head.encode() + b"\r\n" + body)
+        data = b""
+        while b"\r\n\r\n" not in data:
+            chunk = sock.recv(65536)
+            if not chunk:
+                break
+            data += chunk
+        head_end = data.find(b"\r\n\r\n")
+        status = int(data.split(b" ", 2)[1]) if data else 0
+        length = re.search(rb"(?i)content-length: (\d+)", data[:head_end])
+        rest = data[head_end + 4 :]
+        while length and len(rest) < int(length.group(1)):
+            chunk = sock.recv(65536)
+            if not chunk:
+                break
+            rest += chunk
+        return status, rest
+
+
+def _head(method: str, path: str, headers: dict[str, str]) -> str:
+    lines = [f"{method} {path} HTTP/1.1", "Host: 127.0.0.1"]
+    lines += [f"{k}: {v}" for k, v in headers.items()]
+    return "\r\n".join(lines) + "\r\n"
+
+
+def _session(app, role: str) -> dict[str, str]:
+    user = authenticate(app.services.db, *USERS[role])
+    token, info = create_session(app.services.db, user, hours=1)
+    return {"Cookie": f"{SESSION_COOKIE}={token}", "X-CSRF-Token": info.csrf_token}
+
+
+HUGE = str(600 * 1024 * 1024)
+
+
+def test_anonymous_and_wrong_role_bodies_are_refused_before_reading(tmp_path):
+    """A declared 600 MiB body: the answer comes while almost none of it has been sent."""
+    with running_app(tmp_path) as app:
+        json_head = {"Content-Type": "application/json", "Content-Length": HUGE}
+        status, body = _raw(app.url, _head("POST", "/api/faq/entries", json_head), b"{" * 1024)
+        assert status == 401 and "ログイン" in body.decode()
+        multipart = {"Content-Type": "multipart/form-data; boundary=x", "Content-Length": HUGE}
+        status, _ = _raw(app.url, _head("POST", "/api/faq/import", multipart), b"--x\r\n")
+        assert status == 401
+        page = {**multipart, "Accept": "text/html"}
+        status, _ = _raw(app.url, _head("POST", "/faq/import", page), b"--x\r\n")
+        assert status == 303  # a browser is sent to the login page
+        viewer = {**multipart, **_session(app, "viewer")}
+        status, body = _raw(app.url, _head("POST", "/api/faq/import", viewer), b"--x\r\n")
+        assert status == 403 and "権限" in body.decode()
+
+
+def test_oversized_bodies_get_413_by_route(tmp_path):
+    with running_app(tmp_path) as app:
+        operator = _session(app, "operator")
+        declared = {"Content-Type": "application/json", "Content-Length": str(10 << 20)}
+        status, body = _raw(app.url, _head("POST", "/api/faq/entries", {**operator, **declared}))
+        assert status == 413 and "大きすぎます" in body.decode() and "too large" in body.decode()
+        # the login form is public: its limit is small, and it holds for anyone
+        login = {"Content-Type": "application/x-www-form-urlencoded", "Content-Length": HUGE}
+        status, _ = _raw(app.url, _head("POST", "/login", login), b"a" * 100)
+        assert status == 413
+        # an import file may be larger than a JSON edit, but not without bound
+        limit = ROUTE_BODY_LIMITS["/api/faq/import"]
+        multipart = {
+            "Content-Type": "multipart/form-data; boundary=x",
+            "Content-Length": str(limit + 1),
+        }
+        status, _ = _raw(app.url, _head("POST", "/api/faq/import", {**operator, **multipart}))
+        assert status == 413
+
+
+def test_chunked_body_without_length_is_cut_off_at_the_limit(tmp_path):
+    with running_app(tmp_path) as app:
+        headers = {
+            **_session(app, "operator"),
+            "Content-Type": "application/json",
+            "Transfer-Encoding": "chunked",
+        }
+        host, port = app.url.removeprefix("http://").split(":")
+        sent = 0
+        with socket.create_connection((host, int(port)), timeout=10) as sock:
+            sock.sendall(_head("POST", "/api/faq/entries", headers).encode() + b"\r\n")
+            sock.setblocking(False)
+            answer = b""
+            chunk = b"%x\r\n%s\r\n" % (65536, b" " * 65536)
+            while sent < 64 * DEFAULT_BODY_LIMIT and not answer:
+                try:
+                    sock.sendall(chunk)
+                    sent += 65536
+                except (BlockingIOError, BrokenPipeError, ConnectionResetError):
+                    time.sleep(0.05)
+                with contextlib.suppress(BlockingIOError):
+                    answer = sock.recv(65536)
+            if not answer:
+                sock.setblocking(True)
+                answer = sock.recv(65536)
+        assert answer.startswith(b"HTTP/1.1 413"), answer[:200]
+        assert sent < 64 * DEFAULT_BODY_LIMIT
+
+
+# --- spreadsheets: formulas, round trip, bombs --------------------------------------------------
+
+
+@pytest.fixture
+def versions(tmp_path) -> FaqVersions:
+    store = FaqVersions(Database(f"sqlite:///{tmp_path / 'faq.db'}"), tmp_path / "d")
+    store.db.create_all()
+    store.ensure_initial_version()
+    return store
+
+
+FORMULA_TITLES = [
+    '=HYPERLINK("http://evil.example","詳しくはこちら")',
+    "+1+2",
+    "-3",
+    "@SUM(A1)",
+    "＝全角の等号",
+    "＋全角",
+    "－全角",
+    "＠全角",
+    "'=すでにアポストロフィ付き",
+    "''+二重",
+    "'アポストロフィだけ",
+]
+
+
+def _with_titles(entries: list[dict], titles: list[str]) -> list[dict]:
+    out = [dict(e) for e in entries]
+    for entry, title in zip(out, titles, strict=False):
+        entry["title"] = title
+    return out
+
+
+def test_export_escapes_formulas_and_round_trips_exactly(versions):
+    entries = _with_titles(versions.draft().entries, FORMULA_TITLES)
+    assert len(entries) >= len(FORMULA_TITLES)
+    csv_rows = list(csv.reader(io.StringIO(export_csv(entries).decode("utf-8-sig"))))
+    sheet = load_workbook(io.BytesIO(export_xlsx(entries))).worksheets[0]
+    for i in range(1, len(FORMULA_TITLES) + 1):
+        for cell_text in (csv_rows[i][2], sheet.cell(row=i + 1, column=3).value):
+            assert not cell_text.startswith(faq_io.FORMULA_LEADS), cell_text
+        assert sheet.cell(row=i + 1, column=3).data_type == "s"
+    assert all(c.data_type == "s" for row in sheet.iter_rows(min_row=2) for c in row if c.value)
+    for name, data in (("f.csv", export_csv(entries)), ("f.xlsx", export_xlsx(entries))):
+        back = import_file(name, data, versions.city, versions.synonyms_path)
+        assert [e["title"] for e in back] == [e["title"] for e in entries], name
+
+
+def _xlsx_with_sheet(sheet_xml: bytes) -> bytes:
+    """A real workbook whose first sheet's XML is replaced (compressed as usual)."""
+    template = export_xlsx([])
+    out = io.BytesIO()
+    with zipfile.ZipFile(io.BytesIO(template)) as src, zipfile.ZipFile(out, "w") as dst:
+        for item in src.infolist():
+            data = sheet_xml if item.filename == "xl/worksheets/sheet1.xml" else src.read(item)
+            dst.writestr(item, data, compress_type=zipfile.ZIP_DEFLATED)
+    return out.getvalue()
+
+
+SHEET_HEAD = (
+    b'<?xml version="1.0" encoding="UTF-8"?><worksheet '
+    b'xmlns="http://schemas.openxmlformats.org/spreadsheetml/2006/main"><sheetData>'
+)
+SHEET_TAIL = b"</sheetData></worksheet>"
+
+
+@pytest.mark.parametrize(
+    "sheet_xml",
+    [
+        # one row of 400,000 empty cells: ~1 MB zipped to a few kB, gigabytes in openpyxl
+        SHEET_HEAD + b'<row r="1">' + b"<c/>" * 400_000 + b"</row>" + SHEET_TAIL,
+        # far more than the unpacked-size limit of plain XML
+        SHEET_HEAD + b"<!--" + b" " * (faq_io.XLSX_MAX_UNCOMPRESSED + 1) + b"-->" + SHEET_TAIL,
+        # two million empty rows
+        SHEET_HEAD + b"<row/>" * 2_000_000 + SHEET_TAIL,
+    ],
+    ids=["wide-row", "huge-member", "many-rows"],
+)
+def test_xlsx_bombs_are_refused_before_openpyxl(sheet_xml, versions):
+    data = _xlsx_with_sheet(sheet_xml)
+    assert len(data) < faq_io.MAX_BYTES
+    tracemalloc.start()
+    try:
+        with pytest.raises(FaqImportError) as exc:
+            import_file("bomb.xlsx", data, versions.city, versions.synonyms_path)
+        _current, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert "大きすぎ" in str(exc.value)
+    assert peak < 40 * 1024 * 1024, f"peak {peak / 1e6:.0f} MB"
+
+
+@pytest.mark.parametrize(
+    "data",
+    [b"\n" * (faq_io.MAX_BYTES - 10), b"," * (faq_io.MAX_BYTES - 10) + b"\n"],
+    ids=["many-rows", "many-columns"],
+)
+def test_csv_is_bounded_while_reading(data, versions):
+    tracemalloc.start()
+    try:
+        with pytest.raises(FaqImportError):
+            import_file("bomb.csv", data, versions.city, versions.synonyms_path)
+        _current, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert peak < 60 * 1024 * 1024, f"peak {peak / 1e6:.0f} MB"
+
+
+# --- an import made from an old export -------------------------------------------------------
+
+
+def test_import_from_an_old_export_is_refused_naming_the_newer_edits(database_url, tmp_path):
+    store = FaqVersions(Database(database_url), tmp_path / "data")
+    store.ensure_initial_version()
+    entries = store.draft().entries
+    base = store.draft().revision
+    # The spreadsheet, exported now, changes entry 1 ...
+    in_file = [dict(e) for e in entries]
+    in_file[1]["answer"] = "ファイル側で直した回答です。"
+    old_export = export_xlsx(in_file, base)
+    # ... while someone edits entry 0 and deletes entry 2 in the draft meanwhile.
+    edited = dict(entries[0], answer="書き出しの後で直した回答です。")
+    store.save_entry(edited, "op", entries[0]["id"])
+    store.delete_entry(entries[2]["id"], "op")
+
+    back, found = faq_io.read_import("old.xlsx", old_export, store.city, store.synonyms_path)
+    assert found == base
+    with pytest.raises(FaqImportConflict) as exc:
+        store.replace_draft(back, "op", "old.xlsx", base_revision=found)
+    # Entry 1 changed in the file only: not a conflict. Entries 0 and 2 would be undone.
+    assert sorted(i for i, _t in exc.value.entries) == sorted([entries[0]["id"], entries[2]["id"]])
+    assert entries[0]["title"] in str(exc.value) and "変更されています" in str(exc.value)
+    draft = store.draft()
+    assert draft.get(entries[0]["id"])["answer"] == edited["answer"]  # kept
+    assert draft.get(entries[2]["id"]) is None
+
+    store.replace_draft(back, "op", "old.xlsx", base_revision=found, overwrite=True)
+    draft = store.draft()
+    assert draft.get(entries[0]["id"])["answer"] == entries[0]["answer"]
+    assert draft.get(entries[1]["id"])["answer"] == "ファイル側で直した回答です。"
+    # A file exported from the current draft imports without question.
+    current = export_csv(draft.entries, draft.revision)
+    back, found = faq_io.read_import("now.csv", current, store.city, store.synonyms_path)
+    store.replace_draft(back, "op", "now.csv", base_revision=found)
+    store.db.dispose()
+
+
+def test_import_conflict_through_the_api_and_the_page(tmp_path):
+    services = make_services(tmp_path)
+    user = authenticate(services.db, *USERS["operator"])
+    token, info = create_session(services.db, user, hours=1)
+    with TestClient(create_app(services)) as client:
+        client.cookies.set(SESSION_COOKIE, token)
+        client.headers.update({"X-CSRF-Token": info.csrf_token})
+        export = client.get("/api/faq/export", params={"format": "xlsx"}).content
+        first = client.get("/api/faq/entries").json()[0]
+        body = {**first, "answer": "あとから直した回答です。", "expected_hash": first["hash"]}
+        for key in ("hash", "revision", "updated"):
+            body.pop(key, None)
+        assert client.put(f"/api/faq/entries/{first['id']}", json=body).status_code == 200
+
+        files = {"file": ("faq.xlsx", export, faq_io.XLSX_MEDIA_TYPE)}
+        refused = client.post("/api/faq/import", files=files)
+        assert refused.status_code == 409 and first["title"] in refused.json()["detail"]
+        page = client.post(
+            "/faq/import",
+            files=files,
+            data={"csrf_token": info.csrf_token},
+            headers={"accept": "text/html"},
+        )
+        assert page.status_code == 409
+        assert "書き出し後の変更を上書きする" in page.text and first["id"] in page.text
+        fresh = client.get("/api/faq/export", params={"format": "csv"}).content
+        again = client.post("/api/faq/import", files={"file": ("faq.csv", fresh, "text/csv")})
+        assert again.status_code == 200, again.text
+        forced = client.post("/api/faq/import", files=files, data={"overwrite": "true"})
+        assert forced.status_code == 200, forced.text
+        answer = client.get(f"/api/faq/entries/{first['id']}").json()["answer"]
+        assert answer == first["answer"]
