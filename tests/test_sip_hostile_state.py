@@ -1,0 +1,463 @@
+"""State a stranger or a misbehaving PBX could make the SIP endpoint keep: call slots,
+routes, transfers, TCP connections. Real dispatcher, real pjsua workers, real sockets on
+loopback; the deadlines (Timer B, Timer H, TCP timeouts) are shortened so that each test
+waits seconds, not the RFC's 32 s.
+
+Each call here is answered by an echo handler: these tests are about the SIP plumbing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import socket
+import sys
+import time
+import uuid
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).parent))
+
+from sipp.sip_client import SipClient
+
+from telephony.config import SipSettings, TelephonySettings
+from telephony.sip_dispatcher import SipDispatcher
+from telephony.sip_endpoint import SipEndpoint
+from telephony.sip_limits import SipLimits
+from voicebot.frames import AudioFrame
+
+SHORT = {"timer_b_s": 1.0, "timer_h_s": 1.0, "linger_s": 2.0}
+
+
+@contextlib.asynccontextmanager
+async def echo_endpoint(max_calls: int, **limits: float):
+    """A SIP endpoint (dispatcher and pjsua workers) whose calls echo the caller."""
+
+    async def echo(transport, caller, call_id):
+        while (frame := await transport.receive()) is not None:
+            if isinstance(frame, AudioFrame):
+                await transport.send(frame)
+
+    settings = TelephonySettings(sip=SipSettings(port=0, max_calls=max_calls))
+    endpoint = SipEndpoint(settings, echo, limits=SipLimits(**limits))
+    await endpoint.start()
+    try:
+        yield endpoint
+    finally:
+        await endpoint.stop()
+
+
+async def wait_until(condition, timeout: float) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if condition():
+            return True
+        await asyncio.sleep(0.05)
+    return condition()
+
+
+def free_slots(endpoint: SipEndpoint) -> int:
+    dispatcher = endpoint.dispatcher
+    return dispatcher.capacity - sum(len(w.calls) for w in dispatcher._workers.values())
+
+
+def final(call_id: str, method: str = "INVITE"):
+    return lambda m: (
+        not m.is_request and m.call_id == call_id and m.method == method and (m.status >= 200)
+    )
+
+
+async def answered_call(client: SipClient, port: int, call_id: str) -> object:
+    """INVITE, 200, ACK: an established call; returns the 200."""
+    client.invite(port, call_id)
+    ok = await client.expect(final(call_id), timeout=30)
+    assert ok.status == 200, ok.start_line
+    client.in_dialog("ACK", port, ok, 1)
+    return ok
+
+
+# -- call slots ---------------------------------------------------------------------------------
+def test_invite_the_worker_drops_frees_its_slot_after_timer_b():
+    """INVITEs that pjsua drops without a response (a header it cannot parse, here
+    ``Expires: x`` and ``Session-Expires: x``; the dispatcher relays them as they are). Their
+    call slots are freed once Timer B has run out, and the next caller is answered; before,
+    they held the slots for ever and every later caller got 503."""
+
+    async def scenario():
+        async with echo_endpoint(max_calls=2, **SHORT) as endpoint:
+            client = await SipClient.open()
+            try:
+                dropped = [uuid.uuid4().hex, uuid.uuid4().hex]
+                client.invite(endpoint.port, dropped[0], extra="Expires: x")
+                client.invite(endpoint.port, dropped[1], extra="Session-Expires: x")
+                taken = await wait_until(lambda: free_slots(endpoint) == 0, 5)
+                freed = await wait_until(lambda: free_slots(endpoint) == 2, 6)
+                answered = uuid.uuid4().hex
+                client.invite(endpoint.port, answered)
+                response = await client.expect(final(answered), timeout=30)
+                silent = [client.responses(d, "INVITE") for d in dropped]
+                return taken, freed, silent, response.status
+            finally:
+                client.close()
+
+    taken, freed, silent, status = asyncio.run(scenario())
+    assert taken
+    assert silent == [[], []]  # pjsua never answered them
+    assert freed
+    assert status == 200
+
+
+def test_answer_never_acknowledged_frees_its_slot_and_ends_the_call():
+    """A caller takes the 200 and never ACKs: after Timer H the slot is free and the
+    worker's side of the call has ended too (the bot's transport is gone)."""
+
+    async def scenario():
+        async with echo_endpoint(max_calls=1, **SHORT) as endpoint:
+            client = await SipClient.open()
+            try:
+                call_id = uuid.uuid4().hex
+                client.invite(endpoint.port, call_id)
+                ok = await client.expect(final(call_id), timeout=30)
+                assert await wait_until(lambda: len(endpoint.transports) == 1, 10)
+                freed = await wait_until(lambda: free_slots(endpoint) == 1, 5)
+                ended = await wait_until(lambda: not endpoint.transports, 15)
+                return ok.status, freed, ended
+            finally:
+                client.close()
+
+    status, freed, ended = asyncio.run(scenario())
+    assert status == 200
+    assert freed
+    assert ended
+
+
+def test_call_without_rtp_from_the_caller_is_hung_up():
+    """A caller that vanishes without a BYE (no RTP any more) does not keep its call: the
+    worker hangs up after the media timeout and the slot is free again."""
+
+    async def scenario():
+        async with echo_endpoint(max_calls=1, media_timeout_s=2.0, **SHORT) as endpoint:
+            client = await SipClient.open()
+            try:
+                call_id = uuid.uuid4().hex
+                await answered_call(client, endpoint.port, call_id)
+                bye = await client.expect(
+                    lambda m: m.is_request and m.method == "BYE" and m.call_id == call_id, 15
+                )
+                client.reply(bye, 200, "OK", endpoint.port)
+                freed = await wait_until(lambda: free_slots(endpoint) == 1, 10)
+                return freed
+            finally:
+                client.close()
+
+    assert asyncio.run(scenario())
+
+
+def test_same_call_id_twice_is_refused_and_retransmissions_take_no_slot():
+    """Two initial INVITEs with one Call-ID but different From tags: the second gets 482
+    Loop Detected and takes no slot; a retransmission of the first (same branch) reaches
+    the same worker, which answers it again, without taking a slot either. A BYE with the
+    Call-ID but a stranger's From tag gets 481 and the call stays up."""
+
+    async def scenario():
+        async with echo_endpoint(max_calls=2, **SHORT) as endpoint:
+            first, second = await SipClient.open(), await SipClient.open()
+            try:
+                call_id = uuid.uuid4().hex
+                branch = first.invite(endpoint.port, call_id, from_tag="first")
+                ok = await first.expect(final(call_id), timeout=30)
+                first.invite(endpoint.port, call_id, from_tag="first", branch=branch)
+                await first.expect(lambda m: len(first.responses(call_id, "INVITE")) >= 2, 10)
+                slots_after_retransmission = free_slots(endpoint)
+                second.invite(endpoint.port, call_id, from_tag="second")
+                refused = await second.expect(final(call_id), timeout=10)
+                slots_after_second = free_slots(endpoint)
+                first.in_dialog("ACK", endpoint.port, ok, 1)
+                forged = ok.get("from").replace("tag=first", "tag=second")
+                second.send(
+                    f"""BYE sip:taxbot@127.0.0.1:{endpoint.port} SIP/2.0
+                    Via: SIP/2.0/UDP 127.0.0.1:{second.port};branch=z9hG4bK-forged;rport
+                    From: {forged}
+                    To: {ok.get("to")}
+                    Call-ID: {call_id}
+                    CSeq: 5 BYE
+                    """,
+                    endpoint.port,
+                )
+                bye_refused = await second.expect(final(call_id, "BYE"), timeout=10)
+                await asyncio.sleep(0.5)
+                return (
+                    ok.status,
+                    slots_after_retransmission,
+                    refused.status,
+                    slots_after_second,
+                    bye_refused.status,
+                    len(endpoint.transports),
+                    endpoint.calls_answered,
+                )
+            finally:
+                first.close()
+                second.close()
+
+    ok, after_retransmission, refused, after_second, bye, up, answered = asyncio.run(scenario())
+    assert ok == 200
+    assert after_retransmission == 1
+    assert refused == 482
+    assert after_second == 1
+    assert bye == 481
+    assert up == 1 and answered == 1
+
+
+# -- transfers by the far end -------------------------------------------------------------------
+def test_transfer_requests_from_the_far_end_are_refused():
+    """In an established call, the far end's REFER (in and out of the dialog), an INVITE
+    with Replaces for the call, a NOTIFY for no subscription and a SUBSCRIBE are refused
+    at the dispatcher; the call is still up afterwards."""
+
+    async def scenario():
+        async with echo_endpoint(max_calls=2, **SHORT) as endpoint:
+            client = await SipClient.open()
+            port = endpoint.port
+            try:
+                call_id = uuid.uuid4().hex
+                ok = await answered_call(client, port, call_id)
+                refer_to = "Refer-To: <sip:attacker@127.0.0.1:9>"
+                client.in_dialog("REFER", port, ok, 2, extra=refer_to)
+                in_dialog = await client.expect(final(call_id, "REFER"))
+                stray = uuid.uuid4().hex
+                client.send(
+                    f"""REFER sip:taxbot@127.0.0.1:{port} SIP/2.0
+                    Via: SIP/2.0/UDP 127.0.0.1:{client.port};branch=z9hG4bK-stray;rport
+                    From: <sip:pbx@127.0.0.1>;tag=x
+                    To: <sip:taxbot@127.0.0.1>
+                    Call-ID: {stray}
+                    CSeq: 1 REFER
+                    {refer_to}
+                    """,
+                    port,
+                )
+                out_of_dialog = await client.expect(final(stray, "REFER"))
+                to_tag = ok.get("to").split("tag=")[1]
+                from_tag = ok.get("from").split("tag=")[1]
+                hijack = uuid.uuid4().hex
+                client.invite(
+                    port, hijack, from_tag="hijacker",
+                    extra=f"Replaces: {call_id};to-tag={from_tag};from-tag={to_tag}",
+                )  # fmt: skip
+                replaces = await client.expect(final(hijack))
+                client.in_dialog("NOTIFY", port, ok, 3, extra="Event: refer")
+                notify = await client.expect(final(call_id, "NOTIFY"))
+                client.in_dialog("SUBSCRIBE", port, ok, 4, extra="Event: dialog")
+                subscribe = await client.expect(final(call_id, "SUBSCRIBE"))
+                await asyncio.sleep(0.5)
+                return (
+                    in_dialog.status,
+                    out_of_dialog.status,
+                    replaces.status,
+                    notify.status,
+                    subscribe.status,
+                    len(endpoint.transports),
+                )
+            finally:
+                client.close()
+
+    in_dialog, out_of_dialog, replaces, notify, subscribe, up = asyncio.run(scenario())
+    assert in_dialog == 405
+    assert out_of_dialog == 405
+    assert replaces == 403
+    assert notify == 481
+    assert subscribe == 405
+    assert up == 1
+
+
+def test_worker_refuses_a_refer_that_reaches_it():
+    """A REFER sent straight to the worker's private port, in an established dialog (as if
+    it had got past the dispatcher), is refused by pjsua in the worker (403), which dials
+    nothing; the call stays up."""
+
+    async def scenario():
+        async with echo_endpoint(max_calls=1, **SHORT) as endpoint:
+            client = await SipClient.open()
+            try:
+                call_id = uuid.uuid4().hex
+                ok = await answered_call(client, endpoint.port, call_id)
+                await asyncio.sleep(0.3)
+                host, worker_port = endpoint.workers[0].address
+                client.send(
+                    f"""REFER sip:taxbot@{host}:{worker_port} SIP/2.0
+                    Via: SIP/2.0/UDP 127.0.0.1:{client.port};branch=z9hG4bK-direct;rport
+                    From: {ok.get("from")}
+                    To: {ok.get("to")}
+                    Call-ID: {call_id}
+                    CSeq: 2 REFER
+                    Contact: <sip:0312345678@127.0.0.1:{client.port}>
+                    Refer-To: <sip:attacker@127.0.0.1:9>
+                    """,
+                    worker_port,
+                    host,
+                )
+                refused = await client.expect(final(call_id, "REFER"))
+                await asyncio.sleep(1.0)
+                return refused.status, len(endpoint.transports), endpoint.workers[0].alive
+            finally:
+                client.close()
+
+    status, up, alive = asyncio.run(scenario())
+    assert status == 403
+    assert up == 1 and alive
+
+
+# -- TCP ----------------------------------------------------------------------------------------
+@contextlib.asynccontextmanager
+async def bare_dispatcher(allowed: list[str], **limits):
+    """The dispatcher alone (no workers: it answers OPTIONS 503 itself)."""
+    dispatcher = SipDispatcher(
+        "127.0.0.1", 0, allowed_peers=allowed, max_calls=4, limits=SipLimits(**limits)
+    )
+    await dispatcher.start()
+    try:
+        yield dispatcher
+    finally:
+        await dispatcher.stop()
+
+
+def closed_by_peer(sock: socket.socket, timeout: float) -> bool:
+    """True if the far end closes ``sock`` (EOF or reset) within ``timeout``, reading and
+    discarding whatever it sent before."""
+    sock.settimeout(0.2)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            if not sock.recv(65536):
+                return True
+        except TimeoutError:
+            continue
+        except ConnectionResetError:
+            return True
+    return False
+
+
+def connect(port: int, source: str = "127.0.0.1", rcvbuf: int | None = None) -> socket.socket:
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    if rcvbuf:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
+    sock.bind((source, 0))
+    sock.connect(("127.0.0.1", port))
+    return sock
+
+
+def test_tcp_connect_from_a_stranger_is_closed_at_once_and_connections_are_capped():
+    """A TCP connect from outside ``allowed_peers`` is closed at once; from an allowed
+    address, connections past the per-source cap are closed at once, and past the total
+    cap from any source."""
+
+    async def scenario():
+        async with bare_dispatcher(
+            ["127.0.0.1", "127.0.0.3"], tcp_max_per_source=2, tcp_max_connections=3
+        ) as d:
+
+            def probe():
+                stranger = connect(d.port, "127.0.0.2")
+                refused_stranger = closed_by_peer(stranger, 2)
+                kept = [connect(d.port), connect(d.port)]
+                over_source = connect(d.port)
+                refused_source = closed_by_peer(over_source, 2)
+                other = connect(d.port, "127.0.0.3")
+                kept_other = not closed_by_peer(other, 0.5)
+                over_total = connect(d.port, "127.0.0.3")
+                refused_total = closed_by_peer(over_total, 2)
+                kept_first = not closed_by_peer(kept[0], 0.3)
+                for s in [stranger, *kept, over_source, other, over_total]:
+                    s.close()
+                return refused_stranger, refused_source, kept_other, refused_total, kept_first
+
+            return await asyncio.to_thread(probe)
+
+    stranger, over_source, kept_other, over_total, kept_first = asyncio.run(scenario())
+    assert stranger
+    assert over_source
+    assert kept_other and kept_first
+    assert over_total
+
+
+def test_tcp_idle_and_half_sent_message_are_closed():
+    """A connection that sends nothing is closed after the idle timeout; one that trickles
+    a message (a byte at a time, never finishing it) after the message deadline."""
+
+    async def scenario():
+        async with bare_dispatcher(["127.0.0.1"], tcp_idle_s=1.0, tcp_message_s=1.0) as d:
+
+            def probe():
+                idle = connect(d.port)
+                idle_closed = closed_by_peer(idle, 4)
+                slow = connect(d.port)
+                slow.settimeout(0.2)
+                deadline = time.monotonic() + 6
+                slow_closed = False
+                for byte in b"OPTIONS sip:taxbot@127.0.0.1 SIP/2.0\r\nVia: SIP/2.0/TCP " * 20:
+                    try:
+                        slow.send(bytes([byte]))
+                        if slow.recv(100) == b"":
+                            slow_closed = True
+                            break
+                    except TimeoutError:
+                        pass
+                    except (ConnectionResetError, BrokenPipeError):
+                        slow_closed = True
+                        break
+                    if time.monotonic() > deadline:
+                        break
+                idle.close()
+                slow.close()
+                return idle_closed, slow_closed
+
+            return await asyncio.to_thread(probe)
+
+    idle_closed, slow_closed = asyncio.run(scenario())
+    assert idle_closed
+    assert slow_closed
+
+
+def options(port: int, index: int, padding: int) -> bytes:
+    return (
+        f"OPTIONS sip:taxbot@127.0.0.1:{port} SIP/2.0\r\n"
+        f"Via: SIP/2.0/TCP 127.0.0.1:5999;branch=z9hG4bK-{index}\r\n"
+        f"From: <sip:reader@127.0.0.1>;tag={'x' * padding}\r\n"
+        f"To: <sip:taxbot@127.0.0.1>\r\nCall-ID: never-reads-{index}\r\n"
+        f"CSeq: 1 OPTIONS\r\nMax-Forwards: 70\r\nContent-Length: 0\r\n\r\n"
+    ).encode()
+
+
+def test_tcp_client_that_never_reads_is_closed_and_its_buffer_bounded():
+    """A client sends requests whose responses it never reads (a small receive window):
+    the dispatcher does not queue them without limit; it closes the connection once more
+    than ``tcp_max_write_buffer`` bytes wait."""
+
+    async def scenario():
+        async with bare_dispatcher(["127.0.0.1"], tcp_max_write_buffer=64 * 1024) as d:
+            peak = 0
+
+            def flood():
+                sock = connect(d.port, rcvbuf=4096)
+                sock.settimeout(2)
+                try:
+                    for i in range(15000):
+                        sock.sendall(options(d.port, i, 400))
+                except (ConnectionResetError, BrokenPipeError, TimeoutError):
+                    pass
+                closed = closed_by_peer(sock, 5)
+                sock.close()
+                return closed
+
+            task = asyncio.create_task(asyncio.to_thread(flood))
+            while not task.done():
+                for connection in list(d._connections.values()):
+                    if connection._transport is not None:
+                        peak = max(peak, connection._transport.get_write_buffer_size())
+                await asyncio.sleep(0.01)
+            return await task, peak, len(d._connections)
+
+    closed, peak, still_open = asyncio.run(scenario())
+    assert closed
+    assert peak <= 64 * 1024 + 8192
+    assert still_open == 0
