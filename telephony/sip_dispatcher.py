@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import hmac
 import ipaddress
 import logging
 import os
@@ -42,12 +43,14 @@ from dataclasses import dataclass, field
 
 from telephony.sip_limits import SipLimits
 from telephony.sip_message import (
-    MAX_MESSAGE_BYTES,
+    SipBadRequest,
     SipMessage,
     SipParseError,
     Via,
     canonical,
     content_length,
+    find_head_end,
+    minimal_response,
     parse_datagram,
     parse_head,
     parse_uri,
@@ -56,11 +59,20 @@ from telephony.sip_message import (
     response_to,
     uri_of,
 )
+from telephony.sip_message_limits import (
+    MAX_HEAD_BYTES,
+    STRANGER_ANSWER_BURST,
+    STRANGER_ANSWERS_PER_S,
+    ThrottledLog,
+    TokenBucket,
+)
 from telephony.sip_routes import CallRoutes, CallState, InviteKind, Route, header_tag
 
 log = logging.getLogger(__name__)
 
 BRANCH_PREFIX = "z9hG4bK-tbd-"
+BRANCH_DIGEST_HEX = 20  # the sender's branch, digested (same request -> same branch)
+BRANCH_MAC_HEX = 16  # 64 bits of HMAC-SHA256 under the dispatcher's secret
 # Requests the far end may send. REFER and SUBSCRIBE would let it steer or watch the bot's
 # calls; NOTIFY is let through only for a transfer the bot itself started.
 ALLOWED_METHODS = ("INVITE", "ACK", "CANCEL", "BYE", "OPTIONS", "INFO", "UPDATE", "PRACK", "NOTIFY")
@@ -154,7 +166,16 @@ class SipDispatcher:
         # Told the SIP Call-ID of a call whose slot was freed on a deadline, so that the
         # worker's side of it ends too.
         self.on_call_expired = on_call_expired
-        self._secret = os.urandom(8).hex()
+        self._secret = os.urandom(16).hex()
+        self.dropped_from_strangers = 0  # datagrams from outside allowed_peers, most unread
+        self.dropped_malformed = 0  # messages that were not SIP or over a bound
+        self.refused_malformed = 0  # requests answered 400 (duplicate headers, bare CR/LF...)
+        self._allowed_key: tuple[str, ...] | None = None
+        self._allowed_networks: list[ipaddress.IPv4Network | ipaddress.IPv6Network] = []
+        self._stranger_answers = TokenBucket(STRANGER_ANSWERS_PER_S, STRANGER_ANSWER_BURST)
+        self._stranger_log = ThrottledLog(log)
+        self._malformed_log = ThrottledLog(log)
+        self._failure_log = ThrottledLog(log)
         self._udp: asyncio.DatagramTransport | None = None
         self._tcp: asyncio.Server | None = None
         self._connections: dict[int, _TcpConnection] = {}
@@ -292,20 +313,107 @@ class SipDispatcher:
 
     # -- messages in ------------------------------------------------------------------------------
     def datagram(self, data: bytes, source: tuple[str, int]) -> None:
-        """One UDP datagram: a SIP message, or something to drop."""
+        """One UDP datagram: a SIP message, or something to drop.
+
+        The source is checked before a byte is read: only a worker's or an allowed peer's
+        datagram is parsed (within the bounds of telephony/sip_message_limits.py). A
+        stranger's is dropped unread, except that a few INVITEs a second get a minimal 403.
+        """
+        source = (source[0], source[1])
+        if source not in self._worker_at and not self.peer_allowed(source[0]):
+            self._refuse_stranger(data, source)
+            return
         try:
             message = parse_datagram(data)
+        except SipBadRequest as exc:
+            self.refuse_malformed(exc, source, None)
+            return
         except SipParseError as exc:
             if data.strip():
-                log.debug("SIP: dropped %d bytes from %s:%d (%s)", len(data), *source[:2], exc)
+                self.dropped_malformed += 1
+                self._malformed_log.log(
+                    logging.INFO, "SIP: dropped %d bytes from %s:%d (%s)", len(data), *source, exc
+                )
             return
         self.handle(message, source, None)
+
+    def peer_allowed(self, host: str) -> bool:
+        """``host`` is in ``allowed_peers`` (parsed once, not per packet)."""
+        peers = tuple(self.allowed_peers)
+        if peers != self._allowed_key:
+            self._allowed_key = peers
+            self._allowed_networks = []
+            for entry in peers:
+                try:
+                    self._allowed_networks.append(ipaddress.ip_network(entry, strict=False))
+                except ValueError:
+                    log.warning("SIP: ignoring invalid allowed_peers entry %r", entry)
+        try:
+            address = ipaddress.ip_address(host)
+        except ValueError:
+            return False
+        return any(address in network for network in self._allowed_networks)
+
+    def _refuse_stranger(self, data: bytes, source: tuple[str, int]) -> None:
+        """A datagram from outside ``allowed_peers``: dropped unread. An INVITE, while the
+        token bucket allows, is read and answered 403 with the smallest response that
+        matches it (top Via only), sent to the packet's source and never larger than the
+        request, so that a forged source address gains an attacker nothing."""
+        self.dropped_from_strangers += 1
+        if not data.startswith(b"INVITE ") or not self._stranger_answers.take():
+            return
+        try:
+            message = parse_datagram(data)
+        except SipParseError:
+            return
+        if message.to_tag is None:
+            self.rejected += 1
+        self._stranger_log.log(
+            logging.WARNING, "SIP: INVITE from %s:%d refused (not an allowed peer)", *source
+        )
+        tag = hashlib.sha1(f"{self._secret}|{message.call_id}".encode()).hexdigest()[:10]
+        response = minimal_response(message, 403, "Forbidden", tag).to_bytes()
+        if len(response) <= len(data):
+            self._send_udp(response, source)
+
+    def refuse_malformed(
+        self, error: SipBadRequest, source: tuple[str, int], connection: _TcpConnection | None
+    ) -> None:
+        """A message from a worker or an allowed peer that parsed but must not be relayed
+        (two Call-IDs, a bare CR/LF, a malformed value): a request gets 400, before
+        anything is routed; a response is dropped."""
+        message = error.message
+        self.refused_malformed += 1
+        self._malformed_log.log(
+            logging.INFO, "SIP: refused a message from %s:%d (%s)", *source, error.reason
+        )
+        if not message.is_request:
+            return
+        try:
+            self._stamp_sender(message, source)
+            self._respond(message, 400, f"Bad Request ({error.reason})", connection)
+        except SipParseError:
+            pass
+
+    def handling_failed(self, source: tuple | None) -> None:
+        """A message raised something unexpected (a bug, since the parser raises only
+        SipParseError): logged with its traceback at most once a minute, so that no
+        sender can fill the log with them."""
+        self._failure_log.log(
+            logging.ERROR, "SIP: failed to handle a message from %s", source, exc_info=True
+        )
 
     def handle(
         self, message: SipMessage, source: tuple[str, int], connection: _TcpConnection | None
     ) -> None:
         source = (source[0], source[1])
         worker = self._worker_at.get(source) if connection is None else None
+        if worker is None and not self.peer_allowed(source[0]):
+            # Inbound TCP from strangers is refused on connect: this is a connection the
+            # dispatcher dialled to an address outside allowed_peers. Nothing it sends is
+            # relayed (a forged response must never reach a worker).
+            self.dropped_from_strangers += 1
+            return
         try:
             if not message.is_request:
                 self._relay_response(message, worker)
@@ -482,8 +590,8 @@ class SipDispatcher:
 
     def _relay_response(self, message: SipMessage, worker: _Worker | None) -> None:
         top = parse_via(message.get("via") or "")
-        if not (top.param("branch") or "").startswith(BRANCH_PREFIX):
-            log.debug("SIP: dropped a response not sent through here")
+        if not self.sent_through_here(top):
+            self._malformed_log.log(logging.INFO, "SIP: dropped a response not sent through here")
             return
         message.remove_first("via")
         nxt_text = message.get("via")
@@ -519,7 +627,7 @@ class SipDispatcher:
                 return
         self._end_on_bye_response(message)
         tcp_id = top.param("tbc")
-        connection = self._connections.get(int(tcp_id)) if tcp_id else None
+        connection = self._connections.get(int(tcp_id)) if tcp_id else None  # MAC-checked
         if connection is None and nxt.transport == "TCP":
             connection = self._connection_to(address)
         if connection is not None:
@@ -560,11 +668,28 @@ class SipDispatcher:
         if not seed.startswith("z9hG4bK"):  # an RFC 2543 sender: no usable branch
             cseq = (message.get("cseq") or "").split()[0]
             seed = f"{message.call_id}|{cseq}|{message.get('from')}|{seed}"
-        digest = hashlib.sha1(f"{self._secret}|{seed}|{sender.host}".encode()).hexdigest()[:20]
-        params: list[tuple[str, str | None]] = [("branch", BRANCH_PREFIX + digest)]
-        if connection is not None:
-            params.append(("tbc", str(connection.id)))
+        digest = hashlib.sha1(f"{self._secret}|{seed}|{sender.host}".encode()).hexdigest()
+        digest = digest[:BRANCH_DIGEST_HEX]
+        tcp_id = str(connection.id) if connection is not None else ""
+        params: list[tuple[str, str | None]] = [("branch", self._branch(digest, tcp_id))]
+        if tcp_id:
+            params.append(("tbc", tcp_id))
         return Via(transport, self.advertised_host, self.port, params)
+
+    def _branch(self, digest: str, tcp_id: str) -> str:
+        """BRANCH_PREFIX, the digest of the sender's branch, and a MAC of both and of the
+        TCP connection id under this dispatcher's secret: a response can prove that its
+        top Via was put there by this dispatcher, which a stranger cannot forge."""
+        mac = hmac.new(self._secret.encode(), f"{digest}|{tcp_id}".encode(), "sha256")
+        return BRANCH_PREFIX + digest + mac.hexdigest()[:BRANCH_MAC_HEX]
+
+    def sent_through_here(self, via: Via) -> bool:
+        """``via`` (a response's top Via) is one this dispatcher added to a request."""
+        branch = via.param("branch") or ""
+        digest = branch[len(BRANCH_PREFIX) : len(BRANCH_PREFIX) + BRANCH_DIGEST_HEX]
+        if len(branch) != len(BRANCH_PREFIX) + BRANCH_DIGEST_HEX + BRANCH_MAC_HEX:
+            return False
+        return hmac.compare_digest(branch, self._branch(digest, via.param("tbc") or ""))
 
     def _pop_own_route(self, message: SipMessage) -> None:
         route = message.get("route")
@@ -692,7 +817,7 @@ class _UdpProtocol(asyncio.DatagramProtocol):
         try:
             self.dispatcher.datagram(data, addr)
         except Exception:
-            log.exception("SIP: failed to handle a datagram from %s", addr)
+            self.dispatcher.handling_failed(addr)
 
     def error_received(self, exc: Exception) -> None:
         log.debug("SIP: UDP error %s", exc)
@@ -717,6 +842,9 @@ class _TcpConnection(asyncio.Protocol):
         self._buffer = bytearray()
         self._last_received = time.monotonic()
         self._message_started: float | None = None  # first byte of an incomplete message
+        self._scanned = 0  # the buffer holds no end of headers before this
+        # The parsed head of the message being received (message, body start, end, refusal).
+        self._head: tuple[SipMessage, int, int, SipBadRequest | None] | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self._transport = transport  # type: ignore[assignment]
@@ -772,36 +900,66 @@ class _TcpConnection(asyncio.Protocol):
         self._last_received = time.monotonic()
         self._buffer += data
         while True:
-            while self._buffer[:2] == b"\r\n":  # keep-alive pings between messages
+            while self._head is None and self._buffer[:2] == b"\r\n":  # keep-alive pings
                 del self._buffer[:2]
+                self._scanned = 0
             if not self._buffer:
                 self._message_started = None
                 return
             if self._message_started is None:
                 self._message_started = self._last_received
-            end = self._buffer.find(b"\r\n\r\n")
-            if end < 0:
-                if len(self._buffer) > MAX_MESSAGE_BYTES:
-                    self._drop("no end of headers")
+            if self._head is None and not self._read_head():
                 return
-            try:
-                message = parse_head(bytes(self._buffer[:end]))
-                length = content_length(message)
-            except SipParseError as exc:
-                self._drop(str(exc))
-                return
-            total = end + 4 + length
+            message, body_at, total, bad = self._head
             if len(self._buffer) < total:
-                return
-            message.body = bytes(self._buffer[end + 4 : total])
+                return  # the head is kept parsed while the body arrives
+            message.body = bytes(self._buffer[body_at:total])
             del self._buffer[:total]
+            self._head = None
             self._message_started = None
             try:
-                self.dispatcher.handle(message, self.peer, self)
+                if bad is not None:
+                    self.dispatcher.refuse_malformed(bad, self.peer, self)
+                else:
+                    self.dispatcher.handle(message, self.peer, self)
             except Exception:
-                log.exception("SIP: failed to handle a message from %s", self.peer)
+                self.dispatcher.handling_failed(self.peer)
+
+    def _read_head(self) -> bool:
+        """Parse the head at the start of the buffer once it is complete: True and
+        ``self._head`` set, or False (incomplete, or the connection dropped). The search
+        resumes where the last one stopped, so a head sent a byte at a time costs linear
+        time; a head over MAX_HEAD_BYTES, or a message whose length cannot be known, ends
+        the connection (after a 400 if the request was readable)."""
+        end, sep = find_head_end(self._buffer, self._scanned)
+        if end < 0:
+            if len(self._buffer) > MAX_HEAD_BYTES + 4:
+                self._drop("no end of headers")
+            else:
+                self._scanned = max(0, len(self._buffer) - 3)
+            return False
+        self._scanned = 0
+        bad = None
+        try:
+            message = parse_head(bytes(self._buffer[:end]))
+        except SipBadRequest as exc:
+            message, bad = exc.message, exc
+        except SipParseError as exc:
+            self._drop(str(exc))
+            return False
+        try:
+            length = content_length(message)
+        except SipParseError as exc:
+            if bad is not None:
+                self.dispatcher.refuse_malformed(bad, self.peer, self)
+            self._drop(str(exc))
+            return False
+        self._head = (message, end + sep, end + sep + length, bad)
+        return True
 
     def _drop(self, why: str) -> None:
         log.debug("SIP: closing TCP connection from %s (%s)", self.peer, why)
         self._buffer.clear()
+        self._head = None
+        self._scanned = 0
         self.close()

@@ -61,7 +61,7 @@ class ThrottledLog:
         self._last: float | None = None
         self._held_back = 0
 
-    def log(self, level: int, text: str, *args: object) -> None:
+    def log(self, level: int, text: str, *args: object, exc_info: bool = False) -> None:
         if not self.logger.isEnabledFor(level):
             return
         now = time.monotonic()
@@ -73,4 +73,4 @@ class ThrottledLog:
             text += " (and %d more like it since the last report)"
             args = (*args, self._held_back)
             self._held_back = 0
-        self.logger.log(level, text, *args)
+        self.logger.log(level, text, *args, exc_info=exc_info)
