@@ -158,7 +158,9 @@ def main() -> int:
             transcript = rec.transcribe_sync(samples)
             text = transcript.text
             times.append((time.perf_counter() - started) * 1000)
-            match, decision = understanding.understand(text, transcript.alternatives)
+            match, decision = understanding.understand(
+                text, transcript.alternatives, transcript.confidence
+            )
             dumped.append({**row, "nbest": [text, *transcript.alternatives]})
             expected = row["expected"]
             got = (decision.action.value, decision.faq_id)

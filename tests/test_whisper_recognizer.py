@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 
+import numpy as np
 import pytest
 from conftest import DATA
 
@@ -231,3 +232,52 @@ def test_a_hint_changed_after_loading_is_used(hinted_recognizer, samples, monkey
     assert seen == [("窓口の場所と受付時間。", 5)]
     assert len(rec.prompt_tokens("窓口の場所と受付時間。")) > len(before)
     assert "窓口" in transcript.text
+
+
+def line_noise(kind: str) -> np.ndarray:
+    """Three seconds of what a phone line carries when nobody speaks (16 kHz int16)."""
+    n = 3 * 16000
+    rng = np.random.default_rng(7)
+    if kind == "hum":
+        wave = 3000 * np.sin(2 * np.pi * 120 * np.arange(n) / 16000)
+    elif kind == "hiss":
+        wave = rng.normal(0, 2000, n)
+    else:  # a murmur: smoothed noise, swelling four times a second
+        murmur = np.convolve(rng.normal(0, 3000, n), np.ones(40) / 40, mode="same")
+        wave = murmur * np.sin(2 * np.pi * 4 * np.arange(n) / 16000)
+    return wave.astype(np.int16)
+
+
+@pytest.mark.parametrize("kind", ["hum", "hiss", "murmur"])
+def test_line_noise_is_never_answered(hinted_recognizer, understanding, kind):
+    """On noise Whisper base writes the hint's titles or garbled tax words (「住民税、住民税の
+    天引」, 「…証明書が届く時期、」), which the matcher alone would answer at up to 0.94. What
+    the recogniser hardly heard, or heard from its own hint, is asked again or confirmed."""
+    transcript = asyncio.run(hinted_recognizer.transcribe(line_noise(kind)))
+    _, decision = understanding.understand(
+        transcript.text, transcript.alternatives, transcript.confidence
+    )
+    assert decision.action.value not in ("answer", "redirect"), transcript
+
+
+def test_hypotheses_that_recite_the_hint_are_unheard(faq):
+    """A first hypothesis made of the hint's items is dropped; the caller's words are kept."""
+    hint = faq_vocabulary_prompt(faq)
+    echo = ("届く時期、住民税の天引き、年金からの住民税の天引き、年金からの", 0.93)
+    caller = ("住民税の天引きはいつからですか", 0.71)
+    assert WhisperRecognizer._not_echoes([echo, caller], hint) == [caller]
+    assert WhisperRecognizer._not_echoes([echo], hint) == []  # nothing heard: ask again
+    # a single title and nothing else is an echo only when barely heard
+    title = "住民税の天引き。"
+    assert WhisperRecognizer._not_echoes([(title, 0.31)], hint) == []
+    assert WhisperRecognizer._not_echoes([(title, 0.8)], hint) == [(title, 0.8)]
+
+
+@pytest.mark.parametrize(
+    ("probability", "action"), [(0.31, "confirm"), (0.9, "answer"), (None, "answer")]
+)
+def test_an_answer_on_barely_heard_audio_is_confirmed(understanding, probability, action):
+    """The same words answer when heard clearly and are confirmed when barely heard."""
+    text = "納付書をなくしてしまったので再発行してほしいです"
+    _, decision = understanding.understand(text, (), probability)
+    assert (decision.action.value, decision.faq_id) == (action, "payment.lost-notice")

@@ -479,8 +479,10 @@ class CallSession:
         text = transcript.text.strip()
         if self.dialogue.state is State.ENDED:
             # The bot is saying its last words (goodbye, transfer notice): nothing to decide.
-            log.info(
-                "call %s: ignoring speech after the end of the dialogue: %r", self.call_id, text
+            log.info(  # never the words: they may hold personal data
+                "call %s: ignoring speech after the end of the dialogue (%d characters)",
+                self.call_id,
+                len(text),
             )
             return
         self._continue_from = None
@@ -488,7 +490,7 @@ class CallSession:
         if self.endpointer.min_speech_ms != self.config.endpointing.min_speech_ms:
             self.endpointer.set_min_speech_ms(None)
         reply = (
-            self.dialogue.on_utterance(text, transcript.alternatives)
+            self.dialogue.on_utterance(text, transcript.alternatives, transcript.confidence)
             if text
             else self.dialogue.on_no_input()
         )

@@ -30,6 +30,15 @@ class Thresholds(BaseModel):
 
     answer: float = Field(0.65, ge=0, le=1, description="At or above: answer directly")
     confirm: float = Field(0.40, ge=0, le=1, description="At or above: ask 'did you mean …?'")
+    heard: float = Field(
+        0.45,
+        ge=0,
+        le=1,
+        description=(
+            "Below this probability of what the recogniser heard (Whisper: mean token"
+            " probability; Vosk: mean word posterior) the bot confirms instead of answering"
+        ),
+    )
 
     @model_validator(mode="after")
     def _ordered(self) -> Thresholds:

@@ -172,8 +172,14 @@ class Dialogue:
         self.state = State.LISTENING
         return self._say(prompts.GREETING, "greeting")
 
-    def on_utterance(self, text: str, alternatives: Sequence[str] = ()) -> Reply:
-        """The caller said ``text`` (as recognised; ``alternatives``: other hypotheses)."""
+    def on_utterance(
+        self,
+        text: str,
+        alternatives: Sequence[str] = (),
+        heard_probability: float | None = None,
+    ) -> Reply:
+        """The caller said ``text`` (as recognised; ``alternatives``: other hypotheses;
+        ``heard_probability``: the recogniser's own probability for ``text``)."""
         if self.state is State.ENDED:
             raise RuntimeError("the call has ended")
         if len(self.turns) >= self.max_turns:
@@ -189,7 +195,7 @@ class Dialogue:
             self.state = State.LISTENING
             self._pending = None
 
-        match, decision = self.understanding.understand(text, alternatives)
+        match, decision = self.understanding.understand(text, alternatives, heard_probability)
         self._record(match.text, decision)
         return self._act(decision)
 

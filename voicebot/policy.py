@@ -7,7 +7,7 @@ plausible reading of the same words.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from enum import StrEnum
 
 from faq.intents import ControlIntent
@@ -51,6 +51,27 @@ class Decision:
     say: str
     intent: str | None = None  # "faq" or a control intent name
     candidates: list[Candidate] = field(default_factory=list)
+
+
+def doubt_unsure_hearing(
+    decision: Decision, faq: Faq, heard_probability: float | None, thresholds: Thresholds
+) -> Decision:
+    """An answer built on audio the recogniser itself barely heard becomes a confirmation.
+
+    A garbled transcript (「自動車税の仕事」 from line noise) still lands near some entry,
+    and the matcher's confidence only says how well the text fits that entry, not whether
+    the caller said it. Whisper's own mean token probability does: on the development
+    recordings 98 % of first hypotheses lie above 0.43, while noise, hum and mumbles come
+    out at 0.24–0.33. Transfers and control requests are left alone: a needless transfer
+    costs little, and 「もう一度」 misheard is harmless.
+    """
+    if heard_probability is None or heard_probability >= thresholds.heard:
+        return decision
+    if decision.action not in (BotAction.ANSWER, BotAction.REDIRECT) or decision.faq_id is None:
+        return decision
+    entry = faq[decision.faq_id]
+    say = prompts.CONFIRM_TOPIC.format(title=entry.title) + prompts.CONFIRM_HOW
+    return replace(decision, action=BotAction.CONFIRM, say=say)
 
 
 def _control_wins(match: Match, thresholds: Thresholds) -> bool:

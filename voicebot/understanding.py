@@ -10,7 +10,7 @@ from faq.city import load_city
 from faq.matcher import Match, Matcher
 from faq.store import Faq, load_faq
 from voicebot.config import Settings
-from voicebot.policy import Decision, decide
+from voicebot.policy import Decision, decide, doubt_unsure_hearing
 
 # An alternative hypothesis must beat the first by this much confidence to replace it.
 NBEST_MARGIN = 0.05
@@ -33,13 +33,25 @@ class Understanding:
     def match(self, text: str) -> Match:
         return self.matcher.match(text)
 
-    def understand(self, text: str, alternatives: Sequence[str] = ()) -> tuple[Match, Decision]:
+    def understand(
+        self,
+        text: str,
+        alternatives: Sequence[str] = (),
+        heard_probability: float | None = None,
+    ) -> tuple[Match, Decision]:
         """Match ``text`` and decide what to do with it.
 
         ``alternatives`` are the recogniser's other hypotheses (n-best). They often differ
         only in kanji or in one sound; the one the FAQ explains best is taken, unless the
         first hypothesis is a request about the call itself (a person, repeat, goodbye).
+        ``heard_probability`` is the recogniser's own probability for ``text``: when it is
+        low, an answer is confirmed first (``policy.doubt_unsure_hearing``).
         """
+        match, decision = self._best(text, alternatives)
+        thresholds = self.settings.thresholds
+        return match, doubt_unsure_hearing(decision, self.faq, heard_probability, thresholds)
+
+    def _best(self, text: str, alternatives: Sequence[str]) -> tuple[Match, Decision]:
         match = self.matcher.match(text)
         best = match, decide(match, self.faq, self.settings.thresholds)
         if match.control is not None or not alternatives:

@@ -37,6 +37,7 @@ from pathlib import Path
 import numpy as np
 
 from voicebot.asr.base import RecognizerError, Transcript
+from voicebot.asr.hint_echo import echoes_hint
 from voicebot.asr.vocabulary import OutputVocabulary
 
 log = logging.getLogger(__name__)
@@ -221,25 +222,30 @@ class WhisperRecognizer:
                 if extras
                 else None
             )
-            texts, score = self._decode(encoded, self.initial_prompt, beam_size, max_new)
-            for more, _ in extra.result() if extra else ():
-                texts += more
+            heard = self._not_echoes(
+                self._decode(encoded, self.initial_prompt, beam_size, max_new),
+                self.initial_prompt,
+            )
+            for prompt, more in zip(extras, extra.result() if extra else (), strict=True):
+                heard += self._not_echoes(more, prompt)
         except Exception as exc:
             raise RecognizerError(f"whisper inference failed: {exc}") from exc
+        text, confidence = heard[0] if heard else ("", None)
         return Transcript(
-            text=texts[0],
-            alternatives=tuple(dict.fromkeys(t for t in texts[1:] if t and t != texts[0])),
+            text=text,
+            alternatives=tuple(dict.fromkeys(t for t, _ in heard[1:] if t and t != text)),
             audio_ms=1000.0 * len(audio) / SAMPLE_RATE,
             processing_ms=1000.0 * (time.perf_counter() - started),
             language=self.language,
-            confidence=float(math.exp(score)) if score is not None else None,
+            confidence=confidence,
         )
 
     def _decode(
         self, encoded: object, prompt: str | None, beam_size: int, max_new: int
-    ) -> tuple[list[str], float | None]:
-        """The n-best texts of one decoding of ``encoded`` after ``prompt``, and the first's
-        log-probability."""
+    ) -> list[tuple[str, float | None]]:
+        """The n-best hypotheses of one decoding of ``encoded`` after ``prompt``: each text
+        with its mean token probability (the exponent of CTranslate2's length-normalised
+        log-probability)."""
         ids = self.prompt_tokens(prompt)
         result = self._model.model.generate(  # type: ignore[union-attr]
             encoded,
@@ -251,8 +257,20 @@ class WhisperRecognizer:
             return_scores=True,
             num_hypotheses=min(self.n_best, beam_size),
         )[0]
-        score = result.scores[0] if result.scores else None
-        return [self._text(seq) for seq in result.sequences_ids], score
+        scores = [math.exp(s) for s in result.scores] if result.scores else []
+        texts = [self._text(seq) for seq in result.sequences_ids]
+        return list(zip(texts, scores + [None] * (len(texts) - len(scores)), strict=True))
+
+    @staticmethod
+    def _not_echoes(
+        hypotheses: list[tuple[str, float | None]], prompt: str | None
+    ) -> list[tuple[str, float | None]]:
+        """The hypotheses that report the audio: one that repeats its decoding's hint is the
+        hint speaking (see ``hint_echo``), so it counts as unheard."""
+        kept = [(t, p) for t, p in hypotheses if not echoes_hint(t, prompt, p)]
+        if len(kept) < len(hypotheses):
+            log.debug("dropped %d hypotheses that repeat the hint", len(hypotheses) - len(kept))
+        return kept
 
     def _text(self, ids: list[int]) -> str:
         """A hypothesis' tokens as clean text."""
