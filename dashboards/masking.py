@@ -1,28 +1,56 @@
 """Masking of personal data in what callers say, before anything is stored or published.
 
 Callers of a tax line read out phone numbers, My Numbers, account and card numbers,
-birth dates and addresses. None of that may reach the live monitor, MQTT or the call
-records: every text field of a call event passes ``mask_text`` first, and
-``MaskingSink`` puts that in front of every other sink.
+birth dates, names and addresses. None of that may reach the live monitor, MQTT or the
+call records: every text field of a call event is masked first, and ``MaskingSink`` puts
+that in front of every other sink.
 
-The rules aim at what recognisers actually write: ASCII, full-width and kanji digits,
-digits read out in katakana (ゼロキューゼロ…), hyphens of every width, and the contexts
-that tell the numbers apart (マイナンバー, 口座, 生まれ, 丁目). FAQ-like text must pass
-unchanged: 令和6年度, 6月30日, 1月1日現在, 5000円 and office hours are not personal data.
+Numbers are found in a canonical form of the text (``dashboards.spoken_numbers``), where
+every way a recogniser writes a digit (full-width, kanji, positional kanji, katakana and
+hiragana readings, の and spaced hyphens between groups) has become plain digits. Then:
+
+* any number of seven digits or more is masked, whatever surrounds it; it is labelled by
+  the nearest cue before it in the sentence (電話, マイナンバー, 口座, ...) or by its shape;
+* shorter numbers are masked after a number cue (電話番号は, 暗証番号, 口座), as address
+  parts (2丁目8番1号, 2-8-1, 101号室) and as birth dates (an old full date, or any date
+  near 生年月日/誕生日/生まれ);
+* names are masked after 氏名は/名前は and before と申します/といいます.
+
+Masking keeps state per call (``CallMasker``): the start of a number at the end of one
+utterance (「電話番号は090の」) makes the rest of it in the next one (「1234の5678です」)
+personal too. FAQ-like text passes unchanged: 令和6年度, 6月30日, 1通300円, 年4回,
+100万円以下 and office hours are not personal data.
+
+Every step is linear in the length of the text: one pass for the canonical form,
+RE2 (linear-time, no backtracking) for the patterns with repetitions, and only literal
+alternations (no quantifiers) for Python's ``re``. Texts longer than ``MAX_TEXT_CHARS``
+are masked up to that length and the rest is dropped, so the cost per call of
+``mask_text`` is bounded whatever a caller (or a broken recogniser) produces.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import datetime as dt
 import logging
 import re
+import threading
+from collections import OrderedDict
+from collections.abc import Iterable
 from typing import Any
 
+import re2
+
+from dashboards.spoken_numbers import JOIN, NUMERIC_MARKERS, Canonical, DigitRun, canonical
 from voicebot.events import (
     BotSpeechStarted,
+    CallEnded,
     CallEvent,
     CallStarted,
     EventSink,
+    IntentDecided,
+    Recognized,
+    TransferRequested,
 )
 
 log = logging.getLogger(__name__)
@@ -33,202 +61,420 @@ BIRTH_DATE = "［生年月日］"
 ACCOUNT = "［口座番号］"
 CARD = "［カード番号］"
 ADDRESS = "［住所］"
-NUMBER = "［番号］"  # a long number that is none of the above (宛名番号, 通知書番号, ...)
-
-# -- normalisation (length-preserving, so that spans map back onto the original) ---------
+NAME = "［氏名］"
+AMOUNT = "［金額］"  # an amount of seven digits or more (an income, a balance)
+NUMBER = "［番号］"  # a number that is none of the above (宛名番号, 通知書番号, 暗証番号, ...)
+OMITTED = "［以下省略］"  # what stands for the rest of a text longer than MAX_TEXT_CHARS
 WITHHELD = "［非表示］"  # what is left of a text that could not be masked
+TOKENS = (PHONE, MY_NUMBER, BIRTH_DATE, ACCOUNT, CARD, ADDRESS, NAME, AMOUNT, NUMBER)
 
-_WIDE_DIGITS = {ord("０") + i: ord("0") + i for i in range(10)}
-_DASHES = {ord(c): ord("-") for c in "－‐‑‒–—―−﹣"}
-_OTHER = {ord("　"): ord(" "), ord("（"): ord("("), ord("）"): ord(")"), ord("＋"): ord("+")}
-_TABLE = {**_WIDE_DIGITS, **_DASHES, **_OTHER}
+MAX_TEXT_CHARS = 500  # ~60 s of speech; an utterance is far shorter
+PERSONAL_DIGITS = 7  # a number this long is masked whatever surrounds it
+BIRTH_YEARS_AGO = 15  # a full date at least this old is taken for a date of birth
 
-_KANJI_DIGITS = "〇零一二三四五六七八九"
-_DIGIT_CHARS = "0-9" + _KANJI_DIGITS
-# A long vowel mark right after a digit is a hyphen (ASR writes 090ー1234ー5678).
-_CHOON_AFTER_DIGIT = re.compile(rf"(?<=[{_DIGIT_CHARS}])ー")
-
-# Digits read out in kana. Single-character hiragana (に, し, く, ご, よ) are left out:
-# they are particles far more often than digits.
-_KANA_DIGITS: dict[str, str] = {
-    "ゼロ": "0",
-    "レイ": "0",
-    "マル": "0",
-    "ぜろ": "0",
-    "れい": "0",
-    "まる": "0",
-    "イチ": "1",
-    "いち": "1",
-    "ニー": "2",
-    "にー": "2",
-    "ニ": "2",
-    "サン": "3",
-    "さん": "3",
-    "ヨン": "4",
-    "よん": "4",
-    "ヨ": "4",
-    "シ": "4",
-    "ゴー": "5",
-    "ごー": "5",
-    "ゴ": "5",
-    "ロク": "6",
-    "ろく": "6",
-    "ナナ": "7",
-    "なな": "7",
-    "シチ": "7",
-    "ハチ": "8",
-    "はち": "8",
-    "キュウ": "9",
-    "キュー": "9",
-    "きゅう": "9",
-    "きゅー": "9",
-    "ク": "9",
+# -- cues: the words that say what a nearby number or name is -------------------------------
+_NUMBER_CUES = {
+    PHONE: ("電話", "でんわ", "携帯", "けいたい", "連絡先", "れんらくさき", "TEL", "Tel", "tel"),
+    MY_NUMBER: ("マイナンバー", "まいなんばー", "個人番号", "こじんばんごう"),
+    ACCOUNT: ("口座", "こうざ", "通帳", "支店番号"),
+    CARD: ("カード", "クレジット"),
+    ADDRESS: ("〒", "郵便番号", "ゆうびんばんごう", "住所", "じゅうしょ", "所在地", "番地"),
+    NUMBER: ("番号", "ばんごう", "暗証", "パスワード", "ナンバー", "記号", "ID", "ＩＤ"),
 }
-_KANJI_VALUE = {c: str(i) for i, c in enumerate("〇一二三四五六七八九")} | {"零": "0"}
-_KANA_ALT = "|".join(sorted(_KANA_DIGITS, key=len, reverse=True))
-_DIGIT = rf"(?:[{_DIGIT_CHARS}]|{_KANA_ALT})"
-_DIGIT_RE = re.compile(_DIGIT)
-_SEP = r"[-\s・.、,の()]{0,2}"
+_BIRTH_CUES = ("生年月日", "せいねんがっぴ", "誕生日", "たんじょうび", "生まれ", "うまれ")
+_BIRTH_CUES += ("産まれ", "出生", "誕生", "生誕")
+_NAME_CUES = ("氏名", "名前", "なまえ", "名義", "フルネーム", "契約者名")
+_CUE_KIND: dict[str, str] = {}
+for _kind, _words in _NUMBER_CUES.items():
+    _CUE_KIND.update(dict.fromkeys(_words, _kind))
+    if _kind != NUMBER:  # 電話番号 is a phone number, not any number
+        _CUE_KIND.update(dict.fromkeys((w + "番号" for w in _words), _kind))
+        _CUE_KIND.update(dict.fromkeys((w + "ばんごう" for w in _words), _kind))
+_CUE_KIND.update(dict.fromkeys(_BIRTH_CUES, BIRTH_DATE))
+_CUE_KIND.update(dict.fromkeys(_NAME_CUES, NAME))
+_CUE_KIND["マイナンバーカード"] = MY_NUMBER
+_CUE_KIND["個人番号カード"] = MY_NUMBER
+# A literal alternation (no quantifier): at most one attempt per cue word and position.
+_CUE_RE = re.compile("|".join(map(re.escape, sorted(_CUE_KIND, key=len, reverse=True))))
+_NUMBER_KINDS = frozenset(_NUMBER_CUES)
+_SENTENCE_ENDS = frozenset("。？！?!\n")
+# After a number: a unit that makes it a date, a time, a count or an amount, not an id.
+_UNITS = frozenset("年月日時分秒円万億兆回件人歳才期度階%％か個枚通本倍割")
+_PLACE_CHARS = re2.compile(r"[\p{Han}々〆ヶヵ\p{Katakana}ー]")
+_NOT_PLACE = frozenset("第年月日度期条回号番分時")
+_MAX_PLACE_CHARS = 12
+# What may stand between a cue and what it announces, or around a number that goes on.
+_FILLER = "えっと|えーと|ええと|えー|ええ|あのー|あの|その|はい|で|それで"
+_PAUSE_RE = re2.compile(rf"^(?:[\s、,。.・\-のノー…]|{_FILLER})*$")
+_AFTER_CUE_RE = re2.compile(rf"^(?:[\s、,。.・:：はがをの]|です|でございます|{_FILLER})*$")
 
-# A run of at least 7 digits, separators allowed between them (groups of a phone
-# number, the spaces in a My Number). Classified afterwards by length and context.
-_DIGIT_RUN = re.compile(
-    rf"(?<![{_DIGIT_CHARS}])(?:\+\s?|\()?{_DIGIT}(?:{_SEP}{_DIGIT}){{6,}}(?![{_DIGIT_CHARS}])"
+# -- dates -----------------------------------------------------------------------------------
+_ERAS = {"明治": 1867, "大正": 1911, "昭和": 1925, "平成": 1988, "令和": 2018}
+_ERAS |= {"M": 1867, "T": 1911, "S": 1925, "H": 1988, "R": 2018}
+_J = r"[\sのは、,]{0,2}"
+_YEAR = r"(?:(?:明治|大正|昭和|平成|令和|[MTSHR])\s?(?:\d{1,2}|元)|\d{4}|\d{2})\s?年"
+_DATE_RE = re2.compile(
+    # 1: full date, 2: numeric date, 3: year and month, 4: month and day, 5: era year
+    rf"({_YEAR}{_J}\d{{1,2}}\s?月{_J}\d{{1,2}}\s?日)"
+    rf"|((?:(?:明治|大正|昭和|平成|令和|[MTSHR])\s?\d{{1,2}}|\d{{4}})[-/]\d{{1,2}}[-/]\d{{1,2}})"
+    rf"|({_YEAR}{_J}\d{{1,2}}\s?月)"
+    rf"|(\d{{1,2}}\s?月{_J}\d{{1,2}}\s?日)"
+    r"|((?:明治|大正|昭和|平成|令和)\s?(?:\d{1,2}|元)\s?年|\d{4}\s?年)"
 )
-_AMOUNT_AFTER = re.compile(r"\s*(?:円|万|億|千|百|ドル|件|人|個|枚|回|%|％)")
-# An 8-digit local number (1234-5678) counts as a phone number after these words.
-_LOCAL_PHONE = re.compile(
-    rf"(?:電話|携帯|連絡先|でんわ)[^{_DIGIT_CHARS}。]{{0,10}}?"
-    rf"(?<![{_DIGIT_CHARS}])([0-9]{{2,4}}-[0-9]{{4}})(?![{_DIGIT_CHARS}-])"
-)
+_YEAR_RE = re2.compile(r"^(明治|大正|昭和|平成|令和|[MTSHR])?\s?(\d{1,4}|元)")
 
-# -- dates of birth ------------------------------------------------------------------------
-_N = rf"[0-9{_KANJI_DIGITS}十]{{1,4}}"
-_ERA = r"(?:昭和|平成|令和|大正|[SHRT][.\s]?)"
-_KANJI_YEAR = rf"[一二千][{_KANJI_DIGITS}百千十]{{2,6}}年"  # 一九六〇年, 千九百六十年
-_YEAR = rf"(?:{_ERA}\s*(?:元|{_N})\s*年|(?:19|20)?[0-9]{{2}}\s*年|{_KANJI_YEAR})"
-_FULL_DATE = rf"{_YEAR}\s*{_N}\s*月\s*{_N}\s*日"
-_SLASH = r"\s*[./\-]\s*"
-_NUMERIC_DATE = (
-    rf"(?:{_ERA}\s*[0-9]{{1,2}}|(?:19|20)[0-9]{{2}}){_SLASH}[0-9]{{1,2}}{_SLASH}[0-9]{{1,2}}"
-)
-_DATE = rf"(?:{_FULL_DATE}|{_NUMERIC_DATE})"
-_BIRTH_DATE_RES = (
-    # 生年月日は昭和45年3月2日 / 誕生日：1960/1/2
-    re.compile(
-        rf"(?:生年月日|誕生日|せいねんがっぴ|たんじょうび)[はがをの:：\s、]*(?:で?す?が?、?)?"
-        rf"({_DATE}|{_N}\s*月\s*{_N}\s*日)"
-    ),
-    # 1960年1月2日生まれ / 昭和45年生まれ / 平成元年の生まれ
-    re.compile(
-        rf"((?:{_DATE}|{_YEAR}(?:\s*{_N}\s*月(?:\s*{_N}\s*日)?)?))\s*の?\s*(?:生まれ|生|うまれ)"
-    ),
-)
-
-# -- addresses -----------------------------------------------------------------------------
-_NAME = r"[\u4E00-\u9FFF々〆ヵヶケァ-ヴー]"
-_ADMIN = rf"(?:{_NAME}{{1,4}}[都道府県])?(?:{_NAME}{{1,6}}?[市区町村郡])+"
-_TOWN = rf"(?:{_NAME}|[がのノ]){{0,8}}?"
-_BN = rf"[0-9{_KANJI_DIGITS}十]{{1,4}}"
-_CHOME = rf"{_BN}\s*丁目(?:\s*{_BN}\s*番地?(?:\s*の?\s*{_BN}\s*号?)?)?"
-_BANCHI = rf"{_BN}\s*番地(?:\s*の?\s*{_BN}\s*号?)?|{_BN}\s*番\s*{_BN}\s*号"
-_HYPHENATED = r"[0-9]{1,4}-[0-9]{1,4}(?:-[0-9]{1,4})?(?![0-9-])"
-_ADDRESS_RES = (
-    # 東京都新宿区西新宿2-8-1, 〇〇市中央1丁目2番3号
-    re.compile(rf"{_ADMIN}{_TOWN}(?:{_CHOME}|{_BANCHI}|{_HYPHENATED})"),
-    # 中央3丁目5番 (no city named)
-    re.compile(rf"{_NAME}{{0,6}}{_CHOME}|{_NAME}{{1,6}}(?:{_BANCHI})"),
-    # 〒123-4567, 郵便番号は1234567
-    re.compile(r"(?:〒|郵便番号[はがを:：\s]*)\s*[0-9]{3}-?[0-9]{4}(?![0-9])"),
+# -- addresses -------------------------------------------------------------------------------
+_SEP = r"[\-のノ\s]{0,2}"
+_ADDRESS_RE = re2.compile(
+    r"[\p{Han}々〆ヶヵ\p{Katakana}ー]{0,12}(?:"
+    rf"\d{{1,4}}丁目(?:{_SEP}\d{{1,4}}(?:番地|番)?)?(?:{_SEP}\d{{1,4}}号?)?"
+    rf"|\d{{1,4}}番地(?:{_SEP}\d{{1,4}}号?)?"
+    rf"|\d{{1,4}}番{_SEP}\d{{1,4}}号"
+    r"|\d{1,5}号(?:室|棟|館)"
+    r")"
+    # a room in a named building: ハイツ緑203, 市営住宅の3
+    r"|(?:ハイツ|マンション|コーポ|ハイム|アパート|ビル|荘|レジデンス|メゾン|団地|住宅)"
+    r"[\p{Han}\p{Katakana}ー]{0,8}[\sのノ]{0,2}\d{1,4}"
 )
 
-_CONTEXT_CHARS = 16
+# -- names -----------------------------------------------------------------------------------
+_NAME_END = r"(?:です|と申|といい|と言い|っていい|って言い|でござ|さん|様|、|。|\s|\x00)"
+_KANJI_NAME = r"[\p{Han}々ヶ]{1,8}(?:[ 　][\p{Han}々ヶ]{1,6})?"
+_KATAKANA_NAME = r"[\p{Katakana}ー]{2,12}(?:[ 　][\p{Katakana}ー]{1,10})?"
+_HIRAGANA_NAME = r"[\p{Hiragana}ー]{2,12}?"
+# After a name cue (名前は, 氏名：), on a bounded window that ends in \x00 at the text's end.
+_NAME_AFTER_CUE_RE = re2.compile(
+    rf"^(?:[\s、,:：はがの]|です|{_FILLER})*"
+    rf"(?:({_KANJI_NAME})|({_KATAKANA_NAME})|({_HIRAGANA_NAME})){_NAME_END}"
+)
+_INTRO = r"(?:と申し|といいます|と言います|っていいます|って言います)"
+_NAME_INTRO_RE = re2.compile(
+    rf"(?:私|わたし|わたくし|僕|ぼく)?(?:は|、)?"
+    rf"(?:({_KANJI_NAME})|({_KATAKANA_NAME})|({_HIRAGANA_NAME})){_INTRO}"
+)
+_SELF_RE = re2.compile(r"(?:私|わたし|わたくし|僕|ぼく)は、?([\p{Han}々ヶ]{2,6})です")
+# Last characters of nouns that follow 私は ... です without being a name (会社員, 年金生活者).
+_NOT_NAME_END = frozenset("税者員金書所料証額日月年度市区町村課係制的中人民業生費職身夫用分")
+_NAME_PREFIXES = ("えっと", "えーと", "あのー", "あの", "わたくし", "わたし", "ぼく", "おれ")
+
+
+@dataclasses.dataclass(frozen=True)
+class _Carry:
+    """What an utterance leaves for the next one of the same call."""
+
+    digits: int = 0  # digits of a number left unfinished at its end
+    label: str | None = None  # what that number, or a cue at the very end, announces
+
+
+@dataclasses.dataclass(frozen=True)
+class _Span:
+    start: int  # canonical span
+    end: int
+    label: str
+    priority: int  # lower wins where spans overlap
+
+
+_PRIORITY = {PHONE: 0, MY_NUMBER: 0, ACCOUNT: 0, CARD: 0, NUMBER: 1, AMOUNT: 1}
+_PRIORITY |= {BIRTH_DATE: 2, ADDRESS: 3, NAME: 4}
+
+
+class CallMasker:
+    """Masks the utterances of one call in order, carrying an unfinished number or a cue
+    from one utterance to the next.
+
+    ``mask`` with ``commit=False`` (an interim recognition) uses the state but leaves it as
+    it was. Masking the same text again right after it was committed (the decision on
+    an utterance repeats its words) gives the same result without moving the state on.
+    Not thread-safe: one call's events arrive in order from one place.
+    """
+
+    def __init__(self, today: dt.date | None = None):
+        self._carry = _Carry()
+        self._last: tuple[str, str] | None = None  # last committed text and its masked form
+        self._birth_cutoff = (today or dt.date.today()).year - BIRTH_YEARS_AGO
+
+    def mask(self, text: str, *, commit: bool = True) -> str:
+        if self._last is not None and self._last[0] == text:
+            return self._last[1]
+        masked, carry = _mask(text, self._carry, self._birth_cutoff)
+        if commit:
+            self._carry = carry
+            self._last = (text, masked)
+        return masked
+
+    def mask_all(self, texts: Iterable[str]) -> list[str]:
+        """Masks a sequence of utterances of one call (the turns of a handover summary)."""
+        return [self.mask(t) for t in texts]
 
 
 def mask_text(text: str) -> str:
     """``text`` with personal data replaced by fixed tokens such as ［電話番号］.
 
+    One utterance on its own; a call's utterances in order go through a ``CallMasker``.
     Idempotent: masking a masked text changes nothing.
     """
+    return _mask(text, _Carry(), dt.date.today().year - BIRTH_YEARS_AGO)[0]
+
+
+def _mask(text: str, carry: _Carry, birth_cutoff: int) -> tuple[str, _Carry]:
     if not text:
-        return text
-    norm = _CHOON_AFTER_DIGIT.sub("-", text.translate(_TABLE))
-    spans: list[tuple[int, int, str, int]] = []  # start, end, token, priority
-
-    for m in _DIGIT_RUN.finditer(norm):
-        token = _classify_digits(norm, m)
-        if token is not None:
-            spans.append((m.start(), m.end(), token, 0))
-    for m in _LOCAL_PHONE.finditer(norm):
-        spans.append((m.start(1), m.end(1), PHONE, 1))
-    for pattern in _BIRTH_DATE_RES:
-        for m in pattern.finditer(norm):
-            spans.append((m.start(1), m.end(1), BIRTH_DATE, 2))
-    for pattern in _ADDRESS_RES:
-        for m in pattern.finditer(norm):
-            spans.append((m.start(), m.end(), ADDRESS, 3))
-    if not spans:
-        return text
-    return _replace(text, spans)
+        return text, _Carry()
+    truncated = len(text) > MAX_TEXT_CHARS
+    head = text[:MAX_TEXT_CHARS] if truncated else text
+    c = canonical(head)
+    t = _hide_tokens(c.text)
+    spans, carry = _find(c, t, carry, truncated, birth_cutoff)
+    masked = _replace(c, spans) if spans else head
+    return (masked + OMITTED if truncated else masked), carry
 
 
-def _classify_digits(norm: str, m: re.Match[str]) -> str | None:
-    """Which kind of number a run of digits is, or None for one that is not personal."""
-    digits = "".join(_digit_value(d) for d in _DIGIT_RE.findall(m.group()))
-    if _AMOUNT_AFTER.match(norm, m.end()):
+def _hide_tokens(t: str) -> str:
+    """The canonical text with the words inside masking tokens hidden from the cues
+    (［電話番号］ must not make a later number a phone number: masking is idempotent)."""
+    if "［" not in t:
+        return t
+    for token in TOKENS:
+        if token in t:
+            t = t.replace(token, "［" + "＊" * (len(token) - 2) + "］")
+    return t
+
+
+def _find(
+    c: Canonical, t: str, carry: _Carry, truncated: bool, birth_cutoff: int
+) -> tuple[list[_Span], _Carry]:
+    """Everything personal in the canonical text ``t``, and what carries to the next one."""
+    cues = [(m.start(), m.end(), _CUE_KIND[m.group()]) for m in _CUE_RE.finditer(t)]
+    if carry.label is not None and carry.digits == 0:
+        cues.insert(0, (0, 0, carry.label))  # 「電話番号は」 ended the last utterance
+    spans: list[_Span] = []
+    runs = c.runs
+    number_cue = _active_cues(t, cues, runs, _NUMBER_KINDS)
+    last = runs[-1] if runs else None
+    unfinished = last is not None and (
+        (truncated and last.end >= len(t) - 1) or bool(_PAUSE_RE.match(t[last.end :]))
+    )
+    next_carry = _Carry()
+    for k, run in enumerate(runs):
+        leading = (
+            k == 0
+            and carry.digits > 0
+            and t[run.end : run.end + 1] not in _UNITS  # 6月30日 does not go on with 090の
+            and bool(_PAUSE_RE.match(t[: run.start]))
+        )
+        total = len(run.digits) + (carry.digits if leading else 0)
+        label = _run_label(t, run, total, number_cue[k], leading, carry)
+        trailing = run is last and unfinished
+        if label is None and trailing:
+            label = _unfinished_label(t, run, truncated, number_cue[k])
+        elif label == NUMBER and trailing and run.digits.startswith("0") and not number_cue[k]:
+            label = PHONE  # 090-1234- (and the rest to come)
+        if label is not None:
+            start = run.start - 1 if run.start > 0 and t[run.start - 1] in "(+（＋" else run.start
+            if label == ADDRESS:
+                start = _place_start(t, start)
+            spans.append(_Span(start, run.end, label, _PRIORITY[label]))
+        if trailing:
+            next_carry = _Carry(min(total, 64), label or number_cue[k] or NUMBER)
+    if not runs or not unfinished:
+        end_cue = _cue_at_end(t, cues)
+        if end_cue is not None:
+            next_carry = _Carry(0, end_cue)
+    if runs and ("年" in t or "月" in t or "/" in t or JOIN in t):
+        spans.extend(_birth_dates(t, cues, birth_cutoff))
+    if runs:
+        spans.extend(_Span(m.start(), m.end(), ADDRESS, 3) for m in _ADDRESS_RE.finditer(t))
+    spans.extend(_names(t, cues))
+    return spans, next_carry
+
+
+def _active_cues(
+    t: str, cues: list[tuple[int, int, str]], runs: list[DigitRun], kinds: frozenset[str]
+) -> list[str | None]:
+    """For each run, the kind of the last cue of ``kinds`` before it in its sentence."""
+    out: list[str | None] = []
+    ci = 0
+    active: str | None = None
+    pos = 0
+    for run in runs:
+        while ci < len(cues) and cues[ci][1] <= run.start:
+            if any(ch in _SENTENCE_ENDS for ch in t[pos : cues[ci][0]]):
+                active = None
+            kind = cues[ci][2]
+            if kind in kinds and not (kind == NUMBER and active is not None):
+                active = kind  # 携帯の番号: still a phone number
+            pos = cues[ci][1]
+            ci += 1
+        if active is not None and any(ch in _SENTENCE_ENDS for ch in t[pos : run.start]):
+            active = None
+        pos = max(pos, run.start)
+        out.append(active)
+    return out
+
+
+def _run_label(
+    t: str, run: DigitRun, total: int, cue: str | None, leading: bool, carry: _Carry
+) -> str | None:
+    """What a run of digits is, if it is personal."""
+    after = t[run.end : run.end + 1]
+    unit = after in _UNITS or after in NUMERIC_MARKERS
+    if total >= PERSONAL_DIGITS:
+        if leading and carry.label is not None:
+            return carry.label
+        if cue is not None and cue != NUMBER:
+            return cue
+        if after in ("円", "万", "億", "ド"):
+            return AMOUNT
+        if run.digits.startswith("0") and 10 <= total <= 11:
+            return PHONE
+        if t[run.start - 1 : run.start] == "+" and run.digits.startswith("81"):
+            return PHONE
+        if total == 12:
+            return MY_NUMBER
+        if 13 <= total <= 19:
+            return CARD
+        return NUMBER
+    if leading:
+        return carry.label or NUMBER
+    if unit:
         return None
-    before = norm[max(0, m.start() - _CONTEXT_CHARS) : m.start()]
-    n = len(digits)
-    international = m.group().lstrip("(").startswith("+")
-    if ("マイナンバー" in before or "個人番号" in before) and n == 12:
-        return MY_NUMBER
-    if "カード" in before and 13 <= n <= 19:
-        return CARD
-    if "口座" in before and 7 <= n <= 8:
-        return ACCOUNT
-    if international and digits.startswith("81") and 11 <= n <= 13:
-        return PHONE
-    if digits.startswith("0") and 10 <= n <= 11:
-        return PHONE
-    if n == 12:
-        return MY_NUMBER
-    if 13 <= n <= 19:
-        return CARD
-    if n >= 10:
-        return NUMBER
-    if ("電話" in before or "携帯" in before) and n >= 8:
-        return PHONE
-    if "番号" in before:
-        return NUMBER
+    if cue is not None and len(run.digits) >= 2:
+        return cue
+    if len(run.groups) >= 3 and max(run.groups) <= 4:
+        return ADDRESS  # 2-8-1
+    if len(run.groups) == 2 and max(run.groups) <= 4 and run.start > 0:
+        before = t[run.start - 1]
+        if before not in _NOT_PLACE and _PLACE_CHARS.match(before):
+            return ADDRESS  # 西新宿8-1
     return None
 
 
-def _digit_value(token: str) -> str:
-    if token.isascii():
-        return token
-    return _KANJI_VALUE.get(token) or _KANA_DIGITS[token]
+def _unfinished_label(t: str, run: DigitRun, truncated: bool, cue: str | None) -> str | None:
+    """A number at the very end that may go on in the next utterance: masked when it
+    looks like the start of one (090, 1234の) or a cue announced it."""
+    if truncated or cue is not None:
+        return cue or NUMBER
+    ends_with_separator = run.end < len(t) and t[run.end] not in " \u3000"
+    if ends_with_separator or (run.digits.startswith("0") and len(run.digits) >= 2):
+        return PHONE if run.digits.startswith("0") else NUMBER
+    return None
 
 
-def _replace(text: str, spans: list[tuple[int, int, str, int]]) -> str:
-    """Replace spans, earlier rules first where spans overlap (a phone number inside an
-    address match stays a phone number), merging what overlaps."""
-    chosen: list[tuple[int, int, str]] = []
-    for start, end, token, _prio in sorted(spans, key=lambda s: (s[3], s[0], -(s[1] - s[0]))):
-        overlapping = [c for c in chosen if c[0] < end and start < c[1]]
-        if not overlapping:
-            chosen.append((start, end, token))
+def _place_start(t: str, start: int) -> int:
+    """Where the place name before an address number begins (西新宿 of 西新宿2-8-1)."""
+    limit = max(0, start - _MAX_PLACE_CHARS)
+    if start > 0 and t[start - 1] in _NOT_PLACE:
+        return start
+    while start > limit and _PLACE_CHARS.match(t[start - 1]):
+        start -= 1
+    return start
+
+
+def _cue_at_end(t: str, cues: list[tuple[int, int, str]]) -> str | None:
+    """The kind of a cue that ends the text (「電話番号は」, 「お名前は、えっと」)."""
+    if not cues:
+        return None
+    start, end, kind = cues[-1]
+    if end == 0 and start == 0 and t.strip():
+        return None  # a carried cue that this utterance did not answer
+    return kind if _AFTER_CUE_RE.match(t[end:]) else None
+
+
+def _birth_dates(t: str, cues: list[tuple[int, int, str]], cutoff: int) -> list[_Span]:
+    """Dates of birth: an old full date, or any date in an utterance about a birth."""
+    cued = any(kind == BIRTH_DATE for _, _, kind in cues)
+    spans = []
+    for m in _DATE_RE.finditer(t):
+        full = m.group(1) or m.group(2)
+        if cued or (full is not None and _old_year(full, cutoff)):
+            spans.append(_Span(m.start(), m.end(), BIRTH_DATE, 2))
+    return spans
+
+
+def _old_year(date: str, cutoff: int) -> bool:
+    """Whether a full date lies in a year at or before ``cutoff`` (a birth year, not a
+    deadline: 令和7年1月1日 is not one, 昭和45年3月2日 and 平成元年5月5日 are)."""
+    m = _YEAR_RE.match(date)
+    if m is None:
+        return False
+    era, number = m.group(1), m.group(2)
+    value = 1 if number == "元" else int(number)
+    if era is not None:
+        return _ERAS[era] + value <= cutoff
+    if value >= 1000:
+        return value <= cutoff
+    # A two-digit year without an era: old unless it can be this era's year.
+    return value > dt.date.today().year - _ERAS["令和"] + 1
+
+
+def _names(t: str, cues: list[tuple[int, int, str]]) -> list[_Span]:
+    spans = []
+    for _, end, kind in cues:
+        if kind != NAME:
             continue
-        # A later, larger match (an address around a masked number) swallows the smaller.
-        if all(start <= c[0] and c[1] <= end for c in overlapping) and token == ADDRESS:
-            chosen = [c for c in chosen if c not in overlapping]
-            chosen.append((start, end, token))
+        window = t[end : end + 40]
+        m = _NAME_AFTER_CUE_RE.match(window + ("\x00" if end + 40 >= len(t) else ""))
+        if m is not None:
+            group = next(g for g in (1, 2, 3) if m.group(g) is not None)
+            if group == 3 and m.group(3).startswith(_NAME_PREFIXES):
+                continue  # 名前は、えっと、［氏名］: a filler, not a name
+            spans.append(_Span(end + m.start(group), end + m.end(group), NAME, 4))
+    if "申" in t or "いいます" in t or "言います" in t:
+        for m in _NAME_INTRO_RE.finditer(t):
+            group = next(g for g in (1, 2, 3) if m.group(g) is not None)
+            start, end = m.span(group)
+            if group == 3:
+                start = _strip_name_prefix(t, start, end)
+            after = t[m.end() : m.end() + 1]
+            if "申" not in m.group() and after in ("か", "と", "の", "が", "よ"):
+                continue  # 固定資産税といいますか: not an introduction
+            spans.append(_Span(start, end, NAME, 4))
+    if "です" in t:
+        for m in _SELF_RE.finditer(t):
+            if m.group(1)[-1] not in _NOT_NAME_END:
+                spans.append(_Span(m.start(1), m.end(1), NAME, 4))
+    return spans
+
+
+def _strip_name_prefix(t: str, start: int, end: int) -> int:
+    """Skip fillers and 私は before a name in kana (えっとわたしはやまだたろう)."""
+    moved = True
+    while moved and start < end:
+        moved = False
+        for prefix in _NAME_PREFIXES:
+            if t.startswith(prefix, start, end):
+                start += len(prefix)
+                moved = True
+        while start < end and t[start] in "はがも、":
+            start += 1
+            moved = True
+    return start
+
+
+def _replace(c: Canonical, spans: list[_Span]) -> str:
+    """The original text with every span masked; overlapping spans are merged and take
+    the label of the most specific one (a phone number inside an address match)."""
+    located = []
+    for s in spans:
+        start, end = c.span(s.start, s.end)
+        if end > start:
+            located.append((start, end, s.priority, s.label))
+    located.sort()
+    merged: list[list[Any]] = []
+    for start, end, priority, label in located:
+        if merged and start < merged[-1][1]:
+            cur = merged[-1]
+            cur[1] = max(cur[1], end)
+            if priority < cur[2]:
+                cur[2], cur[3] = priority, label
+        else:
+            merged.append([start, end, priority, label])
     out: list[str] = []
     pos = 0
-    for start, end, token in sorted(chosen):
-        out.append(text[pos:start])
-        out.append(token)
+    for start, end, _priority, label in merged:
+        out.append(c.original[pos:start])
+        out.append(label)
         pos = end
-    out.append(text[pos:])
+    out.append(c.original[pos:])
     return "".join(out)
 
 
@@ -257,25 +503,28 @@ def mask_caller(caller: str | None) -> str | None:
 _TEXT_KEYS = frozenset({"text", "heard", "utterance", "transcript", "caller_text"})
 
 
-def mask_value(value: Any, key: str | None = None) -> Any:
+def mask_value(value: Any, key: str | None = None, masker: CallMasker | None = None) -> Any:
     """Masks the caller's words wherever they sit in a nested payload (a handover summary,
-    candidate lists): string values under text-like keys, recursively."""
+    candidate lists): string values under text-like keys, recursively, in order (with
+    ``masker``, the turns of one call carry an unfinished number from one to the next)."""
     if isinstance(value, dict):
-        return {k: mask_value(v, k) for k, v in value.items()}
+        return {k: mask_value(v, k, masker) for k, v in value.items()}
     if isinstance(value, list):
-        return [mask_value(v, key) for v in value]
+        return [mask_value(v, key, masker) for v in value]
     if isinstance(value, tuple):
-        return tuple(mask_value(v, key) for v in value)
+        return tuple(mask_value(v, key, masker) for v in value)
     if isinstance(value, str) and key in _TEXT_KEYS:
-        return mask_text(value)
+        return masker.mask(value) if masker is not None else mask_text(value)
     return value
 
 
-def mask_event(event: CallEvent) -> CallEvent:
+def mask_event(event: CallEvent, masker: CallMasker | None = None) -> CallEvent:
     """A copy of ``event`` with every field that can hold personal data masked.
 
-    The bot's own words (``BotSpeechStarted.text``) come from the FAQ and stay as they
-    are: they may quote the city's own phone numbers on purpose.
+    ``masker`` is the call's own (``MaskingSink`` keeps one per call): final recognitions
+    move it on, interim ones and the decision on an utterance only read it. The bot's
+    own words (``BotSpeechStarted.text``) come from the FAQ and stay as they are: they may
+    quote the city's own phone numbers on purpose.
     """
     changes: dict[str, Any] = {}
     for f in dataclasses.fields(event):
@@ -286,8 +535,13 @@ def mask_event(event: CallEvent) -> CallEvent:
             continue
         if f.name == "caller" and isinstance(event, CallStarted):
             changes[f.name] = mask_caller(value)
+        elif f.name == "text" and isinstance(value, str) and masker is not None:
+            commit = isinstance(event, Recognized) and event.final
+            changes[f.name] = masker.mask(value, commit=commit)
         elif f.name in ("text", "error") and isinstance(value, str):
             changes[f.name] = mask_text(value)
+        elif f.name == "summary" and isinstance(event, TransferRequested):
+            changes[f.name] = mask_value(value, f.name, CallMasker())  # the turns in order
         elif f.name in ("summary", "candidates"):
             changes[f.name] = mask_value(value, f.name)
     return dataclasses.replace(event, **changes) if changes else event
@@ -297,20 +551,47 @@ class MaskingSink:
     """An EventSink that masks each event and passes the masked copy on.
 
     Put it in front of everything that stores or shows events, so that no sink ever
-    sees an unmasked utterance. Should masking itself fail, the event still goes on (its
-    timing and outcome matter to records and reports) with the caller's words withheld.
+    sees an unmasked utterance. It keeps a ``CallMasker`` per call (a number split over
+    two utterances is masked in both), dropped when the call ends; at most
+    ``max_calls`` of them, the oldest going first, so calls that never end cannot pile
+    up. Should masking itself fail, the event still goes on (its timing and outcome
+    matter to records and reports) with the caller's words withheld.
     """
 
-    def __init__(self, inner: EventSink):
+    def __init__(self, inner: EventSink, max_calls: int = 4096):
         self.inner = inner
+        self.max_calls = max_calls
+        self._maskers: OrderedDict[str, CallMasker] = OrderedDict()
+        self._lock = threading.Lock()
 
     def emit(self, event: CallEvent) -> None:
         try:
-            masked = mask_event(event)
+            masked = mask_event(event, self._masker(event))
         except Exception:
             log.exception("masking failed on a %s event of call %s", event.name, event.call_id)
             masked = _withheld(event)
         self.inner.emit(masked)
+
+    def _masker(self, event: CallEvent) -> CallMasker | None:
+        if not isinstance(event, Recognized | IntentDecided | CallEnded):
+            return None
+        with self._lock:
+            if isinstance(event, CallEnded):
+                self._maskers.pop(event.call_id, None)
+                return None
+            masker = self._maskers.get(event.call_id)
+            if masker is None:
+                masker = self._maskers[event.call_id] = CallMasker()
+                while len(self._maskers) > self.max_calls:
+                    self._maskers.popitem(last=False)
+            else:
+                self._maskers.move_to_end(event.call_id)
+            return masker
+
+    @property
+    def calls(self) -> int:
+        """Calls whose masking state is kept."""
+        return len(self._maskers)
 
 
 def _withheld(event: CallEvent) -> CallEvent:

@@ -47,7 +47,7 @@ def reading(text: str) -> str:
     try:
         kana = pyopenjtalk.g2p(text, kana=True, predict_nani=False, use_sudachi_kanji_yomi=False)
     except Exception:  # the dictionary is robust, but never let a reading break matching
-        log.exception("reading failed for %r", text)
+        log.exception("reading failed for a text of %d characters", len(text))  # not the words
         kana = hira_to_kata(text)
     return _NON_KANA_RE.sub("", kana)
 

@@ -43,7 +43,7 @@ class AudioPump:
 
     async def forward(self, frame: Frame) -> None:
         if isinstance(frame, DtmfFrame):
-            log.debug("bridge: key %s during a staff call (not forwarded)", frame.digit)
+            log.debug("bridge: a key during a staff call (not forwarded)")
             return
         if not isinstance(frame, AudioFrame):
             return

@@ -182,9 +182,8 @@ class SipEndpoint:
         )
         self.calls_answered += 1
         log.info(
-            "SIP: call %s from %s answered (worker %d, Call-ID %s)",
+            "SIP: call %s answered (worker %d, Call-ID %s)",  # never the caller's number
             transport.call_id,
-            caller,
             leg.link.index,
             leg.sip_call_id,
         )

@@ -15,7 +15,7 @@ import contextlib
 import logging
 import math
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -45,12 +45,14 @@ class AlreadyAnswered(RuntimeError):
     """Another staff member answered this call first."""
 
 
-def _mask(text: str) -> str:
+def _call_masker() -> Callable[[str], str]:
+    """Masks one call's utterances in order (a number split over two turns is masked in
+    both), or shows them as they are when the web side is not installed."""
     try:
-        from dashboards.masking import mask_text
+        from dashboards.masking import CallMasker
     except ImportError:  # the web side is optional; recognised text is shown as is
-        return text
-    return mask_text(text)
+        return lambda text: text
+    return CallMasker().mask
 
 
 def screen_pop(handover: Handover | None) -> dict[str, Any]:
@@ -58,10 +60,11 @@ def screen_pop(handover: Handover | None) -> dict[str, Any]:
     if handover is None:
         return {"reason": "unknown", "topic": None, "turns": []}
     data = handover.as_dict()
+    mask = _call_masker()
     turns = []
     for turn in data.get("turns", []):
         turn = dict(turn)
-        turn["heard"] = _mask(str(turn.get("heard", "")))
+        turn["heard"] = mask(str(turn.get("heard", "")))
         turn["candidates"] = [
             {k: c.get(k) for k in ("faq_id", "title", "score")} for c in turn.get("candidates", [])
         ]

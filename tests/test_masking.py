@@ -2,22 +2,36 @@
 
 from __future__ import annotations
 
+import datetime as dt
+import json
+import subprocess
+import sys
+from pathlib import Path
+
 import pytest
 
 from dashboards.masking import (
     ACCOUNT,
     ADDRESS,
+    AMOUNT,
     BIRTH_DATE,
     CARD,
+    MAX_TEXT_CHARS,
     MY_NUMBER,
+    NAME,
     NUMBER,
+    OMITTED,
     PHONE,
     WITHHELD,
+    CallMasker,
     MaskingSink,
     mask_caller,
     mask_event,
     mask_text,
 )
+from dashboards.spoken_numbers import canonical
+from telephony.staff_console import screen_pop
+from voicebot.dialogue import Handover, TurnRecord
 from voicebot.events import (
     BotSpeechStarted,
     CallEnded,
@@ -28,6 +42,8 @@ from voicebot.events import (
     Recognized,
     TransferRequested,
 )
+
+ROOT = Path(__file__).resolve().parent.parent
 
 MASKED = [
     # phone numbers, every way a recogniser writes them
@@ -44,16 +60,38 @@ MASKED = [
     ("ぜろきゅうぜろのいちにーさんよんのごーろくななはち", PHONE),
     ("〇九〇の一二三四の五六七八", PHONE),
     ("携帯の番号は1234-5678", f"携帯の番号は{PHONE}"),
+    # ... with spaced hyphens, spaced の, and readings a recogniser writes
+    ("電話番号は090 - 1234 - 5678です", f"電話番号は{PHONE}です"),
+    ("090 の 1234 の 5678 です", f"{PHONE} です"),
+    ("０９０　－　１２３４　－　５６７８", PHONE),
+    ("ゼロキューゼロ、イチニイサンヨン、ゴロクナナハチ", PHONE),
+    ("ゼロクゼロのイチニーサンヨンのゴーロクナナハチ", PHONE),
+    ("おーきゅうおーのいちにーさんよんのごーろくななはち", PHONE),
+    ("ぜろきゅうぜろ いちにさんよん ごろくななはち", PHONE),
+    ("れいさんのろくななはちきゅうのいちにさんよん", PHONE),
+    ("〇九〇の千二百三十四の五千六百七十八", PHONE),
+    ("〇三の三千二百十の九千八百七十六にお願いします", f"{PHONE}にお願いします"),
+    ("九十の千二百三十四の五千六百七十八", NUMBER),
+    ("０9０ の いちにさんよん の 5678", PHONE),
+    ("ｾﾞﾛｷｭｰｾﾞﾛのｲﾁﾆｰｻﾝﾖﾝのｺﾞｰﾛｸﾅﾅﾊﾁ", PHONE),
+    ("٠٩٠١٢٣٤٥٦٧٨", PHONE),
     # My Number
     ("マイナンバーは1234 5678 9012です", f"マイナンバーは{MY_NUMBER}です"),
     ("マイナンバーは1234-5678-9012", f"マイナンバーは{MY_NUMBER}"),
     ("個人番号１２３４５６７８９０１２", f"個人番号{MY_NUMBER}"),
     ("番号は123456789012です", f"番号は{MY_NUMBER}です"),
+    ("123456789012個人番号カードです", f"{MY_NUMBER}個人番号カードです"),
+    ("1234 5678 9012の個人番号カード", f"{MY_NUMBER}の個人番号カード"),
     # cards and accounts
     ("カード番号は4111 1111 1111 1111", f"カード番号は{CARD}"),
     ("4111-1111-1111-1111で払いたい", f"{CARD}で払いたい"),
     ("口座番号は1234567です", f"口座番号は{ACCOUNT}です"),
     ("口座は普通の7654321", f"口座は普通の{ACCOUNT}"),
+    (
+        "口座番号は、えーと、ちょっと待ってくださいね、普通預金の1234567です",
+        f"口座番号は、えーと、ちょっと待ってくださいね、普通預金の{ACCOUNT}です",
+    ),
+    ("暗証番号は1234です", f"暗証番号は{NUMBER}です"),
     # dates of birth
     ("生年月日は昭和45年3月2日です", f"生年月日は{BIRTH_DATE}です"),
     ("生年月日は、昭和45年3月2日", f"生年月日は、{BIRTH_DATE}"),
@@ -65,17 +103,49 @@ MASKED = [
     ("S45.3.2生まれ", f"{BIRTH_DATE}生まれ"),
     ("誕生日は3月2日です", f"誕生日は{BIRTH_DATE}です"),
     ("昭和45年生まれです", f"{BIRTH_DATE}生まれです"),
+    # ... without 生年月日 right before them
+    ("昭和45年3月2日に生まれました", f"{BIRTH_DATE}に生まれました"),
+    ("誕生日は1970年の3月2日です", f"誕生日は{BIRTH_DATE}です"),
+    ("しょうわよんじゅうごねんさんがつふつかです", f"{BIRTH_DATE}です"),
+    ("しょうわよんじゅうごねんさんがつふつかうまれ", f"{BIRTH_DATE}うまれ"),
+    (
+        "へいせいがんねんの話ではなく平成2年12月24日です",
+        f"へいせいがんねんの話ではなく{BIRTH_DATE}です",
+    ),
+    ("父は大正15年の4月1日の生まれです", f"父は{BIRTH_DATE}の生まれです"),
+    ("母は1948年5月30日に生まれて", f"母は{BIRTH_DATE}に生まれて"),
+    # names
+    ("氏名は山田太郎です", f"氏名は{NAME}です"),
+    ("やまだたろうと申します", f"{NAME}と申します"),
+    ("わたくし、やまだはなこと申します", f"わたくし、{NAME}と申します"),
+    ("山田太郎といいます", f"{NAME}といいます"),
+    ("名前は、えっと、ヤマダタロウです", f"名前は、えっと、{NAME}です"),
+    ("お名前は佐藤 花子です", f"お名前は{NAME}です"),
+    ("私は鈴木です", f"私は{NAME}です"),
     # addresses
     ("住所は東京都新宿区西新宿2-8-1です", f"住所は{ADDRESS}です"),
     ("大阪府大阪市北区中之島1丁目3番20号", ADDRESS),
     ("横浜市港北区日吉本町1-2-3に住んでいます", f"{ADDRESS}に住んでいます"),
     ("緑区中央3丁目5番", ADDRESS),
     ("中央三丁目五番地の二です", f"{ADDRESS}です"),
-    ("〒123-4567", ADDRESS),
-    ("郵便番号は1234567", ADDRESS),
-    # other long numbers a caller reads out (宛名番号, 通知書番号)
+    ("〒123-4567", f"〒{ADDRESS}"),
+    ("郵便番号は1234567", f"郵便番号は{ADDRESS}"),
+    # ... without a city
+    ("西新宿2-8-1です", f"{ADDRESS}です"),
+    ("にちょうめ8ばん1ごうです", f"{ADDRESS}です"),
+    ("二丁目八番一号", ADDRESS),
+    ("101号室です", f"{ADDRESS}です"),
+    ("ハイツ緑203に住んでます", f"{ADDRESS}に住んでます"),
+    ("サンハイツ203に住んでます", f"サン{ADDRESS}に住んでます"),
+    ("本町8-1の山田です", f"{ADDRESS}の山田です"),
+    # other long numbers a caller reads out (宛名番号, 通知書番号), amounts of 7+ digits
     ("宛名番号は1234567890です", f"宛名番号は{NUMBER}です"),
     ("通知書番号は2468135", f"通知書番号は{NUMBER}"),
+    ("宛名番号は12345です", f"宛名番号は{NUMBER}です"),
+    ("いちにさんしごろくしち", NUMBER),
+    ("一二三四五六七", NUMBER),
+    ("12000000円", f"{AMOUNT}円"),
+    ("1,000,000円くらい", f"{AMOUNT}円くらい"),
 ]
 
 UNCHANGED = [
@@ -85,11 +155,11 @@ UNCHANGED = [
     "令和7年1月1日時点の所有者",
     "平成30年度分の証明書をください",
     "2024年の所得について",
+    "二〇二四年の所得について",
     "5000円を払いました",
     "税額は123,456円です",
-    "12000000円",
-    "1,000,000円くらい",
     "受付時間は8時30分から17時15分まで",
+    "午前8時45分から午後5時30分まで",
     "第1期は6月末です",
     "固定資産税の第2期の納期限は12月25日",
     "市役所の2階の3番窓口です",
@@ -99,11 +169,34 @@ UNCHANGED = [
     "電話番号を教えてください",
     "軽自動車税は4月1日の所有者に課税",
     "サンキューです",
-    "いちにさんしごろくしち",
     "第3条の2",
     "市の中央にあります",
     "3人家族で年収は400万円です",
     "担当の方と直接話したいです",
+    "1通300円です",
+    "年4回に分けて払います",
+    "3月15日までに申告してください",
+    "4月1日から受け付けます",
+    "5月末日が期限です",
+    "100万円以下なら非課税ですか",
+    "税額が5万円になりました",
+    "2021年から2023年までの分",
+    "令和5年分と令和6年分の2年分",
+    "名前を変更したいです",
+    "名前は間違っていません",
+    "私は会社員です",
+    "私は年金生活者です",
+    "固定資産税といいますか、家の税金です",
+    "いちごを食べました",
+    "山田さんに電話します",
+    "千葉県に住んでいます",
+    "一緒に住んでいる母の分です",
+    "九州から引っ越してきました",
+    "住所を変更したい",
+    "生年月日を書く欄がありません",
+    "3月2日に電話しました",
+    "8時半から5時15分まで",
+    "1月から3月までの3か月分",
     "",
 ]
 
@@ -135,10 +228,145 @@ def test_masking_is_idempotent(text, _):
     assert mask_text(once) == once
 
 
-def test_no_digit_of_personal_data_survives():
+def test_no_digit_of_a_long_number_survives():
     for text, _ in MASKED:
         masked = mask_text(text)
-        assert not any(c.isdigit() for c in masked), (text, masked)
+        assert not any(len(run.digits) >= 3 for run in canonical(masked).runs), (text, masked)
+
+
+# -- a call's utterances in order ------------------------------------------------------------
+SPLIT = [
+    # (utterances of one call, what each becomes)
+    (["電話番号は090の", "1234の5678です"], [f"電話番号は{PHONE}の", f"{PHONE}です"]),
+    (
+        ["電話番号は", "ゼロキューゼロ", "イチニーサンヨン", "ゴーロクナナハチです"],
+        ["電話番号は", PHONE, PHONE, f"{PHONE}です"],
+    ),
+    (["えっと1234", "5678です"], ["えっと1234", f"{NUMBER}です"]),
+    (["090-1234-", "えっと、5678です"], [f"{PHONE}-", f"えっと、{PHONE}です"]),
+    (["マイナンバーは1234", "5678の9012です"], [f"マイナンバーは{MY_NUMBER}", f"{MY_NUMBER}です"]),
+    (["生年月日は", "3月2日です"], ["生年月日は", f"{BIRTH_DATE}です"]),
+    (["お名前は", "山田太郎です"], ["お名前は", f"{NAME}です"]),
+    (["口座番号は、えっと", "7654321です"], ["口座番号は、えっと", f"{ACCOUNT}です"]),
+    # nothing carries into an utterance that does not go on with the number
+    (["電話番号は090の", "6月30日が納期ですか"], [f"電話番号は{PHONE}の", "6月30日が納期ですか"]),
+    (["電話番号は", "ありがとう", "3月15日まで"], ["電話番号は", "ありがとう", "3月15日まで"]),
+]
+
+
+@pytest.mark.parametrize(("said", "masked"), SPLIT)
+def test_a_number_split_over_utterances_is_masked_in_each(said, masked):
+    masker = CallMasker()
+    assert [masker.mask(text) for text in said] == masked
+
+
+def test_interim_recognitions_and_repeats_do_not_move_the_state_on():
+    masker = CallMasker()
+    assert masker.mask("電話番号は090の") == f"電話番号は{PHONE}の"
+    assert masker.mask("1234", commit=False) == PHONE  # an interim hypothesis
+    assert masker.mask("電話番号は090の") == f"電話番号は{PHONE}の"  # the decision, same words
+    assert masker.mask("1234の5678です") == f"{PHONE}です"
+
+
+def test_birth_dates_are_told_from_deadlines_by_their_age():
+    assert CallMasker(today=dt.date(2026, 4, 1)).mask("平成20年4月1日に") == f"{BIRTH_DATE}に"
+    assert CallMasker(today=dt.date(2015, 4, 1)).mask("平成20年4月1日に") == "平成20年4月1日に"
+
+
+def test_masking_sink_keeps_state_per_call_and_forgets_ended_calls():
+    inner = EventRecorder()
+    sink = MaskingSink(inner, max_calls=2)
+
+    def said(call_id, text, final=True):
+        sink.emit(Recognized(call_id=call_id, t_ms=1.0, text=text, final=final))
+        return inner.events[-1].text
+
+    assert said("a", "電話番号は090の") == f"電話番号は{PHONE}の"
+    assert said("b", "1234です") == "1234です"  # another call: nothing carried
+    assert said("a", "1234の", final=False) == f"{PHONE}の"
+    sink.emit(
+        IntentDecided(
+            call_id="a", t_ms=2.0, text="1234の5678です", faq_id=None, score=0.0, action="x"
+        )
+    )
+    assert inner.events[-1].text == f"{PHONE}です"
+    assert said("a", "1234の5678です") == f"{PHONE}です"
+    sink.emit(CallEnded(call_id="a", t_ms=3.0, outcome="hung_up", duration_ms=3.0))
+    assert sink.calls == 1
+    for call in ("c", "d", "e"):
+        said(call, "こんにちは")
+    assert sink.calls == 2  # bounded: calls that never end do not pile up
+
+
+def test_the_turns_of_a_handover_are_masked_in_order():
+    summary = {
+        "reason": "caller_request",
+        "turns": [
+            {"heard": "電話番号は090の", "faq_id": None, "score": 0},
+            {"heard": "1234の5678です", "faq_id": None, "score": 0},
+        ],
+    }
+    event = mask_event(TransferRequested(call_id="c1", t_ms=3.0, reason="x", summary=summary))
+    assert [t["heard"] for t in event.summary["turns"]] == [f"電話番号は{PHONE}の", f"{PHONE}です"]
+
+
+def test_the_staff_screen_pop_masks_a_split_number():
+    handover = Handover(
+        reason="caller_request",
+        topic=None,
+        turns=[
+            TurnRecord(heard="電話番号は090の", faq_id=None, score=0.0, action="reprompt"),
+            TurnRecord(heard="1234の5678です", faq_id=None, score=0.0, action="reprompt"),
+        ],
+    )
+    turns = screen_pop(handover)["turns"]
+    assert [t["heard"] for t in turns] == [f"電話番号は{PHONE}の", f"{PHONE}です"]
+
+
+# -- bounded work ----------------------------------------------------------------------------
+def test_a_text_beyond_the_cap_is_cut_and_a_number_across_the_cut_masked():
+    head = "あ" * (MAX_TEXT_CHARS - 4)
+    masked = mask_text(head + "0901234567890123" + "い" * 10_000)
+    assert masked == head + NUMBER + OMITTED
+
+
+ADVERSARIAL = [
+    "市区町村" * 125,
+    "東京都" + "市区町村" * 30 + "1-2-3",
+    "名前は" * 160,
+    "電話番号は" * 100,
+    "1の" * 250,
+    "いち" * 250,
+    "千二百三十四" * 80,
+    "昭和45年" * 70,
+    "ハイツ" * 160 + "203",
+    "やまだ" * 160 + "と申します",
+]
+
+
+def test_adversarial_texts_are_masked_in_linear_time():
+    """Backtracking regexes took 12.5 s on 「市区町村」 x 9 and 7x longer per 4 more
+    characters. In a subprocess with a deadline, so a regression fails instead of hanging;
+    a hang detector, not a benchmark (bench/masking.py measures)."""
+    code = (
+        "import json, sys\n"
+        "from dashboards.masking import mask_text\n"
+        "texts = json.loads(sys.stdin.read())\n"
+        "print(json.dumps([mask_text(t) for t in texts], ensure_ascii=False))\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code],
+        input=json.dumps(ADVERSARIAL, ensure_ascii=False),
+        capture_output=True,
+        text=True,
+        timeout=30,
+        cwd=ROOT,
+    )
+    assert done.returncode == 0, done.stderr
+    masked = json.loads(done.stdout)
+    assert masked[0] == ADVERSARIAL[0]
+    assert masked[1].endswith(ADDRESS)
+    assert masked[4] == NUMBER + "の"  # 1の1の1の...: one long number
 
 
 @pytest.mark.parametrize(
@@ -216,10 +444,10 @@ def test_masking_sink_passes_masked_copies_and_keeps_the_original():
 def test_a_masking_failure_withholds_the_words_but_keeps_the_event(monkeypatch):
     import dashboards.masking as masking
 
-    def broken(_text: str) -> str:
+    def broken(*_args: object) -> str:
         raise RuntimeError("simulated masking bug")
 
-    monkeypatch.setattr(masking, "mask_text", broken)
+    monkeypatch.setattr(masking, "_mask", broken)
     inner = EventRecorder()
     MaskingSink(inner).emit(Recognized(call_id="c1", t_ms=1.0, text="09012345678", final=True))
     assert len(inner.events) == 1

@@ -65,7 +65,8 @@ class Switchboard:
         call = ActiveCall(call_id, transport, session, caller)
         call.task = asyncio.current_task()  # type: ignore[assignment]
         self.active[call_id] = call
-        log.info("call %s: started on %s from %s", call_id, transport.name, caller or "?")
+        # Never the caller's number: the call id ties the log to the masked call record.
+        log.info("call %s: started on %s", call_id, transport.name)
         try:
             result = await session.run()
         finally:

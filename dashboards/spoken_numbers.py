@@ -1,0 +1,478 @@
+"""Numbers as a recogniser writes them, turned into plain digits that map back onto the text.
+
+A caller's phone number reaches the transcript in many shapes: 090-1234-5678, ０９０ー１２３４,
+〇九〇の千二百三十四, ゼロキューゼロ、イチニーサンヨン, ぜろきゅうぜろ, 090 の 1234. Masking
+rules that look for each shape separately always miss the next one, so the text is first
+rewritten into a canonical form: every way of writing a digit becomes an ASCII digit,
+positional numerals (千二百三十四, よんじゅうご) become their value, kana markers after a
+number become their kanji (ねん→年, がつ→月, ちょうめ→丁目, ばん→番, ごう→号), and the
+separators between groups of a number (hyphens, spaces, の, 、) become a single "-".
+Every canonical character remembers which span of the original text it came from, so a
+match on the canonical text can be masked in the original.
+
+One pass over the text with a bounded look-ahead (the longest kana reading is five
+characters): linear time, whatever the input.
+"""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+from dataclasses import dataclass
+from functools import lru_cache
+
+JOIN = "-"  # what a separator between two groups of one number becomes
+MAX_SEPARATOR_CHARS = 5  # "090 - 1234" or "090 の 1234" still join; a longer gap does not
+
+# -- characters ------------------------------------------------------------------------------
+_KANJI_DIGITS = {
+    **dict.fromkeys("〇○◯零", "0"),
+    **dict.fromkeys("一壱壹弌", "1"),
+    **dict.fromkeys("二弐貳弍", "2"),
+    **dict.fromkeys("三参參弎", "3"),
+    **dict.fromkeys("四肆", "4"),
+    **dict.fromkeys("五伍", "5"),
+    **dict.fromkeys("六陸", "6"),
+    **dict.fromkeys("七漆柒", "7"),
+    **dict.fromkeys("八捌", "8"),
+    **dict.fromkeys("九玖", "9"),
+}
+_KANJI_MULTIPLIERS = {**dict.fromkeys("十拾什", 10), **dict.fromkeys("百佰陌", 100)}
+_KANJI_MULTIPLIERS |= dict.fromkeys("千仟阡", 1000)
+# Separators between the groups of one number (after width folding).
+_SEPARATORS = frozenset(" \t\n\r\u3000-ー－‐‑‒–—―−﹣のノ、,，.．・･()（）")
+_DASHES = frozenset("－‐‑‒–—―−﹣")
+_SMALL_KANA = frozenset("ゃゅょぁぃぅぇぉゎャュョァィゥェォヮ")
+# Kanji that make a lone numeral a number: 一月, 三番, 十日 (but not 一緒, 千葉, 九州).
+NUMERIC_MARKERS = frozenset("年月日時分秒番号丁円万億兆回件人歳才期度階条枚個通本%％")
+
+# -- kana readings ---------------------------------------------------------------------------
+# kind: D digit, W weak digit (a particle far more often: に, し, く, ご, よ), M multiplier,
+# G geminate digit (いっ, ろっ, はっ: only before a multiplier), K marker after a number,
+# E era name, Y day of the month (only after 月).
+_READINGS: dict[str, tuple[str, str | int]] = {}
+
+
+def _add(kind: str, value: str | int, *spellings: str) -> None:
+    for s in spellings:
+        _READINGS[s] = (kind, value)
+        katakana = "".join(chr(ord(c) + 0x60) if "ぁ" <= c <= "ゖ" else c for c in s)
+        _READINGS.setdefault(katakana, (kind, value))
+
+
+_add("D", "0", "ぜろ", "れい", "まる", "おー")
+_add("D", "1", "いち")
+_add("D", "2", "にー", "にい")
+_add("W", "2", "に")
+_add("D", "3", "さん")
+_add("D", "4", "よん", "よー")
+_add("W", "4", "し", "よ")
+_add("D", "5", "ごー", "ごう")
+_add("W", "5", "ご")
+_add("D", "6", "ろく")
+_add("D", "7", "なな", "しち")
+_add("D", "8", "はち")
+_add("D", "9", "きゅう", "きゅー")
+_add("W", "9", "く")
+_add("G", "1", "いっ")
+_add("G", "6", "ろっ")
+_add("G", "8", "はっ")
+_add("M", 10, "じゅう", "じゅー")
+_add("M", 100, "ひゃく", "びゃく", "ぴゃく")
+_add("M", 1000, "せん", "ぜん")
+_add("K", "年", "ねん")
+_add("K", "月", "がつ")
+_add("K", "日", "にち")
+_add("K", "丁目", "ちょうめ")
+_add("K", "番地", "ばんち")
+_add("K", "番", "ばん")
+_add("K", "号", "ごう")
+_add("K", "号室", "ごうしつ")
+_add("E", "明治", "めいじ")
+_add("E", "大正", "たいしょう")
+_add("E", "昭和", "しょうわ")
+_add("E", "平成", "へいせい")
+_add("E", "令和", "れいわ")
+_add("Y", "1", "ついたち")
+_add("Y", "2", "ふつか")
+_add("Y", "3", "みっか")
+_add("Y", "4", "よっか")
+_add("Y", "5", "いつか")
+_add("Y", "6", "むいか")
+_add("Y", "7", "なのか")
+_add("Y", "8", "ようか")
+_add("Y", "9", "ここのか")
+_add("Y", "10", "とおか")
+_add("Y", "20", "はつか")
+_LONGEST_READING = max(len(s) for s in _READINGS)
+
+
+@lru_cache(maxsize=8192)
+def _char(c: str) -> tuple[str, str]:
+    """(class, canonical text) of one character.
+
+    Classes: "d" digit(s), "m" multiplier (value as text), "k" kana (may start a reading),
+    "s" separator, "o" anything else. Width variants are folded (full-width letters and
+    digits, half-width katakana, circled and superscript digits, other scripts' digits).
+    """
+    if c in _KANJI_DIGITS:
+        return "d", _KANJI_DIGITS[c]
+    if c in _KANJI_MULTIPLIERS:
+        return "m", str(_KANJI_MULTIPLIERS[c])
+    value = unicodedata.decimal(c, None)
+    if value is None:
+        value = unicodedata.digit(c, None)
+    if value is not None:
+        return "d", str(value)
+    if c in _DASHES:
+        return "s", "-"
+    if c in _SEPARATORS:
+        return "s", c
+    if "ぁ" <= c <= "ゖ" or "ァ" <= c <= "ヺ":
+        return "k", c
+    folded = unicodedata.normalize("NFKC", c) if ord(c) >= 0x2000 else c
+    if folded != c:
+        if folded.isdigit() and folded.isascii():
+            return "d", folded
+        if len(folded) == 1:
+            return _char(folded)
+        return "o", folded
+    return "o", c
+
+
+# -- tokens ----------------------------------------------------------------------------------
+_NUMERAL_KINDS = frozenset("DWMGY")
+
+
+@dataclass(slots=True)
+class _Token:
+    kind: str  # D digit, W weak digit, M multiplier, G geminate, Y day; K marker, E era,
+    #            S separator, O other
+    value: str  # digit(s), multiplier, or canonical text
+    start: int  # span in the original text
+    end: int
+    script: str = "o"  # "a" digit of any script but kanji, "j" kanji numeral, "k" kana
+
+
+@dataclass(frozen=True, slots=True)
+class DigitRun:
+    """Digits of one number, possibly in several groups (090-1234-5678 is 3 groups)."""
+
+    start: int  # span in the canonical text
+    end: int
+    digits: str
+    groups: tuple[int, ...]  # digits per group
+
+
+@dataclass(slots=True)
+class Canonical:
+    """The canonical text of an utterance, with the way back to the original."""
+
+    original: str
+    text: str
+    starts: list[int]  # for each canonical character, where its source begins ...
+    ends: list[int]  # ... and ends in the original
+    runs: list[DigitRun]
+
+    def span(self, start: int, end: int) -> tuple[int, int]:
+        """The original span of the canonical span [start, end)."""
+        if end <= start:
+            pos = self.starts[start] if start < len(self.starts) else len(self.original)
+            return pos, pos
+        return self.starts[start], self.ends[end - 1]
+
+
+def _tokens(text: str) -> list[_Token]:
+    """Characters and kana readings; numerals recognised but not yet decided."""
+    out: list[_Token] = []
+    n = len(text)
+    i = 0
+    last_numeral = False  # the previous token was a numeral (for markers: 3ねん)
+    after_month = False  # the previous token was 月 (for days: 3月ふつか)
+    while i < n:
+        cls, canon = _char(text[i])
+        token: _Token | None = None
+        if cls == "k":
+            token = _reading(text, i, n, last_numeral, after_month, out)
+        if token is None:
+            if cls == "d":
+                script = "j" if text[i] in _KANJI_DIGITS else "a"
+                token = _Token("D", canon, i, i + 1, script)
+            elif cls == "m":
+                token = _Token("M", canon, i, i + 1, "j")
+            else:
+                token = _Token("S" if cls == "s" else "O", canon, i, i + 1)
+        out.append(token)
+        i = token.end
+        if token.kind == "S" and token.value.isspace():
+            continue
+        last_numeral = token.kind in _NUMERAL_KINDS
+        after_month = token.value == "月"
+    return out
+
+
+def _reading(
+    text: str, i: int, n: int, last_numeral: bool, after_month: bool, out: list[_Token]
+) -> _Token | None:
+    """The longest kana reading at ``i`` that fits its context, or None."""
+    for length in range(min(_LONGEST_READING, n - i), 0, -1):
+        entry = _READINGS.get(text[i : i + length])
+        if entry is None:
+            continue
+        end = i + length
+        if end < n and text[end] in _SMALL_KANA:
+            continue  # シャ, ニュ: another syllable
+        kind, value = entry
+        if kind == "K" and not last_numeral:
+            continue
+        if kind == "Y" and not (after_month or (value != "10" and value != "20" and _tens(out))):
+            continue
+        if kind == "G" and not _multiplier_at(text, end, n):
+            continue
+        return _Token(kind, str(value), i, end, "k")
+    return None
+
+
+def _tens(out: list[_Token]) -> bool:
+    return bool(out) and out[-1].kind == "M" and out[-1].value == "10"
+
+
+def _multiplier_at(text: str, i: int, n: int) -> bool:
+    for length in (3, 2):
+        entry = _READINGS.get(text[i : i + length])
+        if entry is not None and entry[0] == "M":
+            return True
+    return False
+
+
+# -- words: numerals next to each other ------------------------------------------------------
+@dataclass(slots=True)
+class _Word:
+    first: int  # token indexes [first, last)
+    last: int
+    numeric: bool = False
+    candidate: bool = False  # a lone numeral: a number only next to another number
+
+
+def _words(tokens: list[_Token]) -> list[_Word]:
+    words: list[_Word] = []
+    n = len(tokens)
+    i = 0
+    while i < n:
+        if tokens[i].kind not in _NUMERAL_KINDS:
+            i += 1
+            continue
+        j = i + 1
+        while j < n and tokens[j].kind in _NUMERAL_KINDS and not _apart(tokens[j - 1], tokens[j]):
+            j += 1
+        words.append(_decide(tokens, _Word(i, j)))
+        i = j
+    return words
+
+
+def _apart(a: _Token, b: _Token) -> bool:
+    """A particle-like kana digit (に, し, く, ご) right after or before a digit in another
+    script is a particle (090に, 5678にお願い), not a digit of the same number."""
+    return a.script != b.script and (a.kind == "W" or b.kind == "W")
+
+
+def _after_address_marker(tokens: list[_Token], i: int) -> bool:
+    """Whether the token before ``i`` (across の or a hyphen) ends an address part: the
+    二 of 五番地の二, 三丁目の二."""
+    k = i - 1
+    if k >= 0 and tokens[k].kind == "S" and not tokens[k].value.isspace():
+        k -= 1
+    return k >= 0 and tokens[k].kind in "KO" and tokens[k].value[-1:] in "番地目号"
+
+
+def _decide(tokens: list[_Token], word: _Word) -> _Word:
+    """Whether adjacent numerals are a number: 090, 一九六〇, よんじゅうご, さんがつ are;
+    に (a particle), 一 of 一緒, 千 of 千葉 are not, unless next to another number."""
+    parts = tokens[word.first : word.last]
+    after = tokens[word.last] if word.last < len(tokens) else None
+    before = tokens[word.first - 1] if word.first > 0 else None
+    marked = after is not None and (
+        after.kind == "K" or (after.kind == "O" and after.value[:1] in NUMERIC_MARKERS)
+    )
+    prefixed = before is not None and (before.kind == "E" or before.value == "第")
+    prefixed = prefixed or _after_address_marker(tokens, word.first)
+    weak = sum(1 for t in parts if t.kind == "W")
+    count = len(parts)
+    several = count >= 2 and (weak < count or count >= 3)  # ごご, にし: two particles
+    plain = any(t.script == "a" for t in parts)
+    if marked or prefixed or several or plain or parts[-1].kind == "Y":
+        word.numeric = True
+    elif count == 1 and parts[0].kind in "DM":
+        word.candidate = True
+    return word
+
+
+def _word_digits(parts: list[_Token]) -> str:
+    """The digits a numeral word stands for: 千二百三十四 → 1234, 〇九〇 → 090."""
+    out: list[str] = []
+    n = len(parts)
+    i = 0
+    while i < n:
+        j, value = _positional(parts, i)
+        if j > i:
+            out.append(str(value))
+            i = j
+        else:
+            out.append(parts[i].value)
+            i += 1
+    return "".join(out)
+
+
+def _single_digit(t: _Token) -> int:
+    """1-9 for a token that can stand before a multiplier, else 0."""
+    if t.kind in "DWGY" and len(t.value) == 1 and t.value != "0":
+        return int(t.value)
+    return 0
+
+
+def _positional(parts: list[_Token], i: int) -> tuple[int, int]:
+    """A positional numeral at ``i`` (二千二十四, さんびゃく): (end index, value), or (i, 0)."""
+    n = len(parts)
+    total = 0
+    j = i
+    for place in (1000, 100, 10):
+        digit = _single_digit(parts[j]) if j < n else 0
+        k = j + 1 if digit else j
+        if k < n and parts[k].kind == "M" and int(parts[k].value) == place:
+            total += (digit or 1) * place
+            j = k + 1
+    if j == i:
+        return i, 0
+    if j < n and _single_digit(parts[j]):
+        following_multiplier = j + 1 < n and parts[j + 1].kind == "M"
+        if not following_multiplier:
+            total += int(parts[j].value)
+            j += 1
+    return j, total
+
+
+# -- the canonical text ----------------------------------------------------------------------
+def canonical(text: str) -> Canonical:
+    """The canonical form of ``text`` (see the module docstring) and its digit runs."""
+    original = text
+    text, sources = _fold_halfwidth(text)
+    tokens = _tokens(text)
+    words = _words(tokens)
+    joins = _resolve(tokens, words)
+    out: list[str] = []
+    starts: list[int] = []
+    ends: list[int] = []
+    runs: list[DigitRun] = []
+
+    def emit(piece: str, start: int, end: int) -> None:
+        out.append(piece)
+        for _ in piece:
+            starts.append(start)
+            ends.append(end)
+
+    word_at = {w.first: w for w in words if w.numeric}
+    run_start = -1
+    run_digits: list[str] = []
+    groups: list[int] = []
+    i = 0
+    n = len(tokens)
+    pos = 0  # canonical length so far
+    while i < n:
+        word = word_at.get(i)
+        if word is not None:
+            parts = tokens[word.first : word.last]
+            digits = _word_digits(parts)
+            if run_start < 0:
+                run_start = pos
+            emit(digits, parts[0].start, parts[-1].end)
+            pos += len(digits)
+            run_digits.append(digits)
+            groups.append(len(digits))
+            if parts[-1].kind == "Y":
+                emit("日", parts[-1].start, parts[-1].end)
+                pos += 1
+            i = word.last
+            gap_end = joins.get(word.first)
+            if gap_end is not None and parts[-1].kind != "Y":
+                emit(JOIN, tokens[i].start, tokens[gap_end - 1].end)
+                pos += 1
+                i = gap_end
+                continue
+            runs.append(DigitRun(run_start, pos, "".join(run_digits), tuple(groups)))
+            run_start = -1
+            run_digits.clear()
+            groups.clear()
+            continue
+        t = tokens[i]
+        piece = t.value if t.kind in "KESO" else text[t.start : t.end]
+        emit(piece, t.start, t.end)
+        pos += len(piece)
+        i += 1
+    if sources is not None:
+        starts = [sources[s][0] for s in starts]
+        ends = [sources[e - 1][1] for e in ends]
+    return Canonical(original, "".join(out), starts, ends, runs)
+
+
+_HALFWIDTH_KANA = re.compile("[\uff61-\uff9f]")
+
+
+def _fold_halfwidth(text: str) -> tuple[str, list[tuple[int, int]] | None]:
+    """Half-width katakana as full-width (ｾﾞﾛ → ゼロ, two characters into one), with the
+    original span of each folded character; ``None`` when there is nothing to fold."""
+    if _HALFWIDTH_KANA.search(text) is None:
+        return text, None
+    out: list[str] = []
+    sources: list[tuple[int, int]] = []
+    n = len(text)
+    i = 0
+    while i < n:
+        width = 1
+        if "\uff61" <= text[i] <= "\uff9f":
+            if i + 1 < n and text[i + 1] in "\uff9e\uff9f":
+                width = 2 if len(unicodedata.normalize("NFKC", text[i : i + 2])) == 1 else 1
+            folded = unicodedata.normalize("NFKC", text[i : i + width])
+        else:
+            folded = text[i]
+        for ch in folded:
+            out.append(ch)
+            sources.append((i, i + width))
+        i += width
+    return "".join(out), sources
+
+
+def _resolve(tokens: list[_Token], words: list[_Word]) -> dict[int, int]:
+    """Decide lone numerals by their neighbours and join the groups of each number.
+
+    Returns, for each numeric word (by its first token) that continues after a separator,
+    the token index where the next group begins.
+    """
+    links: list[int | None] = []  # for each word, the token index of the next word if linked
+    for k, word in enumerate(words):
+        nxt = words[k + 1] if k + 1 < len(words) else None
+        linked = None
+        if nxt is not None and nxt.first > word.last:
+            gap = tokens[word.last : nxt.first]
+            if all(t.kind == "S" for t in gap) and gap[-1].end - gap[0].start <= (
+                MAX_SEPARATOR_CHARS
+            ):
+                linked = nxt.first
+        links.append(linked)
+    # A chain of linked words is a number if it has a number in it, or two lone numerals.
+    k = 0
+    while k < len(words):
+        m = k
+        while links[m] is not None:
+            m += 1
+        chain = words[k : m + 1]
+        if len(chain) > 1 and sum(1 for w in chain if w.numeric or w.candidate) >= 2:
+            for w in chain:
+                if w.candidate:
+                    w.numeric = True
+        k = m + 1
+    joins: dict[int, int] = {}
+    for k, word in enumerate(words):
+        nxt_first = links[k]
+        if word.numeric and nxt_first is not None and words[k + 1].numeric:
+            joins[word.first] = nxt_first
+    return joins
