@@ -1,4 +1,4 @@
-"""Writing G.711 μ-law WAV files (the caller fixtures' format), checked with sox and read_wav."""
+"""Writing G.711 WAV files (μ-law for the caller fixtures, A-law), checked with sox and read_wav."""
 
 import shutil
 import struct
@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from voicebot import g711
-from voicebot.wavfile import FORMAT_MULAW, read_wav, write_wav_ulaw
+from voicebot.wavfile import FORMAT_ALAW, FORMAT_MULAW, read_wav, write_wav_g711, write_wav_ulaw
 
 
 def tone(n: int, rate: int = 8000) -> np.ndarray:
@@ -56,3 +56,18 @@ def test_refuses_what_it_cannot_write(tmp_path: Path) -> None:
         write_wav_ulaw(tmp_path / "s.wav", np.zeros((10, 2), dtype=np.int16), 8000)
     with pytest.raises(ValueError, match="sample rate"):
         write_wav_ulaw(tmp_path / "r.wav", np.zeros(10, dtype=np.int16), 0)
+
+
+@pytest.mark.skipif(shutil.which("sox") is None, reason="sox is not installed")
+def test_alaw_file_is_read_as_alaw_by_sox_and_read_wav(tmp_path: Path) -> None:
+    path = tmp_path / "a.wav"
+    samples = tone(4001)
+    write_wav_g711(path, samples, 8000, law="alaw")
+    tag = struct.unpack_from("<H", path.read_bytes(), 20)[0]
+    assert tag == FORMAT_ALAW
+    info = subprocess.run(["soxi", str(path)], capture_output=True, text=True, check=True).stdout
+    assert "A-law" in info and "4001 samples" in info
+    expected = g711.alaw_decode(g711.alaw_encode(samples))
+    assert np.array_equal(read_wav(path).samples, expected)
+    with pytest.raises(ValueError, match="law"):
+        write_wav_g711(tmp_path / "x.wav", samples, 8000, law="g722")

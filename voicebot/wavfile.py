@@ -266,18 +266,32 @@ def write_wav_ulaw(path: str | os.PathLike[str], samples: np.ndarray, sample_rat
     """Write int16 mono samples as a G.711 μ-law WAV file (format tag 7), as phones send it.
 
     Test fixtures that stand in for callers should sound like a phone line, and μ-law is what
-    telephony recorders export; this also halves their size. Laid out as sox does: an
-    18-byte 'fmt ' chunk, a 'fact' chunk with the sample count (required for non-PCM
-    formats) and the data, padded to an even length.
+    telephony recorders export; this also halves their size.
     """
+    write_wav_g711(path, samples, sample_rate, law="ulaw")
+
+
+def write_wav_g711(
+    path: str | os.PathLike[str], samples: np.ndarray, sample_rate: int, law: str = "ulaw"
+) -> None:
+    """Write int16 mono samples as a G.711 WAV file: μ-law (tag 7, North America and Japan)
+    or A-law (tag 6, most other networks, and what some PBXs record in).
+
+    Laid out as sox does: an 18-byte 'fmt ' chunk, a 'fact' chunk with the sample count
+    (required for non-PCM formats) and the data, padded to an even length.
+    """
+    encoders = {"ulaw": (g711.ulaw_encode, FORMAT_MULAW), "alaw": (g711.alaw_encode, FORMAT_ALAW)}
+    if law not in encoders:
+        raise ValueError(f"law must be 'ulaw' or 'alaw', not {law!r}")
+    encode, format_tag = encoders[law]
     array = np.asarray(samples)
     if array.dtype.kind != "i" or array.dtype.itemsize != 2:
-        raise TypeError(f"write_wav_ulaw needs int16 samples, got {array.dtype}")
+        raise TypeError(f"write_wav_g711 needs int16 samples, got {array.dtype}")
     if array.ndim != 1:
-        raise ValueError(f"write_wav_ulaw needs mono 1-D samples, got shape {array.shape}")
+        raise ValueError(f"write_wav_g711 needs mono 1-D samples, got shape {array.shape}")
     if isinstance(sample_rate, bool) or not isinstance(sample_rate, int) or sample_rate <= 0:
-        raise ValueError(f"write_wav_ulaw needs a positive int sample rate, got {sample_rate!r}")
-    codes = g711.ulaw_encode(array)
+        raise ValueError(f"write_wav_g711 needs a positive int sample rate, got {sample_rate!r}")
+    codes = encode(array)
     pad = b"\x00" if len(codes) % 2 else b""
     riff_size = 4 + (8 + 18) + (8 + 4) + (8 + len(codes) + len(pad))
     if riff_size > 0xFFFFFFFF:
@@ -289,7 +303,7 @@ def write_wav_ulaw(path: str | os.PathLike[str], samples: np.ndarray, sample_rat
         b"WAVE",
         b"fmt ",
         18,
-        FORMAT_MULAW,
+        format_tag,
         1,
         sample_rate,
         sample_rate,  # bytes per second: one byte per sample
