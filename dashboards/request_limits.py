@@ -9,7 +9,8 @@ it finds the route that will answer, and then
   this only makes sure a stranger's upload is never spooled, parsed or buffered;
 * answers 413 at once when ``Content-Length`` is above the route's limit, and otherwise
   counts the bytes as they stream in (chunked bodies have no length), ending the request
-  with 413 as soon as the limit is passed.
+  with 413 as soon as the limit is passed;
+* ends a request whose body has not fully arrived within ``BODY_SECONDS`` with 408.
 
 Limits are per route path (``ROUTE_BODY_LIMITS``) with a small default for everything
 else, so a new route is bounded without anyone remembering to bound it.
@@ -17,6 +18,7 @@ else, so a new route is bounded without anyone remembering to bound it.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import re
 from dataclasses import dataclass
@@ -46,6 +48,9 @@ ROUTE_BODY_LIMITS: dict[str, int] = {
     "/faq/import": FAQ_FILE_MAX_BYTES + MULTIPART_OVERHEAD,
 }
 BODY_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
+# A whole body must arrive within this time: a client trickling bytes cannot hold a
+# worker, a spooled file or a parser forever (5 MB in 120 s is 44 kB/s).
+BODY_SECONDS = 120.0
 
 
 def _size_text(limit: int) -> str:
@@ -67,6 +72,17 @@ class BodyTooLarge(StarletteHTTPException):
 
     def __init__(self, limit: int):
         super().__init__(status_code=413, detail=too_large_message(limit))
+
+
+class BodyTimeout(StarletteHTTPException):
+    """Raised from ``receive`` when a body trickles in slower than ``BODY_SECONDS`` allow."""
+
+    def __init__(self) -> None:
+        super().__init__(
+            status_code=408,
+            detail="送信に時間がかかりすぎたため、受け付けを中止しました。"
+            " Request body not received in time.",
+        )
 
 
 def _dependant_roles(dependant: Any) -> frozenset[str] | None:
@@ -148,14 +164,25 @@ class RequestGuard:
                 return
 
         received = 0
+        complete = False
+        deadline = asyncio.get_running_loop().time() + BODY_SECONDS
 
         async def counted_receive() -> dict:
-            nonlocal received
-            message = await receive()
+            nonlocal received, complete
+            if complete:  # after the body: waiting for a disconnect may take as long as it takes
+                return await receive()
+            remaining = deadline - asyncio.get_running_loop().time()
+            try:
+                message = await asyncio.wait_for(receive(), max(remaining, 0.001))
+            except TimeoutError:
+                raise BodyTimeout() from None
             if message["type"] == "http.request":
                 received += len(message.get("body", b""))
                 if received > limit:
                     raise BodyTooLarge(limit)
+                complete = not message.get("more_body", False)
+            else:
+                complete = True
             return message
 
         started = False
@@ -164,13 +191,16 @@ class RequestGuard:
             nonlocal started
             if message["type"] == "http.response.start":
                 started = True
+                if message["status"] in (408, 413):  # the rest of the body is not wanted
+                    kept = [h for h in message.get("headers", []) if h[0].lower() != b"connection"]
+                    message["headers"] = [*kept, (b"connection", b"close")]
             await send(message)
 
         try:
             await self.app(scope, counted_receive, tracked_send)
-        except BodyTooLarge as exc:
+        except (BodyTooLarge, BodyTimeout) as exc:
             if not started:
-                await _reply(scope, send, 413, str(exc.detail))
+                await _reply(scope, send, exc.status_code, str(exc.detail))
 
     async def _refusal(self, scope: dict, roles: frozenset[str]) -> Any:
         """A responder for 401/403 when the session does not allow the route, else None."""

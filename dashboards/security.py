@@ -20,8 +20,9 @@ from collections.abc import Callable, Coroutine
 from typing import Any
 from urllib.parse import quote, urlsplit
 
-from fastapi import HTTPException, Request, Response
+from fastapi import Request, Response
 from starlette.concurrency import run_in_threadpool
+from starlette.exceptions import HTTPException
 
 from dashboards.accounts import ROLES, SessionInfo, User, lookup_session
 
@@ -108,6 +109,8 @@ async def check_csrf(request: Request, expected: str) -> None:
     if sent is None and request.headers.get("content-type", "").startswith(FORM_TYPES):
         try:
             form = await request.form()  # cached by Starlette; the route still reads it
+        except HTTPException:
+            raise  # the body was too large or too slow (dashboards.request_limits)
         except Exception:
             form = None
         value = form.get(CSRF_FIELD) if form is not None else None

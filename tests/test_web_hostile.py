@@ -14,10 +14,10 @@ import io
 import re
 import socket
 import threading
-import time
 import tracemalloc
 import zipfile
 from concurrent.futures import ThreadPoolExecutor
+from select import select as readable
 
 import dbfixtures
 import httpx
@@ -221,33 +221,63 @@ def test_oversized_bodies_get_413_by_route(tmp_path):
         assert status == 413
 
 
-def test_chunked_body_without_length_is_cut_off_at_the_limit(tmp_path):
+def _stream_until_answer(
+    url: str, head: str, limit: int, preamble: bytes = b""
+) -> tuple[bytes, int]:
+    """Send a chunked body in 64 kB chunks until the server answers; (answer, bytes sent)."""
+    host, port = url.removeprefix("http://").split(":")
+    sent = 0
+    with socket.create_connection((host, int(port)), timeout=10) as sock:
+        sock.sendall(head.encode() + b"\r\n")
+        if preamble:
+            sock.sendall(b"%x\r\n%s\r\n" % (len(preamble), preamble))
+        chunk = b"%x\r\n%s\r\n" % (65536, b"a" * 65536)
+        answer = b""
+        with contextlib.suppress(BrokenPipeError, ConnectionResetError):
+            while sent < 64 * limit and not readable([sock], [], [], 0)[0]:
+                sock.sendall(chunk)
+                sent += 65536
+        answer = sock.recv(65536)
+    return answer, sent
+
+
+@pytest.mark.parametrize(
+    ("path", "content_type", "csrf_in_header"),
+    [
+        ("/api/faq/entries", "application/json", True),
+        ("/faq/import", "multipart/form-data; boundary=x", False),  # CSRF token in the form
+    ],
+)
+def test_chunked_body_without_length_is_cut_off_at_the_limit(
+    tmp_path, path, content_type, csrf_in_header
+):
     with running_app(tmp_path) as app:
-        headers = {
-            **_session(app, "operator"),
-            "Content-Type": "application/json",
-            "Transfer-Encoding": "chunked",
-        }
-        host, port = app.url.removeprefix("http://").split(":")
-        sent = 0
-        with socket.create_connection((host, int(port)), timeout=10) as sock:
-            sock.sendall(_head("POST", "/api/faq/entries", headers).encode() + b"\r\n")
-            sock.setblocking(False)
-            answer = b""
-            chunk = b"%x\r\n%s\r\n" % (65536, b" " * 65536)
-            while sent < 64 * DEFAULT_BODY_LIMIT and not answer:
-                try:
-                    sock.sendall(chunk)
-                    sent += 65536
-                except (BlockingIOError, BrokenPipeError, ConnectionResetError):
-                    time.sleep(0.05)
-                with contextlib.suppress(BlockingIOError):
-                    answer = sock.recv(65536)
-            if not answer:
-                sock.setblocking(True)
-                answer = sock.recv(65536)
-        assert answer.startswith(b"HTTP/1.1 413"), answer[:200]
-        assert sent < 64 * DEFAULT_BODY_LIMIT
+        session = _session(app, "operator")
+        if not csrf_in_header:
+            del session["X-CSRF-Token"]
+        headers = {**session, "Content-Type": content_type, "Transfer-Encoding": "chunked"}
+        limit = ROUTE_BODY_LIMITS.get(path, DEFAULT_BODY_LIMIT)
+        preamble = b""
+        if content_type.startswith("multipart/"):  # a file part that never ends
+            preamble = (
+                b'--x\r\nContent-Disposition: form-data; name="file"; filename="faq.csv"\r\n'
+                b"Content-Type: text/csv\r\n\r\n"
+            )
+        head = _head("POST", path, headers)
+        answer, sent = _stream_until_answer(app.url, head, limit, preamble)
+        assert answer.startswith(b"HTTP/1.1 413"), answer[:300]
+        assert sent < 64 * limit
+
+
+def test_a_body_that_trickles_in_is_ended(tmp_path, monkeypatch):
+    from dashboards import request_limits
+
+    monkeypatch.setattr(request_limits, "BODY_SECONDS", 1.0)
+    with running_app(tmp_path) as app:
+        headers = {**_session(app, "operator"), "Content-Type": "application/json"}
+        headers["Content-Length"] = "1000"
+        status, body = _raw(app.url, _head("POST", "/api/faq/entries", headers), b"{")
+        assert status == 408 and "時間" in body.decode()
 
 
 # --- spreadsheets: formulas, round trip, bombs --------------------------------------------------
