@@ -73,6 +73,7 @@ log = logging.getLogger(__name__)
 BRANCH_PREFIX = "z9hG4bK-tbd-"
 BRANCH_DIGEST_HEX = 20  # the sender's branch, digested (same request -> same branch)
 BRANCH_MAC_HEX = 16  # 64 bits of HMAC-SHA256 under the dispatcher's secret
+PEER_CACHE = 4096  # source hosts whose allowed/not-allowed answer is remembered
 # Requests the far end may send. REFER and SUBSCRIBE would let it steer or watch the bot's
 # calls; NOTIFY is let through only for a transfer the bot itself started.
 ALLOWED_METHODS = ("INVITE", "ACK", "CANCEL", "BYE", "OPTIONS", "INFO", "UPDATE", "PRACK", "NOTIFY")
@@ -172,6 +173,7 @@ class SipDispatcher:
         self.refused_malformed = 0  # requests answered 400 (duplicate headers, bare CR/LF...)
         self._allowed_key: tuple[str, ...] | None = None
         self._allowed_networks: list[ipaddress.IPv4Network | ipaddress.IPv6Network] = []
+        self._peer_answers: dict[str, bool] = {}
         self._stranger_answers = TokenBucket(STRANGER_ANSWERS_PER_S, STRANGER_ANSWER_BURST)
         self._stranger_log = ThrottledLog(log)
         self._malformed_log = ThrottledLog(log)
@@ -338,21 +340,31 @@ class SipDispatcher:
         self.handle(message, source, None)
 
     def peer_allowed(self, host: str) -> bool:
-        """``host`` is in ``allowed_peers`` (parsed once, not per packet)."""
+        """``host`` is in ``allowed_peers``. The networks are parsed once, and the answer
+        for a host is remembered (at most PEER_CACHE hosts, then forgotten at once), so
+        that a packet from a stranger costs a dictionary lookup."""
         peers = tuple(self.allowed_peers)
         if peers != self._allowed_key:
             self._allowed_key = peers
             self._allowed_networks = []
+            self._peer_answers = {}
             for entry in peers:
                 try:
                     self._allowed_networks.append(ipaddress.ip_network(entry, strict=False))
                 except ValueError:
                     log.warning("SIP: ignoring invalid allowed_peers entry %r", entry)
-        try:
-            address = ipaddress.ip_address(host)
-        except ValueError:
-            return False
-        return any(address in network for network in self._allowed_networks)
+        answer = self._peer_answers.get(host)
+        if answer is None:
+            try:
+                address = ipaddress.ip_address(host)
+            except ValueError:
+                answer = False
+            else:
+                answer = any(address in network for network in self._allowed_networks)
+            if len(self._peer_answers) >= PEER_CACHE:
+                self._peer_answers.clear()  # spoofed sources: bounded, never grows
+            self._peer_answers[host] = answer
+        return answer
 
     def _refuse_stranger(self, data: bytes, source: tuple[str, int]) -> None:
         """A datagram from outside ``allowed_peers``: dropped unread. An INVITE, while the

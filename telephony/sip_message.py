@@ -15,6 +15,7 @@ from the dispatcher: answered 400). Nothing else is raised on any input.
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 import re
 from dataclasses import dataclass, field
@@ -120,8 +121,10 @@ class SipBadRequest(SipParseError):
         self.message = message
 
 
+@functools.lru_cache(maxsize=1024)
 def canonical(name: str) -> str:
-    """Lower-case long form of a header name ('v' -> 'via')."""
+    """Lower-case long form of a header name ('v' -> 'via'); cached, as every header
+    lookup calls it for every header of the message."""
     lower = name.strip().lower()
     return COMPACT.get(lower, lower)
 
@@ -532,6 +535,8 @@ def parse_datagram(data: bytes) -> SipMessage:
         raise SipParseError("too large")
     end, sep = find_head_end(data)
     if end < 0:
+        if len(data) > MAX_HEAD_BYTES:
+            raise SipParseError(f"no end of headers within {MAX_HEAD_BYTES} bytes")
         raise SipParseError("no end of headers")
     body = data[end + sep :]
     try:
