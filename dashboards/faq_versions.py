@@ -612,7 +612,9 @@ class FaqVersions:
         old = {e["id"]: entry_hash(e) for e in before}
         new = {e["id"]: entry_hash(e) for e in entries}
         changed = sorted(i for i in old.keys() | new.keys() if old.get(i) != new.get(i))
-        s.add_all(FaqDraftChange(revision=revision, entry_id=i) for i in changed)
+        # A revision that changed no entry still gets a row (id ""), so that the history
+        # has no gaps and a gap means "made before the history was kept".
+        s.add_all(FaqDraftChange(revision=revision, entry_id=i) for i in changed or [""])
         s.execute(
             delete(FaqDraftChange).where(
                 FaqDraftChange.revision <= revision - DRAFT_HISTORY_REVISIONS
@@ -627,12 +629,12 @@ class FaqVersions:
         if base_revision <= revision - DRAFT_HISTORY_REVISIONS:
             return None
         oldest = s.scalar(select(func.min(FaqDraftChange.revision)))
-        if base_revision + 1 < revision and (oldest is None or oldest > base_revision + 1):
+        if oldest is None or oldest > base_revision + 1:
             return None  # revisions made before the history was kept
         rows = s.scalars(
             select(FaqDraftChange.entry_id).where(FaqDraftChange.revision > base_revision)
         )
-        return set(rows)
+        return {i for i in rows if i}
 
     def _published_entry(self, s: Session, base_version: int, entry_id: str) -> dict | None:
         row = s.get(FaqVersion, base_version)

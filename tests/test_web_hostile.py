@@ -25,7 +25,7 @@ import pytest
 from browser import USERS, make_services, running_app
 from fastapi.testclient import TestClient
 from openpyxl import load_workbook
-from sqlalchemy import select
+from sqlalchemy import delete, select
 
 from dashboards import accounts, faq_io
 from dashboards.accounts import (
@@ -39,7 +39,7 @@ from dashboards.accounts import (
 from dashboards.app import create_app
 from dashboards.db import Database
 from dashboards.faq_io import FaqImportError, export_csv, export_xlsx, import_file
-from dashboards.faq_versions import FaqImportConflict, FaqVersions
+from dashboards.faq_versions import FaqDraftChange, FaqImportConflict, FaqVersions
 from dashboards.request_limits import DEFAULT_BODY_LIMIT, ROUTE_BODY_LIMITS
 from dashboards.security import LOGIN_CSRF_COOKIE, SESSION_COOKIE
 
@@ -424,6 +424,15 @@ def test_import_from_an_old_export_is_refused_naming_the_newer_edits(database_ur
     current = export_csv(draft.entries, draft.revision)
     back, found = faq_io.read_import("now.csv", current, store.city, store.synonyms_path)
     store.replace_draft(back, "op", "now.csv", base_revision=found)
+
+    # A database from before the change history: every entry the file would change counts.
+    with store.db.session() as s:
+        s.execute(delete(FaqDraftChange))
+    older = [dict(e) for e in store.draft().entries]
+    older[3]["answer"] = "古いファイルの回答です。"
+    with pytest.raises(FaqImportConflict) as exc:
+        store.replace_draft(older, "op", "older.csv", base_revision=found - 1)
+    assert [i for i, _t in exc.value.entries] == [older[3]["id"]]
     store.db.dispose()
 
 
