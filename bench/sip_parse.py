@@ -248,6 +248,7 @@ def parse_with_revision(revision: str, inputs: dict[str, bytes]) -> dict[str, fl
         path.write_text(source)
         spec = importlib.util.spec_from_file_location("old_sip_message", path)
         module = importlib.util.module_from_spec(spec)
+        sys.modules[spec.name] = module  # dataclasses look their module up there
         spec.loader.exec_module(module)
     results = {}
     for name, data in inputs.items():

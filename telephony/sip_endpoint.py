@@ -18,7 +18,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import math
-import re
 import uuid
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -27,6 +26,7 @@ from telephony.config import TelephonySettings
 from telephony.sip_call import SipCallTransport
 from telephony.sip_dispatcher import SipDispatcher, loopback_for
 from telephony.sip_limits import SipLimits
+from telephony.sip_message import SipParseError, uri_of
 from telephony.sip_wire import PJSUA_MAX_CALLS
 from telephony.sip_worker_link import WorkerError, WorkerLeg, WorkerLink
 from voicebot.transport import CallTransport
@@ -41,13 +41,13 @@ class SipEndpointError(RuntimeError):
     """The SIP endpoint could not start (address in use, bad settings, no worker)."""
 
 
-_URI_IN_BRACKETS = re.compile(r"<([^>]*)>")
-
-
 def caller_from_uri(remote_uri: str) -> str | None:
-    """The caller as a bare URI: '"Taro" <sip:0312345678@pbx>' -> 'sip:0312345678@pbx'."""
-    match = _URI_IN_BRACKETS.search(remote_uri)
-    uri = (match.group(1) if match else remote_uri).strip()
+    """The caller as a bare URI: '"Taro" <sip:0312345678@pbx>' -> 'sip:0312345678@pbx'
+    (a '<' inside the quoted display name is not taken for the URI's)."""
+    try:
+        uri = uri_of(remote_uri)
+    except SipParseError:
+        uri = remote_uri.strip()
     return uri or None
 
 

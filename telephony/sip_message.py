@@ -148,6 +148,8 @@ def split_list(value: str) -> list[str]:
     """Split a comma-separated header value, ignoring commas inside quotes and <...>.
 
     One pass over the special characters only; an unclosed quote runs to the end."""
+    if "," not in value:
+        return [value.strip()] if value.strip() else []
     parts: list[str] = []
     depth, start, skip_to = 0, 0, 0
     for match in _LIST_SPECIALS.finditer(value):

@@ -24,7 +24,7 @@ import pytest
 
 from telephony.config import SipSettings, TelephonySettings
 from telephony.sip_dispatcher import BRANCH_PREFIX, SipDispatcher
-from telephony.sip_endpoint import SipEndpoint
+from telephony.sip_endpoint import SipEndpoint, caller_from_uri
 from telephony.sip_message import SipParseError, parse_datagram, parse_via
 from telephony.sip_message_limits import MAX_HEAD_BYTES, MAX_LIST_ITEMS, STRANGER_ANSWER_BURST
 
@@ -376,6 +376,7 @@ def test_messages_over_the_bounds_are_dropped_unread_and_unanswered():
 
 PATHOLOGICAL = textwrap.dedent(
     """
+    from telephony.sip_endpoint import caller_from_uri
     from telephony.sip_message import (
         SipParseError, header_params, parse_datagram, parse_uri, parse_via,
         replace_uri_hostport, split_list, split_name_addr, uri_of,
@@ -397,6 +398,7 @@ PATHOLOGICAL = textwrap.dedent(
                 parse(text)
             except SipParseError:
                 pass
+        caller_from_uri(text)  # the caller's From as pjsua reports it
         for framing in ("Route: {}\\r\\n", "From: {}\\r\\n", "Contact: {}\\r\\n", "v: {}\\r\\n"):
             data = ("INVITE sip:a@b SIP/2.0\\r\\n" + framing.format(text) + "\\r\\n").encode()
             try:
@@ -575,3 +577,11 @@ def test_stranger_datagrams_are_counted_and_never_parsed():
     dispatcher, answers = asyncio.run(scenario())
     assert answers == []
     assert dispatcher.dropped_from_strangers == 4 and dispatcher.dropped_malformed == 0
+
+
+def test_the_caller_is_the_uri_of_the_name_addr_not_a_bracket_in_the_display_name():
+    assert caller_from_uri('"Taro" <sip:0312345678@pbx>;tag=1') == "sip:0312345678@pbx"
+    assert caller_from_uri('"<Taro>" <sip:0312345678@pbx>') == "sip:0312345678@pbx"
+    assert caller_from_uri('"a<b" <sip:0312345678@pbx>') == "sip:0312345678@pbx"
+    assert caller_from_uri("sip:0312345678@pbx") == "sip:0312345678@pbx"
+    assert caller_from_uri("") is None
