@@ -313,6 +313,55 @@ def test_a_stranger_invite_gets_a_403_smaller_than_itself_with_one_via():
     assert relayed == [] and rejected == 2
 
 
+def test_sipp_from_a_stranger_gets_its_403(tmp_path):
+    """sipp's INVITE from 127.0.0.2 (not an allowed peer) is answered 403 by the minimal
+    response, and sipp (a real UAC) matches it to its transaction and ACKs."""
+    sys.path.insert(0, str(Path(__file__).parent))
+    from sipp.sip_harness import free_port, run_sipp
+
+    async def scenario():
+        async with dispatcher_with_worker() as (dispatcher, worker, _, _):
+            run = await run_sipp(
+                "uac_forbidden.xml",
+                dispatcher.port,
+                tmp_path,
+                keys={"rtp_port": str(free_port())},
+                local_ip=STRANGER,
+                timeout_s=30,
+            )
+            return run, dispatcher.rejected, worker.received
+
+    run, rejected, relayed = asyncio.run(scenario())
+    assert run.returncode == 0, run.stdout + run.errors
+    assert "SIP/2.0 403 Forbidden" in run.messages
+    assert rejected == 1 and relayed == []
+
+
+def test_a_head_sent_a_byte_at_a_time_over_tcp_is_read_once_complete():
+    """The end-of-head search resumes where it stopped: a request trickled one byte per
+    segment (the blank line split too) is relayed whole, then the next one on the same
+    connection as well."""
+
+    async def scenario():
+        async with dispatcher_with_worker() as (dispatcher, worker, _, _):
+            _reader, writer = await asyncio.open_connection("127.0.0.1", dispatcher.port)
+            first, second = uuid.uuid4().hex, uuid.uuid4().hex
+            via = f"SIP/2.0/TCP {PBX}:5070;branch=z9hG4bK-{first[:10]}"
+            data = request("OPTIONS", call_id=first, via=via, body="x" * 40)
+            data = data.replace(b"Content-Length: 40", b"Content-Type: text/plain\r\nl: 40")
+            for i in range(len(data)):
+                writer.write(data[i : i + 1])
+                await writer.drain()
+                await asyncio.sleep(0)
+            writer.write(request("OPTIONS", call_id=second, via=via.replace("K-", "K-2")))
+            await worker.wait_for(second.encode())
+            writer.close()
+            return worker.containing(first.encode())
+
+    relayed = asyncio.run(scenario())
+    assert len(relayed) == 1 and relayed[0].endswith(b"\r\n\r\n" + b"x" * 40)
+
+
 def test_a_flood_of_stranger_invites_gets_few_answers_and_fewer_bytes():
     """200 INVITEs from a stranger within a moment: at most the token bucket's burst (and
     what it refills meanwhile) are answered, and the bytes sent back are far fewer than
