@@ -39,8 +39,10 @@ _KANJI_DIGITS = {
 }
 _KANJI_MULTIPLIERS = {**dict.fromkeys("十拾什", 10), **dict.fromkeys("百佰陌", 100)}
 _KANJI_MULTIPLIERS |= dict.fromkeys("千仟阡", 1000)
-# Separators between the groups of one number (after width folding).
-_SEPARATORS = frozenset(" \t\n\r\u3000-ー－‐‑‒–—―−﹣のノ、,，.．・･()（）")
+# Separators between the groups of one number (after width folding), and characters
+# that show nothing (zero-width space, variation selector, keycap: 0️⃣9️⃣0️⃣).
+_SEPARATORS = frozenset(" \t\n\r\u3000-ー－‐‑‒–—―−﹣のノ、,，.．・･()（）/／")
+_SEPARATORS |= frozenset("\u200b\u200c\u200d\u2060\ufeff\ufe0f\u20e3")
 _DASHES = frozenset("－‐‑‒–—―−﹣")
 _SMALL_KANA = frozenset("ゃゅょぁぃぅぇぉゎャュョァィゥェォヮ")
 # Kanji that make a lone numeral a number: 一月, 三番, 十日 (but not 一緒, 千葉, 九州).
@@ -190,18 +192,12 @@ def _tokens(text: str) -> list[_Token]:
     last_numeral = False  # the previous token was a numeral (for markers: 3ねん)
     after_month = False  # the previous token was 月 (for days: 3月ふつか)
     while i < n:
-        cls, canon = _char(text[i])
+        kind, canon, script = _char_token(text[i])
         token: _Token | None = None
-        if cls == "k":
+        if kind == "k" and text[i] in _READING_STARTS:
             token = _reading(text, i, n, last_numeral, after_month, out)
         if token is None:
-            if cls == "d":
-                script = "j" if text[i] in _KANJI_DIGITS else "a"
-                token = _Token("D", canon, i, i + 1, script)
-            elif cls == "m":
-                token = _Token("M", canon, i, i + 1, "j")
-            else:
-                token = _Token("S" if cls == "s" else "O", canon, i, i + 1)
+            token = _Token("O" if kind == "k" else kind, canon, i, i + 1, script)
         out.append(token)
         i = token.end
         if token.kind == "S" and token.value.isspace():
@@ -209,6 +205,20 @@ def _tokens(text: str) -> list[_Token]:
         last_numeral = token.kind in _NUMERAL_KINDS
         after_month = token.value == "月"
     return out
+
+
+_READING_STARTS = frozenset(s[0] for s in _READINGS)
+
+
+@lru_cache(maxsize=8192)
+def _char_token(c: str) -> tuple[str, str, str]:
+    """(token kind, canonical text, script) of one character on its own."""
+    cls, canon = _char(c)
+    if cls == "d":
+        return "D", canon, "j" if c in _KANJI_DIGITS else "a"
+    if cls == "m":
+        return "M", canon, "j"
+    return {"s": "S", "k": "k"}.get(cls, "O"), canon, "o"
 
 
 def _reading(
@@ -309,6 +319,8 @@ def _decide(tokens: list[_Token], word: _Word) -> _Word:
 
 def _word_digits(parts: list[_Token]) -> str:
     """The digits a numeral word stands for: 千二百三十四 → 1234, 〇九〇 → 090."""
+    if not any(t.kind == "M" for t in parts):
+        return "".join(t.value for t in parts)  # digit by digit: no positional numeral
     out: list[str] = []
     n = len(parts)
     i = 0
@@ -333,6 +345,8 @@ def _single_digit(t: _Token) -> int:
 def _positional(parts: list[_Token], i: int) -> tuple[int, int]:
     """A positional numeral at ``i`` (二千二十四, さんびゃく): (end index, value), or (i, 0)."""
     n = len(parts)
+    if parts[i].kind != "M" and not (i + 1 < n and parts[i + 1].kind == "M"):
+        return i, 0
     total = 0
     j = i
     for place in (1000, 100, 10):
@@ -366,9 +380,12 @@ def canonical(text: str) -> Canonical:
 
     def emit(piece: str, start: int, end: int) -> None:
         out.append(piece)
-        for _ in piece:
+        if len(piece) == 1:
             starts.append(start)
             ends.append(end)
+        else:
+            starts.extend([start] * len(piece))
+            ends.extend([end] * len(piece))
 
     word_at = {w.first: w for w in words if w.numeric}
     run_start = -1
@@ -405,8 +422,14 @@ def canonical(text: str) -> Canonical:
             continue
         t = tokens[i]
         piece = t.value if t.kind in "KESO" else text[t.start : t.end]
-        emit(piece, t.start, t.end)
-        pos += len(piece)
+        if len(piece) == 1:  # most characters: inline, not through emit()
+            out.append(piece)
+            starts.append(t.start)
+            ends.append(t.end)
+            pos += 1
+        else:
+            emit(piece, t.start, t.end)
+            pos += len(piece)
         i += 1
     if sources is not None:
         starts = [sources[s][0] for s in starts]

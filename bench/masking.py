@@ -1,0 +1,180 @@
+"""Benchmark: the worst case of masking a caller's words, on adversarial and fuzzed input.
+
+Prints JSON: worst-case and p99 milliseconds per 100 characters (inputs shorter than 100
+characters count as 100: an utterance is judged against the same budget), the worst
+time for one utterance (the most masking can hold the event loop), per input family,
+over generated adversarial inputs (repeated cue words, long digit and kanji-numeral runs,
+kana readings, mixed scripts, up to 10,000 characters) and the fuzz corpus, with the CPU.
+
+    python bench/masking.py [--repeat 5] [--corpus DIR ...] [--fuzz-seconds 60]
+
+Each input is masked ``--repeat`` times by a fresh ``CallMasker`` and its median time
+counts (a garbage collection in one repeat is not the masking's worst case).
+``--fuzz-seconds`` also runs the atheris target (tests/fuzz_masking_target.py) and
+reports its executions per second.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import random
+import re
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from dashboards.masking import MAX_TEXT_CHARS, CallMasker  # noqa: E402
+
+CORPUS = ROOT / "tests" / "data" / "fuzz" / "masking"
+LENGTHS = (100, 250, MAX_TEXT_CHARS, 1000, 10_000)
+UNITS = {
+    "cue_phone": "電話番号は",
+    "cue_name": "名前は",
+    "cue_birth": "生年月日は",
+    "cue_address": "住所は",
+    "cue_account": "口座番号は",
+    "place_words": "市区町村",
+    "building_words": "ハイツ",
+    "intro_words": "やまだと申します",
+    "ascii_digits": "0123456789",
+    "spaced_digits": "1 - ",
+    "no_separated_digits": "1の",
+    "fullwidth_digits": "０１２３４５６７８９",
+    "kanji_digits": "〇一二三四五六七八九",
+    "positional_kanji": "千二百三十四",
+    "katakana_readings": "ゼロイチニーサンヨンゴーロクナナハチキュー",
+    "hiragana_readings": "ぜろいちにさんよんごろくななはちきゅう",
+    "weak_kana": "にしくごよ",
+    "halfwidth_katakana": "ｾﾞﾛｷｭｰ",
+    "era_dates": "昭和45年3月2日",
+    "kana_dates": "しょうわよんじゅうごねんさんがつふつか",
+    "chome_ban_go": "1丁目2番3号",
+    "hyphen_addresses": "2-8-1",
+}
+MIXED_POOL = (
+    "0123456789０１２３４５６７８９〇一二三四五六七八九十百千万の-ー 、"
+    "ぜろいちにさんよんごろくななはちきゅうゼロイチニーサンヨン"
+    "年月日丁目番地号室電話番号名前住所生年月日昭和平成令和市区町村ハイツと申しますです"
+)
+
+
+def adversarial() -> dict[str, list[str]]:
+    """Input families, each at several lengths."""
+    rng = random.Random(20261204)
+    families: dict[str, list[str]] = {}
+    for name, unit in UNITS.items():
+        families[name] = [(unit * (n // len(unit) + 1))[:n] for n in LENGTHS]
+    families["mixed_scripts"] = [
+        "".join(rng.choice(MIXED_POOL) for _ in range(n)) for n in LENGTHS for _ in range(20)
+    ]
+    return families
+
+
+def corpus(dirs: list[Path]) -> list[str]:
+    texts = []
+    for d in dirs:
+        for path in sorted(d.iterdir()):
+            if path.is_file():
+                texts.extend(path.read_bytes().decode("utf-8", "replace").split("\x1e"))
+    return texts
+
+
+def timed(text: str, repeat: int) -> float:
+    """Median milliseconds to mask ``text`` with a fresh per-call masker."""
+    samples = []
+    for _ in range(repeat):
+        masker = CallMasker()
+        started = time.perf_counter()
+        masker.mask(text)
+        samples.append(1000 * (time.perf_counter() - started))
+    return statistics.median(samples)
+
+
+def measure(texts: list[str], repeat: int) -> dict[str, float]:
+    per_100 = []
+    per_text = []
+    for text in texts:
+        ms = timed(text, repeat)
+        per_text.append(ms)
+        per_100.append(ms * 100 / max(len(text), 100))
+    ordered = sorted(per_100)
+    return {
+        "inputs": len(texts),
+        "longest_chars": max(len(t) for t in texts),
+        "worst_ms_per_100_chars": round(ordered[-1], 4),
+        "p99_ms_per_100_chars": round(ordered[int(0.99 * (len(ordered) - 1))], 4),
+        "worst_ms_per_utterance": round(max(per_text), 3),
+    }
+
+
+def fuzz(seconds: int) -> dict[str, float]:
+    with tempfile.TemporaryDirectory() as tmp:
+        done = subprocess.run(
+            [
+                sys.executable,
+                str(ROOT / "tests" / "fuzz_masking_target.py"),
+                tmp,
+                str(CORPUS),
+                f"-max_total_time={seconds}",
+                "-max_len=4096",
+                "-print_final_stats=1",
+                f"-artifact_prefix={tmp}/",
+            ],
+            capture_output=True,
+            text=True,
+            cwd=ROOT,
+            env={"PYTHONPATH": str(ROOT), "PATH": "/usr/bin:/bin"},
+        )
+    stats = {k: float(v) for k, v in re.findall(r"stat::(\w+):\s+([\d.]+)", done.stderr)}
+    return {
+        "seconds": seconds,
+        "passed": done.returncode == 0,
+        "executions": int(stats.get("number_of_executed_units", 0)),
+        "executions_per_s": stats.get("average_exec_per_sec", 0.0),
+    }
+
+
+def cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.machine()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--repeat", type=int, default=5)
+    parser.add_argument("--corpus", type=Path, action="append", default=[])
+    parser.add_argument("--fuzz-seconds", type=int, default=0)
+    args = parser.parse_args()
+
+    families = adversarial()
+    by_family = {name: measure(texts, args.repeat) for name, texts in families.items()}
+    everything = [t for texts in families.values() for t in texts]
+    fuzzed = corpus([CORPUS, *args.corpus])
+    result = {
+        "cpu": cpu_model(),
+        "max_text_chars": MAX_TEXT_CHARS,
+        "adversarial": measure(everything, args.repeat),
+        "fuzz_corpus": measure(fuzzed, args.repeat),
+        "worst_family": max(by_family, key=lambda n: by_family[n]["worst_ms_per_100_chars"]),
+        "families": by_family,
+    }
+    if args.fuzz_seconds:
+        result["fuzzing"] = fuzz(args.fuzz_seconds)
+    print(json.dumps(result, ensure_ascii=False, indent=2))
+
+
+if __name__ == "__main__":
+    main()
