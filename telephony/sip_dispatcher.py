@@ -178,6 +178,11 @@ class SipDispatcher:
         self._stranger_log = ThrottledLog(log)
         self._malformed_log = ThrottledLog(log)
         self._failure_log = ThrottledLog(log)
+        # A flood of INVITEs, of refused requests or of TCP connects costs a line a minute.
+        self._slot_log = ThrottledLog(log)
+        self._refusal_log = ThrottledLog(log)
+        self._deadline_log = ThrottledLog(log)
+        self._tcp_log = ThrottledLog(log)
         self._udp: asyncio.DatagramTransport | None = None
         self._tcp: asyncio.Server | None = None
         self._connections: dict[int, _TcpConnection] = {}
@@ -297,7 +302,9 @@ class SipDispatcher:
         unread TCP connections."""
         now = time.monotonic()
         for route, why in self._routes.overdue(now):
-            log.warning("SIP: call slot of Call-ID %s freed: %s", route.call_id, why)
+            self._deadline_log.log(
+                logging.WARNING, "SIP: call slot of Call-ID %s freed: %s", route.call_id, why
+            )
             self._release(route)
             if self.on_call_expired is not None:
                 self.on_call_expired(route.call_id)
@@ -464,7 +471,9 @@ class SipDispatcher:
         self._pop_own_route(message)
         refusal = self._transfer_refusal(message)
         if refusal is not None:
-            log.warning("SIP: %s from %s:%d refused (%s)", method, *source, refusal[2])
+            self._refusal_log.log(
+                logging.WARNING, "SIP: %s from %s:%d refused (%s)", method, *source, refusal[2]
+            )
             self._respond(message, refusal[0], refusal[1], connection, allow=refusal[0] == 405)
             return
         call_id = message.call_id
@@ -543,7 +552,9 @@ class SipDispatcher:
                 self._respond(message, 481, "Call/Transaction Does Not Exist", connection)
             return worker
         if kind is InviteKind.CONFLICT:
-            log.warning("SIP: INVITE from %s:%d refused (Call-ID already in use)", *source)
+            self._refusal_log.log(
+                logging.WARNING, "SIP: INVITE from %s:%d refused (Call-ID already in use)", *source
+            )
             self._respond(message, 482, "Loop Detected", connection)
             return None
         worker = self._pick_worker() if self.accepting else None
@@ -557,7 +568,7 @@ class SipDispatcher:
         if route is None or not self._routes.add(route):
             self.rejected += 1
             why = "no free call slot" if self.accepting else "shutting down"
-            log.warning("SIP: INVITE from %s:%d refused (%s)", *source, why)
+            self._slot_log.log(logging.WARNING, "SIP: INVITE from %s:%d refused (%s)", *source, why)
             self._respond(message, 503, "Service Unavailable", connection)
             return None
         worker.calls.add(call_id)
@@ -631,9 +642,9 @@ class SipDispatcher:
             elif cseq == route.invite_cseq and route.state is CallState.CALLING:
                 self._routes.set_state(route, CallState.ANSWERED, time.monotonic())
             elif cseq == route.invite_cseq and route.state is CallState.ENDED:
-                # Answered after the slot was given up (Timer B): the caller has given up
-                # too. Not relayed; the worker's side of the call is ended.
-                log.warning("SIP: late answer for Call-ID %s dropped", message.call_id)
+                # Answered after the slot was given up (Timer B) or after the call ended:
+                # not relayed; the worker's side of the call is ended.
+                log.info("SIP: answer for the ended call %s dropped", message.call_id)
                 if self.on_call_expired is not None:
                     self.on_call_expired(message.call_id)
                 return
@@ -778,8 +789,8 @@ class SipDispatcher:
 
     async def _send_tcp_new(self, data: bytes, address: tuple[str, int]) -> None:
         try:
-            connection = await self._connect(*address)
-        except OSError as exc:
+            connection = await asyncio.wait_for(self._connect(*address), self.limits.tcp_message_s)
+        except (OSError, TimeoutError) as exc:
             log.warning("SIP: could not reach %s:%d over TCP: %s", *address, exc)
             return
         connection.send(data)
@@ -814,7 +825,7 @@ class SipDispatcher:
             self._next_connection += 1
             self._connections[key] = connection
             return key
-        log.info("SIP: TCP connection from %s refused (%s)", host, why)
+        self._tcp_log.log(logging.INFO, "SIP: TCP connection from %s refused (%s)", host, why)
         return None
 
     def _unregister(self, connection: _TcpConnection) -> None:
@@ -903,7 +914,9 @@ class _TcpConnection(asyncio.Protocol):
 
     def drop(self, why: str) -> None:
         """Close at once, discarding what is queued either way."""
-        log.info("SIP: closing TCP connection with %s (%s)", self.peer, why)
+        self.dispatcher._tcp_log.log(
+            logging.INFO, "SIP: closing TCP connection with %s (%s)", self.peer, why
+        )
         self._buffer.clear()
         if self._transport is not None:
             self._transport.abort()

@@ -26,6 +26,9 @@ log = logging.getLogger(__name__)
 
 START_TIMEOUT_S = 60.0  # a loaded CI machine starts Python and pjsua slowly
 STOP_TIMEOUT_S = 15.0  # hanging up its calls takes the worker up to 5 s
+# A command is carried out within one pjsua loop turn, or after the caller's ACK (at most
+# 5 s): a worker that has not answered by then is stuck, and nobody waits for it for ever.
+COMMAND_TIMEOUT_S = 30.0
 
 
 class WorkerError(RuntimeError):
@@ -174,7 +177,9 @@ class WorkerLink(asyncio.Protocol):
         self._pending[request] = future
         try:
             self.send(kind, leg, {"id": request, **args})
-            await future
+            await asyncio.wait_for(future, COMMAND_TIMEOUT_S)
+        except TimeoutError:
+            raise WorkerError(f"the SIP worker did not carry out {kind.name}") from None
         finally:
             self._pending.pop(request, None)
 

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
+import signal
 import socket
 import sys
 import time
@@ -24,6 +26,8 @@ from telephony.config import SipSettings, TelephonySettings
 from telephony.sip_dispatcher import SipDispatcher
 from telephony.sip_endpoint import SipEndpoint
 from telephony.sip_limits import SipLimits
+from telephony.sip_routes import CallRoutes, CallState, InviteKind, Route
+from telephony.sip_worker_link import WorkerError
 from voicebot.frames import AudioFrame
 
 SHORT = {"timer_b_s": 1.0, "timer_h_s": 1.0, "linger_s": 2.0}
@@ -461,3 +465,63 @@ def test_tcp_client_that_never_reads_is_closed_and_its_buffer_bounded():
     assert closed
     assert peak <= 64 * 1024 + 8192
     assert still_open == 0
+
+
+# -- bounded waits and tables -------------------------------------------------------------------
+def test_command_to_a_stuck_worker_fails_instead_of_waiting_for_ever(monkeypatch):
+    """The worker process carrying a call is frozen (SIGSTOP): the bot's hangup fails with
+    WorkerError after the command timeout instead of waiting for ever."""
+    monkeypatch.setattr("telephony.sip_worker_link.COMMAND_TIMEOUT_S", 1.0)
+
+    async def scenario():
+        async with echo_endpoint(max_calls=1, **SHORT) as endpoint:
+            client = await SipClient.open()
+            worker = endpoint.workers[0]
+            try:
+                await answered_call(client, endpoint.port, uuid.uuid4().hex)
+                assert await wait_until(lambda: len(endpoint.transports) == 1, 10)
+                transport = next(iter(endpoint.transports.values()))
+                os.kill(worker.pid, signal.SIGSTOP)
+                try:
+                    started = time.monotonic()
+                    try:
+                        await asyncio.wait_for(transport.leg.hangup(), 10)
+                        outcome = "done"
+                    except WorkerError:
+                        outcome = "WorkerError"
+                    except TimeoutError:
+                        outcome = "still waiting"
+                    return outcome, time.monotonic() - started
+                finally:
+                    os.kill(worker.pid, signal.SIGCONT)
+            finally:
+                client.close()
+
+    outcome, waited = asyncio.run(scenario())
+    assert outcome == "WorkerError"
+    assert waited < 5
+
+
+def test_route_table_is_capped_and_keeps_calls_holding_slots():
+    """At most ``max_routes`` routes: a new one evicts the oldest ended route, never a call
+    holding a slot, and is refused when every route holds one. A caller's retry with a
+    higher CSeq after its call ended is a new call; the same INVITE again is a
+    retransmission; another From tag is a conflict."""
+    routes = CallRoutes(SipLimits(max_routes=3, linger_s=10.0))
+
+    def route(call_id: str, state: CallState, cseq: int = 1) -> Route:
+        return Route(call_id, "tag", "z9hG4bK-b", cseq, "w", None, state, 0.0, 0.0)
+
+    held = [route("held-1", CallState.CONFIRMED), route("held-2", CallState.CALLING)]
+    ended = route("ended", CallState.CALLING)
+    for r in [*held, ended]:
+        assert routes.add(r)
+    routes.end(ended, now=1.0)
+    assert routes.classify("ended", "tag", "z9hG4bK-b", 1)[0] is InviteKind.RETRANSMISSION
+    assert routes.classify("ended", "tag", "z9hG4bK-c", 2)[0] is InviteKind.RETRY
+    assert routes.classify("ended", "other", "z9hG4bK-c", 2)[0] is InviteKind.CONFLICT
+    assert routes.classify("held-1", "tag", "z9hG4bK-c", 1)[0] is InviteKind.CONFLICT
+    assert routes.add(route("new", CallState.CALLING))  # evicts the ended route
+    assert routes.get("ended") is None and len(routes) == 3
+    assert not routes.add(route("one-too-many", CallState.CALLING))
+    assert {r.call_id for r in routes.routes()} == {"held-1", "held-2", "new"}
