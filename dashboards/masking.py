@@ -243,6 +243,8 @@ def _find(
     c: Canonical, t: str, carry: _Carry, truncated: bool, birth_cutoff: int
 ) -> tuple[list[_Span], _Carry]:
     """Everything personal in the canonical text ``t``, and what carries to the next one."""
+    if not c.runs and _PAUSE_RE.match(t):
+        return [], carry  # 「えっと」 between 「電話番号は」 and the number: still waiting
     cues = [(m.start(), m.end(), _CUE_KIND[m.group()]) for m in _CUE_RE.finditer(t)]
     if carry.label is not None and carry.digits == 0:
         cues.insert(0, (0, 0, carry.label))  # 「電話番号は」 ended the last utterance
