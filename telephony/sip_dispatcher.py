@@ -7,8 +7,14 @@ one user agent:
 
 * An initial INVITE goes to the worker with the most free slots (503 Service Unavailable
   when every slot is taken or the service is stopping); every later message with the same
-  Call-ID goes to the same worker. Requests from addresses outside ``allowed_peers`` get
-  403 here, before any worker sees them.
+  Call-ID goes to the same worker. Nothing from an address outside ``allowed_peers`` is
+  read: its datagrams are dropped before parsing, except that a few INVITEs a second get
+  a minimal 403 (top Via only, never larger than the INVITE, sent to the packet's source).
+* Every message is parsed within fixed bounds (telephony/sip_message_limits.py); one
+  that the dispatcher and a worker could read differently (a single-valued header twice,
+  a bare CR or LF, a malformed value) gets 400 before anything is routed. A response is
+  relayed only from a worker or an allowed peer, and only if its top Via carries a branch
+  this dispatcher made (an HMAC under its secret).
 * Requests are relayed statelessly (RFC 3261 16.11): the dispatcher adds its own Via (the
   branch derived from the sender's, so retransmissions, CANCEL and ACK match), decrements
   Max-Forwards, and on INVITEs to a worker adds a Record-Route, so that the worker's own

@@ -463,17 +463,18 @@ def _defect_in_values(message: SipMessage) -> str | None:
             if not before.endswith("<"):
                 return f"bad {display_name(name)}"
     contact = message.get_all("contact")
-    if len(contact) > 1:
-        return "more than one Contact header"
-    if contact and contact[0] != "*":
-        items = split_list(contact[0])
-        if not items or len(items) > MAX_LIST_ITEMS:
-            return "bad Contact"
-        try:
-            for item in items:
-                split_name_addr(item)
-        except SipParseError:
-            return "bad Contact"
+    if len(contact) > 1 and message.is_request and message.method != "REGISTER":
+        return "more than one Contact header"  # a dialog has one remote target
+    if contact == ["*"]:
+        return None
+    items = [item for value in contact for item in split_list(value)]
+    if len(items) > MAX_LIST_ITEMS or (contact and not items):
+        return "bad Contact"
+    try:
+        for item in items:
+            split_name_addr(item)
+    except SipParseError:
+        return "bad Contact"
     return None
 
 
