@@ -96,7 +96,9 @@ _HOSTNAME_CHARS = frozenset("-.0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklm
 _DIGITS = frozenset("0123456789")
 # One character class, searched once per line: linear on any input.
 _CONTROL = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")
-_LIST_SPECIALS = re.compile(r'[",<>\\]')
+_LIST_SPECIALS = re.compile(r'[",<>]')
+# A quoted string from its opening quote: possessive, so it never backtracks (linear).
+_QUOTED = re.compile(r'"(?:[^"\\]++|\\.)*+"', re.DOTALL)
 
 
 def _is_token(text: str) -> bool:
@@ -132,41 +134,35 @@ def canonical(name: str) -> str:
 def _end_of_quoted(text: str, start: int) -> int:
     """The index just past the quoted string opening at ``text[start]`` (a '"');
     SipParseError if it is not closed. Backslash escapes the next character."""
-    i = start + 1
-    quote = text.find('"', i)
-    while quote >= 0:
-        backslash = text.find("\\", i, quote)
-        if backslash < 0:
-            return quote + 1
-        i = backslash + 2  # the escaped character may be the quote itself
-        if i > quote:
-            quote = text.find('"', i)
-    raise SipParseError("unterminated quoted string")
+    match = _QUOTED.match(text, start)
+    if match is None:
+        raise SipParseError("unterminated quoted string")
+    return match.end()
 
 
 def split_list(value: str) -> list[str]:
     """Split a comma-separated header value, ignoring commas inside quotes and <...>.
 
-    One pass over the special characters only; an unclosed quote runs to the end."""
+    One pass that stops only at the special characters outside quoted strings; an
+    unclosed quote runs to the end."""
     if "," not in value:
         return [value.strip()] if value.strip() else []
     parts: list[str] = []
-    depth, start, skip_to = 0, 0, 0
-    for match in _LIST_SPECIALS.finditer(value):
-        i = match.start()
-        if i < skip_to:
-            continue  # inside a quoted string
+    depth, start, pos = 0, 0, 0
+    while (match := _LIST_SPECIALS.search(value, pos)) is not None:
+        i = pos = match.start()
+        pos += 1
         ch = value[i]
         if ch == '"':
-            try:
-                skip_to = _end_of_quoted(value, i)
-            except SipParseError:
+            quoted = _QUOTED.match(value, i)
+            if quoted is None:
                 break
+            pos = quoted.end()
         elif ch == "<":
             depth += 1
         elif ch == ">":
             depth = max(0, depth - 1)
-        elif ch == "," and depth == 0:
+        elif depth == 0:  # a comma
             parts.append(value[start:i].strip())
             start = i + 1
     parts.append(value[start:].strip())
