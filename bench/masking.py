@@ -98,17 +98,17 @@ def timed(text: str, repeat: int) -> float:
     return statistics.median(samples)
 
 
-def measure(texts: list[str], repeat: int) -> dict[str, float]:
-    per_100 = []
-    per_text = []
-    for text in texts:
-        ms = timed(text, repeat)
-        per_text.append(ms)
-        per_100.append(ms * 100 / max(len(text), 100))
-    ordered = sorted(per_100)
+def measure(texts: list[str], repeat: int) -> list[tuple[int, float]]:
+    """(length, median ms) of each text."""
+    return [(len(text), timed(text, repeat)) for text in texts]
+
+
+def summary(timings: list[tuple[int, float]]) -> dict[str, float]:
+    per_text = [ms for _, ms in timings]
+    ordered = sorted(ms * 100 / max(n, 100) for n, ms in timings)
     return {
-        "inputs": len(texts),
-        "longest_chars": max(len(t) for t in texts),
+        "inputs": len(timings),
+        "longest_chars": max(n for n, _ in timings),
         "worst_ms_per_100_chars": round(ordered[-1], 4),
         "p99_ms_per_100_chars": round(ordered[int(0.99 * (len(ordered) - 1))], 4),
         "worst_ms_per_utterance": round(max(per_text), 3),
@@ -159,15 +159,14 @@ def main() -> None:
     parser.add_argument("--fuzz-seconds", type=int, default=0)
     args = parser.parse_args()
 
-    families = adversarial()
-    by_family = {name: measure(texts, args.repeat) for name, texts in families.items()}
-    everything = [t for texts in families.values() for t in texts]
+    timings = {name: measure(texts, args.repeat) for name, texts in adversarial().items()}
+    by_family = {name: summary(t) for name, t in timings.items()}
     fuzzed = corpus([CORPUS, *args.corpus])
     result = {
         "cpu": cpu_model(),
         "max_text_chars": MAX_TEXT_CHARS,
-        "adversarial": measure(everything, args.repeat),
-        "fuzz_corpus": measure(fuzzed, args.repeat),
+        "adversarial": summary([x for t in timings.values() for x in t]),
+        "fuzz_corpus": summary(measure(fuzzed, args.repeat)),
         "worst_family": max(by_family, key=lambda n: by_family[n]["worst_ms_per_100_chars"]),
         "families": by_family,
     }

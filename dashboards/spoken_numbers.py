@@ -106,7 +106,6 @@ _add("Y", "8", "ようか")
 _add("Y", "9", "ここのか")
 _add("Y", "10", "とおか")
 _add("Y", "20", "はつか")
-_LONGEST_READING = max(len(s) for s in _READINGS)
 
 
 @lru_cache(maxsize=8192)
@@ -207,7 +206,11 @@ def _tokens(text: str) -> list[_Token]:
     return out
 
 
-_READING_STARTS = frozenset(s[0] for s in _READINGS)
+# For each character a reading starts with, the lengths of those readings, longest first.
+_READING_LENGTHS: dict[str, tuple[int, ...]] = {}
+for _s in _READINGS:
+    _READING_LENGTHS[_s[0]] = tuple(sorted({*_READING_LENGTHS.get(_s[0], ()), len(_s)}))[::-1]
+_READING_STARTS = frozenset(_READING_LENGTHS)
 
 
 @lru_cache(maxsize=8192)
@@ -225,7 +228,9 @@ def _reading(
     text: str, i: int, n: int, last_numeral: bool, after_month: bool, out: list[_Token]
 ) -> _Token | None:
     """The longest kana reading at ``i`` that fits its context, or None."""
-    for length in range(min(_LONGEST_READING, n - i), 0, -1):
+    for length in _READING_LENGTHS[text[i]]:
+        if i + length > n:
+            continue
         entry = _READINGS.get(text[i : i + length])
         if entry is None:
             continue
