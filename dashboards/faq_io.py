@@ -219,6 +219,13 @@ XLSX_TOO_BIG = (
 )
 
 
+XLSX_TOO_MANY_CELLS = (
+    f"Excelファイルのセルや行が多すぎます（1行{XLSX_MAX_ROW_CELLS:,}セル、"
+    f"合計{XLSX_MAX_CELLS:,}セルまで）。書式だけのセルや空の行を削除するか、"
+    "CSVで保存してお試しください。"
+)
+
+
 def check_xlsx_container(data: bytes) -> None:
     """Refuse a zip bomb before openpyxl unpacks anything: only the central directory is read.
 
@@ -244,10 +251,11 @@ def check_xlsx_container(data: bytes) -> None:
             m.compress_size, 1
         ):
             raise too_big
+    too_many = FaqImportError([RowError(None, XLSX_TOO_MANY_CELLS)])
     with zipfile.ZipFile(io.BytesIO(data)) as archive:
         for m in members:
             if m.filename.startswith("xl/worksheets/") and m.filename.endswith(".xml"):
-                _check_sheet_cells(archive, m, too_big)
+                _check_sheet_cells(archive, m, too_many)
 
 
 def _check_sheet_cells(archive: Any, member: Any, too_big: FaqImportError) -> None:
