@@ -120,6 +120,7 @@ _DATE_RE = re2.compile(
     rf"|({_YEAR}{_J}\d{{1,2}}\s?月)"
     rf"|(\d{{1,2}}\s?月{_J}\d{{1,2}}\s?日)"
     r"|((?:明治|大正|昭和|平成|令和)\s?(?:\d{1,2}|元)\s?年|\d{4}\s?年)"
+    r"|(\d{1,2}[-/]\d{1,2})"  # 3/2 (a birth date only next to a birth cue)
 )
 _YEAR_RE = re2.compile(r"^(明治|大正|昭和|平成|令和|[MTSHR])?\s?(\d{1,4}|元)")
 
@@ -130,7 +131,7 @@ _ADDRESS_RE = re2.compile(
     rf"\d{{1,4}}丁目(?:{_SEP}\d{{1,4}}(?:番地|番)?)?(?:{_SEP}\d{{1,4}}号?)?"
     rf"|\d{{1,4}}番地(?:{_SEP}\d{{1,4}}号?)?"
     rf"|\d{{1,4}}番{_SEP}\d{{1,4}}号"
-    r"|\d{1,5}号(?:室|棟|館)"
+    r"|\d{1,5}号(?:室|棟|館)|\d{3,4}号"
     r")"
     # a room in a named building: ハイツ緑203, 市営住宅の3
     r"|(?:ハイツ|マンション|コーポ|ハイム|アパート|ビル|荘|レジデンス|メゾン|団地|住宅)"
@@ -138,19 +139,27 @@ _ADDRESS_RE = re2.compile(
 )
 
 # -- names -----------------------------------------------------------------------------------
-_NAME_END = r"(?:です|と申|といい|と言い|っていい|って言い|でござ|さん|様|、|。|\s|\x00)"
-_KANJI_NAME = r"[\p{Han}々ヶ]{1,8}(?:[ 　][\p{Han}々ヶ]{1,6})?"
+_STRONG_END = r"(?:です|と申|といい|と言い|っていい|って言い|でござ|さん|様)"
+_NAME_END = rf"(?:{_STRONG_END}|、|。|\s|\x00)"
+# Kanji, also with katakana (山田ハナコ); a kana given name after it (山田はなこ) only
+# before です/と申します (名前は変更できますか is no name).
+_KANJI_NAME = (
+    r"[\p{Han}々ヶ][\p{Han}々ヶ\p{Katakana}ー]{0,11}(?:[ 　][\p{Han}々ヶ\p{Katakana}ー]{1,10})?"
+)
 _KATAKANA_NAME = r"[\p{Katakana}ー]{2,12}(?:[ 　][\p{Katakana}ー]{1,10})?"
 _HIRAGANA_NAME = r"[\p{Hiragana}ー]{2,12}?"
+_HIRAGANA_GROUP = 4  # the capture group of a name in hiragana, in both patterns below
 # After a name cue (名前は, 氏名：), on a bounded window that ends in \x00 at the text's end.
 _NAME_AFTER_CUE_RE = re2.compile(
     rf"^(?:[\s、,:：はがの]|です|{_FILLER})*"
-    rf"(?:({_KANJI_NAME})|({_KATAKANA_NAME})|({_HIRAGANA_NAME})){_NAME_END}"
+    rf"(?:({_KANJI_NAME}){_NAME_END}|({_KANJI_NAME}\p{{Hiragana}}{{1,6}}?){_STRONG_END}"
+    rf"|({_KATAKANA_NAME}){_NAME_END}|({_HIRAGANA_NAME}){_NAME_END})"
 )
 _INTRO = r"(?:と申し|といいます|と言います|っていいます|って言います)"
 _NAME_INTRO_RE = re2.compile(
     rf"(?:私|わたし|わたくし|僕|ぼく)?(?:は|、)?"
-    rf"(?:({_KANJI_NAME})|({_KATAKANA_NAME})|({_HIRAGANA_NAME})){_INTRO}"
+    rf"(?:({_KANJI_NAME})|({_KANJI_NAME}\p{{Hiragana}}{{1,6}}?)|({_KATAKANA_NAME})"
+    rf"|({_HIRAGANA_NAME})){_INTRO}"
 )
 _SELF_RE = re2.compile(r"(?:私|わたし|わたくし|僕|ぼく)は、?([\p{Han}々ヶ]{2,6})です")
 # Last characters of nouns that follow 私は ... です without being a name (会社員, 年金生活者).
@@ -386,10 +395,19 @@ def _birth_dates(t: str, cues: list[tuple[int, int, str]], cutoff: int) -> list[
     cued = any(kind == BIRTH_DATE for _, _, kind in cues)
     spans = []
     for m in _DATE_RE.finditer(t):
+        if m.group(6) is not None and _inside_number(t, m.start(), m.end()):
+            continue  # the 1-2 of an address 1-2-3 is no date
         full = m.group(1) or m.group(2)
         if cued or (full is not None and _old_year(full, cutoff)):
             spans.append(_Span(m.start(), m.end(), BIRTH_DATE, 2))
     return spans
+
+
+def _inside_number(t: str, start: int, end: int) -> bool:
+    return t[start - 1 : start] in _DATE_NEIGHBOURS or t[end : end + 1] in _DATE_NEIGHBOURS
+
+
+_DATE_NEIGHBOURS = frozenset("0123456789-/")
 
 
 def _old_year(date: str, cutoff: int) -> bool:
@@ -416,15 +434,15 @@ def _names(t: str, cues: list[tuple[int, int, str]]) -> list[_Span]:
         window = t[end : end + 40]
         m = _NAME_AFTER_CUE_RE.match(window + ("\x00" if end + 40 >= len(t) else ""))
         if m is not None:
-            group = next(g for g in (1, 2, 3) if m.group(g) is not None)
-            if group == 3 and m.group(3).startswith(_NAME_PREFIXES):
+            group = next(g for g in (1, 2, 3, 4) if m.group(g) is not None)
+            if group == _HIRAGANA_GROUP and m.group(group).startswith(_NAME_PREFIXES):
                 continue  # 名前は、えっと、［氏名］: a filler, not a name
             spans.append(_Span(end + m.start(group), end + m.end(group), NAME, 4))
     if "申" in t or "いいます" in t or "言います" in t:
         for m in _NAME_INTRO_RE.finditer(t):
-            group = next(g for g in (1, 2, 3) if m.group(g) is not None)
+            group = next(g for g in (1, 2, 3, 4) if m.group(g) is not None)
             start, end = m.span(group)
-            if group == 3:
+            if group == _HIRAGANA_GROUP:
                 start = _strip_name_prefix(t, start, end)
             after = t[m.end() : m.end() + 1]
             if "申" not in m.group() and after in ("か", "と", "の", "が", "よ"):
