@@ -52,6 +52,7 @@ MAX_BYTES = 5 * 1024 * 1024
 MAX_ROWS = 5000
 MAX_TABLE_ROWS = MAX_ROWS + 100  # rows read at most, blank ones and the header included
 MAX_COLUMNS = 50  # the FAQ has 9; a wider sheet is refused, not silently cut
+MAX_REPORTED_ERRORS = 200  # problems listed for one file; the rest are counted
 MAX_FIELD_CHARS = 100_000  # one CSV field (an answer is at most 2,000 characters)
 # An .xlsx is a zip of XML: bound what it unpacks to, not only the upload's size.
 XLSX_MAX_MEMBERS = 200
@@ -109,6 +110,12 @@ class FaqImportError(ValueError):
     """The file was not imported; ``errors`` lists every problem found."""
 
     def __init__(self, errors: list[RowError]):
+        if len(errors) > MAX_REPORTED_ERRORS:  # a page and a response of bounded size
+            more = len(errors) - MAX_REPORTED_ERRORS
+            errors = [
+                *errors[:MAX_REPORTED_ERRORS],
+                RowError(None, f"ほかにも{more}件の誤りがあります。上の誤りから直してください。"),
+            ]
         self.errors = errors
         super().__init__("\n".join(str(e) for e in errors))
 

@@ -474,3 +474,13 @@ def test_import_conflict_through_the_api_and_the_page(tmp_path):
         assert forced.status_code == 200, forced.text
         answer = client.get(f"/api/faq/entries/{first['id']}").json()["answer"]
         assert answer == first["answer"]
+
+
+def test_errors_of_a_bad_file_are_listed_up_to_a_bound(versions):
+    header = "id,category,title,action,questions,answer\n"
+    rows = "".join(f"bad.{i},一般,題{i},どれでもない,質問,回答\n" for i in range(3000))
+    with pytest.raises(FaqImportError) as exc:
+        import_file("bad.csv", (header + rows).encode(), versions.city, versions.synonyms_path)
+    errors = exc.value.errors
+    assert len(errors) == faq_io.MAX_REPORTED_ERRORS + 1
+    assert errors[0].row == 2 and "ほかにも" in errors[-1].message
