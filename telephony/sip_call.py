@@ -26,6 +26,9 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 DRAIN_GRACE_S = 2.0  # extra time for the last queued bot audio to play before BYE/REFER
+# The caller's audio waiting for receive(): 60 s of it at most. Beyond that nobody is
+# reading (a stuck handler), and a long call must not pile up its audio in memory.
+MAX_INBOUND_FRAMES = 3000
 
 
 class SipCallTransport:
@@ -61,6 +64,7 @@ class SipCallTransport:
         self._drained: asyncio.Future[None] | None = None
         self._refer: asyncio.Future[tuple[int, str]] | None = None
         self.frames_sent = 0  # 20 ms frames of bot audio handed to the worker
+        self.frames_dropped = 0  # caller frames dropped because nobody read them
         leg.events = self
 
     # -- from the worker (LegEvents, on the event loop) ---------------------------------------
@@ -69,6 +73,11 @@ class SipCallTransport:
             self._first_frame_ms = (time.perf_counter() - self._created) * 1000.0
         t = self._first_frame_ms + self._frames_in * FRAME_MS
         self._frames_in += 1
+        if self._inbound.qsize() >= MAX_INBOUND_FRAMES:
+            if not self.frames_dropped:
+                log.warning("SIP call %s: caller audio not read; dropping it", self.call_id)
+            self.frames_dropped += 1
+            return
         self._inbound.put_nowait(AudioFrame(pcm, SAMPLE_RATE, t))
 
     def dtmf_received(self, digit: str) -> None:

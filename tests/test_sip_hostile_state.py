@@ -22,12 +22,13 @@ sys.path.insert(0, str(Path(__file__).parent))
 
 from sipp.sip_client import SipClient
 
-from telephony.config import SipSettings, TelephonySettings
+from telephony.config import SipSettings, TelephonySettings, TransferSettings
+from telephony.sip_call import MAX_INBOUND_FRAMES, SipCallTransport
 from telephony.sip_dispatcher import SipDispatcher
 from telephony.sip_endpoint import SipEndpoint
 from telephony.sip_limits import SipLimits
 from telephony.sip_routes import CallRoutes, CallState, InviteKind, Route
-from telephony.sip_worker_link import WorkerError
+from telephony.sip_worker_link import WorkerError, WorkerLeg, WorkerLink
 from voicebot.frames import AudioFrame
 
 SHORT = {"timer_b_s": 1.0, "timer_h_s": 1.0, "linger_s": 2.0}
@@ -525,3 +526,21 @@ def test_route_table_is_capped_and_keeps_calls_holding_slots():
     assert routes.get("ended") is None and len(routes) == 3
     assert not routes.add(route("one-too-many", CallState.CALLING))
     assert {r.call_id for r in routes.routes()} == {"held-1", "held-2", "new"}
+
+
+def test_caller_audio_nobody_reads_is_bounded():
+    """A call whose handler stopped reading (stuck, or the audio handed elsewhere) keeps at
+    most MAX_INBOUND_FRAMES of the caller's audio, not the whole call's. The worker link is
+    real but not started: the frames are handed to the call as the link would."""
+    link = WorkerLink(0, {}, lambda leg, uri: None, lambda leg: None, lambda link: None)
+    transport = SipCallTransport(WorkerLeg(link, 1, "call"), "c1", None, TransferSettings())
+    frames = [bytes([i % 256]) * 320 for i in range(MAX_INBOUND_FRAMES + 2000)]
+    for pcm in frames:
+        transport.pcm_received(pcm)
+
+    async def first() -> bytes:
+        return (await transport.receive()).pcm
+
+    assert transport._inbound.qsize() == MAX_INBOUND_FRAMES
+    assert transport.frames_dropped == 2000
+    assert asyncio.run(first()) == frames[0]
