@@ -141,11 +141,15 @@ class PjCall(pj.Call):
     def rx_packets(self) -> int:
         """RTP packets received from the caller so far, over the call's audio streams."""
         total = 0
-        for index, media in enumerate(self.getInfo().media):
+        info = self.getInfo()  # held: its .media is a view into it (SWIG)
+        for index, media in enumerate(info.media):
             if media.type != pj.PJMEDIA_TYPE_AUDIO or media.status != pj.PJSUA_CALL_MEDIA_ACTIVE:
                 continue
             try:
-                total += self.getStreamStat(index).rtcp.rxStat.pkt
+                # Keep the StreamStat alive while reading it: SWIG's .rtcp is a view into
+                # it, and reading through a temporary reads freed memory (always 0).
+                stat = self.getStreamStat(index)
+                total += int(stat.rtcp.rxStat.pkt)
             except pj.Error:  # the stream is being recreated (re-INVITE)
                 continue
         return total

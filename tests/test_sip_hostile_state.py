@@ -20,6 +20,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
 
+from sipp.rtp_peer import RtpPeer
 from sipp.sip_client import SipClient
 
 from telephony.config import SipSettings, TelephonySettings, TransferSettings
@@ -136,26 +137,40 @@ def test_answer_never_acknowledged_frees_its_slot_and_ends_the_call():
     assert ended
 
 
-def test_call_without_rtp_from_the_caller_is_hung_up():
-    """A caller that vanishes without a BYE (no RTP any more) does not keep its call: the
-    worker hangs up after the media timeout and the slot is free again."""
+def test_call_whose_caller_stops_sending_rtp_is_hung_up():
+    """A caller that vanishes without a BYE does not keep its call: while its RTP flows the
+    call stays up past the media timeout (2 s here); once its RTP stops, the worker hangs
+    up within the timeout and the slot is free again."""
 
     async def scenario():
         async with echo_endpoint(max_calls=1, media_timeout_s=2.0, **SHORT) as endpoint:
             client = await SipClient.open()
+            peer = await RtpPeer.open()
             try:
                 call_id = uuid.uuid4().hex
-                await answered_call(client, endpoint.port, call_id)
+                client.invite(endpoint.port, call_id, rtp_port=peer.port)
+                ok = await client.expect(final(call_id), timeout=30)
+                client.in_dialog("ACK", endpoint.port, ok, 1)
+                await peer.wait_for_bot(10)
+                await asyncio.sleep(5.0)  # RTP flowing: longer than the media timeout
+                bye_while_talking = [m for m in client.received if m.method == "BYE"]
+                peer.close()  # the caller's RTP stops
+                stopped = time.monotonic()
                 bye = await client.expect(
                     lambda m: m.is_request and m.method == "BYE" and m.call_id == call_id, 15
                 )
+                waited = time.monotonic() - stopped
                 client.reply(bye, 200, "OK", endpoint.port)
                 freed = await wait_until(lambda: free_slots(endpoint) == 1, 10)
-                return freed
+                return bye_while_talking, waited, freed
             finally:
+                peer.close()
                 client.close()
 
-    assert asyncio.run(scenario())
+    bye_while_talking, waited, freed = asyncio.run(scenario())
+    assert bye_while_talking == []
+    assert 1.5 <= waited <= 6.0, waited
+    assert freed
 
 
 def test_same_call_id_twice_is_refused_and_retransmissions_take_no_slot():
