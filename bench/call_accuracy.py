@@ -14,7 +14,11 @@ A confirmation ("…についてのご質問でよろしいでしょうか") of 
 right: the issue asks for the intended action; such calls are counted apart
 (``right_topic_but_confirmed``). ``--fixtures`` runs another set made the same way
 (a manifest.tsv with file, voice, utterance, expected); ``expected`` may be
-``unknown`` (right unless the bot answers from the FAQ).
+``unknown`` (right unless the bot answers from the FAQ). ``wrong_answers`` counts the
+calls where the bot spoke an answer or redirect that was not the one asked for (what a
+caller would act on); ``answered_directly`` is the share of answerable questions
+answered at once; ``by_condition`` gives these per first folder of the fixtures' paths
+(e.g. ``clean`` and ``hard`` from ``bench/make_eval_audio.py``).
 
 The bot's own voice is pyttsx3 unless --kokoro (its audio does not affect the result,
 and rendering every reply with Kokoro costs about real time on two cores).
@@ -147,7 +151,28 @@ def run_one(bot: Bot, row: dict[str, str], fixtures: Path = FIXTURES) -> dict:
         else None,
         "right": got_action == want_action and got_id == want_id,
         "right_topic_confirmed": got_action == "confirm" and got_id == want_id,
+        # spoke an FAQ answer (or redirect) that was not the one asked for
+        "wrong_answer": got_action in ("answer", "redirect")
+        and (got_action != want_action or got_id != want_id),
+        "answerable": want_action in ("answer", "redirect") and want_id is not None,
         "latency_ms": turn.latency_ms if turn else None,
+    }
+
+
+def condition_figures(results: list[dict]) -> dict:
+    """Right (a confirmation of the right entry counted as right), wrong answers, and the
+    share of answerable questions answered at once, for one folder of fixtures."""
+    n = len(results)
+    answerable = [r for r in results if r["answerable"]]
+    return {
+        "calls": n,
+        "right_or_confirmed": round(
+            sum(r["right"] or r["right_topic_confirmed"] for r in results) / n, 3
+        ),
+        "wrong_answer_rate": round(sum(r["wrong_answer"] for r in results) / n, 3),
+        "answered_directly": round(sum(r["right"] for r in answerable) / len(answerable), 3)
+        if answerable
+        else None,
     }
 
 
@@ -204,15 +229,24 @@ def main() -> int:
     right = sum(r["right"] for r in results)
     confirmed = sum(r["right_topic_confirmed"] for r in results)
     by_voice: dict[str, list[bool]] = {}
+    by_condition: dict[str, list[dict]] = {}
     for row, res in zip(rows, results, strict=True):
         by_voice.setdefault(row["voice"], []).append(res["right"])
+        by_condition.setdefault(row["file"].split("/")[0], []).append(res)
+    answerable = [r for r in results if r["answerable"]]
     out = {
         "calls": len(results),
         "right": right,
         "accuracy": round(right / len(results), 3),
         "right_topic_but_confirmed": confirmed,
         "right_or_confirmed": round((right + confirmed) / len(results), 3),
+        "wrong_answers": sum(r["wrong_answer"] for r in results),
+        "wrong_answer_rate": round(sum(r["wrong_answer"] for r in results) / len(results), 3),
+        "answered_directly": round(sum(r["right"] for r in answerable) / len(answerable), 3)
+        if answerable
+        else None,
         "by_voice": {v: round(sum(x) / len(x), 3) for v, x in by_voice.items()},
+        "by_condition": {c: condition_figures(rs) for c, rs in by_condition.items()},
         "actions": dict(Counter(r["action"] for r in results)),
         "seconds": round(time.perf_counter() - started, 1),
         "recognition_ms": round(statistics.mean(recognizer.fresh_ms), 1)
