@@ -6,9 +6,32 @@ Read from the same ``voicebot.toml`` and ``VOICEBOT_*`` environment as the core
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 from pydantic import BaseModel, Field
 
+from telephony.sip_limits import SipLimits
 from voicebot.config import FileAndEnvSettings
+
+
+class SipLimitSettings(BaseModel):
+    """Deadlines and caps of the public SIP port (see ``telephony.sip_limits``)."""
+
+    timer_b_s: float = Field(32.0, gt=0, description="INVITE without a final response: slot freed")
+    timer_h_s: float = Field(32.0, gt=0, description="answer never acknowledged: slot freed")
+    max_call_s: float = Field(4 * 3600.0, gt=0, description="a call longer than this is ended")
+    media_timeout_s: float = Field(
+        60.0, gt=0, description="a call whose caller sent no RTP this long is hung up"
+    )
+    tcp_max_connections: int = Field(64, ge=1, description="TCP connections in total")
+    tcp_max_per_source: int = Field(8, ge=1, description="TCP connections per source address")
+    tcp_idle_s: float = Field(60.0, gt=0, description="idle TCP connection (no call) closed")
+    tcp_max_write_buffer: int = Field(
+        256 * 1024, ge=4096, description="bytes queued to a peer that does not read: closed"
+    )
+
+    def to_limits(self) -> SipLimits:
+        return replace(SipLimits(), **self.model_dump())
 
 
 class SipSettings(BaseModel):
@@ -27,6 +50,7 @@ class SipSettings(BaseModel):
     )
     codecs: list[str] = Field(default_factory=lambda: ["PCMU", "PCMA"])
     log_level: int = Field(1, ge=0, le=6, description="pjsip log level")
+    limits: SipLimitSettings = Field(default_factory=SipLimitSettings)
 
 
 class WebRtcSettings(BaseModel):

@@ -67,7 +67,7 @@ class SipEndpoint:
         limits: SipLimits | None = None,
     ):
         self.settings = settings
-        self.limits = limits or SipLimits()
+        self.limits = limits or settings.sip.limits.to_limits()
         self.sip = settings.sip
         self.on_call = on_call
         self.staff_console = staff_console

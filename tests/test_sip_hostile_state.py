@@ -559,3 +559,15 @@ def test_caller_audio_nobody_reads_is_bounded():
     assert transport._inbound.qsize() == MAX_INBOUND_FRAMES
     assert transport.frames_dropped == 2000
     assert asyncio.run(first()) == frames[0]
+
+
+def test_sip_limits_are_set_by_file_or_environment(monkeypatch):
+    """An operator sets the deadlines in ``[sip.limits]`` or ``VOICEBOT_SIP__LIMITS__*``."""
+    from telephony.config import TelephonySettings
+    from telephony.sip_endpoint import SipEndpoint
+
+    monkeypatch.setenv("VOICEBOT_SIP__LIMITS__TIMER_B_S", "8")
+    monkeypatch.setenv("VOICEBOT_SIP__LIMITS__MEDIA_TIMEOUT_S", "45")
+    endpoint = SipEndpoint(TelephonySettings(), on_call=lambda call: None)
+    assert (endpoint.limits.timer_b_s, endpoint.limits.media_timeout_s) == (8.0, 45.0)
+    assert endpoint.limits.timer_h_s == 32.0  # the RFC default where nothing is set
