@@ -56,6 +56,7 @@ from telephony.sip_message import (
     canonical,
     content_length,
     find_head_end,
+    header_tag,
     minimal_response,
     parse_datagram,
     parse_head,
@@ -72,7 +73,7 @@ from telephony.sip_message_limits import (
     ThrottledLog,
     TokenBucket,
 )
-from telephony.sip_routes import CallRoutes, CallState, InviteKind, Route, header_tag
+from telephony.sip_routes import CallRoutes, CallState, InviteKind, Route
 
 log = logging.getLogger(__name__)
 

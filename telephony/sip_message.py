@@ -289,11 +289,11 @@ class SipMessage:
     @property
     def to_tag(self) -> str | None:
         """The tag parameter of To (None before the dialog exists or if To is unreadable)."""
-        return _tag_of(self.get("to"))
+        return header_tag(self.get("to"))
 
     @property
     def from_tag(self) -> str | None:
-        return _tag_of(self.get("from"))
+        return header_tag(self.get("from"))
 
     @property
     def cseq_number(self) -> int:
@@ -310,7 +310,8 @@ class SipMessage:
         return ("\r\n".join(lines) + "\r\n\r\n").encode("utf-8") + self.body
 
 
-def _tag_of(value: str | None) -> str | None:
+def header_tag(value: str | None) -> str | None:
+    """The tag parameter of a From or To value (never one inside the URI's <>), or None."""
     if value is None:
         return None
     try:

@@ -13,19 +13,10 @@ then is forgotten.
 from __future__ import annotations
 
 import enum
-import re
 from collections.abc import Hashable
 from dataclasses import dataclass
 
 from telephony.sip_limits import SipLimits
-
-_TAG = re.compile(r";\s*tag=([^;>\s,]+)", re.IGNORECASE)
-
-
-def header_tag(value: str | None) -> str | None:
-    """The tag parameter of a From or To header value, or None."""
-    match = _TAG.search(value or "")
-    return match.group(1) if match else None
 
 
 class CallState(enum.Enum):

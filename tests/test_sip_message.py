@@ -94,3 +94,12 @@ def test_generated_response_echoes_the_transaction():
     assert response.get_all("via") == request.get_all("via")
     assert response.to_tag == "t1" and response.call_id == request.call_id
     assert response.get("cseq") == "7 INVITE" and response.method == "INVITE"
+
+
+def test_the_dialog_tag_is_never_one_inside_the_uri():
+    """Calls are keyed by Call-ID and From tag: a tag inside <...> must not be taken for it."""
+    from telephony.sip_message import header_tag
+
+    assert header_tag('"x" <sip:a@b;tag=uri>;tag=dialog') == "dialog"
+    assert header_tag("<sip:a@b;tag=uri>") is None
+    assert header_tag(None) is None
