@@ -23,6 +23,14 @@ TARGET = ROOT / "tests" / "fuzz_masking_target.py"
 CORPUS = ROOT / "tests" / "data" / "fuzz" / "masking"
 
 
+def rss_limit_mb(headroom_mb: int) -> int:
+    """libFuzzer's memory limit for a child of this process: ``headroom_mb`` above this
+    process's own peak, which Linux carries across exec into the child (man getrusage)."""
+    import resource
+
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024 + headroom_mb
+
+
 def run_fuzzer(seconds: float, workdir: Path) -> tuple[subprocess.CompletedProcess[str], dict]:
     """Run the fuzz target for ``seconds``; the process and libFuzzer's final stats."""
     new = workdir / "corpus"
@@ -36,6 +44,7 @@ def run_fuzzer(seconds: float, workdir: Path) -> tuple[subprocess.CompletedProce
             f"-max_total_time={max(1, int(seconds))}",
             "-max_len=4096",
             "-print_final_stats=1",
+            f"-rss_limit_mb={rss_limit_mb(1024)}",
             f"-artifact_prefix={workdir}/",
         ],
         capture_output=True,
