@@ -29,6 +29,11 @@ from dashboards.faq_versions import (
     check_snapshot,
     validate_entry,
 )
+from dashboards.spreadsheet_cells import (  # exported cells escaped, imported ones restored
+    FORMULA_LEADS,  # noqa: F401 (part of this module's interface)
+    escape_formula,
+    unescape_formula,
+)
 from faq.city import CityConfig
 
 COLUMNS: list[tuple[str, str]] = [
@@ -61,10 +66,6 @@ XLSX_MAX_RATIO = 100  # uncompressed / compressed per member (ordinary sheets: u
 XLSX_RATIO_FLOOR = 1024 * 1024  # members smaller than this are not ratio-checked
 XLSX_MAX_CELLS = 1_000_000  # cells in the sheets' XML, empty formatted ones included
 XLSX_MAX_ROW_CELLS = 1_000  # cells in one row (openpyxl holds a whole row in memory)
-# Spreadsheet programs run a cell that starts with one of these as a formula. Exported
-# cells starting with one get a leading apostrophe, and import takes exactly that one off.
-FORMULA_LEADS = ("=", "+", "-", "@", "\t", "\r", "＝", "＋", "－", "＠")
-ESCAPE_MARK = "'"
 LIST_SPLIT = re.compile(r"[\r\n｜|]+")
 ACTION_WORDS = {
     **{k: k for k in ACTION_LABELS},
@@ -149,27 +150,6 @@ def _column_key(header: str) -> str | None:
         if low == name or text == unicodedata.normalize("NFKC", label):
             return name
     return None
-
-
-def _needs_escape(text: str) -> bool:
-    """True for text a spreadsheet would run as a formula, or that already looks escaped."""
-    return text.lstrip(ESCAPE_MARK).startswith(FORMULA_LEADS)
-
-
-def escape_formula(text: str) -> str:
-    """``text`` as a spreadsheet shows it literally: an apostrophe before a formula lead.
-
-    Text that already starts with apostrophes before a formula lead gets one more, so that
-    ``unescape_formula`` restores every value exactly.
-    """
-    return ESCAPE_MARK + text if _needs_escape(text) else text
-
-
-def unescape_formula(text: str) -> str:
-    """Undo ``escape_formula`` (and nothing else): one apostrophe before a formula lead."""
-    if text.startswith(ESCAPE_MARK) and _needs_escape(text[1:]):
-        return text[1:]
-    return text
 
 
 def _bounded_row(row: list[str], number: int) -> list[str]:

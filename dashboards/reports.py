@@ -40,6 +40,7 @@ import math
 from collections import Counter, defaultdict
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 from zoneinfo import ZoneInfo
 
 from sqlalchemy import select
@@ -47,6 +48,7 @@ from sqlalchemy import select
 from dashboards.call_records import ANSWER_KINDS, Call, Transfer, Turn
 from dashboards.config import ReportSettings
 from dashboards.db import Database
+from dashboards.spreadsheet_cells import escape_formula
 
 TOKYO = ZoneInfo("Asia/Tokyo")
 # Reply kinds whose FAQ entry is the topic the caller asked about.
@@ -412,14 +414,26 @@ def _figure_row(label: str, f: Figures) -> list[str]:
     ]
 
 
+class _TextCells:
+    """A csv writer whose cells are all written as text a spreadsheet never runs."""
+
+    def __init__(self, writer: Any):
+        self._writer = writer
+
+    def writerow(self, row: Iterable[object]) -> None:
+        self._writer.writerow([escape_formula(str(cell)) for cell in row])
+
+
 def report_csv(report: Report) -> str:
     """The report as CSV: UTF-8 with a BOM and CRLF, so that Excel shows the Japanese.
 
     Sections one after another, each with its own header row and a blank line between:
-    days (with a 合計 row), calls by hour, top topics, transfer reasons.
+    days (with a 合計 row), calls by hour, top topics, transfer reasons. Every cell goes
+    through ``escape_formula``: titles, topic ids and reason codes come from the FAQ and
+    the call records, and a cell Excel would run as a formula must stay text.
     """
     out = io.StringIO()
-    w = csv.writer(out, lineterminator="\r\n")
+    w = _TextCells(csv.writer(out, lineterminator="\r\n"))
     w.writerow(["期間", report.start.isoformat(), report.end.isoformat()])
     w.writerow(["1件あたりの職員対応時間(分)", _num(report.staff_minutes_per_call)])
     w.writerow([])

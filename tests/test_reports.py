@@ -25,6 +25,7 @@ from dashboards.reports import (
     percentile,
     report_csv,
 )
+from dashboards.spreadsheet_cells import FORMULA_LEADS
 
 # The same tests on SQLite and PostgreSQL (fixtures from dbfixtures).
 postgres_url = dbfixtures.postgres_url
@@ -222,6 +223,23 @@ def test_csv(report):
     assert ["職員の対応が必要なご用件", "staff_topic", "1", "1"] in rows
     # Excel reads the bytes as UTF-8 because of the BOM.
     assert text.encode("utf-8").startswith(b"\xef\xbb\xbf")
+
+
+def test_csv_cells_are_never_formulas(db):
+    """FAQ titles and reason codes reach the CSV as text, whatever they start with."""
+    record(db, *CALLS)
+    titles = {
+        "payment.lost-notice": '=HYPERLINK("http://evil.example","詳しくはこちら")',
+        "payment.account-transfer": "＠全角のアットマーク",
+        "juminzei.breakdown": "-2+3",
+        "payment.methods": "\t=1+1",
+    }
+    report = build_report(db, DAY1, DAY2, titles=titles)
+    rows = list(csv.reader(io.StringIO(report_csv(report).removeprefix("\ufeff"))))
+    cells = [cell for row in rows for cell in row]
+    assert not [c for c in cells if c.startswith(FORMULA_LEADS)]
+    assert ["1", "payment.lost-notice", "'" + titles["payment.lost-notice"], "2", "2"] in rows
+    assert "'＠全角のアットマーク" in cells and "'-2+3" in cells and "'\t=1+1" in cells
 
 
 def test_empty_period(db):
