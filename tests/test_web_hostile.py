@@ -484,3 +484,57 @@ def test_errors_of_a_bad_file_are_listed_up_to_a_bound(versions):
     errors = exc.value.errors
     assert len(errors) == faq_io.MAX_REPORTED_ERRORS + 1
     assert errors[0].row == 2 and "ほかにも" in errors[-1].message
+
+
+# --- unanswered questions: the ids a form names ------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("turn_ids", "message"),
+    [
+        ("9" * 30, "番号が正しくありません"),  # beyond what any integer column holds
+        (str(2**63), "番号が正しくありません"),
+        ("1," + "9" * 5000, "番号が正しくありません"),  # beyond int()'s digit limit
+        ("-5", "番号が正しくありません"),
+        ("1_000", "番号が正しくありません"),
+        ("１２", "番号が正しくありません"),  # fullwidth digits, which int() accepts
+        (",".join(["1"] * 20_000), "件まで"),
+        (",".join(str(i) for i in range(1, 12_000)), "件まで"),
+        (" , ", "対象の発話がありません"),
+    ],
+    ids=[
+        "huge",
+        "2**63",
+        "many-digits",
+        "negative",
+        "underscore",
+        "fullwidth",
+        "repeated",
+        "many",
+        "none",
+    ],
+)
+def test_unanswered_actions_refuse_bad_turn_ids_with_422(tmp_path, turn_ids, message):
+    services = make_services(tmp_path)
+    user = authenticate(services.db, *USERS["operator"])
+    token, info = create_session(services.db, user, hours=1)
+    with TestClient(create_app(services), raise_server_exceptions=False) as client:
+        client.cookies.set(SESSION_COOKIE, token)
+        draft_before = FaqVersions.for_services(services).draft().revision
+        entry = client.get("/api/faq/entries").json()[0]
+        forms = {
+            "/unanswered/dismiss": {},
+            "/unanswered/add-example": {"faq_id": entry["id"], "question": "犬の登録料は"},
+        }
+        for path, fields in forms.items():
+            form = {**fields, "turn_ids": turn_ids, "csrf_token": info.csrf_token}
+            response = client.post(path, data=form, follow_redirects=False)
+            assert response.status_code == 422, (path, response.status_code)
+            assert message in response.text
+        ok = client.post(
+            "/unanswered/dismiss",
+            data={"turn_ids": "1,2,3", "csrf_token": info.csrf_token},
+            follow_redirects=False,
+        )
+        assert ok.status_code == 303
+    assert FaqVersions.for_services(services).draft().revision == draft_before  # FAQ unchanged

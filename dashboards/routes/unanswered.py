@@ -52,10 +52,22 @@ KIND_LABELS = {
     "transferred": "職員対応の話題として転送",
 }
 PRESETS = (("7d", "過去7日間", 7), ("30d", "過去30日間", 30))
+# A group's ids travel in a hidden field (``TurnIdsField``, at most 100,000 characters):
+# about 10,000 ids of 9 digits. Ids are BIGINT-sized at most (what both backends hold).
+MAX_TURN_IDS = 10_000
+MAX_TURN_ID = 2**63 - 1
+TURN_ID_DIGITS = len(str(MAX_TURN_ID))
 
 
 class ActionError(ValueError):
-    """An action that cannot be done as asked (message in Japanese, nothing changed)."""
+    """An action that cannot be done as asked (message in Japanese, nothing changed).
+
+    ``status`` is 400 for what the operator typed, 422 for a form the page did not make.
+    """
+
+    def __init__(self, message: str, status: int = 400):
+        super().__init__(message)
+        self.status = status
 
 
 # -- period --------------------------------------------------------------------------------
@@ -211,12 +223,25 @@ class Notice:
 
 
 def parse_turn_ids(value: str) -> list[int]:
-    try:
-        ids = [int(part) for part in value.split(",") if part.strip()]
-    except ValueError as exc:
-        raise ActionError("送信内容が正しくありません。ページを再読み込みしてください。") from exc
-    if not ids or any(i <= 0 for i in ids):
-        raise ActionError("対象の発話がありません。ページを再読み込みしてください。")
+    """The utterance ids a form names: comma-separated, each a database id (1 to 2**63-1).
+
+    The page writes them; anything else (signs, other digits, numbers no database column
+    holds, more ids than a form carries) is refused here with 422, before the FAQ or the
+    database sees it.
+    """
+    parts = [part.strip() for part in value.split(",") if part.strip()]
+    if not parts:
+        raise ActionError("対象の発話がありません。ページを再読み込みしてください。", 422)
+    if len(parts) > MAX_TURN_IDS:
+        raise ActionError(
+            f"一度に扱える発話は{MAX_TURN_IDS:,}件までです。ページを再読み込みしてください。",
+            422,
+        )
+    if not all(p.isascii() and p.isdigit() and len(p) <= TURN_ID_DIGITS for p in parts):
+        raise ActionError("発話の番号が正しくありません。ページを再読み込みしてください。", 422)
+    ids = sorted({int(p) for p in parts})
+    if ids[0] < 1 or ids[-1] > MAX_TURN_ID:
+        raise ActionError("発話の番号が正しくありません。ページを再読み込みしてください。", 422)
     return ids
 
 
@@ -377,7 +402,7 @@ async def add_example_form(
         log.info("add example refused: %s", exc)
         submitted = {"turn_ids": turn_ids, "question": question, "faq_id": faq_id}
         return await render_page(
-            request, services, filters, Notice("error", str(exc)), submitted, 400
+            request, services, filters, Notice("error", str(exc)), submitted, exc.status
         )
     await asyncio.to_thread(mark_reviewed, services.db, ids)
     return RedirectResponse(filters.query(done="added", entry=faq_id), status_code=303)
@@ -417,7 +442,7 @@ async def new_entry_form(
             "new": "1",
         }
         return await render_page(
-            request, services, filters, Notice("error", str(exc)), submitted, 400
+            request, services, filters, Notice("error", str(exc)), submitted, exc.status
         )
     await asyncio.to_thread(mark_reviewed, services.db, ids)
     return RedirectResponse(filters.query(done="created", entry=entry["id"]), status_code=303)
@@ -438,7 +463,8 @@ async def dismiss_form(
     try:
         ids = parse_turn_ids(turn_ids)
     except ActionError as exc:
-        return await render_page(request, services, filters, Notice("error", str(exc)), None, 400)
+        notice = Notice("error", str(exc))
+        return await render_page(request, services, filters, notice, None, exc.status)
     await asyncio.to_thread(mark_reviewed, services.db, ids)
     return RedirectResponse(filters.query(done="dismissed"), status_code=303)
 
