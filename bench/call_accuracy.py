@@ -150,7 +150,13 @@ def run_one(bot: Bot, row: dict[str, str], fixtures: Path = FIXTURES) -> dict:
         if heard_log is not None
         else None,
         "right": got_action == want_action and got_id == want_id,
-        "right_topic_confirmed": got_action == "confirm" and got_id == want_id,
+        # a confirmation of the right entry, or a question offering it among two
+        "right_topic_confirmed": (got_action == "confirm" and got_id == want_id)
+        or (
+            got_action == "choose"
+            and want_id is not None
+            and want_id in (turn.choices if turn else ())
+        ),
         # spoke an FAQ answer (or redirect) that was not the one asked for
         "wrong_answer": got_action in ("answer", "redirect")
         and (got_action != want_action or got_id != want_id),

@@ -34,7 +34,7 @@ from faq.morphology import content_lemmas
 from faq.normalize import normalize
 from faq.reading import sound_key
 
-LOW_CONFIDENCE_ACTIONS = ("reprompt", "confirm")
+LOW_CONFIDENCE_ACTIONS = ("reprompt", "confirm", "choose")
 # Transfer reasons that say the question itself went unanswered.
 UNANSWERED_TRANSFERS = {
     "not_understood": "not_understood",

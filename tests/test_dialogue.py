@@ -137,3 +137,65 @@ def test_turn_limit(understanding):
     d.on_utterance("口座振替の申し込みをしたい")
     reply = d.on_utterance("コンビニで払えますか")
     assert reply.next is Next.TRANSFER and reply.handover.reason == "turn_limit"
+
+
+# Two titles in one sentence: the FAQ explains both equally well.
+TWO_TOPICS = "証明書の郵送請求と払いすぎた税金の還付"
+
+
+def test_two_close_topics_are_offered_by_name_and_answered_by_position(call, faq):
+    reply = call.on_utterance(TWO_TOPICS)
+    assert reply.kind == "choose" and reply.expect_yes_no and reply.next is Next.LISTEN
+    first, second = reply.decision.choices
+    assert {first, second} == {"cert.by-mail", "payment.refund"}
+    assert reply.parts == (
+        prompts.CHOICE_FIRST.format(title=faq[first].title),
+        prompts.CHOICE_SECOND.format(title=faq[second].title),
+        prompts.CHOICE_HOW,
+    )
+    assert call.state is State.CHOOSING
+    reply = call.on_utterance("後の方です")
+    assert reply.kind == "answer" and reply.text.startswith(faq.answer_text(second))
+    assert call.turns[-1].action == "chosen" and call.turns[-1].faq_id == second
+
+
+def test_a_choice_is_answered_by_key_or_by_the_topic_s_words(understanding, faq):
+    d = Dialogue(understanding, now=lambda: OPEN)
+    d.start()
+    first = d.on_utterance(TWO_TOPICS).decision.choices[0]
+    reply = d.on_dtmf("1")
+    assert reply.kind == "answer" and reply.text.startswith(faq.answer_text(first))
+    d = Dialogue(understanding, now=lambda: OPEN)
+    d.start()
+    d.on_utterance(TWO_TOPICS)
+    reply = d.on_utterance("還付のほうです")
+    assert reply.kind == "answer" and reply.text.startswith(faq.answer_text("payment.refund"))
+
+
+def test_neither_choice_asks_again_then_hands_over(understanding):
+    d = Dialogue(understanding, now=lambda: OPEN)
+    d.start()
+    d.on_utterance(TWO_TOPICS)
+    reply = d.on_utterance("いいえ、どちらでもないです")
+    assert reply.kind == "reprompt" and reply.text == prompts.CONFIRM_DENIED
+    d.on_utterance(TWO_TOPICS)
+    reply = d.on_utterance("はい")  # does not say which: asked once more, now it is staff
+    assert reply.next is Next.TRANSFER and reply.handover.reason == "not_understood"
+
+
+def test_a_new_question_instead_of_a_choice_is_answered(call, faq):
+    call.on_utterance(TWO_TOPICS)
+    reply = call.on_utterance("口座振替の申し込みはどうすればいいですか")
+    assert reply.kind == "answer"
+    assert reply.text.startswith(faq.answer_text("payment.account-transfer"))
+
+
+def test_ordinal_replies():
+    from voicebot.dialogue import ordinal_reply
+
+    assert ordinal_reply("前の方です") == 0
+    assert ordinal_reply("１番で") == 0
+    assert ordinal_reply("あとのほう") == 1
+    assert ordinal_reply("二番です") == 1
+    assert ordinal_reply("前の方じゃなくて後の方") is None  # both: not a position
+    assert ordinal_reply("前の住所に届いた通知について聞きたいんですが") is None  # a question

@@ -97,6 +97,7 @@ class TurnLog:
     latency_ms: float | None = None
     asr_ms: float | None = None
     speculative: bool = False
+    choices: tuple[str, ...] = ()  # the entries offered when the bot asked which one
 
     def as_dict(self) -> dict[str, Any]:
         return {k: (round(v, 1) if isinstance(v, float) else v) for k, v in self.__dict__.items()}
@@ -504,6 +505,7 @@ class CallSession:
             speech_end_ms=end.last_speech_ms,
             asr_ms=transcript.processing_ms,
             speculative=speculative,
+            choices=decision.choices if decision else (),
         )
         self.events.emit(
             IntentDecided(

