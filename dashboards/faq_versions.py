@@ -205,17 +205,23 @@ class FaqImportConflict(FaqConflict):
     ``entries`` lists (id, title) of those entries, titles as the current draft has them.
     """
 
-    def __init__(self, entries: list[tuple[str, str]], base_revision: int, revision: int):
+    def __init__(self, entries: list[tuple[str, str]], base_revision: int | None, revision: int):
         self.entries = entries
-        self.base_revision = base_revision
+        self.base_revision = base_revision  # None: the file does not say (no such column)
         self.revision = revision
         shown = "、".join(f"「{title}」（{entry_id}）" for entry_id, title in entries[:20])
         more = f" ほか{len(entries) - 20}件" if len(entries) > 20 else ""
+        unknown = (
+            "（このファイルには「書き出し時の下書き番号」の列がないため、"
+            "どの下書きから作られたか確かめられません。）"
+            if base_revision is None
+            else ""
+        )
         super().__init__(
             "このファイルを書き出した後に、次の項目が下書きで変更されています: "
             f"{shown}{more}。取り込むとこれらの変更が失われます。"
             "最新の下書きを書き出して編集し直すか、上書きしてよい場合は"
-            "「書き出し後の変更を上書きする」を選んで取り込んでください。"
+            "「書き出し後の変更を上書きする」を選んで取り込んでください。" + unknown
         )
 
 
@@ -742,7 +748,9 @@ class FaqVersions:
         ``base_revision`` is the draft revision the file was exported from. If entries
         were changed in the draft since then and the file would change them again (or
         drop them), FaqImportConflict names them and nothing is imported, unless
-        ``overwrite`` says the operator has chosen to overwrite them.
+        ``overwrite`` says the operator has chosen to overwrite them. A file that does not
+        say (``None``: a sheet made by hand, or the column deleted) could be older than any
+        edit, so every entry it would change counts, as for a base older than the history.
         """
         name = _username(user)
         faq, problems = check_snapshot(entries, self.city, self.synonyms_path)
@@ -753,7 +761,7 @@ class FaqVersions:
             if row is None:
                 raise FaqNotFound("下書きがありません。")
             old = json.loads(row.snapshot)
-            if base_revision is not None and base_revision != row.revision and not overwrite:
+            if base_revision != row.revision and not overwrite:
                 self._check_import_base(s, old, entries, base_revision, row.revision)
             base = s.get(FaqVersion, row.base_version)
             published = {e["id"]: e for e in base.entries()} if base is not None else {}
@@ -780,13 +788,13 @@ class FaqVersions:
         s: Session,
         current: list[dict[str, Any]],
         imported: list[dict[str, Any]],
-        base_revision: int,
+        base_revision: int | None,
         revision: int,
     ) -> None:
         """FaqImportConflict if the import would undo edits made after its export."""
         now = {e["id"]: e for e in current}
         new = {e["id"]: e for e in imported}
-        changed = self._changed_since(s, base_revision, revision)
+        changed = None if base_revision is None else self._changed_since(s, base_revision, revision)
         if changed is None:  # history unknown: every entry the import would change counts
             changed = set(now) | set(new)
         # Edited, added or deleted since the export, and the file says otherwise.

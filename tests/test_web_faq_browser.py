@@ -143,9 +143,11 @@ def test_excel_import_with_a_bad_row_imports_nothing(tmp_path):
         before = store.draft()
         book = Workbook()
         sheet = book.active
-        sheet.append([faq_io.header_text(n, label) for n, label in faq_io.COLUMNS])
+        # as exported: the draft revision on every row, so the import knows its base
+        columns = [*faq_io.COLUMNS, faq_io.BASE_REVISION]
+        sheet.append([faq_io.header_text(n, label) for n, label in columns])
         for entry in before.entries:
-            sheet.append(faq_io._row_values(entry))
+            sheet.append([*faq_io._row_values(entry), str(before.revision)])
         sheet.cell(row=2, column=7).value = "回答を書き換えました。"  # a good change...
         sheet.cell(row=5, column=4).value = "よく分からない"  # ...and one bad action, row 5
         upload = tmp_path / "faq-bad.xlsx"

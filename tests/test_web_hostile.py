@@ -476,6 +476,75 @@ def test_import_conflict_through_the_api_and_the_page(tmp_path):
         assert answer == first["answer"]
 
 
+def _hand_made_csv(entries: list[dict]) -> bytes:
+    """A sheet typed by hand (or an export with its base-revision column deleted)."""
+    out = io.StringIO()
+    writer = csv.writer(out)
+    writer.writerow([faq_io.header_text(n, label) for n, label in faq_io.COLUMNS])
+    writer.writerows(faq_io._row_values(e) for e in entries)
+    return out.getvalue().encode()
+
+
+def test_import_without_a_base_revision_counts_as_an_unknown_base(database_url, tmp_path):
+    store = FaqVersions(Database(database_url), tmp_path / "data")
+    store.ensure_initial_version()
+    entries = store.draft().entries
+    # A file identical to the draft changes nothing: nothing to lose, imported as is.
+    same, found = faq_io.read_import("same.csv", _hand_made_csv(entries), store.city)
+    assert found is None
+    store.replace_draft(same, "op", "same.csv", base_revision=found)
+    # Someone edits entry 0 after the sheet was made; the sheet changes entry 1.
+    edited = dict(entries[0], answer="取り込みの前に直した回答です。")
+    store.save_entry(edited, "op", entries[0]["id"])
+    in_file = [dict(e) for e in entries]
+    in_file[1]["answer"] = "ファイル側で直した回答です。"
+    back, found = faq_io.read_import("hand.csv", _hand_made_csv(in_file), store.city)
+    assert found is None
+    with pytest.raises(FaqImportConflict) as exc:
+        store.replace_draft(back, "op", "hand.csv", base_revision=found)
+    # Without a base, every entry the file would change counts, the edited one included.
+    assert sorted(i for i, _t in exc.value.entries) == sorted([entries[0]["id"], entries[1]["id"]])
+    assert str(exc.value).startswith("このファイルを書き出した後に、次の項目が下書きで変更")
+    assert "書き出し後の変更を上書きする" in str(exc.value)
+    assert store.draft().get(entries[0]["id"])["answer"] == edited["answer"]  # kept
+    store.replace_draft(back, "op", "hand.csv", base_revision=found, overwrite=True)
+    assert store.draft().get(entries[1]["id"])["answer"] == "ファイル側で直した回答です。"
+    store.db.dispose()
+
+
+def test_import_without_a_base_revision_through_the_api_and_the_page(tmp_path):
+    services = make_services(tmp_path)
+    user = authenticate(services.db, *USERS["operator"])
+    token, info = create_session(services.db, user, hours=1)
+    with TestClient(create_app(services)) as client:
+        client.cookies.set(SESSION_COOKIE, token)
+        client.headers.update({"X-CSRF-Token": info.csrf_token})
+        entries = FaqVersions.for_services(services).draft().entries
+        changed = [dict(e) for e in entries]
+        changed[0]["answer"] = "手で作ったファイルの回答です。"
+        files = {"file": ("hand.csv", _hand_made_csv(changed), "text/csv")}
+        refused = client.post("/api/faq/import", files=files)
+        assert refused.status_code == 409, refused.text
+        assert "書き出した後に" in refused.json()["detail"]
+        page = client.post(
+            "/faq/import",
+            files=files,
+            data={"csrf_token": info.csrf_token},
+            headers={"accept": "text/html"},
+        )
+        assert page.status_code == 409 and 'name="overwrite"' in page.text
+        ticked = client.post(
+            "/faq/import",
+            files=files,
+            data={"csrf_token": info.csrf_token, "overwrite": "1"},
+            headers={"accept": "text/html"},
+            follow_redirects=False,
+        )
+        assert ticked.status_code == 303
+        answer = client.get(f"/api/faq/entries/{entries[0]['id']}").json()["answer"]
+        assert answer == "手で作ったファイルの回答です。"
+
+
 def test_errors_of_a_bad_file_are_listed_up_to_a_bound(versions):
     header = "id,category,title,action,questions,answer\n"
     rows = "".join(f"bad.{i},一般,題{i},どれでもない,質問,回答\n" for i in range(3000))

@@ -328,7 +328,9 @@ async def api_import(
     """Replace the draft with a CSV/xlsx file; nothing changes if any row is bad (422).
 
     A file exported from an older draft is refused (409, naming the entries) when it would
-    undo edits made since its export, unless ``overwrite`` is true.
+    undo edits made since its export, unless ``overwrite`` is true. A file without the
+    base-revision column counts as exported from an unknown draft: refused if it would
+    change any entry, unless ``overwrite`` is true.
     """
     data = await file.read(faq_io.MAX_BYTES + 1)
     try:
