@@ -19,6 +19,7 @@ from __future__ import annotations
 import argparse
 import csv
 import json
+import resource
 import statistics
 import sys
 import time
@@ -113,6 +114,25 @@ def settings(faq) -> dict[str, dict]:
         "default-pad1.0": {"pad_seconds": 1.0, "initial_prompt": prompt},
         "default-pad0.5": {"pad_seconds": 0.5, "initial_prompt": prompt},
         "default-beam1": {"pad_seconds": 1.5, "initial_prompt": prompt, "beam_size": 1},
+        "default-beam2": {"pad_seconds": 1.5, "initial_prompt": prompt, "beam_size": 2},
+        "default-beam3": {"pad_seconds": 1.5, "initial_prompt": prompt, "beam_size": 3},
+        "default-beam2-extra": {
+            "pad_seconds": 1.5,
+            "initial_prompt": prompt,
+            "beam_size": 2,
+            "extra_prompts": (faq_category_prompt(faq), None),
+        },
+        "categories-beam2": {
+            "pad_seconds": 1.5,
+            "initial_prompt": faq_category_prompt(faq),
+            "beam_size": 2,
+        },
+        "categories-beam2-none": {
+            "pad_seconds": 1.5,
+            "initial_prompt": faq_category_prompt(faq),
+            "beam_size": 2,
+            "extra_prompts": (None,),
+        },
         "default-beam5": {"pad_seconds": 1.5, "initial_prompt": prompt, "beam_size": 5},
         "default-nbest3": {
             "pad_seconds": 1.5,
@@ -127,6 +147,36 @@ def settings(faq) -> dict[str, dict]:
         "beam5": {"pad_seconds": 0.5, "beam_size": 5},
         "prompt": {"pad_seconds": 0.5, "initial_prompt": prompt},
         "prompt-full": {"pad_seconds": 30.0, "initial_prompt": prompt},
+    }
+
+
+def outcome(decision, expected: str, faq, right: bool) -> dict[str, bool]:
+    """One clip as call_accuracy counts it: right (a confirmation of the right entry, or
+    a question offering it, counted as right), a wrong answer, answerable, answered
+    directly."""
+    entry = faq.get(expected)
+    answerable = entry is not None and entry.action.value in ("answer", "redirect")
+    spoke = decision.action.value in ("answer", "redirect")
+    offered = (decision.action.value == "confirm" and decision.faq_id == expected) or (
+        decision.action.value == "choose" and expected in decision.choices
+    )
+    return {
+        "right": right or offered,
+        "wrong_answer": spoke and (decision.faq_id != expected or not right),
+        "answerable": answerable,
+        "direct": answerable and spoke and right,
+    }
+
+
+def tally(outcomes: list[dict[str, bool]]) -> dict[str, float | int]:
+    answerable = [o for o in outcomes if o["answerable"]]
+    return {
+        "clips": len(outcomes),
+        "right_or_confirmed": round(sum(o["right"] for o in outcomes) / len(outcomes), 3),
+        "wrong_answer_rate": round(sum(o["wrong_answer"] for o in outcomes) / len(outcomes), 3),
+        "answered_directly": round(sum(o["direct"] for o in answerable) / len(answerable), 3)
+        if answerable
+        else None,
     }
 
 
@@ -151,13 +201,25 @@ def main() -> int:
     for name in args.settings or list(chosen):
         rec = WhisperRecognizer(**chosen[name])
         rec.load()
-        cers, kcers, times, top1, decided = [], [], [], [], []
+        cers, kcers, times, cpu, top1, decided = [], [], [], [], [], []
+        outcomes: dict[str, list[dict[str, bool]]] = {}
         dumped = []
         for row, samples in clips:
             started = time.perf_counter()
+            cpu_started = resource.getrusage(resource.RUSAGE_SELF)
             transcript = rec.transcribe_sync(samples)
             text = transcript.text
             times.append((time.perf_counter() - started) * 1000)
+            cpu_done = resource.getrusage(resource.RUSAGE_SELF)
+            cpu.append(
+                1000
+                * (
+                    cpu_done.ru_utime
+                    - cpu_started.ru_utime
+                    + cpu_done.ru_stime
+                    - cpu_started.ru_stime
+                )
+            )
             match, decision = understanding.understand(
                 text, transcript.alternatives, transcript.confidence
             )
@@ -170,6 +232,9 @@ def main() -> int:
                 decided.append(got[0] not in ("answer", "redirect"))
             else:
                 decided.append(got == (faq[expected].action.value, expected))
+            outcomes.setdefault(row["file"].split("/")[0], []).append(
+                outcome(decision, expected, faq, decided[-1])
+            )
             ref = plain(row["utterance"])
             cers.append(cer(ref, plain(text)))
             kcers.append(cer(sound_key(ref), sound_key(plain(text))))
@@ -192,6 +257,8 @@ def main() -> int:
             "sound_key_cer": round(statistics.mean(kcers), 3),
             "matcher_top1": round(sum(top1) / len(top1), 3),
             "decided_right": round(sum(decided) / len(decided), 3),
+            "by_condition": {c: tally(o) for c, o in outcomes.items()},
+            "cpu_ms_mean": round(statistics.mean(cpu), 1),
             "ms_median": round(statistics.median(times), 1),
             "ms_p95": round(statistics.quantiles(times, n=20)[18], 1),
         }
