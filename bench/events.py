@@ -26,8 +26,8 @@ from mosquitto import Mosquitto  # noqa: E402
 
 from dashboards.config import MqttSettings  # noqa: E402
 from dashboards.event_bus import EventBus  # noqa: E402
-from dashboards.masking import mask_text  # noqa: E402
 from dashboards.mqtt_publisher import MqttPublisher  # noqa: E402
+from privacy.masking import mask_text  # noqa: E402
 from voicebot.events import IntentDecided, Recognized  # noqa: E402
 
 PERSONAL = [

@@ -31,7 +31,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from dashboards.masking import MAX_TEXT_CHARS, CallMasker  # noqa: E402
+from privacy.masking import MAX_TEXT_CHARS, CallMasker  # noqa: E402
 
 CORPUS = ROOT / "tests" / "data" / "fuzz" / "masking"
 LENGTHS = (100, 250, MAX_TEXT_CHARS, 1000, 10_000)

@@ -11,7 +11,7 @@ and over MQTT (``MqttSubscriber``) from the calls of every process, this one inc
 Each event therefore carries a per-call ``seq`` and an identity (call, name, call-clock
 time, wall time), and an event already seen is not shown again.
 
-Events given to the bus must be masked already (``dashboards.masking``).
+Events given to the bus must be masked already (``privacy.masking``).
 """
 
 from __future__ import annotations

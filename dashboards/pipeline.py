@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from dashboards.config import OperationsSettings
-from dashboards.masking import MaskingSink
+from privacy.masking import MaskingSink
 from voicebot.events import CallEvent, EventFanout, EventSink
 
 log = logging.getLogger(__name__)

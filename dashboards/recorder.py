@@ -31,6 +31,7 @@ from dashboards.call_records import (
     utc_from_epoch,
 )
 from dashboards.db import Database
+from privacy.masking import mask_text
 from voicebot.events import (
     BotSpeechStarted,
     CallEnded,
@@ -65,18 +66,9 @@ _CALLER_TEXT_KEYS = frozenset({"heard", "text", "caller"})
 
 
 def default_masker() -> Callable[[str], str]:
-    """``dashboards.masking.mask_text`` when it is available, else the identity.
-
-    The pipeline masks events before any sink sees them; masking again here is a second
-    line of defence for a recorder wired up without the masking sink.
-    """
-    try:
-        from dashboards.masking import mask_text
-    except ModuleNotFoundError as exc:
-        if exc.name != "dashboards.masking":
-            raise
-        log.info("dashboards.masking is not available: storing text as received")
-        return lambda text: text
+    """``privacy.masking.mask_text``: the pipeline masks events before any sink sees them;
+    masking again here is a second line of defence for a recorder wired up without the
+    masking sink."""
     return mask_text
 
 

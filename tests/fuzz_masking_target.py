@@ -26,8 +26,8 @@ import unicodedata
 import atheris
 
 with atheris.instrument_imports():
-    from dashboards.masking import MAX_TEXT_CHARS, OMITTED, TOKENS, CallMasker
-    from dashboards.spoken_numbers import canonical
+    from privacy.masking import MAX_TEXT_CHARS, OMITTED, TOKENS, CallMasker
+    from privacy.spoken_numbers import canonical
 
 # Time allowed per utterance: a floor plus a cost per character, both generous for the
 # instrumented code; bench/masking.py measures the real figures.

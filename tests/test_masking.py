@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from dashboards.masking import (
+from privacy.masking import (
     ACCOUNT,
     ADDRESS,
     AMOUNT,
@@ -29,7 +29,7 @@ from dashboards.masking import (
     mask_event,
     mask_text,
 )
-from dashboards.spoken_numbers import canonical
+from privacy.spoken_numbers import canonical
 from telephony.staff_console import screen_pop
 from voicebot.dialogue import Handover, TurnRecord
 from voicebot.events import (
@@ -357,7 +357,7 @@ def test_adversarial_texts_are_masked_in_linear_time():
     a hang detector, not a benchmark (bench/masking.py measures)."""
     code = (
         "import json, sys\n"
-        "from dashboards.masking import mask_text\n"
+        "from privacy.masking import mask_text\n"
         "texts = json.loads(sys.stdin.read())\n"
         "print(json.dumps([mask_text(t) for t in texts], ensure_ascii=False))\n"
     )
@@ -449,7 +449,7 @@ def test_masking_sink_passes_masked_copies_and_keeps_the_original():
 
 
 def test_a_masking_failure_withholds_the_words_but_keeps_the_event(monkeypatch):
-    import dashboards.masking as masking
+    import privacy.masking as masking
 
     def broken(*_args: object) -> str:
         raise RuntimeError("simulated masking bug")

@@ -22,9 +22,9 @@ from test_mqtt import Checker, assert_valid_stream
 
 from dashboards.config import MqttSettings, OperationsSettings
 from dashboards.event_bus import EventBus
-from dashboards.masking import BIRTH_DATE, MY_NUMBER, PHONE
 from dashboards.outbox import Outbox
 from dashboards.pipeline import EventPipeline
+from privacy.masking import BIRTH_DATE, MY_NUMBER, PHONE
 from voicebot.asr.base import Transcript
 from voicebot.bot import Bot
 from voicebot.clock import VirtualClock

@@ -28,7 +28,7 @@ from browser import CHROMIUM, CHROMIUM_ARGS, login, make_services, running_app, 
 from conftest import DATA
 
 from dashboards.event_bus import EventBus
-from dashboards.masking import MaskingSink
+from privacy.masking import MaskingSink
 from telephony.config import TelephonySettings
 from telephony.staff_console import StaffConsole
 from voicebot import prompts

@@ -5,7 +5,7 @@ birth dates, names and addresses. None of that may reach the live monitor, MQTT 
 call records: every text field of a call event is masked first, and ``MaskingSink`` puts
 that in front of every other sink.
 
-Numbers are found in a canonical form of the text (``dashboards.spoken_numbers``), where
+Numbers are found in a canonical form of the text (``privacy.spoken_numbers``), where
 every way a recogniser writes a digit (full-width, kanji, positional kanji, katakana and
 hiragana readings, の and spaced hyphens between groups) has become plain digits. Then:
 
@@ -41,7 +41,7 @@ from typing import Any
 
 import re2
 
-from dashboards.spoken_numbers import JOIN, NUMERIC_MARKERS, Canonical, DigitRun, canonical
+from privacy.spoken_numbers import JOIN, NUMERIC_MARKERS, Canonical, DigitRun, canonical
 from voicebot.events import (
     BotSpeechStarted,
     CallEnded,
