@@ -3,8 +3,9 @@
 Prints JSON:
 
 * ``xlsx_bombs``: for each crafted workbook (one row of 400,000 cells; a member larger
-  than the unpacked limit; two million empty rows), its size, how long refusing it took
-  and the peak memory Python allocated meanwhile (tracemalloc);
+  than the unpacked limit; two million empty rows; a styles.xml of 100,000 cell formats),
+  its size, how long refusing it took and the peak memory Python allocated meanwhile
+  (tracemalloc);
 * ``csv_bombs``: the same for 5 MB of newlines and 5 MB of commas;
 * ``login_burst``: 40 concurrent wrong passwords for one account (sent from a separate
   process) against the real app under uvicorn (SQLite): status codes, how many argon2
@@ -64,6 +65,30 @@ def wide_incompressible_row(cells: int = 300_000) -> bytes:
     rng = random.Random(7)
     body = b"".join(b"<c><v>%d</v></c>" % rng.randrange(10**9) for _ in range(cells))
     return SHEET_HEAD + b'<row r="1">' + body + b"</row>" + SHEET_TAIL
+
+
+def xlsx_with_styles(formats: int = 100_000) -> bytes:
+    """A workbook whose styles.xml holds ``formats`` cell formats (varied, so it zips only
+    ~30x): small enough for the size checks, read whole by openpyxl."""
+    rng = random.Random(2)
+    xfs = b"".join(
+        b'<xf numFmtId="%d" fontId="0" fillId="0" borderId="0" xfId="0"/>' % rng.randrange(200)
+        for _ in range(formats)
+    )
+    styles = (
+        b'<?xml version="1.0" encoding="UTF-8"?><styleSheet '
+        b'xmlns="http://schemas.openxmlformats.org/spreadsheetml/2006/main">'
+        b'<fonts count="1"><font><sz val="11"/></font></fonts>'
+        b'<fills count="1"><fill><patternFill/></fill></fills><borders count="1"><border/>'
+        b'</borders><cellXfs count="%d">' % formats + xfs + b"</cellXfs></styleSheet>"
+    )
+    out = io.BytesIO()
+    template = faq_io.export_xlsx([])
+    with zipfile.ZipFile(io.BytesIO(template)) as src, zipfile.ZipFile(out, "w") as dst:
+        for item in src.infolist():
+            data = styles if item.filename == "xl/styles.xml" else src.read(item)
+            dst.writestr(item, data, compress_type=zipfile.ZIP_DEFLATED)
+    return out.getvalue()
 
 
 def refuse(name: str, data: bytes, versions: FaqVersions) -> dict:
@@ -153,6 +178,7 @@ def main() -> int:
             "wide-row-incompressible": wide_incompressible_row(),
         }
         xlsx = {k: refuse("b.xlsx", xlsx_with_sheet(v), versions) for k, v in bombs.items()}
+        xlsx["many-styles"] = refuse("b.xlsx", xlsx_with_styles(), versions)
         csvs = {
             "newlines": refuse("b.csv", b"\n" * (faq_io.MAX_BYTES - 10), versions),
             "commas": refuse("b.csv", b"," * (faq_io.MAX_BYTES - 10) + b"\n", versions),

@@ -66,6 +66,12 @@ XLSX_MAX_RATIO = 100  # uncompressed / compressed per member (ordinary sheets: u
 XLSX_RATIO_FLOOR = 1024 * 1024  # members smaller than this are not ratio-checked
 XLSX_MAX_CELLS = 1_000_000  # cells in the sheets' XML, empty formatted ones included
 XLSX_MAX_ROW_CELLS = 1_000  # cells in one row (openpyxl holds a whole row in memory)
+# Parts other than sheets (styles, shared strings, workbook, theme...) are read whole by
+# openpyxl, each XML element becoming Python objects: bound each part and what is in it.
+XLSX_MAX_PART = 16 * 1024 * 1024  # one member other than a sheet, as the zip declares it
+XLSX_MAX_PART_ELEMENTS = 50_000  # elements in one such part (a plain styles.xml: ~200)
+XLSX_MAX_SHARED_STRINGS = 100_000  # distinct strings (a full FAQ: 5,000 rows x 9 columns)
+XLSX_MAX_SHARED_CHARS = 8_000_000  # their characters together
 LIST_SPLIT = re.compile(r"[\r\n｜|]+")
 ACTION_WORDS = {
     **{k: k for k in ACTION_LABELS},
@@ -213,6 +219,15 @@ XLSX_TOO_MANY_CELLS = (
 )
 
 
+XLSX_PART_TOO_BIG = (
+    "Excelファイルの中の書式や文字列のデータが大きすぎます"
+    f"（1つあたり展開後{XLSX_MAX_PART // (1024 * 1024)}MB、"
+    f"要素{XLSX_MAX_PART_ELEMENTS:,}個、文字列{XLSX_MAX_SHARED_STRINGS:,}件・"
+    f"{XLSX_MAX_SHARED_CHARS:,}文字まで）。"
+    "不要なシートや書式を削除するか、CSVで保存してお試しください。"
+)
+
+
 def check_xlsx_container(data: bytes) -> None:
     """Refuse a zip bomb before openpyxl unpacks anything: only the central directory is read.
 
@@ -238,11 +253,57 @@ def check_xlsx_container(data: bytes) -> None:
             m.compress_size, 1
         ):
             raise too_big
+    part_too_big = FaqImportError([RowError(None, XLSX_PART_TOO_BIG)])
+    sheets = [m for m in members if _is_sheet(m.filename)]
+    parts = [m for m in members if m not in sheets]
+    if any(m.file_size > XLSX_MAX_PART for m in parts):
+        raise part_too_big
     too_many = FaqImportError([RowError(None, XLSX_TOO_MANY_CELLS)])
     with zipfile.ZipFile(io.BytesIO(data)) as archive:
-        for m in members:
-            if m.filename.startswith("xl/worksheets/") and m.filename.endswith(".xml"):
-                _check_sheet_cells(archive, m, too_many)
+        for m in parts:
+            if m.filename.lower().endswith((".xml", ".rels")):
+                _check_part(archive, m, part_too_big)
+        for m in sheets:
+            _check_sheet_cells(archive, m, too_many)
+
+
+def _is_sheet(name: str) -> bool:
+    return name.startswith("xl/worksheets/") and name.endswith(".xml")
+
+
+def _check_part(archive: Any, member: Any, too_big: FaqImportError) -> None:
+    """Count a whole-read part's elements (or shared strings and their text) while
+    streaming it (constant memory), before openpyxl builds objects for all of them.
+
+    A styles.xml of 400,000 cell formats is 850 kB zipped and costs openpyxl seconds and
+    hundreds of MB; so does a sharedStrings.xml of millions of short strings.
+    """
+    import xml.etree.ElementTree as ET
+
+    shared = member.filename.lower().endswith("sharedstrings.xml")
+    elements = strings = chars = 0
+    open_elements: list[Any] = []
+    try:
+        with archive.open(member) as stream:
+            for event, element in ET.iterparse(stream, events=("start", "end")):
+                if event == "start":
+                    open_elements.append(element)
+                    elements += 1
+                    if shared:
+                        strings += element.tag.rsplit("}", 1)[-1] == "si"
+                        if strings > XLSX_MAX_SHARED_STRINGS:
+                            raise too_big
+                    elif elements > XLSX_MAX_PART_ELEMENTS:
+                        raise too_big
+                    continue
+                chars += len(element.text or "")
+                if shared and chars > XLSX_MAX_SHARED_CHARS:
+                    raise too_big
+                open_elements.pop()
+                if open_elements:  # counted: detach it (and any siblings parsed already)
+                    del open_elements[-1][:]
+    except ET.ParseError as exc:
+        raise FaqImportError([RowError(None, XLSX_UNREADABLE)]) from exc
 
 
 def _check_sheet_cells(archive: Any, member: Any, too_big: FaqImportError) -> None:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import csv
 import io
+import random
 import re
 import socket
 import threading
@@ -376,6 +377,101 @@ def test_xlsx_bombs_are_refused_before_openpyxl(sheet_xml, versions):
         tracemalloc.stop()
     assert "大きすぎ" in str(exc.value) or "多すぎ" in str(exc.value)
     assert peak < 40 * 1024 * 1024, f"peak {peak / 1e6:.0f} MB"
+
+
+SPREADSHEET_NS = b'xmlns="http://schemas.openxmlformats.org/spreadsheetml/2006/main"'
+SHARED_STRINGS_TYPE = (
+    b'<Override PartName="/xl/sharedStrings.xml" ContentType="application/'
+    b'vnd.openxmlformats-officedocument.spreadsheetml.sharedStrings+xml"/>'
+)
+
+
+def _xlsx_with_part(name: str, xml: bytes, template: bytes | None = None) -> bytes:
+    """A real export with one part replaced or added (and declared, so openpyxl reads it)."""
+    template = template or export_xlsx([])
+    out = io.BytesIO()
+    with zipfile.ZipFile(io.BytesIO(template)) as src, zipfile.ZipFile(out, "w") as dst:
+        present = name in src.namelist()
+        for item in src.infolist():
+            data = xml if item.filename == name else src.read(item)
+            if item.filename == "[Content_Types].xml" and not present:
+                data = data.replace(b"</Types>", SHARED_STRINGS_TYPE + b"</Types>")
+            dst.writestr(item, data, compress_type=zipfile.ZIP_DEFLATED)
+        if not present:
+            dst.writestr(name, xml, compress_type=zipfile.ZIP_DEFLATED)
+    return out.getvalue()
+
+
+def _styles(formats: int) -> bytes:
+    """A styles.xml with ``formats`` cell formats (varied, so that it zips only ~30x)."""
+    rng = random.Random(2)
+    xfs = b"".join(
+        b'<xf numFmtId="%d" fontId="0" fillId="0" borderId="0" xfId="0"/>' % rng.randrange(200)
+        for _ in range(formats)
+    )
+    return (
+        b'<?xml version="1.0" encoding="UTF-8"?><styleSheet ' + SPREADSHEET_NS + b">"
+        b'<fonts count="1"><font><sz val="11"/></font></fonts>'
+        b'<fills count="1"><fill><patternFill/></fill></fills>'
+        b'<borders count="1"><border/></borders>'
+        b'<cellStyleXfs count="1"><xf numFmtId="0" fontId="0" fillId="0" borderId="0"/>'
+        b'</cellStyleXfs><cellXfs count="%d">' % formats + xfs + b"</cellXfs></styleSheet>"
+    )
+
+
+def _shared_strings(texts: list[bytes]) -> bytes:
+    body = b"".join(b"<si><t>%s</t></si>" % t for t in texts)
+    head = b'<sst %s count="%d" uniqueCount="%d">' % (SPREADSHEET_NS, len(texts), len(texts))
+    return b'<?xml version="1.0" encoding="UTF-8"?>' + head + body + b"</sst>"
+
+
+def _few_letters(n: int, seed: int) -> bytes:
+    rng = random.Random(seed)
+    return bytes(rng.choice(b"abcd") for _ in range(n))
+
+
+@pytest.mark.parametrize(
+    ("part", "build"),
+    [
+        # 100,000 cell formats: 6 MB unzipped, ~200 kB zipped; openpyxl took 8 s and 80 MB
+        ("xl/styles.xml", lambda: _styles(100_000)),
+        # a styles part over the per-part size (under the workbook's total)
+        ("xl/styles.xml", lambda: _styles(280_000)),
+        # 500,000 short strings: openpyxl took 20 s and 65 MB
+        (
+            "xl/sharedStrings.xml",
+            lambda: _shared_strings([b"%x" % (i % 251) for i in range(500_000)]),
+        ),
+        # few strings, but 9 million characters of them
+        (
+            "xl/sharedStrings.xml",
+            lambda: _shared_strings([_few_letters(1_000_000, i) for i in range(9)]),
+        ),
+    ],
+    ids=["many-styles", "huge-styles", "many-strings", "long-strings"],
+)
+def test_whole_read_xlsx_parts_are_bounded_before_openpyxl(part, build, versions):
+    data = _xlsx_with_part(part, build())
+    assert len(data) < faq_io.MAX_BYTES
+    tracemalloc.start()
+    try:
+        with pytest.raises(FaqImportError) as exc:
+            import_file("bomb.xlsx", data, versions.city, versions.synonyms_path)
+        _current, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert "大きすぎ" in str(exc.value)
+    assert peak < 20 * 1024 * 1024, f"peak {peak / 1e6:.0f} MB"
+
+
+def test_ordinary_workbook_parts_pass_the_part_checks(versions):
+    """An export with a shared-strings part, as Excel saves one, still imports."""
+    entries = versions.draft().entries
+    texts = [e["answer"].encode() for e in entries] * 20
+    export = export_xlsx(entries, versions.draft().revision)
+    data = _xlsx_with_part("xl/sharedStrings.xml", _shared_strings(texts), export)
+    back = import_file("ok.xlsx", data, versions.city, versions.synonyms_path)
+    assert [e["id"] for e in back] == [e["id"] for e in entries]
 
 
 @pytest.mark.parametrize(
