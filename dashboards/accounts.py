@@ -16,6 +16,7 @@ import hashlib
 import logging
 import secrets
 from dataclasses import dataclass
+from typing import Any
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
@@ -30,6 +31,7 @@ from sqlalchemy import (
     delete,
     func,
     literal,
+    or_,
     select,
 )
 from sqlalchemy.orm import Mapped, mapped_column
@@ -95,13 +97,19 @@ class LoginSession(Base):
 
 
 class LoginFailures(Base):
-    """Failed logins in a row per user name (known or not), for locking."""
+    """Failed logins in a row per user name (known or not), for locking.
+
+    Any name can be tried, so rows are pruned (``prune_login_failures``) once their last
+    failure is older than the lock window and no lock holds.
+    """
 
     __tablename__ = "login_failures"
 
     username: Mapped[str] = mapped_column(String(USERNAME_MAX), primary_key=True)
     count: Mapped[int] = mapped_column(Integer, default=0)
     locked_until: Mapped[dt.datetime | None] = mapped_column(DateTime, nullable=True)
+    # None on rows from before this column: treated as long ago.
+    last_failed_at: Mapped[dt.datetime | None] = mapped_column(DateTime, nullable=True)
 
 
 class AccountError(ValueError):
@@ -241,7 +249,8 @@ def _count_attempt(db: Database, username: str, now: dt.datetime) -> int:
     get their own number, so a burst cannot slip past the limit between a read and a write
     and never collides on the primary key. The attempt that reaches the limit also sets
     the lock time, so a crash between counting and checking cannot leave a count without
-    a lock that would never expire. A lock that has run out starts the count afresh.
+    a lock that would never expire. A lock that has run out starts the count afresh, and
+    so does a last failure older than the lock window (the rows pruning would delete).
     """
     table = LoginFailures.__table__
     if db.engine.dialect.name == "postgresql":
@@ -249,17 +258,19 @@ def _count_attempt(db: Database, username: str, now: dt.datetime) -> int:
     else:
         from sqlalchemy.dialects.sqlite import insert
     lock_over = and_(table.c.locked_until.is_not(None), table.c.locked_until <= now)
+    stale = or_(lock_over, and_(table.c.locked_until.is_(None), _failures_aged(table, now)))
     until = literal(now + dt.timedelta(minutes=LOCK_MINUTES), DateTime())
     first_lock = until if MAX_FAILED_LOGINS <= 1 else None
     stmt = (
         insert(table)
-        .values(username=username, count=1, locked_until=first_lock)
+        .values(username=username, count=1, locked_until=first_lock, last_failed_at=now)
         .on_conflict_do_update(
             index_elements=[table.c.username],
             set_={
-                "count": case((lock_over, 1), else_=table.c.count + 1),
+                "count": case((stale, 1), else_=table.c.count + 1),
+                "last_failed_at": literal(now, DateTime()),
                 "locked_until": case(
-                    (lock_over, literal(None, DateTime())),
+                    (stale, first_lock if first_lock is not None else literal(None, DateTime())),
                     (
                         table.c.count + 1 >= MAX_FAILED_LOGINS,
                         func.coalesce(table.c.locked_until, until),
@@ -272,6 +283,27 @@ def _count_attempt(db: Database, username: str, now: dt.datetime) -> int:
     )
     with db.session() as s:
         return int(s.execute(stmt).scalar_one())
+
+
+def _failures_aged(table: Any, now: dt.datetime) -> Any:
+    """SQL: the row's last failure is older than the lock window (or not recorded)."""
+    window = dt.timedelta(minutes=LOCK_MINUTES)
+    return or_(table.c.last_failed_at.is_(None), table.c.last_failed_at <= now - window)
+
+
+def prune_login_failures(db: Database, now: dt.datetime | None = None) -> int:
+    """Delete failure counts that no longer matter; how many rows went.
+
+    A row matters while its lock holds or its last failure is within the lock window
+    (``_count_attempt`` starts afresh after either); every other row is dead weight that
+    guessing at random user names would otherwise pile up without bound.
+    """
+    now = now or utcnow()
+    table = LoginFailures.__table__
+    unlocked = or_(table.c.locked_until.is_(None), table.c.locked_until <= now)
+    with db.session() as s:
+        stmt = delete(LoginFailures).where(unlocked, _failures_aged(table, now))
+        return int(s.execute(stmt).rowcount or 0)
 
 
 def authenticate(

@@ -2,8 +2,10 @@
 
 Logins (successful or not), logouts, FAQ edits, publishes, rollbacks, imports and user
 changes are recorded so that a city can answer "who changed this answer, and when?".
-Rows are only ever added. ``record`` can join the caller's transaction (pass ``session``)
-so that a change and its audit row are committed together or not at all.
+Rows are only ever added, and deleted only when older than the retention period
+(``RetentionSettings.audit_days``, by ``dashboards.retention``). ``record`` can join the
+caller's transaction (pass ``session``) so that a change and its audit row are committed
+together or not at all.
 """
 
 from __future__ import annotations
@@ -12,7 +14,7 @@ import datetime as dt
 import json
 from typing import Any
 
-from sqlalchemy import DateTime, Integer, String, Text, func, select
+from sqlalchemy import DateTime, Integer, String, Text, delete, func, select
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
 from dashboards.db import Base, Database
@@ -106,6 +108,19 @@ def record(
         raise ValueError("record() needs a database or a session")
     with db.session() as s:
         s.add(row)
+
+
+def delete_older_than(db: Database, cutoff: dt.datetime, batch_size: int = 1000) -> int:
+    """Delete rows recorded before ``cutoff`` (naive UTC), in small transactions; how many."""
+    deleted = 0
+    while True:
+        with db.session() as s:
+            ids = list(
+                s.scalars(select(AuditEntry.id).where(AuditEntry.at < cutoff).limit(batch_size))
+            )
+            if not ids:
+                return deleted
+            deleted += s.execute(delete(AuditEntry).where(AuditEntry.id.in_(ids))).rowcount
 
 
 def query(

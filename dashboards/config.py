@@ -52,6 +52,9 @@ class MqttSettings(BaseModel):
 
 class RetentionSettings(BaseModel):
     days: int = Field(90, ge=1, description="call records older than this are purged")
+    audit_days: int = Field(
+        365, ge=1, description="audit log rows (logins, FAQ changes) older than this are purged"
+    )
 
 
 class ReportSettings(BaseModel):

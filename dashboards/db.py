@@ -42,6 +42,30 @@ def make_engine(url: str) -> Engine:
     return create_engine(url, pool_pre_ping=True)
 
 
+def add_missing_columns(engine: Engine) -> list[str]:
+    """Add nullable columns a newer release declares to tables an older one created.
+
+    ``create_all`` makes missing tables only; a column added later (always nullable, so
+    old rows stay valid) is added here with ALTER TABLE. Returns "table.column" of each.
+    """
+    from sqlalchemy import inspect, text
+
+    existing = inspect(engine)
+    added = []
+    with engine.begin() as conn:
+        for table in Base.metadata.sorted_tables:
+            if not existing.has_table(table.name):
+                continue
+            have = {c["name"] for c in existing.get_columns(table.name)}
+            for column in table.columns:
+                if column.name in have or not column.nullable:
+                    continue
+                kind = column.type.compile(dialect=engine.dialect)
+                conn.execute(text(f'ALTER TABLE "{table.name}" ADD COLUMN "{column.name}" {kind}'))
+                added.append(f"{table.name}.{column.name}")
+    return added
+
+
 class Database:
     """The engine and a session factory; ``create_all`` makes any missing tables."""
 
@@ -55,6 +79,7 @@ class Database:
         import dashboards.models  # noqa: F401
 
         Base.metadata.create_all(self.engine)
+        add_missing_columns(self.engine)
 
     @contextmanager
     def session(self) -> Iterator[Session]:

@@ -1,9 +1,12 @@
-"""Retention: call records older than ``RetentionSettings.days`` are deleted.
+"""Retention: call records older than ``RetentionSettings.days`` are deleted, and so are
+audit rows older than ``audit_days`` and login-failure counts past the lock window.
 
 Records of what residents said are personal data; a city keeps them only as long as its
 rules allow. ``purge`` deletes whole calls (with their turns, transfers and errors) in
 small transactions so that the recorder and the dashboards are never blocked for long;
-``retention_job`` runs it daily inside the service.
+``apply_retention`` adds the audit log and the login-failure counts (which guessing at
+random user names would grow without bound); ``retention_job`` runs it daily inside the
+service.
 """
 
 from __future__ import annotations
@@ -16,6 +19,8 @@ from dataclasses import dataclass
 
 from sqlalchemy import delete, select
 
+from dashboards import audit
+from dashboards.accounts import prune_login_failures
 from dashboards.call_records import Call, CallError, Transfer, Turn
 from dashboards.config import RetentionSettings
 from dashboards.db import Database
@@ -33,10 +38,19 @@ class PurgeCounts:
     turns: int = 0
     transfers: int = 0
     errors: int = 0
+    audit_entries: int = 0
+    login_failures: int = 0
 
     @property
     def total(self) -> int:
-        return self.calls + self.turns + self.transfers + self.errors
+        return (
+            self.calls
+            + self.turns
+            + self.transfers
+            + self.errors
+            + self.audit_entries
+            + self.login_failures
+        )
 
 
 def purge(
@@ -72,6 +86,19 @@ def purge(
     return counts
 
 
+def apply_retention(
+    db: Database, settings: RetentionSettings, now: dt.datetime | None = None
+) -> PurgeCounts:
+    """Everything past its retention: old calls, old audit rows, stale login failures."""
+    now = now or dt.datetime.now(dt.UTC)
+    counts = purge(db, settings.days, now)
+    naive_utc = now.astimezone(dt.UTC).replace(tzinfo=None)  # how those tables store time
+    cutoff = naive_utc - dt.timedelta(days=settings.audit_days)
+    counts.audit_entries = audit.delete_older_than(db, cutoff)
+    counts.login_failures = prune_login_failures(db, naive_utc)
+    return counts
+
+
 async def retention_job(
     db: Database,
     settings: RetentionSettings,
@@ -89,7 +116,7 @@ async def retention_job(
     await asyncio.sleep(first_delay_s)
     while True:
         try:
-            counts = await asyncio.to_thread(purge, db, settings.days)
+            counts = await asyncio.to_thread(apply_retention, db, settings)
         except Exception:
             log.exception("retention: purging records older than %d days failed", settings.days)
         else:
@@ -102,6 +129,14 @@ async def retention_job(
                     counts.turns,
                     counts.transfers,
                     counts.errors,
+                )
+            if counts.audit_entries or counts.login_failures:
+                log.info(
+                    "retention: deleted %d audit rows older than %d days, "
+                    "%d stale login-failure counts",
+                    counts.audit_entries,
+                    settings.audit_days,
+                    counts.login_failures,
                 )
             if on_purged is not None:
                 on_purged(counts)

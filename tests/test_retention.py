@@ -1,4 +1,5 @@
-"""Retention: old calls go with all their rows, recent ones stay; SQLite and PostgreSQL."""
+"""Retention: old calls go with all their rows, recent ones stay; old audit rows and stale
+login-failure counts go too. SQLite and PostgreSQL."""
 
 from __future__ import annotations
 
@@ -8,12 +9,20 @@ import datetime as dt
 import dbfixtures
 import pytest
 from dbfixtures import ScriptedTurn, record, scripted_call
-from sqlalchemy import func, select
+from sqlalchemy import func, select, text
 
+from dashboards.accounts import (
+    LOCK_MINUTES,
+    MAX_FAILED_LOGINS,
+    LoginError,
+    LoginFailures,
+    authenticate,
+)
+from dashboards.audit import AuditEntry
 from dashboards.call_records import Call, CallError, Transfer, Turn
 from dashboards.config import RetentionSettings
 from dashboards.recorder import CallRecorder
-from dashboards.retention import PurgeCounts, purge, retention_job
+from dashboards.retention import PurgeCounts, apply_retention, purge, retention_job
 from voicebot.events import ComponentFailed
 
 # The same tests on SQLite and PostgreSQL (fixtures from dbfixtures).
@@ -114,3 +123,65 @@ def test_daily_job_purges_and_keeps_running(db):
     assert purged[1] == PurgeCounts()  # nothing left the second time
     with db.session() as s:
         assert list(s.scalars(select(Call.id))) == ["new"]
+
+
+# --- the audit log and login-failure counts ---------------------------------------------------
+
+
+def _fail(db, username: str, at: dt.datetime, times: int = 1) -> None:
+    for _ in range(times):
+        with pytest.raises(LoginError):
+            authenticate(db, username, "wrong-password", now=at)
+
+
+def _failure_rows(db) -> dict[str, int]:
+    with db.session() as s:
+        return {r.username: r.count for r in s.scalars(select(LoginFailures))}
+
+
+def test_retention_prunes_stale_login_failures_and_old_audit_rows(db):
+    now = NOW.replace(tzinfo=None)  # accounts and audit keep naive UTC
+    window = dt.timedelta(minutes=LOCK_MINUTES)
+    _fail(db, "guessed-long-ago", now - dt.timedelta(days=3))
+    _fail(db, "guessed-at-the-window", now - window)
+    _fail(db, "guessed-just-now", now - dt.timedelta(minutes=1))
+    _fail(db, "locked-still", now - window + dt.timedelta(minutes=2), times=MAX_FAILED_LOGINS)
+    _fail(db, "locked-ended", now - dt.timedelta(hours=2), times=MAX_FAILED_LOGINS)
+    for days in (400, 366, 364, 1):
+        with db.session() as s:
+            s.add(AuditEntry(at=now - dt.timedelta(days=days), username="x", action="login"))
+
+    counts = apply_retention(db, RetentionSettings(days=90, audit_days=365), NOW)
+
+    assert counts.login_failures == 3 and counts.audit_entries == 2
+    assert counts == PurgeCounts(audit_entries=2, login_failures=3)
+    assert _failure_rows(db) == {"guessed-just-now": 1, "locked-still": MAX_FAILED_LOGINS}
+    with db.session() as s:
+        kept = sorted((now - at).days for at in s.scalars(select(AuditEntry.at)))
+    assert kept == [1, 364]
+    assert apply_retention(db, RetentionSettings(), NOW) == PurgeCounts()  # nothing left
+
+
+def test_failures_older_than_the_lock_window_start_the_count_afresh(db):
+    """Whether or not pruning ran yet: the count does not depend on the job's timing."""
+    start = NOW.replace(tzinfo=None)
+    _fail(db, "clerk", start, times=MAX_FAILED_LOGINS - 1)
+    _fail(db, "clerk", start + dt.timedelta(minutes=LOCK_MINUTES + 1))
+    assert _failure_rows(db) == {"clerk": 1}
+    _fail(db, "clerk", start + dt.timedelta(minutes=LOCK_MINUTES + 2), times=MAX_FAILED_LOGINS - 1)
+    with pytest.raises(LoginError) as exc:  # the fifth in a row within the window locks
+        authenticate(db, "clerk", "wrong-password", now=start + dt.timedelta(minutes=20))
+    assert exc.value.locked
+
+
+def test_a_database_from_before_the_failure_times_is_upgraded_and_pruned(db):
+    """An older release made login_failures without last_failed_at: create_all adds it."""
+    with db.engine.begin() as conn:
+        conn.execute(text("ALTER TABLE login_failures DROP COLUMN last_failed_at"))
+        conn.execute(text("INSERT INTO login_failures (username, count) VALUES ('old-release', 3)"))
+    db.engine.dispose()  # forget cached table shapes
+    db.create_all()
+    assert _failure_rows(db) == {"old-release": 3}
+    assert apply_retention(db, RetentionSettings(), NOW).login_failures == 1
+    _fail(db, "new-release", NOW.replace(tzinfo=None))
+    assert _failure_rows(db) == {"new-release": 1}
