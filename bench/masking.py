@@ -58,11 +58,17 @@ UNITS = {
     "kana_dates": "しょうわよんじゅうごねんさんがつふつか",
     "chome_ban_go": "1丁目2番3号",
     "hyphen_addresses": "2-8-1",
+    "filler_digits": "1えーと",
+    "spaced_filler_digits": "090 えー ",
+    "long_pause_digits": "1、えーっと、あのー、えっと、",
+    "weak_kana_between_digits": "1ゴ",
+    "weak_kana_in_a_chain": "1、ゴ、",
 }
 MIXED_POOL = (
     "0123456789０１２３４５６７８９〇一二三四五六七八九十百千万の-ー 、"
     "ぜろいちにさんよんごろくななはちきゅうゼロイチニーサンヨン"
     "年月日丁目番地号室電話番号名前住所生年月日昭和平成令和市区町村ハイツと申しますです"
+    "えーとあのっまうんエート"
 )
 
 

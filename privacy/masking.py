@@ -21,6 +21,10 @@ utterance (「電話番号は090の」) makes the rest of it in the next one (�
 personal too. FAQ-like text passes unchanged: 令和6年度, 6月30日, 1通300円, 年4回,
 100万円以下 and office hours are not personal data.
 
+Numbers that hesitations split (「090、えーと、1234」) are one number in the canonical form;
+where a pause is too long for that, numbers with only separators and hesitations
+between them still count together: seven digits in all are masked.
+
 Every step is linear in the length of the text: one pass for the canonical form,
 RE2 (linear-time, no backtracking) for the patterns with repetitions, and only literal
 alternations (no quantifiers) for Python's ``re``. Texts longer than ``MAX_TEXT_CHARS``
@@ -35,13 +39,21 @@ import datetime as dt
 import logging
 import re
 import threading
+import urllib.parse
 from collections import OrderedDict
 from collections.abc import Iterable
 from typing import Any
 
 import re2
 
-from privacy.spoken_numbers import JOIN, NUMERIC_MARKERS, Canonical, DigitRun, canonical
+from privacy.spoken_numbers import (
+    JOIN,
+    NUMERIC_MARKERS,
+    Canonical,
+    DigitRun,
+    canonical,
+    is_pause,
+)
 from voicebot.events import (
     BotSpeechStarted,
     CallEnded,
@@ -70,6 +82,9 @@ TOKENS = (PHONE, MY_NUMBER, BIRTH_DATE, ACCOUNT, CARD, ADDRESS, NAME, AMOUNT, NU
 
 MAX_TEXT_CHARS = 500  # ~60 s of speech; an utterance is far shorter
 PERSONAL_DIGITS = 7  # a number this long is masked whatever surrounds it
+# Numbers with only separators and hesitations between them count as one number up to
+# this gap (longer than the canonical form joins: the last line of defence).
+MAX_PAUSE_CHARS = 24
 BIRTH_YEARS_AGO = 15  # a full date at least this old is taken for a date of birth
 
 # -- cues: the words that say what a nearby number or name is -------------------------------
@@ -105,7 +120,7 @@ _NOT_PLACE = frozenset("第年月日度期条回号番分時")
 _MAX_PLACE_CHARS = 12
 # What may stand between a cue and what it announces, or around a number that goes on.
 _FILLER = "えっと|えーと|ええと|えー|ええ|あのー|あの|その|はい|で|それで"
-_PAUSE_RE = re2.compile(rf"^(?:[\s、,。.・\-のノー…]|{_FILLER})*$")
+_PAUSE_RE = re2.compile(rf"^(?:[\s、,。.・\-のノー…]|{_FILLER}|まあ|まー|うーん|んー|ん)*$")
 _AFTER_CUE_RE = re2.compile(rf"^(?:[\s、,。.・:：はがをの]|です|でございます|{_FILLER})*$")
 
 # -- dates -----------------------------------------------------------------------------------
@@ -286,6 +301,7 @@ def _find(
             spans.append(_Span(start, run.end, label, _PRIORITY[label]))
         if trailing:
             next_carry = _Carry(min(total, 64), label or number_cue[k] or NUMBER)
+    spans.extend(_paused_sequences(t, runs, number_cue))
     if not runs or not unfinished:
         end_cue = _cue_at_end(t, cues)
         if end_cue is not None:
@@ -296,6 +312,37 @@ def _find(
         spans.extend(_Span(m.start(), m.end(), ADDRESS, 3) for m in _ADDRESS_RE.finditer(t))
     spans.extend(_names(t, cues))
     return spans, next_carry
+
+
+def _paused_sequences(t: str, runs: list[DigitRun], cues: list[str | None]) -> list[_Span]:
+    """Numbers with only separators and hesitations between them (「090、えーと、あのー、
+    それで」 and on) that together have ``PERSONAL_DIGITS`` digits or more: one number,
+    masked whatever the cue, even where the pause was too long for the canonical form to
+    join them."""
+    spans: list[_Span] = []
+    k = 0
+    while k < len(runs):
+        m = k
+        digits = len(runs[k].digits)
+        while (
+            m + 1 < len(runs)
+            and runs[m + 1].start - runs[m].end <= MAX_PAUSE_CHARS
+            and is_pause(t[runs[m].end : runs[m + 1].start])
+        ):
+            m += 1
+            digits += len(runs[m].digits)
+        if m > k and digits >= PERSONAL_DIGITS:
+            group = runs[k : m + 1]
+            joined = DigitRun(
+                group[0].start,
+                group[-1].end,
+                "".join(r.digits for r in group),
+                tuple(g for r in group for g in r.groups),
+            )
+            label = _run_label(t, joined, digits, cues[k], False, _Carry()) or NUMBER
+            spans.append(_Span(joined.start, joined.end, label, _PRIORITY[label]))
+        k = m + 1
+    return spans
 
 
 def _active_cues(
@@ -498,25 +545,89 @@ def _replace(c: Canonical, spans: list[_Span]) -> str:
     return "".join(out)
 
 
+CALLER_SHOWN_DIGITS = PERSONAL_DIGITS - 1  # never a whole number: at most six digits
+CALLER_HIDDEN_DIGITS = 4  # and never fewer hidden than the last four
+_SCHEME_RE = re.compile("(?i:sips|sip|tel):")  # no quantifier: one attempt per call
+_DIGITS = frozenset("0123456789")
+
+
 def mask_caller(caller: str | None) -> str | None:
-    """A caller identity (number or SIP URI) with the last four digits of its user part
-    hidden and any display name dropped: enough for staff to tell calls apart, not to
-    call back or identify the resident."""
+    """A caller identity (number or SIP/tel URI) with the display name dropped and the
+    number in its user part cut down to its first digits (at most six, never with the
+    last four): enough for staff to tell calls apart, not to call back or identify
+    the resident.
+
+    The value comes from the caller's own SIP headers, so it is read as hostile: a
+    quoted display name may hold ``<`` or a phone number, digits may be percent-encoded,
+    a tel: URI may carry ``;ext=`` or ``;isub=``. Whatever the shape, no seven digits of
+    one number remain.
+    """
     if not caller:
         return caller
-    uri = caller
-    if "<" in uri and ">" in uri:  # '"山田" <sip:0312345678@pbx>' -> the URI only
-        uri = uri[uri.index("<") + 1 : uri.rindex(">")]
-    user, at, host = uri.partition("@")
-    chars = list(user)
-    hidden = 0
-    for i in range(len(chars) - 1, -1, -1):
-        if hidden == 4:
-            break
-        if chars[i].isdigit():
-            chars[i] = "*"
-            hidden += 1
-    return "".join(chars) + at + host
+    uri = _caller_uri(caller)
+    scheme = _SCHEME_RE.match(uri)
+    head = scheme.group() if scheme else ""
+    user, at, host = uri[len(head) :].partition("@")
+    number, semi, params = urllib.parse.unquote(user).partition(";")
+    masked = _cut_number(number) + semi + _star_digits(params)
+    if any(len(r.digits) >= PERSONAL_DIGITS for r in canonical(masked).runs):
+        masked = mask_text(masked)  # digits in kanji or in a reading
+    return head + masked + at + _star_long_numbers(urllib.parse.unquote(host))
+
+
+def _caller_uri(caller: str) -> str:
+    """The URI of a From-like value (``"name" <uri>``, ``name <uri>``, ``uri``), without
+    the display name. A quoted name may hold ``<``, ``>`` and escaped quotes."""
+    rest = caller.strip()
+    quoted = False
+    if rest.startswith('"'):
+        i = 1
+        while i < len(rest) and rest[i] != '"':
+            i += 2 if rest[i] == "\\" else 1
+        if i < len(rest):  # unterminated: no name to skip, the rest is searched as it is
+            rest, quoted = rest[i + 1 :].strip(), True
+    if "<" in rest:
+        start = rest.rindex("<") + 1
+        end = rest.find(">", start)
+        return rest[start : end if end >= 0 else len(rest)].strip()
+    words = rest.split()
+    if not quoted and len(words) > 1 and (":" in words[-1] or "@" in words[-1]):
+        return words[-1]  # a display name without brackets
+    return rest
+
+
+def _cut_number(number: str) -> str:
+    """``number`` with all digits hidden but the first ``CALLER_SHOWN_DIGITS``, and at
+    least the last ``CALLER_HIDDEN_DIGITS`` hidden (all of a short one)."""
+    count = sum(1 for ch in number if ch.isdigit())
+    hide = max(CALLER_HIDDEN_DIGITS, count - CALLER_SHOWN_DIGITS)
+    shown = count - hide
+    out = []
+    for ch in number:
+        if ch.isdigit():
+            out.append(ch if shown > 0 else "*")
+            shown -= 1
+        else:
+            out.append(ch)
+    return "".join(out)
+
+
+def _star_digits(text: str) -> str:
+    return "".join("*" if ch.isdigit() else ch for ch in text)
+
+
+_HOST_NUMBER_RE = re.compile(r"\d[\d\-]*")
+
+
+def _star_long_numbers(host: str) -> str:
+    """The host part as it is (an address or a name, not the caller's), but a number of
+    seven digits or more in it hidden (sip:anon@09012345678.example)."""
+
+    def star(m: re.Match[str]) -> str:
+        digits = sum(1 for ch in m.group() if ch.isdigit())
+        return _star_digits(m.group()) if digits >= PERSONAL_DIGITS else m.group()
+
+    return _HOST_NUMBER_RE.sub(star, host)
 
 
 # -- events --------------------------------------------------------------------------------

@@ -6,7 +6,8 @@ rules that look for each shape separately always miss the next one, so the text 
 rewritten into a canonical form: every way of writing a digit becomes an ASCII digit,
 positional numerals (千二百三十四, よんじゅうご) become their value, kana markers after a
 number become their kanji (ねん→年, がつ→月, ちょうめ→丁目, ばん→番, ごう→号), and the
-separators between groups of a number (hyphens, spaces, の, 、) become a single "-".
+separators between groups of a number (hyphens, spaces, の, 、, and hesitations such as
+えーと or あのー between them) become a single "-".
 Every canonical character remembers which span of the original text it came from, so a
 match on the canonical text can be masked in the original.
 
@@ -23,6 +24,14 @@ from functools import lru_cache
 
 JOIN = "-"  # what a separator between two groups of one number becomes
 MAX_SEPARATOR_CHARS = 5  # "090 - 1234" or "090 の 1234" still join; a longer gap does not
+MAX_FILLER_GAP_CHARS = 10  # "、あのー、えっと、" between two groups still joins
+# Hesitations a caller makes between the groups of a number (written in hiragana here;
+# katakana is folded before matching). A gap of these and separators joins the groups.
+FILLERS = (
+    *("えーっと", "ええっと", "えーと", "ええと", "えっと", "えと", "えー", "え"),
+    *("あのー", "あのう", "あの", "あー", "そのー", "その", "まあ", "まー"),
+    *("うーん", "うー", "んー", "ん"),
+)
 
 # -- characters ------------------------------------------------------------------------------
 _KANJI_DIGITS = {
@@ -237,6 +246,8 @@ def _reading(
         end = i + length
         if end < n and text[end] in _SMALL_KANA:
             continue  # シャ, ニュ: another syllable
+        if length > 1 and _splits_next_reading(text, i, end, n):
+            continue  # ニイチ is ニ イチ (2 1), not ニイ チ
         kind, value = entry
         if kind == "K" and not last_numeral:
             continue
@@ -246,6 +257,19 @@ def _reading(
             continue
         return _Token(kind, str(value), i, end, "k")
     return None
+
+
+def _splits_next_reading(text: str, i: int, end: int, n: int) -> bool:
+    """Whether the reading text[i:end] ends with the first character of a digit reading
+    that starts there, while text[i:end-1] is a reading on its own (にい|ち vs に|いち)."""
+    if text[i : end - 1] not in _READINGS or text[end - 1] not in _READING_STARTS:
+        return False
+    for length in _READING_LENGTHS[text[end - 1]]:
+        if length > 1 and end - 1 + length <= n:
+            entry = _READINGS.get(text[end - 1 : end - 1 + length])
+            if entry is not None and entry[0] == "D":
+                return True
+    return False
 
 
 def _tens(out: list[_Token]) -> bool:
@@ -278,17 +302,28 @@ def _words(tokens: list[_Token]) -> list[_Word]:
             i += 1
             continue
         j = i + 1
-        while j < n and tokens[j].kind in _NUMERAL_KINDS and not _apart(tokens[j - 1], tokens[j]):
+        while j < n and tokens[j].kind in _NUMERAL_KINDS and not _apart(tokens, j):
             j += 1
         words.append(_decide(tokens, _Word(i, j)))
         i = j
     return words
 
 
-def _apart(a: _Token, b: _Token) -> bool:
-    """A particle-like kana digit (に, し, く, ご) right after or before a digit in another
-    script is a particle (090に, 5678にお願い), not a digit of the same number."""
-    return a.script != b.script and (a.kind == "W" or b.kind == "W")
+def _apart(tokens: list[_Token], j: int) -> bool:
+    """Whether tokens j-1 and j, both numerals, belong to different numbers.
+
+    A particle-like kana digit (に, し, く, ご) right after or before a digit in another
+    script is a particle (090に, 5678にお願い), not a digit of the same number; between
+    two digits of another script it is a digit (1234ゴ5678, 090ニ1234).
+    """
+    a, b = tokens[j - 1], tokens[j]
+    if a.script == b.script or (a.kind != "W" and b.kind != "W"):
+        return False
+    if b.kind == "W":
+        other = tokens[j + 1] if j + 1 < len(tokens) else None
+    else:
+        other = tokens[j - 2] if j >= 2 else None
+    return not (other is not None and other.kind in _NUMERAL_KINDS and other.kind != "W")
 
 
 def _after_address_marker(tokens: list[_Token], i: int) -> bool:
@@ -377,7 +412,7 @@ def canonical(text: str) -> Canonical:
     text, sources = _fold_halfwidth(text)
     tokens = _tokens(text)
     words = _words(tokens)
-    joins = _resolve(tokens, words)
+    joins = _resolve(text, tokens, words)
     out: list[str] = []
     starts: list[int] = []
     ends: list[int] = []
@@ -469,11 +504,11 @@ def _fold_halfwidth(text: str) -> tuple[str, list[tuple[int, int]] | None]:
     return "".join(out), sources
 
 
-def _resolve(tokens: list[_Token], words: list[_Word]) -> dict[int, int]:
+def _resolve(text: str, tokens: list[_Token], words: list[_Word]) -> dict[int, int]:
     """Decide lone numerals by their neighbours and join the groups of each number.
 
-    Returns, for each numeric word (by its first token) that continues after a separator,
-    the token index where the next group begins.
+    Returns, for each numeric word (by its first token) that continues after a separator
+    (or a hesitation: 090えーと1234), the token index where the next group begins.
     """
     links: list[int | None] = []  # for each word, the token index of the next word if linked
     for k, word in enumerate(words):
@@ -481,12 +516,14 @@ def _resolve(tokens: list[_Token], words: list[_Word]) -> dict[int, int]:
         linked = None
         if nxt is not None and nxt.first > word.last:
             gap = tokens[word.last : nxt.first]
-            if all(t.kind == "S" for t in gap) and gap[-1].end - gap[0].start <= (
-                MAX_SEPARATOR_CHARS
-            ):
+            width = gap[-1].end - gap[0].start
+            if all(t.kind == "S" for t in gap):
+                linked = nxt.first if width <= MAX_SEPARATOR_CHARS else None
+            elif width <= MAX_FILLER_GAP_CHARS and is_pause(text[gap[0].start : gap[-1].end]):
                 linked = nxt.first
         links.append(linked)
-    # A chain of linked words is a number if it has a number in it, or two lone numerals.
+    # A chain of linked words is a number if it has a number in it, or two lone numerals;
+    # then a particle-like kana digit inside it (090、ゴ、1234) is one of its digits.
     k = 0
     while k < len(words):
         m = k
@@ -497,6 +534,8 @@ def _resolve(tokens: list[_Token], words: list[_Word]) -> dict[int, int]:
             for w in chain:
                 if w.candidate:
                     w.numeric = True
+            for w in chain[1:-1]:
+                w.numeric = True
         k = m + 1
     joins: dict[int, int] = {}
     for k, word in enumerate(words):
@@ -504,3 +543,37 @@ def _resolve(tokens: list[_Token], words: list[_Word]) -> dict[int, int]:
         if word.numeric and nxt_first is not None and words[k + 1].numeric:
             joins[word.first] = nxt_first
     return joins
+
+
+_FILLERS_LONGEST_FIRST = tuple(sorted(FILLERS, key=len, reverse=True))
+_FILLER_STARTS = frozenset(f[0] for f in FILLERS)
+_LENGTHENINGS = frozenset("ー〜～")
+
+
+def is_pause(gap: str) -> bool:
+    """Whether ``gap`` holds only separators and hesitations (「、えーと、」, 「 あのー 」,
+    「エー」): what a caller says between two groups of one number. Linear in the gap:
+    each position tries each filler once."""
+    folded = [
+        chr(ord(c) - 0x60) if "ァ" <= c <= "ヶ" else "ー" if c in _LENGTHENINGS else c for c in gap
+    ]
+    # A lengthened vowel is one: えーーと and え〜と are えーと.
+    text = "".join(
+        c for i, c in enumerate(folded) if not (c == "ー" and i and folded[i - 1] == "ー")
+    )
+    i = 0
+    n = len(text)
+    while i < n:
+        c = text[i]
+        if c in _FILLER_STARTS:
+            for filler in _FILLERS_LONGEST_FIRST:
+                if text.startswith(filler, i):
+                    i += len(filler)
+                    break
+            else:
+                return False
+        elif _char(c)[0] == "s":
+            i += 1
+        else:
+            return False
+    return True

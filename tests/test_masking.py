@@ -75,6 +75,27 @@ MASKED = [
     ("０9０ の いちにさんよん の 5678", PHONE),
     ("ｾﾞﾛｷｭｰｾﾞﾛのｲﾁﾆｰｻﾝﾖﾝのｺﾞｰﾛｸﾅﾅﾊﾁ", PHONE),
     ("٠٩٠١٢٣٤٥٦٧٨", PHONE),
+    # ... with hesitations between the groups
+    ("090えーと1234えーと5678", PHONE),
+    ("090 えー 1234 えー 5678", PHONE),
+    ("ゼロキューゼロ、あのー、いちにさんよん、えっと、ごろくななはち", PHONE),
+    ("電話は090まあ1234うーん5678です", f"電話は{PHONE}です"),
+    ("０９０エート１２３４エート５６７８", PHONE),
+    ("〇九〇、あのー、一二三四、えーっと、五六七八", PHONE),
+    ("ぜろきゅうぜろ、その、いちにさんよん、ん、ごろくななはち", PHONE),
+    ("ゼロキューゼロ　アノー　イチニーサンヨン　エット　ゴーロクナナハチ", PHONE),
+    ("090えーーと1234んー5678", PHONE),
+    ("ｾﾞﾛｷｭｰｾﾞﾛ、ｴｰﾄ、ｲﾁﾆｰｻﾝﾖﾝ、ｴｰﾄ、ｺﾞｰﾛｸﾅﾅﾊﾁ", PHONE),
+    # ... a pause too long to join, still one number
+    ("090、えーっと、あのー、えっと、1234、えーっと、あのー、えっと、5678です", f"{PHONE}です"),
+    ("090      1234      5678", PHONE),
+    # ... with a particle-like kana digit (ニ, ゴ, ク) among them
+    ("ゼロキューゼロニイチサンヨンゴロクナナハチ", PHONE),
+    ("ゼロクゼロ1234ゴ678", PHONE),
+    ("0901ニ34ゴ678", PHONE),
+    ("090いちにさんよんご678", PHONE),
+    ("090、1234、ゴ、678", PHONE),
+    ("〇九〇一二三四ク六七八", PHONE),
     # My Number
     ("マイナンバーは1234 5678 9012です", f"マイナンバーは{MY_NUMBER}です"),
     ("マイナンバーは1234-5678-9012", f"マイナンバーは{MY_NUMBER}"),
@@ -203,6 +224,19 @@ UNCHANGED = [
     "3月2日に電話しました",
     "8時半から5時15分まで",
     "1月から3月までの3か月分",
+    "令和6年度",
+    "6月30日",
+    "1通300円",
+    "平成31年4月1日",
+    "固定資産税の第1期から第4期",
+    "「2024年度の3月15日まで」",
+    # ... with hesitations between the numbers
+    "6月、えーと、30日が納期ですか",
+    "1通、えーと、300円ですか",
+    "令和6年度の、えー、3月15日まで",
+    "第1期から、えっと、第4期まで",
+    "えーと、2人で、あのー、3回です",
+    "9時、えー、から5時まで",
     "",
 ]
 
@@ -255,6 +289,8 @@ SPLIT = [
     (["お名前は", "山田太郎です"], ["お名前は", f"{NAME}です"]),
     (["口座番号は、えっと", "7654321です"], ["口座番号は、えっと", f"{ACCOUNT}です"]),
     (["暗証番号は", "えーと", "1234です"], ["暗証番号は", "えーと", f"{NUMBER}です"]),
+    (["電話番号は090、まあ", "1234うーん5678です"], [f"電話番号は{PHONE}、まあ", f"{PHONE}です"]),
+    (["090えーと", "1234えっと5678"], [f"{PHONE}えーと", PHONE]),
     # nothing carries into an utterance that does not go on with the number
     (["電話番号は090の", "6月30日が納期ですか"], [f"電話番号は{PHONE}の", "6月30日が納期ですか"]),
     (["電話番号は", "ありがとう", "3月15日まで"], ["電話番号は", "ありがとう", "3月15日まで"]),
@@ -348,6 +384,9 @@ ADVERSARIAL = [
     "昭和45年" * 70,
     "ハイツ" * 160 + "203",
     "やまだ" * 160 + "と申します",
+    "1えーと" * 125,
+    "1、ゴ、" * 160,
+    "1、えーっと、あのー、えっと、" * 40,
 ]
 
 
@@ -380,15 +419,47 @@ def test_adversarial_texts_are_masked_in_linear_time():
     ("caller", "masked"),
     [
         ("0312345678", "031234****"),
-        ("+819012345678", "+81901234****"),
-        ("sip:09012345678@10.0.0.1:5060", "sip:0901234****@10.0.0.1:5060"),
+        ("+819012345678", "+819012******"),
+        ("sip:09012345678@10.0.0.1:5060", "sip:090123*****@10.0.0.1:5060"),
         ('"山田太郎" <sip:0312345678@pbx.example>', "sip:031234****@pbx.example"),
+        ("sip:1001@pbx", "sip:****@pbx"),
         ("webrtc", "webrtc"),
         (None, None),
     ],
 )
-def test_caller_identity_hides_last_four_digits(caller, masked):
+def test_caller_identity_shows_at_most_six_digits_and_never_the_last_four(caller, masked):
     assert mask_caller(caller) == masked
+
+
+HOSTILE_CALLERS = [
+    # (From-like value a caller controls, what staff see)
+    ('"a<b" <sip:09012345678@pbx>', "sip:090123*****@pbx"),
+    ('"x\\"<sip:09099999999@evil>\\" y" <sip:0312345678@pbx>', "sip:031234****@pbx"),
+    ('"090-1234-5678" <sip:anon@pbx>', "sip:anon@pbx"),
+    ('"090-1234-5678" sip:anon@pbx', "sip:anon@pbx"),
+    ("山田 090-1234-5678 <sip:anon@pbx>", "sip:anon@pbx"),
+    ('"090-1234-5678 <sip:anon@pbx>', "sip:anon@pbx"),  # an unterminated quote
+    ("tel:+81312345678;ext=1234", "tel:+813123*****;ext=****"),
+    ("tel:+81-3-1234-5678;ext=123", "tel:+81-3-123*-****;ext=***"),
+    ("sip:+81312345678;user=phone@pbx", "sip:+813123*****;user=phone@pbx"),
+    ("<sip:+81312345678@pbx;user=phone>", "sip:+813123*****@pbx;user=phone"),
+    ("sip:%30%39%30%31%32%33%34%35%36%37%38@pbx", "sip:090123*****@pbx"),
+    ("sip:%2B819012345678@pbx", "sip:+819012******@pbx"),
+    ("sip:09012345%3Bx=678@pbx", "sip:0901****;x=***@pbx"),
+    ("sip:anon@09012345678.example", "sip:anon@***********.example"),
+    ("sip:０９０１２３４５６７８@pbx", "sip:０９０１２３*****@pbx"),
+    ("sip:〇九〇一二三四五六七八@pbx", f"sip:{PHONE}@pbx"),
+    ("sip:anon@192.168.100.200:5060", "sip:anon@192.168.100.200:5060"),  # the host stays
+]
+
+
+@pytest.mark.parametrize(("caller", "masked"), HOSTILE_CALLERS)
+def test_no_seven_digits_of_a_caller_identity_survive(caller, masked):
+    shown = mask_caller(caller)
+    assert shown == masked
+    user = shown.partition("@")[0]
+    assert not any(len(r.digits) >= 7 for r in canonical(user).runs), shown
+    assert not any(len(r.digits) >= 7 for r in canonical(shown.replace(".", "x")).runs), shown
 
 
 def test_events_are_masked_field_by_field():

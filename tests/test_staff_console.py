@@ -7,11 +7,16 @@ offer. Tones tell the directions apart: caller 700 Hz, staff 1100 Hz, ringback 4
 
 from __future__ import annotations
 
+import ast
 import asyncio
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 from webrtc_client import BrowserLikePeer, dominant_frequency, rms, wait_for
 
+from privacy.masking import PHONE
 from telephony.staff_console import (
     AlreadyAnswered,
     ConsoleCallGone,
@@ -23,6 +28,7 @@ from telephony.webrtc import SignallingError, WebRtcTransport
 from voicebot.dialogue import Handover, TurnRecord
 from voicebot.transport import TransferError
 
+ROOT = Path(__file__).resolve().parent.parent
 HANDOVER = Handover(
     reason="caller_request",
     topic="納付書の再発行",
@@ -235,6 +241,55 @@ def test_ringback_is_the_japanese_pattern():
 
 def test_screen_pop_without_handover():
     assert screen_pop(None) == {"reason": "unknown", "topic": None, "turns": []}
+
+
+def test_screen_pop_masks_a_number_read_out_over_two_turns_with_fillers():
+    handover = Handover(
+        reason="caller_request",
+        topic=None,
+        turns=[
+            TurnRecord(heard="電話番号は090、えーと", faq_id=None, score=0.0, action="reprompt"),
+            TurnRecord(heard="1234えっと5678です", faq_id=None, score=0.0, action="transfer"),
+        ],
+    )
+    heard = [t["heard"] for t in screen_pop(handover)["turns"]]
+    assert heard == [f"電話番号は{PHONE}、えーと", f"{PHONE}です"]
+
+
+def test_the_console_does_not_load_without_the_masking():
+    """Staff must never see unmasked words: without the masking the console fails to
+    import instead of showing the caller's words as they were heard."""
+    code = (
+        "import sys\n"
+        "sys.modules['privacy.masking'] = None\n"  # as if the module were missing
+        "try:\n"
+        "    import telephony.staff_console\n"
+        "except ImportError as exc:\n"
+        "    print('refused:', exc)\n"
+        "else:\n"
+        "    print('loaded')\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, cwd=ROOT
+    )
+    assert done.stdout.startswith("refused:"), done.stdout + done.stderr
+
+
+def test_telephony_imports_nothing_from_the_operations_side():
+    """telephony/ sits below dashboards/ (the web app composes both): it may use the
+    core and privacy/, never dashboards/."""
+    offending = []
+    for path in sorted((ROOT / "telephony").rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            names = []
+            if isinstance(node, ast.Import):
+                names = [a.name for a in node.names]
+            elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+                names = [node.module]
+            offending += [
+                f"{path.name}:{node.lineno} {n}" for n in names if n.split(".")[0] == "dashboards"
+            ]
+    assert offending == []
 
 
 async def connected_call(console: StaffConsole, call_id: str = "c1"):
