@@ -306,6 +306,29 @@ def prune_login_failures(db: Database, now: dt.datetime | None = None) -> int:
         return int(s.execute(stmt).rowcount or 0)
 
 
+LOGGED_NAME_CHARS = 40  # of a user name in a log line, escapes included
+
+
+def _name_for_log(name: str) -> str:
+    """A user name as typed at the login form, fit for a log line: quoted, anything
+    unprintable escaped (no forged lines, no terminal escapes, no bidi overrides) and at
+    most ``LOGGED_NAME_CHARS`` characters of it, with a note of how much was cut."""
+    out: list[str] = []
+    used = 0
+    for i, ch in enumerate(name):
+        if ch in '\\"':
+            piece = "\\" + ch
+        elif ch.isprintable():
+            piece = ch
+        else:
+            piece = ch.encode("unicode_escape").decode("ascii")
+        if used + len(piece) > LOGGED_NAME_CHARS:
+            return f'"{"".join(out)}" (+{len(name) - i} more characters)'
+        out.append(piece)
+        used += len(piece)
+    return f'"{"".join(out)}"'
+
+
 def authenticate(
     db: Database, username: str, password: str, now: dt.datetime | None = None
 ) -> User:
@@ -343,7 +366,7 @@ def authenticate(
             user = row
         return user
     if attempt >= MAX_FAILED_LOGINS:
-        log.warning("login: %r locked after %d failures", username, attempt)
+        log.warning("login: %s locked after %d failures", _name_for_log(username), attempt)
     raise LoginError(WRONG_MESSAGE)
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import logging
 import re
 
 import pytest
@@ -111,6 +112,22 @@ def test_login_locks_after_repeated_failures(services):
         authenticate(services.db, username, password, now=now)  # right password, still locked
     assert exc.value.locked
     assert authenticate(services.db, username, password, now=now + dt.timedelta(minutes=16))
+
+
+def test_a_lock_logs_the_typed_name_on_one_bounded_line(services, caplog):
+    """The name comes from whoever is at the login form: it must not forge log lines,
+    colour a terminal, turn text around or flood the log."""
+    typed = "admin\nlogin: admin logged in\x1b[31m" + "\u202e" * 10_000 + "x" * 10_000
+    with caplog.at_level(logging.WARNING, logger="dashboards.accounts"):
+        for _ in range(MAX_FAILED_LOGINS):
+            with pytest.raises(LoginError):
+                authenticate(services.db, typed, "wrong-password")
+    [record] = [r for r in caplog.records if r.name == "dashboards.accounts"]
+    line = record.getMessage()
+    assert line.isprintable() and len(line) <= 120, line
+    assert line.startswith('login: "admin\\nlogin: admin logged in\\x1b[31m'), line
+    # handlers that keep the arguments (JSON logs, error trackers) get the safe form too
+    assert all(str(arg).isprintable() and len(str(arg)) <= 80 for arg in record.args)
 
 
 def test_deactivating_a_user_ends_their_sessions(services):
