@@ -548,12 +548,18 @@ def _resolve(text: str, tokens: list[_Token], words: list[_Word]) -> dict[int, i
 _FILLERS_LONGEST_FIRST = tuple(sorted(FILLERS, key=len, reverse=True))
 _FILLER_STARTS = frozenset(f[0] for f in FILLERS)
 _LENGTHENINGS = frozenset("ー〜～")
+# What a pause can begin and end with: a separator, or a filler's first or last character.
+_PAUSE_EDGES = frozenset(c for f in FILLERS for c in (f[0], f[-1]))
+_PAUSE_EDGES |= {chr(ord(c) + 0x60) for c in _PAUSE_EDGES if "ぁ" <= c <= "ゖ"}  # katakana
+_PAUSE_EDGES |= _SEPARATORS | _DASHES | _LENGTHENINGS
 
 
 def is_pause(gap: str) -> bool:
     """Whether ``gap`` holds only separators and hesitations (「、えーと、」, 「 あのー 」,
     「エー」): what a caller says between two groups of one number. Linear in the gap:
     each position tries each filler once."""
+    if gap and (gap[0] not in _PAUSE_EDGES or gap[-1] not in _PAUSE_EDGES):
+        return False  # most gaps between numbers: 年, 月, 丁目, から
     folded = [
         chr(ord(c) - 0x60) if "ァ" <= c <= "ヶ" else "ー" if c in _LENGTHENINGS else c for c in gap
     ]
