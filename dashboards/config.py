@@ -32,6 +32,23 @@ class WebSettings(BaseModel):
     initial_admin_password: str | None = Field(
         None, description="password of the first 'admin' user; default: generated and logged once"
     )
+    max_connections: int = Field(
+        200, ge=1, description="connections and requests at once; beyond this: 503"
+    )
+    keep_alive_s: int = Field(5, ge=1, description="an idle keep-alive connection closes after")
+    max_header_bytes: int = Field(
+        16 * 1024, ge=4096, description="request line and headers together; larger: 400"
+    )
+    header_timeout_s: float = Field(
+        10.0, gt=0, description="time a client has to send a request's line and headers; 408"
+    )
+    trusted_proxies: list[str] = Field(
+        default_factory=list,
+        description=(
+            "addresses of reverse proxies whose X-Forwarded-For/-Proto are believed (the "
+            "client address for login limits and the audit log); empty: never believed"
+        ),
+    )
 
 
 class DatabaseSettings(BaseModel):

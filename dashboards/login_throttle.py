@@ -4,14 +4,15 @@ argon2 is deliberately expensive (tens of milliseconds of CPU and 64 MiB of memo
 check), so a burst of logins must neither occupy every worker thread nor every core.
 ``LoginGate`` lets a fixed number of checks run at a time (the rest wait on the event
 loop, not in threads), refuses new ones when too many are already waiting, and refuses
-a source address that has failed too often recently, before any hash is computed. The
-per-account lock in ``dashboards.accounts`` stays the rule for each user name; this is
-the rule for each client.
+a source that has failed too often recently, before any hash is computed (an IPv4
+address or an IPv6 /64, ``source_key``). The per-account lock in ``dashboards.accounts``
+stays the rule for each user name; this is the rule for each client.
 """
 
 from __future__ import annotations
 
 import asyncio
+import ipaddress
 import time
 from collections import OrderedDict, deque
 from collections.abc import AsyncIterator
@@ -27,6 +28,27 @@ BUSY_MESSAGE = "ただいまログインが混み合っています。少し時�
 SOURCE_MESSAGE = (
     "この端末からのログインの失敗が続いています。しばらく時間をおいてから、もう一度お試しください。"
 )
+
+
+IPV6_SOURCE_PREFIX = 64  # one subscriber's network: an IPv6 client picks any of 2**64
+
+
+def source_key(address: str) -> str:
+    """The source a failed login is counted against: an IPv4 address, or an IPv6 /64.
+
+    One IPv6 host can use a fresh address from its /64 for every attempt, so counting
+    exact addresses would never reach the limit. IPv4-mapped IPv6 counts as the IPv4
+    address; anything that is not an address (a test client, a Unix socket) as itself.
+    """
+    try:
+        ip = ipaddress.ip_address(address.split("%", 1)[0])  # without an IPv6 zone
+    except ValueError:
+        return address
+    if isinstance(ip, ipaddress.IPv6Address):
+        if ip.ipv4_mapped is not None:
+            return str(ip.ipv4_mapped)
+        return str(ipaddress.IPv6Network((ip, IPV6_SOURCE_PREFIX), strict=False))
+    return str(ip)
 
 
 class LoginRefused(Exception):
@@ -62,6 +84,7 @@ class LoginGate:
 
     def record_failure(self, source: str) -> None:
         """Count a failed login from ``source`` (memory stays bounded)."""
+        source = source_key(source)
         now = time.monotonic()
         times = self._recent(source, now)
         times.append(now)
@@ -75,7 +98,7 @@ class LoginGate:
     @asynccontextmanager
     async def check(self, source: str) -> AsyncIterator[None]:
         """Hold a checking slot for one login from ``source``; LoginRefused if not allowed."""
-        if len(self._recent(source, time.monotonic())) >= self._source_failures:
+        if len(self._recent(source_key(source), time.monotonic())) >= self._source_failures:
             raise LoginRefused(SOURCE_MESSAGE)
         if self._waiting >= self._max_waiting:
             raise LoginRefused(BUSY_MESSAGE)

@@ -140,12 +140,9 @@ async def start_service(
         entries = await asyncio.to_thread(versions.entries_of, "published")
         await bot.reload_faq(versions.faq_of(entries), rates=CALL_RATES)
 
-    import uvicorn
+    from dashboards.web_server import server_config
 
-    config = uvicorn.Config(
-        app, host=ops.web.host, port=ops.web.port, log_level="warning", lifespan="on"
-    )
-    server = _Server(config)
+    server = _Server(server_config(app, ops.web))
     web_task = asyncio.create_task(server.serve(), name="web")
     while not server.started:
         if web_task.done():

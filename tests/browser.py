@@ -91,15 +91,23 @@ def running_app(
     tmp_path: Path,
     services: Services | None = None,
     build: Callable[[Services], Any] | None = None,
+    web: Any = None,
 ) -> Iterator[RunningApp]:
-    """Serve the app with uvicorn on 127.0.0.1:<free port> in a background thread."""
+    """Serve the app with uvicorn on 127.0.0.1:<free port> in a background thread.
+
+    With ``web`` (``WebSettings``), exactly as the service serves it (``server_config``).
+    """
     import uvicorn
 
     from dashboards.app import create_app
+    from dashboards.web_server import server_config
 
     services = services or make_services(tmp_path)
     app = (build or create_app)(services)
-    config = uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning", lifespan="on")
+    if web is not None:
+        config = server_config(app, web, host="127.0.0.1", port=0)
+    else:
+        config = uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning", lifespan="on")
     server = uvicorn.Server(config)
     server.install_signal_handlers = lambda: None  # type: ignore[method-assign]
     loop = asyncio.new_event_loop()

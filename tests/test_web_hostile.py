@@ -8,6 +8,7 @@ reads (or does not) is what a socket shows.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import csv
 import io
@@ -28,7 +29,7 @@ from fastapi.testclient import TestClient
 from openpyxl import load_workbook
 from sqlalchemy import delete, select
 
-from dashboards import accounts, faq_io
+from dashboards import accounts, audit, faq_io
 from dashboards.accounts import (
     MAX_FAILED_LOGINS,
     LoginError,
@@ -38,9 +39,11 @@ from dashboards.accounts import (
     create_user,
 )
 from dashboards.app import create_app
+from dashboards.config import WebSettings
 from dashboards.db import Database
 from dashboards.faq_io import FaqImportError, export_csv, export_xlsx, import_file
 from dashboards.faq_versions import FaqDraftChange, FaqImportConflict, FaqVersions
+from dashboards.login_throttle import LoginGate, LoginRefused, source_key
 from dashboards.request_limits import DEFAULT_BODY_LIMIT, ROUTE_BODY_LIMITS
 from dashboards.security import LOGIN_CSRF_COOKIE, SESSION_COOKIE
 
@@ -703,3 +706,123 @@ def test_unanswered_actions_refuse_bad_turn_ids_with_422(tmp_path, turn_ids, mes
         )
         assert ok.status_code == 303
     assert FaqVersions.for_services(services).draft().revision == draft_before  # FAQ unchanged
+
+
+# --- serving: header size and time, connections, forwarded addresses, login sources ----------
+
+
+def test_login_failures_from_one_ipv6_64_count_together():
+    async def refused(gate: LoginGate, source: str) -> bool:
+        try:
+            async with gate.check(source):
+                return False
+        except LoginRefused:
+            return True
+
+    async def main() -> None:
+        gate = LoginGate(source_failures=3)
+        for i in range(3):  # a fresh address from the same /64 each time
+            gate.record_failure(f"2001:db8:1:2::{i + 1:x}")
+        assert await refused(gate, "2001:db8:1:2:ffff:ffff:ffff:ffff")
+        assert not await refused(gate, "2001:db8:1:3::1")  # the next /64 is someone else
+        for _ in range(3):
+            gate.record_failure("::ffff:192.0.2.7")  # IPv4-mapped: the IPv4 address
+        assert await refused(gate, "192.0.2.7")
+        assert not await refused(gate, "192.0.2.8")
+
+    asyncio.run(main())
+    assert source_key("2001:DB8:1:2:aaaa::1") == "2001:db8:1:2::/64"
+    assert source_key("fe80::1%eth0") == "fe80::/64"
+    assert source_key("testclient") == "testclient"
+
+
+def _failed_login_client(app, headers: dict[str, str]) -> str:
+    """Post a wrong password with ``headers``; the client address the audit log recorded."""
+    with httpx.Client(timeout=30) as client:
+        token = _login_form(client, app.url)
+        form = {"username": "nobody", "password": "wrong", "csrf_token": token}
+        response = client.post(app.url + "/login", data=form, headers=headers)
+        assert response.status_code == 401
+    rows, _total = audit.query(app.services.db, action="login_failed", limit=1)
+    return rows[0]["client"]
+
+
+def test_forwarded_for_is_believed_only_from_trusted_proxies(tmp_path):
+    forged = {"X-Forwarded-For": "203.0.113.9"}
+    with running_app(tmp_path / "direct", web=WebSettings()) as app:
+        assert _failed_login_client(app, forged) == "127.0.0.1"
+    proxied = WebSettings(trusted_proxies=["127.0.0.1"])
+    with running_app(tmp_path / "proxied", web=proxied) as app:
+        assert _failed_login_client(app, forged) == "203.0.113.9"
+    other = WebSettings(trusted_proxies=["192.0.2.1"])  # a proxy, but not this peer
+    with running_app(tmp_path / "other", web=other) as app:
+        assert _failed_login_client(app, forged) == "127.0.0.1"
+
+
+def _answer_or_close(sock: socket.socket) -> bytes:
+    """What the server sends before closing (b"" if it just closes or resets)."""
+    data = b""
+    with contextlib.suppress(ConnectionResetError):
+        while chunk := sock.recv(65536):
+            data += chunk
+    return data
+
+
+def test_a_request_with_100_kib_of_headers_is_refused_unread(tmp_path):
+    with running_app(tmp_path, web=WebSettings()) as app:
+        host, port = app.url.removeprefix("http://").split(":")
+        head = _head("GET", "/login", {f"X-Padding-{i}": "a" * 1000 for i in range(100)})
+        with socket.create_connection((host, int(port)), timeout=10) as sock:
+            with contextlib.suppress(BrokenPipeError, ConnectionResetError):
+                sock.sendall(head.encode() + b"\r\n")
+            answer = _answer_or_close(sock)
+        assert answer == b"" or answer.startswith((b"HTTP/1.1 400", b"HTTP/1.1 431")), answer[:80]
+        assert b"csrf_token" not in answer  # the login page was not served
+        cookies = {f"X-Padding-{i}": "a" * 1000 for i in range(12)}  # 12 kB: an ordinary head
+        status, _ = _raw(app.url, _head("GET", "/healthz", cookies))
+        assert status == 200
+
+
+def test_headers_that_trickle_in_are_ended(tmp_path):
+    """A client sending its head a byte at a time gets 408 and is closed."""
+    with running_app(tmp_path, web=WebSettings(header_timeout_s=1.0)) as app:
+        host, port = app.url.removeprefix("http://").split(":")
+        with socket.create_connection((host, int(port)), timeout=30) as sock:
+            sock.sendall(b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Slow: ")
+            sent = 0
+            with contextlib.suppress(BrokenPipeError, ConnectionResetError):
+                while sent < 300 and not readable([sock], [], [], 0.1)[0]:
+                    sock.sendall(b"a")  # 300 bytes over 30 s, were it never ended
+                    sent += 1
+            answer = _answer_or_close(sock)
+        assert sent < 300
+        assert answer == b"" or answer.startswith(b"HTTP/1.1 408"), answer[:80]
+        # a request sent at once, and a second on the same connection, are answered
+        with httpx.Client(timeout=10) as client:
+            assert client.get(app.url + "/healthz").status_code == 200
+            assert client.get(app.url + "/healthz").status_code == 200
+
+
+def test_connections_beyond_the_limit_get_503(tmp_path):
+    web = WebSettings(max_connections=4, header_timeout_s=60.0)
+    with running_app(tmp_path, web=web) as app:
+        host, port = app.url.removeprefix("http://").split(":")
+        idle = [socket.create_connection((host, int(port)), timeout=10) for _ in range(4)]
+        try:
+            statuses = []
+            for _ in range(50):  # until the server has taken all four idle connections
+                status, _ = _raw(app.url, _head("GET", "/healthz", {"Connection": "close"}))
+                statuses.append(status)
+                if status == 503:
+                    break
+                threading.Event().wait(0.1)
+            assert statuses[-1] == 503, statuses
+        finally:
+            for sock in idle:
+                sock.close()
+        for _ in range(50):
+            status, _ = _raw(app.url, _head("GET", "/healthz", {"Connection": "close"}))
+            if status == 200:
+                break
+            threading.Event().wait(0.1)
+        assert status == 200
