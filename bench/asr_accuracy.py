@@ -221,9 +221,16 @@ def main() -> int:
                 )
             )
             match, decision = understanding.understand(
-                text, transcript.alternatives, transcript.confidence
+                text, transcript.alternatives, transcript.confidence, transcript.unprompted
             )
-            dumped.append({**row, "nbest": [text, *transcript.alternatives]})
+            dumped.append(
+                {
+                    **row,
+                    "nbest": [text, *transcript.alternatives],
+                    "confidence": transcript.confidence,
+                    "unprompted": transcript.unprompted,
+                }
+            )
             expected = row["expected"]
             got = (decision.action.value, decision.faq_id)
             if expected in CONTROL_ACTIONS:

@@ -96,6 +96,7 @@ class CachedRecognizer:
                 audio_ms=hit["audio_ms"],
                 processing_ms=hit["processing_ms"],
                 confidence=hit.get("confidence"),
+                unprompted=hit.get("unprompted", {}),
             )
         t = await self.inner.transcribe(samples)
         self.fresh_ms.append(t.processing_ms)
@@ -105,6 +106,7 @@ class CachedRecognizer:
             "audio_ms": t.audio_ms,
             "processing_ms": t.processing_ms,
             "confidence": t.confidence,
+            "unprompted": t.unprompted,
         }
         self.heard.append(self.cache[digest])
         return t

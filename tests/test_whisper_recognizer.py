@@ -254,10 +254,49 @@ def test_line_noise_is_never_answered(hinted_recognizer, understanding, kind):
     天引」, 「…証明書が届く時期、」), which the matcher alone would answer at up to 0.94. What
     the recogniser hardly heard, or heard from its own hint, is asked again or confirmed."""
     transcript = asyncio.run(hinted_recognizer.transcribe(line_noise(kind)))
-    _, decision = understanding.understand(
-        transcript.text, transcript.alternatives, transcript.confidence
-    )
-    assert decision.action.value not in ("answer", "redirect"), transcript
+    for unprompted in (None, transcript.unprompted):  # hinted confidence, or the audio's own
+        _, decision = understanding.understand(
+            transcript.text, transcript.alternatives, transcript.confidence, unprompted
+        )
+        assert decision.action.value not in ("answer", "redirect"), transcript
+
+
+def test_the_audio_alone_rates_what_was_said_far_above_a_hint_s_words(hinted_recognizer, faq):
+    """Every hypothesis gets its probability without the hint. Forced on the same audio,
+    an FAQ title the caller never said (a hint's words) is far less probable than the
+    words the caller did say."""
+    rec = hinted_recognizer
+    audio = read_wav(DATA / "audio" / "dev" / "jf_alpha" / "071.wav")
+    samples = resample(audio.samples, audio.sample_rate, 16000)
+    transcript = asyncio.run(rec.transcribe(samples))
+    assert set(transcript.unprompted) == {transcript.text, *transcript.alternatives}
+    assert all(0 < p <= 1 for p in transcript.unprompted.values())
+    unsaid = [e.title for e in faq if "窓口" not in e.title][:5]
+    said = transcript.text
+    rated = rec.rate_without_hint(samples, [said, *unsaid])
+    assert rated[said] > 0.3
+    assert all(rated[t] < rated[said] / 3 for t in unsaid), rated
+
+
+@pytest.mark.parametrize(
+    ("alternative", "unprompted", "action"),
+    [
+        (None, 0.6, "answer"),  # well heard without the hint
+        (None, 0.05, "confirm"),  # the audio hardly supports the words at all
+        ("納付書を失くしたので、もう一度送ってほしい", 0.3, "answer"),  # the decodings agree
+        ("軽自動車を廃車したときの手続き", 0.3, "confirm"),  # they disagree, weakly heard
+    ],
+)
+def test_an_answer_needs_the_audio_or_the_hypotheses_behind_it(
+    understanding, alternative, unprompted, action
+):
+    """With Whisper's evidence, an answer stands when its words are probable from the audio
+    alone, or when most hypotheses point at the same entry; otherwise it is confirmed."""
+    text = "納付書をなくしてしまったので再発行してほしいです"
+    alternatives = (alternative,) if alternative else ()
+    evidence = {t: unprompted for t in (text, *alternatives)}
+    _, decision = understanding.understand(text, alternatives, 0.9, evidence)
+    assert (decision.action.value, decision.faq_id) == (action, "payment.lost-notice")
 
 
 def test_hypotheses_that_recite_the_hint_are_unheard(faq):

@@ -491,7 +491,9 @@ class CallSession:
         if self.endpointer.min_speech_ms != self.config.endpointing.min_speech_ms:
             self.endpointer.set_min_speech_ms(None)
         reply = (
-            self.dialogue.on_utterance(text, transcript.alternatives, transcript.confidence)
+            self.dialogue.on_utterance(
+                text, transcript.alternatives, transcript.confidence, transcript.unprompted
+            )
             if text
             else self.dialogue.on_no_input()
         )

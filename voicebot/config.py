@@ -40,6 +40,25 @@ class Thresholds(BaseModel):
         ),
     )
 
+    heard_floor: float = Field(
+        0.10,
+        ge=0,
+        le=1,
+        description=(
+            "Whisper: below this probability of the chosen hypothesis without the vocabulary"
+            " hint, an answer is confirmed however many hypotheses agree"
+        ),
+    )
+    agreement: float = Field(
+        0.67,
+        ge=0,
+        le=1,
+        description=(
+            "Whisper: an answer needs at least this share of the distinct hypotheses to point"
+            " at its entry, or a probability without the hint of at least 'heard'"
+        ),
+    )
+
     @model_validator(mode="after")
     def _ordered(self) -> Thresholds:
         if self.confirm > self.answer:

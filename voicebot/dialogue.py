@@ -9,7 +9,7 @@ with plain strings, and the same rules hold on SIP, WebRTC and recorded calls.
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
@@ -207,9 +207,11 @@ class Dialogue:
         text: str,
         alternatives: Sequence[str] = (),
         heard_probability: float | None = None,
+        unprompted: Mapping[str, float] | None = None,
     ) -> Reply:
         """The caller said ``text`` (as recognised; ``alternatives``: other hypotheses;
-        ``heard_probability``: the recogniser's own probability for ``text``)."""
+        ``heard_probability``: the recogniser's own probability for ``text``;
+        ``unprompted``: each hypothesis' probability without the vocabulary hint)."""
         if self.state is State.ENDED:
             raise RuntimeError("the call has ended")
         if len(self.turns) >= self.max_turns:
@@ -218,7 +220,7 @@ class Dialogue:
             return self._transfer("turn_limit", prompts.TRANSFER, decision)
 
         if self.state is State.CHOOSING:
-            return self._on_choice_reply(text, alternatives, heard_probability)
+            return self._on_choice_reply(text, alternatives, heard_probability, unprompted)
         if self.state in (State.CONFIRMING, State.OFFERED_TRANSFER):
             answer = yes_no(text)
             if answer is not None:
@@ -227,7 +229,9 @@ class Dialogue:
             self.state = State.LISTENING
             self._pending = None
 
-        match, decision = self.understanding.understand(text, alternatives, heard_probability)
+        match, decision = self.understanding.understand(
+            text, alternatives, heard_probability, unprompted
+        )
         self._record(match.text, decision)
         return self._act(decision)
 
@@ -316,7 +320,11 @@ class Dialogue:
         return self._deliver(pending)
 
     def _on_choice_reply(
-        self, text: str, alternatives: Sequence[str], heard_probability: float | None
+        self,
+        text: str,
+        alternatives: Sequence[str],
+        heard_probability: float | None,
+        unprompted: Mapping[str, float] | None,
     ) -> Reply:
         """The caller's reply to 「AとBの、どちらについて…」: a position (「前の方」), a
         topic's words (「還付金のほうです」), neither (「いいえ」), or a new question."""
@@ -338,7 +346,9 @@ class Dialogue:
             if answer is ControlIntent.NO:
                 return self._say(prompts.CONFIRM_DENIED, "reprompt")
             return self._offer_choice(pending)
-        match, decision = self.understanding.understand(text, alternatives, heard_probability)
+        match, decision = self.understanding.understand(
+            text, alternatives, heard_probability, unprompted
+        )
         self._record(match.text, decision)
         named = match.top.faq_id if match.top and match.control is None else None
         if named in pending.choices:

@@ -63,18 +63,41 @@ class Decision:
 
 
 def doubt_unsure_hearing(
-    decision: Decision, faq: Faq, heard_probability: float | None, thresholds: Thresholds
+    decision: Decision,
+    faq: Faq,
+    heard_probability: float | None,
+    thresholds: Thresholds,
+    agreement: float | None = None,
 ) -> Decision:
     """An answer built on audio the recogniser itself barely heard becomes a confirmation.
 
     A garbled transcript (「自動車税の仕事」 from line noise) still lands near some entry,
     and the matcher's confidence only says how well the text fits that entry, not whether
-    the caller said it. Whisper's own mean token probability does: on the development
-    recordings 98 % of first hypotheses lie above 0.43, while noise, hum and mumbles come
-    out at 0.24–0.33. Transfers and control requests are left alone: a needless transfer
-    costs little, and 「もう一度」 misheard is harmless.
+    the caller said it. The recogniser's own probability does. Two kinds exist:
+
+    - ``agreement`` is None: ``heard_probability`` is the backend's own confidence (Vosk's
+      word posteriors, or Whisper's hinted decoding); below ``thresholds.heard`` the answer
+      is confirmed. On the development recordings 98 % of first hypotheses lay above 0.43,
+      noise, hum and mumbles at 0.24–0.33.
+    - ``agreement`` given (Whisper with its evidence): ``heard_probability`` is the chosen
+      hypothesis' probability with no vocabulary hint, and ``agreement`` the share of the
+      distinct hypotheses whose best entry is this one. A hint makes its own words fluent
+      (「住民票の写し」 heard as 「住民税の通知書」), so the text must be either well
+      supported by the audio alone or found by most decodings; below ``heard_floor`` it
+      is confirmed in any case. Chosen on the validation audio (tests/data/eval/CONSTANTS.md).
+
+    Transfers and control requests are left alone: a needless transfer costs little, and
+    「もう一度」 misheard is harmless.
     """
-    if heard_probability is None or heard_probability >= thresholds.heard:
+    if heard_probability is None:
+        return decision
+    if agreement is None:
+        doubtful = heard_probability < thresholds.heard
+    else:
+        doubtful = heard_probability < thresholds.heard_floor or (
+            agreement < thresholds.agreement and heard_probability < thresholds.heard
+        )
+    if not doubtful:
         return decision
     if decision.action not in (BotAction.ANSWER, BotAction.REDIRECT) or decision.faq_id is None:
         return decision

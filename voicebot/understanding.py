@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -38,6 +38,7 @@ class Understanding:
         text: str,
         alternatives: Sequence[str] = (),
         heard_probability: float | None = None,
+        unprompted: Mapping[str, float] | None = None,
     ) -> tuple[Match, Decision]:
         """Match ``text`` and decide what to do with it.
 
@@ -46,10 +47,26 @@ class Understanding:
         first hypothesis is a request about the call itself (a person, repeat, goodbye).
         ``heard_probability`` is the recogniser's own probability for ``text``: when it is
         low, an answer is confirmed first (``policy.doubt_unsure_hearing``).
+        ``unprompted`` (Whisper) gives each hypothesis' probability without the vocabulary
+        hint; with it, the hypothesis chosen is judged by its own probability and by how
+        many hypotheses point at the same entry.
         """
         match, decision = self._best(text, alternatives)
         thresholds = self.settings.thresholds
+        if unprompted and match.text in unprompted:
+            agreement = self.agreement(decision, [text, *alternatives])
+            return match, doubt_unsure_hearing(
+                decision, self.faq, unprompted[match.text], thresholds, agreement
+            )
         return match, doubt_unsure_hearing(decision, self.faq, heard_probability, thresholds)
+
+    def agreement(self, decision: Decision, hypotheses: Sequence[str]) -> float:
+        """The share of the distinct ``hypotheses`` whose best entry is the decision's."""
+        texts = list(dict.fromkeys(t for t in hypotheses if t))
+        if not texts or decision.faq_id is None:
+            return 0.0
+        tops = (self.matcher.match(t).top for t in texts)
+        return sum(1 for top in tops if top and top.faq_id == decision.faq_id) / len(texts)
 
     def _best(self, text: str, alternatives: Sequence[str]) -> tuple[Match, Decision]:
         match = self.matcher.match(text)

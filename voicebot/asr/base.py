@@ -7,7 +7,7 @@ Both give a final ``Transcript``; the loop does not care which it has.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Protocol, runtime_checkable
 
 import numpy as np
@@ -27,6 +27,10 @@ class Transcript:
     language: str = "ja"
     confidence: float | None = None  # backend-specific, if it has one
     alternatives: tuple[str, ...] = ()  # other hypotheses, best first (n-best), if any
+    # For each hypothesis (text and alternatives): how probable the audio makes it with no
+    # vocabulary hint (Whisper: mean token probability of the text forced on the same
+    # encoder output). A hint can make its own words fluent; this measures the audio only.
+    unprompted: dict[str, float] = field(default_factory=dict)
 
 
 @runtime_checkable

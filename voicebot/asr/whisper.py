@@ -48,6 +48,9 @@ MAX_WINDOW_FRAMES = 3000  # the model's 30-second window
 OVERLAP_MEMORY = 10  # recognitions that keep the small beam after one overlapped another
 TOKENS_PER_SECOND_CAP = 10  # Japanese speech is ~5-8 tokens/s; anything beyond is a loop
 
+# One hypothesis: its text, its mean token probability in its own decoding, its token ids.
+Hypothesis = tuple[str, float | None, tuple[int, ...]]
+
 
 class WhisperRecognizer:
     """Whole-utterance recognition with a window that just covers the utterance.
@@ -195,25 +198,16 @@ class WhisperRecognizer:
 
     def transcribe_sync(self, samples: np.ndarray) -> Transcript:
         """Recognise int16 mono 16 kHz samples (blocking)."""
-        import ctranslate2
-
         if self._model is None:
             self.load()
         beam_size = self.current_beam_size()
         # Extra hints only while the recogniser is free: under load they would queue.
         extras = () if self.is_shared() else self.extra_prompts
         started = time.perf_counter()
-        audio = np.asarray(samples, dtype=np.float32) / 32768.0
-        audio = audio[: MAX_WINDOW_FRAMES * SAMPLE_RATE // FRAMES_PER_SECOND]
-        frames = self.window_frames(len(audio))
-        padded = np.zeros(frames * (SAMPLE_RATE // FRAMES_PER_SECOND), dtype=np.float32)
-        padded[: len(audio)] = audio[: len(padded)]
+        audio = self._audio(samples)
         max_new = int(len(audio) / SAMPLE_RATE * TOKENS_PER_SECOND_CAP) + 8
         try:
-            features = self._model.feature_extractor(padded)[:, :frames]
-            encoded = self._model.model.encode(
-                ctranslate2.StorageView.from_array(np.ascontiguousarray(features[None]))
-            )
+            encoded = self._encode(audio)
             # The extra decodings run beside the main one, on the model's spare replica.
             extra = (
                 self._extra_executor.submit(
@@ -228,24 +222,90 @@ class WhisperRecognizer:
             )
             for prompt, more in zip(extras, extra.result() if extra else (), strict=True):
                 heard += self._not_echoes(more, prompt)
+            unprompted = self._unprompted(encoded, heard, len(audio))
         except Exception as exc:
             raise RecognizerError(f"whisper inference failed: {exc}") from exc
-        text, confidence = heard[0] if heard else ("", None)
+        text, confidence, _ = heard[0] if heard else ("", None, ())
         return Transcript(
             text=text,
-            alternatives=tuple(dict.fromkeys(t for t, _ in heard[1:] if t and t != text)),
+            alternatives=tuple(dict.fromkeys(t for t, _, _ in heard[1:] if t and t != text)),
             audio_ms=1000.0 * len(audio) / SAMPLE_RATE,
             processing_ms=1000.0 * (time.perf_counter() - started),
             language=self.language,
             confidence=confidence,
+            unprompted=unprompted,
         )
+
+    def rate_without_hint(self, samples: np.ndarray, texts: Sequence[str]) -> dict[str, float]:
+        """How probable the audio (int16 mono 16 kHz) makes each text with no hint before
+        it: its mean token probability, forced on the encoder output (blocking)."""
+        if self._model is None:
+            self.load()
+        audio = self._audio(samples)
+        tokenizer = self._tokenizer
+        heard = [
+            (t, None, tuple(self._token_map.to_model(tokenizer.encode(t), drop_missing=True)))
+            for t in texts
+        ]
+        return self._unprompted(self._encode(audio), heard, len(audio))
+
+    @staticmethod
+    def _audio(samples: np.ndarray) -> np.ndarray:
+        audio = np.asarray(samples, dtype=np.float32) / 32768.0
+        return audio[: MAX_WINDOW_FRAMES * SAMPLE_RATE // FRAMES_PER_SECOND]
+
+    def _encode(self, audio: np.ndarray) -> object:
+        """The encoder output for ``audio`` in a window that just covers it."""
+        import ctranslate2
+
+        frames = self.window_frames(len(audio))
+        padded = np.zeros(frames * (SAMPLE_RATE // FRAMES_PER_SECOND), dtype=np.float32)
+        padded[: len(audio)] = audio[: len(padded)]
+        features = self._model.feature_extractor(padded)[:, :frames]  # type: ignore[union-attr]
+        return self._model.model.encode(  # type: ignore[union-attr]
+            ctranslate2.StorageView.from_array(np.ascontiguousarray(features[None]))
+        )
+
+    def _unprompted(
+        self, encoded: object, heard: list[Hypothesis], n_samples: int
+    ) -> dict[str, float]:
+        """Each distinct hypothesis' mean token probability with no hint before it, forced
+        on the same encoder output (one batched teacher-forced pass, no search).
+
+        A hint makes its own words likely: on unclear audio the hinted decoding writes
+        「固定資産税の通知書」 and rates it 0.7, while the same text without the hint gets
+        0.05. The probability without the hint is the audio's own evidence for the words.
+        """
+        import ctranslate2
+
+        texts: dict[str, list[int]] = {}
+        for text, _, ids in heard:
+            if text and ids and text not in texts:
+                texts[text] = list(ids)
+        if not texts:
+            return {}
+        frames = np.asarray(encoded)
+        batch = ctranslate2.StorageView.from_array(
+            np.ascontiguousarray(np.repeat(frames, len(texts), axis=0))
+        )
+        results = self._model.model.align(  # type: ignore[union-attr]
+            batch,
+            self.prompt_tokens(None),
+            list(texts.values()),
+            [max(2, n_samples * FRAMES_PER_SECOND // SAMPLE_RATE)] * len(texts),
+        )
+        out = {}
+        for text, result in zip(texts, results, strict=True):
+            probs = np.maximum(np.asarray(result.text_token_probs, dtype=np.float64), 1e-9)
+            out[text] = float(np.exp(np.mean(np.log(probs)))) if len(probs) else 0.0
+        return out
 
     def _decode(
         self, encoded: object, prompt: str | None, beam_size: int, max_new: int
-    ) -> list[tuple[str, float | None]]:
+    ) -> list[Hypothesis]:
         """The n-best hypotheses of one decoding of ``encoded`` after ``prompt``: each text
         with its mean token probability (the exponent of CTranslate2's length-normalised
-        log-probability)."""
+        log-probability) and its token ids."""
         ids = self.prompt_tokens(prompt)
         result = self._model.model.generate(  # type: ignore[union-attr]
             encoded,
@@ -258,16 +318,16 @@ class WhisperRecognizer:
             num_hypotheses=min(self.n_best, beam_size),
         )[0]
         scores = [math.exp(s) for s in result.scores] if result.scores else []
-        texts = [self._text(seq) for seq in result.sequences_ids]
-        return list(zip(texts, scores + [None] * (len(texts) - len(scores)), strict=True))
+        seqs = [tuple(seq) for seq in result.sequences_ids]
+        texts = [self._text(seq) for seq in seqs]
+        probs = scores + [None] * (len(texts) - len(scores))
+        return list(zip(texts, probs, seqs, strict=True))
 
     @staticmethod
-    def _not_echoes(
-        hypotheses: list[tuple[str, float | None]], prompt: str | None
-    ) -> list[tuple[str, float | None]]:
+    def _not_echoes(hypotheses: list[Hypothesis], prompt: str | None) -> list[Hypothesis]:
         """The hypotheses that report the audio: one that repeats its decoding's hint is the
         hint speaking (see ``hint_echo``), so it counts as unheard."""
-        kept = [(t, p) for t, p in hypotheses if not echoes_hint(t, prompt, p)]
+        kept = [h for h in hypotheses if not echoes_hint(h[0], prompt, h[1])]
         if len(kept) < len(hypotheses):
             log.debug("dropped %d hypotheses that repeat the hint", len(hypotheses) - len(kept))
         return kept
