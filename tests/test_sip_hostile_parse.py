@@ -195,6 +195,45 @@ def test_a_bare_cr_lf_or_control_character_in_a_value_gets_400(extra):
     assert b"\n" not in head.replace(b"\r\n", b"") and b"\r" not in head.replace(b"\r\n", b"")
 
 
+CONTACTS = {
+    "two lines": "Contact: <sip:a@{pbx}>\r\nm: <sip:b@{pbx}>\r\n",
+    "one line": "Contact: <sip:a@{pbx}>, <sip:b@{pbx}>\r\n",
+    "bare and quoted": 'Contact: sip:a@{pbx}, "B, the second" <sip:b@{pbx}>\r\n',
+}
+
+
+@pytest.mark.parametrize("method", ["INVITE", "UPDATE", "OPTIONS"])
+@pytest.mark.parametrize("contacts", CONTACTS.values(), ids=CONTACTS.keys())
+def test_several_contact_values_in_a_request_get_400(method, contacts):
+    """A request (other than REGISTER) names one remote target: two Contact values get
+    400 and are never relayed, whether they come on two lines or comma-separated on one
+    (pjsua and the dispatcher could each take a different one)."""
+
+    async def scenario():
+        async with dispatcher_with_worker() as (dispatcher, worker, pbx, _):
+            call_id = uuid.uuid4().hex
+            hostile = request(method, call_id=call_id, extra=contacts.format(pbx=PBX))
+            relayed = await relayed_in_order(pbx, worker, dispatcher.port, hostile, call_id)
+            answer = await pbx.wait_for(call_id.encode())
+            return relayed, answer, dispatcher.calls_in_progress
+
+    relayed, answer, in_progress = asyncio.run(scenario())
+    assert relayed == []
+    assert answer.startswith(b"SIP/2.0 400 Bad Request (more than one Contact)")
+    assert in_progress == 0
+
+
+def test_one_contact_with_a_comma_in_its_display_name_is_relayed():
+    async def scenario():
+        async with dispatcher_with_worker() as (dispatcher, worker, pbx, _):
+            call_id = uuid.uuid4().hex
+            extra = f'Contact: "Tax, front desk" <sip:a@{PBX}>\r\n'
+            hostile = request("OPTIONS", call_id=call_id, extra=extra)
+            return await relayed_in_order(pbx, worker, dispatcher.port, hostile, call_id)
+
+    assert len(asyncio.run(scenario())) == 1
+
+
 def test_duplicate_headers_over_tcp_get_400_and_an_ambiguous_length_closes():
     """Over TCP: a request with two Call-IDs gets 400 and the connection carries on (the
     next request is relayed); two Content-Lengths make the message's end unknowable, so
