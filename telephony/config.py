@@ -23,6 +23,12 @@ class SipLimitSettings(BaseModel):
     media_timeout_s: float = Field(
         60.0, gt=0, description="a call whose caller sent no RTP this long is hung up"
     )
+    max_calls_per_source: int = Field(
+        0,
+        ge=0,
+        description="call slots one source address may hold (0: no cap; a single PBX trunk "
+        "is one source, so set this only when several PBXs share the bot)",
+    )
     tcp_max_connections: int = Field(64, ge=1, description="TCP connections in total")
     tcp_max_per_source: int = Field(8, ge=1, description="TCP connections per source address")
     tcp_idle_s: float = Field(60.0, gt=0, description="idle TCP connection (no call) closed")

@@ -95,21 +95,6 @@ def source_host(src_address: str) -> str:
     return src_address.rsplit(":", 1)[0] if src_address.count(":") == 1 else src_address
 
 
-def peer_allowed(host: str, allowed: list[str]) -> bool:
-    """True if ``host`` is one of the allowed addresses or inside an allowed network."""
-    try:
-        address = ipaddress.ip_address(host)
-    except ValueError:
-        return False
-    for entry in allowed:
-        try:
-            if address in ipaddress.ip_network(entry, strict=False):
-                return True
-        except ValueError:
-            log.warning("SIP: ignoring invalid allowed_peers entry %r", entry)
-    return False
-
-
 def loopback_for(host: str) -> str:
     """The loopback address of ``host``'s family (where the workers listen)."""
     try:
@@ -180,6 +165,7 @@ class SipDispatcher:
         self.refused_malformed = 0  # requests answered 400 (duplicate headers, bare CR/LF...)
         self._allowed_key: tuple[str, ...] | None = None
         self._allowed_networks: list[ipaddress.IPv4Network | ipaddress.IPv6Network] = []
+        self._allowed_names: frozenset[str] = frozenset()  # entries that are host names
         self._peer_answers: dict[str, bool] = {}
         self._stranger_answers = TokenBucket(STRANGER_ANSWERS_PER_S, STRANGER_ANSWER_BURST)
         self._stranger_log = ThrottledLog(log)
@@ -193,6 +179,8 @@ class SipDispatcher:
         self._udp: asyncio.DatagramTransport | None = None
         self._tcp: asyncio.Server | None = None
         self._connections: dict[int, _TcpConnection] = {}
+        self._connections_from: dict[str, int] = {}  # open TCP connections per source host
+        self._calls_from: dict[str, int] = {}  # call slots held per source host
         self._next_connection = 1
         self._workers: dict[Hashable, _Worker] = {}
         self._worker_at: dict[tuple[str, int], _Worker] = {}
@@ -281,6 +269,8 @@ class SipDispatcher:
             return
         self._worker_at.pop(worker.address, None)
         for route in self._routes.of_worker(key):
+            if route.holds_slot:
+                self._count_down(self._calls_from, route.source)
             self._routes.remove(route)
 
     def call_ended(self, call_id: str) -> None:
@@ -290,10 +280,19 @@ class SipDispatcher:
             self._release(route)
 
     def _release(self, route: Route) -> None:
-        self._routes.end(route, time.monotonic())
+        if self._routes.end(route, time.monotonic()):
+            self._count_down(self._calls_from, route.source)
         worker = self._workers.get(route.worker)
         if worker is not None:
             worker.calls.discard(route.call_id)
+
+    @staticmethod
+    def _count_down(counts: dict[str, int], key: str) -> None:
+        left = counts.get(key, 0) - 1
+        if left > 0:
+            counts[key] = left
+        else:
+            counts.pop(key, None)
 
     async def _watch_deadlines(self) -> None:
         """Frees what has outlived its deadline, whether or not anything arrives."""
@@ -354,19 +353,11 @@ class SipDispatcher:
         self.handle(message, source, None)
 
     def peer_allowed(self, host: str) -> bool:
-        """``host`` is in ``allowed_peers``. The networks are parsed once, and the answer
-        for a host is remembered (at most PEER_CACHE hosts, then forgotten at once), so
-        that a packet from a stranger costs a dictionary lookup."""
-        peers = tuple(self.allowed_peers)
-        if peers != self._allowed_key:
-            self._allowed_key = peers
-            self._allowed_networks = []
-            self._peer_answers = {}
-            for entry in peers:
-                try:
-                    self._allowed_networks.append(ipaddress.ip_network(entry, strict=False))
-                except ValueError:
-                    log.warning("SIP: ignoring invalid allowed_peers entry %r", entry)
+        """``host`` (an address) is in ``allowed_peers``. The networks are parsed once, and
+        the answer for a host is remembered (at most PEER_CACHE hosts, then forgotten at
+        once), so that a packet or a TCP connect from a stranger costs a dictionary lookup
+        and no log line."""
+        self._parse_allowed_peers()
         answer = self._peer_answers.get(host)
         if answer is None:
             try:
@@ -379,6 +370,29 @@ class SipDispatcher:
                 self._peer_answers.clear()  # spoofed sources: bounded, never grows
             self._peer_answers[host] = answer
         return answer
+
+    def _parse_allowed_peers(self) -> None:
+        """Networks and host names of ``allowed_peers``, parsed again only when the list
+        changes. An entry that is no address or network is a host name: it never matches
+        a packet's source, only a host named in a Contact, Record-Route or SDP."""
+        peers = tuple(self.allowed_peers)
+        if peers == self._allowed_key:
+            return
+        self._allowed_key = peers
+        self._allowed_networks = []
+        self._peer_answers = {}
+        names = set()
+        for entry in peers:
+            try:
+                self._allowed_networks.append(ipaddress.ip_network(entry, strict=False))
+            except ValueError:
+                names.add(entry.strip().lower())
+        self._allowed_names = frozenset(names)
+        if names:
+            log.info(
+                "SIP: allowed_peers %s are host names: never matched as a source address",
+                ", ".join(sorted(names)),
+            )
 
     def _refuse_stranger(self, data: bytes, source: tuple[str, int]) -> None:
         """A datagram from outside ``allowed_peers``: dropped unread. An INVITE, while the
@@ -466,10 +480,12 @@ class SipDispatcher:
         sender = self._stamp_sender(message, source)
         method = message.method
         initial_invite = method == "INVITE" and message.to_tag is None
-        if not peer_allowed(source[0], self.allowed_peers):
+        if not self.peer_allowed(source[0]):
             if initial_invite:
                 self.rejected += 1
-                log.warning("SIP: INVITE from %s:%d refused (not an allowed peer)", *source)
+                self._stranger_log.log(
+                    logging.WARNING, "SIP: INVITE from %s:%d refused (not an allowed peer)", *source
+                )
             self._respond(message, 403, "Forbidden", connection)
             return
         if not self._decrement_max_forwards(message):
@@ -564,21 +580,28 @@ class SipDispatcher:
             )
             self._respond(message, 482, "Loop Detected", connection)
             return None
-        worker = self._pick_worker() if self.accepting else None
+        cap = self.limits.max_calls_per_source
+        over_cap = cap > 0 and self._calls_from.get(source[0], 0) >= cap
+        worker = self._pick_worker() if self.accepting and not over_cap else None
         now = time.monotonic()
         route = None
         if worker is not None:
             route = Route(
                 call_id, from_tag, branch, cseq, worker.key,
                 connection.id if connection else None, CallState.CALLING, now, now,
+                source=source[0],
             )  # fmt: skip
         if route is None or not self._routes.add(route):
             self.rejected += 1
-            why = "no free call slot" if self.accepting else "shutting down"
+            if over_cap:
+                why = "calls from this address at max_calls_per_source"
+            else:
+                why = "no free call slot" if self.accepting else "shutting down"
             self._slot_log.log(logging.WARNING, "SIP: INVITE from %s:%d refused (%s)", *source, why)
             self._respond(message, 503, "Service Unavailable", connection)
             return None
         worker.calls.add(call_id)
+        self._calls_from[source[0]] = self._calls_from.get(source[0], 0) + 1
         return worker
 
     async def _relay_request_out(
@@ -818,25 +841,24 @@ class SipDispatcher:
         from outside ``allowed_peers``, or over the total or per-source cap."""
         limits = self.limits
         host = connection.peer[0] if connection.peer else ""
-        if connection.inbound and not peer_allowed(host, self.allowed_peers):
+        if connection.inbound and not self.peer_allowed(host):
             why = "not an allowed peer"
         elif len(self._connections) >= limits.tcp_max_connections:
             why = "too many connections"
-        elif (
-            sum(1 for c in self._connections.values() if c.peer and c.peer[0] == host)
-            >= limits.tcp_max_per_source
-        ):
+        elif self._connections_from.get(host, 0) >= limits.tcp_max_per_source:
             why = "too many connections from this address"
         else:
             key = self._next_connection
             self._next_connection += 1
             self._connections[key] = connection
+            self._connections_from[host] = self._connections_from.get(host, 0) + 1
             return key
         self._tcp_log.log(logging.INFO, "SIP: TCP connection from %s refused (%s)", host, why)
         return None
 
     def _unregister(self, connection: _TcpConnection) -> None:
-        self._connections.pop(connection.id, None)
+        if self._connections.pop(connection.id, None) is not None:
+            self._count_down(self._connections_from, connection.peer[0] if connection.peer else "")
 
 
 class _UdpProtocol(asyncio.DatagramProtocol):

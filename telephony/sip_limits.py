@@ -12,7 +12,8 @@ cap, so that no sequence of packets can keep a slot, a route or a connection for
   for completing a message once it has started (slowloris), and a bound on the bytes
   waiting to be sent to a peer that does not read;
 * a worker ends a call whose caller has sent no RTP for ``media_timeout_s`` (a caller
-  that vanished without a BYE).
+  that vanished without a BYE);
+* optionally, one source address holds at most ``max_calls_per_source`` call slots.
 
 The defaults follow the RFC timers; tests use shorter values.
 """
@@ -37,6 +38,10 @@ class SipLimits:
     tcp_message_s: float = 10.0  # connecting, or completing one message once started
     tcp_max_write_buffer: int = 256 * 1024  # bytes queued to a peer that does not read
     media_timeout_s: float = 60.0  # a worker ends a call whose caller sent no RTP this long
+    # Call slots one source address may hold at once; 0: no cap. Off by default: a PBX or
+    # SBC trunk is one source carrying every call, so any cap below max_calls would turn
+    # its callers away. Set it when several PBXs share the bot, so one cannot take all.
+    max_calls_per_source: int = 0
 
     @property
     def tick_s(self) -> float:

@@ -48,6 +48,7 @@ class Route:
     started: float  # monotonic time of the initial INVITE
     refer_sent: bool = False  # the worker sent a REFER: NOTIFYs of it are expected
     expires: float | None = None  # forgotten after this, once ENDED
+    source: str = ""  # the address the initial INVITE came from
 
     @property
     def holds_slot(self) -> bool:

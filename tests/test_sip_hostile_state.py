@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import os
 import signal
 import socket
@@ -398,6 +399,79 @@ def test_tcp_connect_from_a_stranger_is_closed_at_once_and_connections_are_cappe
     assert over_source
     assert kept_other and kept_first
     assert over_total
+
+
+def test_strangers_and_host_name_peers_cost_no_log_line_each(caplog):
+    """With a host name among ``allowed_peers`` (matched only as a name, never as a source),
+    thirty TCP connects from a stranger and thirty requests from the PBX cost at most a
+    few log lines in all: the stranger's refusals go through the throttled logger and the
+    allowed_peers list is read once, not on every connect and every request."""
+
+    async def scenario():
+        async with bare_dispatcher(["127.0.0.1", "pbx.example.jp"]) as d:
+            pbx = await SipClient.open()
+
+            def connects():
+                for _ in range(30):
+                    closed_by_peer(connect(d.port, "127.0.0.2"), 2)
+
+            await asyncio.to_thread(connects)
+            for _ in range(30):
+                call_id = uuid.uuid4().hex
+                pbx.send(
+                    f"""OPTIONS sip:taxbot@127.0.0.1:{d.port} SIP/2.0
+                    Via: SIP/2.0/UDP 127.0.0.1:{pbx.port};branch=z9hG4bK-{call_id};rport
+                    From: <sip:pbx@127.0.0.1>;tag=o
+                    To: <sip:taxbot@127.0.0.1>
+                    Call-ID: {call_id}
+                    CSeq: 1 OPTIONS
+                    """,
+                    d.port,
+                )
+                await pbx.expect(final(call_id, "OPTIONS"))
+            pbx.close()
+            return d.connections_open
+
+    with caplog.at_level(logging.DEBUG, logger="telephony"):
+        left_open = asyncio.run(scenario())
+    lines = [r for r in caplog.records if r.name == "telephony.sip_dispatcher"]
+    assert left_open == 0
+    assert len(lines) <= 3, [r.getMessage() for r in lines]
+
+
+def test_calls_from_one_source_are_capped_when_configured():
+    """``max_calls_per_source`` = 1: a second INVITE from the same address while its first
+    call holds a slot gets 503, another allowed address still gets through, and once the
+    first call has ended its address may call again."""
+
+    async def scenario():
+        async with bare_dispatcher(["127.0.0.1", "127.0.0.3"], max_calls_per_source=1) as d:
+            worker = await SipClient.open()
+            d.add_worker("w", (worker.host, worker.port), 4)
+            one, other = await SipClient.open(), await SipClient.open("127.0.0.3")
+            try:
+                first, second, third, fourth = (uuid.uuid4().hex for _ in range(4))
+
+                def relayed(call_id):
+                    return worker.expect(lambda m: m.is_request and m.call_id == call_id)
+
+                one.invite(d.port, first)
+                await relayed(first)
+                one.invite(d.port, second)
+                refused = await one.expect(final(second))
+                other.invite(d.port, third)
+                await relayed(third)
+                d.call_ended(first)
+                one.invite(d.port, fourth)
+                await relayed(fourth)
+                return refused.status, d.calls_in_progress
+            finally:
+                for client in (worker, one, other):
+                    client.close()
+
+    refused, in_progress = asyncio.run(scenario())
+    assert refused == 503
+    assert in_progress == 2
 
 
 def test_tcp_idle_and_half_sent_message_are_closed():
