@@ -29,7 +29,10 @@ one user agent:
   connections are capped, timed out and closed when their peer stops reading.
 * The bot never lets the far end steer a call elsewhere: REFER, INVITE with Replaces or
   Join, and NOTIFY outside a transfer the bot started are refused here, before a worker
-  sees them (the workers refuse them too).
+  sees them (the workers refuse them too). An INVITE, UPDATE or PRACK whose Contact,
+  Record-Route or SDP address names a host outside ``allowed_peers`` gets 403 (an ACK
+  doing so is dropped), so that media and BYEs never go to a host of the sender's choice
+  (telephony/sip_targets.py).
 
 Media does not pass through here: the SDP names the worker's RTP address directly.
 """
@@ -74,6 +77,7 @@ from telephony.sip_message_limits import (
     TokenBucket,
 )
 from telephony.sip_routes import CallRoutes, CallState, InviteKind, Route
+from telephony.sip_targets import named_targets
 
 log = logging.getLogger(__name__)
 
@@ -371,6 +375,19 @@ class SipDispatcher:
             self._peer_answers[host] = answer
         return answer
 
+    def host_allowed(self, host: str) -> bool:
+        """``host``, named in a message, is in ``allowed_peers``: an address inside an
+        allowed network, or a host name listed exactly (names are never resolved here)."""
+        return self.peer_allowed(host) or host.lower().rstrip(".") in self._allowed_names
+
+    def _foreign_target(self, message: SipMessage) -> str | None:
+        """Why a request from the far end would make the bot send elsewhere than to an
+        allowed peer (its Contact, Record-Route or SDP names another host), or None."""
+        for where, host in named_targets(message):
+            if not self.host_allowed(host):
+                return f"{where} names a host outside allowed_peers"
+        return None
+
     def _parse_allowed_peers(self) -> None:
         """Networks and host names of ``allowed_peers``, parsed again only when the list
         changes. An entry that is no address or network is a host name: it never matches
@@ -386,7 +403,7 @@ class SipDispatcher:
             try:
                 self._allowed_networks.append(ipaddress.ip_network(entry, strict=False))
             except ValueError:
-                names.add(entry.strip().lower())
+                names.add(entry.strip().lower().rstrip("."))
         self._allowed_names = frozenset(names)
         if names:
             log.info(
@@ -498,6 +515,16 @@ class SipDispatcher:
                 logging.WARNING, "SIP: %s from %s:%d refused (%s)", method, *source, refusal[2]
             )
             self._respond(message, refusal[0], refusal[1], connection, allow=refusal[0] == 405)
+            return
+        foreign = self._foreign_target(message)
+        if foreign is not None:
+            # Before a slot is taken; an ACK is dropped (nothing answers an ACK).
+            if initial_invite:
+                self.rejected += 1
+            self._refusal_log.log(
+                logging.WARNING, "SIP: %s from %s:%d refused (%s)", method, *source, foreign
+            )
+            self._respond(message, 403, "Forbidden", connection)
             return
         call_id = message.call_id
         from_tag = header_tag(message.get("from"))

@@ -234,6 +234,70 @@ def test_one_contact_with_a_comma_in_its_display_name_is_relayed():
     assert len(asyncio.run(scenario())) == 1
 
 
+def sdp(address: str = PBX, extra: str = "") -> str:
+    return (
+        f"v=0\r\no=- 1 1 IN IP4 {PBX}\r\ns=-\r\nc=IN IP4 {address}\r\nt=0 0\r\n"
+        f"m=audio 40000 RTP/AVP 0\r\na=rtpmap:0 PCMU/8000\r\n{extra}"
+    )
+
+
+SDP_TYPE = "Content-Type: application/sdp\r\n"
+# INVITEs from the allowed PBX that would make the bot send media or requests elsewhere.
+REFLECTIONS = {
+    "Contact": ("Contact: <sip:c@198.51.100.7:5060>\r\n", sdp()),
+    "Contact name": ("Contact: <sip:c@reflect.example.net>\r\n", sdp()),
+    "Record-Route": (f"Record-Route: <sip:{PBX};lr>, <sip:198.51.100.7;lr>\r\n", sdp()),
+    "SDP c=": (SDP_TYPE, sdp("198.51.100.7")),
+    "SDP media c=": (SDP_TYPE, sdp(extra="c=IN IP4 198.51.100.7/127\r\n")),
+    "SDP a=rtcp": (SDP_TYPE, sdp(extra="a=rtcp:40001 IN IP4 198.51.100.7\r\n")),
+    "SDP IPv6": (SDP_TYPE, sdp(extra="c=IN IP6 2001:db8::7\r\n")),
+    "SDP name": (SDP_TYPE, sdp("media.example.net")),
+}
+
+
+@pytest.mark.parametrize("extra, body", REFLECTIONS.values(), ids=REFLECTIONS.keys())
+def test_an_invite_naming_a_host_outside_allowed_peers_gets_403_before_a_slot(extra, body):
+    """An allowed PBX's INVITE whose Contact, Record-Route or SDP address lies outside
+    ``allowed_peers`` is refused with 403 and never relayed, and takes no call slot: the
+    bot would otherwise send its RTP or its BYE to a host of the sender's choice."""
+
+    async def scenario():
+        async with dispatcher_with_worker() as (dispatcher, worker, pbx, _):
+            call_id = uuid.uuid4().hex
+            hostile = request(call_id=call_id, extra=extra, body=body)
+            relayed = await relayed_in_order(pbx, worker, dispatcher.port, hostile, call_id)
+            answer = await pbx.wait_for(call_id.encode())
+            return relayed, answer, dispatcher.calls_in_progress
+
+    relayed, answer, in_progress = asyncio.run(scenario())
+    assert relayed == []
+    assert answer.startswith(b"SIP/2.0 403 Forbidden")
+    assert in_progress == 0
+
+
+def test_an_invite_naming_only_allowed_hosts_is_relayed():
+    """Private addresses inside an allowed network and host names listed exactly in
+    ``allowed_peers`` are fine, in the INVITE and in a later UPDATE; an UPDATE moving the
+    media outside is refused."""
+
+    async def scenario():
+        allowed = [PBX, "10.0.0.0/8", "PBX.example.jp"]
+        async with dispatcher_with_worker(allowed) as (dispatcher, worker, pbx, _):
+            call_id = uuid.uuid4().hex
+            extra = "Contact: <sip:c@pbx.example.jp>\r\nRecord-Route: <sip:10.1.2.3;lr>\r\n"
+            body = sdp("10.20.30.40", "a=rtcp:40001 IN IP4 10.20.30.40\r\n")
+            invite = request(call_id=call_id, extra=extra + SDP_TYPE, body=body)
+            relayed = await relayed_in_order(pbx, worker, dispatcher.port, invite, call_id)
+            moved = uuid.uuid4().hex
+            update = request("UPDATE", call_id=moved, extra=SDP_TYPE, body=sdp("192.0.2.9"))
+            moved_relayed = await relayed_in_order(pbx, worker, dispatcher.port, update, moved)
+            return relayed, moved_relayed, await pbx.wait_for(moved.encode())
+
+    relayed, moved_relayed, moved_answer = asyncio.run(scenario())
+    assert len(relayed) == 1
+    assert moved_relayed == [] and moved_answer.startswith(b"SIP/2.0 403 Forbidden")
+
+
 def test_duplicate_headers_over_tcp_get_400_and_an_ambiguous_length_closes():
     """Over TCP: a request with two Call-IDs gets 400 and the connection carries on (the
     next request is relayed); two Content-Lengths make the message's end unknowable, so
