@@ -73,6 +73,7 @@ from telephony.sip_message_limits import (
     MAX_HEAD_BYTES,
     STRANGER_ANSWER_BURST,
     STRANGER_ANSWERS_PER_S,
+    WORKER_MAX_MESSAGE_BYTES,
     ThrottledLog,
     TokenBucket,
 )
@@ -526,6 +527,21 @@ class SipDispatcher:
             )
             self._respond(message, 403, "Forbidden", connection)
             return
+        own = self._own_via("UDP", sender, connection, message)
+        size = len(message.to_bytes()) + len(f"Via: {own}\r\n".encode())
+        if initial_invite:
+            size += len(f"Record-Route: {self._own_uri}\r\n")
+        if size > WORKER_MAX_MESSAGE_BYTES:
+            # pjsua would drop it unanswered (after it had taken a slot): refused here.
+            if initial_invite:
+                self.rejected += 1
+            self._refusal_log.log(
+                logging.WARNING,
+                "SIP: %s from %s:%d refused (%d bytes to relay, over the %d a worker reads)",
+                method, *source, size, WORKER_MAX_MESSAGE_BYTES,
+            )  # fmt: skip
+            self._respond(message, 513, "Message Too Large", connection)
+            return
         call_id = message.call_id
         from_tag = header_tag(message.get("from"))
         if initial_invite:
@@ -554,7 +570,6 @@ class SipDispatcher:
                 self._routes.set_state(route, CallState.CONFIRMED, time.monotonic())
         if initial_invite:
             message.prepend("Record-Route", self._own_uri)
-        own = self._own_via("UDP", sender, connection, message)
         message.prepend("Via", str(own))
         self._send_udp(message.to_bytes(), worker.address)
 

@@ -6,7 +6,8 @@ message is held to fixed sizes before and while it is read: the whole message, t
 items of the list headers. A message over any bound is dropped unanswered, so the work
 per message has a small fixed ceiling (bench/sip_parse.py measures it). The bounds are
 far above what a PBX sends (a real INVITE head is about 1 kB with a handful of Vias) and
-above what pjsua itself accepts (it drops messages over 4,000 bytes).
+above what pjsua itself accepts (it drops messages over 4,000 bytes: the dispatcher answers
+513 to a request it would relay at a greater size).
 
 Strangers (sources outside ``allowed_peers``) get even less: a token bucket limits how
 many of their INVITEs are read and answered with a minimal 403, everything else from them
@@ -25,6 +26,10 @@ MAX_LINE_BYTES = 2_048  # one line (start line or header line)
 MAX_LIST_ITEMS = 16  # values of each of Via, Route, Record-Route (one or several lines)
 MAX_CONTENT_LENGTH_DIGITS = 5  # Content-Length <= MAX_MESSAGE_BYTES
 MAX_CSEQ = 2**31 - 1  # RFC 3261 8.1.1.5
+# The largest datagram a pjsua worker reads: PJSIP_MAX_PKT_LEN of the pjsua2 wheel (2.15.1,
+# pjproject's default). pjsua drops a longer one unanswered, so the dispatcher answers a
+# request that would be longer once relayed (its own Via and Record-Route added) with 513.
+WORKER_MAX_MESSAGE_BYTES = 4_000
 
 # INVITEs from strangers that are read and answered 403 (the rest are dropped unread).
 STRANGER_ANSWERS_PER_S = 5.0

@@ -174,6 +174,58 @@ def test_call_whose_caller_stops_sending_rtp_is_hung_up():
     assert freed
 
 
+def padded_invite(client: SipClient, port: int, call_id: str, padding: int) -> None:
+    """An INVITE with ``padding`` bytes of extra headers before its Call-ID and CSeq: were
+    it cut short at a receive limit, the headers that make it a request would be lost."""
+    pads = "\n".join(f"X-Pad-{i}: " + "p" * 990 for i in range(padding // 1000))
+    pads += "\nX-Pad-end: " + "p" * (padding % 1000 or 1)
+    sender = f"{client.host}:{client.port}"
+    sdp = (
+        f"v=0\no=caller 1 1 IN IP4 {client.host}\ns=-\nc=IN IP4 {client.host}\nt=0 0\n"
+        "m=audio 9 RTP/AVP 0\na=rtpmap:0 PCMU/8000\n"
+    )
+    client.send(
+        f"""INVITE sip:taxbot@127.0.0.1:{port} SIP/2.0
+        Via: SIP/2.0/UDP {sender};branch=z9hG4bK-{call_id};rport
+        {pads}
+        From: <sip:0312345678@{sender}>;tag=big
+        To: <sip:taxbot@127.0.0.1:{port}>
+        Contact: <sip:0312345678@{sender}>
+        Content-Type: application/sdp
+        Call-ID: {call_id}
+        CSeq: 1 INVITE
+
+        {sdp}""",
+        port,
+    )
+
+
+def test_invite_larger_than_a_worker_reads_gets_513_and_takes_no_slot():
+    """pjsua reads at most 4,000 bytes of a datagram and drops what it cannot parse: an
+    INVITE that would be longer once relayed is answered 513 by the dispatcher, without
+    taking the only call slot, so the next caller is answered; a large INVITE that fits
+    is still answered by the worker."""
+
+    async def scenario():
+        async with echo_endpoint(max_calls=1, **SHORT) as endpoint:
+            client = await SipClient.open()
+            try:
+                big, fits = uuid.uuid4().hex, uuid.uuid4().hex
+                padded_invite(client, endpoint.port, big, 4_500)
+                refused = await client.expect(final(big), timeout=10)
+                slots = free_slots(endpoint)
+                padded_invite(client, endpoint.port, fits, 2_800)
+                answered = await client.expect(final(fits), timeout=30)
+                return refused.status, refused.start_line, slots, answered.status
+            finally:
+                client.close()
+
+    status, line, slots, answered = asyncio.run(scenario())
+    assert (status, line) == (513, "SIP/2.0 513 Message Too Large")
+    assert slots == 1
+    assert answered == 200
+
+
 def test_same_call_id_twice_is_refused_and_retransmissions_take_no_slot():
     """Two initial INVITEs with one Call-ID but different From tags: the second gets 482
     Loop Detected and takes no slot; a retransmission of the first (same branch) reaches
