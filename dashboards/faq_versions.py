@@ -242,6 +242,11 @@ _MESSAGES = [
     ),
     ("unknown placeholder(s)", "不明な差し込み項目があります: "),
     (
+        "placeholder must be a bare",
+        "差し込み項目は {office_hours} のように名前だけを書いてください"
+        "（「:」「!」「.」「[ ]」などは使えません）。",
+    ),
+    (
         "bad placeholder syntax",
         "差し込み項目の書き方が正しくありません（{ } の対応を確認してください）。",
     ),

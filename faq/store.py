@@ -8,6 +8,7 @@ half-loaded FAQ would answer some questions from an old or broken state.
 from __future__ import annotations
 
 import os
+import string
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from importlib import resources
@@ -29,6 +30,28 @@ from faq.model import (
 
 FAQ_DIR_ENV = "VOICEBOT_FAQ_DIR"
 NON_FAQ_FILES = {"city.yaml", "synonyms.yaml"}
+NOT_BARE_PLACEHOLDER = "placeholder must be a bare {name}"
+
+
+def fill_placeholders(text: str, values: dict[str, str]) -> str:
+    """``text`` with each bare ``{name}`` replaced by ``values[name]`` (``{{``/``}}`` are braces).
+
+    Answers are edited on the web, so ``str.format_map`` must never see them: a format
+    spec such as ``{office_hours:>2000000000}`` would allocate gigabytes in the process
+    answering calls. Here the result is at most the text plus one value per placeholder.
+    Raises ValueError for any placeholder with a spec, conversion, attribute or index,
+    KeyError for an unknown name.
+    """
+    parts: list[str] = []
+    for literal, name, spec, conversion in string.Formatter().parse(text):
+        parts.append(literal)
+        if name is None:
+            continue
+        if spec or conversion or not name.isidentifier():
+            written = name + (f"!{conversion}" if conversion else "") + (f":{spec}" if spec else "")
+            raise ValueError(f"{NOT_BARE_PLACEHOLDER}: {{{written}}}")
+        parts.append(str(values[name]))
+    return "".join(parts)
 
 
 @dataclass(frozen=True)
@@ -89,7 +112,7 @@ class Faq:
     def answer_text(self, entry: FaqEntry | str) -> str:
         """The answer as spoken, with the city's facts filled in."""
         e = self[entry] if isinstance(entry, str) else entry
-        return e.answer.format_map(self.city.values())
+        return fill_placeholders(e.answer, self.city.values())
 
 
 def default_faq_dir() -> Path:
@@ -165,7 +188,17 @@ def parse_faq_file(
             text_value = getattr(e, fld)
             if not text_value:
                 continue
-            unknown = placeholders(text_value) - known
+            try:
+                # Spec, conversion or attribute first, so "{office_hours:>9}" is not
+                # reported as an unknown name "office_hours:>9".
+                fill_placeholders(text_value, dict.fromkeys(placeholders(text_value), ""))
+                unknown = placeholders(text_value) - known
+            except ValueError as exc:
+                message = str(exc)
+                if not message.startswith(NOT_BARE_PLACEHOLDER):
+                    message = f"bad placeholder syntax: {message}"
+                problems.append(Problem(name, message, e.id, fld, line))
+                continue
             if unknown:
                 problems.append(
                     Problem(
@@ -177,11 +210,7 @@ def parse_faq_file(
                     )
                 )
                 continue
-            try:
-                spoken = text_value.format_map(city.values())
-            except (ValueError, IndexError) as exc:
-                problems.append(Problem(name, f"bad placeholder syntax: {exc}", e.id, fld, line))
-                continue
+            spoken = fill_placeholders(text_value, city.values())
             if fld == "answer":
                 if count_sentences(spoken) > MAX_ANSWER_SENTENCES:
                     problems.append(
@@ -277,4 +306,13 @@ def load_faq(
     )
 
 
-__all__ = ["Action", "Faq", "FaqEntry", "FaqLoadError", "Problem", "default_faq_dir", "load_faq"]
+__all__ = [
+    "Action",
+    "Faq",
+    "FaqEntry",
+    "FaqLoadError",
+    "Problem",
+    "default_faq_dir",
+    "fill_placeholders",
+    "load_faq",
+]

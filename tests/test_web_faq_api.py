@@ -103,3 +103,29 @@ def test_publish_then_export_both_formats(api):
     sheet = load_workbook(io.BytesIO(book.content)).active
     ids = [row[0] for row in sheet.iter_rows(min_row=2, values_only=True)]
     assert "general.parking" in ids and len(ids) == len(rows)
+
+
+@pytest.mark.parametrize(
+    "answer",
+    [
+        "受付時間は{office_hours:>20000000}です。",
+        "受付時間は{office_hours!r}です。",
+        "受付時間は{office_hours.__class__}です。",
+        "受付時間は{office_hours[0]}です。",
+    ],
+)
+def test_placeholder_with_format_spec_is_refused(api, answer):
+    """Only bare {name} placeholders: a width spec would make every fill allocate gigabytes."""
+    entry = {**NEW_ENTRY, "id": "general.hours-spec", "answer": answer}
+    refused = api.post("/api/faq/entries", json=entry)
+    assert refused.status_code == 422, refused.text
+    problems = {p["field"]: p["message"] for p in refused.json()["detail"]}
+    assert "名前だけ" in problems["answer"]
+    assert api.get("/api/faq/entries/general.hours-spec").status_code == 404
+
+
+def test_bare_placeholder_is_filled(api):
+    entry = {**NEW_ENTRY, "id": "general.hours-bare", "answer": "受付時間は{office_hours}です。"}
+    created = api.post("/api/faq/entries", json=entry)
+    assert created.status_code == 201, created.text
+    assert api.delete("/api/faq/entries/general.hours-bare").status_code == 204

@@ -38,7 +38,7 @@ from dashboards.faq_versions import (
 )
 from dashboards.security import require_role
 from dashboards.services import Services, get_services
-from faq.store import Faq
+from faq.store import Faq, fill_placeholders
 
 log = logging.getLogger(__name__)
 router = APIRouter()
@@ -388,7 +388,12 @@ async def api_audio(
     entry = next((e for e in entries if e["id"] == entry_id), None)
     if entry is None:
         raise HTTPException(status_code=404, detail=f"項目「{entry_id}」は見つかりません。")
-    text = entry["answer"].format_map(versions.city.values())
+    try:
+        text = fill_placeholders(entry["answer"], versions.city.values())
+    except (KeyError, ValueError) as exc:
+        raise HTTPException(
+            status_code=422, detail="回答の差し込み項目が正しくないため、音声を作成できません。"
+        ) from exc
     try:
         speech = await bot.speech_cache.render(text)
     except Exception as exc:
