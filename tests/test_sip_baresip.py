@@ -51,6 +51,7 @@ def baresip_config(directory: Path, source_wav: Path) -> int:
             [
                 "poll_method epoll",
                 f"sip_listen 127.0.0.1:{port}",
+                "net_interface 127.0.0.1",  # SDP and RTP on loopback too, like SIP
                 "audio_player aubridge,nowhere",  # no sound card here; sndfile records
                 f"audio_source aufile,{source_wav}",
                 "audio_alert aubridge,nowhere",
