@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, model_validator
 
 from telephony.sip_limits import SipLimits
 from voicebot.config import FileAndEnvSettings
@@ -50,6 +50,20 @@ class SipSettings(BaseModel):
         default_factory=lambda: ["127.0.0.1"],
         description="source addresses allowed to INVITE (the PBX); others get 403",
     )
+    rtp_port_min: int = Field(
+        10000,
+        ge=1024,
+        le=65535,
+        description="first UDP port of the workers' RTP and RTCP (VOICEBOT_SIP__RTP_PORT_MIN)",
+    )
+    rtp_port_max: int = Field(
+        19999,
+        ge=1024,
+        le=65535,
+        description="last UDP port of the workers' RTP and RTCP: the range to open to the PBX "
+        "or SBC only; each worker takes its share and starts at a random port of it "
+        "(VOICEBOT_SIP__RTP_PORT_MAX)",
+    )
     max_calls: int = Field(16, ge=1, le=512)
     workers: int | None = Field(
         None, ge=1, le=128, description="pjsua worker processes (default: max_calls / 4)"
@@ -57,6 +71,12 @@ class SipSettings(BaseModel):
     codecs: list[str] = Field(default_factory=lambda: ["PCMU", "PCMA"])
     log_level: int = Field(1, ge=0, le=6, description="pjsip log level")
     limits: SipLimitSettings = Field(default_factory=SipLimitSettings)
+
+    @model_validator(mode="after")
+    def _rtp_range_in_order(self) -> SipSettings:
+        if self.rtp_port_max <= self.rtp_port_min:
+            raise ValueError("rtp_port_max must be above rtp_port_min")
+        return self
 
 
 class WebRtcSettings(BaseModel):

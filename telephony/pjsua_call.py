@@ -17,6 +17,8 @@ from typing import ClassVar, Protocol
 
 import pjsua2 as pj
 
+from telephony.rtp_peer_lock import lock_stream
+
 log = logging.getLogger(__name__)
 
 SAMPLE_RATE = 8000
@@ -101,8 +103,17 @@ class FramePort(pj.AudioMediaPort):
 class PjCall(pj.Call):
     """One SIP dialog; forwards state, DTMF and transfer progress to its transport."""
 
-    def __init__(self, account: pj.Account, call_id: int, on_disconnected):
+    def __init__(
+        self,
+        account: pj.Account,
+        call_id: int,
+        on_disconnected,
+        media_host: str | None = None,
+    ):
         super().__init__(account, call_id)
+        # The address the media sockets are bound to: when given, each audio stream takes
+        # RTP only from the far end's SDP address (telephony/rtp_peer_lock.py).
+        self.media_host = media_host
         self.events: CallLegEvents | None = None
         self.port: FramePort | None = None
         self.ended = False
@@ -130,6 +141,8 @@ class PjCall(pj.Call):
         for index, media in enumerate(info.media):
             if media.type != pj.PJMEDIA_TYPE_AUDIO or media.status != pj.PJSUA_CALL_MEDIA_ACTIVE:
                 continue
+            if self.media_host is not None:
+                self._lock_media(index, self.media_host)
             audio = self.getAudioMedia(index)
             if self.port is None:
                 self.port = FramePort(self.events)
@@ -137,6 +150,23 @@ class PjCall(pj.Call):
             # Both directions; re-INVITEs may recreate the stream, so connect every time.
             audio.startTransmit(self.port)
             self.port.startTransmit(audio)
+
+    def _lock_media(self, index: int, bound_host: str) -> bool:
+        """Connect stream ``index``'s sockets to the addresses of the far end's SDP (again
+        after a re-INVITE, which may change them)."""
+        try:
+            transport = self.getMedTransportInfo(index)
+            stream = self.getStreamInfo(index)
+            return lock_stream(
+                bound_host,
+                transport.localRtpName,
+                transport.localRtcpName,
+                stream.remoteRtpAddress,
+                stream.remoteRtcpAddress,
+            )
+        except pj.Error as exc:
+            log.warning("SIP call media %d: not locked to its peer: %s", index, exc.info())
+            return False
 
     def rx_packets(self) -> int:
         """RTP packets received from the caller so far, over the call's audio streams."""

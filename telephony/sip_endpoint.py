@@ -18,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import math
+import socket
 import uuid
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -35,6 +36,9 @@ log = logging.getLogger(__name__)
 
 OnCall = Callable[[CallTransport, str | None, str], Awaitable[Any]]
 SHUTDOWN_WAIT_S = 5.0
+# RTP ports a worker needs at least: a pair per call, twice over for calls ending while
+# others start.
+MIN_RTP_PORTS_PER_WORKER = 4 * PJSUA_MAX_CALLS
 
 
 class SipEndpointError(RuntimeError):
@@ -49,6 +53,39 @@ def caller_from_uri(remote_uri: str) -> str | None:
     except SipParseError:
         uri = remote_uri.strip()
     return uri or None
+
+
+def rtp_port_block(index: int, workers: int, first: int, last: int) -> tuple[int, int]:
+    """(first port, number of ports) of worker ``index``'s share of ``first``..``last``:
+    each worker has its own block, so workers never take each other's ports."""
+    share = (last - first + 1) // workers
+    if share < MIN_RTP_PORTS_PER_WORKER:
+        raise SipEndpointError(
+            f"[sip] rtp_port_min..rtp_port_max ({first}..{last}) gives {workers} workers "
+            f"{share} ports each; each needs {MIN_RTP_PORTS_PER_WORKER}"
+        )
+    return first + index * share, share
+
+
+def media_bind_host(host: str, advertised: str) -> str:
+    """The address the workers bind their RTP sockets to: the SIP host, or when that is a
+    wildcard, the address put in the SDP if it is one of this machine's (so that media is
+    not reachable on every interface); the wildcard if it is not (a public address
+    behind NAT)."""
+    if host not in ("0.0.0.0", "::", ""):
+        return host
+    try:
+        family = socket.AF_INET6 if ":" in advertised else socket.AF_INET
+        with socket.socket(family, socket.SOCK_DGRAM) as probe:
+            probe.bind((advertised, 0))
+    except OSError:
+        log.warning(
+            "SIP: RTP listens on every interface (%s is not an address of this host); "
+            "set [sip] host to bind it to one",
+            advertised,
+        )
+        return host
+    return advertised
 
 
 def worker_count(max_calls: int, workers: int | None) -> int:
@@ -78,6 +115,7 @@ class SipEndpoint:
         self.transports: dict[str, SipCallTransport] = {}
         self.worker_restarts = 0
         self._worker_config: dict[str, Any] = {}
+        self._rtp_blocks: list[tuple[int, int]] = []  # each worker's (first RTP port, ports)
         self._tasks: set[asyncio.Task] = set()
         self._restarts: set[asyncio.Task] = set()
         self._stopping = False
@@ -116,7 +154,7 @@ class SipEndpoint:
         self.dispatcher = dispatcher
         self._worker_config = {
             "sip_host": loopback_for(sip.host),
-            "media_host": sip.host,
+            "media_host": media_bind_host(sip.host, dispatcher.advertised_host),
             "public_host": sip.public_host,
             "id_uri": self.uri,
             "dispatcher": dispatcher.seen_by_workers,
@@ -126,6 +164,14 @@ class SipEndpoint:
             "media_timeout_s": self.limits.media_timeout_s,
         }
         count = worker_count(sip.max_calls, sip.workers)
+        try:
+            self._rtp_blocks = [
+                rtp_port_block(i, count, sip.rtp_port_min, sip.rtp_port_max) for i in range(count)
+            ]
+        except SipEndpointError:
+            await dispatcher.stop()
+            self.dispatcher = None
+            raise
         self.workers = [self._new_worker(i) for i in range(count)]
         started = await asyncio.gather(*(w.start() for w in self.workers), return_exceptions=True)
         failures = [r for r in started if isinstance(r, BaseException)]
@@ -209,8 +255,10 @@ class SipEndpoint:
             log.warning("SIP: could not end call %s: %s", leg.sip_call_id, exc)
 
     def _new_worker(self, index: int) -> WorkerLink:
+        first, ports = self._rtp_blocks[index]
+        config = {**self._worker_config, "rtp_port": first, "rtp_ports": ports}
         return WorkerLink(
-            index, self._worker_config, self._on_incoming, self._on_leg_ended, self._on_worker_exit
+            index, config, self._on_incoming, self._on_leg_ended, self._on_worker_exit
         )
 
     def _on_worker_exit(self, worker: WorkerLink) -> None:

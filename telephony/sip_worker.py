@@ -8,7 +8,9 @@ SIP port (telephony/sip_dispatcher.py), and keeps the calls themselves (``SipCal
 the bot) in its own process. A worker listens on a private loopback port, takes INVITEs
 only from the dispatcher, and relays each call's 20 ms frames, keys, transfer progress and
 end to the bot over one Unix socket (telephony/sip_wire.py); media (RTP) goes straight
-between the caller and the worker.
+between the caller and the worker, on ports from the worker's share of the configured
+range, and each call's sockets take packets from the address in the caller's SDP only
+(telephony/rtp_peer_lock.py).
 
 Threads: pjsua is driven from the main thread (``threadCnt = 0``, ``mainThreadOnly``,
 ``libHandleEvents``), which alone touches pjsua2 objects; a reader thread takes the bot's
@@ -51,9 +53,9 @@ MAX_QUEUED_FRAMES = 3000  # 60 s of bot audio; the bot sends at the caller's pac
 # Bot audio starts playing once this many frames are queued: 60 ms of slack absorbs short
 # stalls of the bot's event loop without cutting gaps into its speech.
 PREBUFFER_FRAMES = 3
-# Each worker takes its RTP ports from its own block (worker i: 4000 + 100 i onwards), so
-# that workers starting together do not collide on pjsua's default first port.
-RTP_PORT_BASE = 4000
+# Without a block from the bot (telephony/sip_endpoint.py gives each worker its share of
+# [sip] rtp_port_min..rtp_port_max), a worker takes its RTP ports from here.
+RTP_PORT_BASE = 10000
 RTP_PORTS_PER_WORKER = 100
 # pjmedia's jitter buffer holds 500 ms by default and drops the rest of a longer burst
 # (measured: a caller's RTP delayed by 0.8 s lost 16 of 40 frames). A lost syllable costs
@@ -264,10 +266,17 @@ class SipWorker:
 
         acfg = pj.AccountConfig()
         acfg.idUri = cfg_in["id_uri"]
-        acfg.mediaConfig.transportConfig.boundAddress = cfg_in["media_host"]
+        media = acfg.mediaConfig.transportConfig
+        media.boundAddress = cfg_in["media_host"]
         index = int(cfg_in.get("index", 0))
-        acfg.mediaConfig.transportConfig.port = RTP_PORT_BASE + RTP_PORTS_PER_WORKER * index
-        acfg.mediaConfig.transportConfig.portRange = RTP_PORTS_PER_WORKER
+        first = int(cfg_in.get("rtp_port", RTP_PORT_BASE + RTP_PORTS_PER_WORKER * index))
+        count = int(cfg_in.get("rtp_ports", RTP_PORTS_PER_WORKER))
+        # RTP on even ports, RTCP on the next; pjsua starts at a random even port of the
+        # block (then takes the next free pair for each call), so that the ports in use
+        # are not the same known ones after every start.
+        media.port = first + first % 2
+        media.portRange = max(2, count - 2 - first % 2)
+        media.randomizePort = True
         if cfg_in.get("public_host"):
             acfg.mediaConfig.transportConfig.publicAddress = cfg_in["public_host"]
         self._account = PjAccount(self._on_incoming)
@@ -292,7 +301,7 @@ class SipWorker:
         source = prm.rdata.srcAddress
         key = self._next_leg
         self._next_leg += 1
-        leg = PjCall(self._account, prm.callId, self._leg_ended)
+        leg = PjCall(self._account, prm.callId, self._leg_ended, self.config["media_host"])
         self._legs[key] = leg
         answer = pj.CallOpParam()
         if source != self.config["dispatcher"]:
@@ -313,7 +322,9 @@ class SipWorker:
 
     def _end_silent_calls(self) -> None:
         """Hang up established calls whose caller has sent no RTP for the media timeout:
-        a caller that vanished without a BYE must not hold a call slot for ever."""
+        a caller that vanished without a BYE must not hold a call slot for ever. RTP from
+        any other source never reaches pjmedia (the sockets are locked to the caller), so
+        a stranger cannot keep such a call alive."""
         now = time.monotonic()
         if now - self._media_checked < MEDIA_CHECK_S:
             return

@@ -14,6 +14,7 @@ import logging
 import os
 import signal
 import socket
+import struct
 import sys
 import time
 import uuid
@@ -21,17 +22,25 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
 
+import numpy as np
+import pytest
 from sipp.rtp_peer import RtpPeer
 from sipp.sip_client import SipClient
 
 from telephony.config import SipSettings, TelephonySettings, TransferSettings
 from telephony.sip_call import MAX_INBOUND_FRAMES, SipCallTransport
 from telephony.sip_dispatcher import SipDispatcher
-from telephony.sip_endpoint import SipEndpoint
+from telephony.sip_endpoint import (
+    SipEndpoint,
+    SipEndpointError,
+    media_bind_host,
+    rtp_port_block,
+)
 from telephony.sip_limits import SipLimits
 from telephony.sip_routes import CallRoutes, CallState, InviteKind, Route
 from telephony.sip_worker_link import WorkerError, WorkerLeg, WorkerLink
 from voicebot.frames import AudioFrame
+from voicebot.g711 import ulaw_encode
 
 SHORT = {"timer_b_s": 1.0, "timer_h_s": 1.0, "linger_s": 2.0}
 
@@ -224,6 +233,125 @@ def test_invite_larger_than_a_worker_reads_gets_513_and_takes_no_slot():
     assert (status, line) == (513, "SIP/2.0 513 Message Too Large")
     assert slots == 1
     assert answered == 200
+
+
+class RtpInjector(asyncio.DatagramProtocol):
+    """A stranger on another port who found a worker's media port: sends loud RTP (a
+    1 kHz tone, its own SSRC) in bursts, and counts the RTP that comes back to it."""
+
+    def __init__(self) -> None:
+        self.transport: asyncio.DatagramTransport | None = None
+        self.received = 0
+        self._seq = 0
+        tone = (8000 * np.sin(2 * np.pi * 1000 * np.arange(160) / 8000)).astype(np.int16)
+        self._payload = ulaw_encode(tone)
+
+    def connection_made(self, transport) -> None:
+        self.transport = transport
+
+    def datagram_received(self, data: bytes, addr) -> None:
+        self.received += 1
+
+    def burst(self, target: tuple[str, int], packets: int) -> None:
+        for _ in range(packets):
+            self._seq += 1
+            header = struct.pack("!BBHII", 0x80, 0, self._seq & 0xFFFF, self._seq * 160, 0xBAD)
+            self.transport.sendto(header + self._payload, target)
+
+    async def keep_sending(self, target: tuple[str, int], packets: int, every_s: float) -> None:
+        while True:
+            self.burst(target, packets)
+            await asyncio.sleep(every_s)
+
+
+def media_address(answer) -> tuple[str, int]:
+    """Where the bot's SDP answer says its RTP is received."""
+    body = answer.body.decode()
+    host = body.split("c=IN IP4 ", 1)[1].split()[0]
+    return host, int(body.split("m=audio ", 1)[1].split()[0])
+
+
+def test_rtp_from_another_source_is_not_heard_and_moves_nothing():
+    """A live call whose caller sends RTP from the address in its SDP. A stranger sends
+    loud RTP to the worker's media port from another port, in bursts long enough to make
+    pjmedia switch its peer (ten in a row). The bot hears none of it, keeps sending its
+    own RTP to the caller (the stranger gets none), and once the caller's RTP stops, the
+    stranger's does not keep the call alive: it is hung up after the media timeout."""
+
+    async def scenario():
+        loudest: list[int] = []  # the loudest sample of each frame the bot heard
+
+        async def listen(transport, caller, call_id):
+            while (frame := await transport.receive()) is not None:
+                if isinstance(frame, AudioFrame):
+                    loudest.append(int(np.abs(frame.samples).max(initial=0)))
+                    await transport.send(frame)
+
+        sip = SipSettings(port=0, max_calls=1, rtp_port_min=31000, rtp_port_max=31099)
+        settings = TelephonySettings(sip=sip)
+        limits = SipLimits(media_timeout_s=2.0, **SHORT)
+        endpoint = SipEndpoint(settings, listen, limits=limits)
+        await endpoint.start()
+        client = await SipClient.open()
+        peer = await RtpPeer.open()
+        _t, stranger = await asyncio.get_running_loop().create_datagram_endpoint(
+            RtpInjector, local_addr=("127.0.0.1", 0)
+        )
+        attack = None
+        try:
+            call_id = uuid.uuid4().hex
+            client.invite(endpoint.port, call_id, rtp_port=peer.port)
+            ok = await client.expect(final(call_id), timeout=30)
+            client.in_dialog("ACK", endpoint.port, ok, 1)
+            await peer.wait_for_bot(10)
+            media = media_address(ok)
+            before = len(peer.received)
+            attack = asyncio.create_task(stranger.keep_sending(media, 30, 0.1))
+            await asyncio.sleep(3.0)
+            to_caller = len(peer.received) - before
+            heard = list(loudest)
+            peer.close()  # the caller's RTP stops; the stranger's goes on
+            stopped = time.monotonic()
+            bye = await client.expect(
+                lambda m: m.is_request and m.method == "BYE" and m.call_id == call_id, 15
+            )
+            waited = time.monotonic() - stopped
+            client.reply(bye, 200, "OK", endpoint.port)
+            return media, heard, to_caller, stranger.received, waited
+        finally:
+            if attack is not None:
+                attack.cancel()
+            stranger.transport.close()
+            peer.close()
+            client.close()
+            await endpoint.stop()
+
+    media, heard, to_caller, to_stranger, waited = asyncio.run(scenario())
+    assert media[0] == "127.0.0.1" and 31000 <= media[1] <= 31099  # [sip] rtp_port_min/max
+    assert heard and max(heard) < 100, max(heard)  # the caller's silence only
+    assert to_caller >= 100  # 3 s of the bot's 20 ms frames, give or take scheduling
+    assert to_stranger == 0
+    assert waited <= 6.0, waited
+
+
+def test_rtp_port_range_is_shared_out_and_media_binds_to_one_address(monkeypatch):
+    """Each worker has its own block of ``[sip] rtp_port_min..rtp_port_max`` (set in the
+    file or by VOICEBOT_SIP__RTP_PORT_*); a range too small for the workers is refused at
+    start; with the SIP host a wildcard, media binds to the advertised address when it is
+    this machine's, not to every interface."""
+    monkeypatch.setenv("VOICEBOT_SIP__RTP_PORT_MIN", "20000")
+    monkeypatch.setenv("VOICEBOT_SIP__RTP_PORT_MAX", "20999")
+    sip = TelephonySettings().sip
+    assert (sip.rtp_port_min, sip.rtp_port_max) == (20000, 20999)
+    with pytest.raises(ValueError, match="rtp_port_max"):
+        SipSettings(rtp_port_min=20000, rtp_port_max=20000)
+    blocks = [rtp_port_block(i, 4, 20000, 20999) for i in range(4)]
+    assert blocks == [(20000, 250), (20250, 250), (20500, 250), (20750, 250)]
+    with pytest.raises(SipEndpointError, match="ports each"):
+        rtp_port_block(0, 128, 20000, 20999)
+    assert media_bind_host("0.0.0.0", "127.0.0.1") == "127.0.0.1"
+    assert media_bind_host("0.0.0.0", "192.0.2.77") == "0.0.0.0"  # not this host's: NAT
+    assert media_bind_host("127.0.0.1", "192.0.2.77") == "127.0.0.1"
 
 
 def test_same_call_id_twice_is_refused_and_retransmissions_take_no_slot():
