@@ -28,6 +28,7 @@ import stat
 log = logging.getLogger(__name__)
 
 FD_DIR = "/proc/self/fd"
+INET_FAMILIES = (socket.AF_INET, socket.AF_INET6)
 
 
 def split_address(text: str) -> tuple[str, int] | None:
@@ -61,11 +62,11 @@ def _udp_sockets_at(local: tuple[str, int]) -> list[int]:
             if not stat.S_ISSOCK(os.fstat(fd).st_mode):
                 continue
             with socket.socket(fileno=os.dup(fd)) as sock:
-                if sock.type != socket.SOCK_DGRAM:
-                    continue
+                if sock.type != socket.SOCK_DGRAM or sock.family not in INET_FAMILIES:
+                    continue  # the bot's Unix socket, a netlink socket...
                 bound = sock.getsockname()
         except (OSError, ValueError):
-            continue  # closed meanwhile, or not an inet socket
+            continue  # closed meanwhile
         if bound[1] == port and bound[0] in (host, "0.0.0.0", "::"):
             found.append(fd)
     return found
