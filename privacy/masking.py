@@ -22,8 +22,10 @@ personal too. FAQ-like text passes unchanged: 令和6年度, 6月30日, 1通300�
 100万円以下 and office hours are not personal data.
 
 Numbers that hesitations split (「090、えーと、1234」) are one number in the canonical form;
-where a pause is too long for that, numbers with only separators and hesitations
-between them still count together: seven digits in all are masked.
+where a pause is too long for that, numbers with only separators, hesitations and words
+that confirm a group (です, はい) between them still count together, also across a
+sentence end into a sentence of digits (「090です。1234です。5678です」): seven digits in
+all are masked.
 
 Every step is linear in the length of the text: one pass for the canonical form,
 RE2 (linear-time, no backtracking) for the patterns with repetitions, and only literal
@@ -47,8 +49,10 @@ from typing import Any
 import re2
 
 from privacy.spoken_numbers import (
+    CONTINUATIONS,
     JOIN,
     NUMERIC_MARKERS,
+    PAUSE_WORDS,
     Canonical,
     DigitRun,
     canonical,
@@ -119,9 +123,16 @@ _PLACE_CHARS = re2.compile(r"[\p{Han}々〆ヶヵ\p{Katakana}ー]")
 _NOT_PLACE = frozenset("第年月日度期条回号番分時")
 _MAX_PLACE_CHARS = 12
 # What may stand between a cue and what it announces, or around a number that goes on.
+# Names are found after fewer of them than numbers: a name in kana may begin like a
+# hesitation (えりこ, まあこ).
 _FILLER = "えっと|えーと|ええと|えー|ええ|あのー|あの|その|はい|で|それで"
-_PAUSE_RE = re2.compile(rf"^(?:[\s、,。.・\-のノー…]|{_FILLER}|まあ|まー|うーん|んー|ん)*$")
-_AFTER_CUE_RE = re2.compile(rf"^(?:[\s、,。.・:：はがをの]|です|でございます|{_FILLER})*$")
+# Hesitations and words that say a number goes on (「です」, 「はい」), from the canonical
+# form's own list: one list for joining groups and for carrying a number on.
+_PAUSE_WORD = "|".join(map(re2.escape, PAUSE_WORDS))
+_PAUSE_RE = re2.compile(rf"^(?:[\s、,。.・\-のノー…]|{_PAUSE_WORD})*$")
+_AFTER_CUE_RE = re2.compile(rf"^(?:[\s、,。.・:：はがをの]|でございます|{_PAUSE_WORD})*$")
+# What after a number says "this group was confirmed", not "a separator follows".
+_CONTINUATION_RE = re2.compile("^(?:" + "|".join(map(re2.escape, CONTINUATIONS)) + ")")
 
 # -- dates -----------------------------------------------------------------------------------
 _ERAS = {"明治": 1867, "大正": 1911, "昭和": 1925, "平成": 1988, "令和": 2018}
@@ -327,7 +338,7 @@ def _paused_sequences(t: str, runs: list[DigitRun], cues: list[str | None]) -> l
         while (
             m + 1 < len(runs)
             and runs[m + 1].start - runs[m].end <= MAX_PAUSE_CHARS
-            and is_pause(t[runs[m].end : runs[m + 1].start])
+            and _goes_on(t, runs[m], runs[m + 1])
         ):
             m += 1
             digits += len(runs[m].digits)
@@ -343,6 +354,15 @@ def _paused_sequences(t: str, runs: list[DigitRun], cues: list[str | None]) -> l
             spans.append(_Span(joined.start, joined.end, label, _PRIORITY[label]))
         k = m + 1
     return spans
+
+
+def _goes_on(t: str, run: DigitRun, nxt: DigitRun) -> bool:
+    """Whether ``nxt`` continues the number of ``run``: only pauses between them, and
+    across a sentence end (「090です。1234です。」) only into a sentence of digits."""
+    gap = t[run.end : nxt.start]
+    if is_pause(gap):
+        return True
+    return is_pause(gap, across_sentences=True) and _digits_only_sentence(t, nxt)
 
 
 def _active_cues(
@@ -362,11 +382,32 @@ def _active_cues(
                 active = kind  # 携帯の番号: still a phone number
             pos = cues[ci][1]
             ci += 1
-        if active is not None and any(ch in _SENTENCE_ENDS for ch in t[pos : run.start]):
+        gap = t[pos : run.start]
+        # A sentence end drops the cue, unless the number goes on in a sentence of its
+        # own (「電話番号は090です。1234です」).
+        if (
+            active is not None
+            and any(ch in _SENTENCE_ENDS for ch in gap)
+            and not (is_pause(gap, across_sentences=True) and _digits_only_sentence(t, run))
+        ):
             active = None
-        pos = max(pos, run.start)
+        pos = max(pos, run.end)
         out.append(active)
     return out
+
+
+def _digits_only_sentence(t: str, run: DigitRun) -> bool:
+    """Whether the sentence of ``run`` holds nothing after it but pauses (「1234です。」),
+    looked at over a bounded window."""
+    rest = t[run.end : run.end + MAX_PAUSE_CHARS + 1]
+    for i, ch in enumerate(rest):
+        if ch in _SENTENCE_ENDS:
+            rest = rest[:i]
+            break
+    else:
+        if run.end + len(rest) < len(t):
+            return False
+    return _PAUSE_RE.match(rest) is not None
 
 
 def _run_label(
@@ -411,7 +452,10 @@ def _unfinished_label(t: str, run: DigitRun, truncated: bool, cue: str | None) -
     looks like the start of one (090, 1234の) or a cue announced it."""
     if truncated or cue is not None:
         return cue or NUMBER
-    ends_with_separator = run.end < len(t) and t[run.end] not in " \u3000"
+    rest = t[run.end : run.end + 8]
+    ends_with_separator = (
+        rest[:1] not in ("", " ") and _CONTINUATION_RE.match(rest) is None
+    )  # 1234の, not 5000です
     if ends_with_separator or (run.digits.startswith("0") and len(run.digits) >= 2):
         return PHONE if run.digits.startswith("0") else NUMBER
     return None
@@ -616,15 +660,23 @@ def _star_digits(text: str) -> str:
     return "".join("*" if ch.isdigit() else ch for ch in text)
 
 
-_HOST_NUMBER_RE = re.compile(r"\d[\d\-]*")
+_HOST_NUMBER_RE = re.compile(r"\d[\d\-.]*")
+_IPV4_RE = re.compile(
+    r"(?:25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)(?:\.(?:25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)){3}"
+)
 
 
 def _star_long_numbers(host: str) -> str:
     """The host part as it is (an address or a name, not the caller's), but a number of
-    seven digits or more in it hidden (sip:anon@09012345678.example)."""
+    seven digits or more in it hidden, whether its groups are joined by '-' or '.'
+    (sip:anon@09012345678.example, sip:anon@090.1234.5678.example). An IPv4 address in
+    its usual form (no leading zeros) stays: staff need to see where a call came from."""
 
     def star(m: re.Match[str]) -> str:
-        digits = sum(1 for ch in m.group() if ch.isdigit())
+        number = m.group().rstrip(".")
+        if _IPV4_RE.fullmatch(number):
+            return m.group()
+        digits = sum(1 for ch in number if ch.isdigit())
         return _star_digits(m.group()) if digits >= PERSONAL_DIGITS else m.group()
 
     return _HOST_NUMBER_RE.sub(star, host)

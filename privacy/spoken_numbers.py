@@ -6,8 +6,10 @@ rules that look for each shape separately always miss the next one, so the text 
 rewritten into a canonical form: every way of writing a digit becomes an ASCII digit,
 positional numerals (千二百三十四, よんじゅうご) become their value, kana markers after a
 number become their kanji (ねん→年, がつ→月, ちょうめ→丁目, ばん→番, ごう→号), and the
-separators between groups of a number (hyphens, spaces, の, 、, and hesitations such as
-えーと or あのー between them) become a single "-".
+separators between groups of a number (hyphens, spaces, の, 、, ~, 「」, と, hesitations
+such as えーと or あのー, and words that confirm a group: です, はい) become a single "-".
+Every Unicode space becomes an ASCII one (RE2 takes only ASCII spaces for a space), and
+characters that show nothing (format characters, combining marks) are dropped.
 Every canonical character remembers which span of the original text it came from, so a
 match on the canonical text can be masked in the original.
 
@@ -17,10 +19,11 @@ characters): linear time, whatever the input.
 
 from __future__ import annotations
 
-import re
 import unicodedata
 from dataclasses import dataclass
 from functools import lru_cache
+
+import re2
 
 JOIN = "-"  # what a separator between two groups of one number becomes
 MAX_SEPARATOR_CHARS = 5  # "090 - 1234" or "090 の 1234" still join; a longer gap does not
@@ -32,6 +35,14 @@ FILLERS = (
     *("あのー", "あのう", "あの", "あー", "そのー", "その", "まあ", "まー"),
     *("うーん", "うー", "んー", "ん"),
 )
+# What a caller says after a group of digits when the number goes on (「090です、1234です」,
+# 「090、はい、1234」): a group read out and confirmed, not the end of the number.
+CONTINUATIONS = ("ですね", "です", "になります", "はい", "うん", "それで", "で", "ね")
+# Both kinds, longest first: what masking's patterns take for "the number goes on".
+PAUSE_WORDS = tuple(sorted({*FILLERS, *CONTINUATIONS}, key=len, reverse=True))
+# Between two groups of digits only (「090と1234と5678」): a list of groups, one number.
+GROUP_JOINERS = frozenset("と")
+SENTENCE_ENDS = frozenset("。．？！?!")
 
 # -- characters ------------------------------------------------------------------------------
 _KANJI_DIGITS = {
@@ -48,10 +59,12 @@ _KANJI_DIGITS = {
 }
 _KANJI_MULTIPLIERS = {**dict.fromkeys("十拾什", 10), **dict.fromkeys("百佰陌", 100)}
 _KANJI_MULTIPLIERS |= dict.fromkeys("千仟阡", 1000)
-# Separators between the groups of one number (after width folding), and characters
-# that show nothing (zero-width space, variation selector, keycap: 0️⃣9️⃣0️⃣).
-_SEPARATORS = frozenset(" \t\n\r\u3000-ー－‐‑‒–—―−﹣のノ、,，.．・･()（）/／")
-_SEPARATORS |= frozenset("\u200b\u200c\u200d\u2060\ufeff\ufe0f\u20e3")
+# Separators between the groups of one number (after width folding). Characters that
+# show nothing (Unicode Cf and Mn/Me: zero-width space, soft hyphen, direction marks,
+# variation selectors, combining accents, keycaps) are dropped before this, and every
+# Unicode space becomes an ASCII one.
+_SEPARATORS = frozenset(" \t\n\r-ー－‐‑‒–—―−﹣のノ、,，.．・･()（）/／")
+_SEPARATORS |= frozenset("~〜～_＿*＊=＝+＋[]［］「」『』｢｣")
 _DASHES = frozenset("－‐‑‒–—―−﹣")
 _SMALL_KANA = frozenset("ゃゅょぁぃぅぇぉゎャュョァィゥェォヮ")
 # Kanji that make a lone numeral a number: 一月, 三番, 十日 (but not 一緒, 千葉, 九州).
@@ -138,6 +151,11 @@ def _char(c: str) -> tuple[str, str]:
         return "s", "-"
     if c in _SEPARATORS:
         return "s", c
+    category = unicodedata.category(c)
+    if category == "Zs":
+        return "s", " "  # U+3000, no-break and other spaces: RE2's \s is ASCII only
+    if category in ("Zl", "Zp"):
+        return "s", "\n"
     if "ぁ" <= c <= "ゖ" or "ァ" <= c <= "ヺ":
         return "k", c
     folded = unicodedata.normalize("NFKC", c) if ord(c) >= 0x2000 else c
@@ -251,6 +269,8 @@ def _reading(
         kind, value = entry
         if kind == "K" and not last_numeral:
             continue
+        if value == "号" and _kana_digit_before(out) and _digit_reading_at(text, end, n):
+            return _Token("D", "5", i, end, "k")  # いちごうろく: 1 5 6, not 1号 6
         if kind == "Y" and not (after_month or (value != "10" and value != "20" and _tens(out))):
             continue
         if kind == "G" and not _multiplier_at(text, end, n):
@@ -269,6 +289,19 @@ def _splits_next_reading(text: str, i: int, end: int, n: int) -> bool:
             entry = _READINGS.get(text[end - 1 : end - 1 + length])
             if entry is not None and entry[0] == "D":
                 return True
+    return False
+
+
+def _kana_digit_before(out: list[_Token]) -> bool:
+    return bool(out) and out[-1].script == "k" and out[-1].kind in "DW"
+
+
+def _digit_reading_at(text: str, i: int, n: int) -> bool:
+    """Whether a kana digit reading (not a particle-like one) starts at ``i``."""
+    for length in _READING_LENGTHS.get(text[i], ()) if i < n else ():
+        entry = _READINGS.get(text[i : i + length])
+        if entry is not None and entry[0] == "D" and i + length <= n:
+            return True
     return False
 
 
@@ -409,7 +442,7 @@ def _positional(parts: list[_Token], i: int) -> tuple[int, int]:
 def canonical(text: str) -> Canonical:
     """The canonical form of ``text`` (see the module docstring) and its digit runs."""
     original = text
-    text, sources = _fold_halfwidth(text)
+    text, sources = _fold(text)
     tokens = _tokens(text)
     words = _words(tokens)
     joins = _resolve(text, tokens, words)
@@ -477,13 +510,18 @@ def canonical(text: str) -> Canonical:
     return Canonical(original, "".join(out), starts, ends, runs)
 
 
-_HALFWIDTH_KANA = re.compile("[\uff61-\uff9f]")
+# What the first pass rewrites: half-width katakana, and characters that show nothing.
+_TO_FOLD = re2.compile(r"[\x{ff61}-\x{ff9f}\p{Cf}\p{Mn}\p{Me}]")
+_INVISIBLE = frozenset(("Cf", "Mn", "Me"))
 
 
-def _fold_halfwidth(text: str) -> tuple[str, list[tuple[int, int]] | None]:
-    """Half-width katakana as full-width (ｾﾞﾛ → ゼロ, two characters into one), with the
+def _fold(text: str) -> tuple[str, list[tuple[int, int]] | None]:
+    """Half-width katakana as full-width (ｾﾞﾛ → ゼロ, two characters into one), and the
+    characters that show nothing dropped (a soft hyphen, a direction mark or a combining
+    accent between or on digits must not hide them); a combining mark goes with the
+    character before it, composed with it where it makes one (か + ゛). Returns the
     original span of each folded character; ``None`` when there is nothing to fold."""
-    if _HALFWIDTH_KANA.search(text) is None:
+    if _TO_FOLD.search(text) is None:
         return text, None
     out: list[str] = []
     sources: list[tuple[int, int]] = []
@@ -491,12 +529,21 @@ def _fold_halfwidth(text: str) -> tuple[str, list[tuple[int, int]] | None]:
     i = 0
     while i < n:
         width = 1
-        if "\uff61" <= text[i] <= "\uff9f":
+        c = text[i]
+        if "\uff61" <= c <= "\uff9f":
             if i + 1 < n and text[i + 1] in "\uff9e\uff9f":
                 width = 2 if len(unicodedata.normalize("NFKC", text[i : i + 2])) == 1 else 1
             folded = unicodedata.normalize("NFKC", text[i : i + width])
+        elif (category := unicodedata.category(c)) in _INVISIBLE:
+            if out and category != "Cf":  # a mark belongs to the character before it
+                composed = unicodedata.normalize("NFC", out[-1] + c)
+                if len(composed) == 1:
+                    out[-1] = composed
+                sources[-1] = (sources[-1][0], i + 1)
+            i += 1
+            continue
         else:
-            folded = text[i]
+            folded = c
         for ch in folded:
             out.append(ch)
             sources.append((i, i + width))
@@ -519,7 +566,14 @@ def _resolve(text: str, tokens: list[_Token], words: list[_Word]) -> dict[int, i
             width = gap[-1].end - gap[0].start
             if all(t.kind == "S" for t in gap):
                 linked = nxt.first if width <= MAX_SEPARATOR_CHARS else None
-            elif width <= MAX_FILLER_GAP_CHARS and is_pause(text[gap[0].start : gap[-1].end]):
+            elif (
+                _joined_groups(tokens, word, nxt, gap)
+                or (
+                    width <= MAX_FILLER_GAP_CHARS
+                    and not any(t.kind in "KE" for t in gap)  # ねん is 年, not ね ん
+                    and is_pause(text[gap[0].start : gap[-1].end])
+                )
+            ):
                 linked = nxt.first
         links.append(linked)
     # A chain of linked words is a number if it has a number in it, or two lone numerals;
@@ -545,20 +599,37 @@ def _resolve(text: str, tokens: list[_Token], words: list[_Word]) -> dict[int, i
     return joins
 
 
-_FILLERS_LONGEST_FIRST = tuple(sorted(FILLERS, key=len, reverse=True))
-_FILLER_STARTS = frozenset(f[0] for f in FILLERS)
+def _joined_groups(tokens: list[_Token], word: _Word, nxt: _Word, gap: list[_Token]) -> bool:
+    """Two groups of at least two digits with only と between them (090と1234)."""
+    words = [t for t in gap if t.kind != "S"]
+    return (
+        len(words) == 1
+        and words[0].value in GROUP_JOINERS
+        and len(gap) <= MAX_SEPARATOR_CHARS
+        and word.last - word.first >= 2
+        and nxt.last - nxt.first >= 2
+    )
+
+
+_FILLERS_LONGEST_FIRST = PAUSE_WORDS
+_FILLER_STARTS = frozenset(f[0] for f in PAUSE_WORDS)
 _LENGTHENINGS = frozenset("ー〜～")
 # What a pause can begin and end with: a separator, or a filler's first or last character.
-_PAUSE_EDGES = frozenset(c for f in FILLERS for c in (f[0], f[-1]))
+_PAUSE_EDGES = frozenset(c for f in PAUSE_WORDS for c in (f[0], f[-1]))
 _PAUSE_EDGES |= {chr(ord(c) + 0x60) for c in _PAUSE_EDGES if "ぁ" <= c <= "ゖ"}  # katakana
 _PAUSE_EDGES |= _SEPARATORS | _DASHES | _LENGTHENINGS
 
 
-def is_pause(gap: str) -> bool:
-    """Whether ``gap`` holds only separators and hesitations (「、えーと、」, 「 あのー 」,
-    「エー」): what a caller says between two groups of one number. Linear in the gap:
-    each position tries each filler once."""
-    if gap and (gap[0] not in _PAUSE_EDGES or gap[-1] not in _PAUSE_EDGES):
+def is_pause(gap: str, *, across_sentences: bool = False) -> bool:
+    """Whether ``gap`` holds only separators, hesitations and words that say the number
+    goes on (「、えーと、」, 「 あのー 」, 「エー」, 「です、」, 「、はい、」): what a caller
+    says between two groups of one number. With ``across_sentences``, a sentence end
+    (「です。」) is one of the separators. Linear in the gap: each position tries each
+    word once."""
+    if gap and (
+        (gap[0] not in _PAUSE_EDGES and not (across_sentences and gap[0] in SENTENCE_ENDS))
+        or (gap[-1] not in _PAUSE_EDGES and not (across_sentences and gap[-1] in SENTENCE_ENDS))
+    ):
         return False  # most gaps between numbers: 年, 月, 丁目, から
     folded = [
         chr(ord(c) - 0x60) if "ァ" <= c <= "ヶ" else "ー" if c in _LENGTHENINGS else c for c in gap
@@ -578,7 +649,7 @@ def is_pause(gap: str) -> bool:
                     break
             else:
                 return False
-        elif _char(c)[0] == "s":
+        elif _char(c)[0] == "s" or (across_sentences and c in SENTENCE_ENDS):
             i += 1
         else:
             return False

@@ -36,7 +36,9 @@ PER_CHAR_S = float(os.environ.get("MASKING_FUZZ_PER_CHAR_MS", "0.5")) / 1000
 LONGEST_TOKEN = max(len(t) for t in TOKENS)
 KANJI_DIGITS = frozenset("〇○◯零一二三四五六七八九")
 SEPARATORS = frozenset(" \t\n\r\u3000-ー－‐‑‒–—―−﹣のノ、,，.．・･()（）/／")
-SEPARATORS |= frozenset("\u200b\u200c\u200d\u2060\ufeff\ufe0f\u20e3")
+SEPARATORS |= frozenset("~〜～_＿*＊=＝+＋[]［］「」『』｢｣")
+# Characters that show nothing, and spaces of any kind, count as separators too.
+INVISIBLE = frozenset(("Cf", "Mn", "Me", "Zs"))
 MAX_SEPARATORS = 5
 
 
@@ -48,7 +50,11 @@ def literal_digit_run(text: str) -> int:
             run += 1
             gap = 0
             longest = max(longest, run)
-        elif ch in SEPARATORS and run and gap < MAX_SEPARATORS:
+        elif (
+            (ch in SEPARATORS or unicodedata.category(ch) in INVISIBLE)
+            and run
+            and gap < MAX_SEPARATORS
+        ):
             gap += 1
         else:
             run = gap = 0

@@ -172,6 +172,40 @@ MASKED = [
     ("一二三四五六七", NUMBER),
     ("12000000円", f"{AMOUNT}円"),
     ("1,000,000円くらい", f"{AMOUNT}円くらい"),
+    # a full-width (or any Unicode) space where an ASCII one would be
+    ("昭和55年\u30005月\u30003日です", f"{BIRTH_DATE}です"),
+    ("西新宿2丁目\u30008番\u30001号", ADDRESS),
+    ("1丁目の\u30003の5", ADDRESS),
+    ("名前は\u3000山田太郎です", f"名前は\u3000{NAME}です"),
+    ("生年月日は\u00a0昭和45年3月2日", f"生年月日は\u00a0{BIRTH_DATE}"),
+    # a phone number read in groups, each confirmed (です, はい, うん, で) or its own sentence
+    ("電話番号は090です。1234です。5678です", f"電話番号は{PHONE}です"),
+    ("090です、1234です、5678です", f"{PHONE}です"),
+    ("090、はい、1234、はい、5678", PHONE),
+    ("090、うん、1234、うん、5678", PHONE),
+    ("090、で、1234、で、5678", PHONE),
+    ("090ですね、1234ですね、5678です", f"{PHONE}です"),
+    ("090の1234です。5678です", f"{PHONE}です"),
+    ("090になります。1234になります。5678になります", f"{PHONE}になります"),
+    ("暗証番号は12です。34です", f"暗証番号は{NUMBER}です。{NUMBER}です"),
+    ("電話番号は03-1234-5678です。8時30分からです", f"電話番号は{PHONE}です。8時30分からです"),
+    # odd separators and characters that show nothing between or on the digits
+    ("090~1234~5678", PHONE),
+    ("090～1234～5678", PHONE),
+    ("090_1234_5678", PHONE),
+    ("090*1234*5678", PHONE),
+    ("090=1234=5678", PHONE),
+    ("090+1234+5678", PHONE),
+    ("090と1234と5678", PHONE),
+    ("090[1234]5678", PHONE),
+    ("090」「1234」「5678", PHONE),
+    ("090\u00ad1234\u00ad5678", PHONE),
+    ("090\u200e1234\u200e5678", PHONE),
+    ("090\u20621234\u20625678", PHONE),
+    ("090\u034f1234\u034f5678", PHONE),
+    ("090\u180e1234\u180e5678", PHONE),
+    ("0\u03019\u03010\u03011\u03012\u03013\u03014\u03015\u03016\u03017\u03018\u0301", PHONE),
+    ("まるきゅうまるいちにいさんよんごうろくななはち", PHONE),
 ]
 
 UNCHANGED = [
@@ -237,6 +271,10 @@ UNCHANGED = [
     "第1期から、えっと、第4期まで",
     "えーと、2人で、あのー、3回です",
     "9時、えー、から5時まで",
+    "1月と2月に払います",
+    "10と20の違い",
+    "税額は5000です",
+    "令和6年度です。6月30日です",
     "",
 ]
 
@@ -274,6 +312,21 @@ def test_no_digit_of_a_long_number_survives():
         assert not any(len(run.digits) >= 3 for run in canonical(masked).runs), (text, masked)
 
 
+def _full_width_spaces(text: str) -> str:
+    return text.replace(" ", "\u3000")
+
+
+@pytest.mark.parametrize(("text", "masked"), MASKED)
+def test_personal_data_is_masked_with_full_width_spaces(text, masked):
+    """RE2's \\s is ASCII only: every pattern must see U+3000 as the space it is."""
+    assert mask_text(_full_width_spaces(text)) == _full_width_spaces(masked)
+
+
+@pytest.mark.parametrize("text", UNCHANGED)
+def test_faq_like_text_with_full_width_spaces_is_left_alone(text):
+    assert mask_text(_full_width_spaces(text)) == _full_width_spaces(text)
+
+
 # -- a call's utterances in order ------------------------------------------------------------
 SPLIT = [
     # (utterances of one call, what each becomes)
@@ -291,6 +344,17 @@ SPLIT = [
     (["暗証番号は", "えーと", "1234です"], ["暗証番号は", "えーと", f"{NUMBER}です"]),
     (["電話番号は090、まあ", "1234うーん5678です"], [f"電話番号は{PHONE}、まあ", f"{PHONE}です"]),
     (["090えーと", "1234えっと5678"], [f"{PHONE}えーと", PHONE]),
+    # ... with a full-width space after the cue
+    (["暗証番号は\u3000", "1234です"], ["暗証番号は\u3000", f"{NUMBER}です"]),
+    (["お名前は\u3000", "山田太郎です"], ["お名前は\u3000", f"{NAME}です"]),
+    (["生年月日は\u3000", "5月3日です"], ["生年月日は\u3000", f"{BIRTH_DATE}です"]),
+    # ... groups confirmed one by one
+    (
+        ["電話番号は", "090です", "1234です", "5678です"],
+        ["電話番号は", f"{PHONE}です", f"{PHONE}です", f"{PHONE}です"],
+    ),
+    (["携帯は090です", "1234"], [f"携帯は{PHONE}です", PHONE]),
+    (["090、はい", "1234、はい", "5678"], [f"{PHONE}、はい", f"{PHONE}、はい", PHONE]),
     # nothing carries into an utterance that does not go on with the number
     (["電話番号は090の", "6月30日が納期ですか"], [f"電話番号は{PHONE}の", "6月30日が納期ですか"]),
     (["電話番号は", "ありがとう", "3月15日まで"], ["電話番号は", "ありがとう", "3月15日まで"]),
@@ -301,6 +365,13 @@ SPLIT = [
 def test_a_number_split_over_utterances_is_masked_in_each(said, masked):
     masker = CallMasker()
     assert [masker.mask(text) for text in said] == masked
+
+
+@pytest.mark.parametrize(("said", "masked"), SPLIT)
+def test_a_number_split_over_utterances_is_masked_with_full_width_spaces(said, masked):
+    masker = CallMasker()
+    shown = [masker.mask(_full_width_spaces(text)) for text in said]
+    assert shown == [_full_width_spaces(m) for m in masked]
 
 
 def test_interim_recognitions_and_repeats_do_not_move_the_state_on():
@@ -450,6 +521,8 @@ HOSTILE_CALLERS = [
     ("sip:０９０１２３４５６７８@pbx", "sip:０９０１２３*****@pbx"),
     ("sip:〇九〇一二三四五六七八@pbx", f"sip:{PHONE}@pbx"),
     ("sip:anon@192.168.100.200:5060", "sip:anon@192.168.100.200:5060"),  # the host stays
+    ("sip:anon@090.1234.5678.example", "sip:anon@***.****.****.example"),
+    ("sip:anon@031.234.56.78", "sip:anon@***.***.**.**"),  # no address: a leading zero
 ]
 
 
