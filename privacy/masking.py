@@ -14,7 +14,8 @@ hiragana readings, の and spaced hyphens between groups) has become plain digit
 * shorter numbers are masked after a number cue (電話番号は, 暗証番号, 口座), as address
   parts (2丁目8番1号, 2-8-1, 101号室) and as birth dates (an old full date, or any date
   near 生年月日/誕生日/生まれ);
-* names are masked after 氏名は/名前は and before と申します/といいます.
+* names are masked after 氏名は/名前は/名義は and before と申します/といいます, and after
+  契約者は/世帯主は/父は/夫の and the like where what follows looks like a name.
 
 Masking keeps state per call (``CallMasker``): the start of a number at the end of one
 utterance (「電話番号は090の」) makes the rest of it in the next one (「1234の5678です」)
@@ -102,7 +103,10 @@ _NUMBER_CUES = {
 }
 _BIRTH_CUES = ("生年月日", "せいねんがっぴ", "誕生日", "たんじょうび", "生まれ", "うまれ")
 _BIRTH_CUES += ("産まれ", "出生", "誕生", "生誕")
-_NAME_CUES = ("氏名", "名前", "なまえ", "名義", "フルネーム", "契約者名")
+_NAME_CUES = ("氏名", "名前", "なまえ", "名義", "名義人", "フルネーム", "契約者名")
+# Who a name may follow (契約者は山田花子です, 夫の山田太郎が); far more often a noun
+# does (本人確認書類, 納税者の方, 父の軽トラ): a name after them must look like one.
+_RELATION_CUES = ("契約者", "世帯主", "納税者", "父", "母", "夫", "妻", "本人")
 _CUE_KIND: dict[str, str] = {}
 for _kind, _words in _NUMBER_CUES.items():
     _CUE_KIND.update(dict.fromkeys(_words, _kind))
@@ -111,6 +115,7 @@ for _kind, _words in _NUMBER_CUES.items():
         _CUE_KIND.update(dict.fromkeys((w + "ばんごう" for w in _words), _kind))
 _CUE_KIND.update(dict.fromkeys(_BIRTH_CUES, BIRTH_DATE))
 _CUE_KIND.update(dict.fromkeys(_NAME_CUES, NAME))
+_CUE_KIND.update(dict.fromkeys(_RELATION_CUES, NAME))
 _CUE_KIND["マイナンバーカード"] = MY_NUMBER
 _CUE_KIND["個人番号カード"] = MY_NUMBER
 # A literal alternation (no quantifier): at most one attempt per cue word and position.
@@ -167,20 +172,37 @@ _ADDRESS_RE = re2.compile(
 # -- names -----------------------------------------------------------------------------------
 _STRONG_END = r"(?:です|と申|といい|と言い|っていい|って言い|でござ|さん|様)"
 _NAME_END = rf"(?:{_STRONG_END}|、|。|\s|\x00)"
+# A particle after a name (名前は山田太郎で、, 名義は山田花子になっています, 夫の山田太郎が):
+# nouns end the same way, so a name before one must look like a name (``_name_like``).
+_WEAK_END = r"(?:で[、,。\s\x00]|に(?:なり|なっ|なる)|[がをのと])"
+_ANY_NAME_END = rf"(?:{_NAME_END}|{_WEAK_END})"
 # Kanji, also with katakana (山田ハナコ); a kana given name after it (山田はなこ) only
 # before です/と申します (名前は変更できますか is no name).
 _KANJI_NAME = (
     r"[\p{Han}々ヶ][\p{Han}々ヶ\p{Katakana}ー]{0,11}(?:[ 　][\p{Han}々ヶ\p{Katakana}ー]{1,10})?"
 )
-_KATAKANA_NAME = r"[\p{Katakana}ー]{2,12}(?:[ 　][\p{Katakana}ー]{1,10})?"
+_KATAKANA_NAME = r"[\p{Katakana}ー]{2,12}(?:[ 　・][\p{Katakana}ー]{1,10})?"
 _HIRAGANA_NAME = r"[\p{Hiragana}ー]{2,12}?"
 _HIRAGANA_GROUP = 4  # the capture group of a name in hiragana, in both patterns below
+_LATIN_NAME = r"[A-Za-z][A-Za-z'.\-]{0,19}(?: [A-Za-z][A-Za-z'.\-]{0,19}){0,2}"
 # After a name cue (名前は, 氏名：), on a bounded window that ends in \x00 at the text's end.
+# A name in hiragana only before a strong ending: まちがって is no name.
 _NAME_AFTER_CUE_RE = re2.compile(
     rf"^(?:[\s、,:：はがの]|です|{_FILLER})*"
-    rf"(?:({_KANJI_NAME}){_NAME_END}|({_KANJI_NAME}\p{{Hiragana}}{{1,6}}?){_STRONG_END}"
-    rf"|({_KATAKANA_NAME}){_NAME_END}|({_HIRAGANA_NAME}){_NAME_END})"
+    rf"(?:({_KANJI_NAME}){_ANY_NAME_END}|({_KANJI_NAME}\p{{Hiragana}}{{1,6}}?){_STRONG_END}"
+    rf"|({_KATAKANA_NAME}){_ANY_NAME_END}|({_HIRAGANA_NAME}){_NAME_END}"
+    rf"|({_LATIN_NAME}){_ANY_NAME_END})"
 )
+_STRONG_AFTER_NAME_RE = re2.compile(rf"^{_NAME_END}")
+# Kanji of the words that follow 父の, 本人の, 名前は ... が in a tax office's calls
+# (課税証明書, 住民税, 扶養, 確認書類) and hardly ever stand in a name.
+_NOT_NAME_KANJI = frozenset(
+    "税得控除額扶養給与収証届続課更確認申告険料費務業等類書請求済納支払滞延還減免象者割"
+    "制度査評価算計録籍票婚死亡産贈営職勤障害齢院病気件車軽物様期限通状況容用漢字表記"
+    "変住所民県府区役署庁局省室窓係員会社協組校店号番資固"
+)
+_NOT_NAME_LAST = frozenset("者員書所料証額日月年度課係制的業費職用")
+_NOT_NAME_WORDS = ("代理", "管理", "後見", "主人", "家族", "親族", "本人", "家内")
 _INTRO = r"(?:と申し|といいます|と言います|っていいます|って言います)"
 _NAME_INTRO_RE = re2.compile(
     rf"(?:私|わたし|わたくし|僕|ぼく)?(?:は|、)?"
@@ -478,6 +500,8 @@ def _cue_at_end(t: str, cues: list[tuple[int, int, str]]) -> str | None:
     start, end, kind = cues[-1]
     if end == 0 and start == 0 and t.strip():
         return None  # a carried cue that this utterance did not answer
+    if t[start:end] in _RELATION_CUES:
+        return None  # 「父は」: a name may follow, or anything else
     return kind if _AFTER_CUE_RE.match(t[end:]) else None
 
 
@@ -519,15 +543,20 @@ def _old_year(date: str, cutoff: int) -> bool:
 
 def _names(t: str, cues: list[tuple[int, int, str]]) -> list[_Span]:
     spans = []
-    for _, end, kind in cues:
+    for start, end, kind in cues:
         if kind != NAME:
             continue
         window = t[end : end + 40]
         m = _NAME_AFTER_CUE_RE.match(window + ("\x00" if end + 40 >= len(t) else ""))
         if m is not None:
-            group = next(g for g in (1, 2, 3, 4) if m.group(g) is not None)
-            if group == _HIRAGANA_GROUP and m.group(group).startswith(_NAME_PREFIXES):
+            group = next(g for g in (1, 2, 3, 4, 5) if m.group(g) is not None)
+            name = m.group(group)
+            if group == _HIRAGANA_GROUP and name.startswith(_NAME_PREFIXES):
                 continue  # 名前は、えっと、［氏名］: a filler, not a name
+            strong = _STRONG_AFTER_NAME_RE.match(window[m.end(group) :] + "\x00") is not None
+            relation = t[start:end] in _RELATION_CUES
+            if (relation or not strong) and not _name_like(name, relation):
+                continue  # 本人確認書類を, 名前の漢字が, 父の軽トラを
             spans.append(_Span(end + m.start(group), end + m.end(group), NAME, 4))
     if "申" in t or "いいます" in t or "言います" in t:
         for m in _NAME_INTRO_RE.finditer(t):
@@ -544,6 +573,26 @@ def _names(t: str, cues: list[tuple[int, int, str]]) -> list[_Span]:
             if m.group(1)[-1] not in _NOT_NAME_END:
                 spans.append(_Span(m.start(1), m.end(1), NAME, 4))
     return spans
+
+
+def _name_like(name: str, relation: bool) -> bool:
+    """Whether words found where a name may stand look like a person's name rather than
+    a noun: in Latin letters, or written with a space or ・ between its parts, or at
+    least three kanji (山田太郎) of which none belongs to tax office words. Katakana
+    alone (フリガナ, トラック) passes only after a name cue such as 名前は."""
+    if name[0].isascii():
+        return True
+    if any(ch in _NOT_NAME_KANJI for ch in name) or name[-1] in _NOT_NAME_LAST:
+        return False
+    if any(word in name for word in _NOT_NAME_WORDS):
+        return False  # 母の代理人
+    if relation and any("ぁ" <= ch <= "ゖ" for ch in name):
+        return False  # 父が無くなったんです
+    if " " in name or "・" in name or "\u3000" in name:
+        return True
+    if _PLACE_CHARS.match(name[0]) and not ("ァ" <= name[0] <= "ヺ"):
+        return len(name) >= 3  # kanji first: 山田太郎, 山田ハナコ
+    return not relation and len(name) >= 3
 
 
 def _strip_name_prefix(t: str, start: int, end: int) -> int:
