@@ -63,6 +63,17 @@ UNITS = {
     "long_pause_digits": "1、えーっと、あのー、えっと、",
     "weak_kana_between_digits": "1ゴ",
     "weak_kana_in_a_chain": "1、ゴ、",
+    "fullwidth_spaces": "1\u3000",
+    "invisible_between_digits": "1\u00ad\u200e",
+    "combining_marks": "1\u0301",
+    "odd_separators": "1~2_3*4=5+6[7]「8」",
+    "to_between_groups": "12と",
+    "confirmed_groups": "090です。",
+    "confirmed_fillers": "12、はい、",
+    "kana_go_between_digits": "いちごう",
+    "relation_cues": "父の山田",
+    "name_particles": "名前は山田で、",
+    "latin_names": "名前はJohn ",
 }
 MIXED_POOL = (
     "0123456789０１２３４５６７８９〇一二三四五六七八九十百千万の-ー 、"
