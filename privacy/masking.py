@@ -710,8 +710,9 @@ def _star_digits(text: str) -> str:
 
 
 _HOST_NUMBER_RE = re.compile(r"\d[\d\-.]*")
+# An IPv4 address as hosts write it: no leading zeros, and no 0 first (0.90.123.45).
 _IPV4_RE = re.compile(
-    r"(?:25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)(?:\.(?:25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)){3}"
+    r"(?:25[0-5]|2[0-4]\d|1\d\d|[1-9]\d?)(?:\.(?:25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)){3}"
 )
 
 

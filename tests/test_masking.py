@@ -561,6 +561,8 @@ HOSTILE_CALLERS = [
     ("sip:anon@192.168.100.200:5060", "sip:anon@192.168.100.200:5060"),  # the host stays
     ("sip:anon@090.1234.5678.example", "sip:anon@***.****.****.example"),
     ("sip:anon@031.234.56.78", "sip:anon@***.***.**.**"),  # no address: a leading zero
+    ("sip:anon@0.90.123.45", "sip:anon@*.**.***.**"),  # no host: 0 first
+    ("sip:anon@10.0.0.1", "sip:anon@10.0.0.1"),
 ]
 
 
