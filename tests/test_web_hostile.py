@@ -12,6 +12,7 @@ import asyncio
 import contextlib
 import csv
 import io
+import itertools
 import random
 import re
 import socket
@@ -826,3 +827,80 @@ def test_connections_beyond_the_limit_get_503(tmp_path):
                 break
             threading.Event().wait(0.1)
         assert status == 200
+
+
+# --- live event streams: ended with their login, and few per user --------------------------
+
+
+@contextlib.contextmanager
+def _event_stream(url: str, headers: dict[str, str]):
+    """An open SSE response (read timeout 10 s: a stream that should end but does not fails)."""
+    with (
+        httpx.Client(timeout=httpx.Timeout(10.0, connect=10.0)) as client,
+        client.stream("GET", url + "/api/monitor/events", headers=headers) as response,
+    ):
+        yield response
+
+
+@pytest.mark.parametrize("how", ["deactivated", "logged_out"])
+def test_an_open_stream_ends_with_its_login(tmp_path, monkeypatch, how):
+    monkeypatch.setattr("dashboards.routes.monitor.HEARTBEAT_S", 0.2)
+    with running_app(tmp_path) as app:
+        db = app.services.db
+        username, password = USERS["viewer"]
+        token, _ = create_session(db, authenticate(db, username, password), hours=1)
+        headers = {"Cookie": f"{SESSION_COOKIE}={token}"}
+        with _event_stream(app.url, headers) as response:
+            assert response.status_code == 200
+            chunks = response.iter_raw()
+            assert b"snapshot" in next(chunks) + next(chunks)
+            assert next(chunks).startswith(b": keep-alive")  # still allowed: heartbeats flow
+            if how == "deactivated":
+                accounts.update_user(db, username, active=False)
+            else:
+                accounts.end_session(db, token)
+            rest = list(itertools.islice(chunks, 50))  # an endless stream: 50 heartbeats
+        assert len(rest) <= 1, rest
+
+
+def test_an_open_stream_ends_when_its_session_expires(tmp_path, monkeypatch):
+    monkeypatch.setattr("dashboards.routes.monitor.HEARTBEAT_S", 0.2)
+    with running_app(tmp_path) as app:
+        db = app.services.db
+        user = authenticate(db, *USERS["viewer"])
+        token, _ = create_session(db, user, hours=1.5 / 3600)  # 1.5 seconds
+        with _event_stream(app.url, {"Cookie": f"{SESSION_COOKIE}={token}"}) as response:
+            assert response.status_code == 200
+            assert len(list(itertools.islice(response.iter_raw(), 100))) < 100  # it ended
+        assert accounts.lookup_session(db, token) is None
+
+
+def test_streams_are_capped_per_user_and_in_all_and_healthz_stays_up(tmp_path, monkeypatch):
+    monkeypatch.setattr("dashboards.routes.monitor.HEARTBEAT_S", 0.2)
+    web = WebSettings(max_connections=10)  # streams: at most 5 in all
+    services = make_services(tmp_path)
+    services.settings.web = web
+    with running_app(tmp_path, services, web=web) as app, contextlib.ExitStack() as stack:
+        viewer = _session(app, "viewer")
+        opened = [stack.enter_context(_event_stream(app.url, viewer)) for _ in range(3)]
+        assert [r.status_code for r in opened] == [200, 200, 200]
+        with _event_stream(app.url, viewer) as fourth:
+            assert fourth.status_code == 429
+            assert "ライブ画面" in fourth.read().decode()
+        for role in ("operator", "admin"):
+            other = stack.enter_context(_event_stream(app.url, _session(app, role)))
+            assert other.status_code == 200
+        with _event_stream(app.url, _session(app, "staff")) as over_all:
+            assert over_all.status_code == 429
+        with httpx.Client(timeout=10) as client:
+            assert client.get(app.url + "/healthz").status_code == 200
+            assert client.get(app.url + "/login").status_code == 200
+        opened[0].close()  # a stream given up frees its place
+        statuses = []
+        for _ in range(50):
+            with _event_stream(app.url, viewer) as again:
+                statuses.append(again.status_code)
+            if statuses[-1] == 200:
+                break
+            threading.Event().wait(0.1)
+        assert statuses[-1] == 200, statuses

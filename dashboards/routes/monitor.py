@@ -23,6 +23,7 @@ from fastapi.responses import HTMLResponse, Response, StreamingResponse
 from dashboards.accounts import User
 from dashboards.app import render
 from dashboards.event_bus import GAP
+from dashboards.live_streams import live_stream
 from dashboards.security import require_role
 from dashboards.services import Services, get_services
 from dashboards.sse import sse
@@ -147,11 +148,7 @@ async def monitor_events(
     """Live call events (masked) as Server-Sent Events: ``snapshot`` first, then ``call``."""
     if services.bus is None:
         raise HTTPException(status_code=503, detail="ライブモニターは現在ご利用いただけません。")
-    return StreamingResponse(
-        event_stream(request, services),
-        media_type="text/event-stream",
-        headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
-    )
+    return live_stream(request, user, event_stream(request, services), MONITOR_ROLES)
 
 
 @router.get("/api/monitor/calls")

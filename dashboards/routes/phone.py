@@ -25,6 +25,7 @@ from pydantic import BaseModel, Field
 
 from dashboards.accounts import User
 from dashboards.app import render
+from dashboards.live_streams import live_stream
 from dashboards.security import require_role
 from dashboards.services import Services, get_services
 from dashboards.sse import sse
@@ -229,8 +230,6 @@ async def phone_events(
     own_call(request, call_id, user)
     if services.bus is None:
         raise HTTPException(status_code=503, detail="通話の表示は現在ご利用いただけません。")
-    return StreamingResponse(
-        call_event_stream(request, services.bus, call_id),
-        media_type="text/event-stream",
-        headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
+    return live_stream(
+        request, user, call_event_stream(request, services.bus, call_id), PHONE_ROLES
     )

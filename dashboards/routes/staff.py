@@ -22,6 +22,7 @@ from pydantic import BaseModel, Field
 
 from dashboards.accounts import User
 from dashboards.app import render
+from dashboards.live_streams import live_stream
 from dashboards.security import require_role
 from dashboards.services import Services, get_services
 from dashboards.sse import sse
@@ -122,11 +123,7 @@ async def staff_events(request: Request, user: StaffUser, services: ServicesDep)
     """``snapshot`` (the call list), then ``console`` events: staff_ringing, staff_connected,
     staff_ended, staff_missed, staff_abandoned."""
     console = console_of(services)
-    return StreamingResponse(
-        console_stream(request, console),
-        media_type="text/event-stream",
-        headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
-    )
+    return live_stream(request, user, console_stream(request, console), STAFF_ROLES)
 
 
 @router.post("/api/staff/calls/{call_id}/answer", response_model=StaffAnswer)
