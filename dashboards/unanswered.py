@@ -18,6 +18,7 @@ to add the wording as an example question, or to create a new entry.
 from __future__ import annotations
 
 import datetime as dt
+import threading
 from collections import Counter, defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -245,23 +246,48 @@ def similarity(a: str, b: str) -> float:
 
 
 # -- grouping ------------------------------------------------------------------------------
+# Grouping compares every wording with every group: quadratic. A year of calls could hold
+# tens of thousands of distinct wordings, so only the most frequent are grouped (the page
+# says how many were left out), and one grouping runs at a time.
+MAX_WORDINGS = 2000
+MAX_REPRESENTATIVE_CANDIDATES = 50
+_one_grouping_at_a_time = threading.Lock()
+
+
+class UnansweredGroups(list[UnansweredGroup]):
+    """The groups, most utterances first, and what was too rare to be grouped."""
+
+    def __init__(
+        self,
+        groups: Iterable[UnansweredGroup] = (),
+        wordings_left_out: int = 0,
+        utterances_left_out: int = 0,
+    ):
+        super().__init__(groups)
+        self.wordings_left_out = wordings_left_out
+        self.utterances_left_out = utterances_left_out
+
+
 def group_utterances(
     utterances: Sequence[UnansweredUtterance],
     threshold: float = DEFAULT_THRESHOLD,
     max_examples: int = 5,
     max_candidates: int = 3,
     compare_members: int = 12,
-) -> list[UnansweredGroup]:
+    max_wordings: int = MAX_WORDINGS,
+) -> UnansweredGroups:
     """Greedy average-link grouping; groups with most utterances first.
 
-    Distinct wordings are taken most frequent first; each joins the group whose members
-    (up to ``compare_members`` of them) it resembles most on average, if that is at least
+    Distinct wordings are taken most frequent first (at most ``max_wordings``; the rest
+    are counted as left out); each joins the group whose members (up to
+    ``compare_members`` of them) it resembles most on average, if that is at least
     ``threshold``, else starts a group. Deterministic for the same input.
     """
     by_text: dict[str, list[UnansweredUtterance]] = defaultdict(list)
     for u in utterances:
         by_text[features(u.text).normalized].append(u)
-    wordings = sorted(by_text, key=lambda t: (-len(by_text[t]), t))
+    ranked = sorted(by_text, key=lambda t: (-len(by_text[t]), t))
+    wordings, left_out = ranked[:max_wordings], ranked[max_wordings:]
     clusters: list[list[str]] = []
     for wording in wordings:
         best, best_score = None, threshold
@@ -276,7 +302,7 @@ def group_utterances(
             best.append(wording)
     groups = [_group(c, by_text, max_examples, max_candidates) for c in clusters]
     groups.sort(key=lambda g: (-g.count, -g.last_at.timestamp(), g.representative))
-    return groups
+    return UnansweredGroups(groups, len(left_out), sum(len(by_text[t]) for t in left_out))
 
 
 def _group(
@@ -286,15 +312,16 @@ def _group(
     max_candidates: int,
 ) -> UnansweredGroup:
     members = [u for w in wordings for u in by_text[w]]
-    # The representative: the wording most like the others (weighted by how often said).
-    if len(wordings) == 1:
-        rep = wordings[0]
+    # The representative: the wording most like the others (weighted by how often said),
+    # among the group's most frequent wordings (they come most frequent first).
+    common = wordings[:MAX_REPRESENTATIVE_CANDIDATES]
+    if len(common) == 1:
+        rep = common[0]
     else:
         rep = max(
-            wordings,
+            common,
             key=lambda w: (
-                sum(len(by_text[o]) * similarity(w, o) for o in wordings if o != w)
-                + len(by_text[w])
+                sum(len(by_text[o]) * similarity(w, o) for o in common if o != w) + len(by_text[w])
             ),
         )
     rep_text = Counter(u.text for u in by_text[rep]).most_common(1)[0][0]
@@ -360,8 +387,11 @@ def unanswered_groups(
     include_transferred: bool = True,
     threshold: float = DEFAULT_THRESHOLD,
     site: str | None = None,
-) -> list[UnansweredGroup]:
-    """Unanswered utterances of the period, grouped (see ``group_utterances``)."""
+) -> UnansweredGroups:
+    """Unanswered utterances of the period, grouped (see ``group_utterances``).
+
+    One grouping at a time: requests for several periods wait rather than share the CPU
+    that also serves the calls."""
     utterances = unanswered_utterances(
         db,
         start,
@@ -370,4 +400,5 @@ def unanswered_groups(
         include_transferred=include_transferred,
         site=site,
     )
-    return group_utterances(utterances, threshold)
+    with _one_grouping_at_a_time:
+        return group_utterances(utterances, threshold)

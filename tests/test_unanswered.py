@@ -193,3 +193,42 @@ def test_grouping_without_a_database_is_deterministic():
     second = group_utterances(list(reversed(items)))
     assert [g.representative for g in first] == [g.representative for g in second]
     assert [g.count for g in first] == [4, 2, 1]
+
+
+def _many_wordings(n: int) -> list:
+    from dashboards.unanswered import UnansweredUtterance
+
+    now = dt.datetime(2026, 11, 5, tzinfo=dt.UTC)
+    texts = [f"問い合わせ番号{i}について" for i in range(n)]
+    texts += texts[:10]  # the first ten said twice: the most frequent
+    return [
+        UnansweredUtterance(i, f"c{i}", now, t, "low_confidence", "reprompt", 0.1, None, [])
+        for i, t in enumerate(texts)
+    ]
+
+
+@pytest.mark.parametrize("alike", [0.0, 1.0])
+def test_grouping_a_large_period_is_bounded(monkeypatch, alike):
+    """3,000 wordings: the 2,000 most frequent are grouped, the rest counted as left out;
+    a group of 2,000 wordings picks its representative among its 50 most frequent."""
+    import dashboards.unanswered as unanswered
+
+    comparisons = 0
+
+    def counted(a: str, b: str) -> float:
+        nonlocal comparisons
+        comparisons += 1
+        return alike
+
+    monkeypatch.setattr(unanswered, "similarity", counted)
+    groups = group_utterances(_many_wordings(3000))
+    kept, representative_candidates = 2000, 50
+    if alike:  # one group: each wording against up to 12 members, then the representative
+        assert comparisons <= kept * 12 + representative_candidates**2
+        assert len(groups) == 1
+    else:  # all apart: each wording against every group so far
+        assert comparisons <= kept * (kept - 1) // 2
+        assert len(groups) == kept
+    assert groups.wordings_left_out == 3000 - kept
+    assert sum(g.count for g in groups) + groups.utterances_left_out == 3010
+    assert {"問い合わせ番号0について"} <= {g.representative for g in groups}

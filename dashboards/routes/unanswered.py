@@ -33,7 +33,12 @@ from dashboards.reports import TOKYO
 from dashboards.routes.reports import Period, PeriodError, parse_period
 from dashboards.security import require_role
 from dashboards.services import Services, get_services
-from dashboards.unanswered import UnansweredGroup, mark_reviewed, unanswered_groups
+from dashboards.unanswered import (
+    MAX_WORDINGS,
+    UnansweredGroup,
+    mark_reviewed,
+    unanswered_groups,
+)
 
 log = logging.getLogger(__name__)
 router = APIRouter()
@@ -308,6 +313,9 @@ async def render_page(
         "include_transferred": filters.transferred,
         "groups": [group_view(g, draft.titles) for g in groups],
         "total": sum(g.count for g in groups),
+        "utterances_left_out": groups.utterances_left_out,
+        "wordings_left_out": groups.wordings_left_out,
+        "max_wordings": MAX_WORDINGS,
         "entries": sorted(
             ({"id": k, "title": v} for k, v in draft.titles.items()), key=lambda e: e["title"]
         ),
@@ -504,5 +512,7 @@ async def unanswered_api(
             "to": period.end.isoformat(),
             "caption": period.caption,
             "groups": [group_json(g, draft.titles) for g in groups],
+            "wordings_left_out": groups.wordings_left_out,
+            "utterances_left_out": groups.utterances_left_out,
         }
     )
