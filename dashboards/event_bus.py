@@ -211,6 +211,7 @@ class EventBus:
         transcript_limit: int = 500,
         remember_calls: int = 10_000,
         stale_after_s: float = 4 * 3600.0,
+        max_active_calls: int = 1000,
     ):
         if queue_size < 1:
             raise ValueError("queue_size must be at least 1")
@@ -218,6 +219,7 @@ class EventBus:
         self.transcript_limit = transcript_limit
         self.remember_calls = remember_calls
         self.stale_after_s = stale_after_s
+        self.max_active_calls = max_active_calls
         self._lock = threading.Lock()
         self._subscribers: list[_Subscriber] = []
         self._active: dict[str, _ActiveCall] = {}
@@ -287,6 +289,10 @@ class EventBus:
             return
         call = self._active.get(call_id)
         if call is None:
+            if len(self._active) >= self.max_active_calls:
+                # Far more calls than lines: ones whose end was lost; the quietest goes.
+                quietest = min(self._active.values(), key=lambda c: c.last_seen)
+                del self._active[quietest.call_id]
             call = self._active[call_id] = _ActiveCall(call_id)
         call.last_seen = time.monotonic()
         call.last_seq = max(call.last_seq, data["seq"])

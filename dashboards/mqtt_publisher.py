@@ -30,6 +30,7 @@ import aiomqtt
 from dashboards.config import MqttSettings
 from dashboards.event_bus import CallSequence, EventBus, numbered
 from dashboards.outbox import DEFAULT_MAX_MESSAGES, Outbox, OutboxError, OutboxFull
+from privacy.masking import MAX_TEXT_CHARS, mask_caller, mask_text, mask_value
 from voicebot.events import SCHEMA_VERSION, CallEvent
 
 log = logging.getLogger(__name__)
@@ -356,12 +357,14 @@ class MqttSubscriber:
         """One received message → the bus; a payload that is not a call event is logged
         and skipped (a bad message must not stop the stream)."""
         try:
-            if isinstance(payload, (bytes, bytearray)):
-                payload = payload.decode("utf-8")
-            data = json.loads(payload)
-            if not isinstance(data, dict) or not data.get("call_id") or not data.get("event"):
-                raise ValueError("not a call event (needs call_id and event)")
-        except (ValueError, UnicodeDecodeError) as exc:
+            if isinstance(payload, str):
+                payload = payload.encode("utf-8")
+            if not isinstance(payload, (bytes, bytearray)):
+                raise ValueError("not a text payload")
+            if len(payload) > MAX_RECEIVED_BYTES:
+                raise ValueError(f"{len(payload)} bytes (limit {MAX_RECEIVED_BYTES})")
+            data = received_event(json.loads(payload.decode("utf-8")))
+        except (ValueError, UnicodeDecodeError, RecursionError) as exc:
             self.rejected += 1
             log.warning("MQTT %s: ignored payload: %s", topic, exc)
             return False
@@ -376,6 +379,55 @@ class MqttSubscriber:
         self.received += 1
         self.bus.publish_dict(data)
         return True
+
+
+MAX_RECEIVED_BYTES = 64 * 1024  # a call event is a few hundred bytes; a handover a few KiB
+MAX_ID_CHARS = 128
+_NUMBERS = ("t_ms", "wall_time", "score", "duration_ms", "processing_ms", "latency_ms")
+
+
+def _bounded(value: Any) -> Any:
+    """Every string in ``value`` cut to MAX_TEXT_CHARS."""
+    if isinstance(value, str):
+        return value[:MAX_TEXT_CHARS]
+    if isinstance(value, dict):
+        return {str(k)[:MAX_ID_CHARS]: _bounded(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_bounded(v) for v in value]
+    return value
+
+
+def received_event(data: Any) -> dict[str, Any]:
+    """A call event from the broker, checked and masked again before the bus shows it.
+
+    The broker is a separate service that anyone with its password can publish to: its
+    messages are not trusted to be well formed, bounded or masked. Raises ValueError.
+    """
+    if not isinstance(data, dict):
+        raise ValueError("not a call event (needs call_id and event)")
+    call_id, event = data.get("call_id"), data.get("event")
+    for name, value in (("call_id", call_id), ("event", event)):
+        if not isinstance(value, str) or not value or len(value) > MAX_ID_CHARS:
+            raise ValueError(f"not a call event ({name} must be a short text)")
+    for name in _NUMBERS:
+        value = data.get(name)
+        if value is not None and (isinstance(value, bool) or not isinstance(value, int | float)):
+            raise ValueError(f"{name} must be a number")
+    seq = data.get("seq")
+    if seq is not None and (isinstance(seq, bool) or not isinstance(seq, int) or seq < 0):
+        raise ValueError("seq must be a whole number")
+    clean = _bounded(data)
+    if isinstance(clean.get("caller"), str):
+        clean["caller"] = mask_caller(clean["caller"])
+    for name in ("text", "error"):
+        if isinstance(clean.get(name), str) and not (
+            name == "text" and event == "bot_speech_started"  # the FAQ's words: not the caller's
+        ):
+            clean[name] = mask_text(clean[name])
+    for name in ("summary", "candidates"):
+        if name in clean:
+            clean[name] = mask_value(clean[name], name)
+    return clean
 
 
 def _on_loop(loop: asyncio.AbstractEventLoop) -> bool:

@@ -327,3 +327,55 @@ async def test_an_unusable_outbox_disables_mqtt_but_not_the_live_view(broker, tm
     pipeline.emit(CallStarted(call_id="still-shown", t_ms=0.0, transport="test"))
     assert (await viewer.__anext__())["call_id"] == "still-shown"
     await pipeline.stop()
+
+
+def _received(bus: EventBus, payload: Any) -> bool:
+    settings = MqttSettings(host="127.0.0.1", prefix="vb", site="test-site")
+    return MqttSubscriber(settings, bus).handle("vb/test-site/calls/remote/x", payload)
+
+
+def test_subscriber_does_not_trust_the_broker():
+    """Another publisher on the broker: oversized, malformed, unmasked or endless input."""
+    from privacy.masking import MAX_TEXT_CHARS
+
+    bus = EventBus()
+    started = CallStarted(call_id="remote", t_ms=0.0, transport="sip").to_dict()
+    big = started | {"caller": "x" * (70 * 1024)}
+    assert not _received(bus, json.dumps(big).encode())  # over 64 KiB: not even parsed
+    for bad in (
+        started | {"call_id": ["remote"]},
+        started | {"call_id": "c" * 1000},
+        started | {"t_ms": "soon"},
+        started | {"seq": -1},
+    ):
+        assert not _received(bus, json.dumps(bad)), bad
+    assert not _received(bus, "[" * 60_000 + "]" * 60_000)  # nesting deeper than Python's
+    assert bus.active_calls() == []
+
+    caller = started | {"caller": "sip:09012345678@pbx.example"}
+    assert _received(bus, json.dumps(caller))
+    heard = {
+        "event": "recognized",
+        "call_id": "remote",
+        "t_ms": 5.0,
+        "final": True,
+        "text": "電話番号は09012345678です" + "あ" * 5000,
+    }
+    viewer_events: list[dict[str, Any]] = []
+    original = bus.publish_dict
+
+    def seen(data: dict[str, Any]) -> bool:
+        viewer_events.append(data)
+        return original(data)
+
+    bus.publish_dict = seen  # type: ignore[method-assign]
+    assert _received(bus, json.dumps(heard))
+    text = viewer_events[-1]["text"]
+    assert "09012345678" not in text and "5678" not in text
+    assert len(text) <= MAX_TEXT_CHARS + 20
+    call = bus.active_calls()[0]
+    assert "09012345678" not in (call["caller"] or "")
+
+    for i in range(1500):  # calls whose end never comes
+        assert _received(bus, json.dumps(started | {"call_id": f"ghost-{i}"}))
+    assert len(bus.active_calls()) == 1000
