@@ -42,6 +42,9 @@ class WebSettings(BaseModel):
     header_timeout_s: float = Field(
         10.0, gt=0, description="time a client has to send a request's line and headers; 408"
     )
+    max_test_phone_calls: int = Field(
+        2, ge=1, description="test-phone (WebRTC) calls at once, all users (one per user); 429"
+    )
     trusted_proxies: list[str] = Field(
         default_factory=list,
         description=(

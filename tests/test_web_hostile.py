@@ -904,3 +904,62 @@ def test_streams_are_capped_per_user_and_in_all_and_healthz_stays_up(tmp_path, m
                 break
             threading.Event().wait(0.1)
         assert statuses[-1] == 200, statuses
+
+
+# --- test phone: few calls at once ----------------------------------------------------------
+
+
+class _WaitingSwitchboard:
+    """Takes calls and keeps them until cancelled: the web app's limits are under test."""
+
+    accepting = True
+
+    def __init__(self) -> None:
+        self.calls = 0
+
+    def new_call_id(self) -> str:
+        self.calls += 1
+        return f"test-phone-{self.calls}"
+
+    async def handle(self, transport, caller: str, call_id: str) -> None:
+        await asyncio.Event().wait()
+
+
+def _browser_offer() -> str:
+    from webrtc_client import BrowserLikePeer
+
+    async def offer() -> str:
+        peer = BrowserLikePeer()
+        await peer.pc.setLocalDescription(await peer.pc.createOffer())
+        sdp = peer.pc.localDescription.sdp
+        await peer.close()
+        return sdp
+
+    return asyncio.run(offer())
+
+
+def test_test_phone_calls_are_capped_per_user_and_in_all(tmp_path):
+    services = make_services(tmp_path, switchboard=_WaitingSwitchboard())
+    create_user(services.db, "second-operator", "operator", PASSWORD)
+    sdp = _browser_offer()
+    with TestClient(create_app(services)) as client:
+        app = client.app
+
+        def offer(username: str, password: str):
+            token, info = create_session(
+                services.db, authenticate(services.db, username, password), hours=1
+            )
+            headers = {"Cookie": f"{SESSION_COOKIE}={token}", "X-CSRF-Token": info.csrf_token}
+            client.cookies.clear()
+            return client.post("/api/phone/offer", json={"sdp": sdp}, headers=headers)
+
+        first = offer(*USERS["operator"])
+        assert first.status_code == 200, first.text
+        again = offer(*USERS["operator"])
+        assert again.status_code == 429 and "1人1通話" in again.json()["detail"]
+        assert offer(*USERS["admin"]).status_code == 200
+        third = offer("second-operator", PASSWORD)  # two calls already: the default cap
+        assert third.status_code == 429 and "上限" in third.json()["detail"]
+        assert len(app.state.phone_calls) == 2
+        for call in list(app.state.phone_calls.values()):
+            asyncio.run_coroutine_threadsafe(call.transport.hangup(), call.task.get_loop())

@@ -38,6 +38,11 @@ PhoneUser = Annotated[User, Depends(require_role(*PHONE_ROLES))]
 ServicesDep = Annotated[Services, Depends(get_services)]
 HEARTBEAT_S = 10.0
 MAX_SDP_CHARS = 100_000
+CALLS_PER_USER = 1
+ONE_CALL_MESSAGE = "テスト電話は1人1通話までです。いまの通話を切ってから、もう一度おかけください。"
+BUSY_MESSAGE = (
+    "テスト電話の同時通話数が上限に達しています。しばらくしてから、もう一度おかけください。"
+)
 
 
 class PhoneOffer(BaseModel):
@@ -59,7 +64,7 @@ class PhoneCall:
 
     call_id: str
     owner: str
-    transport: Any  # telephony.webrtc.WebRtcTransport
+    transport: Any  # telephony.webrtc.WebRtcTransport; None while the offer is answered
     task: asyncio.Task[Any] | None = None
 
 
@@ -84,7 +89,9 @@ def phone_calls(request: Request) -> dict[str, PhoneCall]:
 
 def own_call(request: Request, call_id: str, user: User) -> PhoneCall:
     call = phone_calls(request).get(call_id)
-    if call is None or (call.owner != user.username and user.role != "admin"):
+    if call is None or call.transport is None:
+        raise HTTPException(status_code=404, detail="この通話は見つかりません。")
+    if call.owner != user.username and user.role != "admin":
         raise HTTPException(status_code=404, detail="この通話は見つかりません。")
     return call
 
@@ -137,7 +144,15 @@ async def phone_offer(
         raise HTTPException(status_code=503, detail="ボットが起動していないため、発信できません。")
     if not switchboard.accepting:
         raise HTTPException(status_code=503, detail="サービスを停止中のため、発信できません。")
+    calls = phone_calls(request)
+    # Each call holds media ports, an ASR/TTS turn and a switchboard line: counted before
+    # the offer is answered, so that offers sent at once cannot all pass the check.
+    if sum(c.owner == user.username for c in calls.values()) >= CALLS_PER_USER:
+        raise HTTPException(status_code=429, detail=ONE_CALL_MESSAGE)
+    if len(calls) >= services.settings.web.max_test_phone_calls:
+        raise HTTPException(status_code=429, detail=BUSY_MESSAGE)
     call_id = switchboard.new_call_id()
+    call = calls[call_id] = PhoneCall(call_id, user.username, None)
     try:
         transport, answer = await WebRtcTransport.answer(
             offer.sdp,
@@ -147,12 +162,14 @@ async def phone_offer(
             staff_console=services.staff_console,
         )
     except SignallingError as exc:
+        calls.pop(call_id, None)
         raise HTTPException(
             status_code=400, detail=f"接続情報（SDP）が正しくありません: {exc}"
         ) from None
-    calls = phone_calls(request)
-    call = PhoneCall(call_id, user.username, transport)
-    calls[call_id] = call
+    except BaseException:
+        calls.pop(call_id, None)
+        raise
+    call.transport = transport
     transport.on_end(lambda _t: calls.pop(call_id, None))
     call.task = asyncio.create_task(
         _run_call(services, call, f"browser:{user.username}"), name=f"phone-{call_id}"
