@@ -239,3 +239,17 @@ def test_anonymous_page_redirects_to_login_with_next(client):
 )
 def test_next_url_stays_local(given, expected):
     assert safe_next(given) == expected
+
+
+def test_failed_login_with_no_such_account_keeps_the_typed_name_out_of_the_audit_log(
+    client, services
+):
+    """Users type their password into the user name field by mistake."""
+    page = client.get("/login", headers={"accept": "text/html"})
+    typed = "Viewer-pass-1234-typed-in-the-wrong-box"
+    form = {"username": typed, "password": "x", "csrf_token": form_token(page.text)}
+    assert client.post("/login", data=form, follow_redirects=False).status_code == 401
+    assert login(client, "viewer", password="nope-nope").status_code == 401
+    rows, _ = audit.query(services.db, action="login_failed", limit=10)
+    assert [r["username"] for r in rows] == ["test-viewer", "不明なユーザー"]
+    assert typed not in repr(rows)

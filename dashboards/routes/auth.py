@@ -20,6 +20,7 @@ from dashboards.accounts import (
     create_session,
     create_user,
     end_session,
+    get_user,
     list_users,
     update_user,
 )
@@ -38,6 +39,7 @@ from dashboards.security import (
 from dashboards.services import Services, get_services
 
 router = APIRouter()
+UNKNOWN_USER = "不明なユーザー"  # the audit log's name for a login with no such account
 
 RoleName = Literal["admin", "operator", "staff", "viewer"]
 UsernamePath = Annotated[str, Path(min_length=1, max_length=64)]
@@ -123,10 +125,14 @@ async def login_submit(
         return _login_page(request, services, target, str(exc), username, 429)
     except LoginError as exc:
         gate.record_failure(source)
+        # People type passwords into the user name field: a name no account has is kept
+        # out of the audit log.
+        typed = username.strip()[:64]
+        known = await run_in_threadpool(get_user, db, typed) if typed else None
         await run_in_threadpool(
             audit.record,
             db,
-            username.strip()[:64] or "-",
+            known.username if known is not None else UNKNOWN_USER,
             "login_failed",
             summary="アカウントロック中" if exc.locked else "ユーザー名またはパスワードの誤り",
             client=_client(request),
