@@ -14,6 +14,7 @@ from __future__ import annotations
 import datetime as dt
 import importlib
 import logging
+import os
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -179,13 +180,30 @@ def _mount_swagger_assets(app: FastAPI) -> None:
     )
 
 
+INITIAL_ADMIN_PASSWORD_FILE = "initial-admin-password.txt"
+
+
+def write_private_file(path: Path, text: str) -> Path:
+    """``text`` in ``path``, readable and writable by this user only (0600 from creation)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.unlink(missing_ok=True)  # a file left by someone else keeps its own mode
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as f:
+        f.write(text)
+    return path
+
+
 def prepare_database(services: Services) -> FaqVersions:
     """Tables, the first admin user and FAQ version 1 (all idempotent)."""
     services.db.create_all()
     generated = ensure_initial_admin(services.db, services.settings.web.initial_admin_password)
     if generated is not None:
-        # Logged once, on the very first start; the admin changes it after logging in.
-        log.warning("created the first web user 'admin' with password: %s", generated)
+        # Logs are collected and kept widely: the password goes to a file only the service
+        # user may read; the admin changes it after logging in (and may delete the file).
+        path = write_private_file(
+            Path(services.settings.data_dir) / INITIAL_ADMIN_PASSWORD_FILE, generated + "\n"
+        )
+        log.warning("created the first web user 'admin'; its password is in %s", path)
     faq_versions = FaqVersions.for_services(services)
     faq_versions.ensure_initial_version()
     return faq_versions

@@ -253,3 +253,24 @@ def test_failed_login_with_no_such_account_keeps_the_typed_name_out_of_the_audit
     rows, _ = audit.query(services.db, action="login_failed", limit=10)
     assert [r["username"] for r in rows] == ["test-viewer", "不明なユーザー"]
     assert typed not in repr(rows)
+
+
+def test_generated_first_admin_password_goes_to_a_private_file_not_the_log(tmp_path, caplog):
+    import stat
+
+    from dashboards.app import prepare_database
+    from dashboards.config import OperationsSettings
+    from dashboards.db import Database
+    from dashboards.services import Services
+
+    data_dir = tmp_path / "data"
+    data_dir.mkdir()
+    db = Database(f"sqlite:///{data_dir / 'web.db'}")
+    fresh = Services(settings=OperationsSettings(data_dir=data_dir), db=db)
+    with caplog.at_level(logging.INFO):
+        prepare_database(fresh)
+    path = data_dir / "initial-admin-password.txt"
+    password = path.read_text(encoding="utf-8").strip()
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    assert authenticate(db, "admin", password).username == "admin"
+    assert password not in caplog.text and str(path) in caplog.text
