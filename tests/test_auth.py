@@ -274,3 +274,36 @@ def test_generated_first_admin_password_goes_to_a_private_file_not_the_log(tmp_p
     assert stat.S_IMODE(path.stat().st_mode) == 0o600
     assert authenticate(db, "admin", password).username == "admin"
     assert password not in caplog.text and str(path) in caplog.text
+
+
+PHISHING = "パスワードの有効期限が切れました。こちらで再設定してください"
+
+
+@pytest.mark.parametrize(
+    ("page", "role", "query"),
+    [
+        ("/users", "admin", {"error": PHISHING}),
+        ("/users", "admin", {"flash": PHISHING}),
+        ("/faq", "operator", {"flash": PHISHING, "kind": "error"}),
+        ("/faq/versions", "operator", {"flash": PHISHING, "sig": "0" * 32}),
+    ],
+)
+def test_pages_show_only_notices_the_app_wrote(client, page, role, query):
+    """A link with any text in ?flash= or ?error= must not print it as an official notice."""
+    assert login(client, role).status_code == 303
+    shown = client.get(page, params=query, headers={"accept": "text/html"})
+    assert shown.status_code == 200
+    assert "パスワードの有効期限" not in shown.text
+
+
+def test_notices_after_a_form_are_still_shown(client):
+    assert login(client, "admin").status_code == 303
+    page = client.get("/users", headers={"accept": "text/html"})
+    form = {
+        "username": "new-viewer",
+        "role": "viewer",
+        "password": "new-viewer-pass-1234",
+        "csrf_token": form_token(page.text),
+    }
+    done = client.post("/users", data=form)
+    assert done.status_code == 200 and "ユーザー「new-viewer」を追加しました。" in done.text

@@ -25,6 +25,7 @@ from dashboards.accounts import (
     update_user,
 )
 from dashboards.app import render
+from dashboards.flash import flash_query, verified_flash
 from dashboards.login_throttle import LoginGate, LoginRefused
 from dashboards.security import (
     SESSION_COOKIE,
@@ -270,8 +271,15 @@ def users_page(
     request: Request,
     _admin: Annotated[User, Depends(require_role("admin"))],
     services: Annotated[Services, Depends(get_services)],
-    flash: str | None = None,
-    error: str | None = None,
+    flash: Annotated[str | None, Query(max_length=500)] = None,
+    kind: Annotated[str | None, Query(max_length=10)] = None,
+) -> HTMLResponse:
+    flash, kind = verified_flash(request, flash, kind)  # only notices this app wrote
+    return _users_page(request, services, flash, kind)
+
+
+def _users_page(
+    request: Request, services: Services, message: str | None, kind: str | None
 ) -> HTMLResponse:
     return render(
         request,
@@ -279,8 +287,8 @@ def users_page(
         {
             "users": list_users(services.db),
             "roles": ROLE_LABELS,
-            "flash": error or flash,
-            "flash_kind": "error" if error else "ok",
+            "flash": message,
+            "flash_kind": "error" if kind == "error" else "ok",
         },
     )
 
@@ -303,8 +311,9 @@ def users_create_form(
         )
         _create_user_audited(services, admin, new, _client(request))
     except AccountError as exc:
-        return users_page(request, admin, services, error=str(exc))
-    return RedirectResponse("/users?flash=" + _q(f"ユーザー「{username}」を追加しました。"), 303)
+        return _users_page(request, services, str(exc), "error")
+    message = f"ユーザー「{username}」を追加しました。"
+    return RedirectResponse("/users?" + flash_query(request, message), 303)
 
 
 @router.post("/users/{username}", include_in_schema=False)
@@ -328,14 +337,9 @@ def users_update_form(
         )
         _update_user_audited(services, admin, username, change, _client(request))
     except AccountError as exc:
-        return users_page(request, admin, services, error=str(exc))
-    return RedirectResponse("/users?flash=" + _q(f"ユーザー「{username}」を更新しました。"), 303)
-
-
-def _q(text: str) -> str:
-    from urllib.parse import quote
-
-    return quote(text, safe="")
+        return _users_page(request, services, str(exc), "error")
+    message = f"ユーザー「{username}」を更新しました。"
+    return RedirectResponse("/users?" + flash_query(request, message), 303)
 
 
 # --- audit log (admins) -------------------------------------------------------------------

@@ -36,6 +36,7 @@ from dashboards.faq_versions import (
     diff_snapshots,
     entry_hash,
 )
+from dashboards.flash import flash_query, verified_flash
 from dashboards.security import require_role
 from dashboards.services import Services, get_services
 from faq.store import Faq, fill_placeholders
@@ -417,9 +418,9 @@ def _wav_bytes(speech: Any) -> bytes:
 # --- pages ---------------------------------------------------------------------------------
 
 
-def _redirect(path: str, message: str, kind: str = "ok") -> RedirectResponse:
+def _redirect(request: Request, path: str, message: str, kind: str = "ok") -> RedirectResponse:
     sep = "&" if "?" in path else "?"
-    return RedirectResponse(f"{path}{sep}flash={quote(message)}&kind={kind}", status_code=303)
+    return RedirectResponse(f"{path}{sep}{flash_query(request, message, kind)}", status_code=303)
 
 
 def _lines(text: str) -> list[str]:
@@ -453,6 +454,7 @@ def faq_list_page(
     kind: Kind = None,
 ) -> HTMLResponse:
     versions = store(request)
+    flash, kind = verified_flash(request, flash, kind)  # only notices this app wrote
     draft = versions.draft()
     changed = {c["id"]: c["change"] for c in draft.changes}
     return render(
@@ -536,6 +538,7 @@ def faq_new_page(request: Request, user: Editor) -> HTMLResponse:
 def faq_edit_page(
     request: Request, entry_id: EntryId, user: Reader, flash: Flash = None, kind: Kind = None
 ) -> HTMLResponse:
+    flash, kind = verified_flash(request, flash, kind)  # only notices this app wrote
     entry = store(request).draft().get(entry_id)
     if entry is None:
         raise HTTPException(status_code=404, detail=f"項目「{entry_id}」は見つかりません。")
@@ -588,7 +591,9 @@ def _save_form(
     message = f"「{entry['title']}」を下書きに保存しました。公開するとボットに反映されます。"
     if warnings:
         message += " ご注意: " + " ".join(w.message for w in warnings)
-    return _redirect(f"/faq/entries/{quote(entry['id'])}", message, "warn" if warnings else "ok")
+    return _redirect(
+        request, f"/faq/entries/{quote(entry['id'])}", message, "warn" if warnings else "ok"
+    )
 
 
 def _form_dict(**fields: str) -> dict[str, str]:
@@ -662,8 +667,8 @@ def faq_delete_form(request: Request, entry_id: EntryId, user: Editor) -> Respon
     except FaqNotFound as exc:
         raise HTTPException(status_code=404, detail=str(exc)) from exc
     except (FaqValidationError, FaqConflict) as exc:
-        return _redirect(f"/faq/entries/{quote(entry_id)}", str(exc), "error")
-    return _redirect("/faq", f"「{entry_id}」を下書きから削除しました。")
+        return _redirect(request, f"/faq/entries/{quote(entry_id)}", str(exc), "error")
+    return _redirect(request, "/faq", f"「{entry_id}」を下書きから削除しました。")
 
 
 @router.post("/faq/publish", include_in_schema=False)
@@ -678,27 +683,30 @@ async def faq_publish_form(
             store(request).publish, user, comment, _client(request)
         )
     except FaqConflict as exc:
-        return _redirect("/faq", str(exc), "warn")
+        return _redirect(request, "/faq", str(exc), "warn")
     except FaqValidationError as exc:
-        return _redirect("/faq", "公開できませんでした: " + str(exc), "error")
+        return _redirect(request, "/faq", "公開できませんでした: " + str(exc), "error")
     warning = await _notify_published(services, faq)
     if warning:
-        return _redirect("/faq", warning, "warn")
+        return _redirect(request, "/faq", warning, "warn")
     return _redirect(
-        "/faq", f"版{summary['number']}として公開しました。ボットは新しい回答でお答えします。"
+        request,
+        "/faq",
+        f"版{summary['number']}として公開しました。ボットは新しい回答でお答えします。",
     )
 
 
 @router.post("/faq/discard", include_in_schema=False)
 def faq_discard_form(request: Request, user: Editor) -> Response:
     store(request).discard_draft(user, _client(request))
-    return _redirect("/faq", "未公開の変更を破棄し、公開中の内容に戻しました。")
+    return _redirect(request, "/faq", "未公開の変更を破棄し、公開中の内容に戻しました。")
 
 
 @router.get("/faq/versions", response_class=HTMLResponse, include_in_schema=False)
 def faq_versions_page(
     request: Request, user: Reader, flash: Flash = None, kind: Kind = None
 ) -> HTMLResponse:
+    flash, kind = verified_flash(request, flash, kind)  # only notices this app wrote
     versions = store(request)
     return render(
         request,
@@ -740,12 +748,12 @@ async def faq_rollback_form(
     except FaqNotFound as exc:
         raise HTTPException(status_code=404, detail=str(exc)) from exc
     except (FaqValidationError, FaqConflict) as exc:
-        return _redirect("/faq/versions", "差し戻しできませんでした: " + str(exc), "error")
+        return _redirect(request, "/faq/versions", "差し戻しできませんでした: " + str(exc), "error")
     warning = await _notify_published(services, faq)
     if warning:
-        return _redirect("/faq/versions", warning, "warn")
+        return _redirect(request, "/faq/versions", warning, "warn")
     return _redirect(
-        "/faq/versions", f"版{number}の内容を、版{summary['number']}として公開しました。"
+        request, "/faq/versions", f"版{number}の内容を、版{summary['number']}として公開しました。"
     )
 
 
@@ -788,6 +796,7 @@ async def faq_import_form(
             errors = [{"row": None, "message": str(exc), "field_label": None}]
         else:
             return _redirect(
+                request,
                 "/faq",
                 f"{result['entry_count']}件を下書きに取り込みました"
                 f"（変更{len(result['changes'])}件）。内容をご確認のうえ公開してください。",
