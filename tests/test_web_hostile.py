@@ -963,3 +963,47 @@ def test_test_phone_calls_are_capped_per_user_and_in_all(tmp_path):
         assert len(app.state.phone_calls) == 2
         for call in list(app.state.phone_calls.values()):
             asyncio.run_coroutine_threadsafe(call.transport.hangup(), call.task.get_loop())
+
+
+# --- staff console: only the one who answered ends a call ------------------------------------
+
+
+class _ConsoleWithOneCall:
+    """A staff console holding one call, answered by ``answered_by``."""
+
+    def __init__(self, answered_by: str) -> None:
+        self.call = {"call_id": "c1", "state": "connected", "answered_by": answered_by}
+        self.hung_up: list[str] = []
+
+    def calls(self) -> list[dict]:
+        return [self.call] if not self.hung_up else []
+
+    async def hangup(self, call_id: str) -> None:
+        self.hung_up.append(call_id)
+
+
+def test_staff_hang_up_only_their_own_calls(tmp_path):
+    services = make_services(tmp_path, staff_console=_ConsoleWithOneCall(USERS["staff"][0]))
+    create_user(services.db, "second-staff", "staff", PASSWORD)
+    with TestClient(create_app(services)) as client:
+
+        def hang_up(username: str, password: str):
+            user = authenticate(services.db, username, password)
+            token, info = create_session(services.db, user, hours=1)
+            client.cookies.clear()
+            headers = {"Cookie": f"{SESSION_COOKIE}={token}", "X-CSRF-Token": info.csrf_token}
+            return client.post("/api/staff/calls/c1/hangup", headers=headers)
+
+        refused = hang_up("second-staff", PASSWORD)
+        assert refused.status_code == 403 and "応答した担当者" in refused.json()["detail"]
+        assert services.staff_console.hung_up == []
+        assert hang_up(*USERS["staff"]).status_code == 204
+        assert services.staff_console.hung_up == ["c1"]
+        assert hang_up(*USERS["staff"]).status_code == 404
+
+    admin_services = make_services(tmp_path / "admin", staff_console=_ConsoleWithOneCall("x"))
+    with TestClient(create_app(admin_services)) as client:
+        user = authenticate(admin_services.db, *USERS["admin"])
+        token, info = create_session(admin_services.db, user, hours=1)
+        headers = {"Cookie": f"{SESSION_COOKIE}={token}", "X-CSRF-Token": info.csrf_token}
+        assert client.post("/api/staff/calls/c1/hangup", headers=headers).status_code == 204

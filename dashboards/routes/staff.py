@@ -34,6 +34,7 @@ STAFF_ROLES = ("admin", "staff")
 StaffUser = Annotated[User, Depends(require_role(*STAFF_ROLES))]
 ServicesDep = Annotated[Services, Depends(get_services)]
 HEARTBEAT_S = 10.0
+NOT_YOUR_CALL_MESSAGE = "この通話を切れるのは、応答した担当者と管理者だけです。"
 UNAVAILABLE = "担当者コンソールは現在ご利用いただけません。"
 
 
@@ -153,10 +154,16 @@ async def staff_answer(
 
 @router.post("/api/staff/calls/{call_id}/hangup", status_code=204)
 async def staff_hangup(call_id: str, user: StaffUser, services: ServicesDep) -> Response:
-    """終話: end a connected call (both the caller and the staff leg)."""
+    """終話: end a connected call (both the caller and the staff leg). Only the staff member
+    who answered it may, or an admin: no one ends a colleague's conversation."""
     from telephony.staff_console import ConsoleCallGone
 
     console = console_of(services)
+    call = next((c for c in console.calls() if c.get("call_id") == call_id), None)
+    if call is None:
+        raise HTTPException(status_code=404, detail="この通話はすでに終了しています。")
+    if user.role != "admin" and call.get("answered_by") != user.username:
+        raise HTTPException(status_code=403, detail=NOT_YOUR_CALL_MESSAGE)
     try:
         await console.hangup(call_id)
     except ConsoleCallGone:
