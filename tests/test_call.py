@@ -253,7 +253,7 @@ def test_cli_call_json_and_stereo_output(tmp_path, settings):
         [
             sys.executable,
             "-m",
-            "voicebot.cli",
+            "commands.cli",
             "call",
             str(wav),
             "--json",
@@ -292,7 +292,7 @@ def test_cli_call_rejects_a_malformed_wav(tmp_path):
     bad = tmp_path / "bad.wav"
     bad.write_bytes(b"RIFF\x00\x00\x00\x00WAVEjunk")
     proc = subprocess.run(
-        [sys.executable, "-m", "voicebot.cli", "call", str(bad), "-q"],
+        [sys.executable, "-m", "commands.cli", "call", str(bad), "-q"],
         capture_output=True,
         text=True,
         timeout=120,

@@ -9,7 +9,7 @@ from pathlib import Path
 
 from conftest import DATA
 
-VOICEBOT = [sys.executable, "-m", "voicebot.cli"]
+VOICEBOT = [sys.executable, "-m", "commands.cli"]
 
 
 def run(*args: str, env: dict | None = None) -> subprocess.CompletedProcess:

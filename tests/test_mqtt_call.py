@@ -58,7 +58,7 @@ def run_voicebot_call(env_extra: dict[str, str], data_dir: Path, cache: Path, *a
     }
     env.pop("VOICEBOT_CONFIG", None)
     return subprocess.Popen(
-        [sys.executable, "-m", "voicebot.cli", "call", str(CALLER_WAV), "--json", "-q", *args],
+        [sys.executable, "-m", "commands.cli", "call", str(CALLER_WAV), "--json", "-q", *args],
         env=env,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,

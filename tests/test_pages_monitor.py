@@ -61,7 +61,7 @@ def test_monitor_shows_a_real_call_while_it_runs(tmp_path) -> None:
                 [
                     sys.executable,
                     "-m",
-                    "voicebot.cli",
+                    "commands.cli",
                     "call",
                     str(CALLER),
                     "--realtime",

@@ -59,7 +59,7 @@ class Service:
         )
         self.log = self.log_path.open("w")
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "voicebot.cli", "serve", "--grace", "2"],
+            [sys.executable, "-m", "commands.cli", "serve", "--grace", "2"],
             stdout=self.log,
             stderr=subprocess.STDOUT,
             env=env,

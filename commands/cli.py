@@ -318,7 +318,7 @@ def build_parser() -> argparse.ArgumentParser:
     except ImportError:
         pass
     else:
-        from voicebot.serve_cli import add_parser as add_serve_parser
+        from commands.serve_cli import add_parser as add_serve_parser
 
         add_serve_parser(sub)
     return parser
