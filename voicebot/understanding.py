@@ -51,32 +51,35 @@ class Understanding:
         hint; with it, the hypothesis chosen is judged by its own probability and by how
         many hypotheses point at the same entry.
         """
-        match, decision = self._best(text, alternatives)
+        match, decision, matched = self._best(text, alternatives)
         thresholds = self.settings.thresholds
         if unprompted and match.text in unprompted:
-            agreement = self.agreement(decision, [text, *alternatives])
+            agreement = _agreement(decision, matched)
             return match, doubt_unsure_hearing(
                 decision, self.faq, unprompted[match.text], thresholds, agreement
             )
         return match, doubt_unsure_hearing(decision, self.faq, heard_probability, thresholds)
 
-    def agreement(self, decision: Decision, hypotheses: Sequence[str]) -> float:
-        """The share of the distinct ``hypotheses`` whose best entry is the decision's."""
-        texts = list(dict.fromkeys(t for t in hypotheses if t))
-        if not texts or decision.faq_id is None:
-            return 0.0
-        tops = (self.matcher.match(t).top for t in texts)
-        return sum(1 for top in tops if top and top.faq_id == decision.faq_id) / len(texts)
-
-    def _best(self, text: str, alternatives: Sequence[str]) -> tuple[Match, Decision]:
+    def _best(self, text: str, alternatives: Sequence[str]) -> tuple[Match, Decision, list[Match]]:
+        """The hypothesis the FAQ explains best, its decision, and every match made."""
         match = self.matcher.match(text)
+        matched = [match]
         best = match, decide(match, self.faq, self.settings.thresholds)
         if match.control is not None or not alternatives:
-            return best
+            return *best, matched
         for alt in alternatives:
             alt_match = self.matcher.match(alt)
+            matched.append(alt_match)
             if alt_match.control is not None or alt_match.top is None:
                 continue
             if best[0].top is None or alt_match.top.score > best[0].top.score + NBEST_MARGIN:
                 best = alt_match, decide(alt_match, self.faq, self.settings.thresholds)
-        return best
+        return *best, matched
+
+
+def _agreement(decision: Decision, matched: Sequence[Match]) -> float:
+    """The share of the distinct hypotheses whose best entry is the decision's."""
+    tops = {m.text: m.top for m in matched if m.text}
+    if not tops or decision.faq_id is None:
+        return 0.0
+    return sum(1 for top in tops.values() if top and top.faq_id == decision.faq_id) / len(tops)
