@@ -27,7 +27,6 @@ DEFAULT_MAX_TURNS = 12
 ORDINAL_REPLY_MAX_CHARS = 12
 FIRST_WORDS = (
     "前の",
-    "前のほう",
     "前者",
     "最初",
     "はじめ",
@@ -42,7 +41,6 @@ SECOND_WORDS = (
     "後の",
     "後ろ",
     "あとの",
-    "あとのほう",
     "後者",
     "二つ目",
     "ふたつめ",
@@ -245,11 +243,7 @@ class Dialogue:
             )
             return self._transfer("caller_request", prompts.TRANSFER)
         if self.state is State.CHOOSING and digit in "12" and self._pending is not None:
-            chosen = self._pending.choices[int(digit) - 1]
-            self.turns.append(
-                TurnRecord(heard=f"[DTMF {digit}]", faq_id=chosen, score=1.0, action="chosen")
-            )
-            return self._deliver_choice(chosen)
+            return self._deliver_choice(f"[DTMF {digit}]", self._pending.choices[int(digit) - 1])
         if self.state in (State.CONFIRMING, State.OFFERED_TRANSFER) and digit in "12":
             return self._on_yes_no(
                 f"[DTMF {digit}]", ControlIntent.YES if digit == "1" else ControlIntent.NO
@@ -334,9 +328,7 @@ class Dialogue:
         assert pending is not None
         position = ordinal_reply(text)
         if position is not None:
-            chosen = pending.choices[position]
-            self.turns.append(TurnRecord(heard=text, faq_id=chosen, score=1.0, action="chosen"))
-            return self._deliver_choice(chosen)
+            return self._deliver_choice(text, pending.choices[position])
         answer = yes_no(text)
         if answer is not None:  # 「いいえ」: neither; 「はい」: does not say which
             self.turns.append(TurnRecord(heard=text, faq_id=None, score=1.0, action=answer.value))
@@ -352,7 +344,7 @@ class Dialogue:
         self._record(match.text, decision)
         named = match.top.faq_id if match.top and match.control is None else None
         if named in pending.choices:
-            return self._deliver_choice(named)
+            return self._deliver(self._chosen(named))
         return self._act(decision)  # a new question
 
     def _offer_choice(self, decision: Decision) -> Reply:
@@ -363,11 +355,15 @@ class Dialogue:
         parts = choice_parts(first, second)
         return self._say(parts, "choose", decision=decision, expect_yes_no=True)
 
-    def _deliver_choice(self, faq_id: str) -> Reply:
+    def _deliver_choice(self, heard: str, faq_id: str) -> Reply:
+        """The caller named one of the offered entries by position or key: record, answer."""
+        self.turns.append(TurnRecord(heard=heard, faq_id=faq_id, score=1.0, action="chosen"))
+        return self._deliver(self._chosen(faq_id))
+
+    def _chosen(self, faq_id: str) -> Decision:
         entry = self.understanding.faq[faq_id]
         action = BotAction.REDIRECT if entry.action is FaqAction.REDIRECT else BotAction.ANSWER
-        chosen = Decision(action, faq_id, 1.0, self.understanding.faq.answer_text(entry), "faq")
-        return self._deliver(chosen)
+        return Decision(action, faq_id, 1.0, self.understanding.faq.answer_text(entry), "faq")
 
     def _act(self, decision: Decision) -> Reply:
         match decision.action:
