@@ -1,5 +1,10 @@
 """Prometheus metrics fed by call events: calls in progress, calls by outcome, turn latency.
 
+Every known outcome is exported from the start (at 0), so that a rate of, say, callers
+hanging up while waiting (``hung_up_waiting``) can be graphed and alerted on before the
+first such call. A filler (「少々お待ちください」) is not the reply: its wait is a metric
+of its own, and the reply's latency is observed when the real reply starts.
+
 ``MetricsSink`` is an ``EventSink``: the service adds it to the event pipeline and
 ``/metrics`` renders its registry. Each sink has its own registry so that several apps
 (tests) in one process do not share counters. Updating a counter is a few microseconds
@@ -12,6 +17,7 @@ import threading
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
+from dashboards.recorder import FILLER_KIND
 from voicebot.events import (
     BotSpeechStarted,
     CallEnded,
@@ -26,6 +32,8 @@ from voicebot.events import (
 # Reply latency buckets (seconds) around the 0.5-2 s a caller notices.
 LATENCY_BUCKETS = (0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 1.0, 1.25, 1.5, 2.0, 3.0, 5.0)
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+# CallEnded outcomes, and those set when a call that never ended is closed (error, abandoned).
+KNOWN_OUTCOMES = ("completed", "transferred", "hung_up", "hung_up_waiting", "error", "abandoned")
 
 
 class MetricsSink:
@@ -39,9 +47,17 @@ class MetricsSink:
         self.calls_total = Counter(
             "voicebot_calls", "Finished calls by outcome", ["outcome"], registry=self.registry
         )
+        for outcome in KNOWN_OUTCOMES:
+            self.calls_total.labels(outcome=outcome)
         self.turn_latency = Histogram(
             "voicebot_turn_latency_seconds",
-            "From the caller's last speech to the bot's reply starting",
+            "From the caller's last speech to the bot's reply starting (fillers excluded)",
+            buckets=LATENCY_BUCKETS,
+            registry=self.registry,
+        )
+        self.filler_wait = Histogram(
+            "voicebot_filler_wait_seconds",
+            "From the caller's last speech to a filler starting because the reply was late",
             buckets=LATENCY_BUCKETS,
             registry=self.registry,
         )
@@ -68,7 +84,11 @@ class MetricsSink:
                 self.calls_in_progress.set(len(self._active))
             self.calls_total.labels(outcome=event.outcome or "unknown").inc()
         elif isinstance(event, BotSpeechStarted) and event.latency_ms is not None:
-            self.turn_latency.observe(max(0.0, event.latency_ms) / 1000.0)
+            waited = max(0.0, event.latency_ms) / 1000.0
+            if event.kind == FILLER_KIND:
+                self.filler_wait.observe(waited)
+            else:
+                self.turn_latency.observe(waited)
         elif isinstance(event, TransferRequested):
             self.transfers_total.labels(result="requested").inc()
         elif isinstance(event, TransferAnswered):

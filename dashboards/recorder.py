@@ -63,6 +63,9 @@ RECORDED = (
 )
 # Keys of a handover summary whose values are what the caller said.
 _CALLER_TEXT_KEYS = frozenset({"heard", "text", "caller"})
+# Bot speech that only tells a waiting caller the reply is coming (「少々お待ちください」):
+# never a turn's reply, so the reply's kind and latency are those of the real reply after it.
+FILLER_KIND = "filler"
 
 
 def default_masker() -> Callable[[str], str]:
@@ -279,9 +282,11 @@ class CallRecorder:
                 turn.action = _clip(event.action, 32)
                 turn.candidates = [self._mask_json(c) for c in event.candidates]
                 call.turn_count = (call.turn_count or 0) + 1
+                # Decisions to answer; whether the caller heard the answer is the turn's
+                # reply (kind, latency), which the reports read.
                 if event.action in ANSWER_KINDS:
                     call.answered_turns = (call.answered_turns or 0) + 1
-            case BotSpeechStarted():
+            case BotSpeechStarted() if event.kind != FILLER_KIND:
                 turn = self._latest_turn(session, call)
                 if (
                     turn is not None

@@ -5,23 +5,43 @@ reports:
 
 * **calls** (着信数): calls that started in the period, including those in progress.
 * **handled** (応対数): calls that have ended and in which the caller said something to
-  the bot (at least one decided turn) or asked for staff (e.g. key 0 during the
-  greeting). Silent calls and hang-ups during the greeting are counted as ``no_speech``
-  and left out of the rates: the bot had nothing to resolve.
+  the bot (at least one decided turn), asked for staff (e.g. key 0 during the greeting),
+  hung up waiting for the bot, or that a failure cut off. Silent calls and hang-ups during
+  the greeting are counted as ``no_speech`` and left out of the rates: the bot had nothing
+  to resolve. A call a failure cut off stays in: the caller may have had a question.
+* **answer heard**: a caller turn whose reply of kind answer or redirect started playing
+  (``Turn.reply_kind``) and was not cut by the caller hanging up within its first
+  ``CUT_WITHIN_MS`` (3 s) — the reply starts at ``speech_end_ms + latency_ms`` on the
+  call's clock and the call ends at ``duration_ms``. A decision to answer is not enough:
+  a caller who hangs up while the answer is still being synthesised heard nothing.
+* **hung up waiting** (切断（待ち時間中）): outcome ``hung_up_waiting`` (the call core: the
+  caller hung up after a question whose reply had not started, or within the first 3 s
+  of it), and also a ``hung_up`` call whose records show the same (recorded before the
+  core told the two apart). A caller whose last words were a goodbye was waiting for
+  nothing: hanging up during the bot's goodbye is ``hung_up`` whatever was recorded.
+* **failed** (切断（障害）): outcome ``error`` or ``abandoned`` — the process taking the call
+  failed or died; never bot-completed.
 * **bot-completed** (自動応答完結): a handled call in which no transfer to staff was
-  requested, and which either ended with the caller's goodbye (outcome ``completed``) or
-  was hung up by the caller after the bot had answered at least one question (an answer
-  or a redirection to the right office). A caller who hangs up after hearing the answer
-  has been served; one who hangs up after only reprompts has not, and neither has a
-  call that failed (outcome ``error``).
+  requested, at least one answer was heard, the caller was not left waiting, and which
+  ended with the caller's goodbye (outcome ``completed``) or the caller hanging up
+  (``hung_up``) after being served.
 * **自動応答完結率** = bot-completed ÷ handled.
 * **transferred** (転送): handled calls in which a transfer to staff was requested
   (whatever its result); **転送率** = transferred ÷ handled. ``transfers_answered``
   counts those in which staff took the call. The reason is the call's first request.
+* **unresolved** (途中で終了（未解決）): the other handled calls (the caller left after
+  reprompts or confirmations only, or said goodbye without an answer).
+* Every call falls in exactly one of completed, transferred, hung up waiting, unresolved,
+  failed, no speech and in progress (``OUTCOME_GROUPS``).
 * **average handling time** (平均通話時間): mean duration of handled calls.
 * **turn latency** (応答遅延): caller's last speech → first bot audio of the reply,
   over every caller turn that got a reply, as p50/p95 (linear interpolation between
   ranks, as numpy's default; computed in Python, identical on SQLite and PostgreSQL).
+  A filler (「少々お待ちください」) is not the reply: the recorder never stores it as one.
+* **turns without reply** (応答前に終了したターン): decided caller turns of ended calls that
+  no reply audio followed — no reply started for them nor for any later turn — because
+  the caller hung up or the call ended first. They have no latency, and are counted
+  instead of being dropped from the latency figures without a word. Goodbyes excluded.
 * **staff hours saved** (削減職員時間) = bot-completed × ``staff_minutes_per_call`` ÷ 60.
 * **top topics**: FAQ entries the bot answered, redirected or recognised as a staff
   topic, counted once per call (and as turns).
@@ -53,6 +73,29 @@ from dashboards.spreadsheet_cells import escape_formula
 TOKYO = ZoneInfo("Asia/Tokyo")
 # Reply kinds whose FAQ entry is the topic the caller asked about.
 TOPIC_ACTIONS = (*ANSWER_KINDS, "transfer", "out_of_hours")
+
+# Call outcomes (``CallEnded.outcome``, or set when a never-ended call is closed).
+WAITING_OUTCOME = "hung_up_waiting"  # the caller hung up while waiting for the bot
+CALLER_HANGUP_OUTCOMES = ("hung_up", WAITING_OUTCOME)
+FAILED_OUTCOMES = ("error", "abandoned")  # the process taking the call failed or died
+BOT_ENDED_OUTCOMES = ("completed", "hung_up")  # may be bot-completed
+# A reply the caller hung up on this soon after it started was not heard (as the call core
+# decides ``hung_up_waiting``).
+CUT_WITHIN_MS = 3000.0
+# Decisions that leave the caller waiting for nothing: a caller who says goodbye and hangs
+# up before the bot's own goodbye has not been left waiting.
+NO_WAIT_ACTIONS = ("goodbye",)
+
+# Where each call ends up in the reports, in the order they are shown; labels in Japanese.
+OUTCOME_GROUPS: dict[str, str] = {
+    "completed": "自動応答で完結",
+    "transferred": "職員へ転送",
+    "hung_up_waiting": "切断（待ち時間中）",
+    "unresolved": "途中で終了（未解決）",
+    "failed": "切断（障害）",
+    "no_speech": "無音・すぐ切断",
+    "in_progress": "通話中",
+}
 
 TRANSFER_REASON_LABELS: dict[str, str] = {
     "caller_request": "お客様のご希望",
@@ -100,6 +143,86 @@ def percentile(values: Sequence[float], p: float) -> float | None:
 
 
 @dataclass(frozen=True)
+class TurnRow:
+    """What the reports need of one caller turn."""
+
+    call_id: str
+    seq: int
+    faq_id: str | None
+    action: str | None  # None: speech the bot never decided on
+    reply_kind: str | None  # None: no reply audio started for this turn
+    speech_end_ms: float | None
+    latency_ms: float | None
+
+    @property
+    def decided(self) -> bool:
+        return self.action is not None
+
+    @property
+    def replied(self) -> bool:
+        return self.reply_kind is not None
+
+    @property
+    def reply_start_ms(self) -> float | None:
+        """When the reply's first audio played, on the call's clock (None if unknown)."""
+        if self.speech_end_ms is None or self.latency_ms is None:
+            return None
+        return self.speech_end_ms + self.latency_ms
+
+
+@dataclass(frozen=True)
+class ReplyFacts:
+    """What the caller heard of the bot's replies in one call (see the module docstring)."""
+
+    answers_heard: int = 0
+    turns_without_reply: int = 0  # 0 while the call is in progress
+    left_waiting: bool = False  # the last question's reply never started, or was cut
+    # The caller's last words were a goodbye, with no question left unanswered before it.
+    ended_with_goodbye: bool = False
+
+
+def reply_facts(
+    turns: Iterable[TurnRow], outcome: str | None, duration_ms: float | None
+) -> ReplyFacts:
+    """Answers heard and questions left without reply in one call, from its turn rows.
+
+    Only a caller hanging up cuts a reply (``CUT_WITHIN_MS``); a reply whose start is
+    unknown (no speech end or latency recorded) counts as heard, since its audio did start.
+    """
+    ordered = sorted(turns, key=lambda t: t.seq)
+    decided = [t for t in ordered if t.decided]
+    hung_up = outcome in CALLER_HANGUP_OUTCOMES
+
+    def cut(turn: TurnRow) -> bool:
+        start = turn.reply_start_ms
+        return (
+            hung_up
+            and start is not None
+            and duration_ms is not None
+            and duration_ms - start < CUT_WITHIN_MS
+        )
+
+    heard = sum(t.reply_kind in ANSWER_KINDS and not cut(t) for t in decided)
+    if outcome is None:
+        return ReplyFacts(answers_heard=heard)
+    last_replied = max((t.seq for t in decided if t.replied), default=0)
+    unreplied = sum(
+        t.seq > last_replied and not t.replied and t.action not in NO_WAIT_ACTIONS for t in decided
+    )
+    # The reply to the last question started, but the caller hung up in its first seconds.
+    last_cut = bool(decided) and decided[-1].action not in NO_WAIT_ACTIONS and cut(decided[-1])
+    left_waiting = unreplied > 0 or last_cut
+    return ReplyFacts(
+        answers_heard=heard,
+        turns_without_reply=unreplied,
+        left_waiting=left_waiting,
+        ended_with_goodbye=bool(ordered)
+        and ordered[-1].action in NO_WAIT_ACTIONS
+        and not left_waiting,
+    )
+
+
+@dataclass(frozen=True)
 class CallRow:
     """What the reports need of one call."""
 
@@ -108,16 +231,41 @@ class CallRow:
     outcome: str | None
     duration_ms: float | None
     turn_count: int
-    answered_turns: int
     transfer_reason: str | None
+    replies: ReplyFacts = ReplyFacts()
 
     @property
     def ended(self) -> bool:
         return self.outcome is not None
 
     @property
+    def failed(self) -> bool:
+        return self.outcome in FAILED_OUTCOMES
+
+    @property
+    def caller_outcome(self) -> str | None:
+        """The outcome as the reports count it: ``hung_up`` or ``hung_up_waiting`` as the
+        turns show, whichever the call core recorded.
+
+        A ``hung_up`` call whose last question went unanswered (recorded before the core
+        told the two apart) is ``hung_up_waiting``; a caller who hung up during the bot's
+        goodbye, after their own, was waiting for nothing and is ``hung_up``.
+        """
+        if self.outcome == "hung_up" and self.replies.left_waiting:
+            return WAITING_OUTCOME
+        if self.outcome == WAITING_OUTCOME and self.replies.ended_with_goodbye:
+            return "hung_up"
+        return self.outcome
+
+    @property
+    def hung_up_waiting(self) -> bool:
+        return self.caller_outcome == WAITING_OUTCOME
+
+    @property
     def handled(self) -> bool:
-        return self.ended and (self.turn_count > 0 or self.transfer_reason is not None)
+        return self.ended and (
+            self.turn_count > 0 or self.transferred or self.hung_up_waiting or self.failed
+        )
 
     @property
     def transferred(self) -> bool:
@@ -125,11 +273,29 @@ class CallRow:
 
     @property
     def bot_completed(self) -> bool:
-        if not self.handled or self.transferred:
-            return False
-        return self.outcome == "completed" or (
-            self.outcome == "hung_up" and self.answered_turns > 0
+        return (
+            self.handled
+            and not self.transferred
+            and self.caller_outcome in BOT_ENDED_OUTCOMES
+            and self.replies.answers_heard > 0
         )
+
+    @property
+    def group(self) -> str:
+        """The call's key in ``OUTCOME_GROUPS``: each call is in exactly one."""
+        if not self.ended:
+            return "in_progress"
+        if not self.handled:
+            return "no_speech"
+        if self.transferred:
+            return "transferred"
+        if self.failed:
+            return "failed"
+        if self.hung_up_waiting:
+            return "hung_up_waiting"
+        if self.bot_completed:
+            return "completed"
+        return "unresolved"
 
 
 @dataclass(frozen=True)
@@ -141,6 +307,9 @@ class Figures:
     bot_completed: int
     transferred: int
     transfers_answered: int
+    hung_up_waiting: int
+    unresolved: int
+    failed: int
     no_speech: int
     in_progress: int
     completion_rate: float | None  # 0-1; None when nothing was handled
@@ -149,7 +318,21 @@ class Figures:
     latency_p50_ms: float | None
     latency_p95_ms: float | None
     latency_turns: int
+    turns_without_reply: int
     staff_hours_saved: float
+
+    def outcome_counts(self) -> dict[str, int]:
+        """Calls per ``OUTCOME_GROUPS`` key, in its order; they add up to ``calls``."""
+        counts = {
+            "completed": self.bot_completed,
+            "transferred": self.transferred,
+            "hung_up_waiting": self.hung_up_waiting,
+            "unresolved": self.unresolved,
+            "failed": self.failed,
+            "no_speech": self.no_speech,
+            "in_progress": self.in_progress,
+        }
+        return {key: counts[key] for key in OUTCOME_GROUPS}
 
 
 def figures(
@@ -160,7 +343,8 @@ def figures(
 ) -> Figures:
     """Figures of ``calls``; ``latencies`` are the reply latencies of their turns."""
     handled = [c for c in calls if c.handled]
-    completed = sum(c.bot_completed for c in handled)
+    groups = Counter(c.group for c in calls)
+    completed = groups["completed"]
     transferred = [c for c in handled if c.transferred]
     durations = [c.duration_ms for c in handled if c.duration_ms is not None]
     n = len(handled)
@@ -170,14 +354,18 @@ def figures(
         bot_completed=completed,
         transferred=len(transferred),
         transfers_answered=sum(c.id in answered_transfer_calls for c in transferred),
-        no_speech=sum(c.ended and not c.handled for c in calls),
-        in_progress=sum(not c.ended for c in calls),
+        hung_up_waiting=groups["hung_up_waiting"],
+        unresolved=groups["unresolved"],
+        failed=groups["failed"],
+        no_speech=groups["no_speech"],
+        in_progress=groups["in_progress"],
         completion_rate=completed / n if n else None,
         transfer_rate=len(transferred) / n if n else None,
         avg_handling_s=sum(durations) / len(durations) / 1000.0 if durations else None,
         latency_p50_ms=percentile(latencies, 50),
         latency_p95_ms=percentile(latencies, 95),
         latency_turns=len(latencies),
+        turns_without_reply=sum(c.replies.turns_without_reply for c in calls),
         staff_hours_saved=completed * staff_minutes_per_call / 60.0,
     )
 
@@ -229,7 +417,7 @@ class Report:
 @dataclass
 class _Records:
     calls: list[CallRow]
-    turns: list[tuple[str, str | None, str | None, float | None]]  # call_id, faq, action, ms
+    turns: list[TurnRow]
     answered_transfer_calls: set[str]
 
 
@@ -239,6 +427,33 @@ def _load(db: Database, start: dt.date, end: dt.date, site: str | None) -> _Reco
     if site is not None:
         in_period.append(Call.site == site)
     with db.session() as s:
+        turns = [
+            TurnRow(
+                call_id=r.call_id,
+                seq=r.seq,
+                faq_id=r.faq_id,
+                action=r.action,
+                reply_kind=r.reply_kind,
+                speech_end_ms=r.speech_end_ms,
+                latency_ms=r.latency_ms,
+            )
+            for r in s.execute(
+                select(
+                    Turn.call_id,
+                    Turn.seq,
+                    Turn.faq_id,
+                    Turn.action,
+                    Turn.reply_kind,
+                    Turn.speech_end_ms,
+                    Turn.latency_ms,
+                )
+                .join(Call, Call.id == Turn.call_id)
+                .where(*in_period)
+            )
+        ]
+        turns_by_call: dict[str, list[TurnRow]] = defaultdict(list)
+        for turn in turns:
+            turns_by_call[turn.call_id].append(turn)
         calls = [
             CallRow(
                 id=r.id,
@@ -246,8 +461,8 @@ def _load(db: Database, start: dt.date, end: dt.date, site: str | None) -> _Reco
                 outcome=r.outcome,
                 duration_ms=r.duration_ms,
                 turn_count=r.turn_count or 0,
-                answered_turns=r.answered_turns or 0,
                 transfer_reason=r.transfer_reason,
+                replies=reply_facts(turns_by_call.get(r.id, ()), r.outcome, r.duration_ms),
             )
             for r in s.execute(
                 select(
@@ -256,17 +471,8 @@ def _load(db: Database, start: dt.date, end: dt.date, site: str | None) -> _Reco
                     Call.outcome,
                     Call.duration_ms,
                     Call.turn_count,
-                    Call.answered_turns,
                     Call.transfer_reason,
                 ).where(*in_period)
-            )
-        ]
-        turns = [
-            (r.call_id, r.faq_id, r.action, r.latency_ms)
-            for r in s.execute(
-                select(Turn.call_id, Turn.faq_id, Turn.action, Turn.latency_ms)
-                .join(Call, Call.id == Turn.call_id)
-                .where(*in_period)
             )
         ]
         answered = set(
@@ -287,17 +493,17 @@ def calls_per_hour(calls: Iterable[CallRow]) -> list[HourCount]:
 
 
 def top_topics(
-    turns: Iterable[tuple[str, str | None, str | None, float | None]],
+    turns: Iterable[TurnRow],
     titles: Mapping[str, str] | None = None,
     limit: int = 10,
 ) -> list[TopicCount]:
     """FAQ entries asked about, most calls first (ties: by id)."""
     per_call: dict[str, set[str]] = defaultdict(set)
     turn_counts: Counter[str] = Counter()
-    for call_id, faq_id, action, _ in turns:
-        if faq_id and action in TOPIC_ACTIONS:
-            per_call[faq_id].add(call_id)
-            turn_counts[faq_id] += 1
+    for turn in turns:
+        if turn.faq_id and turn.action in TOPIC_ACTIONS:
+            per_call[turn.faq_id].add(turn.call_id)
+            turn_counts[turn.faq_id] += 1
     ranked = sorted(per_call, key=lambda f: (-len(per_call[f]), f))[:limit]
     titles = titles or {}
     return [TopicCount(f, titles.get(f), len(per_call[f]), turn_counts[f]) for f in ranked]
@@ -336,9 +542,9 @@ def build_report(
     minutes = settings.staff_minutes_per_call
     rec = _load(db, start, end, site)
     latency_by_call: dict[str, list[float]] = defaultdict(list)
-    for call_id, _, _, latency in rec.turns:
-        if latency is not None:
-            latency_by_call[call_id].append(latency)
+    for turn in rec.turns:
+        if turn.replied and turn.latency_ms is not None:
+            latency_by_call[turn.call_id].append(turn.latency_ms)
     calls_by_day: dict[dt.date, list[CallRow]] = defaultdict(list)
     for c in rec.calls:
         calls_by_day[tokyo_day(c.started_at)].append(c)
@@ -380,10 +586,15 @@ DAY_COLUMNS = (
     "転送数",
     "転送率(%)",
     "転送接続数",
+    "切断（待ち時間中）数",
+    "途中で終了（未解決）数",
+    "切断（障害）数",
     "無音・切断数",
     "平均通話時間(秒)",
     "応答遅延 中央値(ミリ秒)",
     "応答遅延 95パーセンタイル(ミリ秒)",
+    "応答遅延の対象ターン数",
+    "応答前に終了したターン数",
     "削減職員時間(時間)",
 )
 
@@ -406,10 +617,15 @@ def _figure_row(label: str, f: Figures) -> list[str]:
         str(f.transferred),
         _pct(f.transfer_rate),
         str(f.transfers_answered),
+        str(f.hung_up_waiting),
+        str(f.unresolved),
+        str(f.failed),
         str(f.no_speech),
         _num(f.avg_handling_s),
         _num(f.latency_p50_ms, 0),
         _num(f.latency_p95_ms, 0),
+        str(f.latency_turns),
+        str(f.turns_without_reply),
         _num(f.staff_hours_saved, 2),
     ]
 
@@ -428,7 +644,8 @@ def report_csv(report: Report) -> str:
     """The report as CSV: UTF-8 with a BOM and CRLF, so that Excel shows the Japanese.
 
     Sections one after another, each with its own header row and a blank line between:
-    days (with a 合計 row), calls by hour, top topics, transfer reasons. Every cell goes
+    days (with a 合計 row), the period's calls by outcome, calls by hour, top topics,
+    transfer reasons. Every cell goes
     through ``escape_formula``: titles, topic ids and reason codes come from the FAQ and
     the call records, and a cell Excel would run as a formula must stay text.
     """
@@ -441,6 +658,10 @@ def report_csv(report: Report) -> str:
     for day in report.days:
         w.writerow(_figure_row(day.day.isoformat(), day.figures))
     w.writerow(_figure_row("合計", report.totals))
+    w.writerow([])
+    w.writerow(["通話の結果", "件数"])
+    for key, count in report.totals.outcome_counts().items():
+        w.writerow([OUTCOME_GROUPS[key], count])
     w.writerow([])
     w.writerow(["時間帯", "着信数"])
     for h in report.hours:

@@ -12,6 +12,7 @@ import io
 
 import httpx
 import pytest
+import waiting_calls
 from browser import chromium, login, new_page, running_app, screenshot
 from pages_support import SeedTurn, call_events, record
 
@@ -21,6 +22,7 @@ from dashboards.routes.reports import PeriodError, parse_period
 
 DAY = dt.date(2026, 11, 20)  # a Friday
 PREVIOUS_DAY = DAY - dt.timedelta(days=1)
+WAITING_DAY = DAY + dt.timedelta(days=1)
 
 
 def at(day: dt.date, hour: int, minute: int) -> dt.datetime:
@@ -48,6 +50,11 @@ def seed(db: Database) -> None:
         call_events("c4", at(DAY, 14, 30), [], "hung_up", 6),
         call_events("c5", at(DAY, 14, 50), [lost], "completed", 45),
         call_events("c0", at(PREVIOUS_DAY, 16, 0), [fee], "completed", 50),
+        # The day after: a caller left waiting in silence, one who hung up 1 s into the
+        # answer (recorded as plain hung_up), one who heard the answer after a filler.
+        waiting_calls.silent_after_question("w1", at(WAITING_DAY, 9, 0)),
+        waiting_calls.hung_up_one_second_into_answer("w2", at(WAITING_DAY, 9, 30), "hung_up"),
+        waiting_calls.filler_then_answer_then_goodbye("w3", at(WAITING_DAY, 10, 0)),
     )
 
 
@@ -66,6 +73,17 @@ def chart_bars(page, chart_id: str) -> list[dict]:
     )
 
 
+def outcome_table(page) -> dict[str, list[str]]:
+    """The outcome table as shown: label → [件数, 着信数に占める割合, 応対数に占める割合]."""
+    return page.eval_on_selector_all(
+        "#outcome-table tbody tr",
+        """rows => Object.fromEntries(rows.map(r => [
+            r.querySelector('th').innerText.trim(),
+            [...r.querySelectorAll('td')].map(td => td.innerText.trim()),
+        ]))""",
+    )
+
+
 def test_report_page_figures_charts_and_csv(tmp_path) -> None:
     q = f"from={DAY.isoformat()}&to={DAY.isoformat()}"
     with running_app(tmp_path) as app, chromium() as browser:
@@ -77,7 +95,15 @@ def test_report_page_figures_charts_and_csv(tmp_path) -> None:
         assert page.title() == "レポート｜税務ボイスボット"
         kpi = {
             key: page.inner_text(f"#kpi-{key} .kpi-value").strip()
-            for key in ("calls", "completion", "transfer", "handling", "latency", "saved")
+            for key in (
+                "calls",
+                "completion",
+                "transfer",
+                "handling",
+                "latency",
+                "unreplied",
+                "saved",
+            )
         }
         assert kpi["calls"] == "5件"
         # 4 handled (c4 hung up in silence), 3 completed by the bot, 1 transferred.
@@ -86,6 +112,11 @@ def test_report_page_figures_charts_and_csv(tmp_path) -> None:
         assert kpi["handling"] == "1分08秒"  # (60 + 75 + 90 + 45) / 4 = 67.5 s
         assert kpi["latency"] == "0.65秒 ／ 0.70秒"  # 500, 600, 700, 700 ms
         assert kpi["saved"] == "18分"  # 3 calls × 6 minutes
+        assert kpi["unreplied"] == "0回"
+        table = outcome_table(page)
+        assert table["自動応答で完結"] == ["3件", "60.0%", "75.0%"]
+        assert table["切断（待ち時間中）"] == ["0件", "0.0%", "0.0%"]
+        assert table["無音・すぐ切断"] == ["1件", "20.0%", "—"]
         assert "職員の対応が必要なご用件" in page.inner_text("#kpi-transfer .kpi-note")
 
         hours = chart_bars(page, "chart-hours")
@@ -122,6 +153,26 @@ def test_report_page_figures_charts_and_csv(tmp_path) -> None:
         days = bars(chart_bars(page, "chart-days"))
         assert days == {"11/19（木）": 1, "11/20（金）": 5}
         screenshot(page, tmp_path, "reports-two-days")
+
+        # A day with callers left waiting: their own outcome, in the table, chart and CSV.
+        page.goto(f"{app.url}/reports?from={WAITING_DAY}&to={WAITING_DAY}")
+        assert page.inner_text("#kpi-completion .kpi-value").strip() == "33.3%"
+        assert "切断（待ち時間中） 2件" in page.inner_text("#kpi-completion .kpi-note")
+        assert page.inner_text("#kpi-unreplied .kpi-value").strip() == "1回"
+        # 600, 2500 and 4000 ms: the answer after the filler counts, not the filler.
+        assert page.inner_text("#kpi-latency .kpi-value").strip() == "2.50秒 ／ 3.85秒"
+        assert outcome_table(page)["切断（待ち時間中）"] == ["2件", "66.7%", "66.7%"]
+        assert bars(chart_bars(page, "chart-outcomes")) == {
+            "自動応答で完結": 1,
+            "切断（待ち時間中）": 2,
+        }
+        assert "切断（障害）" in page.text_content("#chart-outcomes")  # shown at 0 too
+        screenshot(page, tmp_path, "reports-waiting")
+        csv_text = page.request.get(
+            f"{app.url}/api/reports/export.csv?from={WAITING_DAY}&to={WAITING_DAY}"
+        ).text()
+        waiting_rows = list(csv.reader(io.StringIO(csv_text.removeprefix("\ufeff"))))
+        assert ["切断（待ち時間中）", "2"] in waiting_rows
 
         # The presets link to real periods; today has no calls here.
         page.click("text=今日")

@@ -15,10 +15,14 @@ from zoneinfo import ZoneInfo
 import dbfixtures
 import numpy as np
 import pytest
+import waiting_calls
 from dbfixtures import ScriptedTurn, record, scripted_call
+from sqlalchemy import select, update
 
+from dashboards.call_records import Call, Turn
 from dashboards.config import ReportSettings
 from dashboards.reports import (
+    OUTCOME_GROUPS,
     Figures,
     build_report,
     day_bounds,
@@ -134,6 +138,9 @@ def test_totals(report):
     assert (t.calls, t.handled, t.bot_completed) == (8, 6, 3)
     assert (t.transferred, t.transfers_answered) == (2, 1)
     assert (t.no_speech, t.in_progress) == (1, 1)
+    # c4 hung up after a reprompt only; nobody hung up waiting, no failure.
+    assert (t.unresolved, t.hung_up_waiting, t.failed, t.turns_without_reply) == (1, 0, 0, 0)
+    assert sum(t.outcome_counts().values()) == t.calls
     assert t.completion_rate == pytest.approx(0.5)
     assert t.transfer_rate == pytest.approx(1 / 3)
     assert t.avg_handling_s == pytest.approx((60 + 45 + 30 + 20 + 90 + 50) / 6)
@@ -244,9 +251,12 @@ def test_csv_cells_are_never_formulas(db):
 
 def test_empty_period(db):
     r = build_report(db, DAY1, DAY1)
-    assert r.totals == Figures(0, 0, 0, 0, 0, 0, 0, None, None, None, None, None, 0, 0.0)
+    assert r.totals == Figures(
+        0, 0, 0, 0, 0, 0, 0, 0, 0, 0, None, None, None, None, None, 0, 0, 0.0
+    )
     rows = list(csv.reader(io.StringIO(report_csv(r).removeprefix("\ufeff"))))
-    assert ["合計", "0", "0", "0", "", "0", "", "0", "0", "", "", "", "0.00"] in rows
+    empty_day = ["合計", "0", "0", "0", "", "0", "", "0", "0", "0", "0", "0", "", "", ""]
+    assert [*empty_day, "0", "0", "0.00"] in rows
 
 
 def test_bad_period_is_refused():
@@ -267,3 +277,132 @@ def test_percentile_matches_numpy():
         for p in (0, 50, 95, 100):
             assert percentile(values, p) == pytest.approx(float(np.percentile(values, p)))
     assert percentile([], 50) is None
+
+
+# -- callers left waiting, answers cut, fillers, failures ----------------------------------
+# Each call alone on its own day, fed through the real recorder as the call core emits it
+# (tests/waiting_calls.py); outcome hung_up is how the core recorded such calls before it
+# emitted hung_up_waiting, and the reports must read those records the same way.
+DAY3 = dt.date(2026, 11, 4)
+WAITING_OUTCOMES = ["hung_up_waiting", "hung_up"]
+
+
+def turns_of(db, call_id: str) -> list[Turn]:
+    with db.session() as s:
+        return list(s.scalars(select(Turn).where(Turn.call_id == call_id).order_by(Turn.seq)))
+
+
+def day3_totals(db) -> Figures:
+    return build_report(db, DAY3, DAY3).totals
+
+
+@pytest.mark.parametrize("outcome", WAITING_OUTCOMES)
+def test_caller_hanging_up_in_silence_after_a_question_is_not_completed(db, outcome):
+    """The answer was decided but never played; the caller hung up after 23 s."""
+    record(db, waiting_calls.silent_after_question("w1", jst(DAY3, 10, 0), outcome))
+    [turn] = turns_of(db, "w1")
+    assert (turn.action, turn.reply_kind, turn.latency_ms) == ("answer", None, None)
+    t = day3_totals(db)
+    assert (t.calls, t.handled, t.bot_completed) == (1, 1, 0)
+    assert t.completion_rate == 0.0
+    assert t.hung_up_waiting == 1
+    assert t.outcome_counts() == {k: int(k == "hung_up_waiting") for k in OUTCOME_GROUPS}
+    # No latency for a reply that never came: counted apart, not dropped.
+    assert (t.latency_turns, t.latency_p50_ms, t.turns_without_reply) == (0, None, 1)
+    assert t.staff_hours_saved == 0.0
+
+
+@pytest.mark.parametrize("outcome", WAITING_OUTCOMES)
+def test_answer_the_caller_hung_up_on_one_second_in_is_not_completed(db, outcome):
+    record(db, waiting_calls.hung_up_one_second_into_answer("w2", jst(DAY3, 10, 0), outcome))
+    [turn] = turns_of(db, "w2")
+    assert (turn.reply_kind, turn.latency_ms) == ("answer", 2500.0)
+    t = day3_totals(db)
+    assert (t.handled, t.bot_completed) == (1, 0)
+    assert (t.hung_up_waiting, t.unresolved) == (1, 0)
+    # The reply did start: its latency counts, and the turn is not one without reply.
+    assert (t.latency_turns, t.latency_p50_ms, t.turns_without_reply) == (1, 2500.0, 0)
+
+
+def test_filler_then_answer_heard_then_goodbye_is_completed(db):
+    record(db, waiting_calls.filler_then_answer_then_goodbye("w3", jst(DAY3, 10, 0)))
+    turns = turns_of(db, "w3")
+    # The filler is not the reply: the answer's own start and latency are recorded.
+    assert [(t.action, t.reply_kind, t.latency_ms) for t in turns] == [
+        ("answer", "answer", 4000.0),
+        ("goodbye", "goodbye", 600.0),
+    ]
+    assert turns[0].reply_text == waiting_calls.ANSWER
+    t = day3_totals(db)
+    assert (t.handled, t.bot_completed) == (1, 1)
+    assert t.completion_rate == 1.0
+    assert (t.hung_up_waiting, t.turns_without_reply) == (0, 0)
+    assert (t.latency_turns, t.latency_p50_ms) == (2, pytest.approx(2300.0))
+
+
+def test_goodbye_before_hanging_up_leaves_nobody_waiting(db):
+    """Hanging up right after one's own goodbye, before the bot's: served, not waiting."""
+    record(db, waiting_calls.answered_then_said_goodbye_and_hung_up("w4", jst(DAY3, 10, 0)))
+    t = day3_totals(db)
+    assert (t.handled, t.bot_completed, t.hung_up_waiting, t.turns_without_reply) == (1, 1, 0, 0)
+
+
+@pytest.mark.parametrize("outcome", WAITING_OUTCOMES)
+def test_hanging_up_during_the_bots_goodbye_is_completed(db, outcome):
+    record(db, waiting_calls.hung_up_during_the_bots_goodbye("w7", jst(DAY3, 10, 0), outcome))
+    t = day3_totals(db)
+    assert (t.handled, t.bot_completed) == (1, 1)
+    assert (t.hung_up_waiting, t.turns_without_reply) == (0, 0)
+
+
+@pytest.mark.parametrize("outcome", ["error", "abandoned"])
+def test_call_cut_off_by_a_failure_is_failed_not_completed(db, outcome):
+    record(db, waiting_calls.cut_off_after_answer("w5", jst(DAY3, 10, 0)))
+    assert day3_totals(db).in_progress == 1
+    with db.session() as s:  # what closing a call that never ended writes
+        s.execute(update(Call).where(Call.id == "w5").values(outcome=outcome))
+    t = day3_totals(db)
+    assert (t.handled, t.bot_completed) == (1, 0)
+    assert (t.failed, t.no_speech) == (1, 0)
+    assert OUTCOME_GROUPS["failed"] == "切断（障害）"
+    rows = list(csv.reader(io.StringIO(report_csv(build_report(db, DAY3, DAY3))[1:])))
+    assert ["切断（障害）", "1"] in rows
+
+
+def test_question_still_waiting_in_a_call_in_progress_is_not_counted_yet(db):
+    events = waiting_calls.silent_after_question("w6", jst(DAY3, 10, 0))[:-1]  # no CallEnded
+    record(db, events)
+    t = day3_totals(db)
+    assert (t.in_progress, t.hung_up_waiting, t.turns_without_reply) == (1, 0, 0)
+
+
+def test_outcomes_in_the_csv(db):
+    start = jst(DAY3, 10, 0)
+    minute = dt.timedelta(minutes=1)
+    record(
+        db,
+        waiting_calls.silent_after_question("x1", start),
+        waiting_calls.hung_up_one_second_into_answer("x2", start + minute, "hung_up"),
+        waiting_calls.filler_then_answer_then_goodbye("x3", start + 2 * minute),
+        scripted_call("x4", start + 3 * minute, [], outcome="hung_up", duration_s=5),
+    )
+    report = build_report(db, DAY3, DAY3)
+    rows = list(csv.reader(io.StringIO(report_csv(report).removeprefix("\ufeff"))))
+    header = next(r for r in rows if r and r[0] == "日付")
+    total = dict(zip(header, next(r for r in rows if r and r[0] == "合計"), strict=True))
+    assert (total["着信数"], total["応対数"], total["自動応答完結数"]) == ("4", "3", "1")
+    assert total["自動応答完結率(%)"] == "33.3"
+    assert total["切断（待ち時間中）数"] == "2"
+    assert total["切断（障害）数"] == "0"
+    assert total["無音・切断数"] == "1"
+    assert (total["応答遅延の対象ターン数"], total["応答前に終了したターン数"]) == ("3", "1")
+    section = rows.index(["通話の結果", "件数"])
+    assert rows[section + 1 : section + 8] == [
+        ["自動応答で完結", "1"],
+        ["職員へ転送", "0"],
+        ["切断（待ち時間中）", "2"],
+        ["途中で終了（未解決）", "0"],
+        ["切断（障害）", "0"],
+        ["無音・すぐ切断", "1"],
+        ["通話中", "0"],
+    ]

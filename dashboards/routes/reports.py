@@ -23,7 +23,7 @@ from fastapi.responses import HTMLResponse, JSONResponse, Response
 from dashboards.accounts import User
 from dashboards.app import render
 from dashboards.charts import Datum, Segment, bar_list_chart, column_chart, share_chart
-from dashboards.reports import TOKYO, Report, build_report, report_csv
+from dashboards.reports import OUTCOME_GROUPS, TOKYO, Report, build_report, report_csv
 from dashboards.security import require_role
 from dashboards.services import Services, get_services
 
@@ -41,10 +41,16 @@ PRESETS = (("today", "今日"), ("7d", "過去7日間"), ("month", "今月"))
 OUTCOME_COLORS = {
     "completed": "#2e7d32",
     "transferred": "#1565c0",
-    "other": "#f59e0b",
+    "hung_up_waiting": "#c2410c",
+    "unresolved": "#f59e0b",
+    "failed": "#8a1c12",
     "no_speech": "#9aa5b1",
     "in_progress": "#7c3aed",
 }
+# Every outcome is shown even at 0 — a dashboard that names callers left waiting or calls
+# cut by a failure only when there are some hides that they are being counted — except
+# calls in progress, which only matter when there are some.
+HIDDEN_WHEN_ZERO = ("in_progress",)
 
 
 class PeriodError(ValueError):
@@ -218,7 +224,8 @@ def kpis(report: Report) -> list[dict[str, str]]:
             "key": "completion",
             "label": "自動応答完結率",
             "value": percent(t.completion_rate),
-            "note": f"ボットだけで完結 {t.bot_completed}件 ／ 応対 {t.handled}件",
+            "note": f"ボットだけで完結 {t.bot_completed}件 ／ 応対 {t.handled}件"
+            f"（うち{OUTCOME_GROUPS['hung_up_waiting']} {t.hung_up_waiting}件）",
         },
         {
             "key": "transfer",
@@ -236,7 +243,15 @@ def kpis(report: Report) -> list[dict[str, str]]:
             "key": "latency",
             "label": "応答までの時間（中央値 ／ 95%）",
             "value": f"{seconds_text(t.latency_p50_ms)} ／ {seconds_text(t.latency_p95_ms)}",
-            "note": f"お客様が話し終えてからボットが話し始めるまで（{t.latency_turns}回の応答）",
+            "note": f"お客様が話し終えてからボットが応答を話し始めるまで（{t.latency_turns}回の"
+            "応答。「少々お待ちください」などのつなぎの言葉は応答に数えません）",
+        },
+        {
+            "key": "unreplied",
+            "label": "応答前に終了したターン",
+            "value": f"{t.turns_without_reply:,}回",
+            "note": "お客様が話し終えた後、ボットの応答が流れる前に通話が終わった回数"
+            "（応答までの時間には含まれません）",
         },
         {
             "key": "saved",
@@ -257,7 +272,6 @@ def hour_window(counts: list[int]) -> range:
 
 def charts(report: Report) -> list[dict[str, Any]]:
     """The charts of the page, as SVG markup with captions."""
-    t = report.totals
     counts = [h.calls for h in report.hours]
     hours = [Datum(f"{h}時", counts[h], f"{h}時台：{counts[h]}件") for h in hour_window(counts)]
     days = [
@@ -270,15 +284,10 @@ def charts(report: Report) -> list[dict[str, Any]]:
         )
         for d in report.days
     ]
-    other = max(0, t.handled - t.bot_completed - t.transferred)
     outcomes = [
-        Segment("自動応答で完結", t.bot_completed, OUTCOME_COLORS["completed"]),
-        Segment("職員へ転送", t.transferred, OUTCOME_COLORS["transferred"]),
-        Segment("途中で終了（未解決）", other, OUTCOME_COLORS["other"]),
-        Segment("無音・すぐ切断", t.no_speech, OUTCOME_COLORS["no_speech"]),
+        Segment(row["label"], row["calls"], OUTCOME_COLORS[row["key"]])
+        for row in outcome_rows(report)
     ]
-    if t.in_progress:
-        outcomes.append(Segment("通話中", t.in_progress, OUTCOME_COLORS["in_progress"]))
     reasons = [
         Datum(r.label, r.calls, f"{r.label}：{r.calls}件（職員が応答 {r.answered}件）")
         for r in report.transfer_reasons
@@ -313,7 +322,8 @@ def charts(report: Report) -> list[dict[str, Any]]:
             "caption": "通話の結果",
             "size": "normal",
             "svg": share_chart(outcomes, chart_id="chart-outcomes", title="通話の結果"),
-            "note": "完結率・転送率は「無音・すぐ切断」を除いた応対件数に対する割合です。",
+            "note": "完結率・転送率は、応対件数（「無音・すぐ切断」と「通話中」を除く。"
+            "「切断（待ち時間中）」と「切断（障害）」は含む）に対する割合です。",
         },
         {
             "caption": "転送の理由",
@@ -337,6 +347,32 @@ def charts(report: Report) -> list[dict[str, Any]]:
         },
     ]
     return out
+
+
+def outcome_rows(report: Report) -> list[dict[str, Any]]:
+    """The period's calls by outcome, for the chart and the table below it.
+
+    Each call is in exactly one row; ``share`` is of all calls, ``handled_share`` of the
+    handled calls (the denominator of the rates) for the rows that are part of it.
+    """
+    t = report.totals
+    handled_keys = ("completed", "transferred", "hung_up_waiting", "unresolved", "failed")
+    rows = []
+    for key, calls in t.outcome_counts().items():
+        if key in HIDDEN_WHEN_ZERO and not calls:
+            continue
+        rows.append(
+            {
+                "key": key,
+                "label": OUTCOME_GROUPS[key],
+                "calls": calls,
+                "share": percent(calls / t.calls if t.calls else None),
+                "handled_share": percent(calls / t.handled if t.handled else None)
+                if key in handled_keys
+                else "—",
+            }
+        )
+    return rows
 
 
 def presets(period: Period, today: dt.date) -> list[dict[str, Any]]:
@@ -390,6 +426,7 @@ async def reports_page(
         "export_href": "/api/reports/export.csv?" + period.query(),
         "kpis": kpis(report),
         "charts": charts(report),
+        "outcomes": outcome_rows(report),
         "error": error,
     }
     return render(request, "reports.html", context, status_code=400 if error else 200)
