@@ -31,6 +31,7 @@ from voicebot.config import Settings
 from voicebot.events import BotSpeechStopped, ComponentFailed, EventFanout, EventRecorder
 from voicebot.recorded_call import RecordedCaller
 from voicebot.tts.base import SynthesisError
+from voicebot.tts.cache import split_sentences
 from voicebot.wavfile import WavAudio, read_wav, write_wav
 
 # Recognition is charged a fixed time on the virtual clock, as on a quiet 2-core machine,
@@ -216,7 +217,9 @@ class BreaksOnAnswers:
     def __init__(self, inner, faq):
         self.inner = inner
         self.engine, self.voice, self.sample_rate = "breaks", "x", inner.sample_rate
-        self.answers = {faq.answer_text(e) for e in faq}
+        # Uncached answers are synthesised sentence by sentence on a call: break the first.
+        texts = [faq.answer_text(e) for e in faq]
+        self.answers = {*texts, *(split_sentences(t)[0] for t in texts)}
 
     async def synthesize(self, text: str):
         if text in self.answers:

@@ -24,6 +24,7 @@ from voicebot.tts.base import Synthesizer
 from voicebot.tts.cache import SpeechCache, fixed_utterances
 from voicebot.understanding import Understanding
 from voicebot.voice import Voice
+from voicebot.waiting import WaitPolicy
 
 log = logging.getLogger(__name__)
 
@@ -181,6 +182,9 @@ class Bot:
             speculative=call.speculative_recognition,
             hold_incomplete_ms=call.hold_incomplete_ms,
             merge_window_ms=call.merge_window_ms,
+            waiting=WaitPolicy(
+                filler_after_ms=call.filler_after_ms, give_up_after_ms=call.give_up_after_ms
+            ),
         )
 
     def session(

@@ -23,6 +23,7 @@ from typing import Any
 
 import numpy as np
 
+from voicebot import prompts
 from voicebot.asr.base import Recognizer, Transcript
 from voicebot.clock import Clock
 from voicebot.dialogue import Dialogue, Handover, Next, Reply, State
@@ -54,11 +55,13 @@ from voicebot.events import (
 from voicebot.frames import AudioFrame, DtmfFrame
 from voicebot.jobs import Job
 from voicebot.playout import Playout, Utterance
+from voicebot.reply_stream import ReplyStream, plan_pieces
 from voicebot.resample import StreamResampler, resample
 from voicebot.transport import CallTransport, TransferError
 from voicebot.understanding import Understanding
 from voicebot.vad import SUPPORTED_RATES, load_vad
 from voicebot.voice import Voice
+from voicebot.waiting import WaitAction, WaitPolicy, WaitWatch
 
 log = logging.getLogger(__name__)
 
@@ -81,6 +84,11 @@ class CallConfig:
     # sentence: the turn is undone and the two parts are recognised together.
     merge_window_ms: int = 1000
     max_call_ms: float = 20 * 60 * 1000.0
+    # Fillers while the caller waits for a late reply, and when to give up on it.
+    waiting: WaitPolicy = field(default_factory=WaitPolicy)
+    # A hang-up this soon after the reply to a question started is a caller who gave up
+    # waiting, not one who heard the answer.
+    abandon_within_ms: float = 3000.0
 
 
 @dataclass
@@ -97,6 +105,8 @@ class TurnLog:
     latency_ms: float | None = None
     asr_ms: float | None = None
     speculative: bool = False
+    first_audio_ms: float | None = None  # wait until the first bot audio (filler or reply)
+    fillers: int = 0  # fillers played while the caller waited for this reply
     choices: tuple[str, ...] = ()  # the entries offered when the bot asked which one
 
     def as_dict(self) -> dict[str, Any]:
@@ -106,7 +116,7 @@ class TurnLog:
 @dataclass
 class CallResult:
     call_id: str
-    outcome: str  # completed, transferred, hung_up
+    outcome: str  # completed, transferred, hung_up, hung_up_waiting
     duration_ms: float
     turns: list[TurnLog]
     handover: Handover | None = None
@@ -119,16 +129,6 @@ class CallResult:
             "turns": [t.as_dict() for t in self.turns],
             "handover": self.handover.as_dict() if self.handover else None,
         }
-
-
-@dataclass
-class _PendingReply:
-    """A reply being rendered, and the turn it answers."""
-
-    job: Job[list[np.ndarray]]
-    reply: Reply
-    turn: TurnLog | None
-    reply_id: int
 
 
 @dataclass
@@ -191,7 +191,10 @@ class CallSession:
         # job, last_speech_ms, and where the recognised audio starts
         self._spec: tuple[Job[Transcript], float, float] | None = None
         self._recognition: tuple[Job[Transcript], SpeechEnd, bool] | None = None
-        self._pending: list[_PendingReply] = []
+        self._pending: list[ReplyStream] = []
+        self.wait = WaitWatch(self.config.waiting)
+        self._filler_clips: dict[str, np.ndarray] = {}
+        self._filler_turn: TurnLog | None = None  # the turn the caller is waiting on
         self._reply_seq = 0
         self._replies: dict[int, tuple[Reply, TurnLog | None]] = {}
         self._barge_in_at: float | None = None
@@ -210,12 +213,13 @@ class CallSession:
                 call_id=self.call_id, t_ms=0.0, transport=self.transport.name, caller=self.caller
             )
         )
+        await self._load_fillers()
         await self._reply(self.dialogue.start(), turn=None)
         try:
             while self.outcome is None:
                 frame = await self.transport.receive()
                 if frame is None:
-                    self.outcome = "hung_up"
+                    self.outcome = self._hang_up_outcome()
                     break
                 if isinstance(frame, DtmfFrame):
                     await self._on_dtmf(frame.digit)
@@ -230,7 +234,8 @@ class CallSession:
             if self._recognition is not None:
                 self._recognition[0].cancel()
             for p in self._pending:
-                p.job.cancel()
+                p.cancel()
+            self.wait.cancel()
         duration = self.clock.now_ms()
         self.events.emit(
             CallEnded(
@@ -253,6 +258,7 @@ class CallSession:
                 await self._on_endpoint(event)
         self._check_barge_in()
         await self._poll_jobs()
+        await self._fill_silence()
         await self._play_one_frame()
 
     # -- caller audio --------------------------------------------------------------------
@@ -347,7 +353,7 @@ class CallSession:
             self._interrupted.update(u.reply_id for u in dropped)
         self._barge_in_at = None
         for p in self._pending:
-            p.job.cancel()
+            p.cancel()
         self._pending.clear()
         if dropped:
             self.events.emit(
@@ -395,6 +401,8 @@ class CallSession:
             self._continue_from = self._held[1].speech_start_ms
             self._held = None
         self._maybe_resume_sentence(event.speech_start_ms)
+        if self.dialogue.state is not State.ENDED:
+            self.wait.start(event.last_speech_ms)  # the caller now waits for the bot
         self.events.emit(
             CallerSpeechEnded(
                 call_id=self.call_id,
@@ -438,10 +446,8 @@ class CallSession:
             if self.clock.now_ms() - end.last_speech_ms >= self.config.hold_incomplete_ms:
                 self._held = None
                 await self._commit(transcript, end, speculative)
-        for pending in list(self._pending):
-            if pending.job.done():
-                self._pending.remove(pending)
-                await self._on_rendered(pending)
+        for stream in list(self._pending):
+            await self._take_rendered(stream)
 
     async def _on_transcript(self, job: Job[Transcript], end: SpeechEnd, speculative: bool) -> None:
         now = self.clock.now_ms()
@@ -485,6 +491,7 @@ class CallSession:
                 self.call_id,
                 len(text),
             )
+            self.wait.cancel()
             return
         self._continue_from = None
         snapshot = self.dialogue.snapshot()
@@ -530,61 +537,149 @@ class CallSession:
         )
 
     async def _reply(self, reply: Reply, turn: TurnLog | None) -> None:
-        """Render the reply's parts (cached audio, usually) and queue them for playout."""
+        """Render the reply piece by piece (cached audio, usually) and queue it for playout."""
         self._reply_seq += 1
         if turn is not None:
             turn.said = reply.text
             turn.action = reply.kind
+            self.wait.start(
+                turn.speech_end_ms if turn.speech_end_ms is not None else self.clock.now_ms()
+            )
+            self._filler_turn = turn
         if reply.expect_yes_no:
             self.endpointer.set_min_speech_ms(self.config.yes_no_min_speech_ms)
-        job = await Job.start(self.clock, self._render(reply.parts))
-        pending = _PendingReply(job, reply, turn, self._reply_seq)
+        pieces = await plan_pieces(reply.parts, lambda text: self.voice.ready(text, self.rate))
+        stream = ReplyStream(
+            reply,
+            self._reply_seq,
+            pieces,
+            clock=self.clock,
+            render=lambda text: self.voice.clip(text, self.rate),
+            rate=self.rate,
+            interruptible=reply.next is Next.LISTEN,
+        )
         self._replies[self._reply_seq] = (reply, turn)
-        self._pending.append(pending)
-        if job.done():
-            self._pending.remove(pending)
-            await self._on_rendered(pending)
+        self._pending.append(stream)
+        await stream.start()
+        await self._take_rendered(stream)
 
-    async def _render(self, parts: tuple[str, ...]) -> list[np.ndarray]:
-        return [await self.voice.clip(part, self.rate) for part in parts]
-
-    async def _on_rendered(self, pending: _PendingReply) -> None:
-        try:
-            clips = pending.job.result()
-        except Exception as exc:
-            log.exception("call %s: speech synthesis failed", self.call_id)
-            self.events.emit(
-                ComponentFailed(
-                    call_id=self.call_id,
-                    t_ms=self.clock.now_ms(),
-                    component="synthesizer",
-                    error=str(exc),
-                )
-            )
-            if pending.reply.kind == "failure":
-                # Not even the apology can be spoken: hand over without words, never dead air.
-                await self._after_reply_async(pending.reply)
+    async def _take_rendered(self, stream: ReplyStream) -> None:
+        """Queue every piece of ``stream`` rendered by now; on a synthesis failure, apologise."""
+        while stream.ready():
+            try:
+                utterance = await stream.take()
+            except Exception as exc:
+                stream.cancel()
+                self._pending.remove(stream)
+                await self._synthesis_failed(stream, exc)
                 return
-            await self._reply(self.dialogue.on_failure("synthesizer"), pending.turn)
-            return
-        n = len(clips)
-        for i, (part, clip) in enumerate(zip(pending.reply.parts, clips, strict=True)):
-            self.playout.enqueue(
-                Utterance(
-                    clip,
-                    part,
-                    pending.reply.kind,
-                    pending.reply_id,
-                    part=i,
-                    last=i == n - 1,
-                    interruptible=pending.reply.next is Next.LISTEN,
-                )
+            self.playout.enqueue(utterance)
+        if stream.finished and stream in self._pending:
+            self._pending.remove(stream)
+
+    async def _synthesis_failed(self, stream: ReplyStream, exc: Exception) -> None:
+        log.error("call %s: speech synthesis failed: %s", self.call_id, exc)
+        self.events.emit(
+            ComponentFailed(
+                call_id=self.call_id,
+                t_ms=self.clock.now_ms(),
+                component="synthesizer",
+                error=str(exc),
             )
+        )
+        if stream.reply.kind == "failure":
+            # The apology cannot be spoken whole: hand over after what is already queued
+            # of it, or at once, without words; never dead air.
+            queued = self.playout.queued(stream.reply_id)
+            if queued:
+                queued[-1].last = True
+            else:
+                await self._after_reply_async(stream.reply)
+            return
+        _, turn = self._replies.get(stream.reply_id, (None, None))
+        await self._reply(self.dialogue.on_failure("synthesizer"), turn)
+
+    # -- the caller waiting ----------------------------------------------------------------
+    async def _load_fillers(self) -> None:
+        """The fillers' audio, in memory before the first question (pre-rendered prompts)."""
+        for text in (prompts.FILLER, prompts.FILLER_AGAIN):
+            try:
+                self._filler_clips[text] = await self.voice.clip(text, self.rate)
+            except Exception:  # a call without fillers still works; the reply will come
+                log.exception("call %s: filler %r could not be rendered", self.call_id, text)
+
+    async def _fill_silence(self) -> None:
+        """While the caller waits for a late reply, play a filler; after too long, hand over."""
+        if self.outcome is not None or self._held is not None:
+            return  # a held half-sentence: the bot is listening, not keeping anyone waiting
+        if self.endpointer.state is not EndpointState.IDLE:
+            return  # the caller is speaking
+        action = self.wait.due(self.clock.now_ms(), self.playout.speaking)
+        if action is WaitAction.NOTHING:
+            return
+        if action is WaitAction.GIVE_UP:
+            await self._give_up_waiting()
+            return
+        text = prompts.FILLER if action is WaitAction.FILLER else prompts.FILLER_AGAIN
+        clip = self._filler_clips.get(text)
+        if clip is None:
+            return
+        self.wait.played_filler()
+        if self._filler_turn is not None:
+            self._filler_turn.fillers += 1
+        self.playout.enqueue(Utterance(clip, text, "filler", reply_id=0))
+
+    async def _give_up_waiting(self) -> None:
+        """The reply has stalled far too long: drop it, apologise and hand over."""
+        component = "recognizer" if self._recognition is not None else "synthesizer"
+        log.warning("call %s: the %s stalled; handing over", self.call_id, component)
+        self.events.emit(
+            ComponentFailed(
+                call_id=self.call_id, t_ms=self.clock.now_ms(), component=component, error="stalled"
+            )
+        )
+        if self._recognition is not None:
+            self._recognition[0].cancel()
+            self._recognition = None
+        apology = next((p.reply for p in self._pending if p.reply.kind == "failure"), None)
+        self._drop_speculation()
+        self._stop_bot(barged_in=False)
+        self.wait.cancel()
+        if apology is not None:
+            # Not even the apology can be rendered: hand over without words.
+            await self._after_reply_async(apology)
+            return
+        turn = TurnLog("", None, 0.0, "failure", "", self.clock.now_ms())
+        self.turns.append(turn)
+        await self._reply(self.dialogue.on_failure(component), turn)
+
+    def _hang_up_outcome(self) -> str:
+        """``hung_up_waiting`` if the caller gave up waiting for the bot, else ``hung_up``."""
+        if self.wait.waiting or self._recognition is not None or self._held is not None:
+            return "hung_up_waiting"
+        now = self.clock.now_ms()
+        for turn in reversed(self.turns):
+            if turn.speech_end_ms is None:
+                continue
+            started = turn.reply_start_ms
+            if started is not None and now - started < self.config.abandon_within_ms:
+                return "hung_up_waiting"
+            break
+        return "hung_up"
 
     async def _play_one_frame(self) -> None:
         now = self.clock.now_ms()
         tick = self.playout.next_frame()
+        end = now + FRAME_MS
+        for utt in tick.finished:  # a filler that ended before the reply began, in order
+            if utt.kind == "filler" and utt not in tick.started:
+                self.events.emit(BotSpeechStopped(call_id=self.call_id, t_ms=now))
+                self.wait.filler_finished(now)
         for utt in tick.started:
+            if utt.kind == "filler":
+                self._filler_started(utt, now)
+                continue
+            self.wait.heard(now)
             reply, turn = self._replies.get(utt.reply_id, (None, None))
             first_part = utt.part == 0
             latency = None
@@ -593,6 +688,8 @@ class CallSession:
                 if turn.speech_end_ms is not None:
                     turn.latency_ms = now - turn.speech_end_ms
                     latency = turn.latency_ms
+                    if turn.first_audio_ms is None:
+                        turn.first_audio_ms = latency
             if first_part:
                 self.events.emit(
                     BotSpeechStarted(
@@ -605,10 +702,30 @@ class CallSession:
                 )
         await self.transport.send(AudioFrame.from_samples(tick.frame, self.rate, now))
         for utt in tick.finished:
+            if utt.kind == "filler":
+                if utt in tick.started:
+                    self.events.emit(BotSpeechStopped(call_id=self.call_id, t_ms=end))
+                    self.wait.filler_finished(end)
+                continue
             reply, _ = self._replies.get(utt.reply_id, (None, None))
             if reply is not None and utt.last:
-                self.events.emit(BotSpeechStopped(call_id=self.call_id, t_ms=now + FRAME_MS))
+                self.events.emit(BotSpeechStopped(call_id=self.call_id, t_ms=end))
                 await self._after_reply_async(reply)
+            elif not self.playout.speaking and any(
+                p.reply_id == utt.reply_id for p in self._pending
+            ):
+                self.wait.start(end, mid_reply=True)  # the next sentence is not ready yet
+
+    def _filler_started(self, utt: Utterance, now: float) -> None:
+        waited = None if self.wait.since_ms is None else now - self.wait.since_ms
+        turn = self._filler_turn
+        if turn is not None and turn.first_audio_ms is None and turn.speech_end_ms is not None:
+            turn.first_audio_ms = now - turn.speech_end_ms
+        self.events.emit(
+            BotSpeechStarted(
+                call_id=self.call_id, t_ms=now, text=utt.text, kind="filler", latency_ms=waited
+            )
+        )
 
     async def _after_reply_async(self, reply: Reply) -> None:
         if reply.next is Next.LISTEN:

@@ -150,6 +150,21 @@ class CallSettings(BaseModel):
     )
     max_turns: int = Field(12, ge=1)
 
+    filler_after_ms: int = Field(
+        800,
+        ge=200,
+        le=5000,
+        description=(
+            "Silence after the caller's question (or inside a streamed answer) before the bot "
+            "says 「少々お待ちください。」; keeps the caller from waiting in silence"
+        ),
+    )
+    give_up_after_ms: int = Field(
+        12000,
+        ge=2000,
+        le=60000,
+        description="A reply not started this long after the question: apologise and hand over",
+    )
 
 class FileAndEnvSettings(BaseSettings):
     """Base of every settings class: one TOML file and ``VOICEBOT_*`` variables for all.

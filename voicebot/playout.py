@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 
-@dataclass
+@dataclass(eq=False)  # identity: two identical clips are still two utterances
 class Utterance:
     """One piece of bot speech in the queue."""
 
@@ -57,6 +57,10 @@ class Playout:
 
     def enqueue(self, utterance: Utterance) -> None:
         self._queue.append(utterance)
+
+    def queued(self, reply_id: int) -> list[Utterance]:
+        """The utterances of one reply still queued (the first may be half played)."""
+        return [u for u in self._queue if u.reply_id == reply_id]
 
     def pause(self) -> None:
         self.paused = True

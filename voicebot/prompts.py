@@ -18,6 +18,10 @@ CONFIRM_DENIED = "失礼いたしました。お手数ですが、もう一度�
 REPROMPT = (
     "申し訳ありません、うまくお聞き取りできませんでした。もう一度、ご質問を短めにお話しください。"
 )
+# Played when the reply is late (slow recognition or synthesis), so the caller never waits
+# in silence: the first time in a wait, then the shorter one while it goes on.
+FILLER = "少々お待ちください。"
+FILLER_AGAIN = "もうしばらくお待ちください。"
 REPEAT_PREFIX = "もう一度申し上げます。"
 NOTHING_TO_REPEAT = "まだご案内した内容はございません。ご質問をどうぞ。"
 TRANSFER = "担当の職員におつなぎします。そのまま少々お待ちください。"

@@ -57,6 +57,7 @@ class RecordedCaller:
         self._dtmf = sorted(dtmf or [])  # (ms after the track starts, digit)
         self._t = 0.0  # call time of the next frame
         self._bot_speaking = False
+        self._hearing_filler = False
         self._quiet_since: float | None = None
         self._last_question_end: float | None = None  # the caller's last turn, as the bot saw it
         self._ended = False
@@ -72,8 +73,12 @@ class RecordedCaller:
         elif isinstance(event, BotSpeechStarted):
             self._bot_speaking = True
             self._quiet_since = None
+            self._hearing_filler = event.kind == "filler"
         elif isinstance(event, BotSpeechStopped):
             self._bot_speaking = False
+            if self._hearing_filler:  # 「少々お待ちください」 is no answer: keep waiting
+                self._hearing_filler = False
+                return
             self._quiet_since = event.t_ms
             if self._track_started_ms is None:  # the greeting is over: start talking
                 self._track_started_ms = event.t_ms

@@ -37,12 +37,31 @@ class Voice:
             self._clips.move_to_end((text, rate))
         return clip
 
+    async def ready(self, text: str, rate: int) -> bool:
+        """Whether ``text`` plays without synthesis: in memory, or rendered on disk.
+
+        A clip found on disk is loaded into memory on the way, so the call that asked
+        plays it at once.
+        """
+        if self.cached(text, rate) is not None:
+            return True
+        peek = getattr(self.source, "get", None)  # SpeechCache.get: disk only, no synthesis
+        if peek is None:
+            return False
+        speech = await asyncio.to_thread(peek, text)
+        if speech is None:
+            return False
+        await self._keep(text, rate, speech)
+        return True
+
     async def clip(self, text: str, rate: int) -> np.ndarray:
         """int16 samples of ``text`` spoken, at ``rate``."""
         found = self.cached(text, rate)
         if found is not None:
             return found
-        speech = await self.source.render(text)
+        return await self._keep(text, rate, await self.source.render(text))
+
+    async def _keep(self, text: str, rate: int, speech: Speech) -> np.ndarray:
         samples = np.asarray(speech.samples, dtype=np.int16)
         if speech.sample_rate != rate:
             samples = await asyncio.to_thread(resample, samples, speech.sample_rate, rate)

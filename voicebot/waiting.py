@@ -1,0 +1,95 @@
+"""The caller waiting for the bot: when to fill the silence, and when to give up.
+
+A caller who has finished a question and hears nothing for more than a second or two
+wonders whether the line is dead, and hangs up or calls again; both cost the city more
+than a transfer. So from the moment the caller stops speaking (or a streamed answer runs
+dry between sentences) until the bot's reply is heard, this watch says when a short
+pre-rendered filler is due (「少々お待ちください。」 first, then 「もうしばらくお待ちください。」),
+and when the wait has gone on so long that the bot should apologise and hand over
+instead of keeping the caller on the line. It only decides; the call plays.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import Enum
+
+
+class WaitAction(Enum):
+    """What the call should do about a caller who is waiting."""
+
+    NOTHING = "nothing"
+    FILLER = "filler"  # the first filler of this wait
+    FILLER_AGAIN = "filler_again"  # a later one, or one in the middle of an answer
+    GIVE_UP = "give_up"  # apologise and hand over
+
+
+@dataclass
+class WaitPolicy:
+    """Timing of fillers; every value in milliseconds of call time."""
+
+    # Silence before a filler. Latency is measured from the caller's last speech (which
+    # the endpointer places about 100 ms after the true end), so 800 ms keeps the silence
+    # the caller hears under a second while letting a reply that is merely normal-late
+    # (recognition p95 on two busy cores) come without a filler in front of it.
+    filler_after_ms: float = 800.0
+    # A wait this long without the reply starting is a stall: apologise and hand over.
+    give_up_after_ms: float = 12000.0
+
+
+class WaitWatch:
+    """Tracks one wait at a time: started by a finished caller turn, ended by the reply."""
+
+    def __init__(self, policy: WaitPolicy | None = None) -> None:
+        self.policy = policy or WaitPolicy()
+        self.since_ms: float | None = None  # when the caller started waiting
+        self.silent_since_ms: float | None = None  # start of the current silence
+        self.fillers = 0  # fillers played in this wait
+        self.mid_reply = False  # part of the reply has been heard already
+
+    @property
+    def waiting(self) -> bool:
+        return self.since_ms is not None
+
+    def start(self, at_ms: float, mid_reply: bool = False) -> None:
+        """The caller now waits for the bot (their turn ended, or an answer ran dry).
+
+        A wait already under way goes on unchanged: its fillers are already counted.
+        """
+        if self.since_ms is not None:
+            return
+        self.since_ms = self.silent_since_ms = at_ms
+        self.fillers = 0
+        self.mid_reply = mid_reply
+
+    def heard(self, at_ms: float) -> None:
+        """Bot audio that is not a filler started: the wait is over."""
+        self.since_ms = self.silent_since_ms = None
+        self.fillers = 0
+        self.mid_reply = False
+
+    def filler_finished(self, at_ms: float) -> None:
+        """A filler ended and the reply is still not playing: silence starts again."""
+        if self.since_ms is not None:
+            self.silent_since_ms = at_ms
+
+    def cancel(self) -> None:
+        """Nothing is owed any more (the call ended, or the caller's words need no reply)."""
+        self.heard(0.0)
+
+    def due(self, now_ms: float, bot_speaking: bool) -> WaitAction:
+        """What to do at ``now_ms``; call once per frame while the bot may owe a reply."""
+        if self.since_ms is None or bot_speaking or self.silent_since_ms is None:
+            return WaitAction.NOTHING
+        if now_ms - self.since_ms >= self.policy.give_up_after_ms:
+            return WaitAction.GIVE_UP
+        if now_ms - self.silent_since_ms < self.policy.filler_after_ms:
+            return WaitAction.NOTHING
+        if self.fillers == 0 and not self.mid_reply:
+            return WaitAction.FILLER
+        return WaitAction.FILLER_AGAIN
+
+    def played_filler(self) -> None:
+        """A filler was queued; the silence it ends is accounted for."""
+        self.fillers += 1
+        self.silent_since_ms = None
