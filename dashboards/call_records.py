@@ -5,11 +5,16 @@ so a call in progress is visible and a crash leaves everything said so far on di
 the caller said is stored masked (the event pipeline masks it; the recorder masks again).
 Times are timezone-aware UTC on both SQLite and PostgreSQL (``UtcDateTime``); turn timings
 inside a call are in milliseconds on the call's own clock (0 = call start).
+
+Each call names the node (``[node]``, default the host name) whose process took it, so that
+a node starting again after its process was killed closes only the calls it had cut off
+(outcome ``abandoned``), never those another node sharing the database is still taking.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import socket
 from typing import Any
 
 from sqlalchemy import (
@@ -26,6 +31,7 @@ from sqlalchemy import (
     Text,
     TypeDecorator,
     UniqueConstraint,
+    select,
     update,
 )
 from sqlalchemy.orm import Mapped, mapped_column, relationship
@@ -35,7 +41,8 @@ from dashboards.db import Base, Database
 # SQLite only auto-increments INTEGER PRIMARY KEY; PostgreSQL gets a 64-bit key.
 BigId = BigInteger().with_variant(Integer, "sqlite")
 
-OUTCOMES = ("completed", "transferred", "hung_up", "error")
+# "abandoned": the process taking the call died (killed, crashed) and it was closed at restart.
+OUTCOMES = ("completed", "transferred", "hung_up", "error", "abandoned")
 # Reply kinds that give the caller what they asked for (an FAQ answer or where to go).
 ANSWER_KINDS = ("answer", "redirect")
 
@@ -69,6 +76,24 @@ class UtcDateTime(TypeDecorator[dt.datetime]):
         return value.astimezone(dt.UTC)
 
 
+_this_node = socket.gethostname()
+
+
+def set_this_node(name: str) -> None:
+    """Name the node this process runs as; every call row created afterwards carries it.
+
+    The node is an identity of the whole process (one ``voicebot serve`` per node name), so
+    it is kept here once at start-up rather than passed through every writer of call rows.
+    """
+    global _this_node
+    _this_node = name
+
+
+def this_node() -> str:
+    """The node name new call rows get (the host name until ``set_this_node``)."""
+    return _this_node
+
+
 def utc_from_epoch(seconds: float) -> dt.datetime:
     """An event's ``wall_time`` (epoch seconds) as an aware UTC datetime."""
     return dt.datetime.fromtimestamp(seconds, dt.UTC)
@@ -81,6 +106,8 @@ class Call(Base):
 
     id: Mapped[str] = mapped_column(String(64), primary_key=True)  # the call_id of events
     site: Mapped[str] = mapped_column(String(64), default="default")
+    # Node whose process took the call; NULL on rows written before nodes were recorded.
+    node: Mapped[str | None] = mapped_column(String(128), default=lambda: _this_node)
     transport: Mapped[str] = mapped_column(String(32), default="unknown")
     caller: Mapped[str | None] = mapped_column(String(128))  # masked
     started_at: Mapped[dt.datetime] = mapped_column(UtcDateTime, index=True)
@@ -186,11 +213,46 @@ def create_tables(db: Database) -> None:
     Base.metadata.create_all(db.engine, tables=TABLES)
 
 
-def mark_abandoned(db: Database, older_than: dt.timedelta, now: dt.datetime | None = None) -> int:
-    """Close calls that never ended (the process died mid-call) with outcome ``error``.
+def close_cut_calls(db: Database, node: str) -> int:
+    """Close the calls ``node``'s previous process left open as ``abandoned``.
 
-    Only calls started more than ``older_than`` ago are touched, so that a call still in
-    progress in another process is left alone. Returns how many calls were closed.
+    Called when the service starts, before it takes a call: any call of this node still
+    open was cut off when the previous process died (SIGKILL, crash, power loss). Each
+    ends at the last thing recorded of it (start, caller turns, decisions, transfers,
+    failures), the best estimate of when the caller was cut off. Calls of other nodes are
+    left alone, as are rows without a node (older releases): ``mark_abandoned`` closes
+    those once they are old. Returns how many calls were closed.
+    """
+    closed = 0
+    with db.session() as session:
+        calls = session.scalars(select(Call).where(Call.outcome.is_(None), Call.node == node)).all()
+        for call in calls:
+            ended = last_recorded_at(call)
+            call.ended_at = ended
+            call.outcome = "abandoned"
+            call.duration_ms = (ended - call.started_at).total_seconds() * 1000.0
+            closed += 1
+    return closed
+
+
+def last_recorded_at(call: Call) -> dt.datetime:
+    """The latest time recorded of ``call`` (its start if nothing happened after)."""
+    times = [call.started_at]
+    for turn in call.turns:
+        times += [turn.at, turn.decided_at]
+    for transfer in call.transfers:
+        times += [transfer.requested_at, transfer.resolved_at]
+    times += [error.at for error in call.errors]
+    return max(t for t in times if t is not None)
+
+
+def mark_abandoned(db: Database, older_than: dt.timedelta, now: dt.datetime | None = None) -> int:
+    """Close calls of any node that never ended with outcome ``error``: the backstop.
+
+    ``close_cut_calls`` closes a node's own calls when it starts again; this catches the
+    calls of a node that never came back (or of rows without a node). Only calls started
+    more than ``older_than`` ago are touched, so that a call still in progress on another
+    node is left alone. Returns how many calls were closed.
     """
     now = now or dt.datetime.now(dt.UTC)
     with db.session() as session:

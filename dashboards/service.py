@@ -21,6 +21,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
+from dashboards import sd_notify
 from dashboards.config import OperationsSettings
 from telephony.config import TelephonySettings
 from voicebot.config import Settings
@@ -80,7 +81,7 @@ async def start_service(
 ) -> RunningService:
     """Build and start every part; returns once all of them listen."""
     from dashboards.app import create_app
-    from dashboards.call_records import mark_abandoned
+    from dashboards.call_records import close_cut_calls, mark_abandoned, set_this_node
     from dashboards.db import Database
     from dashboards.event_bus import EventBus
     from dashboards.pipeline import EventPipeline
@@ -97,9 +98,18 @@ async def start_service(
 
     db = Database(ops.database_url())
     await asyncio.to_thread(db.create_all)
-    # Calls a previous process never finished (it was killed) are closed as errors.
-    abandoned = await asyncio.to_thread(mark_abandoned, db, dt.timedelta(hours=1))
-    log.info("records: %s (%s abandoned call(s) closed)", _safe_url(db.url), abandoned)
+    # Calls this node's previous process was taking when it died are closed as abandoned;
+    # calls of any node open for over an hour (a node that never came back) as errors.
+    set_this_node(ops.node)
+    abandoned = await asyncio.to_thread(close_cut_calls, db, ops.node)
+    stale = await asyncio.to_thread(mark_abandoned, db, dt.timedelta(hours=1))
+    log.info(
+        "records: %s (node %s: %d abandoned call(s) closed, %d stale)",
+        _safe_url(db.url),
+        ops.node,
+        abandoned,
+        stale,
+    )
     retention = asyncio.create_task(retention_job(db, ops.retention), name="retention")
 
     bot = Bot(core)
@@ -215,9 +225,14 @@ async def serve(
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
     log.info("ready; press Ctrl+C to stop")
+    sd_notify.notify("READY=1")
+    interval = sd_notify.watchdog_interval_s()
+    if interval is not None:
+        service.stops.append(asyncio.create_task(sd_notify.watchdog_pings(interval)).cancel)
     try:
         await stop.wait()
         log.info("shutting down: %d call(s) in progress", len(service.switchboard.active))
+        sd_notify.notify("STOPPING=1")
     finally:
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.remove_signal_handler(sig)

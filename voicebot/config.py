@@ -8,6 +8,7 @@ Defaults are the embedded ones: the shipped FAQ, the general city facts.
 from __future__ import annotations
 
 import os
+import socket
 from pathlib import Path
 from typing import Literal, TypeVar
 
@@ -149,7 +150,6 @@ class CallSettings(BaseModel):
         ),
     )
     max_turns: int = Field(12, ge=1)
-
     filler_after_ms: int = Field(
         800,
         ge=200,
@@ -166,6 +166,7 @@ class CallSettings(BaseModel):
         description="A reply not started this long after the question: apologise and hand over",
     )
 
+
 class FileAndEnvSettings(BaseSettings):
     """Base of every settings class: one TOML file and ``VOICEBOT_*`` variables for all.
 
@@ -175,6 +176,16 @@ class FileAndEnvSettings(BaseSettings):
 
     model_config = SettingsConfigDict(
         env_prefix="VOICEBOT_", env_nested_delimiter="__", extra="ignore"
+    )
+
+    node: str = Field(
+        default_factory=socket.gethostname,
+        min_length=1,
+        max_length=128,
+        description=(
+            "this process's name among the nodes sharing one database (unique per running "
+            "`voicebot serve`); calls it leaves open when killed are closed at its next start"
+        ),
     )
 
     @classmethod
