@@ -42,6 +42,7 @@ import statistics
 import sys
 import time
 from collections import Counter
+from collections.abc import Mapping
 from pathlib import Path
 
 import numpy as np
@@ -106,13 +107,19 @@ class CachedRecognizer:
             "audio_ms": t.audio_ms,
             "processing_ms": t.processing_ms,
             "confidence": t.confidence,
-            "unprompted": t.unprompted,
+            "unprompted": every_rating(t.unprompted),
         }
         self.heard.append(self.cache[digest])
         return t
 
     def save(self) -> None:
         self.path.write_text(json.dumps(self.cache, ensure_ascii=False))
+
+
+def every_rating(unprompted: Mapping[str, float]) -> dict[str, float]:
+    """Every hypothesis' rating without the hint, as plain JSON (Whisper rates on demand)."""
+    rate_all = getattr(unprompted, "rate_all", None)
+    return rate_all() if rate_all is not None else dict(unprompted)
 
 
 def run_one(bot: Bot, row: dict[str, str], fixtures: Path = FIXTURES) -> dict:

@@ -75,6 +75,17 @@ async def one_call(bot: Bot, audio: WavAudio, realtime: bool) -> list[float]:
     return [t.latency_ms for t in result.turns if t.latency_ms is not None and t.heard]
 
 
+def cpu_model() -> str:
+    """The processor's name, for the figures' context."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return "unknown"
+
+
 def summary(latencies: list[float]) -> dict[str, float]:
     if len(latencies) < 2:
         return {"n": len(latencies)}
@@ -99,7 +110,9 @@ async def main_async(args: argparse.Namespace) -> dict:
     rng = random.Random(7)
     answerable = {e.id for e in bot.understanding.faq if e.action.value == "answer"}
     out: dict = {
+        "cpu": cpu_model(),
         "machine_cores": os.cpu_count(),
+        "isa": os.environ.get("CT2_FORCE_CPU_ISA", "auto"),
         "asr": {
             "backend": settings.asr.backend,
             "beam_size": settings.asr.beam_size,
@@ -135,7 +148,10 @@ async def main_async(args: argparse.Namespace) -> dict:
             "calls": n_calls,
             "mode": "virtual" if args.virtual else "realtime",
             "wall_s": round(wall, 1),
+            "cpu_s": round(cpu, 2),
             "cpu_s_per_call": round(cpu / n_calls, 2),
+            # the whole process (recognition, VAD, matching, playout) per caller turn heard
+            "cpu_ms_per_turn": round(1000 * cpu / len(latencies), 1) if latencies else None,
         }
     out["peak_rss_mb"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
     return out

@@ -10,10 +10,13 @@ from faq.city import load_city
 from faq.matcher import Match, Matcher
 from faq.store import Faq, load_faq
 from voicebot.config import Settings
-from voicebot.policy import Decision, decide, doubt_unsure_hearing
+from voicebot.policy import BotAction, Decision, decide, doubt_unsure_hearing
 
 # An alternative hypothesis must beat the first by this much confidence to replace it.
 NBEST_MARGIN = 0.05
+# The decisions ``doubt_unsure_hearing`` may turn into a confirmation; it leaves every
+# other one as it is.
+DOUBTED_ACTIONS = (BotAction.ANSWER, BotAction.REDIRECT)
 
 
 @dataclass
@@ -49,10 +52,14 @@ class Understanding:
         low, an answer is confirmed first (``policy.doubt_unsure_hearing``).
         ``unprompted`` (Whisper) gives each hypothesis' probability without the vocabulary
         hint; with it, the hypothesis chosen is judged by its own probability and by how
-        many hypotheses point at the same entry.
+        many hypotheses point at the same entry. It is looked up only for an answer (the
+        only decision it can change), and only for the chosen text: the recogniser rates
+        a text when it is first looked up.
         """
         match, decision, matched = self._best(text, alternatives)
         thresholds = self.settings.thresholds
+        if decision.action not in DOUBTED_ACTIONS or decision.faq_id is None:
+            return match, decision  # nothing a doubt about the hearing would change
         if unprompted and match.text in unprompted:
             agreement = _agreement(decision, matched)
             return match, doubt_unsure_hearing(

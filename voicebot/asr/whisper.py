@@ -30,7 +30,7 @@ import re
 import threading
 import time
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -222,7 +222,10 @@ class WhisperRecognizer:
             )
             for prompt, more in zip(extras, extra.result() if extra else (), strict=True):
                 heard += self._not_echoes(more, prompt)
-            unprompted = self._unprompted(encoded, heard, len(audio))
+            unprompted = HintFreeRatings(
+                {text: ids for text, _, ids in heard if text and ids},
+                lambda chosen: self._unprompted(encoded, chosen, len(audio)),
+            )
         except Exception as exc:
             raise RecognizerError(f"whisper inference failed: {exc}") from exc
         text, confidence, _ = heard[0] if heard else ("", None, ())
@@ -267,7 +270,7 @@ class WhisperRecognizer:
         )
 
     def _unprompted(
-        self, encoded: object, heard: list[Hypothesis], n_samples: int
+        self, encoded: object, heard: Sequence[Hypothesis], n_samples: int
     ) -> dict[str, float]:
         """Each distinct hypothesis' mean token probability with no hint before it, forced
         on the same encoder output (one batched teacher-forced pass, no search).
@@ -353,6 +356,64 @@ class WhisperRecognizer:
     def close(self) -> None:
         self._executor.shutdown(wait=False, cancel_futures=True)
         self._extra_executor.shutdown(wait=False, cancel_futures=True)
+
+
+class HintFreeRatings(Mapping[str, float]):
+    """Each hypothesis' probability without the vocabulary hint, rated when first asked for.
+
+    The understanding looks up one text at most, the hypothesis it chose, and only when
+    it would answer from it (a confirmation, transfer or reprompt has nothing to doubt).
+    Rating every hypothesis right after decoding cost a forced pass per distinct text
+    (4-6 of them while the recogniser is free) for one value used; rated on demand, a
+    turn pays for one short pass, or none. The pass runs in the thread that asks (the
+    call loop, beside the matcher's work on the same hypotheses); the encoder output is
+    kept until then.
+    """
+
+    def __init__(
+        self,
+        hypotheses: Mapping[str, Sequence[int]],
+        rate: Callable[[list[Hypothesis]], dict[str, float]],
+    ):
+        self._ids = {text: tuple(ids) for text, ids in hypotheses.items()}
+        self._rate = rate
+        self._rated: dict[str, float] = {}
+        self._lock = threading.Lock()
+
+    def __contains__(self, text: object) -> bool:
+        return text in self._ids  # without rating it
+
+    def __getitem__(self, text: str) -> float:
+        if text not in self._ids:
+            raise KeyError(text)
+        with self._lock:
+            if text not in self._rated:
+                try:
+                    self._rated.update(self._rate([(text, None, self._ids[text])]))
+                except Exception:
+                    # Unrated counts as unheard: the answer is confirmed, the call goes on.
+                    log.exception("rating a hypothesis without the hint failed")
+                    self._rated[text] = 0.0
+            return self._rated[text]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._ids)
+
+    def __len__(self) -> int:
+        return len(self._ids)
+
+    def rate_all(self) -> dict[str, float]:
+        """Every hypothesis rated, the ones not yet rated in one batched pass."""
+        with self._lock:
+            missing = [(t, None, ids) for t, ids in self._ids.items() if t not in self._rated]
+            if missing:
+                self._rated.update(self._rate(missing))
+            return {text: self._rated[text] for text in self._ids}
+
+    @property
+    def rated(self) -> int:
+        """How many hypotheses have been rated so far."""
+        return len(self._rated)
 
 
 def faq_vocabulary_prompt(faq: object, max_chars: int = 160) -> str:
