@@ -1,19 +1,11 @@
-"""Tests for the pipeline frame types."""
+"""The frames transports hand to the call session: audio and key presses."""
 
 import dataclasses
 
 import numpy as np
 import pytest
 
-from voicebot.frames import (
-    AudioFrame,
-    DtmfFrame,
-    EndFrame,
-    Frame,
-    SpeechEndedFrame,
-    SpeechStartedFrame,
-    TranscriptFrame,
-)
+from voicebot.frames import AudioFrame, DtmfFrame, Frame, as_pcm16
 
 
 def test_audio_frame_20ms_at_16k_has_320_samples_and_20ms() -> None:
@@ -103,36 +95,39 @@ def test_frames_are_frozen_and_slotted() -> None:
     frame = AudioFrame(bytes(2), 8000)
     with pytest.raises(dataclasses.FrozenInstanceError):
         frame.sample_rate = 16000  # type: ignore[misc]
-    for cls in (AudioFrame, SpeechStartedFrame, TranscriptFrame, DtmfFrame, EndFrame):
-        assert "__slots__" in cls.__dict__
-        assert not hasattr(cls(*_example_args(cls)), "__dict__")
+    key = DtmfFrame("5")
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        key.digit = "6"  # type: ignore[misc]
+    for made in (frame, key):
+        assert "__slots__" in type(made).__dict__
+        assert not hasattr(made, "__dict__")
 
 
-def _example_args(cls: type) -> tuple:
-    return {
-        AudioFrame: (b"", 8000),
-        SpeechStartedFrame: (),
-        TranscriptFrame: ("はい", True),
-        DtmfFrame: ("5",),
-        EndFrame: (),
-    }[cls]
-
-
-def test_control_frames_are_frames_and_compare_by_value() -> None:
-    frames = [
-        SpeechStartedFrame(120.0),
-        SpeechEndedFrame(980.0),
-        TranscriptFrame("住民税の納付期限", final=False),
-        DtmfFrame("#"),
-        EndFrame(),
-    ]
-    assert all(isinstance(f, Frame) for f in frames)
-    assert TranscriptFrame("はい", True) == TranscriptFrame("はい", final=True)
-    assert TranscriptFrame("はい", True) != TranscriptFrame("はい", False)
-    assert SpeechStartedFrame().timestamp_ms is None
-    assert EndFrame() == EndFrame()
-    # Frames are hashable, so stages can use them as keys or in sets.
+def test_frames_are_frames_and_compare_by_value() -> None:
+    """A transport's receive() gives either kind; the call session tells them apart by
+    type, and a frame kept for the recording compares equal to an identical one."""
+    assert isinstance(AudioFrame(b"", 8000), Frame) and isinstance(DtmfFrame("#"), Frame)
+    assert AudioFrame(bytes(4), 8000, 20.0) == AudioFrame(bytes(4), 8000, 20.0)
+    assert AudioFrame(bytes(4), 8000, 20.0) != AudioFrame(bytes(4), 8000, 40.0)
+    assert AudioFrame(bytes(4), 8000) != AudioFrame(bytes(4), 16000)
+    # Frames are hashable, so they can be used as keys or in sets.
     assert len({DtmfFrame("1"), DtmfFrame("1"), DtmfFrame("2")}) == 2
+
+
+def test_as_pcm16_reads_bytes_little_endian_and_passes_int16_arrays_through() -> None:
+    assert as_pcm16(bytes([0x01, 0x00, 0xFF, 0x7F])).tolist() == [1, 32767]
+    assert as_pcm16(memoryview(bytes(4))).tolist() == [0, 0]
+    samples = np.array([3, -4], dtype=np.int16)
+    assert as_pcm16(samples) is samples  # no copy on the audio path
+
+
+def test_as_pcm16_rejects_what_is_not_mono_16_bit_pcm() -> None:
+    with pytest.raises(ValueError, match="even"):
+        as_pcm16(b"\x00\x00\x00")
+    with pytest.raises(TypeError, match="int16"):
+        as_pcm16(np.zeros(4, dtype=np.float32))
+    with pytest.raises(ValueError, match="mono"):
+        as_pcm16(np.zeros((2, 2), dtype=np.int16))
 
 
 @pytest.mark.parametrize("digit", list("0123456789*#ABCD"))

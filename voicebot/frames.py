@@ -1,11 +1,16 @@
-"""Typed frames that flow through the real-time speech pipeline.
+"""The frames a call's transport and its call session exchange.
 
-Every stage (transport adapter, VAD, recogniser, dialogue, synthesiser) consumes and produces
-frames. Keeping them small, immutable and typed lets stages be tested in isolation and lets
-a stage pass through any frame it does not understand.
+A transport (SIP, WebRTC or a recorded WAV call, see ``voicebot.transport``) delivers the
+caller's side as a stream of frames: ``AudioFrame`` for each 20 ms of audio and
+``DtmfFrame`` for a key press. The call session (``voicebot.call``) reads them one at a
+time and answers each audio frame with one ``AudioFrame`` of bot audio; after a transfer
+to staff, ``telephony.bridge`` pumps the same frames between the caller's and the staff
+member's transports. Frames are small, immutable values so that a frame can be kept (the
+call's recording) or handed on without copying.
 
-Audio inside the pipeline is always 16-bit signed little-endian mono PCM. Transports convert
-their wire format (G.711, stereo, float) at the edge so that the core never has to guess.
+Audio in a frame is always 16-bit signed little-endian mono PCM. Transports convert their
+wire format (G.711, Opus, WAV of any sample format) at the edge, so that the core never
+has to guess.
 """
 
 from __future__ import annotations
@@ -25,8 +30,8 @@ DTMF_DIGITS = frozenset("0123456789*#ABCD")
 def as_pcm16(samples: np.ndarray | bytes | bytearray | memoryview) -> np.ndarray:
     """1-D int16 samples from an int16 array or 16-bit PCM bytes; anything else is an error.
 
-    Every stage that takes audio accepts both forms; checking them in one place keeps the
-    error messages the same everywhere.
+    Every function that takes audio (G.711, resampling, VAD) accepts both forms; checking
+    them in one place keeps the error messages the same everywhere.
     """
     if isinstance(samples, bytes | bytearray | memoryview):
         if len(samples) % BYTES_PER_SAMPLE:
@@ -42,7 +47,7 @@ def as_pcm16(samples: np.ndarray | bytes | bytearray | memoryview) -> np.ndarray
 
 @dataclass(frozen=True, slots=True)
 class Frame:
-    """Base class of everything that travels through the pipeline."""
+    """What a transport delivers: caller audio or a key press."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,7 +55,7 @@ class AudioFrame(Frame):
     """A chunk of 16-bit signed little-endian mono PCM audio.
 
     `pcm` stays as `bytes` because that is what transports read and write; `samples` gives a
-    zero-copy numpy view for stages that compute on the signal.
+    zero-copy numpy view for code that computes on the signal.
     """
 
     pcm: bytes
@@ -115,38 +120,12 @@ class AudioFrame(Frame):
 
 
 @dataclass(frozen=True, slots=True)
-class SpeechStartedFrame(Frame):
-    """The caller started speaking (emitted by VAD); used for barge-in."""
-
-    timestamp_ms: float | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class SpeechEndedFrame(Frame):
-    """The caller stopped speaking (emitted by VAD); closes an utterance for recognition."""
-
-    timestamp_ms: float | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class TranscriptFrame(Frame):
-    """Recognised text; partial results (`final=False`) may be revised by later frames."""
-
-    text: str
-    final: bool
-
-
-@dataclass(frozen=True, slots=True)
 class DtmfFrame(Frame):
-    """A keypad digit pressed by the caller (RFC 4733 / SIP INFO, decoded by the transport)."""
+    """A keypad digit pressed by the caller (RFC 4733 on SIP, a data-channel message on
+    WebRTC), decoded by the transport."""
 
     digit: str
 
     def __post_init__(self) -> None:
         if self.digit not in DTMF_DIGITS:
             raise ValueError(f"DtmfFrame.digit must be one of 0-9 * # A-D, got {self.digit!r}")
-
-
-@dataclass(frozen=True, slots=True)
-class EndFrame(Frame):
-    """The call is over; every stage flushes and stops after passing this on."""
