@@ -8,6 +8,7 @@ from zoneinfo import ZoneInfo
 import pytest
 
 from voicebot import prompts
+from voicebot.config import Settings
 from voicebot.dialogue import Dialogue, Next, State
 
 JST = ZoneInfo("Asia/Tokyo")
@@ -55,31 +56,37 @@ def test_operator_request_and_dtmf_zero(understanding):
     assert reply.next is Next.TRANSFER and reply.handover.turns[-1].heard == "[DTMF 0]"
 
 
-def test_confirmation_yes_delivers_the_answer(call, understanding, faq):
-    # Force a confirmation by raising the answer threshold for this call.
-    understanding.settings.thresholds.answer = 0.9999
-    try:
-        reply = call.on_utterance("口座振替にしたい")
-        assert reply.kind == "confirm" and reply.expect_yes_no
-        assert "口座振替" in reply.text
-        reply = call.on_utterance("はい、そうです")
-        assert reply.kind == "answer"
-        assert faq.answer_text("payment.account-transfer") in reply.text
-    finally:
-        understanding.settings.thresholds.answer = 0.70
+def require_confirmation(understanding, monkeypatch) -> None:
+    """Raise the answer threshold of the shared understanding for this test only: every
+    match is then confirmed first. monkeypatch puts back whatever was configured."""
+    monkeypatch.setattr(understanding.settings.thresholds, "answer", 0.9999)
 
 
-def test_confirmation_by_dtmf_and_denial(call, understanding):
-    understanding.settings.thresholds.answer = 0.9999
-    try:
-        call.on_utterance("口座振替にしたい")
-        reply = call.on_dtmf("2")
-        assert reply.kind == "reprompt" and reply.text == prompts.CONFIRM_DENIED
-        call.on_utterance("口座振替にしたい")
-        reply = call.on_dtmf("1")
-        assert reply.kind == "answer"
-    finally:
-        understanding.settings.thresholds.answer = 0.70
+def test_confirmation_yes_delivers_the_answer(call, understanding, faq, monkeypatch):
+    require_confirmation(understanding, monkeypatch)
+    reply = call.on_utterance("口座振替にしたい")
+    assert reply.kind == "confirm" and reply.expect_yes_no
+    assert "口座振替" in reply.text
+    reply = call.on_utterance("はい、そうです")
+    assert reply.kind == "answer"
+    assert faq.answer_text("payment.account-transfer") in reply.text
+
+
+def test_confirmation_by_dtmf_and_denial(call, understanding, monkeypatch):
+    require_confirmation(understanding, monkeypatch)
+    call.on_utterance("口座振替にしたい")
+    reply = call.on_dtmf("2")
+    assert reply.kind == "reprompt" and reply.text == prompts.CONFIRM_DENIED
+    call.on_utterance("口座振替にしたい")
+    reply = call.on_dtmf("1")
+    assert reply.kind == "answer"
+
+
+def test_the_shared_understanding_keeps_the_configured_thresholds(understanding):
+    """Runs after the confirmation tests above: the session-wide understanding that every
+    later test module uses still has the thresholds the settings give, not the ones a
+    test set for itself."""
+    assert understanding.settings.thresholds == Settings().thresholds
 
 
 def test_not_understood_twice_goes_to_staff(call):
