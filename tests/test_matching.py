@@ -9,10 +9,12 @@ from asr_noise import corrupt
 from conftest import read_tsv
 
 from faq.intents import ControlIntent, find_control, yes_no
-from faq.matcher import Candidate, Match
+from faq.matcher import Candidate, Match, Matcher
 from faq.model import Action
 from faq.normalize import normalize
+from faq.onyomi import OnyomiReader
 from faq.reading import sound_key, sound_keys
+from voicebot.config import Thresholds
 from voicebot.evaluation import evaluate, predicted_label
 from voicebot.policy import BotAction, decide
 
@@ -57,23 +59,82 @@ def test_robust_to_recognition_noise(understanding):
     assert report.top1 >= 0.90, report.as_dict()["confusions"][:10]
 
 
-@pytest.mark.parametrize(
-    ("heard", "expected"),
-    [
-        ("農夫書をなくしました", "payment.lost-notice"),  # 納付書
-        ("ノウフショをなくしてしまいました", "payment.lost-notice"),
-        ("市民税の深刻はいつまでに出せばいいですか", "juminzei.declaration"),  # 申告
-        ("過税証明書がほしい", "cert.income"),  # 課税
-        ("固定資産勢の納期を教えて", "kotei.payment-schedule"),
-        # 軽自動車: a compound no dictionary has; pyopenjtalk reads 事動 as コトドウ
-        ("軽事動車税はいつまでに払えばいいですか", "keiji.overview"),
-        # 申告: Sudachi reads 進 and 告 alone as ススム ツゲ; their on'yomi are シン コク
-        ("住民税の進告はしないといけないんでしょうか", "juminzei.declaration"),
-    ],
-)
-def test_wrong_kanji_still_match_by_sound(understanding, heard, expected):
-    match, _ = understanding.understand(heard)
-    assert match.top.faq_id == expected, [(c.faq_id, c.score) for c in match.candidates]
+# Recognitions with a wrong kanji (or kana) where the right one sounds the same, and where
+# the rest of the question does not give the topic away: only the reading can.
+WRONG_KANJI = [
+    ("農夫書をなくしました", "payment.lost-notice"),  # 納付書
+    ("ノウフショをなくしてしまいました", "payment.lost-notice"),
+    ("市民税の深刻はいつまでに出せばいいですか", "juminzei.declaration"),  # 申告
+    ("過税証明書がほしい", "cert.income"),  # 課税
+    ("固定試算税の納期を教えて", "kotei.payment-schedule"),  # 固定資産税
+    # 軽自動車: a compound no dictionary has; pyopenjtalk reads 事動 as コトドウ
+    ("軽事動車税はいつまでに払えばいいですか", "keiji.overview"),
+    # 申告: Sudachi reads 進 and 告 alone as ススム ツゲ; their on'yomi are シン コク
+    ("進告はしないといけないんでしょうか", "juminzei.declaration"),
+]
+
+
+def answers(matcher: Matcher, faq, heard: str) -> tuple[str, BotAction, float]:
+    """(top entry, the bot's action at the default thresholds, the top confidence)."""
+    match = matcher.match(heard)
+    decision = decide(match, faq, Thresholds())
+    return match.top.faq_id, decision.action, match.top.score
+
+
+def switch_sound_keys_off(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The matcher without readings: every text's "sound key" is its own normalised
+    surface (no pyopenjtalk or Sudachi reading, no on'yomi), so the features, keywords and
+    aspects that use the key see only the written characters."""
+    monkeypatch.setattr("faq.matcher.sound_keys", lambda surface: (surface,))
+    monkeypatch.setattr(OnyomiReader, "key", lambda self, text: None)
+
+
+@pytest.fixture(scope="module")
+def by_sound(faq) -> Matcher:
+    """The FAQ's matcher without the recogniser's heard phrasings (``faq.heard``), which
+    hold some wrong-kanji forms verbatim: here only the readings can rescue a wrong kanji."""
+    return Matcher(faq, heard=[])
+
+
+@pytest.fixture(scope="module")
+def without_sound_keys(faq) -> Matcher:
+    """``by_sound`` built with the sound keys switched off (match with them off too)."""
+    with pytest.MonkeyPatch.context() as patch:
+        switch_sound_keys_off(patch)
+        return Matcher(faq, heard=[])
+
+
+@pytest.mark.parametrize(("heard", "expected"), WRONG_KANJI)
+def test_wrong_kanji_still_match_by_sound(understanding, by_sound, faq, heard, expected):
+    """The bot answers (no confirmation needed) with the entry the caller meant, both as
+    shipped and with the readings as the only help."""
+    for matcher in (understanding.matcher, by_sound):
+        found, action, score = answers(matcher, faq, heard)
+        assert (found, action) == (expected, BotAction.ANSWER), (score, matcher.match(heard))
+
+
+@pytest.mark.parametrize(("heard", "expected"), WRONG_KANJI)
+def test_without_sound_keys_the_wrong_kanji_are_not_answered(
+    by_sound, without_sound_keys, faq, monkeypatch, heard, expected
+):
+    """The test above depends on the sound keys: with them off, the same check fails for
+    every case (another entry wins, or the meant one is too unsure to be answered)."""
+    _, _, with_keys = answers(by_sound, faq, heard)
+    switch_sound_keys_off(monkeypatch)
+    found, action, score = answers(without_sound_keys, faq, heard)
+    assert (found, action) != (expected, BotAction.ANSWER), score
+    expected_score = next(
+        (c.score for c in without_sound_keys.match(heard).candidates if c.faq_id == expected),
+        0.0,
+    )
+    assert expected_score < with_keys
+
+
+def test_one_wrong_kanji_in_a_known_compound_is_carried_by_the_rest(understanding, faq):
+    """固定資産勢 for 固定資産税: セイ and ゼイ are different sounds, so the reading does not
+    help; 固定資産 and 納期 still point to the entry."""
+    found, action, _ = answers(understanding.matcher, faq, "固定資産勢の納期を教えて")
+    assert (found, action) == ("kotei.payment-schedule", BotAction.ANSWER)
 
 
 def test_confidence_is_calibrated_on_unseen_phrasings(understanding):
