@@ -73,7 +73,7 @@ class IntentDecided(CallEvent):
 class BotSpeechStarted(CallEvent):
     name: ClassVar[str] = "bot_speech_started"
     text: str
-    kind: str  # answer, confirm, reprompt, greeting, transfer, ...
+    kind: str  # answer, confirm, reprompt, greeting, transfer, ..., filler (not a reply)
     latency_ms: float | None = None  # from the caller's last speech, when replying
 
 
@@ -107,7 +107,7 @@ class TransferFailed(CallEvent):
 @dataclass(frozen=True, kw_only=True)
 class CallEnded(CallEvent):
     name: ClassVar[str] = "call_ended"
-    outcome: str  # completed, transferred, hung_up
+    outcome: str  # completed, transferred, hung_up, hung_up_waiting (gave up waiting)
     duration_ms: float
 
 

@@ -24,6 +24,9 @@
     redirect: "他の窓口を案内",
     transfer: "職員へ転送",
     repeat: "くり返し",
+    choose: "どちらかの確認",
+    filler: "お待ちください",
+    failure: "おわび",
     goodbye: "終了のあいさつ",
     reprompt: "聞き直し",
   };
@@ -37,12 +40,17 @@
     goodbye: "終了",
     apology: "おわび",
     repeat: "くり返し",
+    choose: "どちらかの確認",
+    filler: "お待ちください",
+    failure: "おわび",
   };
   const OUTCOMES = {
     completed: "自動応答で完了",
     transferred: "職員へ転送",
     hung_up: "お客様が終話",
+    hung_up_waiting: "切断（待ち時間中）",
     error: "障害で終了",
+    abandoned: "切断（障害）",
   };
   const TRANSPORTS = { sip: "電話", webrtc: "テスト電話（ブラウザ）", recording: "録音の再生（試験）" };
   // FAQ id -> title, embedded by the page (the bot's current FAQ).
