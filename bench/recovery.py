@@ -9,7 +9,9 @@ usually lacks; the figures are those of the process start-up, the same under eit
 Each round: a SIP caller (real RTP from Python) is answered, hears the greeting, asks a
 question; once the bot's decision is recorded the service is SIGKILLed. Measured from the
 kill: the supervisor seeing the exit and starting it again, ``/healthz`` answering 200,
-SIP OPTIONS answered 200, READY=1, the next INVITE answered 200 and its greeting heard.
+SIP OPTIONS answered 200, READY=1, the next INVITE answered 200 and its greeting heard;
+also when the cut caller's RTP stopped and whether a BYE reached it, and when the
+restarted process logged each phase of its start.
 The records are then checked: the cut call ``abandoned``, the next call recorded (and
 ``hung_up`` after its BYE). Everything runs in a temporary data and speech-cache
 directory; the voice is pyttsx3 (rendering every fixed reply with Kokoro takes minutes;
@@ -274,8 +276,9 @@ async def one_round(
         log_offset = supervisor.log_path.stat().st_size
         killed, killed_wall = time.monotonic(), time.time()
         victim.send_signal(signal.SIGKILL)
-    finally:
+    except BaseException:
         caller.close()
+        raise
 
     figures: dict[str, float | None] = {}
 
@@ -294,6 +297,11 @@ async def one_round(
         figures["sip_options_200_s"] = time.monotonic() - killed
 
     await asyncio.gather(exited(), healthy(), sip_ok())
+    # What the cut caller noticed: the bot's RTP stopping, and a BYE if one reached it.
+    heard = [t for t in caller.rtp.received_at if t >= killed - 0.1]
+    figures["cut_caller_rtp_stopped_s"] = max(0.0, max(heard) - killed) if heard else 0.0
+    cut_got_bye = any(m.is_request and m.method == "BYE" for m in caller.client.received)
+    caller.close()
     await wait_until(
         lambda: notify.first("READY=1", killed), 30, "READY=1 after the restart", every=0.05
     )
@@ -318,12 +326,11 @@ async def one_round(
         **{k: round(v, 3) for k, v in figures.items()},
         "restart_log_s": restart_phases(supervisor.log_path, log_offset, killed_wall),
         "cut_call": {
+            "caller_got_bye": cut_got_bye,
             "outcome": closed.outcome,
             "node": closed.node,
             "ended_at_is_last_event": closed.ended_at == last_recorded_at(cut),
-            "recorded_s_before_kill": round(
-                (closed.ended_at - closed.started_at).total_seconds(), 3
-            )
+            "duration_recorded_s": round((closed.ended_at - closed.started_at).total_seconds(), 3)
             if closed.ended_at
             else None,
         },

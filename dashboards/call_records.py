@@ -6,7 +6,7 @@ the caller said is stored masked (the event pipeline masks it; the recorder mask
 Times are timezone-aware UTC on both SQLite and PostgreSQL (``UtcDateTime``); turn timings
 inside a call are in milliseconds on the call's own clock (0 = call start).
 
-Each call names the node (``[node]``, default the host name) whose process took it, so that
+Each call names the node (setting ``node``, default the host name) whose process took it:
 a node starting again after its process was killed closes only the calls it had cut off
 (outcome ``abandoned``), never those another node sharing the database is still taking.
 """
