@@ -206,3 +206,59 @@ def test_ordinal_replies():
     assert ordinal_reply("二番です") == 1
     assert ordinal_reply("前の方じゃなくて後の方") is None  # both: not a position
     assert ordinal_reply("前の住所に届いた通知について聞きたいんですが") is None  # a question
+
+
+def test_a_checkpoint_undoes_the_turns_after_it(call, faq):
+    """A half sentence answered too early is undone, and the whole sentence taken instead:
+    the caller's words, the state and what a repeat would say are as if it never was."""
+    call.on_utterance("納付書をなくしてしまいました")
+    mark = call.checkpoint()
+    assert call.on_utterance("以上です").next is Next.HANGUP and call.state is State.ENDED
+    mark.restore()
+    assert call.state is State.LISTENING and call.last_heard == "納付書をなくしてしまいました"
+    call.on_utterance("口座振替の")
+    mark.restore()  # a checkpoint can be restored more than once
+    reply = call.on_utterance("もう一度お願いします")
+    assert reply.kind == "repeat" and faq.answer_text("payment.lost-notice") in reply.text
+    handover = call.on_dtmf("0").handover
+    heard = [t.heard for t in handover.turns]
+    assert heard == ["納付書をなくしてしまいました", "もう一度お願いします", "[DTMF 0]"]
+
+
+def test_a_checkpoint_puts_back_a_pending_choice(understanding):
+    d = Dialogue(understanding, now=lambda: OPEN)
+    d.start()
+    d.on_utterance(TWO_TOPICS)
+    mark = d.checkpoint()
+    d.on_utterance("いいえ")
+    assert d.state is State.LISTENING and d.misses == 1
+    mark.restore()
+    assert d.state is State.CHOOSING and d.misses == 0
+    reply = d.on_dtmf("2")
+    assert reply.kind == "answer" and d.last_heard == "[DTMF 2]"
+
+
+def test_snapshot_and_restore_still_undo_a_turn(call):
+    """The dict-shaped snapshot is the checkpoint in a wrapper, for callers of that shape."""
+    call.on_utterance("納付書をなくしてしまいました")
+    saved = call.snapshot()
+    call.on_utterance("以上です")
+    call.restore(saved)
+    assert call.state is State.LISTENING and len(call.turns) == 1
+
+
+def test_last_heard_is_the_hypothesis_acted_on(call):
+    assert call.last_heard is None
+    call.on_utterance("ゴミの", ["納付書をなくしてしまいました"])
+    assert call.last_heard == "納付書をなくしてしまいました"  # the FAQ explained it, not 「ゴミの」
+    assert call.turns[-1].heard == call.last_heard
+    call.on_no_input()
+    assert call.last_heard == ""
+    call.on_dtmf("5")  # ignored: no turn
+    assert call.last_heard == ""
+
+
+def test_turns_is_a_copy(call):
+    call.on_utterance("納付書をなくしてしまいました")
+    call.turns.clear()
+    assert len(call.turns) == 1

@@ -4,6 +4,11 @@ It takes what the caller said (text), pressed (DTMF) or failed to say, and retur
 what the bot says next and where the call goes: keep listening, hand over to staff,
 or hang up. It knows nothing of audio or transports, so every path can be tested
 with plain strings, and the same rules hold on SIP, WebRTC and recorded calls.
+
+It is the only author of the bot's words: the policy decides an action and an entry,
+and every word spoken is built here from ``voicebot.prompts`` and the FAQ. Whatever
+shows what the bot says (the call, ``voicebot ask``, the FAQ editor's "try a question")
+takes ``Reply.text`` from here, so it is what a caller hears.
 """
 
 from __future__ import annotations
@@ -15,10 +20,9 @@ from enum import StrEnum
 from typing import Any
 
 from faq.intents import ControlIntent, yes_no
-from faq.model import Action as FaqAction
 from faq.normalize import nfkc
 from voicebot import prompts
-from voicebot.policy import BotAction, Decision, choice_parts
+from voicebot.policy import BotAction, Decision, chosen, entry_action
 from voicebot.understanding import Understanding
 
 DEFAULT_MAX_TURNS = 12
@@ -116,6 +120,48 @@ class Reply:
         return "".join(self.parts)
 
 
+@dataclass(frozen=True, eq=False)
+class Checkpoint:
+    """The conversation as it stood before a turn; ``restore()`` puts it back.
+
+    A turn can turn out to be half a sentence (the caller goes on before the reply is
+    heard): the call undoes it and recognises the whole sentence instead. What is saved
+    is the dialogue's business; the call only keeps the object.
+    """
+
+    _dialogue: Dialogue
+    _state: State
+    _turns: tuple[TurnRecord, ...]
+    _misses: int
+    _last_said: tuple[str, ...] | None
+    _pending: Decision | None
+
+    def restore(self) -> None:
+        """Put the dialogue back as it was when this checkpoint was taken."""
+        d = self._dialogue
+        d.state = self._state
+        d._turns = list(self._turns)
+        d.misses = self._misses
+        d.last_said = self._last_said
+        d._pending = self._pending
+
+
+def choice_parts(first: str, second: str) -> tuple[str, ...]:
+    """The choice question as separately spoken parts, each one rendered once per entry
+    title (a sentence naming both titles would need audio for every pair)."""
+    return (
+        prompts.CHOICE_FIRST.format(title=first),
+        prompts.CHOICE_SECOND.format(title=second),
+        prompts.CHOICE_HOW,
+    )
+
+
+def confirm_parts(title: str) -> tuple[str, ...]:
+    """「…についてのご質問でよろしいでしょうか。」 and how to answer it, apart: the second
+    part is the same for every topic."""
+    return (prompts.CONFIRM_TOPIC.format(title=title), prompts.CONFIRM_HOW)
+
+
 class Dialogue:
     """One call's conversation. Not thread-safe; one instance per call."""
 
@@ -129,7 +175,7 @@ class Dialogue:
         self.max_turns = max_turns
         self._now = now or (lambda: dt.datetime.now(dt.UTC))
         self.state = State.GREETING
-        self.turns: list[TurnRecord] = []
+        self._turns: list[TurnRecord] = []
         self.misses = 0  # consecutive not-understood turns (or silences)
         self.last_said: tuple[str, ...] | None = None
         self._pending: Decision | None = None  # topic awaiting confirmation
@@ -138,6 +184,22 @@ class Dialogue:
     @property
     def city(self):
         return self.understanding.faq.city
+
+    @property
+    def turns(self) -> list[TurnRecord]:
+        """The caller's turns so far, as the handover shows them (a copy).
+
+        Kept for callers that read the list; ``last_heard`` and ``checkpoint()`` are
+        what a call needs.
+        """
+        return list(self._turns)
+
+    @property
+    def last_heard(self) -> str | None:
+        """What the last caller turn was heard as: the recognised text the dialogue acted
+        on (the n-best hypothesis it chose), 「[DTMF 0]」 for a key, "" for silence; None
+        before the first turn."""
+        return self._turns[-1].heard if self._turns else None
 
     def staff_available(self) -> bool:
         return self.city.business_hours.is_open(self._now())
@@ -160,11 +222,11 @@ class Dialogue:
             self.state = State.LISTENING
             self.misses = 0
             return self._say((hours, prompts.ANYTHING_ELSE), "out_of_hours", decision=decision)
-        handover = Handover(reason=reason, turns=list(self.turns), topic=topic)
+        handover = Handover(reason=reason, turns=list(self._turns), topic=topic)
         return self._say(text, "transfer", next=Next.TRANSFER, decision=decision, handover=handover)
 
     def _record(self, text: str, decision: Decision) -> None:
-        self.turns.append(
+        self._turns.append(
             TurnRecord(
                 heard=text,
                 faq_id=decision.faq_id,
@@ -177,22 +239,19 @@ class Dialogue:
             )
         )
 
+    def checkpoint(self) -> Checkpoint:
+        """The conversation as it stands, to undo the next turn with ``restore()``."""
+        return Checkpoint(
+            self, self.state, tuple(self._turns), self.misses, self.last_said, self._pending
+        )
+
     def snapshot(self) -> dict[str, Any]:
-        """The conversation state, to undo a turn that turns out to be half a sentence."""
-        return {
-            "state": self.state,
-            "turns": list(self.turns),
-            "misses": self.misses,
-            "last_said": self.last_said,
-            "pending": self._pending,
-        }
+        """``checkpoint()`` in a dict, for callers written against that shape."""
+        return {"checkpoint": self.checkpoint()}
 
     def restore(self, snapshot: dict[str, Any]) -> None:
-        self.state = snapshot["state"]
-        self.turns = list(snapshot["turns"])
-        self.misses = snapshot["misses"]
-        self.last_said = snapshot["last_said"]
-        self._pending = snapshot["pending"]
+        """Undo back to a ``snapshot()``: the same as its checkpoint's ``restore()``."""
+        snapshot["checkpoint"].restore()
 
     # -- inputs --------------------------------------------------------------------------
     def start(self) -> Reply:
@@ -212,7 +271,7 @@ class Dialogue:
         ``unprompted``: each hypothesis' probability without the vocabulary hint)."""
         if self.state is State.ENDED:
             raise RuntimeError("the call has ended")
-        if len(self.turns) >= self.max_turns:
+        if len(self._turns) >= self.max_turns:
             decision = self.understanding.understand(text)[1]
             self._record(text, decision)
             return self._transfer("turn_limit", prompts.TRANSFER, decision)
@@ -238,7 +297,7 @@ class Dialogue:
         if self.state is State.ENDED:
             return None
         if digit == "0":
-            self.turns.append(
+            self._turns.append(
                 TurnRecord(heard="[DTMF 0]", faq_id=None, score=1.0, action="transfer")
             )
             return self._transfer("caller_request", prompts.TRANSFER)
@@ -252,28 +311,28 @@ class Dialogue:
 
     def on_no_input(self) -> Reply:
         """The caller said nothing for the no-input time."""
-        self.turns.append(TurnRecord(heard="", faq_id=None, score=0.0, action="no_input"))
+        self._turns.append(TurnRecord(heard="", faq_id=None, score=0.0, action="no_input"))
         return self._not_understood()
 
     def on_failure(self, component: str) -> Reply:
         """A component (recogniser, synthesiser, ...) failed: apologise and hand over."""
-        self.turns.append(
+        self._turns.append(
             TurnRecord(heard=f"[{component} failure]", faq_id=None, score=0.0, action="failure")
         )
         if not self.staff_available():
             hours = prompts.OUT_OF_HOURS.format(office_hours=self.city.office_hours)
             return self._say((prompts.APOLOGY_FAILURE_CLOSED, hours), "failure", next=Next.HANGUP)
-        handover = Handover(reason="failure", turns=list(self.turns))
+        handover = Handover(reason="failure", turns=list(self._turns))
         return self._say(prompts.APOLOGY_FAILURE, "failure", next=Next.TRANSFER, handover=handover)
 
     def on_shutdown(self) -> Reply:
         """The service is stopping: tell the caller and hand over (or give the hours)."""
-        self.turns.append(TurnRecord(heard="", faq_id=None, score=0.0, action="shutdown"))
+        self._turns.append(TurnRecord(heard="", faq_id=None, score=0.0, action="shutdown"))
         if not self.staff_available():
             later = prompts.SHUTDOWN_CLOSED.format(office_hours=self.city.office_hours)
             parts = (prompts.SHUTDOWN, later, prompts.GOODBYE)
             return self._say(parts, "shutdown", next=Next.HANGUP)
-        handover = Handover(reason="shutdown", turns=list(self.turns))
+        handover = Handover(reason="shutdown", turns=list(self._turns))
         return self._say(
             (prompts.SHUTDOWN, prompts.SHUTDOWN_TRANSFER),
             "shutdown",
@@ -294,7 +353,7 @@ class Dialogue:
         offered = self.state is State.OFFERED_TRANSFER
         self.state = State.LISTENING
         self._pending = None
-        self.turns.append(
+        self._turns.append(
             TurnRecord(
                 heard=text,
                 faq_id=pending.faq_id if pending else None,
@@ -331,7 +390,7 @@ class Dialogue:
             return self._deliver_choice(text, pending.choices[position])
         answer = yes_no(text)
         if answer is not None:  # 「いいえ」: neither; 「はい」: does not say which
-            self.turns.append(TurnRecord(heard=text, faq_id=None, score=1.0, action=answer.value))
+            self._turns.append(TurnRecord(heard=text, faq_id=None, score=1.0, action=answer.value))
             self.misses += 1
             if self.misses >= 2:
                 return self._transfer("not_understood", prompts.TRANSFER_AFTER_FAILURE, pending)
@@ -344,7 +403,7 @@ class Dialogue:
         self._record(match.text, decision)
         named = match.top.faq_id if match.top and match.control is None else None
         if named in pending.choices:
-            return self._deliver(self._chosen(named))
+            return self._deliver(chosen(self.understanding.faq, named))
         return self._act(decision)  # a new question
 
     def _offer_choice(self, decision: Decision) -> Reply:
@@ -357,28 +416,22 @@ class Dialogue:
 
     def _deliver_choice(self, heard: str, faq_id: str) -> Reply:
         """The caller named one of the offered entries by position or key: record, answer."""
-        self.turns.append(TurnRecord(heard=heard, faq_id=faq_id, score=1.0, action="chosen"))
-        return self._deliver(self._chosen(faq_id))
-
-    def _chosen(self, faq_id: str) -> Decision:
-        entry = self.understanding.faq[faq_id]
-        action = BotAction.REDIRECT if entry.action is FaqAction.REDIRECT else BotAction.ANSWER
-        return Decision(action, faq_id, 1.0, self.understanding.faq.answer_text(entry), "faq")
+        self._turns.append(TurnRecord(heard=heard, faq_id=faq_id, score=1.0, action="chosen"))
+        return self._deliver(chosen(self.understanding.faq, faq_id))
 
     def _act(self, decision: Decision) -> Reply:
         match decision.action:
-            case BotAction.ANSWER | BotAction.REDIRECT:
+            case BotAction.TRANSFER if decision.faq_id is None:  # a person, not a topic
+                return self._transfer("caller_request", prompts.TRANSFER, decision)
+            case BotAction.ANSWER | BotAction.REDIRECT | BotAction.TRANSFER:
                 return self._deliver(decision)
-            case BotAction.TRANSFER:
-                reason = "caller_request" if decision.intent == "operator" else "staff_topic"
-                return self._transfer(reason, decision.say, decision)
             case BotAction.CHOOSE:
                 return self._offer_choice(decision)
             case BotAction.CONFIRM:
                 self.state = State.CONFIRMING
                 self._pending = decision
                 title = self.understanding.faq[decision.faq_id].title
-                parts = (prompts.CONFIRM_TOPIC.format(title=title), prompts.CONFIRM_HOW)
+                parts = confirm_parts(title)
                 return self._say(parts, "confirm", decision=decision, expect_yes_no=True)
             case BotAction.REPEAT:
                 if self.last_said is None or self.last_said == (prompts.GREETING,):
@@ -392,16 +445,19 @@ class Dialogue:
                 return self._not_understood(decision)
 
     def _deliver(self, decision: Decision) -> Reply:
-        """Speak the entry's words: answer, redirect (and offer staff) or transfer."""
+        """Speak the entry's words as the entry calls for: answer, redirect (and offer
+        staff) or transfer. ``decision`` is the one the reply reports (a confirmed
+        topic's confirmation, say); the entry decides the words."""
         self.misses = 0
         faq = self.understanding.faq
         entry = faq[decision.faq_id] if decision.faq_id else None
         if entry is None:
             return self._not_understood(decision)
         answer = faq.answer_text(entry)
-        if entry.action is FaqAction.TRANSFER:
+        action = entry_action(entry)
+        if action is BotAction.TRANSFER:
             return self._transfer("staff_topic", answer, decision)
-        if entry.action is FaqAction.REDIRECT:
+        if action is BotAction.REDIRECT:
             if self.staff_available():
                 self.state = State.OFFERED_TRANSFER
                 self._pending = decision

@@ -3,6 +3,10 @@
 The rules favour safety: a middling match is confirmed rather than answered, and an
 answer is never given when a topic that needs staff (the caller's own case) is a
 plausible reading of the same words.
+
+A decision names an action and an entry, never words: what the caller hears is built
+by the dialogue alone (``voicebot.dialogue``), from the prompts and the FAQ, so that
+every place that shows the bot's words shows the same ones.
 """
 
 from __future__ import annotations
@@ -13,9 +17,9 @@ from enum import StrEnum
 from faq.intents import ControlIntent
 from faq.matcher import Candidate, Match
 from faq.model import Action as FaqAction
+from faq.model import FaqEntry
 from faq.normalize import normalize
 from faq.store import Faq
-from voicebot import prompts
 from voicebot.config import Thresholds
 
 # A control phrase wins over FAQ content unless what is left is a real question.
@@ -51,12 +55,11 @@ class BotAction(StrEnum):
 
 @dataclass(frozen=True)
 class Decision:
-    """The bot's decision for one utterance, with the words it will say."""
+    """The bot's decision for one utterance: what to do, and about which entry."""
 
     action: BotAction
     faq_id: str | None
     score: float
-    say: str
     intent: str | None = None  # "faq" or a control intent name
     candidates: list[Candidate] = field(default_factory=list)
     choices: tuple[str, ...] = ()  # CHOOSE: the entries offered, in the order spoken
@@ -87,7 +90,8 @@ def doubt_unsure_hearing(
       is confirmed in any case. Chosen on the validation audio (tests/data/eval/CONSTANTS.md).
 
     Transfers and control requests are left alone: a needless transfer costs little, and
-    「もう一度」 misheard is harmless.
+    「もう一度」 misheard is harmless. ``faq`` is not consulted (the decision already names
+    its entry); it stays so that callers need not change.
     """
     if heard_probability is None:
         return decision
@@ -101,24 +105,23 @@ def doubt_unsure_hearing(
         return decision
     if decision.action not in (BotAction.ANSWER, BotAction.REDIRECT) or decision.faq_id is None:
         return decision
-    entry = faq[decision.faq_id]
-    say = prompts.CONFIRM_TOPIC.format(title=entry.title) + prompts.CONFIRM_HOW
-    return replace(decision, action=BotAction.CONFIRM, say=say)
+    return replace(decision, action=BotAction.CONFIRM)
 
 
-def choice_prompt(first: str, second: str) -> str:
-    """The question that offers two entries by their titles."""
-    return "".join(choice_parts(first, second))
+def entry_action(entry: FaqEntry) -> BotAction:
+    """What an entry calls for once its topic is settled: its answer, a redirect to
+    another office, or staff (the caller's own case)."""
+    if entry.action is FaqAction.TRANSFER:
+        return BotAction.TRANSFER
+    if entry.action is FaqAction.REDIRECT:
+        return BotAction.REDIRECT
+    return BotAction.ANSWER
 
 
-def choice_parts(first: str, second: str) -> tuple[str, ...]:
-    """The choice question as separately spoken parts, each one rendered once per entry
-    title (a sentence naming both titles would need audio for every pair)."""
-    return (
-        prompts.CHOICE_FIRST.format(title=first),
-        prompts.CHOICE_SECOND.format(title=second),
-        prompts.CHOICE_HOW,
-    )
+def chosen(faq: Faq, faq_id: str) -> Decision:
+    """The caller settled the topic themselves (by position, key or the topic's words, in
+    reply to a choice): act on the entry as it says, sure of the topic."""
+    return Decision(entry_action(faq[faq_id]), faq_id, 1.0, "faq")
 
 
 def _control_wins(match: Match, thresholds: Thresholds) -> bool:
@@ -134,31 +137,29 @@ def _control_wins(match: Match, thresholds: Thresholds) -> bool:
 
 
 def decide(match: Match, faq: Faq, thresholds: Thresholds) -> Decision:
-    """Choose the action for ``match`` and the words to say."""
+    """Choose the action for ``match``, and the entry it is about."""
     cands = match.candidates
     if _control_wins(match, thresholds):
         intent = match.control.intent  # type: ignore[union-attr]
         if intent is ControlIntent.OPERATOR:
-            return Decision(BotAction.TRANSFER, None, 1.0, prompts.TRANSFER, intent.value, cands)
+            return Decision(BotAction.TRANSFER, None, 1.0, intent.value, cands)
         if intent is ControlIntent.REPEAT:
-            return Decision(BotAction.REPEAT, None, 1.0, prompts.REPEAT_PREFIX, intent.value, cands)
+            return Decision(BotAction.REPEAT, None, 1.0, intent.value, cands)
         if intent is ControlIntent.GOODBYE:
-            return Decision(BotAction.GOODBYE, None, 1.0, prompts.GOODBYE, intent.value, cands)
+            return Decision(BotAction.GOODBYE, None, 1.0, intent.value, cands)
         # yes/no outside a confirmation: nothing to act on
-        return Decision(BotAction.REPROMPT, None, 0.0, prompts.REPROMPT, intent.value, cands)
+        return Decision(BotAction.REPROMPT, None, 0.0, intent.value, cands)
 
     top = match.top
     if top is None or top.score < thresholds.confirm:
         score = top.score if top else 0.0
-        return Decision(BotAction.REPROMPT, None, score, prompts.REPROMPT, None, cands)
+        return Decision(BotAction.REPROMPT, None, score, None, cands)
 
     entry = faq[top.faq_id]
     confident = top.score >= thresholds.answer
     if entry.action is FaqAction.TRANSFER:
         # The caller's own case: staff must handle it; a needless transfer costs little.
-        return Decision(
-            BotAction.TRANSFER, entry.id, top.score, faq.answer_text(entry), "faq", cands
-        )
+        return Decision(BotAction.TRANSFER, entry.id, top.score, "faq", cands)
     gap = STAFF_TOPIC_GAP_SURE if top.score >= SURE else STAFF_TOPIC_GAP
     staff_topic_close = any(
         c.action is FaqAction.TRANSFER and top.raw - c.raw < gap for c in cands[1:]
@@ -175,13 +176,10 @@ def decide(match: Match, faq: Faq, thresholds: Thresholds) -> Decision:
             BotAction.CHOOSE,
             entry.id,
             top.score,
-            choice_prompt(entry.title, second.title),
             "faq",
             cands,
             choices=(entry.id, second.faq_id),
         )
     if confident and not staff_topic_close:
-        action = BotAction.REDIRECT if entry.action is FaqAction.REDIRECT else BotAction.ANSWER
-        return Decision(action, entry.id, top.score, faq.answer_text(entry), "faq", cands)
-    say = prompts.CONFIRM_TOPIC.format(title=entry.title) + prompts.CONFIRM_HOW
-    return Decision(BotAction.CONFIRM, entry.id, top.score, say, "faq", cands)
+        return Decision(entry_action(entry), entry.id, top.score, "faq", cands)
+    return Decision(BotAction.CONFIRM, entry.id, top.score, "faq", cands)
