@@ -42,7 +42,7 @@ from dashboards.db import Base, Database
 BigId = BigInteger().with_variant(Integer, "sqlite")
 
 # "abandoned": the process taking the call died (killed, crashed) and it was closed at restart.
-OUTCOMES = ("completed", "transferred", "hung_up", "error", "abandoned")
+OUTCOMES = ("completed", "transferred", "hung_up", "hung_up_waiting", "error", "abandoned")
 # Reply kinds that give the caller what they asked for (an FAQ answer or where to go).
 ANSWER_KINDS = ("answer", "redirect")
 
