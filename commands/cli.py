@@ -53,23 +53,36 @@ def _settings(args: argparse.Namespace) -> Settings:
 
 
 def cmd_ask(args: argparse.Namespace) -> int:
-    """Print what the bot would do with one utterance."""
+    """Print what the bot would do with one utterance, and the words a caller would hear.
+
+    The words are the dialogue's (a fresh call, the greeting played): the same reply a
+    caller asking this first would get, office hours and all (``--at`` sets the time).
+    """
+    from voicebot.dialogue import Dialogue
+
     started = time.perf_counter()
     understanding = Understanding.load(_settings(args))
     loaded = time.perf_counter()
-    match, decision = understanding.understand(args.text)
+    dialogue = Dialogue(understanding, now=(lambda: args.at) if args.at else None)
+    dialogue.start()
+    reply = dialogue.on_utterance(args.text)
     done = time.perf_counter()
+    decision = reply.decision
+    candidates = decision.candidates[:3] if decision else []
     result = {
         "text": args.text,
-        "normalized": match.normalized,
-        "faq_id": decision.faq_id,
-        "score": round(decision.score, 4),
-        "action": decision.action.value,
-        "intent": decision.intent,
-        "answer": decision.say,
+        "normalized": understanding.match(args.text).normalized,
+        "faq_id": decision.faq_id if decision else None,
+        "score": round(decision.score, 4) if decision else 0.0,
+        "action": decision.action.value if decision else None,
+        "intent": decision.intent if decision else None,
+        "answer": reply.text,  # what the caller hears
+        "parts": list(reply.parts),
+        "kind": reply.kind,
+        "next": reply.next.value,
         "candidates": [
             {"faq_id": c.faq_id, "title": c.title, "score": c.score, "action": c.action.value}
-            for c in decision.candidates[:3]
+            for c in candidates
         ],
         "timing_ms": {
             "load": round((loaded - started) * 1000, 1),
@@ -79,9 +92,12 @@ def cmd_ask(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(result, ensure_ascii=False))
     else:
-        topic = f"{decision.faq_id} ({decision.score:.2f})" if decision.faq_id else "-"
-        print(f"action : {decision.action.value}\ntopic  : {topic}\nsay    : {decision.say}")
-        for c in decision.candidates[:3]:
+        topic = f"{result['faq_id']} ({result['score']:.2f})" if result["faq_id"] else "-"
+        print(
+            f"action : {result['action']}\ntopic  : {topic}\n"
+            f"reply  : {reply.kind} -> {reply.next.value}\nsay    : {reply.text}"
+        )
+        for c in candidates:
             print(f"  候補 {c.score:.2f} {c.faq_id} {c.title}")
     return 0
 
@@ -262,6 +278,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("ask", parents=[common], help="what the bot does with one utterance (text)")
     p.add_argument("text", help="what the caller said, e.g. 納付書をなくしました")
     p.add_argument("--json", action="store_true", help="print one JSON object")
+    p.add_argument(
+        "--at", type=_parse_time, help="time of the question (ISO 8601), for business hours"
+    )
     p.set_defaults(func=cmd_ask)
 
     p = sub.add_parser(

@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import subprocess
 import sys
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 from conftest import DATA
+
+from voicebot import prompts
+from voicebot.dialogue import Dialogue
 
 VOICEBOT = [sys.executable, "-m", "commands.cli"]
 
@@ -16,7 +21,7 @@ def run(*args: str, env: dict | None = None) -> subprocess.CompletedProcess:
     return subprocess.run([*VOICEBOT, *args], capture_output=True, text=True, timeout=60, env=env)
 
 
-def test_ask_json_has_the_documented_fields():
+def test_ask_json_has_the_documented_fields(faq):
     out = run("ask", "住民税の納付書をなくしました", "--json")
     assert out.returncode == 0, out.stderr
     result = json.loads(out.stdout)
@@ -24,9 +29,43 @@ def test_ask_json_has_the_documented_fields():
     assert result["faq_id"] == "payment.lost-notice"
     assert result["action"] == "answer"
     assert 0.7 <= result["score"] <= 1.0
-    assert "再発行" in result["answer"]
+    answer = faq.answer_text("payment.lost-notice")
+    assert result["parts"] == [answer, prompts.ANYTHING_ELSE]
+    assert result["answer"] == answer + prompts.ANYTHING_ELSE  # what the caller hears
+    assert (result["kind"], result["next"]) == ("answer", "listen")
     assert len(result["candidates"]) == 3
     assert result["candidates"][0]["faq_id"] == "payment.lost-notice"
+
+
+# A Tuesday morning and a Sunday, in the hotline's time zone.
+OPEN, CLOSED = "2026-11-24T10:00", "2026-11-22T10:00"
+
+
+def test_ask_says_what_a_caller_hears(understanding):
+    """The words are the dialogue's for a caller asking this first: a redirect offers staff
+    in office hours, a staff topic outside them gives the hours, a choice names both."""
+    cases = {
+        "所得税の確定申告について聞きたいです": OPEN,
+        "分割で払いたいんですが相談できますか": CLOSED,
+        "証明書の郵送請求と払いすぎた税金の還付": OPEN,
+    }
+    results = {}
+    for text, at in cases.items():
+        when = dt.datetime.fromisoformat(at).replace(tzinfo=ZoneInfo("Asia/Tokyo"))
+        dialogue = Dialogue(understanding, now=lambda when=when: when)
+        dialogue.start()
+        heard = dialogue.on_utterance(text)
+        result = results[text] = json.loads(run("ask", text, "--json", "--at", at).stdout)
+        assert result["answer"] == heard.text and result["parts"] == list(heard.parts), text
+        assert (result["kind"], result["next"]) == (heard.kind, heard.next.value), text
+        assert result["action"] == heard.decision.action.value, text
+    redirect, staff, choice = results.values()
+    assert redirect["kind"] == "redirect" and redirect["answer"].endswith(prompts.OFFER_TRANSFER)
+    assert staff["action"] == "transfer" and staff["kind"] == "out_of_hours"
+    assert choice["kind"] == "choose" and choice["parts"][-1] == prompts.CHOICE_HOW
+    human = run("ask", "所得税の確定申告について聞きたいです", "--at", OPEN).stdout
+    assert f"say    : {redirect['answer']}\n" in human
+    assert "reply  : redirect -> listen" in human
 
 
 def test_ask_transfer_and_control_actions():
