@@ -96,10 +96,17 @@ class SoakOptions:
 
 
 def cpu_model() -> str:
+    """The CPU's model name and whether it has AVX-512 / AMX (Linux /proc)."""
+    model, flags = "unknown", set()
     for line in Path("/proc/cpuinfo").read_text().splitlines():
-        if line.startswith("model name"):
-            return line.split(":", 1)[1].strip()
-    return "unknown"
+        key, _, value = line.partition(":")
+        if key.strip() == "model name" and model == "unknown":
+            model = value.strip()
+        elif key.strip() == "flags" and not flags:
+            flags = set(value.split())
+    extras = [name for name, on in (("AVX-512", "avx512f" in flags),
+              ("AMX", any(f.startswith("amx") for f in flags))) if on]  # fmt: skip
+    return f"{model} ({', '.join(extras) or 'no AVX-512'})"
 
 
 def percentile(values: list[float], q: float) -> float | None:
@@ -228,7 +235,7 @@ class EventListener:
         if seq in self.seqs[call_id]:
             return  # at-least-once delivery: a repeat
         self.seqs[call_id].add(seq)
-        if data.get("event") in ("bot_speech_started", "call_ended", "error"):
+        if data.get("event") in ("bot_speech_started", "caller_speech_ended", "error"):
             self.events.append(data)
 
     def received(self, call_id: str) -> int:
@@ -551,6 +558,48 @@ async def soak_with_service(
     }
 
 
+def media_path(
+    results: list[CallerResult], service: ServiceProcess, listener: EventListener
+) -> dict[str, Any]:
+    """Where a caller's wait goes, from the bot's events and the caller's clock (one host):
+    ``inbound``: from the end of the caller's speech to where the bot's endpointer put
+    it; ``outbound``: from the bot starting to play to the caller hearing it."""
+    events: dict[str, list[dict[str, Any]]] = collections.defaultdict(list)
+    for event in listener.events:
+        events[event["call_id"]].append(event)
+    inbound: list[float] = []
+    outbound: list[float] = []
+    for r in results:
+        sid = next((s for s in service.calls if s.startswith(r.tag)), None)
+        evs = events.get(service.calls[sid]["call_id"], []) if sid else []
+        if not evs:
+            continue
+        origin = float(np.median([e["wall_time"] - e["t_ms"] / 1000.0 for e in evs]))
+        ends = sorted(
+            origin + e["last_speech_ms"] / 1000.0
+            for e in evs
+            if e["event"] == "caller_speech_ended"
+        )
+        starts = sorted(
+            origin + e["t_ms"] / 1000.0 for e in evs if e["event"] == "bot_speech_started"
+        )
+        for end, wait in r.waits_s:
+            spoke_end = end + r.wall_offset
+            bot_end = next((t for t in ends if spoke_end - 0.5 < t < spoke_end + 2.0), None)
+            if bot_end is None:
+                continue
+            inbound.append(bot_end - spoke_end)
+            bot_start = next((t for t in starts if t > bot_end), None)
+            if bot_start is not None and bot_start < spoke_end + wait:
+                outbound.append(spoke_end + wait - bot_start)
+    return {
+        "turns": len(inbound),
+        "inbound_p50_s": percentile(inbound, 50),
+        "outbound_p50_s": percentile(outbound, 50),
+        "outbound_p95_s": percentile(outbound, 95),
+    }
+
+
 def finish_report(
     report: dict[str, Any],
     rows: dict[str, dict[str, Any]],
@@ -655,6 +704,7 @@ def finish_report(
                 "waits_measured": sum(len(r.waits_s) for r in results),
                 "gaps_inside_bot_speech": sum(len(r.inner_gaps_s) for r in results),
                 "utterances_without_reply": sum(r.unanswered_utterances for r in results),
+                "media_path": media_path(results, service, listener),
                 "fillers_played": sum(
                     1
                     for e in listener.events

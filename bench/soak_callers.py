@@ -61,6 +61,7 @@ class CallerResult:
     question: str
     expected: str
     placed_at: float  # monotonic
+    wall_offset: float = field(default_factory=lambda: time.time() - time.monotonic())
     answered: bool = False
     invite_status: int | None = None
     ended_at: float | None = None
@@ -191,6 +192,10 @@ class Caller:
         watchdog = asyncio.create_task(self._watch_media(peer, proc))
         try:
             out, _ = await proc.communicate()
+        except BaseException:  # the bench is stopping: no caller outlives it
+            with contextlib.suppress(ProcessLookupError):
+                proc.kill()
+            raise
         finally:
             script.cancel()
             watchdog.cancel()
@@ -290,9 +295,9 @@ def analyse(r: CallerResult, peer: ListeningPeer) -> None:
     """Waits after each utterance, gaps inside the bot's turns, a polite ending."""
     loud = np.asarray(peer.loud_at)
     end = r.ended_at or time.monotonic()
-    spoken = [u for u in r.utterances]
-    for i, u in enumerate(spoken):
-        nxt = spoken[i + 1].start if i + 1 < len(spoken) else end
+    acts = r.utterances
+    for i, u in enumerate(acts):
+        nxt = acts[i + 1].start if i + 1 < len(acts) else end
         turn = loud[(loud > u.end) & (loud < nxt)]
         if u.kind != "dtmf":
             if len(turn):
