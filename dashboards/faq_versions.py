@@ -57,6 +57,8 @@ from faq.store import (
 )
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     from dashboards.accounts import User
     from dashboards.services import Services
     from voicebot.config import Settings
@@ -978,12 +980,25 @@ class FaqVersions:
                 self._matchers.popitem(last=False)
         return made
 
-    def try_question(self, text: str, which: str = "draft", limit: int = 5) -> dict[str, Any]:
-        """What the bot would do with ``text`` on the draft or the published FAQ."""
+    def try_question(
+        self,
+        text: str,
+        which: str = "draft",
+        limit: int = 5,
+        now: Callable[[], dt.datetime] | None = None,
+    ) -> dict[str, Any]:
+        """What the bot would do with ``text`` on the draft or the published FAQ, and the
+        words a caller asking it first would hear (the dialogue's, office hours and all:
+        ``now`` gives the time, the clock by default)."""
+        from voicebot.dialogue import Dialogue
+
         und = self.understanding(which)
-        match, decision = und.understand(text)
+        dialogue = Dialogue(und, now=now)
+        dialogue.start()
+        reply = dialogue.on_utterance(text)
+        decision = reply.decision
         candidates = []
-        for c in match.candidates[:limit]:
+        for c in (decision.candidates if decision else [])[:limit]:
             entry = und.faq.get(c.faq_id)
             candidates.append(
                 {
@@ -999,10 +1014,12 @@ class FaqVersions:
             "text": text,
             "target": which,
             "decision": {
-                "action": str(decision.action),
-                "faq_id": decision.faq_id,
-                "score": round(float(decision.score), 3),
-                "say": decision.say,
+                "action": str(decision.action) if decision else None,
+                "faq_id": decision.faq_id if decision else None,
+                "score": round(float(decision.score), 3) if decision else 0.0,
+                "say": reply.text,  # what the caller hears
+                "kind": reply.kind,
+                "next": str(reply.next),
             },
             "candidates": candidates,
         }

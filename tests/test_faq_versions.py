@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import datetime as dt
+from zoneinfo import ZoneInfo
+
 import pytest
 
 from dashboards import audit
@@ -152,3 +155,34 @@ def test_try_question_on_draft_and_published(versions):
     assert draft["candidates"][0]["answer"] == "証明書は無料でお出ししています。"
     assert published["candidates"][0]["answer"] != draft["candidates"][0]["answer"]
     assert published["decision"]["action"] in ("answer", "confirm")
+    assert draft["decision"]["action"] == "answer"
+    assert draft["decision"]["say"].startswith("証明書は無料でお出ししています。")  # as edited
+
+
+def test_try_question_says_what_a_caller_hears(versions):
+    """The words shown are the dialogue's for a caller asking this first, not the policy's:
+    a redirect offers staff in office hours, a staff topic outside them gives the hours."""
+    from voicebot import prompts
+    from voicebot.dialogue import Dialogue
+
+    jst = ZoneInfo("Asia/Tokyo")
+    tuesday, sunday = (dt.datetime(2026, 11, d, 10, 0, tzinfo=jst) for d in (24, 22))
+    cases = {
+        "所得税の確定申告について聞きたいです": tuesday,
+        "分割で払いたいんですが相談できますか": sunday,
+        "証明書の郵送請求と払いすぎた税金の還付": tuesday,
+        "担当者と話したいです": tuesday,
+    }
+    tried = {}
+    for text, at in cases.items():
+        dialogue = Dialogue(versions.understanding("draft"), now=lambda at=at: at)
+        dialogue.start()
+        heard = dialogue.on_utterance(text)
+        tried[text] = versions.try_question(text, "draft", now=lambda at=at: at)["decision"]
+        assert tried[text]["say"] == heard.text, text
+        assert (tried[text]["kind"], tried[text]["next"]) == (heard.kind, heard.next.value), text
+    redirect, staff, choice, person = tried.values()
+    assert redirect["kind"] == "redirect" and redirect["say"].endswith(prompts.OFFER_TRANSFER)
+    assert staff["action"] == "transfer" and staff["kind"] == "out_of_hours"
+    assert choice["kind"] == "choose" and choice["say"].endswith(prompts.CHOICE_HOW)
+    assert person["say"] == prompts.TRANSFER and person["next"] == "transfer"

@@ -7,11 +7,16 @@
   const decisionLabels = {
     answer: "そのまま回答します",
     confirm: "「〜についてのご質問でよろしいでしょうか」と確認します",
+    choose: "近い二つの項目のどちらについてのご質問か伺います",
     redirect: "他の窓口をご案内します",
     transfer: "職員におつなぎします",
     repeat: "直前の案内を繰り返します",
     goodbye: "通話を終えます",
     reprompt: "もう一度お話しいただくようお願いします",
+  };
+  // The reply, when it is not what the action alone suggests (e.g. staff outside hours).
+  const kindLabels = {
+    out_of_hours: "職員の対応時間外のため、対応時間をご案内します",
   };
 
   function el(tag, attrs, ...children) {
@@ -51,8 +56,10 @@
       const result = await response.json();
       const d = result.decision;
       out.append(el("p", { class: "decision" },
-        el("strong", {}, "ボットの対応: "), decisionLabels[d.action] || d.action,
+        el("strong", {}, "ボットの対応: "),
+        kindLabels[d.kind] || decisionLabels[d.action] || d.action,
         el("span", { class: "score" }, `（確からしさ ${d.score.toFixed(2)}）`)));
+      // The dialogue's words: what a caller asking this first would hear now.
       out.append(el("p", { class: "say" }, el("strong", {}, "話す内容: "), d.say));
       if (!result.candidates.length) {
         out.append(el("p", {}, "該当しそうな項目は見つかりませんでした。"));
