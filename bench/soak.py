@@ -459,7 +459,7 @@ async def place_calls(
         while time.monotonic() < until:
             caller = Caller(
                 next(numbers), port, work, scenario, bank, random.Random(rng.random()),
-                options.max_call_s,
+                options.max_call_s, keep_audio=options.keep or options.work is not None,
             )  # fmt: skip
             results.append(await caller.run())
 
@@ -489,7 +489,10 @@ async def run_soak(options: SoakOptions) -> dict[str, Any]:
                         str(free_port(socket.SOCK_STREAM)),
                     ),
                     *("--mqtt-port", str(broker.port), "--database-url", database["url"]),
-                    *("--data-dir", str(work / "data"), "--speech-cache", str(SPEECH_CACHE)),
+                    *("--data-dir", str(work / "data")),
+                    # pyttsx3 renders every utterance in seconds, into a cache of the
+                    # bench's own; Kokoro takes many minutes: its renderings are the user's.
+                    *(("--speech-cache", str(SPEECH_CACHE)) if options.tts == "pyttsx3" else ()),
                     *("--max-calls", str(options.calls), "--tts", options.tts),
                 ],
                 work / "service.log",
@@ -793,7 +796,11 @@ def parse_args(argv: list[str] | None = None) -> SoakOptions:
     parser.add_argument("--flood", type=float, default=15.0, help="web flood length (s)")
     parser.add_argument("--flood-threads", type=int, default=48, help="web flood clients")
     parser.add_argument("--seed", type=int, default=1, help="callers' choices")
-    parser.add_argument("--work", type=Path, help="keep logs and traces here")
+    parser.add_argument(
+        "--work",
+        type=Path,
+        help="keep logs, SIP traces, callers.json and what each caller heard (WAV) here",
+    )
     parser.add_argument("--keep", action="store_true", help="keep the temporary work directory")
     args = parser.parse_args(argv)
     faults = tuple(f for f in args.faults.split(",") if f and f != "none")

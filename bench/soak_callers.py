@@ -28,7 +28,7 @@ from pathlib import Path
 import numpy as np
 from sipp.rtp_peer import RtpPeer
 
-from voicebot.wavfile import read_wav
+from voicebot.wavfile import read_wav, write_wav_ulaw
 
 ROOT = Path(__file__).resolve().parent.parent
 AUDIO = ROOT / "tests" / "data" / "audio" / "dev"
@@ -161,7 +161,9 @@ class Caller:
         bank: QuestionBank,
         rng: random.Random,
         max_call_s: float,
+        keep_audio: bool = False,
     ):
+        self.keep_audio = keep_audio  # what the caller heard, as a WAV in ``work``
         self.index = index
         self.bot_port = bot_port
         self.work = work
@@ -213,6 +215,8 @@ class Caller:
         if media_lost:
             r.ended_by = "media_lost"
         analyse(r, peer)
+        if self.keep_audio:
+            write_wav_ulaw(self.work / f"caller-{self.index}-heard.wav", peer.bot_audio(), 8000)
         return r
 
     async def _watch_media(self, peer: ListeningPeer, proc: asyncio.subprocess.Process) -> bool:

@@ -100,7 +100,8 @@ def settings_from(args: argparse.Namespace) -> tuple[Settings, TelephonySettings
     core.tts.engine = args.tts
     if args.tts == "kokoro":
         core.tts.voice = "jf_alpha"
-    core.tts.cache_dir = args.speech_cache
+    if args.speech_cache is not None:
+        core.tts.cache_dir = args.speech_cache
     telephony = TelephonySettings(
         sip=SipSettings(port=args.sip_port, allowed_peers=["127.0.0.1"], max_calls=args.max_calls),
         transfer=TransferSettings(targets=[args.transfer_target]),
@@ -217,7 +218,9 @@ def main() -> None:
     parser.add_argument("--mqtt-port", type=int, required=True)
     parser.add_argument("--database-url", required=True)
     parser.add_argument("--data-dir", type=Path, required=True)
-    parser.add_argument("--speech-cache", type=Path, required=True)
+    parser.add_argument(
+        "--speech-cache", type=Path, help="rendered speech (default: the user's speech cache)"
+    )
     parser.add_argument("--max-calls", type=int, default=8)
     parser.add_argument("--tts", default="pyttsx3", choices=["pyttsx3", "kokoro"])
     parser.add_argument("--transfer-target", default="sip:staff@127.0.0.1:5099")
