@@ -24,7 +24,7 @@ from voicebot.config import Settings
 from voicebot.events import BotSpeechStarted, ComponentFailed, EventFanout, EventRecorder
 from voicebot.recorded_call import RecordedCaller
 from voicebot.tts.cache import split_sentences
-from voicebot.waiting import WaitPolicy, WaitWatch
+from voicebot.waiting import WaitPolicy
 from voicebot.wavfile import WavAudio
 
 FRAME_MS = 20
@@ -90,14 +90,12 @@ def first_start_bot(settings: Settings, bot: Bot, tmp_path, delay_s: float) -> B
 
 
 def run_call(
-    bot: Bot, audio: WavAudio, recognition_ms: float, caller_cls=RecordedCaller, **session_kw
+    bot: Bot, audio: WavAudio, recognition_ms: float, caller_cls=RecordedCaller
 ) -> tuple[CallResult, RecordedCaller, EventRecorder]:
     clock = VirtualClock(work_ms=recognition_ms)
     caller = caller_cls(audio, clock)
     recorder = EventRecorder()
     session = bot.session(caller, clock, EventFanout(caller, recorder), now=lambda: OPEN)
-    for key, value in session_kw.items():
-        setattr(session, key, value)
     result = asyncio.run(session.run())
     return result, caller, recorder
 
@@ -174,10 +172,8 @@ def test_a_quick_reply_has_no_filler(bot):
 def test_a_stalled_synthesiser_is_bridged_then_handed_over(settings, bot, tmp_path):
     # The first sentence takes 3 s; the bot gives up after 2 s (12 s in service).
     slow = first_start_bot(settings, bot, tmp_path, delay_s=3.0)
-    policy = WaitPolicy(filler_after_ms=800.0, give_up_after_ms=2000.0)
-    result, caller, events = run_call(
-        slow, caller_track(QUESTION, 12.0), recognition_ms=400.0, wait=WaitWatch(policy)
-    )
+    slow.settings.call.give_up_after_ms = 2000
+    result, caller, events = run_call(slow, caller_track(QUESTION, 12.0), recognition_ms=400.0)
     assert result.outcome == "transferred"
     assert caller.transferred_to.reason == "failure"
     failed = events.of_type(ComponentFailed)

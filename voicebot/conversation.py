@@ -1,0 +1,113 @@
+"""The dialogue's side of a call: every caller turn decided, logged and announced once.
+
+The call hands over what was heard (a transcript, a key, silence, a failure); this asks the
+dialogue for the reply, records the turn (``TurnLog``) and tells observers what was
+decided (``IntentDecided``). Undoing a turn (the caller went on with the same sentence)
+happens here too, so the call never reaches into the dialogue's state.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from voicebot.asr.base import Transcript
+from voicebot.clock import Clock
+from voicebot.dialogue import Dialogue, Reply, State
+from voicebot.endpointing import SpeechEnd
+from voicebot.events import EventSink
+from voicebot.turn_log import TurnLog, intent_decided
+
+log = logging.getLogger(__name__)
+
+
+class Conversation:
+    """One call's dialogue and the log of its turns."""
+
+    def __init__(self, dialogue: Dialogue, events: EventSink, call_id: str, clock: Clock) -> None:
+        self.dialogue = dialogue
+        self.events = events
+        self.call_id = call_id
+        self.clock = clock
+        self.turns: list[TurnLog] = []
+
+    @property
+    def ended(self) -> bool:
+        """The bot is saying its last words (goodbye, transfer notice): nothing to decide."""
+        return self.dialogue.state is State.ENDED
+
+    def start(self) -> Reply:
+        return self.dialogue.start()
+
+    def heard(
+        self, transcript: Transcript, end: SpeechEnd, speculative: bool
+    ) -> tuple[Reply, TurnLog, Any] | None:
+        """The reply to a recognised turn, its log entry and a checkpoint to undo it.
+
+        None after the end of the dialogue: the words are ignored (and never logged, they
+        may hold personal data).
+        """
+        text = transcript.text.strip()
+        if self.ended:
+            log.info(
+                "call %s: ignoring speech after the end of the dialogue (%d characters)",
+                self.call_id,
+                len(text),
+            )
+            return None
+        checkpoint = self.dialogue.snapshot()
+        t = transcript
+        reply = (
+            self.dialogue.on_utterance(text, t.alternatives, t.confidence, t.unprompted)
+            if text
+            else self.dialogue.on_no_input()
+        )
+        heard = self.dialogue.turns[-1].heard if self.dialogue.turns else text
+        turn = TurnLog.of_reply(heard, reply, transcript, end.last_speech_ms, speculative)
+        self.events.emit(intent_decided(self.call_id, self.clock.now_ms(), text, turn, reply))
+        self.turns.append(turn)
+        return reply, turn, checkpoint
+
+    def key(self, digit: str) -> tuple[Reply, TurnLog] | None:
+        """The reply to a key press, if the key means anything now."""
+        reply = self.dialogue.on_dtmf(digit)
+        if reply is None:
+            return None
+        return reply, self._log(f"[DTMF {digit}]", 1.0, reply.kind, self.clock.now_ms())
+
+    def no_input(self) -> tuple[Reply, TurnLog]:
+        """The caller said nothing for a while."""
+        return self.dialogue.on_no_input(), self._log("", 0.0, "no_input", None)
+
+    def failure(self, component: str, at_ms: float) -> tuple[Reply, TurnLog]:
+        """A component failed or stalled: the apology and handover."""
+        return self.dialogue.on_failure(component), self._log("", 0.0, "failure", at_ms)
+
+    def undo(self, checkpoint: Any, turn: TurnLog) -> None:
+        """Forget a turn: the caller went on with the same sentence."""
+        self.dialogue.restore(checkpoint)
+        self.turns.remove(turn)
+
+    def _log(self, heard: str, score: float, action: str, at_ms: float | None) -> TurnLog:
+        turn = TurnLog(heard, None, score, action, "", at_ms)
+        self.turns.append(turn)
+        return turn
+
+    def hang_up_outcome(self, waiting: bool, abandon_within_ms: float) -> str:
+        """``hung_up_waiting`` if the caller gave up waiting for the bot, else ``hung_up``.
+
+        Waiting means a question whose reply has not started, or started less than
+        ``abandon_within_ms`` ago (a caller who hangs up that early did not hear it).
+        """
+        if waiting:
+            return "hung_up_waiting"
+        now = self.clock.now_ms()
+        for turn in reversed(self.turns):
+            if turn.speech_end_ms is None:
+                continue
+            started = turn.reply_start_ms
+            recent = started is not None and now - started < abandon_within_ms
+            if recent and turn.action != "goodbye":  # a goodbye: nothing left to wait for
+                return "hung_up_waiting"
+            break
+        return "hung_up"
