@@ -59,9 +59,9 @@ def soak(tmp_path_factory) -> dict:
 def test_no_call_fails_outright_under_faults(soak):
     calls = soak["calls"]
     assert calls["answered"] >= OPTIONS.calls, calls
-    assert calls["failed"] == 0, calls["failures"]
+    assert calls["failed"] == 0, json.dumps(calls, ensure_ascii=False)
     ended_well = calls["completed"] + calls["transferred"]
-    assert ended_well + calls["lost_with_killed_worker"] == calls["started"], calls
+    assert ended_well + calls["lost_with_killed_worker"] == calls["started"], json.dumps(calls)
     faults = {f["fault"]: f for f in soak["faults"]}
     assert set(faults) == {"recognizer", "broker", "worker"}, soak["faults"]
     assert faults["recognizer"]["calls_failed"] >= 1, faults["recognizer"]
@@ -94,4 +94,4 @@ def test_callers_hear_no_silent_gap_over_a_second(soak, record_property):
             "no filler commit in `git log -- voicebot/call.py` yet: without a filler the "
             f"caller waits in silence ({gaps['callers_with_any_gap']} caller(s) with a gap)"
         )
-    assert gaps["callers_with_any_gap"] == 0, gaps
+    assert gaps["callers_with_any_gap"] == 0, json.dumps(gaps)
