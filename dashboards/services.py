@@ -42,6 +42,8 @@ class Services:
     # Prometheus counters fed by call events; create_app makes one if None. Add it to
     # the event pipeline (it is an EventSink) so that /metrics sees calls.
     metrics: MetricsSink | None = None
+    # The phone side takes calls (SIP listening, or no SIP configured): what /readyz reports.
+    phone_ready: bool = False
 
 
 def get_services(request: Request) -> Services:

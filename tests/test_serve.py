@@ -126,6 +126,8 @@ def test_serve_starts_everything_answers_and_stops_on_sigterm(tmp_path, speech_c
 
         health = httpx.get(f"{web}/healthz", timeout=10)
         assert health.status_code == 200, health.text
+        ready = httpx.get(f"{web}/readyz", timeout=10)
+        assert ready.status_code == 200 and ready.json()["reasons"] == [], ready.text
 
         assert sip_options(service.sip_port) == "SIP/2.0 200 OK"
 

@@ -26,6 +26,17 @@ def test_healthz_reports_db_bot_and_calls(tmp_path):
         services.db.engine = create_engine("sqlite:////nonexistent/dir/x.db")
         down = client.get("/healthz")
         assert down.status_code == 503 and down.json()["db"] is False
+        # Liveness does not depend on the database: a restart would not bring it back.
+        assert client.get("/livez").status_code == 200
+
+
+def test_readyz_is_503_until_the_bot_and_the_phone_side_take_calls(tmp_path):
+    services = make_services(tmp_path)
+    with TestClient(create_app(services)) as client:
+        not_ready = client.get("/readyz")
+        assert not_ready.status_code == 503
+        assert "bot not loaded" in not_ready.json()["reasons"]
+        assert "phone side not listening" in not_ready.json()["reasons"]
 
 
 def test_metrics_count_calls_outcomes_and_latency(tmp_path):

@@ -40,6 +40,29 @@ def calls_in_progress(services: Services) -> int:
     return 0
 
 
+@router.get("/livez", tags=["system"])
+async def livez() -> JSONResponse:
+    """Liveness: the process and its event loop answer. Nothing else is checked, so that a
+    database or broker outage never gets a healthy process restarted mid-call."""
+    return JSONResponse({"status": "ok"})
+
+
+@router.get("/readyz", tags=["system"])
+async def readyz(services: Annotated[Services, Depends(get_services)]) -> JSONResponse:
+    """Readiness for new calls: 200 once the bot is loaded and the phone side listens, and
+    503 while starting or draining (SIGTERM), so a load balancer sends calls elsewhere."""
+    switchboard = services.switchboard
+    reasons = []
+    if services.bot is None:
+        reasons.append("bot not loaded")
+    if not services.phone_ready:
+        reasons.append("phone side not listening")
+    if switchboard is None or not switchboard.accepting:
+        reasons.append("not accepting calls")
+    body = {"status": "ready" if not reasons else "not ready", "reasons": reasons}
+    return JSONResponse(body, status_code=200 if not reasons else 503)
+
+
 @router.get("/healthz", tags=["system"])
 async def healthz(services: Annotated[Services, Depends(get_services)]) -> JSONResponse:
     """Liveness and readiness: 200 when the database answers, else 503."""
