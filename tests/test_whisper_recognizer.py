@@ -75,7 +75,11 @@ def test_recogniser_is_made_from_the_settings(faq):
     assert isinstance(rec, WhisperRecognizer)
     assert (rec.compute_type, rec.beam_size) == ("float32", 3)
     assert rec.initial_prompt == faq_vocabulary_prompt(faq)
-    assert rec.extra_prompts == (faq_category_prompt(faq), None)  # the default extra hints
+    assert rec.extra_prompts == (None,)  # the default extra hint: none at all
+    rec.close()
+    settings.asr.extra_hints = ["categories", "none"]
+    rec = make_recognizer(settings, faq)
+    assert rec.extra_prompts == (faq_category_prompt(faq), None)
     rec.close()
     settings.asr.extra_hints = []
     rec = make_recognizer(settings, faq)
@@ -130,7 +134,7 @@ def test_shared_recogniser_uses_the_small_beam(fresh_recognizer, samples, monkey
         return beams[-1]
 
     monkeypatch.setattr(rec, "current_beam_size", spy)
-    assert (rec.beam_size, rec.busy_beam_size, rec.workers) == (5, 2, 1)
+    assert (rec.beam_size, rec.busy_beam_size, rec.workers) == (3, 2, 1)
 
     async def three_at_once():
         first = asyncio.ensure_future(rec.transcribe(samples))
@@ -142,9 +146,9 @@ def test_shared_recogniser_uses_the_small_beam(fresh_recognizer, samples, monkey
 
     texts = [t.text for t in asyncio.run(one_by_one(1))]
     texts += [t.text for t in asyncio.run(three_at_once())]
-    assert beams == [5, 5, 2, 2]  # alone; then the two asked for while another ran
+    assert beams == [3, 3, 2, 2]  # alone; then the two asked for while another ran
     texts += [t.text for t in asyncio.run(one_by_one(OVERLAP_MEMORY))]
-    assert beams[4] == 2 and beams[-1] == 5  # alone again: the overlaps have aged out
+    assert beams[4] == 2 and beams[-1] == 3  # alone again: the overlaps have aged out
     assert all("窓口" in text for text in texts)
     assert rec._in_flight == 0
 
@@ -198,8 +202,8 @@ def test_extra_hints_are_decoded_only_while_the_recogniser_is_free(
     seen = spy_decodings(rec, monkeypatch)
     alone = asyncio.run(rec.transcribe(samples))
     assert sorted(seen, key=str) == sorted(
-        [(rec.initial_prompt, 5), (rec.extra_prompts[0], 5), (None, 5)], key=str
-    )
+        [(rec.initial_prompt, 3), (rec.extra_prompts[0], 2), (None, 2)], key=str
+    )  # the extra hints with the small beam
     assert "窓口" in alone.text
     seen.clear()
     rec._overlaps.append(True)  # as after a recognition that overlapped another
@@ -229,7 +233,7 @@ def test_a_hint_changed_after_loading_is_used(hinted_recognizer, samples, monkey
     rec.extra_prompts = ()
     before = rec.prompt_tokens(None)
     transcript = asyncio.run(rec.transcribe(samples))
-    assert seen == [("窓口の場所と受付時間。", 5)]
+    assert seen == [("窓口の場所と受付時間。", 3)]
     assert len(rec.prompt_tokens("窓口の場所と受付時間。")) > len(before)
     assert "窓口" in transcript.text
 

@@ -79,9 +79,20 @@ class AsrSettings(BaseModel):
     whisper_model_dir: Path | None = Field(
         None, description="CTranslate2 Whisper model; default: the embedded Whisper base"
     )
-    beam_size: int = Field(5, ge=1, le=10, description="Whisper's beam when it is free")
+    beam_size: int = Field(
+        3,
+        ge=1,
+        le=10,
+        description=(
+            "Whisper's beam when it is free (5 decided no better on the validation audio"
+            " for 29 % more CPU: tests/data/eval/CONSTANTS.md)"
+        ),
+    )
     busy_beam_size: int = Field(
-        2, ge=1, le=10, description="beam while recognitions overlap (several calls at once)"
+        2,
+        ge=1,
+        le=10,
+        description="beam while recognitions overlap (several calls at once), and the extra hints'",
     )
     pad_seconds: float = Field(
         1.5, ge=0, le=30, description="silence added to the utterance in Whisper's window"
@@ -103,11 +114,12 @@ class AsrSettings(BaseModel):
     )
     faq_prompt: bool = Field(True, description="use the FAQ's topic titles as the hint")
     extra_hints: list[Literal["categories", "none"]] = Field(
-        default_factory=lambda: ["categories", "none"],
+        default_factory=lambda: ["none"],
         description=(
-            "further decodings of the same audio while the recogniser is free, their "
-            "hypotheses matched too: 'categories' (a shorter hint of titles by category, "
-            "no staff-only topics), 'none' (no hint); [] for one decoding"
+            "further decodings of the same audio while the recogniser is free, with the "
+            "busy beam, their hypotheses matched too: 'categories' (a shorter hint of titles "
+            "by category, no staff-only topics), 'none' (no hint); [] for one decoding. "
+            "'categories' bought nothing on the validation audio for 240 ms CPU a turn"
         ),
     )
     n_best: int = Field(2, ge=1, le=10, description="hypotheses matched against the FAQ")

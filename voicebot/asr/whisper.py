@@ -4,7 +4,7 @@
 cores the encoder alone then costs ~0.5–0.8 s even for a 3-second question. CTranslate2's
 encoder accepts a shorter mel window, so the audio is padded only to the utterance plus a
 little silence (measured: encode 0.05 s instead of 0.65 s, same text). Decoding uses a
-beam (five; two when recognitions are queueing, see ``busy_beam_size``), temperature 0,
+beam (three; two when recognitions are queueing, see ``busy_beam_size``), temperature 0,
 no timestamps, no conditioning on earlier text, and a token cap proportional to the audio
 length, so that a decoding loop cannot run away. The embedded model is used with its output
 vocabulary restricted to Japanese (``vocabulary.py``), which makes each decoding step
@@ -13,12 +13,18 @@ cheaper; a restricted model directory maps its rows back to the tokenizer's ids.
 A vocabulary hint (``initial_prompt``) pulls the recognition towards the FAQ's words, and
 each hint pulls it its own way: 「ご自身の税額の内訳」 in the titles leaks into 固定資産税 as
 ご自身税. While the recogniser is free, the same encoder output is therefore decoded again
-with each of ``extra_prompts`` (a shorter hint, or none), and their hypotheses join the
-n-best; the understanding takes the one the FAQ explains best. A hint is decoded as part of
-every beam, so the long one costs most: on the dev clips 207 ms against 104 ms for an
-80-character hint and 55 ms for none. The extra decodings run on a second model replica
-beside the main one, on the core the call loop leaves idle, so a free recogniser answers
-as soon as before.
+with each of ``extra_prompts`` (no hint by default; a shorter one can be added), with the
+small beam, and their hypotheses join the n-best; the understanding takes the one the FAQ
+explains best. The extra decodings run on a second model replica beside the main one, on
+the core the call loop leaves idle, so a free recogniser answers as soon as before.
+
+What each decoding costs, in process CPU per validation clip (5.6 s of audio on average,
+2-core AMD EPYC shared with other work, ``bench/asr_cost.py``): the encoder 124 ms; the
+160-character titles hint 444 ms at beam 5, 345 at beam 3; the 80-character category hint
+323 at beam 5, 240 at beam 2; no hint 231 at beam 5, 192 at beam 2. Most of a decoding is
+its steps, each reading the decoder's weights whatever the beam, and a hint's tokens.
+Beam 3 with the titles hint, and no hint at beam 2 beside it, decided as well as beam 5
+with all three hints (see ``tests/data/eval/CONSTANTS.md``) for 58 % of their CPU.
 """
 
 from __future__ import annotations
@@ -73,7 +79,7 @@ class WhisperRecognizer:
         compute_type: str = "int8",
         cpu_threads: int = 1,
         workers: int = 1,
-        beam_size: int = 5,
+        beam_size: int = 3,
         busy_beam_size: int = 2,
         pad_seconds: float = 1.5,
         initial_prompt: str | None = None,
@@ -182,7 +188,8 @@ class WhisperRecognizer:
         """The beam for a recognition starting now: the small one while the recogniser is shared.
 
         A wider beam hears more (beam 5 against 2: dev calls 167 against 164 of 188) but
-        takes ~1.8x as long. With several calls at once, recognitions queue, and each one's
+        costs more (with the titles hint, 444 ms CPU per validation clip at beam 5, 345 at
+        beam 3). With several calls at once, recognitions queue, and each one's
         wait is the searches ahead of it: measured with 8 calls, p50 564 ms when only a
         queue at hand switched beams. So the small beam is used for ``OVERLAP_MEMORY``
         recognitions after any that was asked for while another was in flight (which
@@ -203,6 +210,8 @@ class WhisperRecognizer:
         beam_size = self.current_beam_size()
         # Extra hints only while the recogniser is free: under load they would queue.
         extras = () if self.is_shared() else self.extra_prompts
+        # They offer other readings, not a wider search: the small beam is enough.
+        extra_beam = min(beam_size, self.busy_beam_size)
         started = time.perf_counter()
         audio = self._audio(samples)
         max_new = int(len(audio) / SAMPLE_RATE * TOKENS_PER_SECOND_CAP) + 8
@@ -211,7 +220,7 @@ class WhisperRecognizer:
             # The extra decodings run beside the main one, on the model's spare replica.
             extra = (
                 self._extra_executor.submit(
-                    lambda: [self._decode(encoded, p, beam_size, max_new) for p in extras]
+                    lambda: [self._decode(encoded, p, extra_beam, max_new) for p in extras]
                 )
                 if extras
                 else None

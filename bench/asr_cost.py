@@ -1,0 +1,229 @@
+"""Benchmark: what each Whisper decoding costs and what it buys, on whole clips.
+
+``record`` recognises every clip of a fixture set once per decoding kind (a hint and a
+beam) from one encoder output, and keeps for each: its n-best after the hint-echo filter
+and the process CPU it took; then every distinct text's probability without the hint
+(one forced alignment, ``WhisperRecognizer.rate_without_hint``) and the CPU of the encoder
+and of the alignments. ``replay`` combines recorded decodings as the recogniser would
+(a main decoding, then extra ones) and puts each combination through the understanding
+and policy, as ``bench/asr_accuracy.py`` does, with the CPU the combination would cost.
+So many settings are compared on the same recognitions in seconds.
+
+    python bench/asr_cost.py record --fixtures /tmp/val-audio --out /tmp/val-cost.json
+    python bench/asr_cost.py replay /tmp/val-cost.json [--combos NAME ...]
+
+CPU is process time (user + system) around each step, one CTranslate2 thread: the
+machine's other work does not count, but a busy machine still slows memory and caches.
+Prints JSON.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import resource
+import statistics
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from faq.city import load_city  # noqa: E402
+from faq.store import load_faq  # noqa: E402
+from voicebot.asr.whisper import (  # noqa: E402
+    WhisperRecognizer,
+    faq_category_prompt,
+    faq_vocabulary_prompt,
+)
+from voicebot.config import Settings  # noqa: E402
+from voicebot.resample import resample  # noqa: E402
+from voicebot.understanding import Understanding  # noqa: E402
+from voicebot.wavfile import read_wav  # noqa: E402
+
+FIXTURES = ROOT / "tests" / "data" / "audio" / "dev"
+CONTROL_ACTIONS = {
+    "control.operator": "transfer",
+    "control.repeat": "repeat",
+    "control.goodbye": "goodbye",
+}
+# decoding kinds recorded: hint name, beam
+KINDS = [
+    ("titles160", 5),
+    ("titles160", 3),
+    ("categories80", 5),
+    ("categories80", 2),
+    ("none", 5),
+    ("none", 2),
+]
+# combinations replayed: the main decoding, then the extra ones (as while free)
+COMBOS: dict[str, tuple[tuple[str, int], ...]] = {
+    "today": (("titles160", 5), ("categories80", 5), ("none", 5)),
+    "main-only": (("titles160", 5),),
+    "main-b3": (("titles160", 3),),
+    "main+none": (("titles160", 5), ("none", 5)),
+    "main+cat": (("titles160", 5), ("categories80", 5)),
+    "main+cat-b2+none-b2": (("titles160", 5), ("categories80", 2), ("none", 2)),
+    "main+none-b2": (("titles160", 5), ("none", 2)),
+    "main+cat-b2": (("titles160", 5), ("categories80", 2)),
+    "b3+cat-b2+none-b2": (("titles160", 3), ("categories80", 2), ("none", 2)),
+    "cat-b5+none-b5": (("categories80", 5), ("none", 5)),
+    "cat-b5+none-b2": (("categories80", 5), ("none", 2)),
+    "b3+cat+none": (("titles160", 3), ("categories80", 5), ("none", 5)),
+    "b3+none": (("titles160", 3), ("none", 5)),
+    "b3+cat": (("titles160", 3), ("categories80", 5)),
+    "b3+none-b2": (("titles160", 3), ("none", 2)),
+    "b3+cat-b2": (("titles160", 3), ("categories80", 2)),
+    "main+cat+none-b2": (("titles160", 5), ("categories80", 5), ("none", 2)),
+    "main+cat-b2+none": (("titles160", 5), ("categories80", 2), ("none", 5)),
+}
+
+
+def hints(faq) -> dict[str, str | None]:
+    return {
+        "titles160": faq_vocabulary_prompt(faq),
+        "titles120": faq_vocabulary_prompt(faq, 120),
+        "categories80": faq_category_prompt(faq),
+        "none": None,
+    }
+
+
+def cpu_ms() -> float:
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return 1000.0 * (usage.ru_utime + usage.ru_stime)
+
+
+def record(args: argparse.Namespace) -> dict:
+    faq = load_faq(city=load_city(None))
+    prompts = hints(faq)
+    rec = WhisperRecognizer(n_best=Settings().asr.n_best)
+    rec.load()
+    with (args.fixtures / "manifest.tsv").open(encoding="utf-8") as fh:
+        rows = list(csv.DictReader(fh, delimiter="\t"))
+    part, parts = (int(x) for x in args.part.split("/"))
+    rows = rows[:: max(1, args.sample)][part - 1 :: parts]
+    out = []
+    for i, row in enumerate(rows):
+        wav = read_wav(args.fixtures / row["file"])
+        samples = resample(wav.samples, wav.sample_rate, 16000)
+        audio = rec._audio(samples)
+        max_new = int(len(audio) / 16000 * 10) + 8
+        started = cpu_ms()
+        encoded = rec._encode(audio)
+        clip = {**row, "encode_cpu_ms": cpu_ms() - started, "audio_s": len(audio) / 16000}
+        decodings = {}
+        for hint, beam in KINDS:
+            started = cpu_ms()
+            heard = rec._decode(encoded, prompts[hint], beam, max_new)
+            spent = cpu_ms() - started
+            kept = rec._not_echoes(heard, prompts[hint])
+            decodings[f"{hint}/{beam}"] = {
+                "cpu_ms": spent,
+                "heard": [[t, p] for t, p, _ in kept],
+                "ids": [list(ids) for _, _, ids in kept],
+            }
+        texts: dict[str, tuple] = {}
+        for d in decodings.values():
+            for (t, p), ids in zip(d["heard"], d["ids"], strict=True):
+                if t and ids and t not in texts:
+                    texts[t] = (t, p, tuple(ids))
+        started = cpu_ms()
+        clip["unprompted"] = rec._unprompted(encoded, list(texts.values()), len(audio))
+        clip["align_cpu_ms_per_text"] = (cpu_ms() - started) / max(1, len(texts))
+        for d in decodings.values():
+            del d["ids"]
+        clip["decodings"] = decodings
+        out.append(clip)
+        print(i, row["file"], file=sys.stderr, flush=True)
+    rec.close()
+    args.out.write_text(json.dumps(out, ensure_ascii=False), encoding="utf-8")
+    return {"clips": len(out), "out": str(args.out)}
+
+
+def outcome(decision, expected: str, faq) -> dict[str, bool]:
+    """As bench/asr_accuracy.py counts a clip."""
+    got = (decision.action.value, decision.faq_id)
+    if expected in CONTROL_ACTIONS:
+        right = got == (CONTROL_ACTIONS[expected], None)
+    elif expected == "unknown":
+        right = got[0] not in ("answer", "redirect")
+    else:
+        right = got == (faq[expected].action.value, expected)
+    entry = faq.get(expected)
+    answerable = entry is not None and entry.action.value in ("answer", "redirect")
+    spoke = got[0] in ("answer", "redirect")
+    offered = (got[0] == "confirm" and decision.faq_id == expected) or (
+        got[0] == "choose" and expected in decision.choices
+    )
+    return {
+        "right": right or offered,
+        "wrong": spoke and (decision.faq_id != expected or not right),
+        "answerable": answerable,
+        "direct": answerable and spoke and right,
+    }
+
+
+def replay(args: argparse.Namespace) -> dict:
+    understanding = Understanding.load(Settings())
+    faq = understanding.faq
+    clips = json.loads(args.dump.read_text(encoding="utf-8"))
+    out: dict = {"clips": len(clips), "combos": {}}
+    for name in args.combos or list(COMBOS):
+        kinds = COMBOS[name]
+        by_condition: dict[str, list[dict]] = {}
+        cpu, aligned_all, aligned_needed = [], [], []
+        for clip in clips:
+            decodings = [clip["decodings"][f"{hint}/{beam}"] for hint, beam in kinds]
+            heard = [h for d in decodings for h in d["heard"]]
+            text, confidence = heard[0] if heard else ("", None)
+            distinct = list(dict.fromkeys(t for t, _ in heard if t))
+            unprompted = {t: clip["unprompted"][t] for t in distinct}
+            alternatives = tuple(t for t in distinct if t != text)
+            _, decision = understanding.understand(text, alternatives, confidence, unprompted)
+            o = outcome(decision, clip["expected"], faq)
+            by_condition.setdefault(clip["file"].split("/")[0], []).append(o)
+            decode = sum(clip["decodings"][f"{h}/{b}"]["cpu_ms"] for h, b in kinds)
+            per_text = clip["align_cpu_ms_per_text"]
+            aligned_all.append(len(distinct) * per_text)
+            needed = decision.action.value in ("answer", "redirect")
+            aligned_needed.append(per_text if needed and distinct else 0.0)
+            cpu.append(clip["encode_cpu_ms"] + decode)
+        figures = {}
+        for cond, outs in by_condition.items():
+            answerable = [o for o in outs if o["answerable"]]
+            figures[cond] = {
+                "right": round(sum(o["right"] for o in outs) / len(outs), 3),
+                "wrong": round(sum(o["wrong"] for o in outs) / len(outs), 3),
+                "direct": round(sum(o["direct"] for o in answerable) / max(1, len(answerable)), 3),
+            }
+        out["combos"][name] = {
+            **figures,
+            "cpu_ms_encode_decode": round(statistics.mean(cpu), 1),
+            "cpu_ms_align_all": round(statistics.mean(aligned_all), 1),
+            "cpu_ms_align_needed": round(statistics.mean(aligned_needed), 1),
+        }
+    return out
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawTextHelpFormatter
+    )
+    sub = parser.add_subparsers(dest="command", required=True)
+    rec = sub.add_parser("record", help="recognise every clip once per decoding kind")
+    rec.add_argument("--fixtures", type=Path, default=FIXTURES, help="folder with manifest.tsv")
+    rec.add_argument("--out", type=Path, required=True, help="JSON file to write")
+    rec.add_argument("--sample", type=int, default=1, help="every n-th clip only")
+    rec.add_argument("--part", default="1/1", help="k/n: the k-th of n interleaved parts")
+    rep = sub.add_parser("replay", help="combine recorded decodings and decide")
+    rep.add_argument("dump", type=Path, help="JSON written by record")
+    rep.add_argument("--combos", nargs="*", help=f"names among: {', '.join(COMBOS)}")
+    args = parser.parse_args()
+    result = record(args) if args.command == "record" else replay(args)
+    print(json.dumps(result, ensure_ascii=False, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
