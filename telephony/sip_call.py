@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections import deque
 from typing import TYPE_CHECKING, Any
 
 from telephony.config import TransferSettings
@@ -29,6 +30,10 @@ DRAIN_GRACE_S = 2.0  # extra time for the last queued bot audio to play before B
 # The caller's audio waiting for receive(): 60 s of it at most. Beyond that nobody is
 # reading (a stuck handler), and a long call must not pile up its audio in memory.
 MAX_INBOUND_FRAMES = 3000
+# No caller frame for this long once media flows: the call clock goes on with silence
+# (pjsua's conference bridge normally delivers a frame every 20 ms, RTP or not).
+GAP_FILL_MS = 200
+SILENT_FRAME = bytes(FRAME_BYTES)
 
 
 class SipCallTransport:
@@ -65,14 +70,15 @@ class SipCallTransport:
         self._refer: asyncio.Future[tuple[int, str]] | None = None
         self.frames_sent = 0  # 20 ms frames of bot audio handed to the worker
         self.frames_dropped = 0  # caller frames dropped because nobody read them
+        self.frames_filled = 0  # silent frames that stood in for caller audio not delivered
+        self._fill: deque[AudioFrame] = deque()
         leg.events = self
 
     # -- from the worker (LegEvents, on the event loop) ---------------------------------------
     def pcm_received(self, pcm: bytes) -> None:
         if self._first_frame_ms is None:
             self._first_frame_ms = (time.perf_counter() - self._created) * 1000.0
-        t = self._first_frame_ms + self._frames_in * FRAME_MS
-        self._frames_in += 1
+        t = self._next_frame_ms()
         if self._inbound.qsize() >= MAX_INBOUND_FRAMES:
             if not self.frames_dropped:
                 log.warning("SIP call %s: caller audio not read; dropping it", self.call_id)
@@ -123,9 +129,36 @@ class SipCallTransport:
         await self._closed.wait()
 
     async def receive(self) -> AudioFrame | DtmfFrame | None:
+        """The next caller frame, a key press, or None: hung up.
+
+        Once media flows the call clock never stops: if the worker delivers nothing for
+        ``GAP_FILL_MS`` (a stalled link, a caller's phone that stops sending), silence
+        stamped on the call's timeline stands in, so the bot keeps speaking and its
+        fillers and no-input timers keep running.
+        """
         if self._closed.is_set() and self._inbound.empty():
             return None
-        return await self._inbound.get()
+        if self._fill:
+            return self._fill.popleft()
+        if self._first_frame_ms is None:
+            return await self._inbound.get()  # the worker's media timeout ends this wait
+        try:
+            async with asyncio.timeout(GAP_FILL_MS / 1000):
+                return await self._inbound.get()
+        except TimeoutError:
+            if self._closed.is_set():
+                return None
+            for _ in range(GAP_FILL_MS // FRAME_MS):
+                self._fill.append(AudioFrame(SILENT_FRAME, SAMPLE_RATE, self._next_frame_ms()))
+            self.frames_filled += len(self._fill)
+            return self._fill.popleft()
+
+    def _next_frame_ms(self) -> float:
+        """Call time of the next caller frame: frames are 20 ms apart, filled or not."""
+        assert self._first_frame_ms is not None
+        t = self._first_frame_ms + self._frames_in * FRAME_MS
+        self._frames_in += 1
+        return t
 
     async def send(self, frame: AudioFrame) -> None:
         if frame.sample_rate != SAMPLE_RATE:
@@ -175,7 +208,7 @@ class SipCallTransport:
             log.warning("SIP call %s: hangup failed: %s", self.call_id, exc)
 
     # -- transfer ---------------------------------------------------------------------------
-    async def transfer(self, handover: Handover) -> None:
+    async def transfer(self, handover: Handover) -> str | None:
         """Try each configured target in order; TransferError if none took the call."""
         await self.drain()  # the caller hears the whole transfer notice first
         failures: list[str] = []
@@ -194,7 +227,7 @@ class SipCallTransport:
                 failures.append(f"{target}: {exc}")
                 continue
             self.transferred_to = target
-            return
+            return target
         raise TransferError("; ".join(failures) or "no transfer targets configured")
 
     async def _to_console(self, handover: Handover) -> None:

@@ -416,7 +416,7 @@ class WebRtcTransport:
         self.outgoing.push(frame.samples)
 
     # -- transfer and hangup -------------------------------------------------------------
-    async def transfer(self, handover: Handover | None) -> None:
+    async def transfer(self, handover: Handover | None) -> str | None:
         """Try the configured targets in order; only the browser staff console works here."""
         for target in self.settings.transfer.targets:
             if target == "console":
@@ -426,7 +426,7 @@ class WebRtcTransport:
                 await self.staff_console.offer(
                     self, handover, self.call_id, self.settings.transfer.ring_timeout_s
                 )
-                return
+                return target
             if target.startswith("sip:"):
                 log.info("webrtc %s: no REFER for browser calls; skipping %s", self.call_id, target)
                 continue

@@ -234,6 +234,9 @@ def test_phone_call_shows_the_answer_live(tmp_path, bot, faq):
         shot(page, tmp_path, "phone-answered")
 
         call_id = page.locator("#phone").get_attribute("data-call-id")
+        # Hang up a few seconds into the answer: a caller who leaves in its first
+        # seconds did not hear it, and is recorded as hung_up_waiting.
+        page.wait_for_timeout(4000)
         page.click("#hangup-button")
         page.wait_for_selector("#call-state:has-text('通話を終了しました')")
         shot(page, tmp_path, "phone-ended")

@@ -327,13 +327,13 @@ class CallSession:
         reason = summary.get("reason", "")
         self._emit(TransferRequested, t_ms=self.clock.now_ms(), reason=reason, summary=summary)
         try:
-            await self.transport.transfer(handover)
+            target = await self.transport.transfer(handover)
         except TransferError as exc:
             log.warning("call %s: transfer failed: %s", self.call_id, exc)
             self._emit(TransferFailed, t_ms=self.clock.now_ms(), reason=str(exc))
             await self._say(self.dialogue.on_transfer_failed(), turn=None)
             return
-        self._emit(TransferAnswered, t_ms=self.clock.now_ms())
+        self._emit(TransferAnswered, t_ms=self.clock.now_ms(), target=target)
         self.outcome = "transferred"
 
     async def close_for_shutdown(self) -> None:

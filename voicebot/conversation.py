@@ -9,11 +9,10 @@ happens here too, so the call never reaches into the dialogue's state.
 from __future__ import annotations
 
 import logging
-from typing import Any
 
 from voicebot.asr.base import Transcript
 from voicebot.clock import Clock
-from voicebot.dialogue import Dialogue, Reply, State
+from voicebot.dialogue import Checkpoint, Dialogue, Reply, State
 from voicebot.endpointing import SpeechEnd
 from voicebot.events import EventSink
 from voicebot.turn_log import TurnLog, intent_decided
@@ -41,7 +40,7 @@ class Conversation:
 
     def heard(
         self, transcript: Transcript, end: SpeechEnd, speculative: bool
-    ) -> tuple[Reply, TurnLog, Any] | None:
+    ) -> tuple[Reply, TurnLog, Checkpoint] | None:
         """The reply to a recognised turn, its log entry and a checkpoint to undo it.
 
         None after the end of the dialogue: the words are ignored (and never logged, they
@@ -55,14 +54,15 @@ class Conversation:
                 len(text),
             )
             return None
-        checkpoint = self.dialogue.snapshot()
+        checkpoint = self.dialogue.checkpoint()
         t = transcript
         reply = (
             self.dialogue.on_utterance(text, t.alternatives, t.confidence, t.unprompted)
             if text
             else self.dialogue.on_no_input()
         )
-        heard = self.dialogue.turns[-1].heard if self.dialogue.turns else text
+        last = self.dialogue.last_heard
+        heard = last if last is not None else text
         turn = TurnLog.of_reply(heard, reply, transcript, end.last_speech_ms, speculative)
         self.events.emit(intent_decided(self.call_id, self.clock.now_ms(), text, turn, reply))
         self.turns.append(turn)
@@ -83,9 +83,9 @@ class Conversation:
         """A component failed or stalled: the apology and handover."""
         return self.dialogue.on_failure(component), self._log("", 0.0, "failure", at_ms)
 
-    def undo(self, checkpoint: Any, turn: TurnLog) -> None:
+    def undo(self, checkpoint: Checkpoint, turn: TurnLog) -> None:
         """Forget a turn: the caller went on with the same sentence."""
-        self.dialogue.restore(checkpoint)
+        checkpoint.restore()
         self.turns.remove(turn)
 
     def _log(self, heard: str, score: float, action: str, at_ms: float | None) -> TurnLog:

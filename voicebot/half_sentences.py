@@ -10,12 +10,13 @@ undone and the whole sentence recognised again.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from voicebot.asr.base import Transcript
 from voicebot.endpointing import SpeechEnd
 
 if TYPE_CHECKING:
+    from voicebot.dialogue import Checkpoint
     from voicebot.turn_log import TurnLog
 
 Held = tuple[Transcript, SpeechEnd, bool]  # transcript, the turn, whether speculative
@@ -27,7 +28,7 @@ class CommittedTurn:
 
     speech_start_ms: float
     last_speech_ms: float
-    checkpoint: Any  # the dialogue's state before the turn
+    checkpoint: Checkpoint  # the dialogue's state before the turn
     turn: TurnLog
     reply_id: int = 0
 

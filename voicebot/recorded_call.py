@@ -133,7 +133,7 @@ class RecordedCaller:
     async def send(self, frame: AudioFrame) -> None:
         self.bot_out.append(frame.samples.copy())
 
-    async def transfer(self, handover: Handover) -> None:
+    async def transfer(self, handover: Handover) -> str | None:
         if not self._transfer_ok:
             raise TransferError("recorded call: transfer refused (simulated)")
         log.info("recorded call: transfer to staff (simulated)")

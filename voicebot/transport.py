@@ -33,8 +33,9 @@ class CallTransport(Protocol):
         """Play one frame of bot audio to the caller."""
         ...
 
-    async def transfer(self, handover: Handover) -> None:
-        """Hand the caller to staff; raises TransferError if that failed."""
+    async def transfer(self, handover: Handover) -> str | None:
+        """Hand the caller to staff; returns the target that took the call (None if the
+        transport cannot tell). Raises TransferError if no target did."""
         ...
 
     async def hangup(self) -> None:
