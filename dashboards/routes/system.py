@@ -59,8 +59,14 @@ async def readyz(services: Annotated[Services, Depends(get_services)]) -> JSONRe
         reasons.append("phone side not listening")
     if switchboard is None or not switchboard.accepting:
         reasons.append("not accepting calls")
-    body = {"status": "ready" if not reasons else "not ready", "reasons": reasons}
-    return JSONResponse(body, status_code=200 if not reasons else 503)
+    if not reasons:
+        return JSONResponse({"status": "ready", "reasons": []})
+    body = {
+        "status": "not ready",
+        "reasons": reasons,
+        "detail": "通話を受け付ける準備ができていません（起動中または停止処理中です）。",
+    }
+    return JSONResponse(body, status_code=503)
 
 
 @router.get("/healthz", tags=["system"])
