@@ -16,7 +16,7 @@ of `voicebot.tts.kokoro.OnnxOptions`. CPU seconds count every thread of the proc
 seconds of audio per CPU second is the figure least disturbed by other work on the machine.
 
     python bench/tts.py [--repeat 3] [--voice jf_alpha] [--entry juminzei.payment-schedule]
-    python bench/tts.py --prerender [--step 10] [--settings before,after,...]
+    python bench/tts.py --prerender [--step 10] [--rounds 1] [--settings before,after,...]
 """
 
 from __future__ import annotations
@@ -209,11 +209,22 @@ async def run_prerender(args: argparse.Namespace) -> dict:
     unknown = [n for n in names if n not in SETTINGS]
     if unknown:
         raise SystemExit(f"unknown settings {unknown}; known: {', '.join(SETTINGS)}")
+    runs: dict[str, list[dict]] = {name: [] for name in names}
+    for _ in range(args.rounds):  # settings take turns, so a busier minute hits them all
+        for name in names:
+            options, workers = SETTINGS[name]
+            runs[name].append(await _render_sample(sample, args.voice, options, workers))
+            print(f"{name}: {json.dumps(runs[name][-1])}", file=sys.stderr, flush=True)
     per_setting = {}
-    for name in names:
-        options, workers = SETTINGS[name]
-        per_setting[name] = await _render_sample(sample, args.voice, options, workers)
-        print(f"{name}: {json.dumps(per_setting[name])}", file=sys.stderr, flush=True)
+    for name, results in runs.items():
+        summary = dict(results[0])
+        for key in ("wall_s", "cpu_s", "audio_s_per_cpu_s", "audio_s_per_wall_s"):
+            summary[key] = statistics.median(r[key] for r in results)
+        summary["load_average_1m"] = [r["load_average_1m"] for r in results]
+        if len(results) > 1:
+            summary["wall_s_each_round"] = [r["wall_s"] for r in results]
+            summary["cpu_s_each_round"] = [r["cpu_s"] for r in results]
+        per_setting[name] = summary
     phonemes_s = _phonemisation_s(sample)
     out: dict = {
         "cpu": cpu_description(),
@@ -225,6 +236,8 @@ async def run_prerender(args: argparse.Namespace) -> dict:
             "chars": sum(map(len, sample)),
             "of_chars": sum(map(len, every)),
         },
+        "rounds": args.rounds,
+        "figures": "medians over the rounds",
         "phonemisation_s": round(phonemes_s, 2),
         "settings": per_setting,
     }
@@ -252,6 +265,9 @@ def main() -> int:
     )
     parser.add_argument(
         "--step", type=int, default=10, help="--prerender: every N-th fixed utterance"
+    )
+    parser.add_argument(
+        "--rounds", type=int, default=1, help="--prerender: times each setting renders the sample"
     )
     parser.add_argument(
         "--settings",

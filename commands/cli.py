@@ -260,6 +260,29 @@ def cmd_faq_check(args: argparse.Namespace) -> int:
     return 0
 
 
+PRERENDER_DESCRIPTION = """\
+Render every fixed utterance (prompts, FAQ answers, confirmations) into the
+on-disk speech cache, so that no caller waits for synthesis.
+
+`voicebot serve` does this too, but only after it starts taking calls: until
+its background rendering is done, an answer not yet rendered is synthesised
+while the caller waits, and with Kokoro on two cores the first start renders
+for 20-40 minutes. Run this before the line is opened: after
+installing, after changing the voice or the FAQ files. What is cached is kept,
+so a second run renders nothing.
+"""
+
+PRERENDER_EPILOG = """\
+exit status:
+  0    everything is in the cache
+  2    the FAQ, the settings or the voice cannot be used
+  130  interrupted (what was rendered stays in the cache)
+
+settings: [tts] engine, voice, cache_dir (e.g. VOICEBOT_TTS__CACHE_DIR=/srv/speech);
+[faq] directory, city_file. Answers edited in the web app are rendered when published.
+"""
+
+
 def cmd_prerender(args: argparse.Namespace) -> int:
     """Render every fixed utterance into the speech cache; 130 when interrupted."""
     import asyncio
@@ -270,8 +293,9 @@ def cmd_prerender(args: argparse.Namespace) -> int:
 
     settings = _settings(args)
     faq = load_faq(settings.faq.directory, city=load_city(settings.faq.city_file))
-    # Nothing else runs before the line is opened: one synthesis per core (each on one
-    # thread) rendered the sample of bench/tts.py --prerender fastest on two cores.
+    # Nothing else runs before the line is opened, so one synthesis per core, each on one
+    # thread: on a busy 2-core machine (bench/tts.py --prerender --rounds 3) as fast as one
+    # at a time (54 s for the sample) and steadier; on an idle one each gets its own core.
     synthesizer = make_synthesizer(settings, parallel=args.jobs or os.cpu_count() or 1)
     cache = SpeechCache(synthesizer, settings.tts.cache_dir)
     texts = fixed_utterances(faq)
@@ -361,17 +385,8 @@ def build_parser() -> argparse.ArgumentParser:
         "prerender",
         parents=[common],
         help="render everything the bot says verbatim into the speech cache",
-        description="Render every fixed utterance (prompts, FAQ answers, confirmations) into "
-        "the on-disk speech cache, so that no caller waits for synthesis. `voicebot serve` "
-        "does this too, but after it takes calls: until the background rendering is done, "
-        "an answer not yet rendered is synthesised while the caller waits (with Kokoro on two "
-        "cores the first start renders for about a quarter of an hour). Run this before the "
-        "line is opened, e.g. after installing or after changing the voice; what is cached "
-        "is kept, so a second run renders nothing.",
-        epilog="exit status: 0 everything is cached, 2 the FAQ, settings or synthesiser "
-        "cannot be used, 130 interrupted (what was rendered stays cached).\n"
-        "settings: [tts] engine, voice, cache_dir (VOICEBOT_TTS__CACHE_DIR); "
-        "[faq] directory, city_file",
+        description=PRERENDER_DESCRIPTION,
+        epilog=PRERENDER_EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument(

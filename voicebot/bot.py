@@ -116,7 +116,7 @@ class Bot:
         With ``background`` (the service) only the prompts every call needs are rendered
         before returning; the answers and confirmations follow in ``self.rendering`` (most
         likely questions first, see `fixed_utterances`), so a first start with Kokoro takes
-        calls within a minute instead of after a quarter of an hour. Until it is done an
+        calls within a minute instead of after half an hour. Until it is done an
         answer not yet rendered is synthesised when asked for, which makes the caller wait
         longer, so how long that will last is logged (``voicebot prerender`` renders
         everything before the service starts instead).

@@ -144,8 +144,8 @@ class TtsSettings(BaseModel):
         1,
         ge=1,
         description=(
-            "Kokoro: ONNX Runtime threads per synthesis (on 2 cores a second thread added "
-            "CPU but no speed: see bench/tts.py --prerender)"
+            "Kokoro: ONNX Runtime threads per synthesis (on 2 cores a second thread cost "
+            "more CPU and was no faster: see bench/tts.py --prerender)"
         ),
     )
     parallel: int = Field(

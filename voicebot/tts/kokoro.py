@@ -45,12 +45,16 @@ GraphOptimization = Literal["all", "extended", "basic", "disabled"]
 class OnnxOptions:
     """How ONNX Runtime runs the Kokoro model.
 
-    Defaults chosen by ``python bench/tts.py --prerender`` on a 2-core AMD EPYC (AVX-512, no
-    AMX) busy with other work (load average 8-11): one intra-op thread that sleeps between
-    operators rendered the FAQ sample with about 30 % less CPU than the package's two
-    spinning threads (1.42 against 1.03 seconds of audio per CPU second) in the same wall
-    time, and leaves the second core to the recogniser and the call loop. Graph
-    optimisation below "all" and a disabled memory arena were slower.
+    The defaults were chosen by ``python bench/tts.py --prerender --step 40 --rounds 3``
+    (5 of the 196 fixed utterances, settings taking turns) on a 2-core AMD EPYC (AVX-512,
+    no AMX) shared with other work (load average 8-19): one intra-op thread that sleeps
+    between operators rendered them in 54 s of wall time and 37 s of CPU (median), the
+    package's own two spinning threads in 73 s and 54 s; two sleeping threads took 58 s and
+    41 s. Phonemisation is 0.03 % of the time; the int8 convolutions (ConvInteger, 70 % of
+    the model's time) gain little from a second thread, and a spinning thread only burns the
+    core the recogniser needs. Graph optimisation "extended" or "basic", two inter-op
+    threads and no memory arena were within the noise of these defaults
+    (``--step 20``, one round).
     """
 
     intra_op_threads: int = 1
