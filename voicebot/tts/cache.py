@@ -34,6 +34,7 @@ import numpy as np
 
 from voicebot import prompts
 from voicebot.tts.base import Speech, Synthesizer
+from voicebot.tts.priority import BACKGROUND, background_rendering, current_priority
 from voicebot.tts.spoken_text import SPOKEN_TEXT_VERSION
 from voicebot.wavfile import WavFormatError, read_wav, write_wav
 
@@ -211,7 +212,10 @@ class SpeechCache:
 
     async def _synthesize_and_store(self, text: str) -> Speech:
         started = time.perf_counter()
-        speech = await self.synthesizer.synthesize(text)
+        if current_priority() == BACKGROUND:
+            speech = await self._synthesize_by_sentence(text)
+        else:
+            speech = await self.synthesizer.synthesize(text)
         self.synthesis_seconds += time.perf_counter() - started
         self.synthesized_chars += len(text)
         if len(speech.samples):
@@ -233,6 +237,25 @@ class SpeechCache:
             return None
         left = sum(len(t) for t in self.uncached(texts))
         return left * self.synthesis_seconds / self.synthesized_chars / max(parallel, 1)
+
+    async def _synthesize_by_sentence(self, text: str) -> Speech:
+        """The whole text, one sentence per synthesis, joined by the engine's own pause.
+
+        Background rendering goes this way so that a caller's synthesis never waits behind
+        more than one sentence of it.
+        """
+        sentences = split_sentences(text)
+        if len(sentences) < 2:
+            return await self.synthesizer.synthesize(text)
+        rate = self.synthesizer.sample_rate
+        pause = np.zeros(round(self.sentence_pause_ms * rate / 1000.0), dtype=np.int16)
+        pieces: list[np.ndarray] = []
+        for index, sentence in enumerate(sentences):
+            speech = await self.synthesizer.synthesize(sentence)
+            pieces.append(np.asarray(speech.samples, dtype=np.int16))
+            if index < len(sentences) - 1:
+                pieces.append(pause)
+        return Speech(np.concatenate(pieces), rate)
 
     async def prerender(
         self,
@@ -263,9 +286,10 @@ class SpeechCache:
                 if progress is not None:
                     progress(done, len(unique), text)
 
-        async with asyncio.TaskGroup() as group:
-            for _ in range(min(workers, len(unique))):
-                group.create_task(work())
+        with background_rendering():  # a caller's synthesis goes first
+            async with asyncio.TaskGroup() as group:
+                for _ in range(min(workers, len(unique))):
+                    group.create_task(work())
         return PrerenderResult(len(unique), rendered, cached, time.perf_counter() - started)
 
     async def stream(self, text: str) -> AsyncIterator[Speech]:

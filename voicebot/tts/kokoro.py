@@ -21,13 +21,13 @@ import logging
 import os
 import threading
 import time
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Literal
 
 import numpy as np
 
 from voicebot.tts.base import Speech, SynthesisError
+from voicebot.tts.priority import LIVE, PriorityExecutor, current_priority
 from voicebot.tts.spoken_text import to_spoken
 
 if TYPE_CHECKING:
@@ -96,7 +96,7 @@ _loaded = False
 _options = OnnxOptions()  # what the next load builds
 _workers = 1  # syntheses at once
 _executor_lock = threading.Lock()
-_executor: ThreadPoolExecutor | None = None
+_executor: PriorityExecutor | None = None
 
 
 def configure(options: OnnxOptions | None = None, workers: int | None = None) -> None:
@@ -116,7 +116,7 @@ def configure(options: OnnxOptions | None = None, workers: int | None = None) ->
     with _executor_lock:
         if workers is not None and workers != _workers:
             if _executor is not None:
-                _executor.shutdown(wait=True)
+                _executor.shutdown()
                 _executor = None
             _workers = workers
 
@@ -126,12 +126,13 @@ def parallel_syntheses() -> int:
     return _workers
 
 
-def _shared_executor() -> ThreadPoolExecutor:
-    """The thread(s) all Kokoro synthesis runs on (created on first use)."""
+def _shared_executor() -> PriorityExecutor:
+    """The thread(s) all Kokoro synthesis runs on (created on first use); a caller's
+    synthesis goes ahead of background rendering (``voicebot.tts.priority``)."""
     global _executor
     with _executor_lock:
         if _executor is None:
-            _executor = ThreadPoolExecutor(max_workers=_workers, thread_name_prefix="kokoro")
+            _executor = PriorityExecutor(_workers, "kokoro")
         return _executor
 
 
@@ -225,12 +226,12 @@ class KokoroSynthesizer:
 
     async def load(self) -> None:
         """Load the model off the event loop (idempotent)."""
-        await asyncio.get_running_loop().run_in_executor(_shared_executor(), load_model)
+        await asyncio.wrap_future(_shared_executor().submit(LIVE, load_model))
 
     async def synthesize(self, text: str) -> Speech:
         """Synthesise `text` on a Kokoro worker thread."""
-        loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(_shared_executor(), self.synthesize_blocking, text)
+        job = _shared_executor().submit(current_priority(), self.synthesize_blocking, text)
+        return await asyncio.wrap_future(job)
 
     def synthesize_blocking(self, text: str) -> Speech:
         """Synthesise in the calling thread; for scripts, fixtures and the workers themselves."""
