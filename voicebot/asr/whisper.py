@@ -24,7 +24,7 @@ What each decoding costs, in process CPU per validation clip (5.6 s of audio on 
 323 at beam 5, 240 at beam 2; no hint 231 at beam 5, 192 at beam 2. Most of a decoding is
 its steps, each reading the decoder's weights whatever the beam, and a hint's tokens.
 Beam 3 with the titles hint, and no hint at beam 2 beside it, decided as well as beam 5
-with all three hints (see ``tests/data/eval/CONSTANTS.md``) for 58 % of their CPU.
+with all three hints (see ``tests/data/eval/CONSTANTS.md``) for 59 % of their CPU.
 """
 
 from __future__ import annotations
