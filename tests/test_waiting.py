@@ -13,20 +13,23 @@ from voicebot.reply_stream import Piece, ReplyStream, plan_pieces
 from voicebot.tts.cache import DEFAULT_SENTENCE_PAUSE_MS
 from voicebot.waiting import WaitAction, WaitPolicy, WaitWatch
 
-POLICY = WaitPolicy(filler_after_ms=800.0, give_up_after_ms=5000.0)
+POLICY = WaitPolicy(ack_after_ms=500.0, filler_after_ms=800.0, give_up_after_ms=5000.0)
 
 
-def test_a_filler_is_due_after_the_silence_and_not_before():
+def test_an_acknowledgement_then_fillers_are_due_after_the_silence_and_not_before():
     watch = WaitWatch(POLICY)
     assert watch.due(10_000.0, bot_speaking=False) is WaitAction.NOTHING  # nothing owed
     watch.start(1000.0)
-    assert watch.due(1790.0, bot_speaking=False) is WaitAction.NOTHING
-    assert watch.due(1800.0, bot_speaking=False) is WaitAction.FILLER
+    assert watch.due(1490.0, bot_speaking=False) is WaitAction.NOTHING
+    assert watch.due(1500.0, bot_speaking=False) is WaitAction.ACKNOWLEDGE
     watch.played_filler()
-    assert watch.due(2000.0, bot_speaking=True) is WaitAction.NOTHING
-    watch.filler_finished(3000.0)
-    assert watch.due(3500.0, bot_speaking=False) is WaitAction.NOTHING
-    assert watch.due(3800.0, bot_speaking=False) is WaitAction.FILLER_AGAIN
+    assert watch.due(1600.0, bot_speaking=True) is WaitAction.NOTHING
+    watch.filler_finished(1900.0)
+    assert watch.due(2690.0, bot_speaking=False) is WaitAction.NOTHING
+    assert watch.due(2700.0, bot_speaking=False) is WaitAction.FILLER
+    watch.played_filler()
+    watch.filler_finished(4000.0)
+    assert watch.due(4800.0, bot_speaking=False) is WaitAction.FILLER_AGAIN
 
 
 def test_a_later_start_does_not_restart_a_wait_under_way():

@@ -228,7 +228,9 @@ class Bot:
             hold_incomplete_ms=call.hold_incomplete_ms,
             merge_window_ms=call.merge_window_ms,
             waiting=WaitPolicy(
-                filler_after_ms=call.filler_after_ms, give_up_after_ms=call.give_up_after_ms
+                ack_after_ms=call.ack_after_ms,
+                filler_after_ms=call.filler_after_ms,
+                give_up_after_ms=call.give_up_after_ms,
             ),
         )
 

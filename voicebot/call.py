@@ -169,8 +169,10 @@ class CallSession:
         if self.turn_taking.barge_in(self.clock.now_ms(), self.responder.playout) is BargeIn.STOP:
             self._stop_bot(barged_in=True)
         await self._poll()
-        if self._caller_may_wait() and self.responder.fill_silence() is WaitAction.GIVE_UP:
-            await self._give_up_waiting()
+        if self._caller_may_wait():
+            listening = self.sentences.held is not None
+            if self.responder.fill_silence(listening) is WaitAction.GIVE_UP:
+                await self._give_up_waiting()
         await self.responder.play_frame(self.transport)
 
     # -- the caller's turns --------------------------------------------------------------
@@ -194,9 +196,8 @@ class CallSession:
             await self._say(*self.conversation.no_input())
 
     def _caller_may_wait(self) -> bool:
-        """Not while the caller speaks, nor over a held half sentence (the bot listens)."""
-        quiet = not self.turn_taking.caller_speaking
-        return self.outcome is None and self.sentences.held is None and quiet
+        """Not while the caller speaks, nor once the call is over."""
+        return self.outcome is None and not self.turn_taking.caller_speaking
 
     def _idle(self) -> bool:
         """Nothing is being said, recognised or rendered: the bot is waiting for the caller."""

@@ -178,13 +178,22 @@ class CallSettings(BaseModel):
         ),
     )
     max_turns: int = Field(12, ge=1)
+    ack_after_ms: int = Field(
+        500,
+        ge=100,
+        le=5000,
+        description=(
+            "Silence after the caller's question before the bot says 「はい。」 while the "
+            "reply is prepared (about 0.9 s as the caller hears it, with the media path)"
+        ),
+    )
     filler_after_ms: int = Field(
-        800,
+        600,
         ge=200,
         le=5000,
         description=(
-            "Silence after the caller's question (or inside a streamed answer) before the bot "
-            "says 「少々お待ちください。」; keeps the caller from waiting in silence"
+            "Silence after 「はい。」 or a filler, or inside a streamed answer, before the bot "
+            "says 「少々お待ちください。」 (then 「もうしばらくお待ちください。」)"
         ),
     )
     give_up_after_ms: int = Field(

@@ -19,7 +19,8 @@ REPROMPT = (
     "申し訳ありません、うまくお聞き取りできませんでした。もう一度、ご質問を短めにお話しください。"
 )
 # Played when the reply is late (slow recognition or synthesis), so the caller never waits
-# in silence: the first time in a wait, then the shorter one while it goes on.
+# in silence: 「はい。」 at once, then the fillers while the wait goes on.
+ACKNOWLEDGE = "はい。"
 FILLER = "少々お待ちください。"
 FILLER_AGAIN = "もうしばらくお待ちください。"
 REPEAT_PREFIX = "もう一度申し上げます。"

@@ -32,6 +32,22 @@ log = logging.getLogger(__name__)
 FRAME_MS = 20
 FILLER = "filler"
 
+FILLERS = {
+    WaitAction.ACKNOWLEDGE: prompts.ACKNOWLEDGE,
+    WaitAction.FILLER: prompts.FILLER,
+    WaitAction.FILLER_AGAIN: prompts.FILLER_AGAIN,
+}
+
+SILENCE_LEVEL = 300  # |sample| below this is silence on a phone line (as the tests measure it)
+
+
+def trimmed(clip: np.ndarray) -> np.ndarray:
+    """The clip without its leading and trailing silence: a filler must be heard at once,
+    and every millisecond of silence in it adds to the caller's wait."""
+    loud = np.flatnonzero(np.abs(clip.astype(np.int32)) >= SILENCE_LEVEL)
+    return clip[loud[0] : loud[-1] + 1] if len(loud) else clip
+
+
 ReplyDone = Callable[[Reply], Awaitable[None]]
 SynthesisFailed = Callable[[Reply, "TurnLog | None"], Awaitable[None]]
 
@@ -86,6 +102,10 @@ class Responder:
             now = self.clock.now_ms()
             self.wait.start(turn.speech_end_ms if turn.speech_end_ms is not None else now)
             self._waiting_turn = turn
+            # Fillers may have played before the turn was decided (slow recognition).
+            turn.fillers = self.wait.fillers
+            if self.wait.first_sound_ms is not None and turn.speech_end_ms is not None:
+                turn.first_audio_ms = self.wait.first_sound_ms - turn.speech_end_ms
         pieces = await plan_pieces(reply.parts, lambda text: self.voice.ready(text, self.rate))
         stream = ReplyStream(
             reply,
@@ -170,9 +190,9 @@ class Responder:
         (a cache wiped while running), it is rendered in the background: the greeting
         never waits for a filler.
         """
-        for text in (prompts.FILLER, prompts.FILLER_AGAIN):
+        for text in FILLERS.values():
             if await self.voice.ready(text, self.rate):
-                self._fillers[text] = await self.voice.clip(text, self.rate)
+                self._fillers[text] = trimmed(await self.voice.clip(text, self.rate))
             else:
                 self._filler_jobs[text] = await Job.start(
                     self.clock, self.voice.clip(text, self.rate)
@@ -184,22 +204,26 @@ class Responder:
         if clip is None and job is not None and job.done():
             del self._filler_jobs[text]
             try:
-                clip = self._fillers[text] = job.result()
+                clip = self._fillers[text] = trimmed(job.result())
             except Exception:  # a call without fillers still works; the reply will come
                 log.exception("call %s: filler %r could not be rendered", self.call_id, text)
         return clip
 
-    def fill_silence(self) -> WaitAction:
-        """Queue a filler if the caller has waited long enough; the call acts on GIVE_UP."""
+    def fill_silence(self, listening: bool = False) -> WaitAction:
+        """Queue a filler if the caller has waited long enough; the call acts on GIVE_UP.
+
+        ``listening``: the caller may go on (a half sentence is held), so only the
+        acknowledgement, which is also what a listener says to let someone go on.
+        """
         action = self.wait.due(self.clock.now_ms(), self.playout.speaking)
-        if action not in (WaitAction.FILLER, WaitAction.FILLER_AGAIN):
-            return action
-        text = prompts.FILLER if action is WaitAction.FILLER else prompts.FILLER_AGAIN
+        if action not in FILLERS or (listening and action is not WaitAction.ACKNOWLEDGE):
+            return WaitAction.NOTHING if action in FILLERS else action
+        text = FILLERS[action]
         clip = self._filler(text)
         if clip is not None:
             self.wait.played_filler()
             if self._waiting_turn is not None:
-                self._waiting_turn.fillers += 1
+                self._waiting_turn.fillers = self.wait.fillers
             self.playout.enqueue(Utterance(clip, text, FILLER, reply_id=0))
         return action
 
@@ -232,6 +256,8 @@ class Responder:
     def _started(self, utt: Utterance, now: float) -> None:
         if utt.kind == FILLER:
             waited = None if self.wait.since_ms is None else now - self.wait.since_ms
+            if self.wait.first_sound_ms is None:
+                self.wait.first_sound_ms = now
             turn = self._waiting_turn
             if turn is not None and turn.first_audio_ms is None and turn.speech_end_ms is not None:
                 turn.first_audio_ms = now - turn.speech_end_ms
@@ -242,6 +268,7 @@ class Responder:
             )
             return
         self.wait.heard(now)
+        self._waiting_turn = None
         if utt.part != 0:
             return
         reply, turn = self._replies.get(utt.reply_id, (None, None))

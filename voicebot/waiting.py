@@ -4,9 +4,10 @@ A caller who has finished a question and hears nothing for more than a second or
 wonders whether the line is dead, and hangs up or calls again; both cost the city more
 than a transfer. So from the moment the caller stops speaking (or a streamed answer runs
 dry between sentences) until the bot's reply is heard, this watch says when a short
-pre-rendered filler is due (「少々お待ちください。」 first, then 「もうしばらくお待ちください。」),
-and when the wait has gone on so long that the bot should apologise and hand over
-instead of keeping the caller on the line. It only decides; the call plays.
+pre-rendered filler is due: a quick 「はい。」 first, as a person on the phone would say
+it, then 「少々お待ちください。」, then 「もうしばらくお待ちください。」; and when the wait
+has gone on so long that the bot should apologise and hand over instead of keeping the
+caller on the line. It only decides; the call plays.
 """
 
 from __future__ import annotations
@@ -19,7 +20,8 @@ class WaitAction(Enum):
     """What the call should do about a caller who is waiting."""
 
     NOTHING = "nothing"
-    FILLER = "filler"  # the first filler of this wait
+    ACKNOWLEDGE = "acknowledge"  # 「はい。」: the caller was heard
+    FILLER = "filler"  # 「少々お待ちください。」
     FILLER_AGAIN = "filler_again"  # a later one, or one in the middle of an answer
     GIVE_UP = "give_up"  # apologise and hand over
 
@@ -28,11 +30,14 @@ class WaitAction(Enum):
 class WaitPolicy:
     """Timing of fillers; every value in milliseconds of call time."""
 
-    # Silence before a filler. Latency is measured from the caller's last speech (which
-    # the endpointer places about 100 ms after the true end), so 800 ms keeps the silence
-    # the caller hears under a second while letting a reply that is merely normal-late
-    # (recognition p95 on two busy cores) come without a filler in front of it.
-    filler_after_ms: float = 800.0
+    # Silence after the caller's question before 「はい。」. The caller's silence starts
+    # earlier than the endpointer's last speech (VAD hangover and the inbound media path,
+    # 0.27 s median on SIP) and ends later than the bot's first frame (the outbound path,
+    # 0.14 s), so 500 ms here is about 0.9 s as the caller hears it (bench/soak.py).
+    ack_after_ms: float = 500.0
+    # Silence after a filler, or between two sentences of an answer, before the next one;
+    # here what the bot plays is what the caller hears, shifted.
+    filler_after_ms: float = 600.0
     # A wait this long without the reply starting is a stall: apologise and hand over.
     give_up_after_ms: float = 12000.0
 
@@ -46,6 +51,7 @@ class WaitWatch:
         self.silent_since_ms: float | None = None  # start of the current silence
         self.fillers = 0  # fillers played in this wait
         self.mid_reply = False  # part of the reply has been heard already
+        self.first_sound_ms: float | None = None  # when the first filler of this wait began
 
     @property
     def waiting(self) -> bool:
@@ -61,12 +67,14 @@ class WaitWatch:
         self.since_ms = self.silent_since_ms = at_ms
         self.fillers = 0
         self.mid_reply = mid_reply
+        self.first_sound_ms = None
 
     def heard(self, at_ms: float) -> None:
         """Bot audio that is not a filler started: the wait is over."""
         self.since_ms = self.silent_since_ms = None
         self.fillers = 0
         self.mid_reply = False
+        self.first_sound_ms = None
 
     def filler_finished(self, at_ms: float) -> None:
         """A filler ended and the reply is still not playing: silence starts again."""
@@ -83,9 +91,13 @@ class WaitWatch:
             return WaitAction.NOTHING
         if now_ms - self.since_ms >= self.policy.give_up_after_ms:
             return WaitAction.GIVE_UP
-        if now_ms - self.silent_since_ms < self.policy.filler_after_ms:
+        first = self.fillers == 0 and not self.mid_reply
+        due = self.policy.ack_after_ms if first else self.policy.filler_after_ms
+        if now_ms - self.silent_since_ms < due:
             return WaitAction.NOTHING
-        if self.fillers == 0 and not self.mid_reply:
+        if first:
+            return WaitAction.ACKNOWLEDGE
+        if self.fillers == 1 and not self.mid_reply:
             return WaitAction.FILLER
         return WaitAction.FILLER_AGAIN
 
