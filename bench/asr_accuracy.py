@@ -108,6 +108,17 @@ def settings(faq) -> dict[str, dict]:
         "default-extra": {  # as the bot recognises while it is free ([asr] extra_hints)
             "pad_seconds": 1.5,
             "initial_prompt": prompt,
+            "extra_prompts": (faq_category_prompt(faq), None),
+        },
+        "none-extra": {  # beam 3, no hint at beam 2 beside it: cheaper, lost dev clips
+            "pad_seconds": 1.5,
+            "initial_prompt": prompt,
+            "extra_prompts": (None,),
+        },
+        "b5-none2": {
+            "pad_seconds": 1.5,
+            "initial_prompt": prompt,
+            "beam_size": 5,
             "extra_prompts": (None,),
         },
         "before-extra": {  # as it recognised before: beam 5, both extra hints at beam 5

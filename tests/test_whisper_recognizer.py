@@ -75,11 +75,11 @@ def test_recogniser_is_made_from_the_settings(faq):
     assert isinstance(rec, WhisperRecognizer)
     assert (rec.compute_type, rec.beam_size) == ("float32", 3)
     assert rec.initial_prompt == faq_vocabulary_prompt(faq)
-    assert rec.extra_prompts == (None,)  # the default extra hint: none at all
+    assert rec.extra_prompts == (faq_category_prompt(faq), None)  # the default extra hints
     rec.close()
-    settings.asr.extra_hints = ["categories", "none"]
+    settings.asr.extra_hints = ["none"]
     rec = make_recognizer(settings, faq)
-    assert rec.extra_prompts == (faq_category_prompt(faq), None)
+    assert rec.extra_prompts == (None,)
     rec.close()
     settings.asr.extra_hints = []
     rec = make_recognizer(settings, faq)

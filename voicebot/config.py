@@ -114,12 +114,12 @@ class AsrSettings(BaseModel):
     )
     faq_prompt: bool = Field(True, description="use the FAQ's topic titles as the hint")
     extra_hints: list[Literal["categories", "none"]] = Field(
-        default_factory=lambda: ["none"],
+        default_factory=lambda: ["categories", "none"],
         description=(
             "further decodings of the same audio while the recogniser is free, with the "
             "busy beam, their hypotheses matched too: 'categories' (a shorter hint of titles "
             "by category, no staff-only topics), 'none' (no hint); [] for one decoding. "
-            "'categories' bought nothing on the validation audio for 240 ms CPU a turn"
+            "['none'] alone saves ~240 ms CPU a turn but lost 5 of 188 dev clips"
         ),
     )
     n_best: int = Field(2, ge=1, le=10, description="hypotheses matched against the FAQ")
