@@ -50,3 +50,15 @@ def rss_bytes(pid: int) -> int:
 def tree_rss_bytes(pid: int | None = None) -> int:
     """Summed VmRSS of ``pid`` (default: this process) and its descendants."""
     return sum(rss_bytes(p) for p in descendants(pid or os.getpid()))
+
+
+def tree_rss_by_process(pid: int | None = None) -> dict[str, int]:
+    """VmRSS of ``pid`` and each descendant, keyed "pid name" (which process grows)."""
+    found = {}
+    for p in descendants(pid or os.getpid()):
+        try:
+            name = Path(f"/proc/{p}/comm").read_text().strip()
+        except OSError:
+            continue
+        found[f"{p} {name}"] = rss_bytes(p)
+    return found

@@ -109,6 +109,10 @@ def cpu_model() -> str:
     return f"{model} ({', '.join(extras) or 'no AVX-512'})"
 
 
+def mib(sizes: dict[str, int]) -> dict[str, float]:
+    return {name: round(size / 2**20, 1) for name, size in sizes.items()}
+
+
 def percentile(values: list[float], q: float) -> float | None:
     return round(float(np.percentile(values, q)), 3) if values else None
 
@@ -554,6 +558,7 @@ async def soak_with_service(
         "ready": ready,
         "stopped": stopped,
         "rss_end": stats_rss["rss_bytes"],
+        "rss_end_by_process": stats_rss["by_process"],
         "timeline": timeline,
         "results": results,
         "killed": faults.killed_call_ids,
@@ -747,6 +752,8 @@ def finish_report(
             "rss_mib": {
                 "start": round(ready["rss_bytes"] / 2**20, 1),
                 "end": round(report.pop("rss_end") / 2**20, 1),
+                "start_by_process": mib(ready["by_process"]),
+                "end_by_process": mib(report.pop("rss_end_by_process")),
             },
             "component_failures": collections.Counter(f["component"] for f in service.failures),
             "worker_restarts": stopped["worker_restarts"],

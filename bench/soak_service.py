@@ -40,7 +40,7 @@ from fault_injection import (  # noqa: E402
     ForgetfulSpeechCache,
     ForgetfulVoice,
 )
-from process_tree import tree_rss_bytes  # noqa: E402
+from process_tree import tree_rss_by_process, tree_rss_bytes  # noqa: E402
 
 import voicebot.bot  # noqa: E402
 from dashboards.config import (  # noqa: E402
@@ -152,6 +152,7 @@ async def run(args: argparse.Namespace) -> None:
         web_url=service.web_url,
         workers=[w.pid for w in sip.workers],
         rss_bytes=tree_rss_bytes(os.getpid()),
+        by_process=tree_rss_by_process(os.getpid()),
     )
     loop = asyncio.get_running_loop()
     reader = asyncio.StreamReader()
@@ -179,7 +180,11 @@ async def run(args: argparse.Namespace) -> None:
             ]
             report("workers", workers=workers, restarts=sip.worker_restarts)
         elif name == "rss":
-            report("rss", rss_bytes=tree_rss_bytes(os.getpid()))
+            report(
+                "rss",
+                rss_bytes=tree_rss_bytes(os.getpid()),
+                by_process=tree_rss_by_process(os.getpid()),
+            )
         elif name == "stop":
             break
     rss_end = tree_rss_bytes(os.getpid())
