@@ -11,7 +11,7 @@ goodbye for the control intents). Prints JSON with the misses.
                                   [--dump calls.json]
 
 A confirmation ("…についてのご質問でよろしいでしょうか") of the right entry is not
-right: the issue asks for the intended action; such calls are counted apart
+right: the caller should get the intended action at once; such calls are counted apart
 (``right_topic_but_confirmed``). ``--fixtures`` runs another set made the same way
 (a manifest.tsv with file, voice, utterance, expected); ``expected`` may be
 ``unknown`` (right unless the bot answers from the FAQ). ``wrong_answers`` counts the
