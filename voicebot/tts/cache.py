@@ -3,8 +3,9 @@
 Almost everything the bot says is fixed text: the prompts and the FAQ answers. Kokoro needs
 about as long as the audio lasts to render it on a small CPU, which is far too slow to answer
 a caller, so the bot renders every fixed utterance once at start-up (`prerender`) and plays
-it from disk afterwards. Text that is not cached (a new answer, an edited FAQ) is streamed
-sentence by sentence (`stream`), so the caller hears the first sentence while the rest renders.
+it from disk afterwards. Text that is not cached (a new answer, an edited FAQ) is rendered
+sentence by sentence (on a call by ``voicebot.reply_stream``, here by `stream` and by the
+background rendering), so the caller hears the first sentence while the rest renders.
 
 Entries are 16-bit WAV files named by the sha256 of everything that changes the audio:
 engine, voice, sample rate, the spoken-text rules' version and the text. Changing any of
@@ -247,15 +248,19 @@ class SpeechCache:
         sentences = split_sentences(text)
         if len(sentences) < 2:
             return await self.synthesizer.synthesize(text)
+        pieces = [piece async for piece in self._sentence_pieces(sentences)]
+        return Speech(np.concatenate(pieces), self.synthesizer.sample_rate)
+
+    async def _sentence_pieces(self, sentences: list[str]) -> AsyncIterator[np.ndarray]:
+        """Each sentence synthesised in turn, all but the last followed by the pause."""
         rate = self.synthesizer.sample_rate
         pause = np.zeros(round(self.sentence_pause_ms * rate / 1000.0), dtype=np.int16)
-        pieces: list[np.ndarray] = []
         for index, sentence in enumerate(sentences):
             speech = await self.synthesizer.synthesize(sentence)
-            pieces.append(np.asarray(speech.samples, dtype=np.int16))
-            if index < len(sentences) - 1:
-                pieces.append(pause)
-        return Speech(np.concatenate(pieces), rate)
+            samples = np.asarray(speech.samples, dtype=np.int16)
+            if index < len(sentences) - 1 and len(samples):
+                samples = np.concatenate([samples, pause])
+            yield samples
 
     async def prerender(
         self,
@@ -303,17 +308,11 @@ class SpeechCache:
         if cached is not None:
             yield cached
             return
-        sentences = split_sentences(text)
         rate = self.synthesizer.sample_rate
-        pause = np.zeros(round(self.sentence_pause_ms * rate / 1000.0), dtype=np.int16)
         pieces: list[np.ndarray] = []
-        for index, sentence in enumerate(sentences):
-            speech = await self.synthesizer.synthesize(sentence)
-            samples = np.asarray(speech.samples, dtype=np.int16)
-            if index < len(sentences) - 1 and len(samples):
-                samples = np.concatenate([samples, pause])
+        async for samples in self._sentence_pieces(split_sentences(text)):
             pieces.append(samples)
-            yield Speech(samples, speech.sample_rate)
+            yield Speech(samples, rate)
         whole = np.concatenate(pieces) if pieces else np.zeros(0, dtype=np.int16)
         if len(whole):
             await asyncio.to_thread(self.put, text, Speech(whole, rate))
