@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import asyncio
 import csv
 from collections.abc import Iterator
 from pathlib import Path
@@ -8,6 +9,7 @@ import pytest
 import yaml
 
 from faq.store import Faq, load_faq
+from voicebot.bot import Bot
 from voicebot.config import Settings
 from voicebot.understanding import Understanding
 
@@ -33,6 +35,24 @@ def understanding() -> Understanding:
 @pytest.fixture(scope="session")
 def topics() -> list[dict]:
     return yaml.safe_load((DATA / "tax-topics.yaml").read_text(encoding="utf-8"))["topics"]
+
+
+@pytest.fixture(scope="session")
+def settings(tmp_path_factory) -> Settings:
+    """Settings for whole-call tests: the fast pyttsx3 voice, a speech cache of their own."""
+    s = Settings()
+    s.tts.engine = "pyttsx3"
+    s.tts.cache_dir = tmp_path_factory.mktemp("speech-cache")
+    return s
+
+
+@pytest.fixture(scope="session")
+def bot(settings) -> Bot:
+    """One bot (real Whisper, pyttsx3) with every fixed utterance rendered, shared by the
+    call tests; modules that need another kind define their own ``bot``."""
+    bot = Bot(settings)
+    asyncio.run(bot.prepare(rates=(8000,)))
+    return bot
 
 
 @pytest.fixture(scope="session", autouse=True)

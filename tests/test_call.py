@@ -27,7 +27,6 @@ from voicebot.asr.base import RecognizerError, Transcript
 from voicebot.bot import Bot
 from voicebot.call import CallResult
 from voicebot.clock import VirtualClock
-from voicebot.config import Settings
 from voicebot.events import BotSpeechStopped, ComponentFailed, EventFanout, EventRecorder
 from voicebot.recorded_call import RecordedCaller
 from voicebot.tts.base import SynthesisError
@@ -61,21 +60,6 @@ def caller_track(*parts: str | float, voice: str = "jf_alpha") -> WavAudio:
         else:
             pieces.append(np.zeros(int(part * 8000), dtype=np.int16))
     return WavAudio(np.concatenate(pieces), 8000)
-
-
-@pytest.fixture(scope="session")
-def settings(tmp_path_factory) -> Settings:
-    s = Settings()
-    s.tts.engine = "pyttsx3"
-    s.tts.cache_dir = tmp_path_factory.mktemp("speech-cache")
-    return s
-
-
-@pytest.fixture(scope="session")
-def bot(settings) -> Bot:
-    bot = Bot(settings)
-    asyncio.run(bot.prepare(rates=(8000,)))
-    return bot
 
 
 def run_call(

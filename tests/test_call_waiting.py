@@ -13,7 +13,6 @@ import asyncio
 import time
 
 import numpy as np
-import pytest
 from test_call import OPEN, caller_track
 
 from voicebot import prompts
@@ -52,21 +51,6 @@ class SlowOnAnswers:
             self.slow_calls.append(text)
             time.sleep(self.delay_s)  # blocking on purpose: the virtual clock measures it
         return await self.inner.synthesize(text)
-
-
-@pytest.fixture(scope="module")
-def settings(tmp_path_factory) -> Settings:
-    s = Settings()
-    s.tts.engine = "pyttsx3"
-    s.tts.cache_dir = tmp_path_factory.mktemp("speech-cache")
-    return s
-
-
-@pytest.fixture(scope="module")
-def bot(settings) -> Bot:
-    bot = Bot(settings)
-    asyncio.run(bot.prepare(rates=(8000,)))
-    return bot
 
 
 def first_start_bot(settings: Settings, bot: Bot, tmp_path, delay_s: float) -> Bot:
