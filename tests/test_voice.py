@@ -8,6 +8,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from test_speech_cache import CountingSynthesizer
 
 from voicebot.resample import resample
 from voicebot.tts.base import Speech
@@ -16,19 +17,6 @@ from voicebot.tts.pyttsx3_engine import Pyttsx3Synthesizer
 from voicebot.voice import SpeechSource, Voice
 
 PHONE_RATE = 8000
-
-
-class CountingSynthesizer:
-    """A real synthesiser that also counts what it was asked to say."""
-
-    def __init__(self, inner: Pyttsx3Synthesizer) -> None:
-        self.inner = inner
-        self.engine, self.voice, self.sample_rate = inner.engine, inner.voice, inner.sample_rate
-        self.calls: list[str] = []
-
-    async def synthesize(self, text: str) -> Speech:
-        self.calls.append(text)
-        return await self.inner.synthesize(text)
 
 
 class SynthesizerOnly(SpeechSource):
