@@ -80,6 +80,14 @@ class TurnTaking:
             return BargeIn.STOP
         return BargeIn.NONE
 
+    def expect_short_answer(self, min_speech_ms: int) -> None:
+        """The bot asked a yes/no question: a short 「はい」 is a whole turn."""
+        self.endpointer.set_min_speech_ms(min_speech_ms)
+
+    def answered(self) -> None:
+        """A caller turn was decided: the usual minimum length of speech applies again."""
+        self.endpointer.set_min_speech_ms(None)
+
     def bot_stopped(self) -> None:
         """The bot's speech was stopped: no barge-in is under way any more."""
         self._barge_in_at = None
