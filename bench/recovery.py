@@ -216,11 +216,11 @@ class Caller:
 
 # Log lines of a start, in order: the phase each one ends (seconds after the kill).
 PHASES = {
-    "records_closed": "dashboards.service: records:",
+    "records_closed": "commands.service: records:",
     "whisper_loaded": "voicebot.asr.whisper: whisper model loaded",
-    "web_listening": "dashboards.service: web app:",
+    "web_listening": "commands.service: web app:",
     "sip_listening": "telephony.sip_endpoint: SIP endpoint listening",
-    "ready": "dashboards.service: ready;",
+    "ready": "commands.service: ready;",
 }
 
 

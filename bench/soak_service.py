@@ -1,6 +1,6 @@
 """The whole voicebot service for the soak bench, in its own process, with fault hooks.
 
-It is ``voicebot serve`` composed in-process (``dashboards.service.start_service``: SIP
+It is ``voicebot serve`` composed in-process (``commands.service.start_service``: SIP
 dispatcher and pjsua workers, WebRTC, the web app, call records, MQTT events), with three
 differences that only a bench needs:
 
@@ -49,7 +49,7 @@ from dashboards.config import (  # noqa: E402
     OperationsSettings,
     WebSettings,
 )
-from dashboards.service import ServeOptions, start_service, stop_service  # noqa: E402
+from commands.service import ServeOptions, start_service, stop_service  # noqa: E402
 from telephony.config import SipSettings, TelephonySettings, TransferSettings  # noqa: E402
 from voicebot.config import Settings  # noqa: E402
 from voicebot.events import CallEvent, ComponentFailed  # noqa: E402

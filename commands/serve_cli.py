@@ -37,7 +37,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     """Run the SIP endpoint, WebRTC and the web app until SIGINT/SIGTERM."""
     import asyncio
 
-    from dashboards.service import ServeOptions, serve
+    from commands.service import ServeOptions, serve
 
     logging.getLogger().setLevel(logging.DEBUG if args.verbose else logging.INFO)
     core, telephony, ops = _load(args)

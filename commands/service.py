@@ -21,7 +21,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-from dashboards import sd_notify
+from commands import sd_notify
 from dashboards.config import OperationsSettings
 from telephony.config import TelephonySettings
 from voicebot.config import Settings
@@ -81,21 +81,103 @@ async def start_service(
     options: ServeOptions | None = None,
 ) -> RunningService:
     """Build and start every part; returns once all of them listen."""
-    from dashboards.app import create_app
-    from dashboards.call_records import close_cut_calls, mark_abandoned, set_this_node
-    from dashboards.db import Database
     from dashboards.event_bus import EventBus
-    from dashboards.pipeline import EventPipeline
-    from dashboards.retention import retention_job
     from dashboards.services import Services
-    from voicebot.bot import Bot
-    from voicebot.events import EventFanout
+    from telephony.staff_console import StaffConsole
     from voicebot.switchboard import Switchboard
 
     options = options or ServeOptions()
     ops.data_dir.mkdir(parents=True, exist_ok=True)
     if not options.webrtc:
         telephony.webrtc.enabled = False  # the test phone and WebRTC offers say so
+
+    db, retention = await _open_records(ops)
+
+    bot = await _start_bot(core, options)
+
+    bus = EventBus()
+    pipeline, events, metrics = await _start_events(ops, bus, db)
+    switchboard = Switchboard(bot, events)
+    staff_console = StaffConsole(telephony, bus)
+
+    services = Services(
+        settings=ops,
+        db=db,
+        bus=bus,
+        bot=bot,
+        switchboard=switchboard,
+        staff_console=staff_console,
+        extra_routers=[],
+        on_faq_published=lambda faq: bot.reload_faq(faq, rates=CALL_RATES),
+        metrics=metrics,
+        telephony=telephony,
+    )
+    app = await _web_app(services, bot)
+    server, web_task, web_url = await _start_web(app, ops, telephony.webrtc.enabled)
+
+    sip = None
+    if options.sip and telephony.sip.enabled:
+        sip = await _start_sip(telephony, switchboard, staff_console)
+    services.phone_ready = True
+
+    return RunningService(
+        bot=bot,
+        db=db,
+        bus=bus,
+        pipeline=pipeline,
+        switchboard=switchboard,
+        staff_console=staff_console,
+        sip=sip,
+        app=app,
+        server=(server, web_task),
+        web_url=web_url,
+        sip_uri=sip.uri if sip is not None else None,
+        stops=[retention.cancel],
+    )
+
+
+async def _start_bot(core: Settings, options: ServeOptions) -> Any:
+    """The shared bot: models loaded, prompts ready; FAQ answers render in the background."""
+    from voicebot.bot import Bot
+
+    bot = Bot(core)
+    await bot.prepare(rates=CALL_RATES, progress=options.progress, background=True)
+    if bot.rendering is not None:
+        bot.rendering.add_done_callback(_log_rendering)
+    return bot
+
+
+async def _start_events(ops: OperationsSettings, bus: Any, db: Any) -> tuple[Any, Any, Any]:
+    """The event pipeline (masking, live bus, records, MQTT) and the metrics, fanned out."""
+    from dashboards.metrics import MetricsSink
+    from dashboards.pipeline import EventPipeline
+    from voicebot.events import EventFanout
+
+    pipeline = EventPipeline(ops, bus=bus, db=db)
+    await pipeline.start()
+    metrics = MetricsSink()
+    events = EventFanout(pipeline)
+    events.add(metrics)
+    return pipeline, events, metrics
+
+
+async def _web_app(services: Any, bot: Any) -> Any:
+    """The web app; after a restart the bot speaks the FAQ version published last."""
+    from dashboards.app import create_app
+
+    app = await asyncio.to_thread(create_app, services)
+    versions = app.state.faq_versions
+    if await asyncio.to_thread(versions.published_number) > 1:
+        entries = await asyncio.to_thread(versions.entries_of, "published")
+        await bot.reload_faq(versions.faq_of(entries), rates=CALL_RATES)
+    return app
+
+
+async def _open_records(ops: OperationsSettings) -> tuple[Any, asyncio.Task]:
+    """The call records, with calls cut by this node's last death closed, and retention."""
+    from dashboards.call_records import close_cut_calls, mark_abandoned, set_this_node
+    from dashboards.db import Database
+    from dashboards.retention import retention_job
 
     db = Database(ops.database_url())
     await asyncio.to_thread(db.create_all)
@@ -111,46 +193,13 @@ async def start_service(
         abandoned,
         stale,
     )
-    retention = asyncio.create_task(retention_job(db, ops.retention), name="retention")
+    return db, asyncio.create_task(retention_job(db, ops.retention), name="retention")
 
-    bot = Bot(core)
-    await bot.prepare(rates=CALL_RATES, progress=options.progress, background=True)
-    if bot.rendering is not None:
-        bot.rendering.add_done_callback(_log_rendering)
 
-    bus = EventBus()
-    pipeline = EventPipeline(ops, bus=bus, db=db)
-    await pipeline.start()
-    events = EventFanout(pipeline)
-    metrics = _metrics_sink()
-    if metrics is not None:
-        events.add(metrics)
-
-    switchboard = Switchboard(bot, events)
-    staff_console = _staff_console(telephony, bus)
-
-    async def on_faq_published(faq: Any) -> None:
-        await bot.reload_faq(faq, rates=CALL_RATES)
-
-    services = Services(
-        settings=ops,
-        db=db,
-        bus=bus,
-        bot=bot,
-        switchboard=switchboard,
-        staff_console=staff_console,
-        extra_routers=[],
-        on_faq_published=on_faq_published,
-        metrics=metrics,
-        telephony=telephony,
-    )
-    app = await asyncio.to_thread(create_app, services)
-    # After a restart the bot speaks the FAQ version operators published last.
-    versions = app.state.faq_versions
-    if await asyncio.to_thread(versions.published_number) > 1:
-        entries = await asyncio.to_thread(versions.entries_of, "published")
-        await bot.reload_faq(versions.faq_of(entries), rates=CALL_RATES)
-
+async def _start_web(
+    app: Any, ops: OperationsSettings, webrtc: bool
+) -> tuple[Any, asyncio.Task, str]:
+    """The web server, listening; its task and URL."""
     from dashboards.web_server import server_config
 
     server = _Server(server_config(app, ops.web))
@@ -163,34 +212,19 @@ async def start_service(
     port = server.servers[0].sockets[0].getsockname()[1]
     web_url = f"http://{ops.web.host}:{port}"
     log.info("web app: %s (operators: %s/faq, staff: %s/staff)", web_url, web_url, web_url)
-    if options.webrtc and telephony.webrtc.enabled:
+    if webrtc:
         log.info("WebRTC test phone: %s/phone", web_url)
+    return server, web_task, web_url
 
-    sip = None
-    sip_uri = None
-    if options.sip and telephony.sip.enabled:
-        from telephony.sip_endpoint import SipEndpoint
 
-        sip = SipEndpoint(telephony, on_call=switchboard.handle, staff_console=staff_console)
-        await sip.start()
-        sip_uri = sip.uri
-        log.info("SIP: %s (allowed peers: %s)", sip_uri, ", ".join(telephony.sip.allowed_peers))
-    services.phone_ready = True
+async def _start_sip(telephony: TelephonySettings, switchboard: Any, staff_console: Any) -> Any:
+    """The SIP endpoint (dispatcher and pjsua workers), taking calls for the switchboard."""
+    from telephony.sip_endpoint import SipEndpoint
 
-    return RunningService(
-        bot=bot,
-        db=db,
-        bus=bus,
-        pipeline=pipeline,
-        switchboard=switchboard,
-        staff_console=staff_console,
-        sip=sip,
-        app=app,
-        server=(server, web_task),
-        web_url=web_url,
-        sip_uri=sip_uri,
-        stops=[retention.cancel],
-    )
+    sip = SipEndpoint(telephony, on_call=switchboard.handle, staff_console=staff_console)
+    await sip.start()
+    log.info("SIP: %s (allowed peers: %s)", sip.uri, ", ".join(telephony.sip.allowed_peers))
+    return sip
 
 
 async def stop_service(service: RunningService, grace_s: float = 30.0) -> None:
@@ -255,23 +289,6 @@ def _log_rendering(task: asyncio.Task) -> None:
             done.rendered,
             format_duration(done.seconds),
         )
-
-
-def _metrics_sink() -> Any:
-    try:
-        from dashboards.metrics import MetricsSink
-    except ImportError:
-        return None
-    return MetricsSink()
-
-
-def _staff_console(telephony: TelephonySettings, bus: Any) -> Any:
-    try:
-        from telephony.staff_console import StaffConsole
-    except ImportError:
-        log.warning("staff console not available: transfers go to SIP targets only")
-        return None
-    return StaffConsole(telephony, bus)
 
 
 def _safe_url(url: str) -> str:
