@@ -83,8 +83,6 @@ async def start_service(
     """Build and start every part; returns once all of them listen."""
     from dashboards.event_bus import EventBus
     from dashboards.services import Services
-    from telephony.staff_console import StaffConsole
-    from voicebot.switchboard import Switchboard
 
     options = options or ServeOptions()
     ops.data_dir.mkdir(parents=True, exist_ok=True)
@@ -97,8 +95,7 @@ async def start_service(
 
     bus = EventBus()
     pipeline, events, metrics = await _start_events(ops, bus, db)
-    switchboard = Switchboard(bot, events)
-    staff_console = StaffConsole(telephony, bus)
+    switchboard, staff_console, webrtc = _phone_side(bot, events, telephony, bus, ops)
 
     services = Services(
         settings=ops,
@@ -111,6 +108,7 @@ async def start_service(
         on_faq_published=lambda faq: bot.reload_faq(faq, rates=CALL_RATES),
         metrics=metrics,
         telephony=telephony,
+        webrtc=webrtc,
     )
     app = await _web_app(services, bot)
     server, web_task, web_url = await _start_web(app, ops, telephony.webrtc.enabled)
@@ -159,6 +157,23 @@ async def _start_events(ops: OperationsSettings, bus: Any, db: Any) -> tuple[Any
     events = EventFanout(pipeline)
     events.add(metrics)
     return pipeline, events, metrics
+
+
+def _phone_side(
+    bot: Any, events: Any, telephony: TelephonySettings, bus: Any, ops: OperationsSettings
+) -> tuple[Any, Any, Any]:
+    """The switchboard that runs every call, the staff console and the WebRTC endpoint."""
+    from telephony.staff_console import StaffConsole
+    from telephony.webrtc_endpoint import WebRtcEndpoint
+    from voicebot.switchboard import Switchboard
+
+    switchboard = Switchboard(bot, events)
+    staff_console = StaffConsole(telephony, bus)
+    max_calls = ops.web.max_test_phone_calls
+    webrtc = WebRtcEndpoint(
+        telephony, switchboard, max_calls=max_calls, staff_console=staff_console
+    )
+    return switchboard, staff_console, webrtc
 
 
 async def _web_app(services: Any, bot: Any) -> Any:

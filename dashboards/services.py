@@ -36,6 +36,7 @@ class Services:
     switchboard: Switchboard | None = None
     staff_console: Any | None = None  # telephony.staff_console.StaffConsole
     telephony: Any | None = None  # telephony.config.TelephonySettings (WebRTC routes)
+    webrtc: Any | None = None  # telephony.webrtc_endpoint.WebRtcEndpoint (the test phone)
     extra_routers: list[APIRouter] = field(default_factory=list)
     # Called after an FAQ version is published (the service wires it to Bot.reload_faq).
     on_faq_published: Callable[[Faq], Awaitable[None]] | None = None

@@ -943,7 +943,6 @@ def test_test_phone_calls_are_capped_per_user_and_in_all(tmp_path):
     create_user(services.db, "second-operator", "operator", PASSWORD)
     sdp = _browser_offer()
     with TestClient(create_app(services)) as client:
-        app = client.app
 
         def offer(username: str, password: str):
             token, info = create_session(
@@ -960,8 +959,8 @@ def test_test_phone_calls_are_capped_per_user_and_in_all(tmp_path):
         assert offer(*USERS["admin"]).status_code == 200
         third = offer("second-operator", PASSWORD)  # two calls already: the default cap
         assert third.status_code == 429 and "上限" in third.json()["detail"]
-        assert len(app.state.phone_calls) == 2
-        for call in list(app.state.phone_calls.values()):
+        assert len(services.webrtc.calls) == 2
+        for call in list(services.webrtc.calls.values()):
             asyncio.run_coroutine_threadsafe(call.transport.hangup(), call.task.get_loop())
 
 

@@ -240,7 +240,7 @@ def test_phone_call_shows_the_answer_live(tmp_path, bot, faq):
         page.click("#hangup-button")
         page.wait_for_selector("#call-state:has-text('通話を終了しました')")
         shot(page, tmp_path, "phone-ended")
-        wait_until(lambda: not getattr(app.app.state, "phone_calls", {}))
+        wait_until(lambda: not services.webrtc.calls)
         ended = wait_until(
             lambda: [e for e in recorder.events if e.name == "call_ended"], timeout=15
         )

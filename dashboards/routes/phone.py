@@ -16,7 +16,6 @@ import contextlib
 import json
 import logging
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, HTTPException, Request
@@ -43,6 +42,14 @@ ONE_CALL_MESSAGE = "テスト電話は1人1通話までです。いまの通話�
 BUSY_MESSAGE = (
     "テスト電話の同時通話数が上限に達しています。しばらくしてから、もう一度おかけください。"
 )
+# Why a call was refused (telephony.webrtc_endpoint.Refusal) -> status and message.
+REFUSALS = {
+    "unavailable": (503, "ボットが起動していないため、発信できません。"),
+    "stopping": (503, "サービスを停止中のため、発信できません。"),
+    "owner_busy": (429, ONE_CALL_MESSAGE),
+    "full": (429, BUSY_MESSAGE),
+    "bad_offer": (400, "接続情報（SDP）が正しくありません"),
+}
 
 
 class PhoneOffer(BaseModel):
@@ -58,16 +65,6 @@ class PhoneAnswer(BaseModel):
     call_id: str
 
 
-@dataclass
-class PhoneCall:
-    """A test-phone call this app started, until its WebRTC connection ends."""
-
-    call_id: str
-    owner: str
-    transport: Any  # telephony.webrtc.WebRtcTransport; None while the offer is answered
-    task: asyncio.Task[Any] | None = None
-
-
 def telephony_settings(services: Services) -> Any:
     """``voicebot serve`` sets ``services.telephony``; otherwise the file/env settings."""
     settings = getattr(services, "telephony", None)
@@ -79,19 +76,26 @@ def telephony_settings(services: Services) -> Any:
     return settings
 
 
-def phone_calls(request: Request) -> dict[str, PhoneCall]:
-    """This app's test-phone calls (kept on the app, so several apps can share a process)."""
-    calls = getattr(request.app.state, "phone_calls", None)
-    if calls is None:
-        calls = request.app.state.phone_calls = {}
-    return calls
+def webrtc_endpoint(services: Services) -> Any:
+    """The WebRTC endpoint ``voicebot serve`` built; apps built without one (tests) get
+    one over their switchboard, once."""
+    if services.webrtc is None:
+        from telephony.webrtc_endpoint import WebRtcEndpoint
+
+        services.webrtc = WebRtcEndpoint(
+            telephony_settings(services),
+            services.switchboard,
+            max_calls=services.settings.web.max_test_phone_calls,
+            calls_per_owner=CALLS_PER_USER,
+            staff_console=services.staff_console,
+        )
+    return services.webrtc
 
 
-def own_call(request: Request, call_id: str, user: User) -> PhoneCall:
-    call = phone_calls(request).get(call_id)
-    if call is None or call.transport is None:
-        raise HTTPException(status_code=404, detail="この通話は見つかりません。")
-    if call.owner != user.username and user.role != "admin":
+def own_call(services: Services, call_id: str, user: User) -> Any:
+    """The user's own call in progress (admins: any); 404 otherwise."""
+    call = webrtc_endpoint(services).call(call_id)
+    if call is None or (call.owner != user.username and user.role != "admin"):
         raise HTTPException(status_code=404, detail="この通話は見つかりません。")
     return call
 
@@ -101,7 +105,7 @@ async def phone_page(request: Request, user: PhoneUser, services: ServicesDep) -
     from telephony.webrtc import browser_ice_servers
 
     telephony = telephony_settings(services)
-    available = services.switchboard is not None and telephony.webrtc.enabled
+    available = webrtc_endpoint(services).available
     return render(
         request,
         "phone.html",
@@ -112,77 +116,29 @@ async def phone_page(request: Request, user: PhoneUser, services: ServicesDep) -
     )
 
 
-async def _run_call(services: Services, call: PhoneCall, caller: str) -> None:
-    """The call on the switchboard; the line is closed unless staff took it over."""
-    from voicebot.switchboard import SwitchboardClosed
-
-    transport = call.transport
-    outcome = None
-    try:
-        result = await services.switchboard.handle(transport, caller=caller, call_id=call.call_id)
-        outcome = result.outcome
-    except SwitchboardClosed:
-        log.info("test phone %s: refused, the service is shutting down", call.call_id)
-    except Exception:
-        log.exception("test phone %s: the call failed", call.call_id)
-    finally:
-        if outcome != "transferred":  # after a transfer the staff bridge owns the line
-            with contextlib.suppress(Exception):
-                await transport.hangup()
-
-
 @router.post("/api/phone/offer", response_model=PhoneAnswer)
-async def phone_offer(
-    request: Request, offer: PhoneOffer, user: PhoneUser, services: ServicesDep
-) -> PhoneAnswer:
+async def phone_offer(offer: PhoneOffer, user: PhoneUser, services: ServicesDep) -> PhoneAnswer:
     """Start a call to the bot: SDP offer in, SDP answer and the call's id out."""
-    from telephony.webrtc import SignallingError, WebRtcTransport
+    from telephony.webrtc_endpoint import CallRefused, Refusal
 
-    telephony = telephony_settings(services)
-    switchboard = services.switchboard
-    if switchboard is None or not telephony.webrtc.enabled:
-        raise HTTPException(status_code=503, detail="ボットが起動していないため、発信できません。")
-    if not switchboard.accepting:
-        raise HTTPException(status_code=503, detail="サービスを停止中のため、発信できません。")
-    calls = phone_calls(request)
-    # Each call holds media ports, an ASR/TTS turn and a switchboard line: counted before
-    # the offer is answered, so that offers sent at once cannot all pass the check.
-    if sum(c.owner == user.username for c in calls.values()) >= CALLS_PER_USER:
-        raise HTTPException(status_code=429, detail=ONE_CALL_MESSAGE)
-    if len(calls) >= services.settings.web.max_test_phone_calls:
-        raise HTTPException(status_code=429, detail=BUSY_MESSAGE)
-    call_id = switchboard.new_call_id()
-    call = calls[call_id] = PhoneCall(call_id, user.username, None)
+    endpoint = webrtc_endpoint(services)
     try:
-        transport, answer = await WebRtcTransport.answer(
-            offer.sdp,
-            offer.type,
-            call_id=call_id,
-            settings=telephony,
-            staff_console=services.staff_console,
+        call_id, answer = await endpoint.accept(
+            offer.sdp, offer.type, owner=user.username, caller=f"browser:{user.username}"
         )
-    except SignallingError as exc:
-        calls.pop(call_id, None)
-        raise HTTPException(
-            status_code=400, detail=f"接続情報（SDP）が正しくありません: {exc}"
-        ) from None
-    except BaseException:
-        calls.pop(call_id, None)
-        raise
-    call.transport = transport
-    transport.on_end(lambda _t: calls.pop(call_id, None))
-    call.task = asyncio.create_task(
-        _run_call(services, call, f"browser:{user.username}"), name=f"phone-{call_id}"
-    )
-    log.info("test phone %s: call from %s", call_id, user.username)
+    except CallRefused as refused:
+        status, detail = REFUSALS[refused.reason.value]
+        if refused.reason is Refusal.BAD_OFFER:
+            detail = f"{detail}: {refused.detail}"
+        raise HTTPException(status_code=status, detail=detail) from None
     return PhoneAnswer(sdp=answer.sdp, type=answer.type, call_id=call_id)
 
 
 @router.post("/api/phone/{call_id}/hangup", status_code=204)
-async def phone_hangup(request: Request, call_id: str, user: PhoneUser) -> Response:
+async def phone_hangup(call_id: str, user: PhoneUser, services: ServicesDep) -> Response:
     """End a test-phone call (the page's 切る button, or leaving the page)."""
-    call = own_call(request, call_id, user)
-    await call.transport.hangup()
+    own_call(services, call_id, user)
+    await webrtc_endpoint(services).hang_up(call_id)
     return Response(status_code=204)
 
 
@@ -244,7 +200,7 @@ async def phone_events(
     request: Request, call_id: str, user: PhoneUser, services: ServicesDep
 ) -> StreamingResponse:
     """This call's events (masked) as Server-Sent Events named ``call``."""
-    own_call(request, call_id, user)
+    own_call(services, call_id, user)
     if services.bus is None:
         raise HTTPException(status_code=503, detail="通話の表示は現在ご利用いただけません。")
     return live_stream(
