@@ -7,12 +7,21 @@ to asyncio with ``call_soon_threadsafe`` and the audio to play is popped from a 
 
 These objects never leave the pjsua thread (a pjsua2 object destroyed on an unregistered
 thread aborts the process); the asyncio side talks to them through ``CallLegEvents``.
+
+A ``FramePort`` is never destroyed while pjmedia's clock runs: pjsua2's port destructor
+only queues the port's removal from the conference bridge and frees it at once, while the
+clock thread may be waiting for the GIL to call it (it then runs on a half-destroyed
+Python object, and the process dies). So ports come from a ``PortPool``, pass from call to
+call, and are let go only after the clock has stopped (``PortPool.close``).
 """
 
 from __future__ import annotations
 
+import collections
+import contextlib
 import ctypes
 import logging
+import time
 from typing import ClassVar, Protocol
 
 import pjsua2 as pj
@@ -25,6 +34,10 @@ SAMPLE_RATE = 8000
 FRAME_MS = 20
 FRAME_BYTES = SAMPLE_RATE * FRAME_MS // 1000 * 2  # 20 ms of 16-bit mono
 SILENCE = bytes(FRAME_BYTES)
+# A port given back at the end of a call is handed to the next call only after this long,
+# so that the ended call's stream, whose removal from the bridge pjmedia applies on a later
+# clock tick, can no longer send it a frame of the previous caller.
+PORT_QUIET_S = 0.2
 
 
 class CallLegEvents(Protocol):
@@ -64,13 +77,39 @@ def _pick_vector_reader():
 read_byte_vector = _pick_vector_reader()
 
 
-class FramePort(pj.AudioMediaPort):
-    """Conference-bridge port that moves one call's 20 ms frames to and from Python."""
+def _callback_failed(what: str) -> None:
+    """Log a failed clock-thread callback; never raises (not even while the interpreter
+    shuts down), since an exception escaping a SWIG director callback aborts the process."""
+    with contextlib.suppress(BaseException):
+        log.exception("SIP audio: could not %s a frame", what)
 
-    def __init__(self, events: CallLegEvents):
+
+class FramePort(pj.AudioMediaPort):
+    """Conference-bridge port that moves one call's 20 ms frames to and from Python.
+
+    Its callbacks run on the clock thread, also when no call is attached (pjmedia sends
+    an unconnected port empty frames) and in any order against the pjsua thread's
+    attach/detach: they read the call's events once, tolerate their absence, and never
+    raise.
+    """
+
+    def __init__(self, events: CallLegEvents | None = None):
         super().__init__()
-        self.events = events
+        self._events = events  # one reference, swapped atomically under the GIL
         self._silence = pj.ByteVector(SILENCE)
+
+    @property
+    def events(self) -> CallLegEvents | None:
+        return self._events
+
+    def attach(self, events: CallLegEvents) -> None:
+        """Hand this port's frames to ``events`` from now on (pjsua thread)."""
+        self._events = events
+
+    def detach(self) -> None:
+        """Stop handing frames to the call (pjsua thread); the clock may still call the
+        port, and then gets silence and drops what it receives."""
+        self._events = None
 
     def create(self, name: str) -> None:
         fmt = pj.MediaFormatAudio()
@@ -85,19 +124,86 @@ class FramePort(pj.AudioMediaPort):
 
     def onFrameRequested(self, frame: pj.MediaFrame) -> None:
         try:
-            pcm = self.events.next_pcm()
+            events = getattr(self, "_events", None)
+            pcm = events.next_pcm() if events is not None else None
+            silence = getattr(self, "_silence", None)
             frame.type = pj.PJMEDIA_FRAME_TYPE_AUDIO
-            frame.buf = self._silence if pcm is None else pj.ByteVector(pcm)
+            if pcm is not None:
+                frame.buf = pj.ByteVector(pcm)
+            elif silence is not None:
+                frame.buf = silence
+            else:
+                frame.buf = pj.ByteVector(SILENCE)
             frame.size = FRAME_BYTES
-        except Exception:  # an exception escaping into pjmedia would abort the process
-            log.exception("SIP audio: could not supply a frame")
+        except BaseException:  # anything escaping into pjmedia would abort the process
+            _callback_failed("supply")
 
     def onFrameReceived(self, frame: pj.MediaFrame) -> None:
         try:
-            if frame.type == pj.PJMEDIA_FRAME_TYPE_AUDIO and frame.size:
-                self.events.pcm_received(read_byte_vector(frame.buf))
-        except Exception:
-            log.exception("SIP audio: could not take a frame")
+            events = getattr(self, "_events", None)
+            if events is not None and frame.type == pj.PJMEDIA_FRAME_TYPE_AUDIO and frame.size:
+                events.pcm_received(read_byte_vector(frame.buf))
+        except BaseException:
+            _callback_failed("take")
+
+
+class PortPool:
+    """The worker's ``FramePort``s, kept for as long as pjmedia's clock runs.
+
+    A call takes a port (a free one that has been quiet for PORT_QUIET_S, else a new one)
+    and gives it back when it ends; at most ``limit`` ports are made, after which the
+    longest-free port is taken even if it was freed a moment ago. Only ``close`` lets the
+    ports go, and only once the clock has stopped. Used on the pjsua thread only.
+    """
+
+    def __init__(self, limit: int, quiet_s: float = PORT_QUIET_S):
+        self.limit = max(1, limit)
+        self.quiet_s = quiet_s
+        self.ports: list[FramePort] = []
+        self._free: collections.deque[tuple[float, FramePort]] = collections.deque()
+        self._closed = False
+
+    @property
+    def free(self) -> int:
+        return len(self._free)
+
+    def take(self, events: CallLegEvents) -> FramePort:
+        """A port attached to ``events``; pj.Error if the bridge has no room for a new one."""
+        if self._closed:
+            raise RuntimeError("the port pool is closed")
+        now = time.monotonic()
+        if self._free and (now - self._free[0][0] >= self.quiet_s or len(self.ports) >= self.limit):
+            _freed, port = self._free.popleft()
+        else:
+            port = FramePort()
+            port.create(f"bot{len(self.ports)}")
+            self.ports.append(port)
+        port.attach(events)
+        return port
+
+    def give_back(self, port: FramePort) -> None:
+        """The call is over: the port stops serving it and waits for the next call."""
+        port.detach()
+        if not self._closed and all(p is not port for _t, p in self._free):
+            self._free.append((time.monotonic(), port))
+
+    def close(self, endpoint: pj.Endpoint | None) -> None:
+        """Detach every port and stop pjmedia's clock (no audio device: the null device's
+        clock thread is joined), so that no callback can reach a port again. The C++ ports
+        are then disowned, not destroyed: pjsua2's destructor would queue a removal that
+        the bridge applies after the memory is freed; libDestroy removes them from the
+        bridge itself, and the process exits next."""
+        self._closed = True
+        for port in self.ports:
+            port.detach()
+        if endpoint is not None and self.ports:
+            try:
+                endpoint.audDevManager().setNoDev()
+            except pj.Error as exc:
+                log.warning("SIP audio: could not stop the media clock: %s", exc.info())
+        for port in self.ports:
+            port.thisown = False
+        self._free.clear()
 
 
 class PjCall(pj.Call):
@@ -108,9 +214,11 @@ class PjCall(pj.Call):
         account: pj.Account,
         call_id: int,
         on_disconnected,
+        ports: PortPool,
         media_host: str | None = None,
     ):
         super().__init__(account, call_id)
+        self._ports = ports  # where the call's audio port comes from, and goes back to
         # The address the media sockets are bound to: when given, each audio stream takes
         # RTP only from the far end's SDP address (telephony/rtp_peer_lock.py).
         self.media_host = media_host
@@ -122,6 +230,13 @@ class PjCall(pj.Call):
 
     def attach(self, events: CallLegEvents) -> None:
         self.events = events
+
+    def release_media(self) -> None:
+        """The call is over: its audio port goes back to the pool (pjsua thread)."""
+        port, self.port = self.port, None
+        if port is not None:
+            self._ports.give_back(port)
+        self.events = None
 
     def onCallState(self, prm: pj.OnCallStateParam) -> None:
         info = self.getInfo()
@@ -145,8 +260,7 @@ class PjCall(pj.Call):
                 self._lock_media(index, self.media_host)
             audio = self.getAudioMedia(index)
             if self.port is None:
-                self.port = FramePort(self.events)
-                self.port.create(f"bot{info.id}")
+                self.port = self._ports.take(self.events)
             # Both directions; re-INVITEs may recreate the stream, so connect every time.
             audio.startTransmit(self.port)
             self.port.startTransmit(audio)

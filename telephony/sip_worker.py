@@ -39,7 +39,14 @@ from typing import Any
 
 import pjsua2 as pj
 
-from telephony.pjsua_call import FRAME_BYTES, SAMPLE_RATE, PjAccount, PjCall, PjLogWriter
+from telephony.pjsua_call import (
+    FRAME_BYTES,
+    SAMPLE_RATE,
+    PjAccount,
+    PjCall,
+    PjLogWriter,
+    PortPool,
+)
 from telephony.sip_wire import PJSUA_MAX_CALLS, Decoder, Kind, decode_json, encode
 
 log = logging.getLogger("telephony.sip_worker")
@@ -189,6 +196,9 @@ class SipWorker:
         self._account: PjAccount | None = None
         self._log_writer: PjLogWriter | None = None
         self._legs: dict[int, PjCall] = {}
+        # Audio ports outlive their calls (telephony/pjsua_call.py says why): two per call
+        # slot, so that a port freed a moment ago need not be handed on at once.
+        self._ports = PortPool(2 * self._max_calls)
         self._ended_legs: list[PjCall] = []
         self._next_leg = 1
         self._waiting_for_ack: list[tuple[float, Kind, int, dict[str, Any]]] = []
@@ -301,7 +311,9 @@ class SipWorker:
         source = prm.rdata.srcAddress
         key = self._next_leg
         self._next_leg += 1
-        leg = PjCall(self._account, prm.callId, self._leg_ended, self.config["media_host"])
+        leg = PjCall(
+            self._account, prm.callId, self._leg_ended, self._ports, self.config["media_host"]
+        )
         self._legs[key] = leg
         answer = pj.CallOpParam()
         if source != self.config["dispatcher"]:
@@ -362,8 +374,7 @@ class SipWorker:
                     del self._legs[key]
                     self._audio.pop(key, None)
                     self._media_seen.pop(key, None)
-            leg.port = None  # unregisters the audio port from the bridge, on this thread
-            leg.events = None
+            leg.release_media()  # the port is kept for the next call, never destroyed here
         del ended, leg
 
     def _run_commands(self) -> None:
@@ -431,10 +442,12 @@ class SipWorker:
             log.exception("SIP worker: error while hanging up calls")
 
     def _destroy_library(self) -> None:
-        """Drop every pjsua2 object, then libDestroy, all on this thread (or it aborts)."""
+        """Drop every pjsua2 object, then libDestroy, all on this thread (or it aborts).
+        The audio ports are detached and the media clock stopped first, so that no clock
+        callback runs on anything being torn down."""
         for leg in self._legs.values():
-            leg.port = None
-            leg.events = None
+            leg.release_media()
+        self._ports.close(self._ep)
         self._legs.clear()
         self._ended_legs.clear()
         self._audio.clear()

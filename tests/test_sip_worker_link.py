@@ -272,6 +272,47 @@ def test_a_call_reaches_its_leg_audio_and_keys_flow_and_hangup_ends_it() -> None
     assert owner.legs_ended == [leg]
 
 
+def test_calls_in_turn_each_carry_audio_and_their_teardown_fails_no_clock_callback(
+    capfd,
+) -> None:
+    """Five calls in turn on one worker, each ended by the caller's BYE while audio flows
+    both ways (the teardown during which a worker once died in a clock-thread callback):
+    every call's audio reaches its leg and the bot's tone reaches its caller (the audio
+    ports pass from call to call), the worker logs no failed callback (its stderr is
+    this process's), and it exits cleanly."""
+    tone = (4000 * np.sin(2 * np.pi * 440 * np.arange(1600) / 8000)).astype(np.int16)
+
+    async def one_call(link: WorkerLink, client: SipClient, owner: Owner) -> tuple[int, bool]:
+        rtp = await RtpPeer.open()
+        try:
+            ok, leg = await answered(link, client, owner, rtp)
+            recorder = owner.recorders[leg.leg]
+            assert await wait_until(lambda: len(recorder.pcm) >= 5, 10)
+            for i in range(0, len(tone), 160):
+                leg.play(tone[i : i + 160].tobytes())
+            heard = await wait_until(lambda: any(np.abs(f).max() > 1000 for f in rtp.received), 10)
+            for i in range(0, len(tone), 160):  # still playing when the caller hangs up
+                leg.play(tone[i : i + 160].tobytes())
+            client.in_dialog("BYE", link.address[1], ok, 2)
+            bye_ok = await client.expect(final(ok.call_id, "BYE"), timeout=10)
+            assert await wait_until(lambda: recorder.ended, 10)
+            return bye_ok.status, heard
+        finally:
+            rtp.close()
+
+    async def scenario():
+        async with worker_and_caller() as (link, client, owner):
+            results = [await one_call(link, client, owner) for _ in range(5)]
+            alive = link.alive
+        return results, alive, link.process.returncode
+
+    results, alive, returncode = asyncio.run(scenario())
+    stderr = capfd.readouterr().err
+    assert results == [(200, True)] * 5
+    assert alive and returncode == 0
+    assert "SIP audio: could not" not in stderr, stderr[-3000:]
+
+
 def test_drain_is_answered_once_the_queued_audio_has_played() -> None:
     async def scenario():
         async with worker_and_caller() as (link, client, owner):
