@@ -190,7 +190,6 @@ class StaffConsole:
         there is no dead air while the staff browser connects; a staff leg that fails to
         connect puts the call back to ringing for someone else.
         """
-        loop = asyncio.get_running_loop()
         if call_id in self._calls:
             raise TransferError(f"call {call_id} is already with the staff console")
         call = ConsoleCall(
@@ -198,15 +197,31 @@ class StaffConsole:
             summary=screen_pop(handover),
             transport=transport.name,
             timeout_s=timeout_s,
-            answered=loop.create_future(),
+            answered=asyncio.get_running_loop().create_future(),
             caller_leg=transport,
         )
         self._calls[call_id] = call
         self._publish("staff_ringing", call)
         log.info("console: call %s ringing (%s)", call_id, call.summary.get("reason"))
+        staff_leg, pending_frame = await self._ring(call, transport, timeout_s)
+        call.staff_leg = staff_leg
+        call.state = "connected"
+        self.connected_total += 1
+        self._publish("staff_connected", call)
+        log.info("console: call %s answered by %s", call_id, call.answered_by)
+        call.bridge_task = asyncio.create_task(
+            self._run_bridge(call, transport, staff_leg, pending_frame),
+            name=f"bridge-{call_id}",
+        )
+
+    async def _ring(
+        self, call: ConsoleCall, transport: CallTransport, timeout_s: float
+    ) -> tuple[WebRtcTransport, Any]:
+        """Ringback to the caller until a staff leg connects: the leg, and a caller frame
+        read meanwhile (the bridge takes it over)."""
+        loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout_s
         tone = RingbackTone(transport.sample_rate)
-        frame_samples = transport.sample_rate * FRAME_MS // 1000
         receiving: asyncio.Future[Any] | None = None
         staff_leg: WebRtcTransport | None = None
         try:
@@ -218,41 +233,26 @@ class StaffConsole:
                     if call.answered.done():
                         staff_leg = call.answered.result()
                         continue
-                    remaining = deadline - loop.time()
-                    if remaining <= 0:
+                    timeout = deadline - loop.time()
+                    if timeout <= 0:
                         self.missed_total += 1
                         self._drop(call, "staff_missed")
                         raise TransferError("no staff answered")
                     waiters.add(call.answered)
-                    timeout = remaining
                 elif staff_leg.connected:
                     break
                 elif staff_leg.ended:
-                    log.warning("console: call %s: staff leg failed to connect", call_id)
+                    self._ring_again(call)
                     staff_leg = None
-                    call.answered = loop.create_future()
-                    call.state, call.answered_by, call.answered_at = "ringing", None, None
-                    self._publish("staff_ringing", call)
                     continue
                 else:
                     timeout = 0.05  # staff answered; their audio is on its way
                 await asyncio.wait(waiters, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
                 if receiving.done():
-                    frame = receiving.result()
-                    receiving = None
-                    if frame is None:
-                        if staff_leg is not None:
-                            await staff_leg.hangup()
-                        self._drop(call, "staff_abandoned")
-                        raise TransferError("the caller hung up while staff were rung")
-                    if isinstance(frame, AudioFrame):
-                        ringback = tone.next_frame(frame_samples)
-                        await transport.send(
-                            AudioFrame.from_samples(ringback, transport.sample_rate)
-                        )
+                    frame, receiving = receiving.result(), None
+                    await self._ringback(call, transport, tone, frame, staff_leg)
             # The bridge reads the caller from now on; a read under way goes along with it.
-            pending_frame = await receiving if receiving is not None else None
-            receiving = None
+            return staff_leg, (await receiving if receiving is not None else None)
         except BaseException:
             if receiving is not None:
                 receiving.cancel()
@@ -260,15 +260,32 @@ class StaffConsole:
                 await staff_leg.hangup()
             self._drop(call, "staff_missed")
             raise
-        call.staff_leg = staff_leg
-        call.state = "connected"
-        self.connected_total += 1
-        self._publish("staff_connected", call)
-        log.info("console: call %s answered by %s", call_id, call.answered_by)
-        call.bridge_task = asyncio.create_task(
-            self._run_bridge(call, transport, staff_leg, pending_frame),
-            name=f"bridge-{call_id}",
-        )
+
+    def _ring_again(self, call: ConsoleCall) -> None:
+        """The staff leg failed to connect: ring for someone else."""
+        log.warning("console: call %s: staff leg failed to connect", call.call_id)
+        call.answered = asyncio.get_running_loop().create_future()
+        call.state, call.answered_by, call.answered_at = "ringing", None, None
+        self._publish("staff_ringing", call)
+
+    async def _ringback(
+        self,
+        call: ConsoleCall,
+        transport: CallTransport,
+        tone: RingbackTone,
+        frame: Any,
+        staff_leg: WebRtcTransport | None,
+    ) -> None:
+        """One caller frame while staff are rung: a ringback frame back, or the caller left."""
+        if frame is None:
+            if staff_leg is not None:
+                await staff_leg.hangup()
+            self._drop(call, "staff_abandoned")
+            raise TransferError("the caller hung up while staff were rung")
+        if isinstance(frame, AudioFrame):
+            rate = transport.sample_rate
+            ringback = tone.next_frame(rate * FRAME_MS // 1000)
+            await transport.send(AudioFrame.from_samples(ringback, rate))
 
     async def _run_bridge(
         self, call: ConsoleCall, caller: CallTransport, staff: WebRtcTransport, first: Any
