@@ -163,7 +163,8 @@ def test_two_close_topics_are_offered_by_name_and_answered_by_position(call, faq
     assert call.state is State.CHOOSING
     reply = call.on_utterance("後の方です")
     assert reply.kind == "answer" and reply.text.startswith(faq.answer_text(second))
-    assert call.turns[-1].action == "chosen" and call.turns[-1].faq_id == second
+    assert call.turns[-1].action == "answer" and call.turns[-1].faq_id == second
+    assert call.turns[-1].heard == "後の方です" and reply.turn is call.turns[-1]
 
 
 def test_a_choice_is_answered_by_key_or_by_the_topic_s_words(understanding, faq):
@@ -238,12 +239,12 @@ def test_a_checkpoint_puts_back_a_pending_choice(understanding):
     assert reply.kind == "answer" and d.last_heard == "[DTMF 2]"
 
 
-def test_snapshot_and_restore_still_undo_a_turn(call):
-    """The dict-shaped snapshot is the checkpoint in a wrapper, for callers of that shape."""
+def test_a_checkpoint_undoes_a_turn(call):
     call.on_utterance("納付書をなくしてしまいました")
-    saved = call.snapshot()
+    saved = call.checkpoint()
     call.on_utterance("以上です")
-    call.restore(saved)
+    assert call.state is State.ENDED
+    saved.restore()
     assert call.state is State.LISTENING and len(call.turns) == 1
 
 

@@ -200,9 +200,9 @@ def _run(dialogue: Dialogue, steps: list[Step]) -> list[dict[str, Any]]:
             case ("transfer_failed",):
                 reply = dialogue.on_transfer_failed()
             case ("snapshot",):
-                saved = dialogue.snapshot()
+                saved = dialogue.checkpoint()
             case ("restore",):
-                dialogue.restore(saved)
+                saved.restore()
             case _:
                 raise ValueError(step)
         out.append({"step": list(step), "reply": _reply_record(reply, dialogue)})

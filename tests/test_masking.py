@@ -31,7 +31,7 @@ from privacy.masking import (
 )
 from privacy.spoken_numbers import canonical
 from telephony.staff_console import screen_pop
-from voicebot.dialogue import Handover, TurnRecord
+from voicebot.dialogue import Handover
 from voicebot.events import (
     BotSpeechStarted,
     CallEnded,
@@ -42,6 +42,7 @@ from voicebot.events import (
     Recognized,
     TransferRequested,
 )
+from voicebot.turn import Turn
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -467,8 +468,8 @@ def test_the_staff_screen_pop_masks_a_split_number():
         reason="caller_request",
         topic=None,
         turns=[
-            TurnRecord(heard="電話番号は090の", faq_id=None, score=0.0, action="reprompt"),
-            TurnRecord(heard="1234の5678です", faq_id=None, score=0.0, action="reprompt"),
+            Turn(heard="電話番号は090の", faq_id=None, score=0.0, action="reprompt"),
+            Turn(heard="1234の5678です", faq_id=None, score=0.0, action="reprompt"),
         ],
     )
     turns = screen_pop(handover)["turns"]

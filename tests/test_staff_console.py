@@ -24,15 +24,16 @@ from telephony.staff_console import (
     screen_pop,
 )
 from telephony.webrtc import SignallingError, WebRtcTransport
-from voicebot.dialogue import Handover, TurnRecord
+from voicebot.dialogue import Handover
 from voicebot.transport import TransferError
+from voicebot.turn import Turn
 
 ROOT = Path(__file__).resolve().parent.parent
 HANDOVER = Handover(
     reason="caller_request",
     topic="納付書の再発行",
     turns=[
-        TurnRecord(
+        Turn(
             heard="納付書をなくしました。電話番号は090-1234-5678です",
             faq_id="payment.lost-notice",
             score=0.91,
@@ -41,7 +42,7 @@ HANDOVER = Handover(
                 {"faq_id": "payment.lost-notice", "title": "納付書の再発行", "score": 0.91}
             ],
         ),
-        TurnRecord(heard="担当の方と話したいです", faq_id=None, score=1.0, action="transfer"),
+        Turn(heard="担当の方と話したいです", faq_id=None, score=1.0, action="transfer"),
     ],
 )
 
@@ -247,8 +248,8 @@ def test_screen_pop_masks_a_number_read_out_over_two_turns_with_fillers():
         reason="caller_request",
         topic=None,
         turns=[
-            TurnRecord(heard="電話番号は090、えーと", faq_id=None, score=0.0, action="reprompt"),
-            TurnRecord(heard="1234えっと5678です", faq_id=None, score=0.0, action="transfer"),
+            Turn(heard="電話番号は090、えーと", faq_id=None, score=0.0, action="reprompt"),
+            Turn(heard="1234えっと5678です", faq_id=None, score=0.0, action="transfer"),
         ],
     )
     heard = [t["heard"] for t in screen_pop(handover)["turns"]]

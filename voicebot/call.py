@@ -32,13 +32,14 @@ from voicebot.recognition_schedule import RecognitionSchedule
 from voicebot.responder import Responder
 from voicebot.transfer import hand_over
 from voicebot.transport import CallTransport
-from voicebot.turn_log import CallResult, TurnLog
+from voicebot.turn import Turn
+from voicebot.turn_log import CallResult
 from voicebot.turn_taking import BargeIn, TurnTaking
 from voicebot.understanding import Understanding
 from voicebot.voice import Voice
 from voicebot.waiting import WaitAction
 
-__all__ = ["CallConfig", "CallResult", "CallSession", "TurnLog"]
+__all__ = ["CallConfig", "CallResult", "CallSession", "Turn"]
 
 log = logging.getLogger(__name__)
 
@@ -97,7 +98,7 @@ class CallSession:
         self.handover: Handover | None = None
 
     @property
-    def turns(self) -> list[TurnLog]:
+    def turns(self) -> list[Turn]:
         return self.conversation.turns
 
     async def run(self) -> CallResult:
@@ -152,7 +153,7 @@ class CallSession:
                 self.caller_turns.stop_bot(barged_in=True)
             await self._say(*answer)
 
-    async def _say(self, reply: Reply, turn: TurnLog | None) -> None:
+    async def _say(self, reply: Reply, turn: Turn | None) -> None:
         if reply.expect_yes_no:
             self.turn_taking.expect_short_answer(self.config.yes_no_min_speech_ms)
         await self.responder.say(reply, turn)

@@ -30,12 +30,12 @@ from voicebot.half_sentences import CommittedTurn, HalfSentences
 from voicebot.jobs import Job
 from voicebot.recognition_schedule import RecognitionSchedule
 from voicebot.responder import Responder
-from voicebot.turn_log import TurnLog
+from voicebot.turn import Turn
 from voicebot.turn_taking import TurnTaking
 
 log = logging.getLogger(__name__)
 
-Say = Callable[[Reply, TurnLog | None], Awaitable[None]]
+Say = Callable[[Reply, Turn | None], Awaitable[None]]
 
 
 class CallerTurns:

@@ -1,7 +1,7 @@
 """The dialogue's side of a call: every caller turn decided, logged and announced once.
 
 The call hands over what was heard (a transcript, a key, silence, a failure); this asks the
-dialogue for the reply, records the turn (``TurnLog``) and tells observers what was
+dialogue for the reply, times the turn the dialogue opened (``Turn``) and tells observers what was
 decided (``IntentDecided``). Undoing a turn (the caller went on with the same sentence)
 happens here too, so the call never reaches into the dialogue's state.
 """
@@ -15,7 +15,8 @@ from voicebot.clock import Clock
 from voicebot.dialogue import Checkpoint, Dialogue, Reply, State
 from voicebot.endpointing import SpeechEnd
 from voicebot.events import EventSink
-from voicebot.turn_log import TurnLog, intent_decided
+from voicebot.turn import Turn
+from voicebot.turn_log import intent_decided
 
 log = logging.getLogger(__name__)
 
@@ -28,7 +29,7 @@ class Conversation:
         self.events = events
         self.call_id = call_id
         self.clock = clock
-        self.turns: list[TurnLog] = []
+        self.turns: list[Turn] = []
 
     @property
     def ended(self) -> bool:
@@ -40,7 +41,7 @@ class Conversation:
 
     def heard(
         self, transcript: Transcript, end: SpeechEnd, speculative: bool
-    ) -> tuple[Reply, TurnLog, Checkpoint] | None:
+    ) -> tuple[Reply, Turn, Checkpoint] | None:
         """The reply to a recognised turn, its log entry and a checkpoint to undo it.
 
         None after the end of the dialogue: the words are ignored (and never logged, they
@@ -61,35 +62,39 @@ class Conversation:
             if text
             else self.dialogue.on_no_input()
         )
-        last = self.dialogue.last_heard
-        heard = last if last is not None else text
-        turn = TurnLog.of_reply(heard, reply, transcript, end.last_speech_ms, speculative)
+        turn = self._log(reply, end.last_speech_ms)
+        turn.asr_ms, turn.speculative = transcript.processing_ms, speculative
         self.events.emit(intent_decided(self.call_id, self.clock.now_ms(), text, turn, reply))
-        self.turns.append(turn)
         return reply, turn, checkpoint
 
-    def key(self, digit: str) -> tuple[Reply, TurnLog] | None:
+    def key(self, digit: str) -> tuple[Reply, Turn] | None:
         """The reply to a key press, if the key means anything now."""
         reply = self.dialogue.on_dtmf(digit)
         if reply is None:
             return None
-        return reply, self._log(f"[DTMF {digit}]", 1.0, reply.kind, self.clock.now_ms())
+        return reply, self._log(reply, self.clock.now_ms())
 
-    def no_input(self) -> tuple[Reply, TurnLog]:
+    def no_input(self) -> tuple[Reply, Turn]:
         """The caller said nothing for a while."""
-        return self.dialogue.on_no_input(), self._log("", 0.0, "no_input", None)
+        reply = self.dialogue.on_no_input()
+        return reply, self._log(reply, None)
 
-    def failure(self, component: str, at_ms: float) -> tuple[Reply, TurnLog]:
+    def failure(self, component: str, at_ms: float) -> tuple[Reply, Turn]:
         """A component failed or stalled: the apology and handover."""
-        return self.dialogue.on_failure(component), self._log("", 0.0, "failure", at_ms)
+        reply = self.dialogue.on_failure(component)
+        return reply, self._log(reply, at_ms)
 
-    def undo(self, checkpoint: Checkpoint, turn: TurnLog) -> None:
+    def undo(self, checkpoint: Checkpoint, turn: Turn) -> None:
         """Forget a turn: the caller went on with the same sentence."""
         checkpoint.restore()
         self.turns.remove(turn)
 
-    def _log(self, heard: str, score: float, action: str, at_ms: float | None) -> TurnLog:
-        turn = TurnLog(heard, None, score, action, "", at_ms)
+    def _log(self, reply: Reply, at_ms: float | None) -> Turn:
+        """The turn the dialogue opened for this input, timed from ``at_ms``, in the log."""
+        turn = reply.turn
+        if turn is None:  # every caller input opens a turn; a reply without one is a bug
+            raise RuntimeError(f"the dialogue's {reply.kind!r} reply names no caller turn")
+        turn.speech_end_ms = at_ms
         self.turns.append(turn)
         return turn
 

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
 
@@ -23,6 +23,7 @@ from faq.intents import ControlIntent, yes_no
 from faq.normalize import nfkc
 from voicebot import prompts
 from voicebot.policy import BotAction, Decision, chosen, entry_action
+from voicebot.turn import Turn
 from voicebot.understanding import Understanding
 
 DEFAULT_MAX_TURNS = 12
@@ -72,31 +73,20 @@ class State(StrEnum):
 
 
 @dataclass(frozen=True)
-class TurnRecord:
-    """One caller turn as the handover shows it to staff."""
-
-    heard: str
-    faq_id: str | None
-    score: float
-    action: str
-    candidates: list[dict[str, Any]] = field(default_factory=list)
-
-
-@dataclass(frozen=True)
 class Handover:
     """What staff see when a call is transferred: why, and what was said so far."""
 
     reason: (
         str  # caller_request, staff_topic, not_understood, failure, turn_limit, redirect_accepted
     )
-    turns: list[TurnRecord]
+    turns: list[Turn]
     topic: str | None = None  # FAQ title when a topic was identified
 
     def as_dict(self) -> dict[str, Any]:
         return {
             "reason": self.reason,
             "topic": self.topic,
-            "turns": [t.__dict__ for t in self.turns],
+            "turns": [t.summary() for t in self.turns],
         }
 
 
@@ -114,6 +104,7 @@ class Reply:
     decision: Decision | None = None
     handover: Handover | None = None
     expect_yes_no: bool = False
+    turn: Turn | None = None  # the caller's turn this replies to (None: greeting, notices)
 
     @property
     def text(self) -> str:
@@ -131,7 +122,7 @@ class Checkpoint:
 
     _dialogue: Dialogue
     _state: State
-    _turns: tuple[TurnRecord, ...]
+    _turns: tuple[Turn, ...]
     _misses: int
     _last_said: tuple[str, ...] | None
     _pending: Decision | None
@@ -175,7 +166,8 @@ class Dialogue:
         self.max_turns = max_turns
         self._now = now or (lambda: dt.datetime.now(dt.UTC))
         self.state = State.GREETING
-        self._turns: list[TurnRecord] = []
+        self._turns: list[Turn] = []
+        self._turn: Turn | None = None  # the turn the current input opened
         self.misses = 0  # consecutive not-understood turns (or silences)
         self.last_said: tuple[str, ...] | None = None
         self._pending: Decision | None = None  # topic awaiting confirmation
@@ -186,7 +178,7 @@ class Dialogue:
         return self.understanding.faq.city
 
     @property
-    def turns(self) -> list[TurnRecord]:
+    def turns(self) -> list[Turn]:
         """The caller's turns so far, as the handover shows them (a copy).
 
         Kept for callers that read the list; ``last_heard`` and ``checkpoint()`` are
@@ -205,7 +197,11 @@ class Dialogue:
         return self.city.business_hours.is_open(self._now())
 
     def _say(self, parts: str | tuple[str, ...], kind: str, **kw: Any) -> Reply:
-        reply = Reply(parts=(parts,) if isinstance(parts, str) else parts, kind=kind, **kw)
+        parts = (parts,) if isinstance(parts, str) else parts
+        turn = self._turn
+        if turn is not None:  # the caller's turn is answered: say what the bot did
+            turn.action, turn.said = kind, "".join(parts)
+        reply = Reply(parts=parts, kind=kind, turn=turn, **kw)
         if kind not in ("repeat", "reprompt", "confirm", "choose"):
             self.last_said = reply.parts
         if reply.next is not Next.LISTEN:
@@ -225,19 +221,20 @@ class Dialogue:
         handover = Handover(reason=reason, turns=list(self._turns), topic=topic)
         return self._say(text, "transfer", next=Next.TRANSFER, decision=decision, handover=handover)
 
+    def _open(self, heard: str, faq_id: str | None = None, score: float = 0.0) -> Turn:
+        """A new caller turn; the reply the bot gives to this input reports on it."""
+        self._turn = Turn(heard=heard, faq_id=faq_id, score=score)
+        self._turns.append(self._turn)
+        return self._turn
+
     def _record(self, text: str, decision: Decision) -> None:
-        self._turns.append(
-            TurnRecord(
-                heard=text,
-                faq_id=decision.faq_id,
-                score=round(decision.score, 4),
-                action=decision.action.value,
-                candidates=[
-                    {"faq_id": c.faq_id, "title": c.title, "score": c.score}
-                    for c in decision.candidates[:3]
-                ],
-            )
-        )
+        turn = self._open(text, decision.faq_id, round(decision.score, 4))
+        turn.action = decision.action.value
+        turn.choices = decision.choices
+        turn.candidates = [
+            {"faq_id": c.faq_id, "title": c.title, "score": c.score}
+            for c in decision.candidates[:3]
+        ]
 
     def checkpoint(self) -> Checkpoint:
         """The conversation as it stands, to undo the next turn with ``restore()``."""
@@ -245,17 +242,10 @@ class Dialogue:
             self, self.state, tuple(self._turns), self.misses, self.last_said, self._pending
         )
 
-    def snapshot(self) -> dict[str, Any]:
-        """``checkpoint()`` in a dict, for callers written against that shape."""
-        return {"checkpoint": self.checkpoint()}
-
-    def restore(self, snapshot: dict[str, Any]) -> None:
-        """Undo back to a ``snapshot()``: the same as its checkpoint's ``restore()``."""
-        snapshot["checkpoint"].restore()
-
     # -- inputs --------------------------------------------------------------------------
     def start(self) -> Reply:
         """The greeting: automated, may be wrong, how to reach staff."""
+        self._turn = None
         self.state = State.LISTENING
         return self._say(prompts.GREETING, "greeting")
 
@@ -271,6 +261,7 @@ class Dialogue:
         ``unprompted``: each hypothesis' probability without the vocabulary hint)."""
         if self.state is State.ENDED:
             raise RuntimeError("the call has ended")
+        self._turn = None
         if len(self._turns) >= self.max_turns:
             decision = self.understanding.understand(text)[1]
             self._record(text, decision)
@@ -296,10 +287,9 @@ class Dialogue:
         """A key press: 0 reaches staff; 1/2 answer a confirmation. Others are ignored."""
         if self.state is State.ENDED:
             return None
+        self._turn = None
         if digit == "0":
-            self._turns.append(
-                TurnRecord(heard="[DTMF 0]", faq_id=None, score=1.0, action="transfer")
-            )
+            self._open("[DTMF 0]", score=1.0)
             return self._transfer("caller_request", prompts.TRANSFER)
         if self.state is State.CHOOSING and digit in "12" and self._pending is not None:
             return self._deliver_choice(f"[DTMF {digit}]", self._pending.choices[int(digit) - 1])
@@ -311,14 +301,12 @@ class Dialogue:
 
     def on_no_input(self) -> Reply:
         """The caller said nothing for the no-input time."""
-        self._turns.append(TurnRecord(heard="", faq_id=None, score=0.0, action="no_input"))
+        self._open("")
         return self._not_understood()
 
     def on_failure(self, component: str) -> Reply:
         """A component (recogniser, synthesiser, ...) failed: apologise and hand over."""
-        self._turns.append(
-            TurnRecord(heard=f"[{component} failure]", faq_id=None, score=0.0, action="failure")
-        )
+        self._open("")  # nothing was heard: the component failed the caller
         if not self.staff_available():
             hours = prompts.OUT_OF_HOURS.format(office_hours=self.city.office_hours)
             return self._say((prompts.APOLOGY_FAILURE_CLOSED, hours), "failure", next=Next.HANGUP)
@@ -327,7 +315,7 @@ class Dialogue:
 
     def on_shutdown(self) -> Reply:
         """The service is stopping: tell the caller and hand over (or give the hours)."""
-        self._turns.append(TurnRecord(heard="", faq_id=None, score=0.0, action="shutdown"))
+        self._open("")
         if not self.staff_available():
             later = prompts.SHUTDOWN_CLOSED.format(office_hours=self.city.office_hours)
             parts = (prompts.SHUTDOWN, later, prompts.GOODBYE)
@@ -342,6 +330,7 @@ class Dialogue:
 
     def on_transfer_failed(self) -> Reply:
         """Staff could not be reached: say so, give the hours, and keep helping."""
+        self._turn = None
         self.state = State.LISTENING
         self.misses = 0
         text = prompts.TRANSFER_FAILED.format(office_hours=self.city.office_hours)
@@ -353,14 +342,7 @@ class Dialogue:
         offered = self.state is State.OFFERED_TRANSFER
         self.state = State.LISTENING
         self._pending = None
-        self._turns.append(
-            TurnRecord(
-                heard=text,
-                faq_id=pending.faq_id if pending else None,
-                score=1.0,
-                action=answer.value,
-            )
-        )
+        self._open(text, pending.faq_id if pending else None, 1.0)
         if offered:
             if answer is ControlIntent.YES:
                 return self._transfer("redirect_accepted", prompts.TRANSFER, pending)
@@ -390,7 +372,7 @@ class Dialogue:
             return self._deliver_choice(text, pending.choices[position])
         answer = yes_no(text)
         if answer is not None:  # 「いいえ」: neither; 「はい」: does not say which
-            self._turns.append(TurnRecord(heard=text, faq_id=None, score=1.0, action=answer.value))
+            self._open(text, score=1.0)
             self.misses += 1
             if self.misses >= 2:
                 return self._transfer("not_understood", prompts.TRANSFER_AFTER_FAILURE, pending)
@@ -416,7 +398,7 @@ class Dialogue:
 
     def _deliver_choice(self, heard: str, faq_id: str) -> Reply:
         """The caller named one of the offered entries by position or key: record, answer."""
-        self._turns.append(TurnRecord(heard=heard, faq_id=faq_id, score=1.0, action="chosen"))
+        self._open(heard, faq_id, 1.0)
         return self._deliver(chosen(self.understanding.faq, faq_id))
 
     def _act(self, decision: Decision) -> Reply:

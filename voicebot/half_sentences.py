@@ -17,7 +17,7 @@ from voicebot.endpointing import SpeechEnd
 
 if TYPE_CHECKING:
     from voicebot.dialogue import Checkpoint
-    from voicebot.turn_log import TurnLog
+    from voicebot.turn import Turn
 
 Held = tuple[Transcript, SpeechEnd, bool]  # transcript, the turn, whether speculative
 
@@ -29,7 +29,7 @@ class CommittedTurn:
     speech_start_ms: float
     last_speech_ms: float
     checkpoint: Checkpoint  # the dialogue's state before the turn
-    turn: TurnLog
+    turn: Turn
     reply_id: int = 0
 
 
@@ -53,7 +53,7 @@ class HalfSentences:
             starts.append(self.held[1].speech_start_ms)
         return min(starts)
 
-    def resumed(self, speech_start_ms: float, turns: list[TurnLog]) -> CommittedTurn | None:
+    def resumed(self, speech_start_ms: float, turns: list[Turn]) -> CommittedTurn | None:
         """The committed turn this speech continues, if any; the caller must undo it."""
         last = self.last
         if last is None or self.continue_from is not None:

@@ -23,7 +23,7 @@ from voicebot.jobs import Job
 from voicebot.playout import Playout, Utterance
 from voicebot.reply_stream import ReplyStream, plan_pieces
 from voicebot.transport import CallTransport
-from voicebot.turn_log import TurnLog
+from voicebot.turn import Turn
 from voicebot.voice import Voice
 from voicebot.waiting import WaitAction, WaitPolicy, WaitWatch
 
@@ -49,7 +49,7 @@ def trimmed(clip: np.ndarray) -> np.ndarray:
 
 
 ReplyDone = Callable[[Reply], Awaitable[None]]
-SynthesisFailed = Callable[[Reply, "TurnLog | None"], Awaitable[None]]
+SynthesisFailed = Callable[[Reply, "Turn | None"], Awaitable[None]]
 
 
 class Responder:
@@ -77,11 +77,11 @@ class Responder:
         self._reply_done = reply_done
         self._synthesis_failed = synthesis_failed
         self._streams: list[ReplyStream] = []
-        self._replies: dict[int, tuple[Reply, TurnLog | None]] = {}
+        self._replies: dict[int, tuple[Reply, Turn | None]] = {}
         self._reply_seq = 0
         self._fillers: dict[str, np.ndarray] = {}
         self._filler_jobs: dict[str, Job[np.ndarray]] = {}
-        self._waiting_turn: TurnLog | None = None  # the turn the caller is waiting on
+        self._waiting_turn: Turn | None = None  # the turn the caller is waiting on
 
     @property
     def busy(self) -> bool:
@@ -93,7 +93,7 @@ class Responder:
         return self._reply_seq
 
     # -- replies -------------------------------------------------------------------------
-    async def say(self, reply: Reply, turn: TurnLog | None) -> None:
+    async def say(self, reply: Reply, turn: Turn | None) -> None:
         """Render the reply piece by piece (cached audio, usually) and queue it for playout."""
         self._reply_seq += 1
         if turn is not None:
