@@ -496,8 +496,33 @@ class SipDispatcher:
     ) -> None:
         """A request from outside (the PBX) to one of the workers."""
         sender = self._stamp_sender(message, source)
+        initial_invite = message.method == "INVITE" and message.to_tag is None
+        if self._refused_in(message, source, connection, initial_invite):
+            return
+        own = self._own_via("UDP", sender, connection, message)
+        if self._too_large_in(message, source, connection, initial_invite, own):
+            return
+        if initial_invite:
+            worker = self._admit_invite(message, sender, connection, source)
+        else:
+            worker = self._worker_in_dialog(message, connection)
+        if worker is None:
+            return
+        if initial_invite:
+            message.prepend("Record-Route", self._own_uri)
+        message.prepend("Via", str(own))
+        self._send_udp(message.to_bytes(), worker.address)
+
+    def _refused_in(
+        self,
+        message: SipMessage,
+        source: tuple[str, int],
+        connection: _TcpConnection | None,
+        initial_invite: bool,
+    ) -> bool:
+        """Refuse a request from a stranger, one that loops, or one no worker may take;
+        True if it was answered here."""
         method = message.method
-        initial_invite = method == "INVITE" and message.to_tag is None
         if not self.peer_allowed(source[0]):
             if initial_invite:
                 self.rejected += 1
@@ -505,10 +530,10 @@ class SipDispatcher:
                     logging.WARNING, "SIP: INVITE from %s:%d refused (not an allowed peer)", *source
                 )
             self._respond(message, 403, "Forbidden", connection)
-            return
+            return True
         if not self._decrement_max_forwards(message):
             self._respond(message, 483, "Too Many Hops", connection)
-            return
+            return True
         self._pop_own_route(message)
         refusal = self._transfer_refusal(message)
         if refusal is not None:
@@ -516,7 +541,7 @@ class SipDispatcher:
                 logging.WARNING, "SIP: %s from %s:%d refused (%s)", method, *source, refusal[2]
             )
             self._respond(message, refusal[0], refusal[1], connection, allow=refusal[0] == 405)
-            return
+            return True
         foreign = self._foreign_target(message)
         if foreign is not None:
             # Before a slot is taken; an ACK is dropped (nothing answers an ACK).
@@ -526,52 +551,60 @@ class SipDispatcher:
                 logging.WARNING, "SIP: %s from %s:%d refused (%s)", method, *source, foreign
             )
             self._respond(message, 403, "Forbidden", connection)
-            return
-        own = self._own_via("UDP", sender, connection, message)
+            return True
+        return False
+
+    def _too_large_in(
+        self,
+        message: SipMessage,
+        source: tuple[str, int],
+        connection: _TcpConnection | None,
+        initial_invite: bool,
+        own: Via,
+    ) -> bool:
+        """Refuse a request a worker could not read once relayed; True if refused."""
         size = len(message.to_bytes()) + len(f"Via: {own}\r\n".encode())
         if initial_invite:
             size += len(f"Record-Route: {self._own_uri}\r\n")
-        if size > WORKER_MAX_MESSAGE_BYTES:
-            # pjsua would drop it unanswered (after it had taken a slot): refused here.
-            if initial_invite:
-                self.rejected += 1
-            self._refusal_log.log(
-                logging.WARNING,
-                "SIP: %s from %s:%d refused (%d bytes to relay, over the %d a worker reads)",
-                method, *source, size, WORKER_MAX_MESSAGE_BYTES,
-            )  # fmt: skip
-            self._respond(message, 513, "Message Too Large", connection)
-            return
-        call_id = message.call_id
-        from_tag = header_tag(message.get("from"))
+        if size <= WORKER_MAX_MESSAGE_BYTES:
+            return False
+        # pjsua would drop it unanswered (after it had taken a slot): refused here.
         if initial_invite:
-            worker = self._admit_invite(message, sender, connection, source)
+            self.rejected += 1
+        self._refusal_log.log(
+            logging.WARNING,
+            "SIP: %s from %s:%d refused (%d bytes to relay, over the %d a worker reads)",
+            message.method, *source, size, WORKER_MAX_MESSAGE_BYTES,
+        )  # fmt: skip
+        self._respond(message, 513, "Message Too Large", connection)
+        return True
+
+    def _worker_in_dialog(
+        self, message: SipMessage, connection: _TcpConnection | None
+    ) -> _Worker | None:
+        """The worker holding the dialog of an in-dialog request (OPTIONS: any worker);
+        None if the request was answered here or needs no answer."""
+        method = message.method
+        route = self._routes.get(message.call_id)
+        worker = self._workers.get(route.worker) if route is not None else None
+        if route is not None and route.from_tag != header_tag(message.get("from")):
+            worker = None  # another dialog's Call-ID: not this caller's call
+        if worker is None:
+            if method == "ACK":
+                return None  # nothing to acknowledge here
+            if method != "OPTIONS":
+                self._respond(message, 481, "Call/Transaction Does Not Exist", connection)
+                return None
+            worker = next(iter(self._workers.values()), None)  # it answers OPTIONS
             if worker is None:
-                return
-        else:
-            route = self._routes.get(call_id)
-            worker = self._workers.get(route.worker) if route is not None else None
-            if route is not None and route.from_tag != from_tag:
-                worker = None  # another dialog's Call-ID: not this caller's call
-            if worker is None:
-                if method == "ACK":
-                    return  # nothing to acknowledge here
-                if method != "OPTIONS":
-                    self._respond(message, 481, "Call/Transaction Does Not Exist", connection)
-                    return
-                worker = next(iter(self._workers.values()), None)  # it answers OPTIONS
-                if worker is None:
-                    self._respond(message, 503, "Service Unavailable", connection)
-                    return
-            elif method == "NOTIFY" and not route.refer_sent:
-                self._respond(message, 481, "Subscription Does Not Exist", connection)
-                return
-            elif method == "ACK" and route.state is CallState.ANSWERED:
-                self._routes.set_state(route, CallState.CONFIRMED, time.monotonic())
-        if initial_invite:
-            message.prepend("Record-Route", self._own_uri)
-        message.prepend("Via", str(own))
-        self._send_udp(message.to_bytes(), worker.address)
+                self._respond(message, 503, "Service Unavailable", connection)
+            return worker
+        if method == "NOTIFY" and not route.refer_sent:
+            self._respond(message, 481, "Subscription Does Not Exist", connection)
+            return None
+        if method == "ACK" and route.state is CallState.ANSWERED:
+            self._routes.set_state(route, CallState.CONFIRMED, time.monotonic())
+        return worker
 
     def _transfer_refusal(self, message: SipMessage) -> tuple[int, str, str] | None:
         """(status, reason, why) if the far end's request must not reach a worker: a method
