@@ -143,3 +143,13 @@ def test_a_failed_piece_raises_from_take():
             await stream.take()
 
     asyncio.run(scenario())
+
+
+def test_a_silence_stamped_ahead_of_the_clock_is_counted_from_now():
+    """Caller frames stamped ahead of the call clock (a live transport filled a stall with
+    silence, then the late frames came) do not hold the acknowledgement back."""
+    watch = WaitWatch(POLICY)
+    watch.start(1400.0)  # the caller's last speech, by frame stamps
+    assert watch.due(1000.0, bot_speaking=False) is WaitAction.NOTHING  # the clock: 1000
+    assert watch.due(1490.0, bot_speaking=False) is WaitAction.NOTHING
+    assert watch.due(1500.0, bot_speaking=False) is WaitAction.ACKNOWLEDGE

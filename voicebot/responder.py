@@ -39,6 +39,13 @@ FILLERS = {
 }
 
 SILENCE_LEVEL = 300  # |sample| below this is silence on a phone line (as the tests measure it)
+# A live transport plays the bot's frames at the real pace and plays silence of its own when
+# it has none. After a stall of the call loop the frames go out in a burst and wait there
+# (SIP: in the worker's queue), and, one frame sent per caller frame, that backlog would
+# delay every later word of the call. Silence is therefore not sent while more than this
+# much of the bot's audio still waits to be played: the backlog drains at the next pause.
+# 60 ms is the SIP worker's prebuffer (three frames); measured with bench/soak.py.
+BACKLOG_SLACK_MS = 60.0
 
 
 def trimmed(clip: np.ndarray) -> np.ndarray:
@@ -82,6 +89,8 @@ class Responder:
         self._fillers: dict[str, np.ndarray] = {}
         self._filler_jobs: dict[str, Job[np.ndarray]] = {}
         self._waiting_turn: Turn | None = None  # the turn the caller is waiting on
+        self._played_until_ms: float | None = None  # live clock: the audio sent has played by
+        self.silence_skipped = 0  # silent frames not sent because audio was still queued
 
     @property
     def busy(self) -> bool:
@@ -237,7 +246,8 @@ class Responder:
                 self._filler_ended(now)
         for utt in tick.started:
             self._started(utt, now)
-        await transport.send(AudioFrame.from_samples(tick.frame, self.rate, now))
+        if self._should_send(tick.frame, now):
+            await transport.send(AudioFrame.from_samples(tick.frame, self.rate, now))
         end = now + FRAME_MS
         for utt in tick.finished:
             if utt.kind == FILLER:
@@ -252,6 +262,19 @@ class Responder:
                 s.reply_id == utt.reply_id for s in self._streams
             ):
                 self.wait.start(end, mid_reply=True)  # the next sentence is not ready yet
+
+    def _should_send(self, frame: np.ndarray, now: float) -> bool:
+        """Whether to send this frame: always on a virtual clock (recorded calls keep every
+        frame); live, not when it is digital silence and the audio already sent has not
+        played yet by more than ``BACKLOG_SLACK_MS`` (the transport would queue it)."""
+        if not self.clock.realtime:
+            return True
+        backlog = 0.0 if self._played_until_ms is None else self._played_until_ms - now
+        if backlog > BACKLOG_SLACK_MS and not frame.any():
+            self.silence_skipped += 1
+            return False
+        self._played_until_ms = max(backlog, 0.0) + now + FRAME_MS
+        return True
 
     def _started(self, utt: Utterance, now: float) -> None:
         if utt.kind == FILLER:

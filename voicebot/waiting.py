@@ -89,6 +89,12 @@ class WaitWatch:
         """What to do at ``now_ms``; call once per frame while the bot may owe a reply."""
         if self.since_ms is None or bot_speaking or self.silent_since_ms is None:
             return WaitAction.NOTHING
+        # A silence cannot have begun after now. A live call's caller frames are stamped by
+        # count; when the transport filled a stall with silence and the late frames came
+        # after it, their stamps run ahead of the clock, and the filler would be held back
+        # by as much.
+        self.since_ms = min(self.since_ms, now_ms)
+        self.silent_since_ms = min(self.silent_since_ms, now_ms)
         if now_ms - self.since_ms >= self.policy.give_up_after_ms:
             return WaitAction.GIVE_UP
         first = self.fillers == 0 and not self.mid_reply
