@@ -231,12 +231,18 @@ class PjCall(pj.Call):
     def attach(self, events: CallLegEvents) -> None:
         self.events = events
 
-    def release_media(self) -> None:
-        """The call is over: its audio port goes back to the pool (pjsua thread)."""
+    def release(self) -> None:
+        """The call is over and this object is about to be dropped (pjsua thread): its
+        audio port goes back to the pool. If pjsua has meanwhile given the call's id to a
+        newer call (an INVITE handled in the same loop turn as this call's end), the C++
+        object is disowned and never destroyed: pjsua2's destructor would unbind that
+        newer call from its own object and hang it up."""
         port, self.port = self.port, None
         if port is not None:
             self._ports.give_back(port)
         self.events = None
+        if self.ended and self.isActive():  # the id is a newer call's now
+            self.thisown = False
 
     def onCallState(self, prm: pj.OnCallStateParam) -> None:
         info = self.getInfo()

@@ -261,7 +261,9 @@ class SipWorker:
         media.noVad = True
         media.ecTailLen = 0
         media.jbMax = JITTER_BUFFER_MAX_MS
-        media.maxMediaPorts = 2 * PJSUA_MAX_CALLS + 8
+        # Bridge slots: each call's stream, the pool's two audio ports per call, and room
+        # for streams whose removal the clock has not applied yet.
+        media.maxMediaPorts = 3 * PJSUA_MAX_CALLS + 8
         ep.libInit(cfg)
 
         tcfg = pj.TransportConfig()
@@ -368,14 +370,15 @@ class SipWorker:
         if not self._ended_legs:
             return
         ended, self._ended_legs = self._ended_legs, []
-        for leg in ended:
+        while ended:  # popped: no loop variable keeps a call object alive afterwards
+            leg = ended.pop()
             for key, known in list(self._legs.items()):
                 if known is leg:
                     del self._legs[key]
                     self._audio.pop(key, None)
                     self._media_seen.pop(key, None)
-            leg.release_media()  # the port is kept for the next call, never destroyed here
-        del ended, leg
+            leg.release()  # its port is kept for the next call, never destroyed here
+            del leg
 
     def _run_commands(self) -> None:
         if self._waiting_for_ack:
@@ -445,12 +448,13 @@ class SipWorker:
         """Drop every pjsua2 object, then libDestroy, all on this thread (or it aborts).
         The audio ports are detached and the media clock stopped first, so that no clock
         callback runs on anything being torn down."""
-        for leg in self._legs.values():
-            leg.release_media()
-        self._ports.close(self._ep)
+        legs = [*self._legs.values(), *self._ended_legs]
         self._legs.clear()
         self._ended_legs.clear()
         self._audio.clear()
+        while legs:  # no loop variable may keep a call alive past libDestroy (it aborts)
+            legs.pop().release()
+        self._ports.close(self._ep)
         if self._account is not None:
             try:
                 self._account.shutdown()

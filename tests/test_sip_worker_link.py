@@ -313,6 +313,49 @@ def test_calls_in_turn_each_carry_audio_and_their_teardown_fails_no_clock_callba
     assert "SIP audio: could not" not in stderr, stderr[-3000:]
 
 
+def test_a_call_taking_the_pjsua_slot_of_one_just_ended_keeps_its_events() -> None:
+    """One call slot (pjsua reuses the same call id): the caller's BYE and the next
+    caller's INVITE arrive back to back, so pjsua ends the first call and answers the
+    second in one turn of the worker's loop, before the first call's object is dropped.
+    Dropping it must not touch the second call, which stays the worker's: its audio
+    reaches its leg and the bot's hangup of it is carried out and reported."""
+
+    async def scenario():
+        async with worker_and_caller(max_calls=1) as (link, client, owner):
+            first_rtp, second_rtp = await RtpPeer.open(), await RtpPeer.open()
+            try:
+                ok, first = await answered(link, client, owner, first_rtp)
+                second_id = uuid.uuid4().hex
+                client.in_dialog("BYE", link.address[1], ok, 2)
+                invite_with_keys(client, link.address[1], second_id, second_rtp.port)
+                second_ok = await client.expect(final(second_id), timeout=30)
+                client.in_dialog("ACK", link.address[1], second_ok, 1)
+                assert await wait_until(lambda: len(owner.incoming) == 2, 10)
+                second = owner.incoming[1][0]
+                recorder = owner.recorders[second.leg]
+                heard = await wait_until(lambda: len(recorder.pcm) >= 5, 10)
+                bye_before_hangup = [
+                    m for m in client.received if m.is_request and m.call_id == second_id
+                ]
+                await second.hangup()
+                bye = await client.expect(
+                    lambda m: m.is_request and m.method == "BYE" and m.call_id == second_id
+                )
+                client.reply(bye, 200, "OK", link.address[1])
+                ended = await wait_until(lambda: recorder.ended, 10)
+                return second_ok.status, heard, bye_before_hangup, ended, owner, first
+            finally:
+                first_rtp.close()
+                second_rtp.close()
+
+    status, heard, early_requests, ended, owner, first = asyncio.run(scenario())
+    assert status == 200
+    assert early_requests == []  # no BYE (or anything) from the worker before the bot's
+    assert heard
+    assert ended
+    assert owner.recorders[first.leg].ended  # the first call's end was reported too
+
+
 def test_drain_is_answered_once_the_queued_audio_has_played() -> None:
     async def scenario():
         async with worker_and_caller() as (link, client, owner):
