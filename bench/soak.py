@@ -23,11 +23,20 @@ Faults, each once, spread over the run (``--faults`` picks some):
 
 Prints JSON: the CPU, calls started/completed/transferred/failed, callers who heard a
 silent gap over 1 s while waiting for the bot (after their utterance ended, until the
-bot's audio energy rose) or inside the bot's speech, records lost (answered calls without
-a complete call row), events lost (events handed to the MQTT publisher that our
-subscriber never received), waits and the bot's reported latency p50/p95 per minute, the
-service's RSS (the process and its pjsua workers) at start and end, and the fault
-timeline. Timings depend on the machine and on whatever else runs on it.
+bot's audio energy rose, or until the call ended if it never did; callers of the killed
+worker also counted apart) or inside the bot's speech, with each such gap's time, fault
+and what the bot played first; records lost (answered calls without a complete call row),
+events lost (events handed to the MQTT publisher that our subscriber never received),
+waits and the bot's reported latency p50/p95 per minute, the service's RSS (the process
+and its pjsua workers) and the fault timeline. Timings depend on the machine and on
+whatever else runs on it.
+
+Memory: ``rss_mib.start`` is taken once the first ``--calls`` calls have ended (every
+line has carried a whole call: models loaded, caches and allocator arenas in use), not at
+ready, where none of that had happened yet; ``at_ready`` is given too. The main process
+is probed every 10 s (memory.jsonl in the work directory): RSS, malloc's bytes in use and
+free-but-kept (fragmentation), and at the end its RSS after ``malloc_trim``. With
+``--tracemalloc N`` the report names the Python allocation sites that grew after warm-up.
 
     python bench/soak.py                       # 10 minutes, 8 calls at once, every fault
     python bench/soak.py --minutes 1 --calls 4 --faults recognizer,broker,worker
@@ -93,6 +102,7 @@ class SoakOptions:
     seed: int = 1
     work: Path | None = None
     keep: bool = False
+    tracemalloc: int = 0  # frames: the service traces Python allocations (slow; diagnosis)
 
 
 def cpu_model() -> str:
@@ -197,6 +207,7 @@ class EventListener:
         self.identifier = f"soak-listener-{uuid.uuid4().hex[:8]}"
         self.seqs: dict[str, set[int]] = collections.defaultdict(set)
         self.events: list[dict[str, Any]] = []
+        self.every_event: list[dict[str, Any]] = []  # for callers.json (--work, --keep)
         self.messages = 0
         self.subscribed = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
@@ -239,6 +250,7 @@ class EventListener:
         if seq in self.seqs[call_id]:
             return  # at-least-once delivery: a repeat
         self.seqs[call_id].add(seq)
+        self.every_event.append(data)
         if data.get("event") in ("bot_speech_started", "caller_speech_ended", "error"):
             self.events.append(data)
 
@@ -498,6 +510,8 @@ async def run_soak(options: SoakOptions) -> dict[str, Any]:
                     # bench's own; Kokoro takes many minutes: its renderings are the user's.
                     *(("--speech-cache", str(SPEECH_CACHE)) if options.tts == "pyttsx3" else ()),
                     *("--max-calls", str(options.calls), "--tts", options.tts),
+                    *("--memory-log", str(work / "memory.jsonl")),
+                    *("--tracemalloc", str(options.tracemalloc)),
                 ],
                 work / "service.log",
                 work,
@@ -510,7 +524,14 @@ async def run_soak(options: SoakOptions) -> dict[str, Any]:
         if options.keep or options.work:
             details = [dataclasses.asdict(r) for r in report["results"]]
             (work / "callers.json").write_text(
-                json.dumps({"callers": details, "bot_calls": service.calls}, default=str)
+                json.dumps(
+                    {
+                        "callers": details,
+                        "bot_calls": service.calls,
+                        "bot_events": listener.every_event,
+                    },
+                    default=str,
+                )
             )
         finish_report(report, rows, service, listener)
     finally:
@@ -550,8 +571,21 @@ async def soak_with_service(
     injections = [
         inject_at(duration * (0.15 + 0.65 * k / steps), name) for k, name in enumerate(chosen)
     ]
+    warm: dict[str, Any] = {}
+
+    async def warm_memory() -> None:
+        # Every line has carried a whole call: models loaded, caches and arenas in use.
+        while len(results) < options.calls and not callers.done():
+            await asyncio.sleep(0.5)
+        warm.update(await service.command("memory", "memory"))
+        warm["rss"] = (await service.command("rss", "rss"))["rss_bytes"]
+
+    warming = asyncio.create_task(warm_memory())
     await asyncio.gather(callers, *injections)
+    await warming
     stats_rss = await service.command("rss", "rss")
+    end_memory = await service.command("memory", "memory")
+    trimmed = await service.command("memory", "memory", trim=True)
     await service.command("stop")
     stopped = await service.expect("stopped", timeout=120)
     return {
@@ -559,6 +593,10 @@ async def soak_with_service(
         "stopped": stopped,
         "rss_end": stats_rss["rss_bytes"],
         "rss_end_by_process": stats_rss["by_process"],
+        "memory_warm": warm,
+        "memory_end": end_memory,
+        "rss_after_trim": trimmed.get("rss_after_trim"),
+        "memory_log": work / "memory.jsonl",
         "timeline": timeline,
         "results": results,
         "killed": faults.killed_call_ids,
@@ -608,6 +646,58 @@ def media_path(
     }
 
 
+def unanswered_silences(r: CallerResult) -> list[tuple[float, float]]:
+    """(end, seconds) after each utterance the bot never answered: the silence lasts until
+    the caller's next act or the end of the call (a caller who gave up waited that long)."""
+    answered = {end for end, _ in r.waits_s}
+    acts = r.utterances
+    call_end = r.ended_at if r.ended_at is not None else time.monotonic()
+    silences = []
+    for i, u in enumerate(acts):
+        if u.kind == "dtmf" or u.end in answered:
+            continue
+        following = acts[i + 1].start if i + 1 < len(acts) else call_end
+        silences.append((u.end, max(0.0, following - u.end)))
+    return silences
+
+
+def gap_detail(
+    r: CallerResult,
+    end: float,
+    wait: float,
+    answered: bool,
+    on_killed_worker: bool,
+    bot: dict[str, Any] | None,
+    listener: EventListener,
+    timeline: Timeline,
+) -> dict[str, Any]:
+    """Where one silence over the threshold happened: when, during which fault, what the
+    bot played first and when it started it by its own account (``bot_started_s``, after
+    the caller's speech ended) against when the caller heard it (``silence_s``)."""
+    at = end - timeline.started
+    wall = end + r.wall_offset
+    detail: dict[str, Any] = {
+        "caller": r.index,
+        "at_s": round(at, 1),
+        "silence_s": round(wait, 2),
+        "answered": answered,
+        "on_killed_worker": on_killed_worker,
+        "faults": [
+            f["fault"] for f in timeline.entries if f["at_s"] - 1 <= at <= f["until_s"] + 10
+        ],
+    }
+    if bot is not None:
+        started = sorted(
+            (e["wall_time"] - wall, e.get("kind"))
+            for e in listener.events
+            if e["call_id"] == bot["call_id"] and e["event"] == "bot_speech_started"
+        )
+        first = next(((t, k) for t, k in started if -0.5 < t < wait + 0.2), None)
+        if first is not None:
+            detail["bot_started_s"], detail["first_heard"] = round(first[0], 2), first[1]
+    return detail
+
+
 def finish_report(
     report: dict[str, Any],
     rows: dict[str, dict[str, Any]],
@@ -629,7 +719,8 @@ def finish_report(
     failed: list[dict[str, Any]] = []
     lost_with_worker = 0
     waits_by_minute: dict[int, list[float]] = collections.defaultdict(list)
-    gap_callers = inner_gap_callers = 0
+    gap_callers = inner_gap_callers = gap_callers_alive = 0
+    gaps: list[dict[str, Any]] = []
     bot_ids = []
     for r in results:
         sid = sip_id(r)
@@ -663,8 +754,18 @@ def finish_report(
             )
         for end, wait in r.waits_s:
             waits_by_minute[int((end - start) // 60)].append(wait)
-        if any(w > GAP_S for _, w in r.waits_s):
+        silences = [(e, w, True) for e, w in r.waits_s] + [
+            (e, w, False) for e, w in unanswered_silences(r)
+        ]
+        found = [
+            gap_detail(r, e, w, answered, on_killed_worker, bot, listener, timeline)
+            for e, w, answered in silences
+            if w > GAP_S
+        ]
+        gaps += found
+        if found:
             gap_callers += 1
+            gap_callers_alive += not on_killed_worker
         if r.inner_gaps_s:
             inner_gap_callers += 1
     bot_latency: dict[int, list[float]] = collections.defaultdict(list)
@@ -704,12 +805,20 @@ def finish_report(
             "silent_gaps": {
                 "threshold_s": GAP_S,
                 "callers_with_wait_gap": gap_callers,
+                "callers_with_wait_gap_not_on_killed_worker": gap_callers_alive,
                 "callers_with_gap_inside_bot_speech": inner_gap_callers,
                 "callers_with_any_gap": sum(
-                    1 for r in results if r.inner_gaps_s or any(w > GAP_S for _, w in r.waits_s)
+                    1
+                    for r in results
+                    if r.inner_gaps_s
+                    or any(w > GAP_S for _, w in [*r.waits_s, *unanswered_silences(r)])
                 ),
-                "waits_over_threshold": sum(1 for r in results for _, w in r.waits_s if w > GAP_S),
-                "waits_measured": sum(len(r.waits_s) for r in results),
+                "waits_over_threshold": len(gaps),
+                "waits_over_threshold_unanswered": sum(1 for g in gaps if not g["answered"]),
+                "waits_measured": sum(
+                    len(r.waits_s) + len(unanswered_silences(r)) for r in results
+                ),
+                "gaps": gaps,
                 "gaps_inside_bot_speech": sum(len(r.inner_gaps_s) for r in results),
                 "utterances_without_reply": sum(r.unanswered_utterances for r in results),
                 "media_path": media_path(results, service, listener),
@@ -749,17 +858,63 @@ def finish_report(
                 }
                 for m in minutes
             ],
-            "rss_mib": {
-                "start": round(ready["rss_bytes"] / 2**20, 1),
-                "end": round(report.pop("rss_end") / 2**20, 1),
-                "start_by_process": mib(ready["by_process"]),
-                "end_by_process": mib(report.pop("rss_end_by_process")),
-            },
+            "rss_mib": memory_report(report, ready, start, options.calls),
             "component_failures": collections.Counter(f["component"] for f in service.failures),
             "worker_restarts": stopped["worker_restarts"],
             "faults": timeline.entries,
         }
     )
+
+
+def memory_report(
+    report: dict[str, Any], ready: dict[str, Any], start: float, calls: int
+) -> dict[str, Any]:
+    """The service's memory: at ready, once warm, at the end, and the main process's
+    course per minute (from the service's probes; pops what it uses from ``report``).
+
+    The start figure is taken once every line has carried one whole call: loading the
+    models, the first recognitions and syntheses, the speech cache and the allocators'
+    arenas all grow the process once, and none of that is growth over time. RSS after
+    ``malloc_trim`` at the end tells freed-but-kept heap (fragmentation) from live memory.
+    """
+    warm, end = report.pop("memory_warm"), report.pop("memory_end")
+    end_tree = report.pop("rss_end")
+    series: dict[int, dict[str, Any]] = {}
+    log_path: Path = report.pop("memory_log")
+    probes = [json.loads(line) for line in log_path.read_text().splitlines()] if (
+        log_path.is_file()
+    ) else []  # fmt: skip
+    for probe in probes:
+        minute = int((probe["at"] - start) // 60) if probe["at"] >= start else -1
+        series[minute] = probe  # the last probe of each minute
+    warm_tree = warm.get("rss")
+    return {
+        "start": round(warm_tree / 2**20, 1) if warm_tree else None,
+        "start_is": f"after the first {calls} calls ended (every line warm), "
+        f"{round(warm['at'] - start)} s into the run"
+        if warm
+        else "never warm (fewer calls than lines)",
+        "end": round(end_tree / 2**20, 1),
+        "growth_after_warm_up": round((end_tree - warm_tree) / 2**20, 1) if warm_tree else None,
+        "at_ready": round(ready["rss_bytes"] / 2**20, 1),
+        "at_ready_by_process": mib(ready["by_process"]),
+        "end_by_process": mib(report.pop("rss_end_by_process")),
+        "main_process": {
+            "warm": mib({k: warm[k] for k in MEMORY_KEYS if k in warm}),
+            "end": mib({k: end[k] for k in MEMORY_KEYS if k in end}),
+            "end_after_malloc_trim": round((report.pop("rss_after_trim") or 0) / 2**20, 1),
+            "gc_objects_warm_end": [warm.get("gc_objects"), end.get("gc_objects")],
+            "python_growth_after_warm_up": end.get("python_growth"),
+            "threads_warm_end": [warm.get("threads"), end.get("threads")],
+            "per_minute": [
+                {"minute": m, **mib({k: p[k] for k in MEMORY_KEYS if k in p})}
+                for m, p in sorted(series.items())
+            ],
+        },
+    }
+
+
+MEMORY_KEYS = ("rss", "Anonymous", "malloc_in_use", "malloc_free")
 
 
 def parse_args(argv: list[str] | None = None) -> SoakOptions:
@@ -809,6 +964,14 @@ def parse_args(argv: list[str] | None = None) -> SoakOptions:
         help="keep logs, SIP traces, callers.json and what each caller heard (WAV) here",
     )
     parser.add_argument("--keep", action="store_true", help="keep the temporary work directory")
+    parser.add_argument(
+        "--tracemalloc",
+        type=int,
+        default=0,
+        metavar="FRAMES",
+        help="the service traces Python allocations (slow: for finding a leak, not for "
+        "timings); the report names the sites that grew after warm-up",
+    )
     args = parser.parse_args(argv)
     faults = tuple(f for f in args.faults.split(",") if f and f != "none")
     unknown = set(faults) - set(FAULTS)
@@ -828,6 +991,7 @@ def parse_args(argv: list[str] | None = None) -> SoakOptions:
         seed=args.seed,
         work=args.work,
         keep=args.keep,
+        tracemalloc=args.tracemalloc,
     )
 
 

@@ -21,11 +21,16 @@ from __future__ import annotations
 import argparse
 import asyncio
 import collections
+import ctypes
 import datetime as dt
+import gc
 import json
 import logging
 import os
 import sys
+import threading
+import time
+import tracemalloc
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -43,13 +48,13 @@ from fault_injection import (  # noqa: E402
 from process_tree import tree_rss_by_process, tree_rss_bytes  # noqa: E402
 
 import voicebot.bot  # noqa: E402
+from commands.service import ServeOptions, start_service, stop_service  # noqa: E402
 from dashboards.config import (  # noqa: E402
     DatabaseSettings,
     MqttSettings,
     OperationsSettings,
     WebSettings,
 )
-from commands.service import ServeOptions, start_service, stop_service  # noqa: E402
 from telephony.config import SipSettings, TelephonySettings, TransferSettings  # noqa: E402
 from voicebot.config import Settings  # noqa: E402
 from voicebot.events import CallEvent, ComponentFailed  # noqa: E402
@@ -87,6 +92,81 @@ class EventCounter:
         self.per_call[event.call_id] += 1
         if isinstance(event, ComponentFailed):
             self.on_failure(event)
+
+
+class MallInfo2(ctypes.Structure):
+    """glibc's ``struct mallinfo2`` (sizes in bytes, summed over every malloc arena)."""
+
+    _fields_ = [
+        (name, ctypes.c_size_t)
+        for name in (
+            "arena", "ordblks", "smblks", "hblks", "hblkhd", "usmblks",
+            "fsmblks", "uordblks", "fordblks", "keepcost",
+        )
+    ]  # fmt: skip
+
+
+_LIBC = ctypes.CDLL("libc.so.6")
+_LIBC.mallinfo2.restype = MallInfo2
+_LIBC.malloc_trim.argtypes = [ctypes.c_size_t]
+
+
+def smaps_rollup() -> dict[str, int]:
+    """This process's resident memory by kind (anonymous or file-backed), in bytes."""
+    kinds: dict[str, int] = {}
+    try:
+        with open("/proc/self/smaps_rollup") as fh:
+            for line in fh:
+                key, _, value = line.partition(":")
+                if key in ("Rss", "Anonymous", "Pss_File", "Pss_Anon"):
+                    kinds[key] = int(value.split()[0]) * 1024
+    except OSError:
+        pass
+    return kinds
+
+
+def memory_probe(trim: bool = False, objects: bool = False) -> dict[str, Any]:
+    """Where this process's memory is: what malloc holds for live objects and what it
+    holds free (fragmentation), Python's own objects, tracemalloc's count if tracing; with
+    ``trim`` the RSS after ``malloc_trim`` gives free heap back (what stays is live);
+    ``objects`` counts the objects the garbage collector tracks."""
+    info = _LIBC.mallinfo2()
+    probe: dict[str, Any] = {
+        "at": time.monotonic(),
+        "rss": tree_rss_by_process(os.getpid()).get(f"{os.getpid()} python", 0),
+        **smaps_rollup(),
+        "malloc_in_use": info.uordblks + info.hblkhd,
+        "malloc_free": info.fordblks,
+        "malloc_heap": info.arena + info.hblkhd,
+        "threads": threading.active_count(),
+    }
+    if objects:  # walks every object under the GIL: not in the periodic samples
+        probe["gc_objects"] = len(gc.get_objects())
+    if tracemalloc.is_tracing():
+        probe["python_traced"] = tracemalloc.get_traced_memory()[0]
+    if trim:
+        _LIBC.malloc_trim(0)
+        probe["rss_after_trim"] = smaps_rollup().get("Rss", 0)
+    return probe
+
+
+def top_growth(before: tracemalloc.Snapshot, after: tracemalloc.Snapshot) -> list[str]:
+    """The Python allocation sites that grew most between two snapshots."""
+    stats = after.compare_to(before, "traceback")
+    return [
+        f"{s.size_diff / 2**20:+.1f} MiB {s.count_diff:+d} blocks "
+        + " <- ".join(f"{f.filename.rsplit('/', 2)[-1]}:{f.lineno}" for f in s.traceback[:4])
+        for s in stats[:15]
+    ]
+
+
+async def sample_memory(path: Path, every_s: float) -> None:
+    """A memory probe every ``every_s`` seconds, one JSON line each, to ``path``."""
+    while True:
+        probe = memory_probe()  # a few /proc reads and mallinfo2: well under a millisecond
+        with path.open("a") as fh:
+            fh.write(json.dumps(probe) + "\n")
+        await asyncio.sleep(every_s)
 
 
 def report(kind: str, **data: Any) -> None:
@@ -145,6 +225,10 @@ async def run(args: argparse.Namespace) -> None:
         return await answer_call(transport, caller, call_id)
 
     sip.on_call = on_call
+    snapshots: list[tracemalloc.Snapshot] = []  # the first one (warm), with --tracemalloc
+    sampler = None
+    if args.memory_log is not None:
+        sampler = asyncio.create_task(sample_memory(args.memory_log, args.memory_every))
     report(
         "ready",
         pid=os.getpid(),
@@ -185,9 +269,19 @@ async def run(args: argparse.Namespace) -> None:
                 rss_bytes=tree_rss_bytes(os.getpid()),
                 by_process=tree_rss_by_process(os.getpid()),
             )
+        elif name == "memory":
+            probe = memory_probe(trim=command.get("trim", False), objects=True)
+            if tracemalloc.is_tracing():
+                snapshot = tracemalloc.take_snapshot()
+                if snapshots:
+                    probe["python_growth"] = top_growth(snapshots[0], snapshot)
+                snapshots[:] = [snapshots[0] if snapshots else snapshot]
+            report("memory", **probe)
         elif name == "stop":
             break
     rss_end = tree_rss_bytes(os.getpid())
+    if sampler is not None:
+        sampler.cancel()
     calls_answered = sip.calls_answered
     restarts = sip.worker_restarts
     await stop_service(service, args.grace)
@@ -231,7 +325,19 @@ def main() -> None:
     parser.add_argument("--transfer-target", default="sip:staff@127.0.0.1:5099")
     parser.add_argument("--admin-password", default="soak-bench-admin-password")
     parser.add_argument("--grace", type=float, default=20.0)
+    parser.add_argument("--memory-log", type=Path, help="memory probes here, as JSON lines")
+    parser.add_argument("--memory-every", type=float, default=10.0, help="seconds between probes")
+    parser.add_argument(
+        "--tracemalloc",
+        type=int,
+        default=0,
+        metavar="FRAMES",
+        help="trace Python allocations (this many frames; slow): the memory command "
+        "then names the sites that grew since its first use",
+    )
     args = parser.parse_args()
+    if args.tracemalloc:
+        tracemalloc.start(args.tracemalloc)
     logging.basicConfig(
         level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )

@@ -14,8 +14,10 @@ Checked: every caller either was transferred or heard the bot end the call after
 in that process; they are counted apart and must still be recorded); the recogniser
 failure reached a call and the killed worker was replaced; every answered call has a
 complete call row (0 records lost); every event handed to the MQTT publisher reached the
-subscriber (0 events lost). The number of callers who heard a silent gap over 1 s is
-reported; it must be 0 once the bot plays a filler while a reply is late.
+subscriber (0 events lost). No caller hears a silent gap over 1 s while waiting for the
+bot or inside its speech (measured on the audio each caller received, a silence that only
+ended when the call did included), except the callers of the killed worker: their media
+died with it, and they are reported apart.
 """
 
 from __future__ import annotations
@@ -87,11 +89,15 @@ def test_no_event_is_lost(soak):
 def test_callers_hear_no_silent_gap_over_a_second(soak, record_property):
     gaps = soak["silent_gaps"]
     record_property("silent_gaps", json.dumps(gaps))
-    print(f"callers with a silent gap > {gaps['threshold_s']} s: {gaps['callers_with_any_gap']}")
+    print(
+        f"callers with a silent gap > {gaps['threshold_s']} s: {gaps['callers_with_any_gap']} "
+        f"({gaps['callers_with_wait_gap_not_on_killed_worker']} not on the killed worker)"
+    )
     assert gaps["waits_measured"] > 0, gaps
     if not filler_has_landed():
         pytest.xfail(
             "no filler commit in `git log -- voicebot/call.py` yet: without a filler the "
             f"caller waits in silence ({gaps['callers_with_any_gap']} caller(s) with a gap)"
         )
-    assert gaps["callers_with_any_gap"] == 0, json.dumps(gaps)
+    assert gaps["callers_with_wait_gap_not_on_killed_worker"] == 0, json.dumps(gaps)
+    assert gaps["callers_with_gap_inside_bot_speech"] == 0, json.dumps(gaps)
