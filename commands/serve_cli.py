@@ -18,7 +18,10 @@ Everything is configured in voicebot.toml (or --config) and VOICEBOT_* variables
   [web]      host, port, secure_cookies
   [database] url = "postgresql+psycopg://voicebot@db/voicebot"   (default: SQLite)
   [mqtt]     host, port, prefix, site                            (default: in-process only)
+  node = "call-1", role = "call"   (top level; VOICEBOT_NODE, VOICEBOT_ROLE)
 e.g. VOICEBOT_SIP__PORT=5070 VOICEBOT_WEB__PORT=8081 voicebot serve
+Several machines (PostgreSQL and MQTT shared): `voicebot serve --role call` on each call
+node behind a SIP proxy (deploy/kamailio), `voicebot serve --role web` for the operators.
 """
 
 
@@ -45,6 +48,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
         telephony.sip.port = args.sip_port
     if args.web_port is not None:
         ops.web.port = args.web_port
+    if args.role is not None:
+        ops.role = args.role
     progress = None
     if sys.stderr.isatty():
         from voicebot.tts.cache import text_progress_bar
@@ -85,6 +90,13 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--sip-port", type=int, help="SIP port (overrides [sip] port)")
     p.add_argument("--web-port", type=int, help="web app port (overrides [web] port)")
+    p.add_argument(
+        "--role",
+        choices=["all", "call", "web"],
+        help="what this node runs (overrides the role setting, default all): 'call' takes "
+        "calls (bot, SIP, WebRTC; HTTP health probes only), 'web' serves the operator web "
+        "app without a bot",
+    )
     p.add_argument("--no-sip", action="store_true", help="do not start the SIP endpoint")
     p.add_argument("--no-webrtc", action="store_true", help="do not offer WebRTC calls")
     p.add_argument(

@@ -1,9 +1,14 @@
-"""`voicebot serve`: the whole service in one process.
+"""`voicebot serve`: one node of the service, in one process.
 
 Composition root: the conversation core (one shared ``Bot``), the event pipeline
 (masking → live bus, call records, MQTT, metrics), the SIP endpoint, WebRTC and the
 web app. Nothing here does any of that work itself; it builds the parts, starts
 them in order, logs where each listens, and stops them in the reverse order.
+
+The node's role (``role`` setting, ``--role``) says which parts: ``all`` (the default)
+runs everything; ``call`` runs the bot, the switchboard, SIP and WebRTC with only the
+health probes over HTTP; ``web`` runs the operator web app without a bot. All nodes share
+the database and the MQTT broker; nodes with a bot follow the FAQ version published last.
 
 Shutdown (SIGINT/SIGTERM) never cuts a caller off: the switchboard stops taking
 calls, lets calls in progress finish for a grace period, then tells the remaining
@@ -80,22 +85,23 @@ async def start_service(
     ops: OperationsSettings,
     options: ServeOptions | None = None,
 ) -> RunningService:
-    """Build and start every part; returns once all of them listen."""
+    """Build and start the parts of this node's role; returns once all of them listen."""
     from dashboards.event_bus import EventBus
     from dashboards.services import Services
 
     options = options or ServeOptions()
     ops.data_dir.mkdir(parents=True, exist_ok=True)
-    if not options.webrtc:
+    takes_calls = ops.role != "web"
+    if not options.webrtc or not takes_calls:
         telephony.webrtc.enabled = False  # the test phone and WebRTC offers say so
 
     db, retention = await _open_records(ops)
-
-    bot = await _start_bot(core, options)
-
+    bot = await _start_bot(core, options) if takes_calls else None
     bus = EventBus()
     pipeline, events, metrics = await _start_events(ops, bus, db)
-    switchboard, staff_console, webrtc = _phone_side(bot, events, telephony, bus, ops)
+    switchboard = staff_console = webrtc = None
+    if takes_calls:
+        switchboard, staff_console, webrtc = _phone_side(bot, events, telephony, bus, ops)
 
     services = Services(
         settings=ops,
@@ -105,18 +111,17 @@ async def start_service(
         switchboard=switchboard,
         staff_console=staff_console,
         extra_routers=[],
-        on_faq_published=lambda faq: bot.reload_faq(faq, rates=CALL_RATES),
         metrics=metrics,
         telephony=telephony,
         webrtc=webrtc,
     )
-    app = await _web_app(services, bot)
+    app, follower = await _http_app(services, ops)
     server, web_task, web_url = await _start_web(app, ops, telephony.webrtc.enabled)
 
     sip = None
-    if options.sip and telephony.sip.enabled:
+    if takes_calls and options.sip and telephony.sip.enabled:
         sip = await _start_sip(telephony, switchboard, staff_console)
-    services.phone_ready = True
+    services.phone_ready = takes_calls
 
     return RunningService(
         bot=bot,
@@ -130,7 +135,7 @@ async def start_service(
         server=(server, web_task),
         web_url=web_url,
         sip_uri=sip.uri if sip is not None else None,
-        stops=[retention.cancel],
+        stops=[retention.cancel] + ([follower.stop] if follower is not None else []),
     )
 
 
@@ -176,16 +181,42 @@ def _phone_side(
     return switchboard, staff_console, webrtc
 
 
-async def _web_app(services: Any, bot: Any) -> Any:
-    """The web app; after a restart the bot speaks the FAQ version published last."""
-    from dashboards.app import create_app
+async def _http_app(services: Any, ops: OperationsSettings) -> tuple[Any, Any]:
+    """This node's HTTP app and the follower that keeps its bot on the published FAQ.
 
-    app = await asyncio.to_thread(create_app, services)
-    versions = app.state.faq_versions
-    if await asyncio.to_thread(versions.published_number) > 1:
-        entries = await asyncio.to_thread(versions.entries_of, "published")
-        await bot.reload_faq(versions.faq_of(entries), rates=CALL_RATES)
-    return app
+    ``all``: the web app; publishing there switches its own bot at once. ``web``: the web
+    app without a bot. ``call``: the health probes only. A node with a bot speaks the FAQ
+    version published last from the start (after a restart too), then follows new ones.
+    """
+    from dashboards.faq_follower import FaqFollower
+    from dashboards.faq_versions import FaqVersions
+
+    if ops.role == "call":
+        from dashboards.routes.system import create_probe_app
+
+        app = create_probe_app(services)
+        versions = FaqVersions.for_services(services)
+        await asyncio.to_thread(versions.ensure_initial_version)
+    else:
+        from dashboards.app import create_app
+
+        app = await asyncio.to_thread(create_app, services)
+        versions = app.state.faq_versions
+    bot = services.bot
+    if bot is None:
+        return app, None
+    follower = FaqFollower(
+        versions, lambda faq: bot.reload_faq(faq, rates=CALL_RATES), ops.node, ops.role
+    )
+    await follower.sync()
+    follower.start()
+    app.state.faq_follower = follower
+
+    async def on_faq_published(_faq: Any) -> None:
+        await follower.sync()
+
+    services.on_faq_published = on_faq_published
+    return app, follower
 
 
 async def _open_records(ops: OperationsSettings) -> tuple[Any, asyncio.Task]:
@@ -195,7 +226,7 @@ async def _open_records(ops: OperationsSettings) -> tuple[Any, asyncio.Task]:
     from dashboards.retention import retention_job
 
     db = Database(ops.database_url())
-    await asyncio.to_thread(db.create_all)
+    await asyncio.to_thread(_create_tables, db)
     # Calls this node's previous process was taking when it died are closed as abandoned;
     # calls of any node open for over an hour (a node that never came back) as errors.
     set_this_node(ops.node)
@@ -226,6 +257,9 @@ async def _start_web(
         await asyncio.sleep(0.05)
     port = server.servers[0].sockets[0].getsockname()[1]
     web_url = f"http://{ops.web.host}:{port}"
+    if ops.role == "call":
+        log.info("health probes: %s (/livez, /readyz, /healthz, /metrics)", web_url)
+        return server, web_task, web_url
     log.info("web app: %s (operators: %s/faq, staff: %s/staff)", web_url, web_url, web_url)
     if webrtc:
         log.info("WebRTC test phone: %s/phone", web_url)
@@ -244,7 +278,8 @@ async def _start_sip(telephony: TelephonySettings, switchboard: Any, staff_conso
 
 async def stop_service(service: RunningService, grace_s: float = 30.0) -> None:
     """Stop in the reverse order: calls first (politely), then endpoints, then records."""
-    await service.switchboard.drain(grace_s)
+    if service.switchboard is not None:
+        await service.switchboard.drain(grace_s)
     if service.staff_console is not None:  # callers talking to staff: let them finish
         await service.staff_console.drain(grace_s)
     if service.sip is not None:
@@ -255,11 +290,12 @@ async def stop_service(service: RunningService, grace_s: float = 30.0) -> None:
         await asyncio.wait_for(web_task, timeout=10)
     for stop in service.stops:
         stop()
-    if service.bot.rendering is not None:
+    if service.bot is not None and service.bot.rendering is not None:
         service.bot.rendering.cancel()
     await service.pipeline.stop()
     service.db.dispose()
-    log.info("stopped; %d call(s) handled", service.switchboard.finished)
+    handled = service.switchboard.finished if service.switchboard is not None else 0
+    log.info("stopped; %d call(s) handled", handled)
 
 
 async def serve(
@@ -282,7 +318,8 @@ async def serve(
         service.stops.append(asyncio.create_task(sd_notify.watchdog_pings(interval)).cancel)
     try:
         await stop.wait()
-        log.info("shutting down: %d call(s) in progress", len(service.switchboard.active))
+        active = service.switchboard.active if service.switchboard is not None else ()
+        log.info("shutting down: %d call(s) in progress", len(active))
         sd_notify.notify("STOPPING=1")
     finally:
         for sig in (signal.SIGINT, signal.SIGTERM):
@@ -304,6 +341,26 @@ def _log_rendering(task: asyncio.Task) -> None:
             done.rendered,
             format_duration(done.seconds),
         )
+
+
+SCHEMA_LOCK = 0x766F6963  # PostgreSQL advisory lock key of the schema set-up ("voic")
+
+
+def _create_tables(db: Any) -> None:
+    """Missing tables and columns, made by one node at a time: nodes starting together on a
+    fresh PostgreSQL database would otherwise race to create the same tables."""
+    if db.engine.dialect.name != "postgresql":
+        db.create_all()
+        return
+    from sqlalchemy import text
+
+    with db.engine.connect() as conn:
+        conn.execute(text("SELECT pg_advisory_lock(:key)"), {"key": SCHEMA_LOCK})
+        try:
+            db.create_all()
+        finally:
+            conn.execute(text("SELECT pg_advisory_unlock(:key)"), {"key": SCHEMA_LOCK})
+            conn.commit()
 
 
 def _safe_url(url: str) -> str:

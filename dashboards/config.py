@@ -7,6 +7,7 @@ Read from the same ``voicebot.toml`` and ``VOICEBOT_*`` environment as the core
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Literal
 
 from pydantic import BaseModel, Field
 
@@ -87,6 +88,13 @@ class OperationsSettings(FileAndEnvSettings):
     """All settings of the web app and the data behind it."""
 
     data_dir: Path = Field(default_factory=default_data_dir)
+    role: Literal["all", "call", "web"] = Field(
+        "all",
+        description=(
+            "what this node runs: 'call' (bot, SIP, WebRTC, health probes only), 'web' (the "
+            "operator web app, no bot) or 'all' (both); nodes share the database and broker"
+        ),
+    )
     web: WebSettings = Field(default_factory=WebSettings)
     database: DatabaseSettings = Field(default_factory=DatabaseSettings)
     mqtt: MqttSettings = Field(default_factory=MqttSettings)

@@ -39,6 +39,7 @@ from zoneinfo import ZoneInfo
 
 import yaml
 from sqlalchemy import DateTime, Integer, String, Text, delete, func, select, update
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
 from dashboards import audit
@@ -131,6 +132,19 @@ class FaqVersion(Base):
             "based_on": self.based_on,
             "entry_count": self.entry_count,
         }
+
+
+class NodeFaqVersion(Base):
+    """The FAQ version each node's bot speaks now, written by the node itself, so that the
+    operators see on the version page whether every call node has switched."""
+
+    __tablename__ = "node_faq_versions"
+
+    node: Mapped[str] = mapped_column(String(128), primary_key=True)
+    role: Mapped[str] = mapped_column(String(8))
+    version: Mapped[int] = mapped_column(Integer)
+    switched_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
+    seen_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)  # last check
 
 
 class FaqDraft(Base):
@@ -513,20 +527,23 @@ class FaqVersions:
                 return
         faq = load_faq(self.source_dir, city=self.city)
         entries = [_entry_dict(faq.categories[e.id], e) for e in faq]
-        with self._draft_lock, self.db.session() as s:
-            if s.scalar(select(FaqVersion.number).limit(1)) is not None:
-                return  # another process was first
-            s.add(self._version_row(1, "system", "initial", "初期のFAQ", None, entries))
-            s.add(
-                FaqDraft(
-                    id=1,
-                    base_version=1,
-                    revision=1,
-                    updated_at=utcnow(),
-                    updated_by="system",
-                    snapshot=json.dumps(entries, ensure_ascii=False),
+        try:
+            with self._draft_lock, self.db.session() as s:
+                if s.scalar(select(FaqVersion.number).limit(1)) is not None:
+                    return  # another process was first
+                s.add(self._version_row(1, "system", "initial", "初期のFAQ", None, entries))
+                s.add(
+                    FaqDraft(
+                        id=1,
+                        base_version=1,
+                        revision=1,
+                        updated_at=utcnow(),
+                        updated_by="system",
+                        snapshot=json.dumps(entries, ensure_ascii=False),
+                    )
                 )
-            )
+        except IntegrityError:
+            return  # another node sharing the database was first, at the same moment
         self._write_current(entries)
         log.info("FAQ version 1 created from %s (%d entries)", self.source_dir, len(entries))
 
@@ -1108,3 +1125,37 @@ def create_entry_draft(
         data["followup"] = followup
     saved, _warnings = store.save_entry(data, user)
     return saved
+
+
+# --- which version each node speaks -----------------------------------------------------
+
+
+def record_node_version(db: Database, node: str, role: str, version: int) -> None:
+    """Note that ``node`` speaks ``version`` now (and is alive): an upsert of its own row."""
+    now = utcnow()
+    with db.session() as s:
+        row = s.get(NodeFaqVersion, node)
+        if row is None:
+            s.add(
+                NodeFaqVersion(node=node, role=role, version=version, switched_at=now, seen_at=now)
+            )
+            return
+        if row.version != version:
+            row.version, row.switched_at = version, now
+        row.role, row.seen_at = role, now
+
+
+def node_versions(db: Database) -> list[dict[str, Any]]:
+    """Every node that has spoken an FAQ, by name: its version and when it last checked."""
+    with db.session() as s:
+        rows = s.scalars(select(NodeFaqVersion).order_by(NodeFaqVersion.node)).all()
+    return [
+        {
+            "node": r.node,
+            "role": r.role,
+            "version": r.version,
+            "switched_at": r.switched_at.isoformat() + "Z",
+            "seen_at": r.seen_at.isoformat() + "Z",
+        }
+        for r in rows
+    ]

@@ -35,6 +35,7 @@ from dashboards.faq_versions import (
     FaqVersions,
     diff_snapshots,
     entry_hash,
+    node_versions,
 )
 from dashboards.flash import flash_query, verified_flash
 from dashboards.security import require_role
@@ -715,6 +716,7 @@ def faq_versions_page(
             **_page_ctx(flash, kind),
             "versions": versions.versions(),
             "published": versions.published_number(),
+            "nodes": node_versions(versions.db),
             "can_edit": _can_edit(user),
         },
     )

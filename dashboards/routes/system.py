@@ -2,13 +2,15 @@
 
 ``/healthz`` and ``/metrics`` need no login (they reveal no personal data) so that
 monitoring can reach them; ``/docs`` serves Swagger UI from local files, never a CDN.
+A call node (``role = "call"``) serves only the probes (``create_probe_app``): no
+operator page, no login, nothing but what a load balancer and Prometheus ask.
 """
 
 from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends
+from fastapi import APIRouter, Depends, FastAPI
 from fastapi.openapi.docs import get_swagger_ui_html
 from fastapi.responses import HTMLResponse, JSONResponse, Response
 from sqlalchemy import text
@@ -17,7 +19,7 @@ from starlette.concurrency import run_in_threadpool
 from dashboards.metrics import CONTENT_TYPE
 from dashboards.services import Services, get_services
 
-router = APIRouter()
+probes = APIRouter()
 
 SWAGGER_ASSETS = "/docs/assets"
 
@@ -40,36 +42,43 @@ def calls_in_progress(services: Services) -> int:
     return 0
 
 
-@router.get("/livez", tags=["system"])
+@probes.get("/livez", tags=["system"])
 async def livez() -> JSONResponse:
     """Liveness: the process and its event loop answer. Nothing else is checked, so that a
     database or broker outage never gets a healthy process restarted mid-call."""
     return JSONResponse({"status": "ok"})
 
 
-@router.get("/readyz", tags=["system"])
+@probes.get("/readyz", tags=["system"])
 async def readyz(services: Annotated[Services, Depends(get_services)]) -> JSONResponse:
-    """Readiness for new calls: 200 once the bot is loaded and the phone side listens, and
-    503 while starting or draining (SIGTERM), so a load balancer sends calls elsewhere."""
-    switchboard = services.switchboard
+    """Readiness: on a node that takes calls, 200 once the bot is loaded and the phone side
+    listens, and 503 while starting or draining (SIGTERM), so a load balancer sends calls
+    elsewhere; on a web node (no calls), 200 while the shared database answers."""
+    if services.settings.role == "web":
+        reasons = [] if await run_in_threadpool(_db_ok, services) else ["database unreachable"]
+        detail = "データベースに接続できません。"
+    else:
+        reasons = _call_side_reasons(services)
+        detail = "通話を受け付ける準備ができていません（起動中または停止処理中です）。"
+    if not reasons:
+        return JSONResponse({"status": "ready", "reasons": []})
+    body = {"status": "not ready", "reasons": reasons, "detail": detail}
+    return JSONResponse(body, status_code=503)
+
+
+def _call_side_reasons(services: Services) -> list[str]:
+    """Why this node cannot take a new call now (empty: it can)."""
     reasons = []
     if services.bot is None:
         reasons.append("bot not loaded")
     if not services.phone_ready:
         reasons.append("phone side not listening")
-    if switchboard is None or not switchboard.accepting:
+    if services.switchboard is None or not services.switchboard.accepting:
         reasons.append("not accepting calls")
-    if not reasons:
-        return JSONResponse({"status": "ready", "reasons": []})
-    body = {
-        "status": "not ready",
-        "reasons": reasons,
-        "detail": "通話を受け付ける準備ができていません（起動中または停止処理中です）。",
-    }
-    return JSONResponse(body, status_code=503)
+    return reasons
 
 
-@router.get("/healthz", tags=["system"])
+@probes.get("/healthz", tags=["system"])
 async def healthz(services: Annotated[Services, Depends(get_services)]) -> JSONResponse:
     """Liveness and readiness: 200 when the database answers, else 503."""
     db_ok = await run_in_threadpool(_db_ok, services)
@@ -84,7 +93,7 @@ async def healthz(services: Annotated[Services, Depends(get_services)]) -> JSONR
     return JSONResponse(body, status_code=200 if db_ok else 503)
 
 
-@router.get("/metrics", tags=["system"], response_class=Response)
+@probes.get("/metrics", tags=["system"], response_class=Response)
 def metrics(services: Annotated[Services, Depends(get_services)]) -> Response:
     """Prometheus text exposition."""
     sink = services.metrics
@@ -93,6 +102,10 @@ def metrics(services: Annotated[Services, Depends(get_services)]) -> Response:
     if services.switchboard is not None:
         sink.calls_in_progress.set(len(services.switchboard.active))
     return Response(sink.render(), media_type=CONTENT_TYPE)
+
+
+router = APIRouter()
+router.include_router(probes)
 
 
 @router.get("/docs", include_in_schema=False)
@@ -105,3 +118,13 @@ def docs() -> HTMLResponse:
         swagger_css_url=f"{SWAGGER_ASSETS}/swagger-ui.css",
         swagger_favicon_url=f"{SWAGGER_ASSETS}/favicon-32x32.png",
     )
+
+
+def create_probe_app(services: Services) -> FastAPI:
+    """The HTTP server of a call node: /livez, /readyz, /healthz and /metrics only."""
+    app = FastAPI(
+        title="税務ボイスボット 通話ノード", docs_url=None, redoc_url=None, openapi_url=None
+    )
+    app.state.services = services
+    app.include_router(probes)
+    return app
