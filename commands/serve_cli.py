@@ -18,7 +18,7 @@ Everything is configured in voicebot.toml (or --config) and VOICEBOT_* variables
   [web]      host, port, secure_cookies
   [database] url = "postgresql+psycopg://voicebot@db/voicebot"   (default: SQLite)
   [mqtt]     host, port, prefix, site                            (default: in-process only)
-  node = "call-1", role = "call"   (top level; VOICEBOT_NODE, VOICEBOT_ROLE)
+  node = "call-1", role = "call"   (before any [section]; VOICEBOT_NODE, VOICEBOT_ROLE)
 e.g. VOICEBOT_SIP__PORT=5070 VOICEBOT_WEB__PORT=8081 voicebot serve
 Several machines (PostgreSQL and MQTT shared): `voicebot serve --role call` on each call
 node behind a SIP proxy (deploy/kamailio), `voicebot serve --role web` for the operators.
