@@ -20,6 +20,7 @@ from __future__ import annotations
 import collections
 import contextlib
 import ctypes
+import importlib
 import logging
 import time
 from typing import ClassVar, Protocol
@@ -48,6 +49,7 @@ class CallLegEvents(Protocol):
     def dtmf_received(self, digit: str) -> None: ...
     def transfer_status(self, code: int, reason: str, final: bool) -> None: ...
     def disconnected(self, code: int, reason: str) -> None: ...
+    def released(self) -> None: ...  # after disconnected(): pjsua has freed the call's slot
 
 
 def _read_vector_slow(vector: pj.ByteVector) -> bytes:
@@ -75,6 +77,37 @@ def _pick_vector_reader():
 
 
 read_byte_vector = _pick_vector_reader()
+
+
+def _find_enum_calls():
+    """pjsua's ``pjsua_enum_calls`` in the loaded pjsua2 library (the same instance: a
+    second dlopen of a loaded library returns it), or None if it cannot be found."""
+    try:
+        library = ctypes.CDLL(importlib.import_module("pjsua2._pjsua2").__file__)
+        enum_calls = library.pjsua_enum_calls
+    except (ImportError, OSError, AttributeError):
+        log.warning("pjsua_enum_calls not found; a call's end is judged by pjsua2 alone")
+        return None
+    enum_calls.argtypes = [ctypes.POINTER(ctypes.c_int), ctypes.POINTER(ctypes.c_uint)]
+    enum_calls.restype = ctypes.c_int
+    return enum_calls
+
+
+_enum_calls = _find_enum_calls()
+_MAX_CALL_IDS = 64  # more than any pjsua build holds (PJSUA_MAX_CALLS)
+
+
+def calls_held() -> set[int] | None:
+    """The ids of the calls that hold one of pjsua's call slots now (a call is counted by
+    pjsua, and refused a new INVITE with 486, until its slot is freed), or None if pjsua's
+    list cannot be read. pjsua thread only."""
+    if _enum_calls is None:
+        return None
+    ids = (ctypes.c_int * _MAX_CALL_IDS)()
+    count = ctypes.c_uint(_MAX_CALL_IDS)
+    if _enum_calls(ids, ctypes.byref(count)) != 0:
+        return None
+    return set(ids[: count.value])
 
 
 def _callback_failed(what: str) -> None:
@@ -219,12 +252,16 @@ class PjCall(pj.Call):
     ):
         super().__init__(account, call_id)
         self._ports = ports  # where the call's audio port comes from, and goes back to
+        try:  # told apart from a later call that pjsua gives the same id
+            self.sip_call_id = self.getInfo().callIdString
+        except pj.Error:
+            self.sip_call_id = ""
         # The address the media sockets are bound to: when given, each audio stream takes
         # RTP only from the far end's SDP address (telephony/rtp_peer_lock.py).
         self.media_host = media_host
         self.events: CallLegEvents | None = None
         self.port: FramePort | None = None
-        self.ended = False
+        self.ended = False  # DISCONNECTED: over for SIP, though pjsua may still hold it
         self.confirmed = False  # the caller's ACK has arrived (the dialog is established)
         self._on_disconnected = on_disconnected
 
@@ -250,10 +287,31 @@ class PjCall(pj.Call):
         if info.state == pj.PJSIP_INV_STATE_CONFIRMED:
             self.confirmed = True
         if info.state == pj.PJSIP_INV_STATE_DISCONNECTED and not self.ended:
+            # Over for the caller and the bot; pjsua frees the slot later (report_released).
             self.ended = True
             if self.events is not None:
                 self.events.disconnected(info.lastStatusCode, info.lastReason)
             self._on_disconnected(self)
+
+    def let_go(self, held: set[int] | None) -> bool:
+        """pjsua no longer holds this ended call: its id is not among ``held`` (from
+        ``calls_held()``) or belongs to a newer call. pjsua reports DISCONNECTED before it
+        frees the call's slot, and a call hung up before the caller's ACK keeps its slot
+        until the ACK comes or Timer H runs out."""
+        if held is None:
+            return not self.isActive()
+        return self.getId() not in held or self._id_taken_by_another_call()
+
+    def _id_taken_by_another_call(self) -> bool:
+        try:  # the id holds a slot here, so pjsua has its information (no error logged)
+            return self.getInfo().callIdString != self.sip_call_id
+        except pj.Error:
+            return True
+
+    def report_released(self) -> None:
+        """Tell the bot pjsua has let the call go (its slot may be counted free)."""
+        if self.events is not None:
+            self.events.released()
 
     def onCallMediaState(self, prm: pj.OnCallMediaStateParam) -> None:
         if self.events is None:

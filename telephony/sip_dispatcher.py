@@ -23,10 +23,16 @@ one user agent:
   Record-Route is taken out of what the PBX sees.
 * Datagrams and TCP streams that do not parse as SIP are dropped (a TCP connection sending
   them is closed), as a SIP stack would.
-* Nothing from the network is kept without a bound (telephony/sip_limits.py): a call slot
-  is freed when its INVITE gets no final response (Timer B) or its 2xx no ACK (Timer H),
+* Nothing from the network is kept without a bound (telephony/sip_limits.py): a call ends
+  here when its INVITE gets no final response (Timer B) or its 2xx no ACK (Timer H),
   routes are keyed by Call-ID and the caller's From tag (telephony/sip_routes.py), and TCP
   connections are capped, timed out and closed when their peer stops reading.
+* A call's slot in its worker is given back only when the worker reports the call gone
+  (``call_ended``: pjsua has released it) or answered its INVITE with a failure: a BYE's
+  answer or a deadline ends the call here, but pjsua may hold it a while longer (waiting
+  for an ACK before its BYE, or for the BYE's answer), and a new INVITE sent to that
+  worker meanwhile would get 486 Busy Here from pjsua itself. A worker that never reports
+  a call gone has its slot back after ``worker_release_s``.
 * The bot never lets the far end steer a call elsewhere: REFER, INVITE with Replaces or
   Join, and NOTIFY outside a transfer the bot started are refused here, before a worker
   sees them (the workers refuse them too). An INVITE, UPDATE or PRACK whose Contact,
@@ -91,6 +97,11 @@ PEER_CACHE = 4096  # source hosts whose allowed/not-allowed answer is remembered
 ALLOWED_METHODS = ("INVITE", "ACK", "CANCEL", "BYE", "OPTIONS", "INFO", "UPDATE", "PRACK", "NOTIFY")
 REFUSED_METHODS = {"REFER", "SUBSCRIBE", "PUBLISH", "MESSAGE", "REGISTER"}  # known, never allowed
 TRANSFER_HEADERS = ("replaces", "join")  # an INVITE carrying one takes over another call
+# The longest pjsua holds a call after the dispatcher has seen it end: a 2xx waits up to
+# Timer H (64 x T1 = 32 s) for the ACK before pjsua can send its BYE, which then waits up
+# to Timer F (32 s) for an answer. A worker that has not reported the call gone by then
+# never will (it lost the call).
+WORKER_RELEASE_S = 70.0
 
 
 def source_host(src_address: str) -> str:
@@ -136,6 +147,14 @@ class _Worker:
     address: tuple[str, int]
     capacity: int
     calls: set[str] = field(default_factory=set)  # Call-IDs of its calls in progress
+    heard: set[str] = field(default_factory=set)  # ...whose INVITE it has answered at all
+    # Calls over for the dispatcher that the worker has not yet reported gone: Call-ID ->
+    # the monotonic time after which the slot is counted free anyway.
+    ending: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def slots_taken(self) -> int:
+        return len(self.calls) + len(self.ending)
 
 
 class SipDispatcher:
@@ -151,6 +170,7 @@ class SipDispatcher:
         public_host: str | None = None,
         limits: SipLimits | None = None,
         on_call_expired: Callable[[str], None] | None = None,
+        worker_release_s: float = WORKER_RELEASE_S,
     ):
         self.host = host
         self.requested_port = port
@@ -164,6 +184,7 @@ class SipDispatcher:
         # Told the SIP Call-ID of a call whose slot was freed on a deadline, so that the
         # worker's side of it ends too.
         self.on_call_expired = on_call_expired
+        self.worker_release_s = worker_release_s
         self._secret = os.urandom(16).hex()
         self.dropped_from_strangers = 0  # datagrams from outside allowed_peers, most unread
         self.dropped_malformed = 0  # messages that were not SIP or over a bound
@@ -180,6 +201,7 @@ class SipDispatcher:
         self._slot_log = ThrottledLog(log)
         self._refusal_log = ThrottledLog(log)
         self._deadline_log = ThrottledLog(log)
+        self._release_log = ThrottledLog(log)
         self._tcp_log = ThrottledLog(log)
         self._udp: asyncio.DatagramTransport | None = None
         self._tcp: asyncio.Server | None = None
@@ -206,8 +228,9 @@ class SipDispatcher:
 
     @property
     def calls_in_progress(self) -> int:
-        """Call slots taken now (INVITEs under way and calls up)."""
-        return sum(len(w.calls) for w in self._workers.values())
+        """Call slots taken now: INVITEs under way, calls up, and calls ended here that
+        their worker has not yet reported gone (pjsua still counts them)."""
+        return sum(w.slots_taken for w in self._workers.values())
 
     @property
     def free_slots(self) -> int:
@@ -279,17 +302,33 @@ class SipDispatcher:
             self._routes.remove(route)
 
     def call_ended(self, call_id: str) -> None:
-        """A worker reports a call over: its slot is free; stray retransmissions still route."""
+        """A worker reports a call gone (pjsua has released it): its slot is free; stray
+        retransmissions still route."""
         route = self._routes.get(call_id)
         if route is not None:
-            self._release(route)
+            self._release(route, worker_gone=True)
+            return
+        for worker in self._workers.values():  # the route has been forgotten already
+            worker.ending.pop(call_id, None)
 
-    def _release(self, route: Route) -> None:
-        if self._routes.end(route, time.monotonic()):
+    def _release(self, route: Route, *, worker_gone: bool = False) -> None:
+        """The call is over here. Its slot in the worker is free at once if the worker
+        no longer has the call (``worker_gone``), else once it says so (``call_ended``)."""
+        now = time.monotonic()
+        if self._routes.end(route, now):
             self._count_down(self._calls_from, route.source)
         worker = self._workers.get(route.worker)
-        if worker is not None:
-            worker.calls.discard(route.call_id)
+        if worker is None:
+            return
+        call_id = route.call_id
+        # Not a word from the worker about the INVITE: pjsua dropped it or never had it.
+        held = not worker_gone and call_id in worker.heard
+        worker.heard.discard(call_id)
+        if held and call_id in worker.calls:
+            worker.ending[call_id] = now + self.worker_release_s
+        elif not held:
+            worker.ending.pop(call_id, None)
+        worker.calls.discard(call_id)
 
     @staticmethod
     def _count_down(counts: dict[str, int], key: str) -> None:
@@ -314,11 +353,21 @@ class SipDispatcher:
         now = time.monotonic()
         for route, why in self._routes.overdue(now):
             self._deadline_log.log(
-                logging.WARNING, "SIP: call slot of Call-ID %s freed: %s", route.call_id, why
+                logging.WARNING, "SIP: call of Call-ID %s given up: %s", route.call_id, why
             )
             self._release(route)
             if self.on_call_expired is not None:
                 self.on_call_expired(route.call_id)
+        for worker in self._workers.values():
+            for call_id, deadline in list(worker.ending.items()):
+                if deadline < now:
+                    self._release_log.log(
+                        logging.WARNING,
+                        "SIP: worker %s never reported the end of Call-ID %s; its slot is free",
+                        worker.key,
+                        call_id,
+                    )
+                    del worker.ending[call_id]
         in_use = self._routes.connections_in_use()
         for connection in list(self._connections.values()):
             why = connection.overdue(now, self.limits, connection.id in in_use)
@@ -328,8 +377,8 @@ class SipDispatcher:
     def _pick_worker(self) -> _Worker | None:
         if self.calls_in_progress >= self.max_calls:
             return None
-        free = [w for w in self._workers.values() if len(w.calls) < w.capacity]
-        return min(free, key=lambda w: len(w.calls) / w.capacity) if free else None
+        free = [w for w in self._workers.values() if w.slots_taken < w.capacity]
+        return min(free, key=lambda w: w.slots_taken / w.capacity) if free else None
 
     # -- messages in ------------------------------------------------------------------------------
     def datagram(self, data: bytes, source: tuple[str, int]) -> None:
@@ -740,10 +789,12 @@ class SipDispatcher:
                 break
         self._rewrite_contact(message)
         route = self._routes.get(message.call_id)
+        if route is not None and message.method == "INVITE" and route.call_id in worker.calls:
+            worker.heard.add(route.call_id)  # pjsua has the call (until it reports it gone)
         if route is not None and message.method == "INVITE" and message.status >= 200:
             cseq = int((message.get("cseq") or "0").split()[0])
             if cseq == route.invite_cseq and message.status >= 300:
-                self._release(route)
+                self._release(route, worker_gone=True)  # pjsua refused it: no call there
             elif cseq == route.invite_cseq and route.state is CallState.CALLING:
                 self._routes.set_state(route, CallState.ANSWERED, time.monotonic())
             elif cseq == route.invite_cseq and route.state is CallState.ENDED:
@@ -766,8 +817,8 @@ class SipDispatcher:
             self._send_udp(message.to_bytes(), address)
 
     def _end_on_bye_response(self, message: SipMessage) -> None:
-        """A final response to a BYE (either way) ends the call's slot, whatever the worker
-        reports later."""
+        """A final response to a BYE (either way) ends the call here; its slot in the
+        worker is free once the worker reports the call gone."""
         if message.method == "BYE" and message.status >= 200:
             route = self._routes.get(message.call_id)
             if route is not None and route.holds_slot:

@@ -46,6 +46,7 @@ from telephony.pjsua_call import (
     PjCall,
     PjLogWriter,
     PortPool,
+    calls_held,
 )
 from telephony.sip_wire import PJSUA_MAX_CALLS, Decoder, Kind, decode_json, encode
 
@@ -127,6 +128,7 @@ class LegAudio:
         self._frames: collections.deque[bytes] = collections.deque()
         self._lock = threading.Lock()
         self._buffering = True  # waiting for PREBUFFER_FRAMES before playing
+        self._end: dict[str, Any] = {"sip_call_id": sip_call_id}  # what disconnected() said
         self._flushing = False  # a DRAIN is pending: play what is left without waiting
 
     # -- from the bot (reader thread) ---------------------------------------------------------
@@ -177,7 +179,14 @@ class LegAudio:
         self._outbox.put(encode(Kind.TRANSFER_STATUS, self.leg, payload))
 
     def disconnected(self, code: int, reason: str) -> None:
-        payload = {"code": code, "reason": reason, "sip_call_id": self.sip_call_id}
+        self._end = {"code": code, "reason": reason, "sip_call_id": self.sip_call_id}
+        payload = {**self._end, "released": False}
+        self._outbox.put(encode(Kind.DISCONNECTED, self.leg, payload))
+
+    def released(self) -> None:
+        """DISCONNECTED again, once pjsua has freed the call's slot: only then may the
+        dispatcher send this worker another call in its place."""
+        payload = {**self._end, "released": True}
         self._outbox.put(encode(Kind.DISCONNECTED, self.leg, payload))
 
 
@@ -367,11 +376,21 @@ class SipWorker:
         self._ended_legs.append(leg)
 
     def _reap_legs(self) -> None:
+        """Drop the calls that have ended, each once pjsua has let it go, and say so
+        (DISCONNECTED with released): pjsua reports a call's end before it frees the
+        call's slot, and a call hung up before the caller's ACK keeps its slot until the
+        ACK comes or Timer H runs out. The dispatcher counts this worker's slots by these
+        reports, so that a slot it counts free is free in pjsua too (else: 486 Busy Here)."""
         if not self._ended_legs:
             return
+        held = calls_held()
         ended, self._ended_legs = self._ended_legs, []
         while ended:  # popped: no loop variable keeps a call object alive afterwards
             leg = ended.pop()
+            if not leg.let_go(held):
+                self._ended_legs.append(leg)
+                continue
+            leg.report_released()
             for key, known in list(self._legs.items()):
                 if known is leg:
                     del self._legs[key]

@@ -53,6 +53,7 @@ class WorkerLeg:
         self.leg = leg
         self.sip_call_id = sip_call_id
         self.events: LegEvents | None = None
+        self.ended = False  # the worker said the call is over (its slot may still be held)
 
     def play(self, pcm: bytes) -> None:
         """Queue 20 ms of bot audio in the worker."""
@@ -80,7 +81,7 @@ class WorkerLink(asyncio.Protocol):
         index: int,
         config: dict[str, Any],
         on_incoming: OnIncoming,
-        on_leg_ended: Callable[[WorkerLeg], None],
+        on_leg_ended: Callable[[WorkerLeg], None],  # the worker has let the call go
         on_exit: Callable[[WorkerLink], None],
     ):
         self.index = index
@@ -221,11 +222,17 @@ class WorkerLink(asyncio.Protocol):
         leg = self.legs.get(key)
         events = leg.events if leg is not None else None
         if kind is Kind.DISCONNECTED:
-            self.legs.pop(key, None)
-            if events is not None:
-                events.disconnected(int(args.get("code", 0)), args.get("reason", ""))
-            if leg is not None:
-                self.on_leg_ended(leg)
+            # Twice per call: when it is over (the call hears it at once), and "released"
+            # once pjsua has freed its slot (the owner hears it then, and may count the
+            # slot free). One without "released" says both.
+            if leg is not None and not leg.ended:
+                leg.ended = True
+                if events is not None:
+                    events.disconnected(int(args.get("code", 0)), args.get("reason", ""))
+            if args.get("released", True):
+                self.legs.pop(key, None)
+                if leg is not None:
+                    self.on_leg_ended(leg)
         elif events is None:
             return
         elif kind is Kind.DTMF:
@@ -245,7 +252,8 @@ class WorkerLink(asyncio.Protocol):
                 future.set_exception(WorkerError("the SIP worker has stopped"))
         legs, self.legs = self.legs, {}
         for leg in legs.values():
-            if leg.events is not None:
+            if leg.events is not None and not leg.ended:
+                leg.ended = True
                 leg.events.disconnected(503, "SIP worker stopped")
             self.on_leg_ended(leg)
         if was_running:

@@ -20,7 +20,12 @@ sys.path.insert(0, str(Path(__file__).parent))
 
 from sipp.sip_client import SipClient, new_branch
 
-from telephony.sip_dispatcher import ALLOWED_METHODS, BRANCH_PREFIX, SipDispatcher
+from telephony.sip_dispatcher import (
+    ALLOWED_METHODS,
+    BRANCH_PREFIX,
+    WORKER_RELEASE_S,
+    SipDispatcher,
+)
 from telephony.sip_limits import SipLimits
 from telephony.sip_message import SipMessage, parse_datagram, parse_via
 
@@ -48,6 +53,7 @@ async def dispatch(
     capacity: int = 4,
     max_calls: int = 8,
     public_host: str | None = None,
+    worker_release_s: float = WORKER_RELEASE_S,
     **limits: float,
 ):
     expired: list[str] = []
@@ -59,6 +65,7 @@ async def dispatch(
         public_host=public_host,
         limits=SipLimits(**limits),
         on_call_expired=expired.append,
+        worker_release_s=worker_release_s,
     )
     await dispatcher.start()
     clients = [await SipClient.open() for _ in range(workers)]
@@ -228,6 +235,81 @@ def test_no_free_slot_is_503_and_a_slot_comes_back_when_its_call_ends():
     assert rejected == 1
 
 
+def test_a_call_ended_by_bye_holds_its_slot_until_the_worker_reports_it_gone():
+    """max_calls = 1: the PBX hangs up and the worker answers the BYE. pjsua frees the
+    call a moment later, and only the worker knows when: until it reports the call gone,
+    a new INVITE gets 503 here instead of being sent to a worker that would answer 486
+    Busy Here; after the report, the next INVITE is relayed."""
+
+    async def scenario():
+        async with dispatch(max_calls=1) as s:
+            call_id, early, late = (uuid.uuid4().hex for _ in range(3))
+            worker, _invite, ok = await established(s, call_id)
+            s.pbx.in_dialog("BYE", s.port, ok, 2)
+            bye = await worker.expect(request("BYE", call_id))
+            respond(worker, bye, 200, "OK", s.port)
+            await s.pbx.expect(final(call_id, "BYE"))
+            s.pbx.invite(s.port, early)
+            refused = await s.pbx.expect(final(early))
+            not_relayed = await nothing_arrives(worker, request("INVITE", early))
+            s.d.call_ended(call_id)
+            s.pbx.invite(s.port, late)
+            reached, _ = await relayed(s, request("INVITE", late))
+            return refused.status, not_relayed, reached is worker
+
+    status, not_relayed, relayed_after_report = asyncio.run(scenario())
+    assert status == 503
+    assert not_relayed
+    assert relayed_after_report
+
+
+def test_an_answer_never_acked_holds_its_slot_past_timer_h_until_the_worker_reports():
+    """The worker answered 200 and no ACK came: at Timer H the call is given up here (the
+    owner is told, so that the worker hangs it up) but pjsua still has it, so its slot
+    stays taken until the worker reports the call gone."""
+
+    async def scenario():
+        async with dispatch(max_calls=1, timer_h_s=0.3) as s:
+            call_id = uuid.uuid4().hex
+            s.pbx.invite(s.port, call_id)
+            worker, invite = await relayed(s, request("INVITE", call_id))
+            respond(worker, invite, 200, "OK", s.port)
+            await s.pbx.expect(final(call_id))
+            deadline = time.monotonic() + 10
+            while not s.expired and time.monotonic() < deadline:
+                await asyncio.sleep(0.05)
+            taken_after_timer_h = s.d.calls_in_progress
+            s.d.call_ended(call_id)
+            return list(s.expired), taken_after_timer_h, s.d.calls_in_progress
+
+    expired, taken_after_timer_h, taken_after_report = asyncio.run(scenario())
+    assert len(expired) == 1
+    assert taken_after_timer_h == 1
+    assert taken_after_report == 0
+
+
+def test_a_slot_the_worker_never_reports_free_comes_back_after_worker_release_s():
+    """A worker that never reports an ended call gone (it lost it) does not keep its
+    slot for ever: after ``worker_release_s`` the slot is free."""
+
+    async def scenario():
+        async with dispatch(max_calls=1, worker_release_s=0.3, timer_b_s=0.4) as s:
+            call_id = uuid.uuid4().hex
+            worker, _invite, ok = await established(s, call_id)
+            s.pbx.in_dialog("BYE", s.port, ok, 2)
+            bye = await worker.expect(request("BYE", call_id))
+            respond(worker, bye, 200, "OK", s.port)
+            await s.pbx.expect(final(call_id, "BYE"))
+            taken_at_once = s.d.calls_in_progress
+            deadline = time.monotonic() + 10
+            while s.d.calls_in_progress and time.monotonic() < deadline:
+                await asyncio.sleep(0.05)
+            return taken_at_once, s.d.calls_in_progress
+
+    taken_at_once, taken_later = asyncio.run(scenario())
+    assert (taken_at_once, taken_later) == (1, 0)
+
+
 def test_while_stopping_a_new_invite_gets_503():
     async def scenario():
         async with dispatch() as s:
@@ -355,10 +437,11 @@ def test_a_response_whose_via_the_dispatcher_did_not_sign_is_not_relayed():
 
 
 # -- requests out -------------------------------------------------------------------------------
-def test_a_workers_bye_reaches_the_pbx_through_the_dispatcher_and_its_answer_frees_the_slot():
+def test_a_workers_bye_reaches_the_pbx_through_the_dispatcher_and_the_worker_frees_the_slot():
     """The worker hangs up: its BYE, routed by the dispatcher's Record-Route, reaches the
     PBX with the dispatcher's Via on top, its Route taken out and its Contact public; the
-    PBX's 200 goes back to the worker and the call's slot is free."""
+    PBX's 200 goes back to the worker. The call's slot stays taken until the worker
+    reports the call gone (pjsua frees it after the 200 has reached it)."""
 
     async def scenario():
         async with dispatch(public_host=PUBLIC) as s:
@@ -382,9 +465,11 @@ def test_a_workers_bye_reaches_the_pbx_through_the_dispatcher_and_its_answer_fre
             bye = await s.pbx.expect(request("BYE", call_id))
             s.pbx.reply(bye, 200, "OK", s.port)
             answered = await worker.expect(final(call_id, "BYE"))
-            return s.port, worker, bye, answered, in_call, s.d.calls_in_progress
+            after_answer = s.d.calls_in_progress
+            s.d.call_ended(call_id)
+            return s.port, worker, bye, answered, (in_call, after_answer, s.d.calls_in_progress)
 
-    port, worker, bye, answered, in_call, after = asyncio.run(scenario())
+    port, worker, bye, answered, taken = asyncio.run(scenario())
     own, sender = (parse_via(v) for v in bye.get_all("via"))
     assert own.host == PUBLIC and own.param("branch").startswith(BRANCH_PREFIX)
     assert (sender.host, sender.port) == ("127.0.0.1", worker.port)
@@ -393,7 +478,7 @@ def test_a_workers_bye_reaches_the_pbx_through_the_dispatcher_and_its_answer_fre
     assert bye.get("max-forwards") == "69"
     assert answered.status == 200
     assert [parse_via(v).port for v in answered.get_all("via")] == [worker.port]
-    assert (in_call, after) == (1, 0)
+    assert taken == (1, 1, 0)
 
 
 # -- deadlines ------------------------------------------------------------------------------------

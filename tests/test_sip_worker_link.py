@@ -256,6 +256,8 @@ def test_a_call_reaches_its_leg_audio_and_keys_flow_and_hangup_ends_it() -> None
                 )
                 client.reply(bye, 200, "OK", link.address[1])
                 assert await wait_until(lambda: recorder.ended, 10)
+                # ... and once pjsua has freed the call's slot, the owner hears of it
+                assert await wait_until(lambda: owner.legs_ended, 10)
                 assert owner.exits == []  # the worker carries on after its call
                 return ok, leg, caller, recorder, legs_before, dict(link.legs), owner
             finally:
@@ -288,9 +290,14 @@ def test_calls_in_turn_each_carry_audio_and_their_teardown_fails_no_clock_callba
             ok, leg = await answered(link, client, owner, rtp)
             recorder = owner.recorders[leg.leg]
             assert await wait_until(lambda: len(recorder.pcm) >= 5, 10)
-            for i in range(0, len(tone), 160):
-                leg.play(tone[i : i + 160].tobytes())
-            heard = await wait_until(lambda: any(np.abs(f).max() > 1000 for f in rtp.received), 10)
+            heard = False
+            for _ in range(50):  # the tone, at the caller's pace, until the caller hears it
+                for i in range(0, len(tone), 160):
+                    leg.play(tone[i : i + 160].tobytes())
+                    await asyncio.sleep(0.02)
+                if any(np.abs(f).max() > 1000 for f in rtp.received):
+                    heard = True
+                    break
             for i in range(0, len(tone), 160):  # still playing when the caller hangs up
                 leg.play(tone[i : i + 160].tobytes())
             client.in_dialog("BYE", link.address[1], ok, 2)

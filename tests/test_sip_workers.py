@@ -18,22 +18,25 @@ import signal
 import subprocess
 import sys
 import textwrap
+import uuid
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
 
 from sipp.rtp_peer import RtpPeer
+from sipp.sip_client import SipClient
 from sipp.sip_harness import AUDIO, free_port, run_sipp
 
 from telephony.config import SipSettings, TelephonySettings
 from telephony.sip_endpoint import SipEndpoint
+from telephony.sip_limits import SipLimits
 from voicebot.frames import AudioFrame
 
 ROOT = Path(__file__).resolve().parent.parent
 
 
 @contextlib.asynccontextmanager
-async def echo_endpoint(max_calls: int):
+async def echo_endpoint(max_calls: int, limits: SipLimits | None = None):
     """A SIP endpoint whose calls echo the caller; yields it and a queue of its calls,
     each put there once the caller's first RTP frame has reached the bot (the call is
     up: the caller's RTP peer only starts sending when the bot's RTP reaches it)."""
@@ -49,7 +52,7 @@ async def echo_endpoint(max_calls: int):
                 await transport.send(frame)
 
     settings = TelephonySettings(sip=SipSettings(port=0, max_calls=max_calls))
-    endpoint = SipEndpoint(settings, echo)
+    endpoint = SipEndpoint(settings, echo, limits=limits)
     await endpoint.start()
     try:
         yield endpoint, answered
@@ -114,6 +117,75 @@ def test_full_endpoint_answers_503_and_takes_calls_again_when_one_ends(tmp_path)
     assert third_run.returncode == 0, third_run.stdout + third_run.errors
     assert endpoint.calls_answered == 2 and endpoint.calls_rejected == 1
     assert [w.process.returncode for w in endpoint.workers] == [0]
+
+
+def final(call_id: str):
+    return lambda m: (
+        not m.is_request and m.call_id == call_id and m.method == "INVITE" and m.status >= 200
+    )
+
+
+async def until(condition, timeout: float) -> bool:
+    for _ in range(int(timeout / 0.05)):
+        if condition():
+            return True
+        await asyncio.sleep(0.05)
+    return condition()
+
+
+def test_a_call_given_up_by_the_dispatcher_keeps_its_slot_until_pjsua_has_let_it_go():
+    """One worker full (four calls, pjsua's limit): three callers ACK, the fourth does
+    not. After Timer H the dispatcher gives the fourth call up and the worker hangs it up,
+    but pjsua holds it, its BYE waiting for the ACK; a caller arriving meanwhile is
+    answered 503 by the dispatcher (it used to be sent to the worker and get 486 Busy Here
+    from pjsua). The ACK comes late, pjsua sends its BYE, the caller answers it; only once
+    the worker has reported the call gone is its slot free, and the next caller is
+    answered by pjsua."""
+
+    async def scenario():
+        limits = SipLimits(timer_h_s=1.0)
+        async with echo_endpoint(max_calls=4, limits=limits) as (endpoint, _answered):
+            pbx = await SipClient.open()
+            try:
+                for _ in range(3):
+                    call_id = uuid.uuid4().hex
+                    pbx.invite(endpoint.port, call_id)
+                    ok = await pbx.expect(final(call_id), timeout=30)
+                    pbx.in_dialog("ACK", endpoint.port, ok, 1)
+                silent = uuid.uuid4().hex
+                pbx.invite(endpoint.port, silent)
+                silent_ok = await pbx.expect(final(silent), timeout=30)
+                dispatcher = endpoint.dispatcher
+                given_up = await until(
+                    lambda: (
+                        dispatcher.routes_kept
+                        and not any(silent in w.calls for w in dispatcher._workers.values())
+                    ),
+                    10,
+                )
+                meanwhile = uuid.uuid4().hex
+                pbx.invite(endpoint.port, meanwhile)
+                refused = await pbx.expect(final(meanwhile), timeout=30)
+                held_while_pjsua_holds = dispatcher.free_slots == 0
+                pbx.in_dialog("ACK", endpoint.port, silent_ok, 1)
+                bye = await pbx.expect(
+                    lambda m: m.is_request and m.method == "BYE" and m.call_id == silent, 30
+                )
+                pbx.reply(bye, 200, "OK", endpoint.port)
+                released = await until(lambda: dispatcher.free_slots == 1, 30)
+                later = uuid.uuid4().hex
+                pbx.invite(endpoint.port, later)
+                answer = await pbx.expect(final(later), timeout=30)
+                return given_up, refused.status, held_while_pjsua_holds, released, answer.status
+            finally:
+                pbx.close()
+
+    given_up, refused, held, released, answered = asyncio.run(scenario())
+    assert given_up
+    assert refused == 503
+    assert held
+    assert released
+    assert answered == 200
 
 
 def test_bot_hangs_up_a_call_that_came_over_tcp(tmp_path):
