@@ -97,7 +97,10 @@ def test_web_node_publishes_and_the_call_node_switches(tmp_path, postgres_url):
                 30,
                 "the call node's version recorded",
             )
-            page = api.get("/faq/versions", headers={"accept": "text/html"})
+            html = {"accept": "text/html"}
+            for path in ("/", "/faq", "/monitor", "/reports", "/unanswered", "/staff", "/phone"):
+                assert api.get(path, headers=html).status_code == 200, path  # no bot needed
+            page = api.get("/faq/versions", headers=html)
             assert page.status_code == 200
             assert "各ノードが使用中の版" in page.text and "call-1" in page.text
         assert "FAQ reloaded" in call.text()
