@@ -33,6 +33,10 @@ one user agent:
   for an ACK before its BYE, or for the BYE's answer), and a new INVITE sent to that
   worker meanwhile would get 486 Busy Here from pjsua itself. A worker that never reports
   a call gone has its slot back after ``worker_release_s``.
+* The dialog of each call that is up (the caller's Contact and Record-Route set, both
+  tags, the worker's CSeq) is kept while its slot is held, so that when a worker dies
+  (``remove_worker``) the dispatcher ends its calls towards the callers with a BYE of
+  its own (retransmitted over UDP until answered): a caller is not left on a silent line.
 * The bot never lets the far end steer a call elsewhere: REFER, INVITE with Replaces or
   Join, and NOTIFY outside a transfer the bot started are refused here, before a worker
   sees them (the workers refuse them too). An INVITE, UPDATE or PRACK whose Contact,
@@ -46,6 +50,7 @@ Media does not pass through here: the SDP names the worker's RTP address directl
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import hmac
 import ipaddress
@@ -102,6 +107,9 @@ TRANSFER_HEADERS = ("replaces", "join")  # an INVITE carrying one takes over ano
 # to Timer F (32 s) for an answer. A worker that has not reported the call gone by then
 # never will (it lost the call).
 WORKER_RELEASE_S = 70.0
+# A BYE the dispatcher sends for a dead worker's call goes again after these pauses (UDP,
+# Timer E style) until the caller answers it.
+BYE_RETRANSMIT_S = (0.5, 1.0, 2.0, 4.0)
 
 
 def source_host(src_address: str) -> str:
@@ -155,6 +163,17 @@ class _Worker:
     @property
     def slots_taken(self) -> int:
         return len(self.calls) + len(self.ending)
+
+
+@dataclass
+class _Dialog:
+    """What it takes to end a call towards its caller when its worker cannot."""
+
+    remote_target: str  # the caller's Contact URI (the BYE's Request-URI)
+    route_set: list[str]  # Record-Route values of the INVITE as the caller's side sent them
+    remote: str  # the caller's From (with its tag): the BYE's To
+    local: str | None = None  # the To of the worker's 2xx (with its tag): the BYE's From
+    next_cseq: int = 1  # above every CSeq the worker has used in the dialog
 
 
 class SipDispatcher:
@@ -212,6 +231,9 @@ class SipDispatcher:
         self._workers: dict[Hashable, _Worker] = {}
         self._worker_at: dict[tuple[str, int], _Worker] = {}
         self._routes = CallRoutes(self.limits)
+        self._dialogs: dict[str, _Dialog] = {}  # Call-ID -> dialog, while its slot is held
+        self._byes: dict[str, asyncio.Event] = {}  # our BYEs' branches -> answered
+        self.byes_sent = 0  # calls ended towards the caller because their worker died
         self._tasks: set[asyncio.Task] = set()
         self._deadlines: asyncio.Task | None = None
 
@@ -291,14 +313,21 @@ class SipDispatcher:
         self._worker_at[address] = worker
 
     def remove_worker(self, key: Hashable) -> None:
-        """A worker has gone: its calls are over, its Call-IDs route nowhere."""
+        """A worker has gone: its calls are over, its Call-IDs route nowhere. Each of its
+        calls that was answered is ended towards the caller with a BYE from here (the
+        worker, killed or crashed, cannot send one; the caller would hear silence until
+        it hung up itself)."""
         worker = self._workers.pop(key, None)
         if worker is None:
             return
         self._worker_at.pop(worker.address, None)
         for route in self._routes.of_worker(key):
+            dialog = self._dialogs.pop(route.call_id, None)
             if route.holds_slot:
                 self._count_down(self._calls_from, route.source)
+                answered = route.state in (CallState.ANSWERED, CallState.CONFIRMED)
+                if answered and dialog is not None and dialog.local is not None:
+                    self._spawn(self._bye_to_caller(route, dialog))
             self._routes.remove(route)
 
     def call_ended(self, call_id: str) -> None:
@@ -317,6 +346,7 @@ class SipDispatcher:
         now = time.monotonic()
         if self._routes.end(route, now):
             self._count_down(self._calls_from, route.source)
+        self._dialogs.pop(route.call_id, None)
         worker = self._workers.get(route.worker)
         if worker is None:
             return
@@ -558,6 +588,7 @@ class SipDispatcher:
         if worker is None:
             return
         if initial_invite:
+            self._keep_dialog(message)
             message.prepend("Record-Route", self._own_uri)
         message.prepend("Via", str(own))
         self._send_udp(message.to_bytes(), worker.address)
@@ -655,6 +686,75 @@ class SipDispatcher:
             self._routes.set_state(route, CallState.CONFIRMED, time.monotonic())
         return worker
 
+    def _keep_dialog(self, invite: SipMessage) -> None:
+        """The caller's side of a new call's dialog, as its initial INVITE gives it."""
+        try:
+            target = uri_of(invite.get("contact") or "")
+        except SipParseError:
+            return  # no Contact: nowhere to send a BYE (the caller's timers end the call)
+        self._dialogs[invite.call_id] = _Dialog(
+            remote_target=target,
+            route_set=invite.get_all("record-route"),
+            remote=invite.get("from") or "",
+        )
+
+    async def _bye_to_caller(self, route: Route, dialog: _Dialog) -> None:
+        """End a dead worker's call towards the caller: a BYE in the worker's place (its
+        tag, a CSeq above the worker's), along the caller's route set, over the call's TCP
+        connection if it came on one, else over UDP, sent again until it is answered."""
+        next_hop = uri_of(dialog.route_set[0]) if dialog.route_set else dialog.remote_target
+        uri = parse_uri(next_hop)
+        connection = None
+        if route.connection is not None and uri.transport in (None, "TCP"):
+            connection = self._connections.get(route.connection)
+        host = uri.host
+        if not _is_ip(host):
+            infos = await asyncio.wait_for(
+                asyncio.get_running_loop().getaddrinfo(host, None, type=socket.SOCK_DGRAM),
+                self.limits.tcp_message_s,
+            )
+            host = infos[0][4][0]
+        port = uri.port or 5060
+        if connection is None and uri.transport == "TCP":
+            connection = await asyncio.wait_for(
+                self._connect(host, port), self.limits.tcp_message_s
+            )
+        seed = f"{route.call_id}|{dialog.next_cseq}|bye|{os.urandom(8).hex()}"
+        digest = hashlib.sha1(f"{self._secret}|{seed}".encode()).hexdigest()
+        branch = self._branch(digest[:BRANCH_DIGEST_HEX], "")
+        via = Via("TCP" if connection else "UDP", self.advertised_host, self.port, [])
+        via.set_param("branch", branch)
+        lines = [
+            f"BYE {dialog.remote_target} SIP/2.0",
+            f"Via: {via}",
+            *(f"Route: {value}" for value in dialog.route_set),
+            "Max-Forwards: 70",
+            f"From: {dialog.local}",
+            f"To: {dialog.remote}",
+            f"Call-ID: {route.call_id}",
+            f"CSeq: {dialog.next_cseq} BYE",
+            'Reason: SIP;cause=503;text="Service Unavailable"',
+            "Content-Length: 0",
+        ]
+        data = ("\r\n".join(lines) + "\r\n\r\n").encode("utf-8")
+        self.byes_sent += 1
+        log.warning("SIP: call %s ended towards the caller (its worker died)", route.call_id)
+        if connection is not None:
+            connection.send(data)
+            return
+        answered = self._byes[branch] = asyncio.Event()
+        try:
+            for pause in (*BYE_RETRANSMIT_S, None):
+                self._send_udp(data, (host, port))
+                if pause is None:
+                    break
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(answered.wait(), pause)
+                if answered.is_set():
+                    break
+        finally:
+            self._byes.pop(branch, None)
+
     def _transfer_refusal(self, message: SipMessage) -> tuple[int, str, str] | None:
         """(status, reason, why) if the far end's request must not reach a worker: a method
         the bot does not take, or an INVITE that would replace or join another call."""
@@ -742,6 +842,9 @@ class SipDispatcher:
         route = self._routes.get(message.call_id)
         if route is not None and message.method == "REFER":
             route.refer_sent = True  # the far end's NOTIFYs about it may come in
+        dialog = self._dialogs.get(message.call_id)
+        if dialog is not None and route is not None and route.worker == worker.key:
+            dialog.next_cseq = max(dialog.next_cseq, message.cseq_number + 1)
         connection = None
         if route is not None and route.connection is not None and uri.transport in (None, "TCP"):
             connection = self._connections.get(route.connection)
@@ -770,6 +873,9 @@ class SipDispatcher:
         if not self.sent_through_here(top):
             self._malformed_log.log(logging.INFO, "SIP: dropped a response not sent through here")
             return
+        answered = self._byes.get(top.param("branch") or "")
+        if answered is not None and message.status >= 200:
+            answered.set()  # the caller answered a BYE sent here for a dead worker
         message.remove_first("via")
         nxt_text = message.get("via")
         if nxt_text is None:
@@ -797,6 +903,9 @@ class SipDispatcher:
                 self._release(route, worker_gone=True)  # pjsua refused it: no call there
             elif cseq == route.invite_cseq and route.state is CallState.CALLING:
                 self._routes.set_state(route, CallState.ANSWERED, time.monotonic())
+                dialog = self._dialogs.get(route.call_id)
+                if dialog is not None and message.status < 300:
+                    dialog.local = message.get("to")
             elif cseq == route.invite_cseq and route.state is CallState.ENDED:
                 # Answered after the slot was given up (Timer B) or after the call ended:
                 # not relayed; the worker's side of the call is ended.

@@ -54,6 +54,9 @@ class WorkerLeg:
         self.sip_call_id = sip_call_id
         self.events: LegEvents | None = None
         self.ended = False  # the worker said the call is over (its slot may still be held)
+        # Why the call was cut off by the system rather than ended by SIP (the worker
+        # died), or None: the call's record should not say the caller hung up.
+        self.failure: str | None = None
 
     def play(self, pcm: bytes) -> None:
         """Queue 20 ms of bot audio in the worker."""
@@ -251,10 +254,14 @@ class WorkerLink(asyncio.Protocol):
             if not future.done():
                 future.set_exception(WorkerError("the SIP worker has stopped"))
         legs, self.legs = self.legs, {}
-        for leg in legs.values():
-            if leg.events is not None and not leg.ended:
-                leg.ended = True
-                leg.events.disconnected(503, "SIP worker stopped")
-            self.on_leg_ended(leg)
         if was_running:
+            # First, while the calls' routes are still known: the dispatcher ends each
+            # call towards its caller (the dead worker cannot).
             self.on_exit(self)
+        for leg in legs.values():
+            if not leg.ended:
+                leg.ended = True
+                leg.failure = "SIP worker stopped"
+                if leg.events is not None:
+                    leg.events.disconnected(503, "SIP worker stopped")
+            self.on_leg_ended(leg)

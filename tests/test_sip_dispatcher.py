@@ -481,6 +481,54 @@ def test_a_workers_bye_reaches_the_pbx_through_the_dispatcher_and_the_worker_fre
     assert taken == (1, 1, 0)
 
 
+def test_when_a_worker_dies_its_answered_calls_get_a_bye_from_the_dispatcher():
+    """The worker carrying a call is removed (it died): the dispatcher ends the call
+    towards the caller in the worker's place. The BYE goes to the caller's Contact along
+    the caller's Record-Route set, from the worker's tag to the caller's, with a CSeq
+    above the worker's own requests; once answered it is not sent again."""
+
+    async def scenario():
+        async with dispatch() as s:
+            call_id = uuid.uuid4().hex
+            proxy = f"<sip:{s.pbx.host}:{s.pbx.port};lr>"
+            s.pbx.invite(s.port, call_id, extra=f"Record-Route: {proxy}")
+            worker, invite = await relayed(s, request("INVITE", call_id))
+            respond(worker, invite, 200, "OK", s.port)
+            ok = await s.pbx.expect(final(call_id))
+            s.pbx.in_dialog("ACK", s.port, ok, 1)
+            await worker.expect(request("ACK", call_id))
+            worker.send(  # the worker's own request in the dialog: CSeq 7
+                f"""INFO sip:0312345678@{s.pbx.host}:{s.pbx.port} SIP/2.0
+                Via: SIP/2.0/UDP {worker.host}:{worker.port};branch={new_branch()};rport
+                Route: {invite.get_all("record-route")[0]}
+                Route: {proxy}
+                From: {invite.get("to")};tag=worker-1
+                To: {invite.get("from")}
+                Call-ID: {call_id}
+                CSeq: 7 INFO
+                Max-Forwards: 70
+                """,
+                s.port,
+            )
+            await s.pbx.expect(request("INFO", call_id))
+            s.d.remove_worker(0)
+            bye = await s.pbx.expect(request("BYE", call_id))
+            s.pbx.reply(bye, 200, "OK", s.port)
+            again = not await nothing_arrives(
+                s.pbx, lambda m: m is not bye and request("BYE", call_id)(m), 2.0
+            )
+            return bye, s.d.byes_sent, again, s.d.calls_in_progress, proxy, s.pbx
+
+    bye, sent, again, in_progress, proxy, pbx = asyncio.run(scenario())
+    assert bye.request_uri == f"sip:0312345678@{pbx.host}:{pbx.port}"
+    assert bye.get_all("route") == [proxy]
+    assert bye.from_tag == "worker-1" and bye.to_tag == "caller-1"
+    assert bye.cseq_number == 8
+    assert "503" in (bye.get("reason") or "")
+    assert sent == 1 and not again
+    assert in_progress == 0
+
+
 # -- deadlines ------------------------------------------------------------------------------------
 def test_an_invite_left_unanswered_past_timer_b_gives_its_slot_back_and_reports_it():
     """The worker never answers: after Timer B the slot is free and the owner is told the

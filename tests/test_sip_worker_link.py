@@ -272,6 +272,7 @@ def test_a_call_reaches_its_leg_audio_and_keys_flow_and_hangup_ends_it() -> None
     assert len(recorder.ended) == 1
     assert legs_after == {}
     assert owner.legs_ended == [leg]
+    assert leg.failure is None  # ended by SIP, not cut off
 
 
 def test_calls_in_turn_each_carry_audio_and_their_teardown_fails_no_clock_callback(
@@ -405,6 +406,7 @@ def test_a_killed_worker_ends_its_calls_fails_commands_and_reports_its_exit() ->
 
     leg, ended, owner, alive, legs, outcome = asyncio.run(scenario())
     assert ended == [(503, "SIP worker stopped")]
+    assert leg.failure == "SIP worker stopped"  # cut off, not hung up by the caller
     assert owner.legs_ended == [leg]
     assert len(owner.exits) == 1
     assert not alive and legs == {}

@@ -240,6 +240,38 @@ def test_a_crashed_worker_ends_its_calls_and_is_replaced(tmp_path):
     assert [w.process.returncode for w in endpoint.workers] == [0]
 
 
+def test_callers_of_a_killed_worker_get_a_bye_and_the_bot_hears_the_failure():
+    """The worker carrying an established call is killed (SIGKILL): it cannot end the call,
+    so the dispatcher sends the caller a BYE in its place (the caller used to be left on
+    a silent line), and the bot's side of the call ends with 503 and the leg marked as
+    cut off by the failure."""
+
+    async def scenario():
+        async with echo_endpoint(max_calls=4) as (endpoint, _answered):
+            pbx = await SipClient.open()
+            try:
+                call_id = uuid.uuid4().hex
+                pbx.invite(endpoint.port, call_id)
+                ok = await pbx.expect(final(call_id), timeout=30)
+                pbx.in_dialog("ACK", endpoint.port, ok, 1)
+                assert await until(lambda: len(endpoint.transports) == 1, 10)
+                transport = next(iter(endpoint.transports.values()))
+                os.kill(endpoint.workers[0].pid, signal.SIGKILL)
+                bye = await pbx.expect(
+                    lambda m: m.is_request and m.method == "BYE" and m.call_id == call_id, 30
+                )
+                pbx.reply(bye, 200, "OK", endpoint.port)
+                await asyncio.wait_for(transport.wait_closed(), 30)
+                return ok, bye, transport.hangup_code, transport.leg.failure
+            finally:
+                pbx.close()
+
+    ok, bye, hangup_code, failure = asyncio.run(scenario())
+    assert bye.from_tag == ok.to_tag and bye.to_tag == ok.from_tag
+    assert hangup_code == 503
+    assert failure == "SIP worker stopped"  # for the call's record: cut off, not hung up
+
+
 BOT_PROCESS = textwrap.dedent(
     """
     import asyncio, json, sys
