@@ -51,6 +51,7 @@ class SipCallTransport:
         staff_console: Any | None = None,
     ):
         self.leg = leg
+        self.failure: str | None = None  # why the system, not the caller, ended the call
         self.call_id = call_id
         self.caller = caller
         self.transfer_settings = transfer
@@ -110,6 +111,7 @@ class SipCallTransport:
             return
         log.info("SIP call %s: ended (%d %s)", self.call_id, code, reason)
         self.hangup_code = code
+        self.failure = self.leg.failure  # the worker died: the line was cut, not hung up
         self._closed.set()
         self._inbound.put_nowait(None)
         self._refer_done(487, "call ended")

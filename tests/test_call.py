@@ -371,3 +371,29 @@ def test_published_faq_reaches_new_calls(settings, bot, faq):
     audio = caller_track("納付書を再発行してもらえますか", 2.5)
     result, _, _ = run_call(fresh, audio)
     assert result.turns[0].said.startswith(changed.answer)
+
+
+class CutLine(RecordedCaller):
+    """A caller whose line is cut by a failure on our side 1.5 s into the bot's answer
+    (as when the SIP worker holding the call dies)."""
+
+    failure: str | None = None
+
+    async def receive(self):
+        answer_started = self._bot_speaking and self._last_question_end is not None
+        if answer_started and self._t - self._last_question_end > 1500:
+            self.failure = "SIP worker stopped"
+            return None
+        return await super().receive()
+
+
+def test_a_line_cut_on_our_side_is_abandoned_not_hung_up(bot):
+    clock = VirtualClock(work_ms=RECOGNITION_MS)
+    caller = CutLine(caller_track("納付書を再発行してもらえますか", 4.0), clock)
+    recorder = EventRecorder()
+    session = bot.session(caller, clock, EventFanout(caller, recorder), now=lambda: OPEN)
+    result = asyncio.run(session.run())
+    assert result.outcome == "abandoned"
+    failed = [e for e in recorder.events if isinstance(e, ComponentFailed)]
+    assert [(e.component, e.error) for e in failed] == [("transport", "SIP worker stopped")]
+    assert recorder.events[-1].name == "call_ended" and recorder.events[-1].outcome == "abandoned"

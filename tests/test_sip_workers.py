@@ -262,7 +262,7 @@ def test_callers_of_a_killed_worker_get_a_bye_and_the_bot_hears_the_failure():
                 )
                 pbx.reply(bye, 200, "OK", endpoint.port)
                 await asyncio.wait_for(transport.wait_closed(), 30)
-                return ok, bye, transport.hangup_code, transport.leg.failure
+                return ok, bye, transport.hangup_code, transport.failure
             finally:
                 pbx.close()
 

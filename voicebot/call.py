@@ -109,9 +109,10 @@ class CallSession:
         try:
             while self.outcome is None:
                 frame = await self.transport.receive()
-                if frame is None:
+                if frame is None:  # the caller hung up, or the line was cut
+                    failure = getattr(self.transport, "failure", None)
                     waiting, within = self.caller_turns.waiting, self.config.abandon_within_ms
-                    self.outcome = self.conversation.hang_up_outcome(waiting, within)
+                    self.outcome = self.conversation.line_closed(failure, waiting, within)
                 elif isinstance(frame, DtmfFrame):
                     await self._on_dtmf(frame.digit)
                 else:

@@ -14,7 +14,7 @@ from voicebot.asr.base import Transcript
 from voicebot.clock import Clock
 from voicebot.dialogue import Checkpoint, Dialogue, Reply, State
 from voicebot.endpointing import SpeechEnd
-from voicebot.events import EventSink
+from voicebot.events import ComponentFailed, EventSink
 from voicebot.turn import Turn
 from voicebot.turn_log import intent_decided
 
@@ -97,6 +97,18 @@ class Conversation:
         turn.speech_end_ms = at_ms
         self.turns.append(turn)
         return turn
+
+    def line_closed(self, failure: str | None, waiting: bool, abandon_within_ms: float) -> str:
+        """The outcome of a call whose line closed: ``abandoned`` if a failure on our side
+        cut it (``failure`` says which), else how the caller hung up."""
+        if failure is None:
+            return self.hang_up_outcome(waiting, abandon_within_ms)
+        log.warning("call %s: the line was cut: %s", self.call_id, failure)
+        now = self.clock.now_ms()
+        self.events.emit(
+            ComponentFailed(call_id=self.call_id, t_ms=now, component="transport", error=failure)
+        )
+        return "abandoned"
 
     def hang_up_outcome(self, waiting: bool, abandon_within_ms: float) -> str:
         """``hung_up_waiting`` if the caller gave up waiting for the bot, else ``hung_up``.

@@ -107,7 +107,8 @@ class TransferFailed(CallEvent):
 @dataclass(frozen=True, kw_only=True)
 class CallEnded(CallEvent):
     name: ClassVar[str] = "call_ended"
-    outcome: str  # completed, transferred, hung_up, hung_up_waiting (gave up waiting)
+    outcome: str  # completed, transferred, hung_up, hung_up_waiting (gave up waiting),
+    # abandoned (the line was cut by a failure on our side)
     duration_ms: float
 
 

@@ -24,6 +24,9 @@ class CallTransport(Protocol):
 
     name: str  # "sip", "webrtc", "recording"
     sample_rate: int  # rate of the int16 frames it delivers and accepts (8000 on phones)
+    # Once ``receive()`` has returned None: why the line was cut if the caller did not hang
+    # up (e.g. the SIP worker holding the call died), else None. Optional attribute.
+    failure: str | None
 
     async def receive(self) -> AudioFrame | DtmfFrame | None:
         """The next caller frame (stamped on the call clock), a key press, or None: hung up."""

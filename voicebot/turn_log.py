@@ -36,7 +36,7 @@ class CallResult:
     """How a call ended, and its turns."""
 
     call_id: str
-    outcome: str  # completed, transferred, hung_up, hung_up_waiting
+    outcome: str  # completed, transferred, hung_up, hung_up_waiting, abandoned
     duration_ms: float
     turns: list[Turn]
     handover: Handover | None = None
