@@ -23,6 +23,7 @@ class RecordingLeg:
 
     def __init__(self) -> None:
         self.events = None
+        self.failure: str | None = None  # set by the worker link when the worker died
         self.played: list[bytes] = []
 
     def play(self, pcm: bytes) -> None:
