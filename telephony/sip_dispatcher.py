@@ -7,9 +7,12 @@ one user agent:
 
 * An initial INVITE goes to the worker with the most free slots (503 Service Unavailable
   when every slot is taken or the service is stopping); every later message with the same
-  Call-ID goes to the same worker. Nothing from an address outside ``allowed_peers`` is
-  read: its datagrams are dropped before parsing, except that a few INVITEs a second get
-  a minimal 403 (top Via only, never larger than the INVITE, sent to the packet's source).
+  Call-ID goes to the same worker. While the service drains (``taking_calls`` says no)
+  an OPTIONS outside a call is answered 503 here too, so that a proxy probing the node
+  (Kamailio's dispatcher) sends new calls elsewhere while the calls in progress finish.
+  Nothing from an address outside ``allowed_peers`` is read: its datagrams are dropped
+  before parsing, except that a few INVITEs a second get a minimal 403 (top Via only,
+  never larger than the INVITE, sent to the packet's source).
 * Every message is parsed within fixed bounds (telephony/sip_message_limits.py); one
   that the dispatcher and a worker could read differently (a single-valued header twice,
   a bare CR or LF, a malformed value) gets 400 before anything is routed. A response is
@@ -190,6 +193,7 @@ class SipDispatcher:
         limits: SipLimits | None = None,
         on_call_expired: Callable[[str], None] | None = None,
         worker_release_s: float = WORKER_RELEASE_S,
+        taking_calls: Callable[[], bool] | None = None,
     ):
         self.host = host
         self.requested_port = port
@@ -197,7 +201,9 @@ class SipDispatcher:
         self.max_calls = max_calls
         self.advertised_host = public_host or (_default_address() if _is_wildcard(host) else host)
         self.port: int | None = None
-        self.accepting = True
+        self._accepting = True
+        # Asked at each new call and probe: False while the service drains (SIGTERM).
+        self.taking_calls = taking_calls
         self.rejected = 0  # initial INVITEs refused here (403 or 503)
         self.limits = limits or SipLimits()
         # Told the SIP Call-ID of a call whose slot was freed on a deadline, so that the
@@ -238,6 +244,15 @@ class SipDispatcher:
         self._deadlines: asyncio.Task | None = None
 
     # -- lifecycle --------------------------------------------------------------------------------
+    @property
+    def accepting(self) -> bool:
+        """Whether a new call may start here: not stopping, and the service not draining."""
+        return self._accepting and (self.taking_calls is None or self.taking_calls())
+
+    @accepting.setter
+    def accepting(self, value: bool) -> None:
+        self._accepting = value
+
     @property
     def seen_by_workers(self) -> str:
         """The source address the workers see on the dispatcher's messages."""
@@ -675,7 +690,9 @@ class SipDispatcher:
             if method != "OPTIONS":
                 self._respond(message, 481, "Call/Transaction Does Not Exist", connection)
                 return None
-            worker = next(iter(self._workers.values()), None)  # it answers OPTIONS
+            # Any worker answers a probe, unless no new call may start here: then 503, so
+            # that a probing proxy stops sending calls to this node until it takes them.
+            worker = next(iter(self._workers.values()), None) if self.accepting else None
             if worker is None:
                 self._respond(message, 503, "Service Unavailable", connection)
             return worker

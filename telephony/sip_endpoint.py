@@ -11,6 +11,12 @@ in the bot's process, and a task running ``on_call(transport, caller, call_id)``
 
 pjsua itself answers 488 to offers without a usable codec and 400 to malformed SDP; the
 dispatcher drops datagrams that do not parse as SIP.
+
+While the service drains (SIGTERM: the switchboard stops taking calls and lets the calls in
+progress finish), the dispatcher answers new INVITEs and OPTIONS probes 503 itself: before,
+pjsua answered both (the probe 200, the INVITE 200 followed at once by a BYE when the
+switchboard refused the call), so a proxy in front of several nodes kept sending callers
+to a node that was going away.
 """
 
 from __future__ import annotations
@@ -88,6 +94,19 @@ def media_bind_host(host: str, advertised: str) -> str:
     return advertised
 
 
+def owner_accepting(on_call: Callable[..., Any]) -> Callable[[], bool] | None:
+    """``on_call``'s owner's ``accepting`` flag, read at each call (None if it has none).
+
+    ``on_call`` is normally ``Switchboard.handle``, and the switchboard clears ``accepting``
+    when the service starts to drain: reading it here lets the endpoint refuse new calls
+    from that moment, not only once the calls in progress have ended.
+    """
+    owner = getattr(on_call, "__self__", None)
+    if not isinstance(getattr(owner, "accepting", None), bool):
+        return None
+    return lambda: bool(owner.accepting)
+
+
 def worker_count(max_calls: int, workers: int | None) -> int:
     """Workers to start: as configured, or enough for ``max_calls`` at four calls each."""
     return workers if workers else max(1, math.ceil(max_calls / PJSUA_MAX_CALLS))
@@ -102,8 +121,12 @@ class SipEndpoint:
         on_call: OnCall,
         staff_console: Any | None = None,
         limits: SipLimits | None = None,
+        taking_calls: Callable[[], bool] | None = None,
     ):
         self.settings = settings
+        # Whether the service takes new calls: given, or the ``accepting`` flag of the
+        # object whose method ``on_call`` is (``Switchboard.handle``: False once it drains).
+        self.taking_calls = taking_calls or owner_accepting(on_call)
         self.limits = limits or settings.sip.limits.to_limits()
         self.sip = settings.sip
         self.on_call = on_call
@@ -146,6 +169,7 @@ class SipEndpoint:
             public_host=sip.public_host,
             limits=self.limits,
             on_call_expired=self._on_call_expired,
+            taking_calls=self.taking_calls,
         )
         try:
             self.port = await dispatcher.start()
