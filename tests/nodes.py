@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import re
+import shutil
 import signal
 import socket
 import subprocess
@@ -40,7 +41,8 @@ def free_port(kind: int = socket.SOCK_DGRAM) -> int:
 
 
 class Node:
-    """One `voicebot serve` node and its log."""
+    """One `voicebot serve` node and its log; it can be killed and started again on the
+    same name, ports and data (as a supervisor restarts a service)."""
 
     def __init__(
         self,
@@ -51,10 +53,12 @@ class Node:
         *,
         rtp_base: int = 30000,
         env: dict[str, str] | None = None,
+        grace_s: float = 2.0,
     ):
         self.name = name
         self.role = role
         self.log_path = workdir / f"{name}.log"
+        self.speech_cache = workdir / name / "speech-cache"
         self.sip_port = free_port()
         self.web_port = free_port(socket.SOCK_STREAM)
         environ = dict(os.environ)
@@ -63,7 +67,7 @@ class Node:
             VOICEBOT_DATABASE__URL=database_url,
             VOICEBOT_DATA_DIR=str(workdir / name / "data"),
             VOICEBOT_TTS__ENGINE="pyttsx3",  # quick to render; Kokoro is tested elsewhere
-            VOICEBOT_TTS__CACHE_DIR=str(workdir / name / "speech-cache"),
+            VOICEBOT_TTS__CACHE_DIR=str(self.speech_cache),
             VOICEBOT_WEB__INITIAL_ADMIN_PASSWORD="node-test-password-1",
             VOICEBOT_SIP__PORT=str(self.sip_port),
             VOICEBOT_SIP__MAX_CALLS="4",
@@ -73,20 +77,47 @@ class Node:
             VOICEBOT_WEB__PORT=str(self.web_port),
         )
         environ.update(env or {})
+        self._environ = environ
+        self._command = [
+            *(sys.executable, "-m", "commands.cli", "serve"),
+            *("--role", role, "--grace", f"{grace_s:g}"),
+        ]
+        self.grace_s = grace_s
+        self._log_start = 0
         self.log = self.log_path.open("w")
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "commands.cli", "serve", "--role", role, "--grace", "2"],
-            stdout=self.log,
-            stderr=subprocess.STDOUT,
-            env=environ,
-            cwd=ROOT,
+        self.proc = self._spawn()
+
+    def _spawn(self) -> subprocess.Popen:
+        return subprocess.Popen(
+            self._command, stdout=self.log, stderr=subprocess.STDOUT, env=self._environ, cwd=ROOT
         )
+
+    def kill(self) -> int:
+        """SIGKILL (no shutdown code runs, as in a crash); the exit status."""
+        self.proc.send_signal(signal.SIGKILL)
+        return self.proc.wait(timeout=30)
+
+    def restart(self) -> None:
+        """Start the node again after it exited; ``text`` then reads the new run's log."""
+        assert self.proc.poll() is not None, f"node {self.name} is still running"
+        if self.log.closed:
+            self.log = self.log_path.open("a")
+        self.log.flush()
+        self._log_start = self.log_path.stat().st_size
+        self.proc = self._spawn()
 
     @property
     def web(self) -> str:
         return f"http://127.0.0.1:{self.web_port}"
 
     def text(self) -> str:
+        """The log of the node's current run."""
+        with self.log_path.open("rb") as log:
+            log.seek(self._log_start)
+            return log.read().decode(errors="replace")
+
+    def full_text(self) -> str:
+        """The log of every run of the node."""
         return self.log_path.read_text(errors="replace")
 
     def wait_for(self, pattern: str, timeout: float = START_TIMEOUT_S) -> re.Match:
@@ -106,14 +137,60 @@ class Node:
         if self.role != "web":
             self.wait_for(r"all FAQ answers are rendered")  # no rendering during calls
 
-    def stop(self) -> int:
-        """SIGTERM and wait (the node drains for its 2 s grace); its exit code."""
+    def terminate(self) -> None:
+        """SIGTERM, without waiting: the node drains (its calls finish within its grace)."""
         if self.proc.poll() is None:
             self.proc.send_signal(signal.SIGTERM)
+
+    def stop(self) -> int:
+        """SIGTERM and wait (the node drains for its grace, 2 s by default); its exit code."""
+        self.terminate()
         try:
-            return self.proc.wait(timeout=60)
+            return self.proc.wait(timeout=self.grace_s + 60)
         finally:
             if self.proc.poll() is None:
                 self.proc.kill()
                 self.proc.wait()
             self.log.close()
+
+
+def start_call_nodes(
+    workdir: Path,
+    names: list[str],
+    database_url: str,
+    *,
+    rtp_base: int = 32000,
+    env: dict[str, str] | None = None,
+    grace_s: float = 2.0,
+) -> list[Node]:
+    """Call nodes, ready: the first renders the speech cache, the others start with a copy.
+
+    Rendering every prompt and answer is the slow part of a node's first start; each node
+    still has a cache folder of its own (never two renderers in one folder), but only the
+    first pays for it, and the others start at once and in parallel.
+    """
+    nodes: list[Node] = []
+    try:
+        for index, name in enumerate(names):
+            if index == 1:
+                nodes[0].ready()
+            if index >= 1:
+                shutil.copytree(nodes[0].speech_cache, workdir / name / "speech-cache")
+            nodes.append(
+                Node(
+                    workdir,
+                    name,
+                    "call",
+                    database_url,
+                    rtp_base=rtp_base + 1000 * index,
+                    env=env,
+                    grace_s=grace_s,
+                )
+            )
+        for node in nodes:
+            node.ready()
+    except BaseException:
+        for node in nodes:
+            node.stop()
+        raise
+    return nodes
