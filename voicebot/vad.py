@@ -23,6 +23,7 @@ from __future__ import annotations
 import ctypes
 import logging
 import math
+import threading
 from abc import ABC, abstractmethod
 from collections import deque
 from dataclasses import dataclass
@@ -192,13 +193,39 @@ class EnergyVad(VoiceActivityDetector):
         self._levels.clear()
 
 
+# Silero VADs of finished calls, per sample rate, ready for the next call. Each holds ~10 MB
+# of native memory that, without reuse, is freed only when Python's cycle collector gets to
+# the call that owned it: under steady load the service's memory climbed by hundreds of MB
+# between collections (bench/soak.py). Reused, a busy node keeps about as many as it has
+# simultaneous calls.
+MAX_POOLED_PER_RATE = 16
+_pool: dict[int, list[SileroVad]] = {}
+_pool_lock = threading.Lock()
+
+
 def load_vad(sample_rate: int) -> VoiceActivityDetector:
-    """A `SileroVad` for one call, or an `EnergyVad` (with a warning) if Silero cannot load."""
+    """A `SileroVad` for one call (a finished call's, reset, when one is free), or an
+    `EnergyVad` (with a warning) if Silero cannot load."""
+    with _pool_lock:
+        pooled = _pool.get(sample_rate)
+        if pooled:
+            return pooled.pop()
     try:
         return SileroVad(sample_rate)
     except SileroUnavailableError as exc:
         _warn_fallback(str(exc))
         return EnergyVad(sample_rate)
+
+
+def release_vad(vad: VoiceActivityDetector) -> None:
+    """The call that used ``vad`` is over: reset it and keep it for the next call."""
+    if not isinstance(vad, SileroVad):
+        return
+    vad.reset()
+    with _pool_lock:
+        pooled = _pool.setdefault(vad.sample_rate, [])
+        if len(pooled) < MAX_POOLED_PER_RATE and all(v is not vad for v in pooled):
+            pooled.append(vad)
 
 
 @cache
