@@ -26,7 +26,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-from commands import sd_notify
+from commands import native_memory, sd_notify
 from dashboards.config import OperationsSettings
 from telephony.config import TelephonySettings
 from voicebot.config import Settings
@@ -96,6 +96,7 @@ async def start_service(
         telephony.webrtc.enabled = False  # the test phone and WebRTC offers say so
 
     db, retention = await _open_records(ops)
+    trimmer = asyncio.create_task(native_memory.trim_periodically(), name="malloc-trim")
     bot = await _start_bot(core, options) if takes_calls else None
     bus = EventBus()
     pipeline, events, metrics = await _start_events(ops, bus, db)
@@ -135,7 +136,7 @@ async def start_service(
         server=(server, web_task),
         web_url=web_url,
         sip_uri=sip.uri if sip is not None else None,
-        stops=[retention.cancel] + ([follower.stop] if follower is not None else []),
+        stops=[retention.cancel, trimmer.cancel] + ([follower.stop] if follower else []),
     )
 
 
@@ -143,6 +144,7 @@ async def _start_bot(core: Settings, options: ServeOptions) -> Any:
     """The shared bot: models loaded, prompts ready; FAQ answers render in the background."""
     from voicebot.bot import Bot
 
+    native_memory.limit_arenas()  # before the models start their threads
     bot = Bot(core)
     await bot.prepare(rates=CALL_RATES, progress=options.progress, background=True)
     if bot.rendering is not None:
