@@ -15,6 +15,8 @@ import time
 from collections import deque
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
+
 from telephony.config import TransferSettings
 from telephony.pjsua_call import FRAME_BYTES, FRAME_MS, SAMPLE_RATE
 from voicebot.frames import AudioFrame, DtmfFrame
@@ -34,6 +36,11 @@ MAX_INBOUND_FRAMES = 3000
 # (pjsua's conference bridge normally delivers a frame every 20 ms, RTP or not).
 GAP_FILL_MS = 200
 SILENT_FRAME = bytes(FRAME_BYTES)
+# After a gap was filled, caller frames that arrive late are ahead of the call clock by the
+# silence put in their place, and so is everything timed from them (the caller's last
+# speech, and the filler that follows it). Quiet late frames, as many as were filled, are
+# dropped to bring the timeline back; frames with speech in them are always kept.
+QUIET_PEAK = 300  # |sample| below this throughout: no speech (line noise is lower)
 
 
 class SipCallTransport:
@@ -72,6 +79,8 @@ class SipCallTransport:
         self.frames_sent = 0  # 20 ms frames of bot audio handed to the worker
         self.frames_dropped = 0  # caller frames dropped because nobody read them
         self.frames_filled = 0  # silent frames that stood in for caller audio not delivered
+        self.frames_skipped = 0  # quiet late frames dropped to give the filled time back
+        self._owed = 0  # filled frames not yet given back
         self._fill: deque[AudioFrame] = deque()
         leg.events = self
 
@@ -79,6 +88,10 @@ class SipCallTransport:
     def pcm_received(self, pcm: bytes) -> None:
         if self._first_frame_ms is None:
             self._first_frame_ms = (time.perf_counter() - self._created) * 1000.0
+        if self._owed and _quiet(pcm):  # its time was filled with silence already
+            self._owed -= 1
+            self.frames_skipped += 1
+            return
         t = self._next_frame_ms()
         if self._inbound.qsize() >= MAX_INBOUND_FRAMES:
             if not self.frames_dropped:
@@ -153,6 +166,7 @@ class SipCallTransport:
             for _ in range(GAP_FILL_MS // FRAME_MS):
                 self._fill.append(AudioFrame(SILENT_FRAME, SAMPLE_RATE, self._next_frame_ms()))
             self.frames_filled += len(self._fill)
+            self._owed += len(self._fill)
             return self._fill.popleft()
 
     def _next_frame_ms(self) -> float:
@@ -266,3 +280,9 @@ class SipCallTransport:
         """End the SIP leg if it is still up (after the conversation is over)."""
         if not self._closed.is_set():
             await self._bye()
+
+
+def _quiet(pcm: bytes) -> bool:
+    """No sample of the frame reaches ``QUIET_PEAK``: no speech in it."""
+    samples = np.frombuffer(pcm, dtype="<i2")
+    return int(np.abs(samples.astype(np.int32)).max(initial=0)) < QUIET_PEAK

@@ -12,10 +12,11 @@ import asyncio
 import itertools
 
 from telephony.config import TransferSettings
-from telephony.sip_call import GAP_FILL_MS, SipCallTransport
+from telephony.sip_call import GAP_FILL_MS, QUIET_PEAK, SipCallTransport
 from voicebot.frames import AudioFrame, DtmfFrame
 
-FRAME = b"\x01\x00" * 160  # 20 ms of 8 kHz audio, not silent
+FRAME = b"\x00\x10" * 160  # 20 ms of 8 kHz audio, loud enough to be speech
+QUIET = b"\x03\x00" * 160  # 20 ms of line noise
 
 
 class RecordingLeg:
@@ -84,3 +85,32 @@ def test_keys_and_hang_ups_still_come_through_after_a_gap():
     key, end = asyncio.run(scenario())
     assert key == DtmfFrame("5")
     assert end is None
+
+
+def test_quiet_frames_arriving_late_give_the_filled_time_back():
+    """After a stall the caller's frames arrive late: the quiet ones (as many as were
+    filled) are dropped so that the timeline is not left ahead; speech is always kept."""
+
+    async def scenario() -> tuple[list[AudioFrame], SipCallTransport]:
+        call = transport()
+        call.pcm_received(FRAME)
+        got = [await call.receive()]
+        filled = GAP_FILL_MS // 20
+        got += [await asyncio.wait_for(call.receive(), 2.0) for _ in range(filled)]
+        # The late frames of the stall arrive together: quiet, one with speech, quiet.
+        late = [QUIET] * 3 + [FRAME] + [QUIET] * (filled + 2)
+        for pcm in late:
+            call.pcm_received(pcm)
+        while not call._inbound.empty():
+            got.append(await call.receive())
+        return got, call
+
+    frames, call = asyncio.run(scenario())
+    filled = GAP_FILL_MS // 20
+    assert call.frames_skipped == filled  # all the filled time given back, no more
+    kept = frames[1 + filled :]
+    # Speech is never dropped; the quiet frames beyond the filled time are kept.
+    assert [f.pcm for f in kept] == [FRAME] + [QUIET] * (3 + filled + 2 - filled)
+    stamps = [f.timestamp_ms for f in frames]
+    assert [b - a for a, b in itertools.pairwise(stamps)] == [20.0] * (len(stamps) - 1)
+    assert int.from_bytes(QUIET[:2], "little") < QUIET_PEAK <= int.from_bytes(FRAME[:2], "little")
