@@ -235,6 +235,27 @@ def close_cut_calls(db: Database, node: str) -> int:
     return closed
 
 
+def close_calls_of_silent_nodes(
+    db: Database, silent_for: dt.timedelta, now: dt.datetime | None = None
+) -> int:
+    """Close as ``abandoned`` the open calls of call nodes that stopped checking in.
+
+    Every node with a bot writes its FAQ version row every few seconds
+    (``faq_follower``); a node whose row is older than ``silent_for`` has died (or lost
+    the database) and its calls cannot go on. ``close_cut_calls`` would close them only
+    when that node starts again under the same name; the surviving nodes run this so that
+    the records and reports are right without waiting for it. Returns how many were closed.
+    """
+    from dashboards.faq_versions import NodeFaqVersion
+
+    seen_before = (now or dt.datetime.now(dt.UTC)).replace(tzinfo=None) - silent_for
+    with db.session() as session:
+        silent = session.scalars(
+            select(NodeFaqVersion.node).where(NodeFaqVersion.seen_at < seen_before)
+        ).all()
+    return sum(close_cut_calls(db, node) for node in silent)
+
+
 def last_recorded_at(call: Call) -> dt.datetime:
     """The latest time recorded of ``call`` (its start if nothing happened after)."""
     times = [call.started_at]

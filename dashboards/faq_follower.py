@@ -7,6 +7,10 @@ it finds a newer published version it loads that snapshot, lets the bot render i
 writes the version it speaks to ``node_faq_versions`` on every check, so the version page
 shows whether every node has switched, and when each last looked.
 
+The same check-in tells the nodes that a node has died: on every check each node closes
+as ``abandoned`` the open calls of call nodes silent for ``SILENT_NODE_S``, so the
+records and reports do not wait for a dead node to come back.
+
 The node where an operator publishes (role ``all``) need not wait for its next poll:
 ``Services.on_faq_published`` calls ``sync`` straight away.
 """
@@ -14,10 +18,12 @@ The node where an operator publishes (role ``all``) need not wait for its next p
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 import logging
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING
 
+from dashboards.call_records import close_calls_of_silent_nodes
 from dashboards.faq_versions import record_node_version
 
 if TYPE_CHECKING:
@@ -27,6 +33,9 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 POLL_S = 3.0
+# A node that has not checked in for this long is dead: its open calls are closed as
+# abandoned by the nodes still running (40 missed checks: a slow database is not death).
+SILENT_NODE_S = 120.0
 
 
 class FaqFollower:
@@ -63,9 +72,12 @@ class FaqFollower:
                     await self.reload(self.versions.faq_of(entries))
                     log.info("node %s speaks FAQ version %d now", self.node, newest)
                 self.current = newest
-            await asyncio.to_thread(
-                record_node_version, self.versions.db, self.node, self.role, self.current
-            )
+            db = self.versions.db
+            await asyncio.to_thread(record_node_version, db, self.node, self.role, self.current)
+            silent_for = dt.timedelta(seconds=SILENT_NODE_S)
+            closed = await asyncio.to_thread(close_calls_of_silent_nodes, db, silent_for)
+            if closed:
+                log.warning("closed %d call(s) of call nodes that stopped (abandoned)", closed)
             return self.current
 
     def start(self) -> None:

@@ -28,6 +28,7 @@ from sqlalchemy import select, text
 
 from dashboards.call_records import (
     Call,
+    close_calls_of_silent_nodes,
     close_cut_calls,
     last_recorded_at,
     mark_abandoned,
@@ -90,6 +91,40 @@ def test_restart_closes_only_this_nodes_open_calls_as_abandoned(db, node_name):
     done = the_call(db, "a-done")
     assert done.outcome == "completed"
     assert close_cut_calls(db, "node-a") == 0
+
+
+def test_the_open_calls_of_a_node_that_stopped_checking_in_are_closed_by_the_others(db, node_name):
+    """Node a died for good (its last check-in 5 minutes ago); node b checks in. The nodes
+    still running close a's open call as abandoned without waiting for a to come back;
+    b's open call and a's finished one are untouched."""
+    from dashboards.faq_versions import record_node_version
+
+    start = dt.datetime.now(dt.UTC).replace(microsecond=0) - dt.timedelta(minutes=6)
+    turns = [ScriptedTurn("口座振替の申し込み", faq_id="payment.account-transfer")]
+    node_name("node-a")
+    record(
+        db,
+        scripted_call("a-cut", start, turns, outcome=None),
+        scripted_call("a-done", start, turns, outcome="completed"),
+    )
+    node_name("node-b")
+    record(db, scripted_call("b-open", start, turns, outcome=None))
+    record_node_version(db, "node-a", "call", 1)
+    record_node_version(db, "node-b", "call", 1)
+    silent_for = dt.timedelta(seconds=120)
+    assert close_calls_of_silent_nodes(db, silent_for) == 0  # both checked in just now
+
+    later = dt.datetime.now(dt.UTC) + dt.timedelta(minutes=5)  # a never checks in again
+    with db.session() as session:
+        session.execute(
+            text("UPDATE node_faq_versions SET seen_at = :t WHERE node = 'node-b'"),
+            {"t": later.replace(tzinfo=None)},
+        )
+    assert close_calls_of_silent_nodes(db, silent_for, now=later) == 1
+    assert the_call(db, "a-cut").outcome == "abandoned"
+    assert the_call(db, "a-done").outcome == "completed"
+    assert the_call(db, "b-open").outcome is None
+    assert close_calls_of_silent_nodes(db, silent_for, now=later) == 0
 
 
 def test_calls_recorded_before_nodes_were_are_left_to_the_age_backstop(database_url):
