@@ -40,7 +40,12 @@ def render_config(workdir: Path, port: int, nodes: list[Node]) -> Path:
     node_list.write_text(
         "".join(f"1 sip:127.0.0.1:{n.sip_port} 0 0 duid={n.name}\n" for n in nodes)
     )
-    settings = {"EDGE_IP": "127.0.0.1", "EDGE_PORT": str(port), "NODE_LIST": str(node_list)}
+    settings = {
+        "EDGE_IP": "127.0.0.1",
+        "EDGE_PORT": str(port),
+        "NODE_LIST": str(node_list),
+        "PBX_IP": "127.0.0.1",  # the test callers (sipp) send from here
+    }
     text = SHIPPED.read_text()
     for name, value in settings.items():
         text, count = re.subn(
@@ -112,17 +117,18 @@ class Kamailio:
             self.log.close()
 
 
-def options_answer(port: int) -> str | None:
-    """The status line of the answer to an OPTIONS sent to ``port`` (None: no answer)."""
+def options_answer(port: int, source: str = "127.0.0.1") -> str | None:
+    """The status line of the answer to an OPTIONS sent to ``port`` from ``source``
+    (None: no answer)."""
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
-        s.bind(("127.0.0.1", 0))
+        s.bind((source, 0))
         local = s.getsockname()[1]
         s.sendto(
             (
                 f"OPTIONS sip:127.0.0.1:{port} SIP/2.0\r\n"
-                f"Via: SIP/2.0/UDP 127.0.0.1:{local};branch=z9hG4bK{time.monotonic_ns()}\r\n"
+                f"Via: SIP/2.0/UDP {source}:{local};branch=z9hG4bK{time.monotonic_ns()}\r\n"
                 "Max-Forwards: 70\r\n"
-                f"From: <sip:probe@127.0.0.1:{local}>;tag=probe\r\n"
+                f"From: <sip:probe@{source}:{local}>;tag=probe\r\n"
                 f"To: <sip:127.0.0.1:{port}>\r\n"
                 f"Call-ID: probe-{time.monotonic_ns()}@127.0.0.1\r\n"
                 "CSeq: 1 OPTIONS\r\nContent-Length: 0\r\n\r\n"

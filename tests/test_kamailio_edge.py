@@ -2,7 +2,7 @@
 
 Real processes throughout: two ``voicebot serve --role call`` nodes on one PostgreSQL
 database, Kamailio started from the shipped configuration (only its site settings, the
-address, the port and the node list, are replaced), and sipp callers that send the INVITE
+address, the port, the node list and the PBX, are replaced), and sipp callers that send the INVITE
 to Kamailio and the ACK and BYE along the route it recorded. The calls must be answered
 and spread over both nodes (each call record carries the node that took it); with one
 node stopped, every new call must go to the other: straight away, whether Kamailio's
@@ -12,10 +12,11 @@ OPTIONS probes have noticed yet or it fails over on the missing answer.
 from __future__ import annotations
 
 from collections import Counter
+from types import SimpleNamespace
 
 import dbfixtures
-from kamailio_edge import Kamailio, needs_edge, place_calls, wait_for_records
-from nodes import Node
+from kamailio_edge import Kamailio, needs_edge, options_answer, place_calls, wait_for_records
+from nodes import Node, free_port
 
 from dashboards.db import Database
 
@@ -58,3 +59,16 @@ def test_kamailio_spreads_calls_over_call_nodes_and_fails_over(tmp_path, postgre
     assert codes == [0, 0], [node.text() for node in nodes]
     for node in nodes:
         assert "Traceback" not in node.text(), node.text()
+
+
+def test_the_edge_relays_only_the_pbx_and_the_call_nodes(tmp_path):
+    """A stranger's request (here from 127.0.0.2) is refused by the edge itself, before
+    any call node is reached; the PBX (127.0.0.1 in the rendered config) is answered."""
+    node = SimpleNamespace(name="call-1", sip_port=free_port())  # no node needs to run
+    edge = Kamailio(tmp_path, [node])
+    try:
+        edge.wait_listening()
+        assert options_answer(edge.port) == "SIP/2.0 200 OK"
+        assert options_answer(edge.port, source="127.0.0.2") == "SIP/2.0 403 Forbidden"
+    finally:
+        edge.stop()
