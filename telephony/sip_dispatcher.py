@@ -69,6 +69,7 @@ from telephony.sip_message import (
     SipBadRequest,
     SipMessage,
     SipParseError,
+    SipUri,
     Via,
     canonical,
     content_length,
@@ -715,14 +716,14 @@ class SipDispatcher:
             remote=invite.get("from") or "",
         )
 
-    async def _bye_to_caller(self, route: Route, dialog: _Dialog) -> None:
-        """End a dead worker's call towards the caller: a BYE in the worker's place (its
-        tag, a CSeq above the worker's), along the caller's route set, over the call's TCP
-        connection if it came on one, else over UDP, sent again until it is answered."""
-        next_hop = uri_of(dialog.route_set[0]) if dialog.route_set else dialog.remote_target
-        uri = parse_uri(next_hop)
+    async def _next_hop(
+        self, uri: SipUri, route: Route | None
+    ) -> tuple[str, int, _TcpConnection | None]:
+        """Where a request towards the caller's side goes: its address and port, and the
+        TCP connection to use (the call's own if it came on one; a new one if the URI asks
+        for TCP), or None for UDP."""
         connection = None
-        if route.connection is not None and uri.transport in (None, "TCP"):
+        if route is not None and route.connection is not None and uri.transport in (None, "TCP"):
             connection = self._connections.get(route.connection)
         host = uri.host
         if not _is_ip(host):
@@ -736,6 +737,15 @@ class SipDispatcher:
             connection = await asyncio.wait_for(
                 self._connect(host, port), self.limits.tcp_message_s
             )
+        return host, port, connection
+
+    async def _bye_to_caller(self, route: Route, dialog: _Dialog) -> None:
+        """End a dead worker's call towards the caller: a BYE in the worker's place (its
+        tag, a CSeq above the worker's), along the caller's route set, over the call's TCP
+        connection if it came on one, else over UDP, sent again until it is answered."""
+        next_hop = uri_of(dialog.route_set[0]) if dialog.route_set else dialog.remote_target
+        uri = parse_uri(next_hop)
+        host, port, connection = await self._next_hop(uri, route)
         seed = f"{route.call_id}|{dialog.next_cseq}|bye|{os.urandom(8).hex()}"
         digest = hashlib.sha1(f"{self._secret}|{seed}".encode()).hexdigest()
         branch = self._branch(digest[:BRANCH_DIGEST_HEX], "")
@@ -862,21 +872,7 @@ class SipDispatcher:
         dialog = self._dialogs.get(message.call_id)
         if dialog is not None and route is not None and route.worker == worker.key:
             dialog.next_cseq = max(dialog.next_cseq, message.cseq_number + 1)
-        connection = None
-        if route is not None and route.connection is not None and uri.transport in (None, "TCP"):
-            connection = self._connections.get(route.connection)
-        host = uri.host
-        if not _is_ip(host):
-            infos = await asyncio.wait_for(
-                asyncio.get_running_loop().getaddrinfo(host, None, type=socket.SOCK_DGRAM),
-                self.limits.tcp_message_s,
-            )
-            host = infos[0][4][0]
-        port = uri.port or 5060
-        if connection is None and uri.transport == "TCP":
-            connection = await asyncio.wait_for(
-                self._connect(host, port), self.limits.tcp_message_s
-            )
+        host, port, connection = await self._next_hop(uri, route)
         own = self._own_via("TCP" if connection else "UDP", sender, None, message)
         own.set_param("rport", None)
         message.prepend("Via", str(own))
