@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import ctypes
 import ctypes.util
+import functools
 import logging
 
 log = logging.getLogger(__name__)
@@ -22,7 +23,9 @@ ARENAS = 2
 TRIM_EVERY_S = 60.0
 
 
+@functools.cache
 def _glibc() -> ctypes.CDLL | None:
+    """glibc, loaded once (finding it runs ldconfig), or None elsewhere."""
     name = ctypes.util.find_library("c")
     try:
         libc = ctypes.CDLL(name) if name else None
