@@ -16,12 +16,29 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
 START_TIMEOUT_S = 600.0  # the first start renders every prompt with espeak-ng
 ROOT = Path(__file__).resolve().parents[1]
+
+
+def wait_in_log(
+    proc: subprocess.Popen, text: Callable[[], str], pattern: str, timeout: float, who: str
+) -> re.Match:
+    """Until ``pattern`` appears in a service's log (``text()``); the test fails if the
+    process exits first or the time runs out."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        match = re.search(pattern, text())
+        if match:
+            return match
+        if proc.poll() is not None:
+            pytest.fail(f"{who} exited ({proc.returncode}):\n{text()}")
+        time.sleep(0.2)
+    pytest.fail(f"{who}: no {pattern!r} in the log within {timeout} s:\n{text()}")
 
 
 def free_port(kind: int = socket.SOCK_DGRAM) -> int:
@@ -121,15 +138,7 @@ class Node:
         return self.log_path.read_text(errors="replace")
 
     def wait_for(self, pattern: str, timeout: float = START_TIMEOUT_S) -> re.Match:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            match = re.search(pattern, self.text())
-            if match:
-                return match
-            if self.proc.poll() is not None:
-                pytest.fail(f"node {self.name} exited ({self.proc.returncode}):\n{self.text()}")
-            time.sleep(0.2)
-        pytest.fail(f"node {self.name}: no {pattern!r} in the log within {timeout} s")
+        return wait_in_log(self.proc, self.text, pattern, timeout, f"node {self.name}")
 
     def ready(self) -> None:
         """Until the node says it is ready (and, with a bot, all answers are rendered)."""

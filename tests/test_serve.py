@@ -14,31 +14,16 @@ import signal
 import socket
 import subprocess
 import sys
-import time
 import uuid
 from pathlib import Path
 
 import httpx
 import pytest
+from nodes import free_port, wait_in_log
 
 pytest.importorskip("pjsua2")
 
 START_TIMEOUT_S = 300  # first start renders the FAQ answers into the speech cache
-
-
-def free_port() -> int:
-    """A port free for both UDP and TCP (SIP listens on both)."""
-    for _ in range(50):
-        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as tcp:
-            tcp.bind(("127.0.0.1", 0))
-            port = tcp.getsockname()[1]
-            with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as udp:
-                try:
-                    udp.bind(("127.0.0.1", port))
-                except OSError:
-                    continue
-            return port
-    raise RuntimeError("no free port")
 
 
 class Service:
@@ -69,15 +54,7 @@ class Service:
         return self.log_path.read_text(errors="replace")
 
     def wait_for(self, pattern: str, timeout: float = START_TIMEOUT_S) -> re.Match:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            match = re.search(pattern, self.text())
-            if match:
-                return match
-            if self.proc.poll() is not None:
-                pytest.fail(f"voicebot serve exited ({self.proc.returncode}):\n{self.text()}")
-            time.sleep(0.2)
-        pytest.fail(f"no {pattern!r} in the log within {timeout} s:\n{self.text()}")
+        return wait_in_log(self.proc, self.text, pattern, timeout, "voicebot serve")
 
     def stop(self) -> int:
         self.proc.send_signal(signal.SIGTERM)
