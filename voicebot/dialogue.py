@@ -179,11 +179,8 @@ class Dialogue:
 
     @property
     def turns(self) -> list[Turn]:
-        """The caller's turns so far, as the handover shows them (a copy).
-
-        Kept for callers that read the list; ``last_heard`` and ``checkpoint()`` are
-        what a call needs.
-        """
+        """The caller's turns so far, as the handover shows them (a copy); a call gets
+        each one as ``Reply.turn`` and undoes one with ``checkpoint()``."""
         return list(self._turns)
 
     @property
