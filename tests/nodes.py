@@ -25,6 +25,17 @@ START_TIMEOUT_S = 600.0  # the first start renders every prompt with espeak-ng
 ROOT = Path(__file__).resolve().parents[1]
 
 
+def wait_until(check: Callable[[], object], timeout: float, what: str) -> object:
+    """``check()``'s first true value within ``timeout`` seconds; else the test fails."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = check()
+        if value:
+            return value
+        time.sleep(0.2)
+    pytest.fail(f"not within {timeout} s: {what}")
+
+
 def wait_in_log(
     proc: subprocess.Popen, text: Callable[[], str], pattern: str, timeout: float, who: str
 ) -> re.Match:

@@ -16,7 +16,6 @@ import signal
 import socket
 import sys
 import threading
-import time
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -24,6 +23,7 @@ from pathlib import Path
 import dbfixtures
 import pytest
 from dbfixtures import ScriptedTurn, record, scripted_call
+from nodes import wait_until
 from sqlalchemy import select, text
 
 from dashboards.call_records import (
@@ -181,16 +181,6 @@ class NotifySocket:
         self._closed.set()
         self._reader.join()
         self.sock.close()
-
-
-def wait_until(check: Callable[[], object], timeout: float, what: str) -> object:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = check()
-        if value:
-            return value
-        time.sleep(0.2)
-    pytest.fail(f"not within {timeout} s: {what}")
 
 
 def sip_calls(database: Database) -> list[Call]:

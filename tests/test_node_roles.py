@@ -10,12 +10,9 @@ each node speaks.
 
 from __future__ import annotations
 
-import time
-
 import dbfixtures
 import httpx
-import pytest
-from nodes import Node
+from nodes import Node, wait_until
 from test_serve import sip_options
 
 from dashboards.accounts import authenticate, create_session
@@ -26,16 +23,6 @@ from dashboards.security import SESSION_COOKIE
 postgres_url = dbfixtures.postgres_url
 
 NEW_ANSWER = "証明書の手数料は、一通三百円です。窓口でお支払いください。"
-
-
-def wait_until(check, timeout: float, what: str):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = check()
-        if value:
-            return value
-        time.sleep(0.5)
-    pytest.fail(f"not within {timeout} s: {what}")
 
 
 def operator_client(db: Database, base_url: str) -> httpx.Client:
