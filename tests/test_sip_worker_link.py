@@ -175,9 +175,11 @@ async def answered(link: WorkerLink, client: SipClient, owner: Owner, rtp: RtpPe
     ok = await client.expect(final(call_id), timeout=30)
     assert ok.status == 200, ok.start_line
     client.in_dialog("ACK", link.address[1], ok, 1)
-    assert await wait_until(lambda: owner.incoming, 10)
-    leg, _ = owner.incoming[-1]
-    return ok, leg
+    # This call's leg, not an earlier call's (its INCOMING may come after the 200).
+    assert await wait_until(
+        lambda: any(leg.sip_call_id == ok.call_id for leg, _ in owner.incoming), 10
+    )
+    return ok, next(leg for leg, _ in owner.incoming if leg.sip_call_id == ok.call_id)
 
 
 # -- a real worker ---------------------------------------------------------------------------
