@@ -229,9 +229,7 @@ def test_phone_call_shows_the_answer_live(tmp_path, bot, faq):
         # The caller's lines are what the recogniser heard (wrong kanji and all: 納付書 may
         # come out as 納不称), as the call's own events recorded it.
         caller_lines = page.locator(".line-caller .text").all_inner_texts()
-        heard = [
-            e.text for e in recorder.events if e.name == "recognized" and e.final and e.text
-        ]
+        heard = [e.text for e in recorder.events if e.name == "recognized" and e.final and e.text]
         assert caller_lines and set(caller_lines) <= set(heard), (caller_lines, heard)
         # The bot's voice really reached the browser (energy of the received audio).
         assert page.evaluate(INBOUND_ENERGY) > 0.01
