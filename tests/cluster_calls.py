@@ -333,17 +333,22 @@ class Cluster:
         edge.wait_listening()
         return edge
 
-    def callers(self, count: int, edge: Kamailio | None = None) -> list[EdgeCaller]:
-        """``count`` new callers to ``edge`` (the cluster's own by default), each with the
-        next recorded question."""
+    def callers(
+        self,
+        count: int,
+        edge: Kamailio | None = None,
+        question: tuple[str, str, np.ndarray] | None = None,
+    ) -> list[EdgeCaller]:
+        """``count`` new callers to ``edge`` (the cluster's own by default), each with
+        ``question`` or else the next recorded question."""
         edge = edge or self.edge
         assert edge is not None
         made = []
         for _ in range(count):
-            question = self.questions[self._next % len(self.questions)]
+            question_now = question or self.questions[self._next % len(self.questions)]
             made.append(
                 EdgeCaller(
-                    self._next, edge.port, self.work, self.scenario, self.bank, question,
+                    self._next, edge.port, self.work, self.scenario, self.bank, question_now,
                     self.max_call_s,
                 )
             )  # fmt: skip

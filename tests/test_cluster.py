@@ -13,7 +13,10 @@ PostgreSQL database and one Mosquitto broker, all real processes (tests/cluster_
    the node starts again, which closes them as ``abandoned`` (``close_cut_calls`` at
    start: nothing else closes a dead node's calls, short of the one-hour backstop that
    any node's start runs, which marks them ``error``).
-3. A call node sent SIGTERM while it has callers: it answers OPTIONS 503 from then on
+3. An FAQ answer changed and published on the web node: within 60 s every call node
+   speaks the new version (pyttsx3 renders the changed answer), and a caller put through
+   to each node hears the new answer.
+4. A call node sent SIGTERM while it has callers: it answers OPTIONS 503 from then on
    (and new INVITEs 503), so Kamailio routes new callers to the others; its callers
    finish their calls and hear their answers; it exits 0 once they are done.
 
@@ -37,10 +40,14 @@ from cluster_calls import (
     events_complete,
     heard_reply,
     place,
+    question_turn,
     wait_ended,
 )
 from kamailio_edge import needs_edge, options_answer
-from test_node_roles import operator_client
+from nodes import wait_until
+from test_node_roles import FAQ_FIELDS, NEW_ANSWER, operator_client
+
+from dashboards.faq_versions import node_versions
 
 postgres_url = dbfixtures.postgres_url
 
@@ -49,6 +56,8 @@ pytestmark = needs_edge
 NODES = ["call-a", "call-b", "call-c"]
 FAILOVER_S = 5.0  # a caller placed after a node died is answered within this
 GRACE_S = 120.0  # a draining node waits this long for its calls
+PUBLISH_S = 60.0  # a published FAQ is spoken by every call node within this
+FEE_QUESTION = "証明書の手数料はいくらですか"  # a recorded question, answered from cert.fee
 
 
 @pytest.fixture(scope="module")
@@ -188,6 +197,50 @@ def test_a_killed_node_loses_only_its_own_calls_and_new_callers_go_elsewhere(clu
     while options_answer(victim.sip_port) != "SIP/2.0 200 OK" and time.monotonic() < deadline:
         time.sleep(0.5)
     assert options_answer(victim.sip_port) == "SIP/2.0 200 OK"  # back in rotation
+
+
+def test_an_faq_published_on_the_web_node_reaches_a_call_on_every_node(cluster):
+    """The operator changes an answer and publishes it on the web node; within 60 s every
+    call node speaks the new version, and a caller put through to each node (a Kamailio
+    in front of that node alone) hears the new answer to the recorded question."""
+    question = next(q for q in cluster.bank.questions if q[0] == FEE_QUESTION)
+    assert question[1] == "cert.fee"
+    with operator_client(cluster.db, cluster.web.web) as api:
+        entry = api.get("/api/faq/entries/cert.fee").json()
+        edited = {k: entry[k] for k in FAQ_FIELDS if k in entry}
+        edited.update(answer=NEW_ANSWER, expected_hash=entry["hash"])
+        assert api.put("/api/faq/entries/cert.fee", json=edited).status_code == 200
+        published = api.post("/api/faq/publish", json={"comment": "手数料の案内を変更"})
+        assert published.status_code == 200, published.text
+        version = published.json()["version"]["number"]
+    published_at = time.monotonic()
+    wait_until(
+        lambda: (
+            {n["node"]: n["version"] for n in node_versions(cluster.db)}
+            == dict.fromkeys(NODES, version)
+        ),
+        PUBLISH_S,
+        "every call node speaks the published version",
+    )
+    switched_s = time.monotonic() - published_at
+    edges = [cluster.edge_for([cluster.nodes[name]]) for name in NODES]
+    try:
+        callers = [cluster.callers(1, edge, question)[0] for edge in edges]
+        asyncio.run(place(callers))
+    finally:
+        for edge in edges:
+            edge.stop()
+    answered_s = time.monotonic() - published_at
+    print(f"publish: every node switched after {switched_s:.1f} s; calls done {answered_s:.1f} s")
+    placed = cluster.locate(callers)
+    records = wait_ended(cluster.db, [p.record_id for p in placed])
+    assert [p.node for p in placed] == NODES, describe(placed, records)
+    turns = [question_turn(records[p.record_id]) for p in placed]
+    assert [(t.faq_id, t.reply_kind) for t in turns] == [("cert.fee", "answer")] * 3, describe(
+        placed, records
+    )
+    assert all(t.reply_text.startswith(NEW_ANSWER[:12]) for t in turns), describe(placed, records)
+    assert_heard(cluster, placed, records)
 
 
 def test_a_draining_node_finishes_its_calls_and_kamailio_routes_around_it(cluster):

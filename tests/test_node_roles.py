@@ -23,6 +23,8 @@ from dashboards.security import SESSION_COOKIE
 postgres_url = dbfixtures.postgres_url
 
 NEW_ANSWER = "証明書の手数料は、一通三百円です。窓口でお支払いください。"
+# What the FAQ API takes back of an entry it gave (the editable fields).
+FAQ_FIELDS = ("id", "category", "title", "action", "questions", "keywords", "followup", "tags")
 
 
 def operator_client(db: Database, base_url: str) -> httpx.Client:
@@ -61,17 +63,7 @@ def test_web_node_publishes_and_the_call_node_switches(tmp_path, postgres_url):
 
         with operator_client(db, web.web) as api:
             entry = api.get("/api/faq/entries/cert.fee").json()
-            fields = (
-                "id",
-                "category",
-                "title",
-                "action",
-                "questions",
-                "keywords",
-                "followup",
-                "tags",
-            )
-            edited = {k: entry[k] for k in fields if k in entry}
+            edited = {k: entry[k] for k in FAQ_FIELDS if k in entry}
             edited.update(answer=NEW_ANSWER, expected_hash=entry["hash"])
             assert api.put("/api/faq/entries/cert.fee", json=edited).status_code == 200
             published = api.post("/api/faq/publish", json={"comment": "手数料の案内を変更"})
