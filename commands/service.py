@@ -103,19 +103,13 @@ async def start_service(
     switchboard = staff_console = webrtc = None
     if takes_calls:
         switchboard, staff_console, webrtc = _phone_side(bot, events, telephony, bus, ops)
+    else:
+        staff_console = _remote_console(db, ops)
 
     services = Services(
-        settings=ops,
-        db=db,
-        bus=bus,
-        bot=bot,
-        switchboard=switchboard,
-        staff_console=staff_console,
-        extra_routers=[],
-        metrics=metrics,
-        telephony=telephony,
-        webrtc=webrtc,
-    )
+        settings=ops, db=db, bus=bus, bot=bot, switchboard=switchboard, metrics=metrics,
+        staff_console=staff_console, extra_routers=[], telephony=telephony, webrtc=webrtc,
+    )  # fmt: skip
     app, follower = await _http_app(services, ops)
     server, web_task, web_url = await _start_web(app, ops, telephony.webrtc.enabled)
 
@@ -123,6 +117,7 @@ async def start_service(
     if takes_calls and options.sip and telephony.sip.enabled:
         sip = await _start_sip(telephony, switchboard, staff_console)
     services.phone_ready = takes_calls
+    stops = [retention.cancel, trimmer.cancel, *await _advertise_console(db, ops, web_url)]
 
     return RunningService(
         bot=bot,
@@ -136,7 +131,7 @@ async def start_service(
         server=(server, web_task),
         web_url=web_url,
         sip_uri=sip.uri if sip is not None else None,
-        stops=[retention.cancel, trimmer.cancel] + ([follower.stop] if follower else []),
+        stops=stops + ([follower.stop] if follower else []),
     )
 
 
@@ -197,6 +192,11 @@ async def _http_app(services: Any, ops: OperationsSettings) -> tuple[Any, Any]:
         from dashboards.routes.system import create_probe_app
 
         app = create_probe_app(services)
+        if ops.cluster.secret:  # the web node's staff pages reach this node's console
+            from dashboards.routes.node_console import NodeTokenGuard, router
+
+            app.include_router(router)
+            app.add_middleware(NodeTokenGuard, secret=ops.cluster.secret)
         versions = FaqVersions.for_services(services)
         await asyncio.to_thread(versions.ensure_initial_version)
     else:
@@ -266,6 +266,45 @@ async def _start_web(
     if webrtc:
         log.info("WebRTC test phone: %s/phone", web_url)
     return server, web_task, web_url
+
+
+def _remote_console(db: Any, ops: OperationsSettings) -> Any:
+    """A web node's staff console: the call nodes' consoles (None without the secret)."""
+    if not ops.cluster.secret:
+        log.warning(
+            "staff console: no cluster secret set; calls transferred on call nodes "
+            "cannot be answered from this node's staff page"
+        )
+        return None
+    from dashboards.remote_console import RemoteStaffConsole
+
+    console = RemoteStaffConsole(db, ops.cluster.secret)
+    console.start()
+    log.info("staff console: following the consoles of the call nodes")
+    return console
+
+
+async def _advertise_console(
+    db: Any, ops: OperationsSettings, web_url: str
+) -> list[Callable[[], Any]]:
+    """Offer a call node's console to the web node (with the cluster secret set); the
+    stop that withdraws it."""
+    import socket
+    from urllib.parse import urlsplit
+
+    from dashboards.node_directory import advertise, withdraw
+
+    if ops.role != "call" or not ops.cluster.secret:
+        return []
+
+    url = ops.cluster.advertise_url
+    if not url:
+        parts = urlsplit(web_url)
+        wildcard = parts.hostname in ("0.0.0.0", "::")
+        url = f"http://{socket.getfqdn()}:{parts.port}" if wildcard else web_url
+    await asyncio.to_thread(advertise, db, ops.node, url.rstrip("/"))
+    log.info("staff console: offered to the web node at %s", url)
+    return [lambda: withdraw(db, ops.node)]
 
 
 async def _start_sip(telephony: TelephonySettings, switchboard: Any, staff_console: Any) -> Any:

@@ -1,7 +1,8 @@
 """Settings of the operations side: web app, database, MQTT, retention, reports.
 
 Read from the same ``voicebot.toml`` and ``VOICEBOT_*`` environment as the core
-(sections ``[web]``, ``[database]``, ``[mqtt]``, ``[retention]``, ``[reports]``).
+(sections ``[web]``, ``[database]``, ``[mqtt]``, ``[retention]``, ``[reports]``,
+``[cluster]``).
 """
 
 from __future__ import annotations
@@ -84,6 +85,25 @@ class ReportSettings(BaseModel):
     )
 
 
+class ClusterSettings(BaseModel):
+    secret: str | None = Field(
+        None,
+        min_length=16,
+        description=(
+            "shared by every node: the web node's staff console reaches call nodes' consoles "
+            "with it; unset: transfers to the console are answered only on the node that "
+            "holds the call"
+        ),
+    )
+    advertise_url: str | None = Field(
+        None,
+        description=(
+            "how other nodes reach this call node's HTTP server (e.g. http://call-a:8080); "
+            "default: the address it listens on"
+        ),
+    )
+
+
 class OperationsSettings(FileAndEnvSettings):
     """All settings of the web app and the data behind it."""
 
@@ -100,6 +120,7 @@ class OperationsSettings(FileAndEnvSettings):
     mqtt: MqttSettings = Field(default_factory=MqttSettings)
     retention: RetentionSettings = Field(default_factory=RetentionSettings)
     reports: ReportSettings = Field(default_factory=ReportSettings)
+    cluster: ClusterSettings = Field(default_factory=ClusterSettings)
 
     def database_url(self) -> str:
         from dashboards.db import default_url

@@ -10,6 +10,7 @@ TABLE_MODULES = (
     "dashboards.accounts",
     "dashboards.audit",
     "dashboards.faq_versions",
+    "dashboards.node_directory",
 )
 
 for _name in TABLE_MODULES:

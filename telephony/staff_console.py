@@ -86,6 +86,9 @@ class RingbackTone:
         return np.rint(tone).astype(np.int16)
 
 
+_END: dict[str, Any] = {}  # put in a page's queue when the console closes
+
+
 class ConsoleSubscription(AsyncIterator[dict[str, Any]]):
     """One page's stream of console events; ``async for``, then ``close()``."""
 
@@ -100,7 +103,21 @@ class ConsoleSubscription(AsyncIterator[dict[str, Any]]):
     async def __anext__(self) -> dict[str, Any]:
         if self._queue not in self._listeners and self._queue.empty():
             raise StopAsyncIteration
-        return await self._queue.get()
+        event = await self._queue.get()
+        if event is _END:
+            raise StopAsyncIteration
+        return event
+
+    @staticmethod
+    def end_all(listeners: set[asyncio.Queue[dict[str, Any]]]) -> None:
+        """The console closes: every page's stream ends (after what it was sent), so that
+        no open stream holds the web server's shutdown."""
+        for queue in list(listeners):
+            listeners.discard(queue)
+            if queue.full():
+                with contextlib.suppress(asyncio.QueueEmpty):
+                    queue.get_nowait()
+            queue.put_nowait(_END)
 
     def close(self) -> None:
         self._listeners.discard(self._queue)
@@ -149,6 +166,7 @@ class StaffConsole:
         self._listeners: set[asyncio.Queue[dict[str, Any]]] = set()
         self.connected_total = 0
         self.missed_total = 0
+        self._closed = False
 
     # -- what the pages read -------------------------------------------------------------
     def calls(self) -> list[dict[str, Any]]:
@@ -161,7 +179,10 @@ class StaffConsole:
         Registered at once, so a page can subscribe and then read ``calls()`` without
         missing anything in between.
         """
-        return ConsoleSubscription(self._listeners)
+        subscription = ConsoleSubscription(self._listeners)
+        if self._closed:  # shutting down: the stream ends at once
+            ConsoleSubscription.end_all(self._listeners)
+        return subscription
 
     def _publish(self, kind: str, call: ConsoleCall, **extra: Any) -> None:
         event = {"event": kind, "call_id": call.call_id, "wall_time": time.time()}
@@ -365,7 +386,8 @@ class StaffConsole:
         await self.close()
 
     async def close(self) -> None:
-        """Service shutdown: end bridged calls (ringing ones time out in their offer())."""
+        """Service shutdown: end bridged calls (ringing ones time out in their offer())
+        and the pages' event streams."""
         for call in list(self._calls.values()):
             if call.staff_leg is not None:
                 with contextlib.suppress(Exception):
@@ -373,3 +395,5 @@ class StaffConsole:
             if call.bridge_task is not None:
                 with contextlib.suppress(Exception):
                     await asyncio.wait_for(call.bridge_task, 5.0)
+        self._closed = True
+        ConsoleSubscription.end_all(self._listeners)

@@ -18,6 +18,7 @@ from webrtc_client import BrowserLikePeer, dominant_frequency, rms, wait_for
 from privacy.masking import PHONE
 from telephony.staff_console import (
     AlreadyAnswered,
+    ConsoleCall,
     ConsoleCallGone,
     RingbackTone,
     StaffConsole,
@@ -315,3 +316,20 @@ async def test_shutdown_lets_staff_finish_then_ends_the_call():
     await wait_for(lambda: any(m["type"] == "hangup" for m in caller.messages))
     await caller.close()
     await staff.close()
+
+
+@pytest.mark.asyncio
+async def test_closing_the_console_ends_every_pages_stream_after_its_news():
+    """A page's stream ends when the console closes (a waiting stream would hold the web
+    server's shutdown), after the events it was already sent; one opened after that
+    ends at once."""
+    console = StaffConsole()
+    pages = [console.subscribe(), console.subscribe()]
+    call = ConsoleCall(call_id="c9", summary={}, transport="sip", timeout_s=5.0)
+    console._publish("staff_ringing", call)
+    await console.close()
+    for page in pages:
+        received = [event["event"] async for event in page]
+        assert received == ["staff_ringing"]
+    late = console.subscribe()  # a page that reconnects during the shutdown
+    assert [event async for event in late] == []

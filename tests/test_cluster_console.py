@@ -1,0 +1,205 @@
+"""A call on a call node, transferred to the staff console, answered on the web node.
+
+Two real ``voicebot serve`` processes on one PostgreSQL database: a call node (SIP, the
+bot, the console with its internal API) and a web node (the staff pages, following the
+call node's console). The caller is sipp + the Python RTP peer on the call node's SIP
+port; the staff member is an aiortc peer standing in for the staff page's WebRTC leg,
+signalling through the web node's staff API only. Tones tell the directions apart:
+caller 700 Hz, staff 1100 Hz, ringback 400 Hz.
+
+The call node's internal console API is also attacked as a stranger would: without the
+cluster secret nothing is answered (and no body is read), and bodies must declare a
+bounded length.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+
+import dbfixtures
+import httpx
+import numpy as np
+import pytest
+from nodes import Node, wait_until
+from sipp.rtp_peer import RtpPeer
+from sipp.sip_harness import run_sipp
+from test_node_roles import operator_client
+from webrtc_client import BrowserLikePeer, dominant_frequency, rms, wait_for
+
+from dashboards.db import Database
+from dashboards.node_directory import live_consoles
+
+postgres_url = dbfixtures.postgres_url
+
+SECRET = "cluster-secret-for-the-test-0123"
+ALWAYS_OPEN = """\
+business_hours:
+  weekdays: [mon, tue, wed, thu, fri, sat, sun]
+  open: "00:00:00"
+  close: "23:59:59"
+"""
+
+
+def tone(freq: float, seconds: float, rate: int = 8000) -> np.ndarray:
+    t = np.arange(int(seconds * rate)) / rate
+    return (6000 * np.sin(2 * np.pi * freq * t)).astype(np.int16)
+
+
+@pytest.fixture(scope="module")
+def two_nodes(tmp_path_factory, postgres_url):
+    pytest.importorskip("pjsua2")
+    work = tmp_path_factory.mktemp("console-nodes")
+    city = work / "city.yaml"
+    city.write_text(ALWAYS_OPEN, encoding="utf-8")
+    env = {"VOICEBOT_CLUSTER__SECRET": SECRET}
+    web = Node(work, "web-1", "web", postgres_url, env=env)
+    call = Node(
+        work,
+        "call-1",
+        "call",
+        postgres_url,
+        rtp_base=33000,
+        env={**env, "VOICEBOT_CITY": str(city), "VOICEBOT_TRANSFER__RING_TIMEOUT_S": "60"},
+    )
+    db = Database(postgres_url)
+    try:
+        web.ready()
+        call.ready()
+        yield web, call, db
+    finally:
+        codes = {node.name: node.stop() for node in (call, web)}
+        db.dispose()
+        for node in (call, web):
+            assert "Traceback" not in node.text(), node.text()[-4000:]
+        assert codes == {"call-1": 0, "web-1": 0}, codes
+
+
+def test_a_call_node_transfer_rings_on_the_web_node_and_staff_there_talk_to_the_caller(
+    two_nodes, tmp_path
+):
+    web, call, db = two_nodes
+    assert live_consoles(db) == {"call-1": call.web}
+    peer_box: dict = {}
+
+    async def scenario():
+        peer = peer_box["peer"] = await RtpPeer.open()
+        staff = BrowserLikePeer(freq=1100.0, control=False)
+        api = operator_client(db, web.web)
+        try:
+            sipp = asyncio.create_task(
+                run_sipp(
+                    "uac_answer.xml", call.sip_port, tmp_path, keys={"rtp_port": str(peer.port)}
+                )
+            )
+            await peer.wait_for_bot()
+            await peer.wait_for_bot_speech()
+            await peer.press("0")  # staff, please
+
+            def ringing_on_web():
+                calls = api.get("/api/staff/calls").json()["calls"]
+                return calls[0] if calls and calls[0]["state"] == "ringing" else None
+
+            ringing = await asyncio.to_thread(wait_until, ringing_on_web, 60, "ringing on web")
+            mark = len(peer.received)
+            await wait_for(lambda: len(peer.received) - mark > 150, timeout=15)
+            ringback = np.concatenate(peer.received[mark:])
+
+            async def answer(sdp, kind):
+                reply = await asyncio.to_thread(
+                    api.post,
+                    f"/api/staff/calls/{ringing['call_id']}/answer",
+                    json={"sdp": sdp, "type": kind},
+                )
+                assert reply.status_code == 200, reply.text
+                return reply.json()["sdp"], reply.json()["type"]
+
+            await staff.call(answer)
+
+            def connected_on_web():
+                calls = api.get("/api/staff/calls").json()["calls"]
+                return calls and calls[0]["state"] == "connected" and calls[0]
+
+            connected = await asyncio.to_thread(wait_until, connected_on_web, 15, "connected")
+            talking = asyncio.create_task(peer.say(tone(700.0, 4.0)))
+            await wait_for(lambda: rms(staff.heard_audio()[-24000:]) > 500, timeout=15)
+            to_staff = staff.heard_audio()[-24000:]
+            mark = len(peer.received)
+            await wait_for(lambda: len(peer.received) - mark > 50, timeout=15)
+            to_caller = np.concatenate(peer.received[-50:])
+            await talking
+            hung = await asyncio.to_thread(
+                api.post, f"/api/staff/calls/{ringing['call_id']}/hangup"
+            )
+            run = await sipp
+            gone = await asyncio.to_thread(
+                wait_until, lambda: api.get("/api/staff/calls").json()["calls"] == [], 15, "ended"
+            )
+        finally:
+            peer.close()
+            await staff.close()
+            api.close()
+        return run, ringing, connected, ringback, to_staff, to_caller, hung, gone
+
+    run, ringing, connected, ringback, to_staff, to_caller, hung, gone = asyncio.run(scenario())
+    assert run.returncode == 0, run.stdout + run.errors  # the caller got BYE
+    assert ringing["node"] == "call-1"
+    assert ringing["summary"]["reason"] == "caller_request"
+    assert connected["answered_by"] == "admin"
+    assert dominant_frequency(ringback, 8000) == pytest.approx(400, abs=30)
+    assert dominant_frequency(to_staff, 48000) == pytest.approx(700, abs=25)
+    assert dominant_frequency(to_caller, 8000) == pytest.approx(1100, abs=30)
+    assert hung.status_code == 204 and gone
+    assert "answered call" in call.text() and "from the web node" in call.text()
+
+
+def raw_request(port: int, request: bytes) -> bytes:
+    """Send ``request`` as it is and read the answer (the server may not wait for a body)."""
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as s:
+        s.sendall(request)
+        answer = b""
+        while chunk := s.recv(65536):
+            answer += chunk
+        return answer
+
+
+def test_the_internal_console_answers_only_the_cluster_secret(two_nodes):
+    _web, call, _db = two_nodes
+    url = f"{call.web}/internal/staff/calls"
+    assert httpx.get(url, timeout=10).status_code == 401
+    wrong = {"Authorization": "Bearer " + "x" * len(SECRET)}
+    assert httpx.get(url, headers=wrong, timeout=10).status_code == 401
+    right = {"Authorization": f"Bearer {SECRET}"}
+    listed = httpx.get(url, headers=right, timeout=10)
+    assert listed.status_code == 200 and listed.json() == {"node": "call-1", "calls": []}
+    # A stranger announcing a huge body is refused before any of it is read.
+    port = int(call.web.rsplit(":", 1)[1])
+    answer = raw_request(
+        port,
+        b"POST /internal/staff/calls/x/answer HTTP/1.1\r\nHost: a\r\n"
+        b"Content-Length: 1000000000\r\nContent-Type: application/json\r\n\r\n",
+    )
+    assert answer.startswith(b"HTTP/1.1 401"), answer[:200]
+    # With the secret: a body needs a declared, bounded length.
+    auth = f"Authorization: Bearer {SECRET}\r\n".encode()
+    big = raw_request(
+        port,
+        b"POST /internal/staff/calls/x/answer HTTP/1.1\r\nHost: a\r\n" + auth
+        + b"Content-Length: 1000000000\r\n\r\n",
+    )  # fmt: skip
+    assert big.startswith(b"HTTP/1.1 413"), big[:200]
+    chunked = raw_request(
+        port,
+        b"POST /internal/staff/calls/x/answer HTTP/1.1\r\nHost: a\r\n" + auth
+        + b"Transfer-Encoding: chunked\r\n\r\n0\r\n\r\n",
+    )  # fmt: skip
+    assert chunked.startswith(b"HTTP/1.1 411"), chunked[:200]
+    gone = httpx.post(
+        f"{url}/nosuch/answer",
+        headers=right,
+        json={"sdp": "v=0", "type": "offer", "staff_user": "admin"},
+        timeout=10,
+    )
+    assert gone.status_code == 404
+    # The web node's own pages still need a login.
+    assert httpx.get(f"{_web.web}/api/staff/calls", timeout=10).status_code in (401, 403)
