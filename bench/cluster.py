@@ -133,7 +133,7 @@ async def setup_rate(edge: Kamailio, work: Path, rate: float, seconds: float) ->
             keys={"rtp_port": str(media[0].get_extra_info("sockname")[1])},
             calls=offered,
             limit=offered,
-            extra=["-r", f"{rate:g}", "-rp", "1000"],
+            extra=["-r", f"{rate:g}", "-rp", "1000", "-d", "1500"],  # 1.5 s calls
             timeout_s=seconds + 90,
         )
         elapsed = time.monotonic() - started

@@ -159,8 +159,9 @@ def wait_for_records(db: Database, count: int, timeout: float = 60) -> list[Call
     pytest.fail(f"{count} ended SIP calls not recorded: {[(c.node, c.outcome) for c in calls]}")
 
 
-def place_calls(edge: Kamailio, workdir: Path, calls: int) -> None:
-    """``calls`` callers one after another through the edge; all must be answered."""
+def place_calls(edge: Kamailio, workdir: Path, calls: int, hold_ms: int = 1500) -> None:
+    """``calls`` callers one after another through the edge, each hanging up after
+    ``hold_ms``; all must be answered."""
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as media:  # the bots' RTP lands here
         media.bind(("127.0.0.1", 0))
         run = asyncio.run(
@@ -171,7 +172,8 @@ def place_calls(edge: Kamailio, workdir: Path, calls: int) -> None:
                 keys={"rtp_port": str(media.getsockname()[1])},
                 calls=calls,
                 limit=1,
-                timeout_s=120,
+                extra=["-d", str(hold_ms)],
+                timeout_s=120 + hold_ms / 1000,
             )
         )
     assert run.returncode == 0, (run.stdout, run.errors, edge.text())
