@@ -3,14 +3,22 @@
 from __future__ import annotations
 
 import asyncio
+import json
+import os
+import subprocess
+import sys
+import textwrap
 
 import numpy as np
 import pytest
 from conftest import DATA
 
 from voicebot.asr.whisper import (
+    ENCODER_SHAPES_CACHED,
+    ONEDNN_CACHE_VARIABLE,
     OVERLAP_MEMORY,
     WhisperRecognizer,
+    bound_encoder_shapes,
     drop_repetition,
     faq_category_prompt,
     faq_vocabulary_prompt,
@@ -42,6 +50,67 @@ def test_window_just_covers_the_utterance():
     rec = WhisperRecognizer(pad_seconds=1.5)
     assert rec.window_frames(16000 * 3) == 450  # 3 s + 1.5 s at 100 frames/s
     assert rec.window_frames(16000 * 40) == 3000  # never beyond the model's 30 s
+
+
+def test_encoder_shape_cache_is_capped_unless_the_operator_set_it(monkeypatch):
+    monkeypatch.delenv(ONEDNN_CACHE_VARIABLE, raising=False)
+    assert bound_encoder_shapes() == ENCODER_SHAPES_CACHED
+    assert os.environ[ONEDNN_CACHE_VARIABLE] == str(ENCODER_SHAPES_CACHED)
+    monkeypatch.setenv(ONEDNN_CACHE_VARIABLE, "64")
+    assert bound_encoder_shapes() == 64
+
+
+# A fresh process (oneDNN reads its cache size once): encode many window lengths and
+# report malloc's bytes in use before and after (glibc).
+ENCODE_MANY_LENGTHS = textwrap.dedent(
+    """
+    import ctypes, json
+    import numpy as np
+    from voicebot.asr.whisper import WhisperRecognizer
+
+    class MallInfo2(ctypes.Structure):
+        _fields_ = [(name, ctypes.c_size_t) for name in
+                    "arena ordblks smblks hblks hblkhd usmblks fsmblks uordblks fordblks keepcost"
+                    .split()]
+
+    libc = ctypes.CDLL("libc.so.6")
+    libc.mallinfo2.restype = MallInfo2
+
+    def in_use():
+        libc.malloc_trim(0)
+        info = libc.mallinfo2()
+        return info.uordblks + info.hblkhd
+
+    rec = WhisperRecognizer()
+    rec.load()
+    noise = np.random.default_rng(0).standard_normal(16000 * 5).astype(np.float32) * 0.05
+    def encode(frames):
+        rec._encode(noise[: (frames - 150) * 160])  # the window adds 1.5 s
+    for frames in (300, 302, 304):
+        encode(frames)
+    before = in_use()
+    for k in range(60):
+        encode(306 + 2 * k)
+    print(json.dumps({"before": before, "after": in_use()}))
+    """
+)
+
+
+def test_encoder_memory_stays_bounded_over_many_window_lengths():
+    """Every utterance length is a new encoder shape; with oneDNN's default cache each
+    one kept ~0.75 MiB (60 lengths: +40 MiB), capped it stays where it was."""
+    env = {k: v for k, v in os.environ.items() if k != ONEDNN_CACHE_VARIABLE}
+    run = subprocess.run(
+        [sys.executable, "-c", ENCODE_MANY_LENGTHS],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=DATA.parent.parent,
+        timeout=300,
+    )
+    assert run.returncode == 0, run.stderr[-2000:]
+    memory = json.loads(run.stdout.strip().splitlines()[-1])
+    assert memory["after"] - memory["before"] < 8 * 2**20
 
 
 def test_prompt_is_made_of_faq_titles(faq):
