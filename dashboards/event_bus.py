@@ -9,7 +9,12 @@ what has been said so far, from ``active_calls``.
 The bus can be fed twice with the same event: in-process from the calls of this process
 and over MQTT (``MqttSubscriber``) from the calls of every process, this one included.
 Each event therefore carries a per-call ``seq`` and an identity (call, name, call-clock
-time, wall time), and an event already seen is not shown again.
+time, wall time), and an event already seen is not shown again. What was seen of a call
+(about 10 KB for a call of 60 events) is kept while it runs and for
+``remember_ended_s`` after it ended: long enough for the repeats MQTT brings back after
+a broker outage (a repeat later than that is shown again), and memory in proportion to
+the calls of that time rather than to the last ``remember_calls`` calls (10,000 calls:
+~100 MB).
 
 Events given to the bus must be masked already (``privacy.masking``).
 """
@@ -136,6 +141,7 @@ class _ActiveCall:
 class _Seen:
     identities: set[tuple[Any, ...]] = field(default_factory=set)
     next_seq: int = 1
+    ended_at: float | None = None  # monotonic time its call_ended was seen
 
 
 class Subscription(AsyncIterator[dict[str, Any]]):
@@ -210,6 +216,7 @@ class EventBus:
         queue_size: int = 1000,
         transcript_limit: int = 500,
         remember_calls: int = 10_000,
+        remember_ended_s: float = 3600.0,
         stale_after_s: float = 4 * 3600.0,
         max_active_calls: int = 1000,
     ):
@@ -218,6 +225,7 @@ class EventBus:
         self.queue_size = queue_size
         self.transcript_limit = transcript_limit
         self.remember_calls = remember_calls
+        self.remember_ended_s = remember_ended_s
         self.stale_after_s = stale_after_s
         self.max_active_calls = max_active_calls
         self._lock = threading.Lock()
@@ -267,8 +275,7 @@ class EventBus:
     def _number(self, call_id: str, data: dict[str, Any]) -> bool:
         seen = self._seen.pop(call_id, None) or _Seen()
         self._seen[call_id] = seen
-        while len(self._seen) > self.remember_calls:
-            self._seen.popitem(last=False)
+        self._forget_old_calls()
         identity = _identity(data)
         if identity is not None:
             if identity in seen.identities:
@@ -280,7 +287,28 @@ class EventBus:
         else:
             data["seq"] = seen.next_seq
             seen.next_seq += 1
+        if data.get("event") == "call_ended" and seen.ended_at is None:
+            seen.ended_at = time.monotonic()
         return True
+
+    def _forget_old_calls(self) -> None:
+        """Drop what was seen of the calls heard of least recently: beyond
+        ``remember_calls``, and those that ended over ``remember_ended_s`` ago."""
+        seen = self._seen
+        while len(seen) > self.remember_calls:
+            seen.popitem(last=False)
+        expired = time.monotonic() - self.remember_ended_s
+        while seen:
+            oldest = next(iter(seen.values()))
+            if oldest.ended_at is None or oldest.ended_at > expired:
+                break
+            seen.popitem(last=False)
+
+    @property
+    def remembered_calls(self) -> int:
+        """Calls whose events are remembered (to drop repeats)."""
+        with self._lock:
+            return len(self._seen)
 
     def _track(self, call_id: str, data: dict[str, Any]) -> None:
         name = data.get("event")

@@ -151,6 +151,42 @@ async def test_an_event_arriving_twice_is_shown_once():
     assert last["event"] == "call_ended" and last["seq"] == len(events) + 1
 
 
+def ended_call(call_id: str, turns: int = 2) -> list:
+    ended = CallEnded(call_id=call_id, t_ms=9000.0, outcome="completed", duration_ms=9000.0)
+    return [*call_events(call_id, turns), ended]
+
+
+def test_repeats_of_an_ended_call_are_dropped_while_it_is_remembered():
+    """MQTT brings this process's events back after a broker outage: not shown again."""
+    bus = EventBus()
+    sequence = CallSequence()
+    events = ended_call("e")
+    over_mqtt = [json.loads(json.dumps(numbered(e, sequence))) for e in events]
+    for e in events:
+        bus.emit(e)
+    assert not any(bus.publish_dict(d) for d in over_mqtt)
+    assert bus.active_calls() == [] and bus.remembered_calls == 1
+
+
+def test_what_was_seen_of_ended_calls_is_forgotten_after_a_while(monkeypatch):
+    """Memory follows the calls of the last ``remember_ended_s``, not the last 10,000."""
+    clock = [1000.0]
+    monkeypatch.setattr("dashboards.event_bus.time.monotonic", lambda: clock[0])
+    bus = EventBus(remember_ended_s=600.0)
+    for n in range(500):
+        for e in ended_call(f"call-{n}"):
+            bus.emit(e)
+        clock[0] += 60.0  # a call a minute: ten of them within the 600 s
+    assert bus.remembered_calls <= 11
+    live = call_events("in-progress")
+    for e in live:
+        bus.emit(e)
+    clock[0] += 7200.0  # a long call goes on: what was seen of it stays
+    bus.emit(CallStarted(call_id="next", t_ms=0.0, transport="test"))
+    assert not bus.publish_dict(live[0].to_dict() | {"seq": 1})
+    assert bus.remembered_calls == 2  # the call in progress and the new one
+
+
 @pytest.mark.asyncio
 async def test_events_only_seen_over_mqtt_keep_their_seq_and_make_an_active_call():
     bus = EventBus()
