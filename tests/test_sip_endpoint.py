@@ -190,7 +190,8 @@ def test_declined_refer_keeps_the_caller_with_the_bot(bot, tmp_path):
     assert run.returncode == 0, run.stdout + run.errors
     failed = sut.events.of_type(TransferFailed)
     assert len(failed) == 1 and "603" in failed[0].reason
-    said = [e.kind for e in sut.events.of_type(BotSpeechStarted)]
+    # A filler may come before the goodbye when recognition is slow (a loaded machine).
+    said = [e.kind for e in sut.events.of_type(BotSpeechStarted) if e.kind != "filler"]
     assert said == ["greeting", "transfer", "transfer_failed", "goodbye"], said
     assert [r.outcome for r in sut.results] == ["completed"]
 
@@ -224,7 +225,8 @@ def test_refer_without_final_notify_times_out_and_keeps_the_caller(bot, tmp_path
     assert run.returncode == 0, run.stdout + run.errors
     failed = sut.events.of_type(TransferFailed)
     assert len(failed) == 1 and "no answer to REFER within 2 s" in failed[0].reason
-    said = [e.kind for e in sut.events.of_type(BotSpeechStarted)]
+    # A filler may come before the goodbye when recognition is slow (a loaded machine).
+    said = [e.kind for e in sut.events.of_type(BotSpeechStarted) if e.kind != "filler"]
     assert said == ["greeting", "transfer", "transfer_failed", "goodbye"], said
     assert [r.outcome for r in sut.results] == ["completed"]
 
