@@ -80,6 +80,17 @@ COMBOS: dict[str, tuple[tuple[str, int], ...]] = {
 }
 
 
+# Adaptive: the main decoding alone first; the extra ones only when what it gives is not
+# already a decision they could not improve (an answer, a redirect or a caller's request).
+ADAPTIVE: dict[str, tuple[tuple[str, int], ...]] = {
+    "adaptive-b3+cat-b2+none-b2": (("titles160", 3), ("categories80", 2), ("none", 2)),
+    "adaptive-b5+cat-b2+none-b2": (("titles160", 5), ("categories80", 2), ("none", 2)),
+    "adaptive-b3+cat+none": (("titles160", 3), ("categories80", 5), ("none", 5)),
+    "adaptive-b5+cat+none": (("titles160", 5), ("categories80", 5), ("none", 5)),
+}
+SETTLED = ("answer", "redirect", "transfer", "repeat", "goodbye")
+
+
 def hints(faq) -> dict[str, str | None]:
     return {
         "titles160": faq_vocabulary_prompt(faq),
@@ -169,21 +180,21 @@ def replay(args: argparse.Namespace) -> dict:
     faq = understanding.faq
     clips = json.loads(args.dump.read_text(encoding="utf-8"))
     out: dict = {"clips": len(clips), "combos": {}}
-    for name in args.combos or list(COMBOS):
-        kinds = COMBOS[name]
+    extras_used: dict[str, int] = {}
+    for name in args.combos or [*COMBOS, *ADAPTIVE]:
+        kinds = COMBOS.get(name) or ADAPTIVE[name]
         by_condition: dict[str, list[dict]] = {}
         cpu, aligned_all, aligned_needed = [], [], []
         for clip in clips:
-            decodings = [clip["decodings"][f"{hint}/{beam}"] for hint, beam in kinds]
-            heard = [h for d in decodings for h in d["heard"]]
-            text, confidence = heard[0] if heard else ("", None)
-            distinct = list(dict.fromkeys(t for t, _ in heard if t))
-            unprompted = {t: clip["unprompted"][t] for t in distinct}
-            alternatives = tuple(t for t in distinct if t != text)
-            _, decision = understanding.understand(text, alternatives, confidence, unprompted)
+            used = kinds[:1] if name in ADAPTIVE else kinds
+            decision, distinct = decide(understanding, clip, used)
+            if name in ADAPTIVE and not settled(decision, clip, distinct, args.settle_heard):
+                used = kinds
+                decision, distinct = decide(understanding, clip, used)
+                extras_used[name] = extras_used.get(name, 0) + 1
             o = outcome(decision, clip["expected"], faq)
             by_condition.setdefault(clip["file"].split("/")[0], []).append(o)
-            decode = sum(clip["decodings"][f"{h}/{b}"]["cpu_ms"] for h, b in kinds)
+            decode = sum(clip["decodings"][f"{h}/{b}"]["cpu_ms"] for h, b in used)
             per_text = clip["align_cpu_ms_per_text"]
             aligned_all.append(len(distinct) * per_text)
             needed = decision.action.value in ("answer", "redirect")
@@ -203,7 +214,32 @@ def replay(args: argparse.Namespace) -> dict:
             "cpu_ms_align_all": round(statistics.mean(aligned_all), 1),
             "cpu_ms_align_needed": round(statistics.mean(aligned_needed), 1),
         }
+        if name in ADAPTIVE:
+            out["combos"][name]["extras_on"] = round(extras_used.get(name, 0) / len(clips), 3)
     return out
+
+
+def settled(decision, clip: dict, distinct: list[str], min_heard: float) -> bool:
+    """Whether the main decoding's decision stands without the extra ones: a caller's
+    request, or an answer whose words the audio supports without the hint."""
+    action = decision.action.value
+    if action not in SETTLED:
+        return False
+    if action not in ("answer", "redirect") or not distinct:
+        return True
+    return clip["unprompted"].get(distinct[0], 0.0) >= min_heard
+
+
+def decide(understanding, clip: dict, kinds) -> tuple:
+    """The policy's decision on ``kinds``' recorded decodings of ``clip``, and their texts."""
+    decodings = [clip["decodings"][f"{hint}/{beam}"] for hint, beam in kinds]
+    heard = [h for d in decodings for h in d["heard"]]
+    text, confidence = heard[0] if heard else ("", None)
+    distinct = list(dict.fromkeys(t for t, _ in heard if t))
+    unprompted = {t: clip["unprompted"][t] for t in distinct}
+    alternatives = tuple(t for t in distinct if t != text)
+    _, decision = understanding.understand(text, alternatives, confidence, unprompted)
+    return decision, distinct
 
 
 def main() -> int:
@@ -218,7 +254,14 @@ def main() -> int:
     rec.add_argument("--part", default="1/1", help="k/n: the k-th of n interleaved parts")
     rep = sub.add_parser("replay", help="combine recorded decodings and decide")
     rep.add_argument("dump", type=Path, help="JSON written by record")
-    rep.add_argument("--combos", nargs="*", help=f"names among: {', '.join(COMBOS)}")
+    rep.add_argument("--combos", nargs="*", help=f"names among: {', '.join([*COMBOS, *ADAPTIVE])}")
+    rep.add_argument(
+        "--settle-heard",
+        type=float,
+        default=0.0,
+        help="adaptive: an answer stands without the extra decodings only when its text's "
+        "probability without the hint is at least this",
+    )
     args = parser.parse_args()
     result = record(args) if args.command == "record" else replay(args)
     print(json.dumps(result, ensure_ascii=False, indent=2))
