@@ -15,6 +15,7 @@ bounded length.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import socket
 
 import dbfixtures
@@ -203,3 +204,50 @@ def test_the_internal_console_answers_only_the_cluster_secret(two_nodes):
     assert gone.status_code == 404
     # The web node's own pages still need a login.
     assert httpx.get(f"{_web.web}/api/staff/calls", timeout=10).status_code in (401, 403)
+
+
+def test_a_call_node_that_dies_while_a_call_rings_leaves_the_staff_page(two_nodes, tmp_path):
+    """The call node is killed (SIGKILL) while its caller's transfer rings on the web node:
+    the web node's staff page drops the call (its stream from the node broke: nobody can
+    answer it any more), and once the node is back its console is followed again."""
+    web, call, db = two_nodes
+
+    async def scenario():
+        peer = await RtpPeer.open()
+        api = operator_client(db, web.web)
+        try:
+            sipp = asyncio.create_task(
+                run_sipp(
+                    "uac_answer.xml", call.sip_port, tmp_path, keys={"rtp_port": str(peer.port)}
+                )
+            )
+            await peer.wait_for_bot()
+            await peer.wait_for_bot_speech()
+            await peer.press("0")
+
+            def listed():
+                return api.get("/api/staff/calls").json()["calls"]
+
+            ringing = await asyncio.to_thread(wait_until, listed, 60, "ringing on web")
+            assert call.kill() == -9
+            await asyncio.to_thread(wait_until, lambda: listed() == [], 15, "dropped on web")
+            sipp.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await sipp
+            return ringing
+        finally:
+            peer.close()
+            api.close()
+
+    ringing = asyncio.run(scenario())
+    assert ringing[0]["node"] == "call-1"
+    call.restart()
+    call.ready()
+    with operator_client(db, web.web) as api:
+        wait_until(
+            lambda: "following" in web.text() and live_consoles(db) == {"call-1": call.web},
+            30,
+            "the restarted node listed",
+        )
+        assert api.get("/api/staff/calls").json() == {"calls": []}
+    assert "node call-1 not followed" in web.text()  # the broken stream was noticed
