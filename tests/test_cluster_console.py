@@ -7,6 +7,9 @@ port; the staff member is an aiortc peer standing in for the staff page's WebRTC
 signalling through the web node's staff API only. Tones tell the directions apart:
 caller 700 Hz, staff 1100 Hz, ringback 400 Hz.
 
+A call node killed while its transfer rings takes the call off the web node's staff page,
+and is followed again once it is back.
+
 The call node's internal console API is also attacked as a stranger would: without the
 cluster secret nothing is answered (and no body is read), and bodies must declare a
 bounded length.
