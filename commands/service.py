@@ -20,6 +20,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import datetime as dt
+import inspect
 import logging
 import signal
 from collections.abc import Callable, Iterator
@@ -104,7 +105,7 @@ async def start_service(
     if takes_calls:
         switchboard, staff_console, webrtc = _phone_side(bot, events, telephony, bus, ops)
     else:
-        staff_console = _remote_console(db, ops)
+        staff_console, webrtc = _remote_phone_side(db, ops, bus)
 
     services = Services(
         settings=ops, db=db, bus=bus, bot=bot, switchboard=switchboard, metrics=metrics,
@@ -117,7 +118,7 @@ async def start_service(
     if takes_calls and options.sip and telephony.sip.enabled:
         sip = await _start_sip(telephony, switchboard, staff_console)
     services.phone_ready = takes_calls
-    stops = [retention.cancel, trimmer.cancel, *await _advertise_console(db, ops, web_url)]
+    stops = [retention.cancel, trimmer.cancel, *await _cluster_links(db, ops, web_url, webrtc)]
 
     return RunningService(
         bot=bot,
@@ -192,11 +193,12 @@ async def _http_app(services: Any, ops: OperationsSettings) -> tuple[Any, Any]:
         from dashboards.routes.system import create_probe_app
 
         app = create_probe_app(services)
-        if ops.cluster.secret:  # the web node's staff pages reach this node's console
-            from dashboards.routes.node_console import NodeTokenGuard, router
+        if ops.cluster.secret:  # the web node's staff and test-phone pages reach this node
+            from dashboards.routes import node_console, node_phone
 
-            app.include_router(router)
-            app.add_middleware(NodeTokenGuard, secret=ops.cluster.secret)
+            app.include_router(node_console.router)
+            app.include_router(node_phone.router)
+            app.add_middleware(node_console.NodeTokenGuard, secret=ops.cluster.secret)
         versions = FaqVersions.for_services(services)
         await asyncio.to_thread(versions.ensure_initial_version)
     else:
@@ -268,33 +270,41 @@ async def _start_web(
     return server, web_task, web_url
 
 
-def _remote_console(db: Any, ops: OperationsSettings) -> Any:
-    """A web node's staff console: the call nodes' consoles (None without the secret)."""
+def _remote_phone_side(db: Any, ops: OperationsSettings, bus: Any) -> tuple[Any, Any]:
+    """A web node's staff console (the call nodes' consoles) and test phone (calls placed
+    on the call nodes); both None without the cluster secret."""
     if not ops.cluster.secret:
         log.warning(
-            "staff console: no cluster secret set; calls transferred on call nodes "
-            "cannot be answered from this node's staff page"
+            "no cluster secret set: calls transferred on call nodes cannot be answered "
+            "from this node's staff page, and its test phone cannot call"
         )
-        return None
+        return None, None
     from dashboards.remote_console import RemoteStaffConsole
+    from dashboards.remote_phone import RemotePhone
 
     console = RemoteStaffConsole(db, ops.cluster.secret)
     console.start()
-    log.info("staff console: following the consoles of the call nodes")
-    return console
+    phone = RemotePhone(db, ops.cluster.secret, bus, max_calls=ops.web.max_test_phone_calls)
+    phone.start()
+    log.info("staff console and test phone: through the call nodes")
+    return console, phone
 
 
-async def _advertise_console(
-    db: Any, ops: OperationsSettings, web_url: str
+async def _cluster_links(
+    db: Any, ops: OperationsSettings, web_url: str, webrtc: Any
 ) -> list[Callable[[], Any]]:
-    """Offer a call node's console to the web node (with the cluster secret set); the
-    stop that withdraws it."""
+    """With the cluster secret set: a call node offers its console and test phone to the
+    web node (the stop withdraws them); a web node's remote test phone is closed at stop."""
     import socket
     from urllib.parse import urlsplit
 
     from dashboards.node_directory import advertise, withdraw
 
-    if ops.role != "call" or not ops.cluster.secret:
+    if not ops.cluster.secret:
+        return []
+    if ops.role == "web":
+        return [webrtc.close] if webrtc is not None else []
+    if ops.role != "call":
         return []
 
     url = ops.cluster.advertise_url
@@ -330,7 +340,9 @@ async def stop_service(service: RunningService, grace_s: float = 30.0) -> None:
     with contextlib.suppress(Exception):
         await asyncio.wait_for(web_task, timeout=10)
     for stop in service.stops:
-        stop()
+        done = stop()
+        if inspect.isawaitable(done):
+            await done
     if service.bot is not None and service.bot.rendering is not None:
         service.bot.rendering.cancel()
     await service.pipeline.stop()

@@ -185,6 +185,7 @@ class RemoteStaffConsole:
     def _on_event(self, node: str, kind: str, data: dict[str, Any]) -> None:
         if kind == "snapshot":
             fresh = {str(c["call_id"]): {**c, "node": node} for c in data.get("calls", [])}
+            log.info("staff console: following node %s (%d call(s))", node, len(fresh))
             for call_id in [i for i, c in self._calls.items() if c["node"] == node]:
                 if call_id not in fresh:
                     self._forget(call_id, "staff_ended", ended_by="node_lost")

@@ -7,7 +7,8 @@ port; the staff member is an aiortc peer standing in for the staff page's WebRTC
 signalling through the web node's staff API only. Tones tell the directions apart:
 caller 700 Hz, staff 1100 Hz, ringback 400 Hz.
 
-A call node killed while its transfer rings takes the call off the web node's staff page,
+The web node's test phone places its call on the call node (events through MQTT). A call
+node killed while its transfer rings takes the call off the web node's staff page,
 and is followed again once it is back.
 
 The call node's internal console API is also attacked as a stranger would: without the
@@ -19,12 +20,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import socket
 
 import dbfixtures
 import httpx
 import numpy as np
 import pytest
+from mosquitto import Mosquitto
 from nodes import Node, wait_until
 from sipp.rtp_peer import RtpPeer
 from sipp.sip_harness import run_sipp
@@ -56,7 +59,9 @@ def two_nodes(tmp_path_factory, postgres_url):
     work = tmp_path_factory.mktemp("console-nodes")
     city = work / "city.yaml"
     city.write_text(ALWAYS_OPEN, encoding="utf-8")
-    env = {"VOICEBOT_CLUSTER__SECRET": SECRET}
+    broker = Mosquitto(work / "mqtt")  # the web node follows the call node's events
+    broker.start()
+    env = {"VOICEBOT_CLUSTER__SECRET": SECRET, **broker.env()}
     web = Node(work, "web-1", "web", postgres_url, env=env)
     call = Node(
         work,
@@ -74,6 +79,7 @@ def two_nodes(tmp_path_factory, postgres_url):
     finally:
         codes = {node.name: node.stop() for node in (call, web)}
         db.dispose()
+        broker.stop()
         for node in (call, web):
             assert "Traceback" not in node.text(), node.text()[-4000:]
         assert codes == {"call-1": 0, "web-1": 0}, codes
@@ -155,6 +161,73 @@ def test_a_call_node_transfer_rings_on_the_web_node_and_staff_there_talk_to_the_
     assert dominant_frequency(to_caller, 8000) == pytest.approx(1100, abs=30)
     assert hung.status_code == 204 and gone
     assert "answered call" in call.text() and "from the web node" in call.text()
+
+
+def test_the_web_nodes_test_phone_calls_the_bot_on_a_call_node(two_nodes):
+    """テスト電話 on the web node (no bot there): the offer is relayed to the call node, the
+    browser hears the bot's greeting from it directly, the page's live events come through
+    MQTT, and 切る on the web node ends the call on the call node."""
+    web, _call, db = two_nodes
+
+    async def scenario():
+        browser = BrowserLikePeer(freq=None)
+        api = operator_client(db, web.web)
+        try:
+            page = await asyncio.to_thread(api.get, "/phone", headers={"accept": "text/html"})
+            assert page.status_code == 200 and 'id="call-button" disabled' not in page.text
+
+            async def answer(sdp, kind):
+                reply = await asyncio.to_thread(
+                    api.post, "/api/phone/offer", json={"sdp": sdp, "type": kind}
+                )
+                assert reply.status_code == 200, reply.text
+                answer.call_id = reply.json()["call_id"]
+                return reply.json()["sdp"], reply.json()["type"]
+
+            await browser.call(answer)
+            call_id = answer.call_id
+            await asyncio.wait_for(browser.channel_open.wait(), 15)
+            browser.send({"type": "ready"})
+            await wait_for(lambda: rms(browser.heard_audio()[-24000:]) > 500, timeout=30)
+            second = await asyncio.to_thread(
+                api.post, "/api/phone/offer", json={"sdp": "v=0", "type": "offer"}
+            )
+            events = await asyncio.to_thread(read_events, api, call_id, "bot_speech_started")
+            hung = await asyncio.to_thread(api.post, f"/api/phone/{call_id}/hangup")
+        finally:
+            await browser.close()
+            api.close()
+        return call_id, second, events, hung
+
+    call_id, second, events, hung = asyncio.run(scenario())
+    assert second.status_code == 429  # one test call per user, across nodes
+    assert any(e.get("kind") == "greeting" for e in events), events
+    assert hung.status_code == 204
+    ended = wait_until(
+        lambda: [c for c in sip_or_webrtc_calls(db) if c.id == call_id and c.outcome], 30, "ended"
+    )
+    assert ended[0].node == "call-1" and ended[0].outcome in ("hung_up", "hung_up_waiting")
+
+
+def read_events(api: httpx.Client, call_id: str, until: str) -> list[dict]:
+    """The phone page's live events of ``call_id`` on the web node, up to an ``until``."""
+    seen: list[dict] = []
+    with api.stream("GET", f"/api/phone/{call_id}/events", timeout=30) as stream:
+        for line in stream.iter_lines():
+            if line.startswith("data:"):
+                seen.append(json.loads(line[5:]))
+                if seen[-1].get("event") == until:
+                    break
+    return seen
+
+
+def sip_or_webrtc_calls(db: Database) -> list:
+    from sqlalchemy import select
+
+    from dashboards.call_records import Call
+
+    with db.session() as session:
+        return list(session.scalars(select(Call)).all())
 
 
 def raw_request(port: int, request: bytes) -> bytes:
@@ -248,9 +321,10 @@ def test_a_call_node_that_dies_while_a_call_rings_leaves_the_staff_page(two_node
     call.ready()
     with operator_client(db, web.web) as api:
         wait_until(
-            lambda: "following" in web.text() and live_consoles(db) == {"call-1": call.web},
+            lambda: live_consoles(db) == {"call-1": call.web},
             30,
             "the restarted node listed",
         )
         assert api.get("/api/staff/calls").json() == {"calls": []}
     assert "node call-1 not followed" in web.text()  # the broken stream was noticed
+    wait_until(lambda: web.text().count("following node call-1") >= 2, 30, "followed again")
