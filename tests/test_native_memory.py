@@ -1,5 +1,6 @@
-"""Native memory: glibc's arenas are capped and freed heap is given back (in a child
-process, so that the test run's own allocator is left as it is)."""
+"""Native memory: glibc's arenas are capped, large blocks are mapped on their own and freed
+heap is given back (in a child process, so that the test run's own allocator is left as
+it is)."""
 
 from __future__ import annotations
 
@@ -43,3 +44,29 @@ def test_arenas_are_capped_and_freed_heap_goes_back_to_the_system():
     assert result["trimmed"] is True  # there was freed heap to give back
     assert result["after"] < result["before"]  # resident pages went down
     assert result["cancelled"] is True
+
+
+MAPPED = """
+import ctypes, json
+from commands import native_memory
+
+class MallInfo2(ctypes.Structure):
+    _fields_ = [(name, ctypes.c_size_t) for name in
+                "arena ordblks smblks hblks hblkhd usmblks fsmblks uordblks fordblks keepcost"
+                .split()]
+
+libc = ctypes.CDLL("libc.so.6")
+libc.mallinfo2.restype = MallInfo2
+native_memory.limit_arenas()
+big = bytearray(8 << 20)  # mapped; freeing it would raise glibc's own threshold to 8 MiB
+del big
+block = bytearray(2 << 20)
+print(json.dumps({"mapped": libc.mallinfo2().hblkhd}))
+"""
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc's allocator")
+def test_a_megabyte_block_is_mapped_even_after_a_larger_one_was_freed():
+    """Left to glibc, the 2 MiB block would be carved out of an arena (and leave a hole)."""
+    out = subprocess.run([sys.executable, "-c", MAPPED], capture_output=True, text=True, check=True)
+    assert json.loads(out.stdout)["mapped"] >= 2 << 20
