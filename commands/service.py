@@ -312,7 +312,7 @@ async def _cluster_links(
         parts = urlsplit(web_url)
         wildcard = parts.hostname in ("0.0.0.0", "::")
         url = f"http://{socket.getfqdn()}:{parts.port}" if wildcard else web_url
-    await asyncio.to_thread(advertise, db, ops.node, url.rstrip("/"))
+    await asyncio.to_thread(advertise, db, ops.node, url.rstrip("/"), ops.cluster.secret)
     log.info("staff console: offered to the web node at %s", url)
     return [lambda: withdraw(db, ops.node)]
 

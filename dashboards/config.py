@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Literal
 
 from pydantic import BaseModel, Field
+from pydantic_settings import SettingsConfigDict
 
 from voicebot.config import FileAndEnvSettings
 
@@ -88,15 +89,16 @@ class ReportSettings(BaseModel):
 class ClusterSettings(BaseModel):
     secret: str | None = Field(
         None,
-        min_length=16,
+        pattern=r"^[\x21-\x7e]{16,256}$",  # printable ASCII, no spaces: it goes in a header
         description=(
-            "shared by every node: the web node's staff console reaches call nodes' consoles "
-            "with it; unset: transfers to the console are answered only on the node that "
-            "holds the call"
+            "shared by every node (16 or more printable characters, no spaces): the web "
+            "node's staff console and test phone reach the call nodes with it; unset: "
+            "transfers to the console are answered only on the node that holds the call"
         ),
     )
     advertise_url: str | None = Field(
         None,
+        pattern=r"^https?://[^/?#\s]+/?$",
         description=(
             "how other nodes reach this call node's HTTP server (e.g. http://call-a:8080); "
             "default: the address it listens on"
@@ -106,6 +108,10 @@ class ClusterSettings(BaseModel):
 
 class OperationsSettings(FileAndEnvSettings):
     """All settings of the web app and the data behind it."""
+
+    # Passwords and the cluster secret live here: an invalid setting's error names the
+    # setting and the rule, never the value.
+    model_config = SettingsConfigDict(**FileAndEnvSettings.model_config, hide_input_in_errors=True)
 
     data_dir: Path = Field(default_factory=default_data_dir)
     role: Literal["all", "call", "web"] = Field(

@@ -34,6 +34,8 @@ DISCOVER_S = 3.0  # how often the list of live call nodes is read
 RETRY_S = (1.0, 2.0, 5.0, 10.0)  # back-off between attempts to follow a node's console
 READ_TIMEOUT_S = 30.0  # a node's stream sends a heartbeat every 10 s
 MAX_CALLS_PER_NODE = 500  # far above what a node holds; bounds what a node can make us keep
+MAX_NODES = 64  # call nodes followed at most
+MAX_EVENT_BYTES = 256 * 1024  # one console event (a handover summary is a few kilobytes)
 
 
 @dataclass(frozen=True)
@@ -55,17 +57,21 @@ class RemoteStaffConsole:
         nodes: Callable[[], dict[str, str]] | None = None,
         discover_s: float = DISCOVER_S,
     ):
-        self._nodes = nodes or (lambda: live_consoles(db))
+        self._nodes = nodes or (lambda: live_consoles(db, secret))
         self._headers = {"Authorization": f"Bearer {secret}"}
         self.discover_s = discover_s
         self._calls: dict[str, dict[str, Any]] = {}  # call_id -> the call, with its node
         self._urls: dict[str, str] = {}  # node -> console URL
         self._follows: dict[str, asyncio.Task[None]] = {}
         self._listeners: set[asyncio.Queue[dict[str, Any]]] = set()
-        self._client = httpx.AsyncClient(
-            timeout=httpx.Timeout(10.0, connect=3.0, read=READ_TIMEOUT_S)
+        # Streams and relays apart: many followed nodes never hold up a staff answer.
+        self._streams = httpx.AsyncClient(
+            timeout=httpx.Timeout(10.0, connect=3.0, read=READ_TIMEOUT_S),
+            limits=httpx.Limits(max_connections=MAX_NODES),
         )
+        self._client = httpx.AsyncClient(timeout=httpx.Timeout(20.0, connect=3.0))
         self._task: asyncio.Task[None] | None = None
+        self._closed = False
 
     # -- what the staff pages read (as StaffConsole) -------------------------------------
     def calls(self) -> list[dict[str, Any]]:
@@ -76,7 +82,10 @@ class RemoteStaffConsole:
         """Live console events of every node, each with its ``node``."""
         from telephony.staff_console import ConsoleSubscription
 
-        return ConsoleSubscription(self._listeners)
+        subscription = ConsoleSubscription(self._listeners)
+        if self._closed:  # shutting down: the stream ends at once
+            ConsoleSubscription.end_all(self._listeners)
+        return subscription
 
     async def answer(self, call_id: str, offer_sdp: str, offer_type: str, staff_user: str):
         """Relay a staff browser's offer to the node holding ``call_id``; its answer.
@@ -100,9 +109,13 @@ class RemoteStaffConsole:
             raise SignallingError(_detail(reply))
         raise self._gone(call_id, reply)
 
-    async def hangup(self, call_id: str) -> None:
-        """Relay 終話 to the node holding ``call_id``."""
-        reply = await self._relay(call_id, "hangup", None)
+    async def hangup(self, call_id: str, staff_user: str = "", admin: bool = True) -> None:
+        """Relay 終話 to the node holding ``call_id``; the node itself checks that
+        ``staff_user`` answered it (or ``admin``)."""
+        body = {"staff_user": staff_user, "admin": admin}
+        reply = await self._relay(call_id, "hangup", body)
+        if reply.status_code == 403:
+            raise PermissionError(f"call {call_id} was answered by someone else")
         if reply.status_code != 204:
             raise self._gone(call_id, reply)
 
@@ -123,7 +136,10 @@ class RemoteStaffConsole:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await task
         self._follows.clear()
+        self._urls.clear()
+        self._closed = True
         await self._client.aclose()
+        await self._streams.aclose()
         from telephony.staff_console import ConsoleSubscription
 
         ConsoleSubscription.end_all(self._listeners)
@@ -142,9 +158,10 @@ class RemoteStaffConsole:
         for node in list(self._follows):
             if nodes.get(node) != self._urls.get(node):
                 self._follows.pop(node).cancel()
+                self._urls.pop(node, None)
                 self._drop_node(node, "node_lost")
         for node, url in nodes.items():
-            if node not in self._follows:
+            if node not in self._follows and len(self._follows) < MAX_NODES:
                 self._urls[node] = url
                 self._follows[node] = asyncio.create_task(
                     self._follow(node, url), name=f"console-{node}"
@@ -161,23 +178,26 @@ class RemoteStaffConsole:
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
-                log.warning("staff console: node %s not followed (%s); retrying", node, exc)
+                why = type(exc).__name__  # never the text: it may quote the request
+                log.warning("staff console: node %s not followed (%s); retrying", node, why)
             self._drop_node(node, "node_lost")
             await asyncio.sleep(RETRY_S[min(attempt, len(RETRY_S) - 1)])
             attempt += 1
 
     async def _events(self, url: str) -> AsyncIterator[tuple[str, dict[str, Any]]]:
         """(event name, data) of a node's console stream, as they come."""
-        async with self._client.stream(
+        async with self._streams.stream(
             "GET", f"{url}/internal/staff/events", headers=self._headers
         ) as response:
             response.raise_for_status()
             kind, data = "message", ""
-            async for line in response.aiter_lines():
+            async for line in _bounded_lines(response.aiter_bytes(), MAX_EVENT_BYTES):
                 if line.startswith("event:"):
                     kind = line[6:].strip()
                 elif line.startswith("data:"):
                     data += line[5:].strip()
+                    if len(data) > MAX_EVENT_BYTES:
+                        raise ValueError("console event too large")
                 elif not line and data:
                     yield kind, json.loads(data)
                     kind, data = "message", ""
@@ -190,6 +210,8 @@ class RemoteStaffConsole:
                 if call_id not in fresh:
                     self._forget(call_id, "staff_ended", ended_by="node_lost")
             for call_id, call in list(fresh.items())[:MAX_CALLS_PER_NODE]:
+                if call_id in self._calls and self._calls[call_id]["node"] != node:
+                    continue  # another node's call
                 self._calls[call_id] = call
                 state = "staff_connected" if call.get("state") == "connected" else "staff_ringing"
                 self._publish({"event": state, **call})
@@ -198,6 +220,9 @@ class RemoteStaffConsole:
             return
         event = {**data, "node": node}
         call_id = str(event["call_id"])
+        held = self._calls.get(call_id)
+        if held is not None and held["node"] != node:
+            return  # another node's call: one node never speaks for another's
         if event.get("event") in ("staff_ringing", "staff_connected", "staff_draining"):
             held = sum(1 for c in self._calls.values() if c["node"] == node)
             if call_id in self._calls or held < MAX_CALLS_PER_NODE:
@@ -243,7 +268,8 @@ class RemoteStaffConsole:
                 headers=self._headers,
             )
         except httpx.HTTPError as exc:
-            log.warning("staff console: node %s did not answer (%s)", call["node"], exc)
+            why = type(exc).__name__
+            log.warning("staff console: node %s did not answer (%s)", call["node"], why)
             raise ConsoleCallGone(f"the node of call {call_id} cannot be reached") from None
 
     def _gone(self, call_id: str, reply: httpx.Response) -> Exception:
@@ -258,3 +284,15 @@ def _detail(reply: httpx.Response) -> str:
     with contextlib.suppress(Exception):
         return str(reply.json().get("detail", reply.status_code))
     return str(reply.status_code)
+
+
+async def _bounded_lines(chunks: AsyncIterator[bytes], limit: int) -> AsyncIterator[str]:
+    """Text lines of a byte stream, none longer than ``limit`` bytes (ValueError)."""
+    pending = b""
+    async for chunk in chunks:
+        pending += chunk
+        while (end := pending.find(b"\n")) >= 0:
+            line, pending = pending[:end], pending[end + 1 :]
+            yield line.rstrip(b"\r").decode("utf-8", errors="replace")
+        if len(pending) > limit:
+            raise ValueError("line too long in a console stream")

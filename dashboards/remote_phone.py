@@ -5,7 +5,9 @@ own ``WebRtcEndpoint`` (``available``, ``call``, ``accept``, ``hang_up``): it re
 browser's SDP offer to a live call node (the one with the fewest of this node's test
 calls; ``dashboards/routes/node_phone.py``), keeps whose call it is for the page's
 ownership checks, and forgets the call when its ``call_ended`` event arrives on the bus
-(from MQTT) or it is hung up here. The browser's audio goes to the call node directly.
+(from MQTT), it is hung up here, or its node no longer lists it (checked every few
+seconds: a node that died, an MQTT outage). The browser's audio goes to the call node
+directly.
 """
 
 from __future__ import annotations
@@ -13,8 +15,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
+import uuid
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import httpx
@@ -25,8 +29,9 @@ from dashboards.remote_console import RelayedAnswer
 
 log = logging.getLogger(__name__)
 
-REFRESH_S = 5.0  # how often the list of live call nodes is read for ``available``
-LONGEST_CALL_S = 2 * 3600.0  # a call whose end never reached the bus is forgotten then
+REFRESH_S = 5.0  # how often the live call nodes and their test calls are checked
+SETTLE_S = 10.0  # a call this young may not be listed by its node yet
+LONGEST_CALL_S = 3600.0  # a call whose end never reached us is forgotten then at the latest
 
 
 @dataclass
@@ -38,6 +43,7 @@ class RemotePhoneCall:
     node: str
     url: str
     watcher: asyncio.Task[None] | None = None
+    placed_at: float = field(default_factory=time.monotonic)
 
 
 class RemotePhone:
@@ -53,7 +59,7 @@ class RemotePhone:
         calls_per_owner: int = 1,
         nodes: Callable[[], dict[str, str]] | None = None,
     ):
-        self._nodes = nodes or (lambda: live_consoles(db))
+        self._nodes = nodes or (lambda: live_consoles(db, secret))
         self._headers = {"Authorization": f"Bearer {secret}"}
         self.bus = bus
         self.max_calls = max_calls
@@ -83,6 +89,26 @@ class RemotePhone:
             raise CallRefused(Refusal.OWNER_BUSY)
         if len(self.calls) >= self.max_calls:
             raise CallRefused(Refusal.FULL)
+        # Counted from now on: a second offer while this one is relayed finds it.
+        pending = RemotePhoneCall(f"pending-{uuid.uuid4().hex}", owner, "", "")
+        self.calls[pending.call_id] = pending
+        try:
+            node, url, data = await self._place(sdp, sdp_type, owner, caller)
+        finally:
+            del self.calls[pending.call_id]
+        call = RemotePhoneCall(str(data["call_id"]), owner, node, url)
+        self.calls[call.call_id] = call
+        call.watcher = asyncio.create_task(self._watch(call), name=f"phone-{call.call_id}")
+        log.info("test phone: call %s for %s on node %s", call.call_id, owner, node)
+        return call.call_id, RelayedAnswer(sdp=str(data["sdp"]), type=str(data["type"]))
+
+    async def _place(
+        self, sdp: str, sdp_type: str, owner: str, caller: str
+    ) -> tuple[str, str, dict[str, Any]]:
+        """Relay the offer to the live node with the fewest of our calls: (node, its URL,
+        its answer)."""
+        from telephony.webrtc_endpoint import CallRefused, Refusal
+
         await self.refresh()
         if not self._live:
             raise CallRefused(Refusal.UNAVAILABLE)
@@ -95,16 +121,11 @@ class RemotePhone:
                 f"{url}/internal/phone/offer", json=body, headers=self._headers
             )
         except httpx.HTTPError as exc:
-            log.warning("test phone: node %s did not answer (%s)", node, exc)
+            log.warning("test phone: node %s did not answer (%s)", node, type(exc).__name__)
             raise CallRefused(Refusal.UNAVAILABLE) from None
         if reply.status_code != 200:
             raise _refusal(reply)
-        data = reply.json()
-        call = RemotePhoneCall(str(data["call_id"]), owner, node, url)
-        self.calls[call.call_id] = call
-        call.watcher = asyncio.create_task(self._watch(call), name=f"phone-{call.call_id}")
-        log.info("test phone: call %s for %s on node %s", call.call_id, owner, node)
-        return call.call_id, RelayedAnswer(sdp=str(data["sdp"]), type=str(data["type"]))
+        return node, url, reply.json()
 
     async def hang_up(self, call_id: str) -> None:
         """End the call on its node (the page's 切る button, or leaving the page)."""
@@ -119,10 +140,36 @@ class RemotePhone:
             )
 
     async def refresh(self) -> None:
+        """Read the live call nodes; forget calls whose node is gone or no longer has them
+        (their end may never reach the bus: a node that died, an MQTT outage)."""
         try:
             self._live = await asyncio.to_thread(self._nodes)
         except Exception as exc:  # the database is away: keep what we knew
-            log.warning("test phone: reading the call nodes failed: %s", exc)
+            log.warning("test phone: reading the call nodes failed: %s", type(exc).__name__)
+            return
+        placed = [c for c in self.calls.values() if c.node]
+        for node in {c.node for c in placed}:
+            held = await self._held_on(node) if node in self._live else set()
+            for call in placed:
+                settled = time.monotonic() - call.placed_at > SETTLE_S
+                if call.node == node and held is not None and call.call_id not in held and settled:
+                    self._forget(call)
+
+    async def _held_on(self, node: str) -> set[str] | None:
+        """The test-phone calls ``node`` holds now (None: it did not say)."""
+        try:
+            reply = await self._client.get(
+                f"{self._live[node]}/internal/phone/calls", headers=self._headers
+            )
+            return set(reply.json()["calls"]) if reply.status_code == 200 else None
+        except (httpx.HTTPError, ValueError, KeyError, TypeError):
+            return None
+
+    def _forget(self, call: RemotePhoneCall) -> None:
+        if self.calls.get(call.call_id) is call:
+            del self.calls[call.call_id]
+            if call.watcher is not None:
+                call.watcher.cancel()
 
     def start(self) -> None:
         self._task = asyncio.create_task(self._refresh_often(), name="remote-phone")

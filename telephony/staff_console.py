@@ -356,11 +356,14 @@ class StaffConsole:
         call.answered.set_result(leg)
         return answer
 
-    async def hangup(self, call_id: str) -> None:
-        """Staff end the call (終話): both legs are closed."""
+    async def hangup(self, call_id: str, staff_user: str | None = None, admin: bool = True) -> None:
+        """Staff end the call (終話): both legs are closed. With ``staff_user`` (and not
+        ``admin``), only the staff member who answered may: PermissionError otherwise."""
         call = self._calls.get(call_id)
         if call is None:
             raise ConsoleCallGone(f"call {call_id} is not connected")
+        if staff_user is not None and not admin and call.answered_by != staff_user:
+            raise PermissionError(f"call {call_id} was answered by someone else")
         if call.staff_leg is not None:
             await call.staff_leg.hangup()  # the bridge then hangs up the caller
         elif call.caller_leg is not None:

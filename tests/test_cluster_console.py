@@ -27,6 +27,7 @@ import dbfixtures
 import httpx
 import numpy as np
 import pytest
+from aiortc import RTCSessionDescription
 from mosquitto import Mosquitto
 from nodes import Node, wait_until
 from sipp.rtp_peer import RtpPeer
@@ -89,7 +90,7 @@ def test_a_call_node_transfer_rings_on_the_web_node_and_staff_there_talk_to_the_
     two_nodes, tmp_path
 ):
     web, call, db = two_nodes
-    assert live_consoles(db) == {"call-1": call.web}
+    assert live_consoles(db, SECRET) == {"call-1": call.web}
     peer_box: dict = {}
 
     async def scenario():
@@ -166,26 +167,38 @@ def test_a_call_node_transfer_rings_on_the_web_node_and_staff_there_talk_to_the_
 def test_the_web_nodes_test_phone_calls_the_bot_on_a_call_node(two_nodes):
     """テスト電話 on the web node (no bot there): the offer is relayed to the call node, the
     browser hears the bot's greeting from it directly, the page's live events come through
-    MQTT, and 切る on the web node ends the call on the call node."""
+    MQTT, and 切る on the web node ends the call on the call node. One call per user holds
+    also for two offers at once."""
     web, _call, db = two_nodes
 
     async def scenario():
-        browser = BrowserLikePeer(freq=None)
-        api = operator_client(db, web.web)
+        browsers = [BrowserLikePeer(freq=None), BrowserLikePeer(freq=None)]
+        apis = [operator_client(db, web.web), operator_client(db, web.web)]
+        api = apis[0]
         try:
             page = await asyncio.to_thread(api.get, "/phone", headers={"accept": "text/html"})
             assert page.status_code == 200 and 'id="call-button" disabled' not in page.text
-
-            async def answer(sdp, kind):
-                reply = await asyncio.to_thread(
-                    api.post, "/api/phone/offer", json={"sdp": sdp, "type": kind}
+            # The same user offers twice at once (two tabs): one call, one refusal.
+            for browser in browsers:
+                await browser.pc.setLocalDescription(await browser.pc.createOffer())
+            replies = await asyncio.gather(
+                *(
+                    asyncio.to_thread(
+                        client.post,
+                        "/api/phone/offer",
+                        json={"sdp": b.pc.localDescription.sdp, "type": "offer"},
+                    )
+                    for client, b in zip(apis, browsers, strict=True)
                 )
-                assert reply.status_code == 200, reply.text
-                answer.call_id = reply.json()["call_id"]
-                return reply.json()["sdp"], reply.json()["type"]
-
-            await browser.call(answer)
-            call_id = answer.call_id
+            )
+            statuses = [r.status_code for r in replies]
+            assert sorted(statuses) == [200, 429], [r.text for r in replies]
+            reply = replies[statuses.index(200)]
+            browser = browsers[statuses.index(200)]
+            await browser.pc.setRemoteDescription(
+                RTCSessionDescription(reply.json()["sdp"], reply.json()["type"])
+            )
+            call_id = reply.json()["call_id"]
             await asyncio.wait_for(browser.channel_open.wait(), 15)
             browser.send({"type": "ready"})
             await wait_for(lambda: rms(browser.heard_audio()[-24000:]) > 500, timeout=30)
@@ -195,8 +208,10 @@ def test_the_web_nodes_test_phone_calls_the_bot_on_a_call_node(two_nodes):
             events = await asyncio.to_thread(read_events, api, call_id, "bot_speech_started")
             hung = await asyncio.to_thread(api.post, f"/api/phone/{call_id}/hangup")
         finally:
-            await browser.close()
-            api.close()
+            for browser in browsers:
+                await browser.close()
+            for client in apis:
+                client.close()
         return call_id, second, events, hung
 
     call_id, second, events, hung = asyncio.run(scenario())
@@ -271,6 +286,12 @@ def test_the_internal_console_answers_only_the_cluster_secret(two_nodes):
         + b"Transfer-Encoding: chunked\r\n\r\n0\r\n\r\n",
     )  # fmt: skip
     assert chunked.startswith(b"HTTP/1.1 411"), chunked[:200]
+    both = raw_request(  # a small length announced, a large chunked body sent
+        port,
+        b"POST /internal/staff/calls/x/answer HTTP/1.1\r\nHost: a\r\n" + auth
+        + b"Content-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n",
+    )  # fmt: skip
+    assert both.startswith(b"HTTP/1.1 411"), both[:200]
     gone = httpx.post(
         f"{url}/nosuch/answer",
         headers=right,
@@ -321,7 +342,7 @@ def test_a_call_node_that_dies_while_a_call_rings_leaves_the_staff_page(two_node
     call.ready()
     with operator_client(db, web.web) as api:
         wait_until(
-            lambda: live_consoles(db) == {"call-1": call.web},
+            lambda: live_consoles(db, SECRET) == {"call-1": call.web},
             30,
             "the restarted node listed",
         )

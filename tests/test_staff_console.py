@@ -333,3 +333,19 @@ async def test_closing_the_console_ends_every_pages_stream_after_its_news():
         assert received == ["staff_ringing"]
     late = console.subscribe()  # a page that reconnects during the shutdown
     assert [event async for event in late] == []
+
+
+@pytest.mark.asyncio
+async def test_only_the_staff_member_who_answered_or_an_admin_ends_the_call():
+    """終話 with who pressed it (as relayed from a web node): a colleague is refused, the
+    one who answered ends it."""
+    console = StaffConsole()
+    caller, transport, staff = await connected_call(console)
+    with pytest.raises(PermissionError):
+        await console.hangup("c1", staff_user="suzuki", admin=False)
+    assert not transport.ended and console.calls()[0]["state"] == "connected"
+    await console.hangup("c1", staff_user="tanaka", admin=False)
+    await wait_for(lambda: transport.ended)
+    assert console.calls() == []
+    await caller.close()
+    await staff.close()

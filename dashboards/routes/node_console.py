@@ -14,9 +14,13 @@ the routes are not mounted at all when no secret is configured.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import hmac
 import json
 import logging
+import time
+from collections import deque
 from collections.abc import AsyncIterator
 from typing import Annotated, Any
 
@@ -33,7 +37,8 @@ router = APIRouter()
 
 PREFIX = "/internal/staff"
 MAX_BODY_BYTES = 128 * 1024  # an SDP offer with its candidates is a few kilobytes
-MAX_STREAMS = 4  # one per web node; a few more while a restarted web node reconnects
+MAX_STREAMS = 4  # one per web node, and room for a restarted one; beyond, the oldest ends
+REFUSAL_LOG_EVERY_S = 10.0  # refused strangers are logged at most this often
 ServicesDep = Annotated[Services, Depends(get_services)]
 GONE = "この通話はすでに終了しています。"
 
@@ -46,6 +51,7 @@ class NodeTokenGuard:
     def __init__(self, app: Any, secret: str):
         self.app = app
         self._expected = f"Bearer {secret}".encode()
+        self._last_refusal_log = -REFUSAL_LOG_EVERY_S
 
     async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
         if scope["type"] != "http" or not scope["path"].startswith("/internal/"):
@@ -53,8 +59,14 @@ class NodeTokenGuard:
             return
         headers = dict(scope.get("headers") or [])
         if not hmac.compare_digest(headers.get(b"authorization", b""), self._expected):
-            log.warning("internal console: refused a request without the cluster secret")
+            now = time.monotonic()
+            if now - self._last_refusal_log >= REFUSAL_LOG_EVERY_S:  # no log flood
+                self._last_refusal_log = now
+                log.warning("internal API: refused a request without the cluster secret")
             await _refuse(send, 401, "unauthorised")
+            return
+        if b"transfer-encoding" in headers:  # a length we can trust, or nothing
+            await _refuse(send, 411, "a body needs Content-Length, not Transfer-Encoding")
             return
         if scope["method"] in ("POST", "PUT", "PATCH"):
             length = headers.get(b"content-length")
@@ -107,17 +119,25 @@ async def node_console_events(request: Request, services: ServicesDep) -> Respon
     state = request.app.state
 
     async def counted() -> AsyncIterator[bytes]:
-        # Counted while it streams (a stream that never starts holds nothing); one too
-        # many ends at once, and its web node reconnects later.
-        if getattr(state, "console_streams", 0) >= MAX_STREAMS:
-            log.warning("internal console: %d streams open; one more refused", MAX_STREAMS)
-            return
-        state.console_streams = getattr(state, "console_streams", 0) + 1
+        # Counted while it streams (a stream that never starts holds nothing). At the cap
+        # the oldest stream is ended (within a heartbeat): a web node that vanished without
+        # closing its connection never keeps a restarted one out.
+        streams: deque[asyncio.Event] | None = getattr(state, "console_streams", None)
+        if streams is None:
+            streams = state.console_streams = deque()
+        if len(streams) >= MAX_STREAMS:
+            log.warning("internal console: %d streams open; ending the oldest", MAX_STREAMS)
+            streams.popleft().set()
+        ended = asyncio.Event()
+        streams.append(ended)
         try:
             async for chunk in console_stream(request, console):
+                if ended.is_set():
+                    break
                 yield chunk
         finally:
-            state.console_streams -= 1
+            with contextlib.suppress(ValueError):
+                streams.remove(ended)
 
     return StreamingResponse(counted(), media_type="text/event-stream", headers=SSE_HEADERS)
 
@@ -153,13 +173,24 @@ async def node_console_answer(
     return StaffAnswer(sdp=answer.sdp, type=answer.type, call_id=call_id)
 
 
+class RelayedHangup(BaseModel):
+    """終話 relayed by the web node: who pressed it (this node checks they answered)."""
+
+    staff_user: str = Field(min_length=1, max_length=64)
+    admin: bool = False
+
+
 @router.post(f"{PREFIX}/calls/{{call_id}}/hangup", status_code=204)
-async def node_console_hangup(call_id: str, services: ServicesDep) -> Response:
-    """終話 relayed by the web node (which checked who may)."""
+async def node_console_hangup(
+    call_id: str, hangup: RelayedHangup, services: ServicesDep
+) -> Response:
+    """終話 relayed by the web node; only the staff member who answered, or an admin."""
     from telephony.staff_console import ConsoleCallGone
 
     try:
-        await _console(services).hangup(call_id)
+        await _console(services).hangup(call_id, staff_user=hangup.staff_user, admin=hangup.admin)
     except ConsoleCallGone:
         raise HTTPException(status_code=404, detail=GONE) from None
+    except PermissionError:
+        raise HTTPException(status_code=403, detail="応答した担当者ではありません。") from None
     return Response(status_code=204)

@@ -54,6 +54,12 @@ async def node_phone_offer(offer: RelayedPhoneOffer, services: ServicesDep) -> P
     return PhoneAnswer(sdp=answer.sdp, type=answer.type, call_id=call_id)
 
 
+@router.get("/internal/phone/calls")
+async def node_phone_calls(services: ServicesDep) -> dict[str, list[str]]:
+    """The test-phone calls this node holds now (the web node forgets the others)."""
+    return {"calls": sorted(webrtc_endpoint(services).calls)}
+
+
 @router.post("/internal/phone/{call_id}/hangup", status_code=204)
 async def node_phone_hangup(call_id: str, services: ServicesDep) -> Response:
     """End a test-phone call (relayed by the web node, which checked whose it is)."""

@@ -34,6 +34,7 @@ STAFF_ROLES = ("admin", "staff")
 StaffUser = Annotated[User, Depends(require_role(*STAFF_ROLES))]
 ServicesDep = Annotated[Services, Depends(get_services)]
 HEARTBEAT_S = 10.0
+QUEUED_EVENTS = 256  # console events waiting for one slow page at most
 NOT_YOUR_CALL_MESSAGE = "この通話を切れるのは、応答した担当者と管理者だけです。"
 UNAVAILABLE = "担当者コンソールは現在ご利用いただけません。"
 
@@ -87,6 +88,9 @@ async def console_stream(request: Request, console: Any) -> AsyncIterator[bytes]
     async def pump() -> None:
         try:
             async for event in subscription:
+                if queue.qsize() >= QUEUED_EVENTS:  # a reader that stalls loses old news
+                    with contextlib.suppress(asyncio.QueueEmpty):
+                        queue.get_nowait()
                 queue.put_nowait(event)
         finally:
             queue.put_nowait(None)
@@ -165,7 +169,9 @@ async def staff_hangup(call_id: str, user: StaffUser, services: ServicesDep) -> 
     if user.role != "admin" and call.get("answered_by") != user.username:
         raise HTTPException(status_code=403, detail=NOT_YOUR_CALL_MESSAGE)
     try:
-        await console.hangup(call_id)
+        await console.hangup(call_id, staff_user=user.username, admin=user.role == "admin")
     except ConsoleCallGone:
         raise HTTPException(status_code=404, detail="この通話はすでに終了しています。") from None
+    except PermissionError:
+        raise HTTPException(status_code=403, detail=NOT_YOUR_CALL_MESSAGE) from None
     return Response(status_code=204)
