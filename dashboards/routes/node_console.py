@@ -29,7 +29,7 @@ from fastapi.responses import Response, StreamingResponse
 from pydantic import BaseModel, Field
 
 from dashboards.live_streams import SSE_HEADERS
-from dashboards.routes.staff import StaffAnswer, StaffOffer, console_stream
+from dashboards.routes.staff import StaffAnswer, StaffOffer, answer_call, console_stream
 from dashboards.services import Services, get_services
 
 log = logging.getLogger(__name__)
@@ -153,24 +153,9 @@ async def node_console_answer(
     call_id: str, offer: RelayedOffer, services: ServicesDep
 ) -> StaffAnswer:
     """A staff browser answers (through the web node): its SDP offer → this node's answer."""
-    from telephony.staff_console import AlreadyAnswered, ConsoleCallGone
-    from telephony.webrtc import SignallingError
-
-    console = _console(services)
-    try:
-        answer = await console.answer(call_id, offer.sdp, offer.type, offer.staff_user)
-    except ConsoleCallGone:
-        raise HTTPException(status_code=404, detail=GONE) from None
-    except AlreadyAnswered:
-        raise HTTPException(
-            status_code=409, detail="この通話は別の担当者が応答しました。"
-        ) from None
-    except SignallingError as exc:
-        raise HTTPException(
-            status_code=400, detail=f"接続情報（SDP）が正しくありません: {exc}"
-        ) from None
+    answer = await answer_call(_console(services), call_id, offer, offer.staff_user)
     log.info("console: %s answered call %s from the web node", offer.staff_user, call_id)
-    return StaffAnswer(sdp=answer.sdp, type=answer.type, call_id=call_id)
+    return answer
 
 
 class RelayedHangup(BaseModel):

@@ -136,12 +136,21 @@ async def staff_answer(
     call_id: str, offer: StaffOffer, user: StaffUser, services: ServicesDep
 ) -> StaffAnswer:
     """Answer a ringing call with this browser's microphone (SDP offer → answer)."""
+    answer = await answer_call(console_of(services), call_id, offer, user.username)
+    log.info("console: %s answered call %s", user.username, call_id)
+    return answer
+
+
+async def answer_call(
+    console: Any, call_id: str, offer: StaffOffer, staff_user: str
+) -> StaffAnswer:
+    """``staff_user`` answers ``call_id`` with ``offer``; the console's refusals as HTTP
+    errors (404 gone, 409 answered by another, 400 bad SDP)."""
     from telephony.staff_console import AlreadyAnswered, ConsoleCallGone
     from telephony.webrtc import SignallingError
 
-    console = console_of(services)
     try:
-        answer = await console.answer(call_id, offer.sdp, offer.type, user.username)
+        answer = await console.answer(call_id, offer.sdp, offer.type, staff_user)
     except ConsoleCallGone:
         raise HTTPException(status_code=404, detail="この通話はすでに終了しています。") from None
     except AlreadyAnswered:
@@ -152,7 +161,6 @@ async def staff_answer(
         raise HTTPException(
             status_code=400, detail=f"接続情報（SDP）が正しくありません: {exc}"
         ) from None
-    log.info("console: %s answered call %s", user.username, call_id)
     return StaffAnswer(sdp=answer.sdp, type=answer.type, call_id=call_id)
 
 
