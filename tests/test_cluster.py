@@ -45,7 +45,7 @@ from cluster_calls import (
 )
 from kamailio_edge import needs_edge, options_answer
 from nodes import wait_until
-from test_node_roles import FAQ_FIELDS, NEW_ANSWER, operator_client
+from test_node_roles import NEW_ANSWER, operator_client, publish_fee_answer
 
 from dashboards.faq_versions import node_versions
 
@@ -206,13 +206,7 @@ def test_an_faq_published_on_the_web_node_reaches_a_call_on_every_node(cluster):
     question = next(q for q in cluster.bank.questions if q[0] == FEE_QUESTION)
     assert question[1] == "cert.fee"
     with operator_client(cluster.db, cluster.web.web) as api:
-        entry = api.get("/api/faq/entries/cert.fee").json()
-        edited = {k: entry[k] for k in FAQ_FIELDS if k in entry}
-        edited.update(answer=NEW_ANSWER, expected_hash=entry["hash"])
-        assert api.put("/api/faq/entries/cert.fee", json=edited).status_code == 200
-        published = api.post("/api/faq/publish", json={"comment": "手数料の案内を変更"})
-        assert published.status_code == 200, published.text
-        version = published.json()["version"]["number"]
+        version = publish_fee_answer(api)
     published_at = time.monotonic()
     wait_until(
         lambda: (

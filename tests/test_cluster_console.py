@@ -86,6 +86,18 @@ def two_nodes(tmp_path_factory, postgres_url):
         assert codes == {"call-1": 0, "web-1": 0}, codes
 
 
+async def caller_asking_for_staff(call: Node, peer: RtpPeer, tmp_path) -> asyncio.Task:
+    """A sipp caller on ``call`` (its audio through ``peer``) who presses 0 for staff after
+    the greeting; the task ends with the call."""
+    sipp = asyncio.create_task(
+        run_sipp("uac_answer.xml", call.sip_port, tmp_path, keys={"rtp_port": str(peer.port)})
+    )
+    await peer.wait_for_bot()
+    await peer.wait_for_bot_speech()
+    await peer.press("0")  # staff, please
+    return sipp
+
+
 def test_a_call_node_transfer_rings_on_the_web_node_and_staff_there_talk_to_the_caller(
     two_nodes, tmp_path
 ):
@@ -98,14 +110,7 @@ def test_a_call_node_transfer_rings_on_the_web_node_and_staff_there_talk_to_the_
         staff = BrowserLikePeer(freq=1100.0, control=False)
         api = operator_client(db, web.web)
         try:
-            sipp = asyncio.create_task(
-                run_sipp(
-                    "uac_answer.xml", call.sip_port, tmp_path, keys={"rtp_port": str(peer.port)}
-                )
-            )
-            await peer.wait_for_bot()
-            await peer.wait_for_bot_speech()
-            await peer.press("0")  # staff, please
+            sipp = await caller_asking_for_staff(call, peer, tmp_path)
 
             def ringing_on_web():
                 calls = api.get("/api/staff/calls").json()["calls"]
@@ -313,14 +318,7 @@ def test_a_call_node_that_dies_while_a_call_rings_leaves_the_staff_page(two_node
         peer = await RtpPeer.open()
         api = operator_client(db, web.web)
         try:
-            sipp = asyncio.create_task(
-                run_sipp(
-                    "uac_answer.xml", call.sip_port, tmp_path, keys={"rtp_port": str(peer.port)}
-                )
-            )
-            await peer.wait_for_bot()
-            await peer.wait_for_bot_speech()
-            await peer.press("0")
+            sipp = await caller_asking_for_staff(call, peer, tmp_path)
 
             def listed():
                 return api.get("/api/staff/calls").json()["calls"]

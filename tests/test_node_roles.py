@@ -38,6 +38,18 @@ def operator_client(db: Database, base_url: str) -> httpx.Client:
     return client
 
 
+def publish_fee_answer(api: httpx.Client) -> int:
+    """Change cert.fee's answer to ``NEW_ANSWER`` and publish, as an operator on the web
+    node's FAQ API does; the new version's number."""
+    entry = api.get("/api/faq/entries/cert.fee").json()
+    edited = {k: entry[k] for k in FAQ_FIELDS if k in entry}
+    edited.update(answer=NEW_ANSWER, expected_hash=entry["hash"])
+    assert api.put("/api/faq/entries/cert.fee", json=edited).status_code == 200
+    published = api.post("/api/faq/publish", json={"comment": "手数料の案内を変更"})
+    assert published.status_code == 200, published.text
+    return published.json()["version"]["number"]
+
+
 def test_web_node_publishes_and_the_call_node_switches(tmp_path, postgres_url):
     web = Node(tmp_path, "web-1", "web", postgres_url)
     call = Node(tmp_path, "call-1", "call", postgres_url, rtp_base=31000)
@@ -62,13 +74,7 @@ def test_web_node_publishes_and_the_call_node_switches(tmp_path, postgres_url):
         assert [(n["node"], n["version"]) for n in node_versions(db)] == [("call-1", 1)]
 
         with operator_client(db, web.web) as api:
-            entry = api.get("/api/faq/entries/cert.fee").json()
-            edited = {k: entry[k] for k in FAQ_FIELDS if k in entry}
-            edited.update(answer=NEW_ANSWER, expected_hash=entry["hash"])
-            assert api.put("/api/faq/entries/cert.fee", json=edited).status_code == 200
-            published = api.post("/api/faq/publish", json={"comment": "手数料の案内を変更"})
-            assert published.status_code == 200, published.text
-            assert published.json()["version"]["number"] == 2
+            assert publish_fee_answer(api) == 2
 
             call.wait_for(r"node call-1 speaks FAQ version 2 now", timeout=120)
             wait_until(
