@@ -104,9 +104,9 @@ def kamailio_cost(calls: int, rate: float) -> dict[str, Any]:
     """Kamailio's CPU per call and its memory, relaying short calls to a sipp UAS."""
     work = Path(tempfile.mkdtemp(prefix="sip-edge-"))
     uas_port = free_port()
+    command = [SIPP, "-sf", str(UAS_SCENARIO), "-aa", "-i", "127.0.0.1", "-p", str(uas_port)]
     uas = subprocess.Popen(
-        [SIPP, "-sf", str(UAS_SCENARIO), "-aa", "-i", "127.0.0.1", "-p", str(uas_port)]
-        + ["-nostdin"],
+        [*command, "-nostdin"],
         cwd=work,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
