@@ -86,6 +86,7 @@ WITHHELD = "［非表示］"  # what is left of a text that could not be masked
 TOKENS = (PHONE, MY_NUMBER, BIRTH_DATE, ACCOUNT, CARD, ADDRESS, NAME, AMOUNT, NUMBER)
 
 MAX_TEXT_CHARS = 500  # ~60 s of speech; an utterance is far shorter
+MAX_PASSES = 3  # masking the masked text again until it stays the same, at most this often
 PERSONAL_DIGITS = 7  # a number this long is masked whatever surrounds it
 # Numbers with only separators and hesitations between them count as one number up to
 # this gap (longer than the canonical form joins: the last line of defence).
@@ -278,11 +279,23 @@ def _mask(text: str, carry: _Carry, birth_cutoff: int) -> tuple[str, _Carry]:
         return text, _Carry()
     truncated = len(text) > MAX_TEXT_CHARS
     head = text[:MAX_TEXT_CHARS] if truncated else text
+    masked, carry = _mask_once(head, carry, truncated, birth_cutoff)
+    # Masking one number changes how its neighbours read (a lone ゴ after a hidden number
+    # is a digit of the next one), so the result is masked again until nothing changes:
+    # a few passes at most, each linear.
+    for _ in range(MAX_PASSES - 1):
+        if masked == head:
+            break
+        head = masked
+        masked, _ = _mask_once(head, _Carry(), truncated, birth_cutoff)
+    return (masked + OMITTED if truncated else masked), carry
+
+
+def _mask_once(head: str, carry: _Carry, truncated: bool, birth_cutoff: int) -> tuple[str, _Carry]:
     c = canonical(head)
     t = _hide_tokens(c.text)
     spans, carry = _find(c, t, carry, truncated, birth_cutoff)
-    masked = _replace(c, spans) if spans else head
-    return (masked + OMITTED if truncated else masked), carry
+    return (_replace(c, spans) if spans else head), carry
 
 
 def _hide_tokens(t: str) -> str:

@@ -350,6 +350,14 @@ def test_no_digit_of_a_long_number_survives():
         assert not any(len(run.digits) >= 3 for run in canonical(masked).runs), (text, masked)
 
 
+def test_a_digit_that_joins_the_next_number_once_the_first_is_hidden_is_masked_too():
+    """Found by fuzzing: 「ゴ」 after a number reads as a digit of the next number only once
+    the first is replaced by its token, so masking runs again on its own result."""
+    masked = mask_text("ゼロクゼロ1234ゴ~678 090")
+    assert not any(len(run.digits) >= 7 for run in canonical(masked).runs), masked
+    assert mask_text(masked) == masked
+
+
 def _full_width_spaces(text: str) -> str:
     return text.replace(" ", "\u3000")
 
