@@ -977,7 +977,7 @@ class _ConsoleWithOneCall:
     def calls(self) -> list[dict]:
         return [self.call] if not self.hung_up else []
 
-    async def hangup(self, call_id: str) -> None:
+    async def hangup(self, call_id: str, staff_user: str | None = None, admin: bool = True) -> None:
         self.hung_up.append(call_id)
 
 
