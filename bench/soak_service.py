@@ -21,7 +21,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import collections
-import ctypes
 import datetime as dt
 import gc
 import json
@@ -48,6 +47,7 @@ from fault_injection import (  # noqa: E402
 from process_tree import tree_rss_by_process, tree_rss_bytes  # noqa: E402
 
 import voicebot.bot  # noqa: E402
+from commands import native_memory  # noqa: E402
 from commands.service import ServeOptions, start_service, stop_service  # noqa: E402
 from dashboards.config import (  # noqa: E402
     DatabaseSettings,
@@ -94,23 +94,6 @@ class EventCounter:
             self.on_failure(event)
 
 
-class MallInfo2(ctypes.Structure):
-    """glibc's ``struct mallinfo2`` (sizes in bytes, summed over every malloc arena)."""
-
-    _fields_ = [
-        (name, ctypes.c_size_t)
-        for name in (
-            "arena", "ordblks", "smblks", "hblks", "hblkhd", "usmblks",
-            "fsmblks", "uordblks", "fordblks", "keepcost",
-        )
-    ]  # fmt: skip
-
-
-_LIBC = ctypes.CDLL("libc.so.6")
-_LIBC.mallinfo2.restype = MallInfo2
-_LIBC.malloc_trim.argtypes = [ctypes.c_size_t]
-
-
 def smaps_rollup() -> dict[str, int]:
     """This process's resident memory by kind (anonymous or file-backed), in bytes."""
     kinds: dict[str, int] = {}
@@ -130,14 +113,14 @@ def memory_probe(trim: bool = False, objects: bool = False) -> dict[str, Any]:
     holds free (fragmentation), Python's own objects, tracemalloc's count if tracing; with
     ``trim`` the RSS after ``malloc_trim`` gives free heap back (what stays is live);
     ``objects`` counts the objects the garbage collector tracks."""
-    info = _LIBC.mallinfo2()
+    info = native_memory.malloc_info() or {}
     probe: dict[str, Any] = {
         "at": time.monotonic(),
         "rss": tree_rss_by_process(os.getpid()).get(f"{os.getpid()} python", 0),
         **smaps_rollup(),
-        "malloc_in_use": info.uordblks + info.hblkhd,
-        "malloc_free": info.fordblks,
-        "malloc_heap": info.arena + info.hblkhd,
+        "malloc_in_use": info.get("in_use", 0),
+        "malloc_free": info.get("free", 0),
+        "malloc_heap": info.get("heap", 0),
         "threads": threading.active_count(),
     }
     if objects:  # walks every object under the GIL: not in the periodic samples
@@ -145,7 +128,7 @@ def memory_probe(trim: bool = False, objects: bool = False) -> dict[str, Any]:
     if tracemalloc.is_tracing():
         probe["python_traced"] = tracemalloc.get_traced_memory()[0]
     if trim:
-        _LIBC.malloc_trim(0)
+        native_memory.trim()
         probe["rss_after_trim"] = smaps_rollup().get("Rss", 0)
     return probe
 

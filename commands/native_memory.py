@@ -57,6 +57,35 @@ def limit_arenas(arenas: int = ARENAS, mmap_threshold: int = MMAP_THRESHOLD) -> 
     return bool(libc.mallopt(M_MMAP_THRESHOLD, mmap_threshold)) and capped
 
 
+class MallInfo2(ctypes.Structure):
+    """glibc's ``struct mallinfo2`` (sizes in bytes, summed over every malloc arena)."""
+
+    _fields_ = [
+        (name, ctypes.c_size_t)
+        for name in (
+            "arena", "ordblks", "smblks", "hblks", "hblkhd", "usmblks",
+            "fsmblks", "uordblks", "fordblks", "keepcost",
+        )
+    ]  # fmt: skip
+
+
+def malloc_info() -> dict[str, int] | None:
+    """What glibc's malloc holds, in bytes: ``in_use`` (live blocks, mapped ones included),
+    ``free`` (freed but kept in the arenas), ``mapped`` (blocks with mappings of their
+    own) and ``heap`` (arenas plus mappings); None without glibc."""
+    libc = _glibc()
+    if libc is None or not hasattr(libc, "mallinfo2"):
+        return None
+    libc.mallinfo2.restype = MallInfo2
+    info = libc.mallinfo2()
+    return {
+        "in_use": info.uordblks + info.hblkhd,
+        "free": info.fordblks,
+        "mapped": info.hblkhd,
+        "heap": info.arena + info.hblkhd,
+    }
+
+
 def trim() -> bool:
     """Give freed heap back to the system now (blocking: a few milliseconds)."""
     libc = _glibc()

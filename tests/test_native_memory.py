@@ -47,21 +47,14 @@ def test_arenas_are_capped_and_freed_heap_goes_back_to_the_system():
 
 
 MAPPED = """
-import ctypes, json
+import json
 from commands import native_memory
 
-class MallInfo2(ctypes.Structure):
-    _fields_ = [(name, ctypes.c_size_t) for name in
-                "arena ordblks smblks hblks hblkhd usmblks fsmblks uordblks fordblks keepcost"
-                .split()]
-
-libc = ctypes.CDLL("libc.so.6")
-libc.mallinfo2.restype = MallInfo2
 native_memory.limit_arenas()
 big = bytearray(8 << 20)  # mapped; freeing it would raise glibc's own threshold to 8 MiB
 del big
 block = bytearray(2 << 20)
-print(json.dumps({"mapped": libc.mallinfo2().hblkhd}))
+print(json.dumps({"mapped": native_memory.malloc_info()["mapped"]}))
 """
 
 

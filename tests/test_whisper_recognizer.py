@@ -64,22 +64,14 @@ def test_encoder_shape_cache_is_capped_unless_the_operator_set_it(monkeypatch):
 # report malloc's bytes in use before and after (glibc).
 ENCODE_MANY_LENGTHS = textwrap.dedent(
     """
-    import ctypes, json
+    import json
     import numpy as np
+    from commands import native_memory
     from voicebot.asr.whisper import WhisperRecognizer
 
-    class MallInfo2(ctypes.Structure):
-        _fields_ = [(name, ctypes.c_size_t) for name in
-                    "arena ordblks smblks hblks hblkhd usmblks fsmblks uordblks fordblks keepcost"
-                    .split()]
-
-    libc = ctypes.CDLL("libc.so.6")
-    libc.mallinfo2.restype = MallInfo2
-
     def in_use():
-        libc.malloc_trim(0)
-        info = libc.mallinfo2()
-        return info.uordblks + info.hblkhd
+        native_memory.trim()
+        return native_memory.malloc_info()["in_use"]
 
     rec = WhisperRecognizer()
     rec.load()
