@@ -15,6 +15,7 @@ import datetime as dt
 import json
 import subprocess
 import sys
+import time
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
@@ -26,7 +27,7 @@ from voicebot import prompts
 from voicebot.asr.base import RecognizerError, Transcript
 from voicebot.bot import Bot
 from voicebot.call import CallResult
-from voicebot.clock import VirtualClock
+from voicebot.clock import VirtualClock, WallClock
 from voicebot.events import BotSpeechStopped, ComponentFailed, EventFanout, EventRecorder
 from voicebot.recorded_call import RecordedCaller
 from voicebot.tts.base import SynthesisError
@@ -166,6 +167,47 @@ def test_a_long_pause_mid_sentence_does_not_split_the_question(bot):
     assert len(heard) == 1, [t.heard for t in heard]
     assert "必要" in heard[0].heard and "壊" in heard[0].heard
     assert heard[0].faq_id == "kotei.demolished"
+
+
+class TimedRecognizer:
+    """The real recogniser, noting when each recognition was asked for and when one was
+    dropped (on a live clock only: the virtual clock never drops running work)."""
+
+    def __init__(self, inner) -> None:
+        self.inner, self.name, self.sample_rate = inner, inner.name, inner.sample_rate
+        self.asked: list[tuple[float, int]] = []  # (monotonic s, samples)
+        self.dropped: list[tuple[float, int]] = []
+
+    async def transcribe(self, samples: np.ndarray) -> Transcript:
+        self.asked.append((time.monotonic(), len(samples)))
+        try:
+            return await self.inner.transcribe(samples)
+        except asyncio.CancelledError:
+            self.dropped.append((time.monotonic(), len(samples)))
+            raise
+
+
+def test_a_speculative_recognition_stops_when_the_caller_goes_on(settings, bot):
+    """A pause mid-question starts recognition early; when the caller speaks again that
+    recognition is dropped at once (its decodings skipped), not at the end of the turn."""
+    timed = TimedRecognizer(bot.recognizer)
+    live = Bot(
+        settings, understanding=bot.understanding, recognizer=timed, synthesizer=bot.synthesizer
+    )
+    live.voice = bot.voice
+    audio = stretched_pause("古い家を取り壊したんですけど何か連絡は必要ですか", 2.0, 0.3)
+    clock = WallClock()
+    caller = RecordedCaller(audio, clock)
+    session = live.session(caller, clock, EventFanout(caller, EventRecorder()), now=lambda: OPEN)
+    result = asyncio.run(session.run())
+    heard = [t for t in result.turns if t.heard]
+    assert heard and heard[0].faq_id == "kotei.demolished", [t.heard for t in heard]
+    whole = max(n for _, n in timed.asked)
+    first_half = [(t, n) for t, n in timed.dropped if n < whole * 0.75]
+    assert first_half, (timed.asked, timed.dropped)
+    final_asked = next(t for t, n in timed.asked if n == whole)
+    # the rest of the question (「何か連絡は必要ですか」) lasts well over a second
+    assert final_asked - first_half[0][0] > 0.8, (timed.asked, timed.dropped)
 
 
 class FailingRecognizer:

@@ -16,6 +16,7 @@ from voicebot.endpointing import (
     ShortPause,
     SpeechDiscarded,
     SpeechEnd,
+    SpeechResumed,
     SpeechStart,
 )
 
@@ -112,8 +113,25 @@ def test_pause_shorter_than_end_silence_gives_one_turn_and_one_short_pause_per_p
     assert events == [
         SpeechStart(at_ms=128, speech_start_ms=0),
         ShortPause(at_ms=832, speech_start_ms=0, last_speech_ms=640),
+        SpeechResumed(at_ms=960, speech_start_ms=0),  # pause 2 was never reported
         ShortPause(at_ms=2176, speech_start_ms=0, last_speech_ms=1984),
         SpeechEnd(at_ms=2496, speech_start_ms=0, last_speech_ms=1984),
+    ]
+
+
+def test_speech_after_a_reported_pause_is_announced_once_and_only_at_start_threshold() -> None:
+    ep = Endpointer(EndpointingConfig(end_silence_ms=512, short_pause_ms=192))
+    sequence = (
+        windows(SPEECH, 640)  # 0-640
+        + windows(SILENT, 256)  # short pause at 832
+        + windows(MAYBE, 64)  # below start_threshold: still the pause
+        + windows(SPEECH, 320)  # resumes with the window ending at 992
+    )
+    events = feed(ep, sequence)
+    assert events == [
+        SpeechStart(at_ms=128, speech_start_ms=0),
+        ShortPause(at_ms=832, speech_start_ms=0, last_speech_ms=640),
+        SpeechResumed(at_ms=992, speech_start_ms=0),
     ]
 
 

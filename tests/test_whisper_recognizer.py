@@ -8,6 +8,7 @@ import os
 import subprocess
 import sys
 import textwrap
+import threading
 
 import numpy as np
 import pytest
@@ -254,6 +255,41 @@ def spy_decodings(rec: WhisperRecognizer, monkeypatch) -> list[tuple[str | None,
 
     monkeypatch.setattr(rec, "_decode", spy)
     return seen
+
+
+def test_a_recognition_cancelled_while_encoding_skips_its_decodings(
+    hinted_recognizer, samples, monkeypatch
+):
+    """A speculative recognition the caller talked over stops after its encoder pass: the
+    three decodings it would have made are not made, and the recogniser still works."""
+    rec = hinted_recognizer
+    seen = spy_decodings(rec, monkeypatch)
+    encoding, release = threading.Event(), threading.Event()
+    encode = rec._encode
+
+    def held_encode(audio):
+        encoding.set()
+        release.wait(10)
+        return encode(audio)
+
+    monkeypatch.setattr(rec, "_encode", held_encode)
+
+    async def cancel_while_encoding():
+        task = asyncio.ensure_future(rec.transcribe(samples))
+        assert await asyncio.to_thread(encoding.wait, 10)
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        release.set()
+
+    asyncio.run(cancel_while_encoding())
+    rec._executor.submit(lambda: None).result(timeout=30)  # the cancelled one has ended
+    rec._extra_executor.submit(lambda: None).result(timeout=30)
+    assert seen == []
+    assert rec._in_flight == 0
+    monkeypatch.setattr(rec, "_encode", encode)
+    assert "窓口" in asyncio.run(rec.transcribe(samples)).text
+    assert len(seen) == 3
 
 
 def test_extra_hints_are_decoded_only_while_the_recogniser_is_free(

@@ -18,7 +18,14 @@ from voicebot.asr.base import Transcript
 from voicebot.clock import Clock
 from voicebot.conversation import Conversation
 from voicebot.dialogue import Reply
-from voicebot.endpointing import NoInput, ShortPause, SpeechDiscarded, SpeechEnd, SpeechStart
+from voicebot.endpointing import (
+    NoInput,
+    ShortPause,
+    SpeechDiscarded,
+    SpeechEnd,
+    SpeechResumed,
+    SpeechStart,
+)
 from voicebot.events import (
     CallerSpeechEnded,
     CallerSpeechStarted,
@@ -113,6 +120,8 @@ class CallerTurns:
             self._resume_sentence(event.speech_start_ms)
             start = self.sentences.sentence_start(event.speech_start_ms)
             await self.recognition.speculate(start, event.last_speech_ms)
+        elif isinstance(event, SpeechResumed):
+            self.recognition.drop_speculation()  # stale: stop its work now, not at the end
         elif isinstance(event, SpeechDiscarded):
             self.recognition.drop_speculation()
             if self.idle():

@@ -17,7 +17,8 @@ end time ("now" on the stream clock) and its speech probability:
     SPEECH --silence for end_silence_ms, or max_utterance_ms reached--> IDLE
 
 While in SPEECH, a window stays speech while p >= continue_threshold (hysteresis); once the
-caller has paused, speech resumes only at p >= start_threshold.
+caller has paused, speech resumes only at p >= start_threshold (after a reported
+`ShortPause`, `SpeechResumed` says so, so that the speculative work can stop).
 
 Times are as the VAD sees them. Silero keeps rating ~50-175 ms after the end of speech as
 speech (its hangover), so `last_speech_ms` is that much after the true end, and a turn ends
@@ -113,6 +114,14 @@ class ShortPause(EndpointEvent):
 
     speech_start_ms: float
     last_speech_ms: float
+
+
+@dataclass(frozen=True, slots=True)
+class SpeechResumed(EndpointEvent):
+    """The caller spoke again after a reported ``ShortPause``: work started for that pause
+    (a speculative recognition) is stale now and can be stopped at once."""
+
+    speech_start_ms: float
 
 
 @dataclass(frozen=True, slots=True)
@@ -247,6 +256,8 @@ class Endpointer:
     def _speech(self, now: float, probability: float, events: list[EndpointEvent]) -> None:
         threshold = self.config.start_threshold if self._paused else self.config.continue_threshold
         if probability >= threshold:
+            if self._pause_reported:
+                events.append(SpeechResumed(now, self._speech_start))
             self._mark_speech(now)
         else:
             self._paused = True

@@ -74,6 +74,15 @@ ONEDNN_CACHE_VARIABLE = "ONEDNN_PRIMITIVE_CACHE_CAPACITY"
 Hypothesis = tuple[str, float | None, tuple[int, ...]]
 
 
+class RecognitionCancelled(Exception):
+    """The recognition was no longer wanted and stopped before it finished."""
+
+
+def _check(cancelled: threading.Event) -> None:
+    if cancelled.is_set():
+        raise RecognitionCancelled
+
+
 def bound_encoder_shapes(capacity: int = ENCODER_SHAPES_CACHED) -> int:
     """Cap oneDNN's primitive cache, which otherwise keeps a compiled convolution for every
     encoder window length ever seen (see the module docstring); returns the cap in force.
@@ -230,10 +239,18 @@ class WhisperRecognizer:
         with self._count_lock:
             return any(self._overlaps)
 
-    def transcribe_sync(self, samples: np.ndarray) -> Transcript:
-        """Recognise int16 mono 16 kHz samples (blocking)."""
+    def transcribe_sync(
+        self, samples: np.ndarray, cancelled: threading.Event | None = None
+    ) -> Transcript:
+        """Recognise int16 mono 16 kHz samples (blocking).
+
+        ``cancelled`` set (the caller went on speaking after a speculative start) stops the
+        work at the next step boundary with ``RecognitionCancelled``: a decoding itself cannot
+        be interrupted, but the ones not begun are skipped.
+        """
         if self._model is None:
             self.load()
+        stop = cancelled or threading.Event()
         beam_size = self.current_beam_size()
         # Extra hints only while the recogniser is free: under load they would queue.
         extras = () if self.is_shared() else self.extra_prompts
@@ -244,10 +261,15 @@ class WhisperRecognizer:
         max_new = int(len(audio) / SAMPLE_RATE * TOKENS_PER_SECOND_CAP) + 8
         try:
             encoded = self._encode(audio)
+            _check(stop)
             # The extra decodings run beside the main one, on the model's spare replica.
             extra = (
                 self._extra_executor.submit(
-                    lambda: [self._decode(encoded, p, extra_beam, max_new) for p in extras]
+                    lambda: [
+                        self._decode(encoded, p, extra_beam, max_new)
+                        for p in extras
+                        if not stop.is_set()
+                    ]
                 )
                 if extras
                 else None
@@ -256,12 +278,16 @@ class WhisperRecognizer:
                 self._decode(encoded, self.initial_prompt, beam_size, max_new),
                 self.initial_prompt,
             )
-            for prompt, more in zip(extras, extra.result() if extra else (), strict=True):
+            more_heard = extra.result() if extra else []
+            _check(stop)
+            for prompt, more in zip(extras, more_heard, strict=True):
                 heard += self._not_echoes(more, prompt)
             unprompted = HintFreeRatings(
                 {text: ids for text, _, ids in heard if text and ids},
                 lambda chosen: self._unprompted(encoded, chosen, len(audio)),
             )
+        except RecognitionCancelled:
+            raise
         except Exception as exc:
             raise RecognizerError(f"whisper inference failed: {exc}") from exc
         text, confidence, _ = heard[0] if heard else ("", None, ())
@@ -381,9 +407,14 @@ class WhisperRecognizer:
         with self._count_lock:
             self._overlaps.append(self._in_flight > 0)
             self._in_flight += 1
-        future = self._executor.submit(self.transcribe_sync, samples)
+        cancelled = threading.Event()
+        future = self._executor.submit(self.transcribe_sync, samples, cancelled)
         future.add_done_callback(self._finished)  # also when dropped before it started
-        return await asyncio.wrap_future(future)
+        try:
+            return await asyncio.wrap_future(future)
+        except asyncio.CancelledError:
+            cancelled.set()  # a running recognition skips the decodings it has not begun
+            raise
 
     def _finished(self, _future: object) -> None:
         with self._count_lock:
