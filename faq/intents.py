@@ -50,8 +50,13 @@ _PATTERNS: dict[ControlIntent, list[re.Pattern[str]]] = {
         re.compile(r"機械(?:じゃなく|ではなく|は(?:いや|嫌))"),
     ],
     ControlIntent.REPEAT: [
-        re.compile(r"もう(?:一|1|いち|ひと)?(?:度|回|ど|かい|っかい|いっかい)"),
-        re.compile(r"もういっかい|もういちど"),
+        # 「もう一度」 asks to hear it again when it ends the utterance or goes with saying
+        # or asking; 「もう一回送ってもらえますか」 is a request about something else.
+        re.compile(
+            r"(?:もう(?:一|1|いち|ひと)?(?:度|回|ど|かい|っかい|いっかい)|もういっかい|もういちど)"
+            r"(?=$|だけ|言|い[いっうえ]|お?願|おねが|話|はな|聞|きか|説明|せつめい|読|よん"
+            r"|頼|たの|くだ|下さ|です|ね|よ|か|ゆっ)"
+        ),
         re.compile(r"聞き(?:取れ|とれ)(?:な|ませ|ず)"),
         re.compile(r"聞こえ(?:な|ませ|づら|にく)"),
         re.compile(r"繰り返し|くりかえし"),
@@ -63,7 +68,8 @@ _PATTERNS: dict[ControlIntent, list[re.Pattern[str]]] = {
         re.compile(r"ありがと(?:う|ー)?(?:ございま(?:す|した))?"),
         re.compile(r"(?:よく|よう)?(?:わか|分か|解)りました"),
         re.compile(
-            r"助かりました|解決しました|大丈夫です|結構です|けっこうです|もういいです|それだけです"
+            r"(?:助かりました|解決しました|大丈夫です|結構です|けっこうです|もういいです"
+            r"|それだけです)(?!か)"  # 「今から払っても大丈夫ですか」 is a question, not a goodbye
         ),
         re.compile(
             r"失礼(?:します|しました|いたします)|さようなら|ではまた|切ります|終わり(?:です|ます)?$"
@@ -77,7 +83,7 @@ _PATTERNS: dict[ControlIntent, list[re.Pattern[str]]] = {
     ],
     ControlIntent.NO: [
         re.compile(
-            r"^(?:いいえ|いえ|いや|違います|ちがいます|違う|ちがう|違いますね|そうじゃない(?:です)?|そうではありません|じゃないです|ノー)+(?:よ|ね)?"
+            r"^(?:いいえ|いえ|いや|違います|ちがいます|違う|ちがう|違いますね|そうじゃない(?:です)?|そうではありません|じゃないです|ノー(?![ァ-ヺ]))+(?:よ|ね)?"
         ),
     ],
 }
@@ -89,7 +95,12 @@ _SOUND_PATTERNS: dict[ControlIntent, list[re.Pattern[str]]] = {
         re.compile(r"チョクセツ(?:ハナシ|バナシ|ソダン)"),
         re.compile(r"(?:ヒト|ショクイン)(?:ト|ニ)(?:ハナシ|カワ|ツナ)"),
     ],
-    ControlIntent.REPEAT: [re.compile(r"モ(?:イチド|イッカイ)")],
+    ControlIntent.REPEAT: [
+        re.compile(
+            r"モ(?:イチド|イッカイ)(?=$|ダケ|イ[イッウエ]|オネガ|ネガ|ハナ|キカ|セツメ|ヨン|ヨミ"
+            r"|タノ|クダ|デス|ネ|ヨ|カ|ユッ)"
+        )
+    ],
     ControlIntent.GOODBYE: [
         re.compile(r"^イジョ(?:デス|ニナリマス|デゴザイマス)?$"),  # 異常です for 以上です
         re.compile(r"アリガト(?:ゴザイマ(?:ス|シタ))?"),

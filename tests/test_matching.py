@@ -178,6 +178,9 @@ def test_confidence_in_unit_range_and_ranked(understanding):
         ("機械じゃなくて職員さんとお話ししたい", ControlIntent.OPERATOR),
         ("タントー者につないで", ControlIntent.OPERATOR),
         ("え、もう一回言ってください", ControlIntent.REPEAT),
+        ("すみません、もう一度お願いできますか", ControlIntent.REPEAT),
+        ("もう1回ゆっくり", ControlIntent.REPEAT),
+        ("もういっかい", ControlIntent.REPEAT),
         ("ちょっと聞き取れなかったです", ControlIntent.REPEAT),
         ("はい、よくわかりました。ありがとうございます", ControlIntent.GOODBYE),
         ("以上です", ControlIntent.GOODBYE),
@@ -187,6 +190,26 @@ def test_confidence_in_unit_range_and_ranked(understanding):
 def test_control_intents(text, intent):
     found = find_control(text)
     assert found is not None and found.intent is intent
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "期限が過ぎてしまったんですが、今から払っても大丈夫ですか",  # a question, not a goodbye
+        "この書き方で結構ですか",
+        "ノートに書いた番号で払えますか",  # ノー begins a word here, not a refusal
+        "ノーマルタイヤの車でも税金は同じですか",
+        "納付書がまだなんですけど、もう一回送ってもらえますか",  # send again, not say again
+        "もう一度発行してほしいんですが",
+    ],
+)
+def test_words_that_only_look_like_a_control_phrase_are_not_one(text):
+    assert find_control(text) is None
+
+
+def test_a_refusal_in_katakana_is_still_one():
+    assert yes_no("ノー") is ControlIntent.NO
+    assert yes_no("ノー、違います") is ControlIntent.NO
 
 
 def test_control_phrase_inside_a_real_question_does_not_hijack_it(understanding):
