@@ -265,11 +265,7 @@ class WhisperRecognizer:
             # The extra decodings run beside the main one, on the model's spare replica.
             extra = (
                 self._extra_executor.submit(
-                    lambda: [
-                        self._decode(encoded, p, extra_beam, max_new)
-                        for p in extras
-                        if not stop.is_set()
-                    ]
+                    self._decode_each, encoded, extras, extra_beam, max_new, stop
                 )
                 if extras
                 else None
@@ -387,6 +383,17 @@ class WhisperRecognizer:
         texts = [self._text(seq) for seq in seqs]
         probs = scores + [None] * (len(texts) - len(scores))
         return list(zip(texts, probs, seqs, strict=True))
+
+    def _decode_each(
+        self,
+        encoded: object,
+        prompts: Sequence[str | None],
+        beam_size: int,
+        max_new: int,
+        stop: threading.Event,
+    ) -> list[list[Hypothesis]]:
+        """``_decode`` with each prompt in turn, until ``stop`` is set."""
+        return [self._decode(encoded, p, beam_size, max_new) for p in prompts if not stop.is_set()]
 
     @staticmethod
     def _not_echoes(hypotheses: list[Hypothesis], prompt: str | None) -> list[Hypothesis]:
