@@ -421,3 +421,46 @@ def test_an_answer_on_barely_heard_audio_is_confirmed(understanding, probability
     text = "納付書をなくしてしまったので再発行してほしいです"
     _, decision = understanding.understand(text, (), probability)
     assert (decision.action.value, decision.faq_id) == (action, "payment.lost-notice")
+
+
+VAGUE = (
+    "車のことで聞きたいんですけど",
+    "車のことで、聞きたいんですけど。",
+    "車のことで聞きたいんですが",
+)
+WEATHER = ("今日の天気はどうですか", "今日の天気はどうですか。", "今日の天気どうですか")
+
+
+@pytest.mark.parametrize(
+    ("hypotheses", "action"),
+    [
+        (VAGUE, "confirm"),  # three decodings agree on a weak entry: ask about it
+        (VAGUE[:2], "reprompt"),  # two are not enough (one decoding's n-best)
+        ((*VAGUE[:2], "軽い車のことで聞きたいんですけど"), "reprompt"),  # they disagree
+        (WEATHER, "reprompt"),
+    ],
+)
+def test_a_weak_entry_every_decoding_lands_on_is_confirmed_not_asked_again(
+    understanding, hypotheses, action
+):
+    """Too weak to confirm from one transcript, a topic is asked about when the distinct
+    hypotheses of differently hinted decodings all point at it; otherwise the caller is
+    asked again (and far-off words, 天気, never qualify)."""
+    evidence = dict.fromkeys(hypotheses, 0.7)
+    _, decision = understanding.understand(hypotheses[0], hypotheses[1:], 0.9, evidence)
+    assert decision.action.value == action
+    if action == "confirm":
+        assert decision.faq_id == "redirect.prefecture-car"
+
+
+def test_an_answer_only_one_decoding_found_is_confirmed_however_fluent(understanding):
+    """Five hypotheses point at one entry; a sixth, more fluent one at another. The lone one
+    is the better match, but without the others behind it the bot asks before answering."""
+    lone = "納付書をなくしてしまったので再発行してほしいです"
+    others = tuple(
+        f"給料から勝手に引かれてるやつの仕組みを知りたい{end}"
+        for end in ("", "。", "です", "んです", "です。")
+    )
+    evidence = {lone: 0.9, **dict.fromkeys(others, 0.6)}
+    _, decision = understanding.understand(others[0], (lone, *others[1:]), 0.9, evidence)
+    assert (decision.action.value, decision.faq_id) == ("confirm", "payment.lost-notice")

@@ -42,7 +42,7 @@ class Thresholds(BaseModel):
     )
 
     heard_floor: float = Field(
-        0.10,
+        0.25,
         ge=0,
         le=1,
         description=(
@@ -58,6 +58,29 @@ class Thresholds(BaseModel):
             "Whisper: an answer needs at least this share of the distinct hypotheses to point"
             " at its entry, or a probability without the hint of at least 'heard'"
         ),
+    )
+
+    agreement_floor: float = Field(
+        0.2,
+        ge=0,
+        le=1,
+        description=(
+            "Whisper: below this share of the distinct hypotheses pointing at its entry, an"
+            " answer is confirmed however probable its own text"
+        ),
+    )
+    confirm_agreed: float = Field(
+        0.2,
+        ge=0,
+        le=1,
+        description=(
+            "Whisper: a weaker match, down to this confidence, is confirmed instead of asked"
+            " again when every one of at least 'agreed_hypotheses' distinct hypotheses points"
+            " at the same entry"
+        ),
+    )
+    agreed_hypotheses: int = Field(
+        3, ge=2, description="Distinct hypotheses needed for 'confirm_agreed'"
     )
 
     @model_validator(mode="after")

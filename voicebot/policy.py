@@ -87,7 +87,9 @@ def doubt_unsure_hearing(
       distinct hypotheses whose best entry is this one. A hint makes its own words fluent
       (「住民票の写し」 heard as 「住民税の通知書」), so the text must be either well
       supported by the audio alone or found by most decodings; below ``heard_floor`` it
-      is confirmed in any case. Chosen on the validation audio (tests/data/eval/CONSTANTS.md).
+      is confirmed in any case, and so is an entry that hardly any decoding found
+      (``agreement_floor``: one fluent hypothesis of six that says 所得税 where the others
+      say 所得証明). Chosen on the validation audio (tests/data/eval/CONSTANTS.md).
 
     Transfers and control requests are left alone: a needless transfer costs little, and
     「もう一度」 misheard is harmless. ``faq`` is not consulted (the decision already names
@@ -98,8 +100,10 @@ def doubt_unsure_hearing(
     if agreement is None:
         doubtful = heard_probability < thresholds.heard
     else:
-        doubtful = heard_probability < thresholds.heard_floor or (
-            agreement < thresholds.agreement and heard_probability < thresholds.heard
+        doubtful = (
+            heard_probability < thresholds.heard_floor
+            or agreement < thresholds.agreement_floor
+            or (agreement < thresholds.agreement and heard_probability < thresholds.heard)
         )
     if not doubtful:
         return decision

@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from faq.city import load_city
 from faq.matcher import Match, Matcher
 from faq.store import Faq, load_faq
-from voicebot.config import Settings
+from voicebot.config import Settings, Thresholds
 from voicebot.policy import BotAction, Decision, decide, doubt_unsure_hearing
 
 # An alternative hypothesis must beat the first by this much confidence to replace it.
@@ -54,10 +54,13 @@ class Understanding:
         hint; with it, the hypothesis chosen is judged by its own probability and by how
         many hypotheses point at the same entry. It is looked up only for an answer (the
         only decision it can change), and only for the chosen text: the recogniser rates
-        a text when it is first looked up.
+        a text when it is first looked up. A match too weak for a confirmation is still
+        confirmed when all of several hypotheses agree on it (``agreed_topic``).
         """
         match, decision, matched = self._best(text, alternatives)
         thresholds = self.settings.thresholds
+        if decision.action is BotAction.REPROMPT and decision.intent is None:
+            return match, agreed_topic(decision, matched, thresholds)
         if decision.action not in DOUBTED_ACTIONS or decision.faq_id is None:
             return match, decision  # nothing a doubt about the hearing would change
         if unprompted and match.text in unprompted:
@@ -82,6 +85,28 @@ class Understanding:
             if best[0].top is None or alt_match.top.score > best[0].top.score + NBEST_MARGIN:
                 best = alt_match, decide(alt_match, self.faq, self.settings.thresholds)
         return *best, matched
+
+
+def agreed_topic(decision: Decision, matched: Sequence[Match], thresholds: Thresholds) -> Decision:
+    """A match too weak to confirm on its own is confirmed when the recogniser's distinct
+    hypotheses, from decodings with different hints, all point at the same entry.
+
+    An unfamiliar phrasing of a clear question (「会社で特別徴収っていうのに…」 heard as
+    特別調査) scores low with the FAQ whichever way it is heard; asking the caller to say
+    it again gets the same words. When every decoding lands on one entry, a yes/no
+    question about that entry recovers the turn; a caller who says no is asked again.
+    A lone transcript (text, or a recogniser under load) never qualifies.
+    """
+    if any(m.control for m in matched):
+        return decision
+    tops = [m.top for m in matched if m.text]
+    scores = [top.score for top in tops if top is not None]
+    if len(scores) < max(len(tops), thresholds.agreed_hypotheses):
+        return decision  # too few hypotheses, or one that matched nothing
+    entries = {top.faq_id for top in tops if top is not None}
+    if len(entries) != 1 or min(scores) < thresholds.confirm_agreed:
+        return decision
+    return replace(decision, action=BotAction.CONFIRM, faq_id=entries.pop(), score=min(scores))
 
 
 def _agreement(decision: Decision, matched: Sequence[Match]) -> float:
