@@ -11,6 +11,8 @@ So many settings are compared on the same recognitions in seconds.
 
     python bench/asr_cost.py record --fixtures /tmp/val-audio --out /tmp/val-cost.json
     python bench/asr_cost.py replay /tmp/val-cost.json [--combos NAME ...]
+    python bench/asr_cost.py record --kinds titles120/3 --out /tmp/more.json   # then
+    python bench/asr_cost.py replay /tmp/val-cost.json /tmp/more.json
 
 CPU is process time (user + system) around each step, one CTranslate2 thread: the
 machine's other work does not count, but a busy machine still slows memory and caches.
@@ -77,6 +79,10 @@ COMBOS: dict[str, tuple[tuple[str, int], ...]] = {
     "b3+cat-b2": (("titles160", 3), ("categories80", 2)),
     "main+cat+none-b2": (("titles160", 5), ("categories80", 5), ("none", 2)),
     "main+cat-b2+none": (("titles160", 5), ("categories80", 2), ("none", 5)),
+    # shorter hints or a smaller beam for the main decoding (recorded with --kinds)
+    "t160b2+cat-b2+none-b2": (("titles160", 2), ("categories80", 2), ("none", 2)),
+    "t120b3+cat-b2+none-b2": (("titles120", 3), ("categories80", 2), ("none", 2)),
+    "t80b3+cat-b2+none-b2": (("titles80", 3), ("categories80", 2), ("none", 2)),
 }
 
 
@@ -95,6 +101,7 @@ def hints(faq) -> dict[str, str | None]:
     return {
         "titles160": faq_vocabulary_prompt(faq),
         "titles120": faq_vocabulary_prompt(faq, 120),
+        "titles80": faq_vocabulary_prompt(faq, 80),
         "categories80": faq_category_prompt(faq),
         "none": None,
     }
@@ -124,7 +131,7 @@ def record(args: argparse.Namespace) -> dict:
         encoded = rec._encode(audio)
         clip = {**row, "encode_cpu_ms": cpu_ms() - started, "audio_s": len(audio) / 16000}
         decodings = {}
-        for hint, beam in KINDS:
+        for hint, beam in args.kinds:
             started = cpu_ms()
             heard = rec._decode(encoded, prompts[hint], beam, max_new)
             spent = cpu_ms() - started
@@ -175,10 +182,28 @@ def outcome(decision, expected: str, faq) -> dict[str, bool]:
     }
 
 
+def load_dumps(paths: list[Path]) -> list[dict]:
+    """Clips of one or more dumps; dumps of the same fixtures with other kinds join theirs."""
+    clips: dict[str, dict] = {}
+    for path in paths:
+        for clip in json.loads(path.read_text(encoding="utf-8")):
+            known = clips.setdefault(clip["file"], clip)
+            if known is not clip:
+                known["decodings"].update(clip["decodings"])
+                known["unprompted"].update(clip["unprompted"])
+    return list(clips.values())
+
+
+def kind(text: str) -> tuple[str, int]:
+    """'titles120/3' -> ('titles120', 3)."""
+    hint, _, beam = text.partition("/")
+    return hint, int(beam)
+
+
 def replay(args: argparse.Namespace) -> dict:
     understanding = Understanding.load(Settings())
     faq = understanding.faq
-    clips = json.loads(args.dump.read_text(encoding="utf-8"))
+    clips = load_dumps(args.dump)
     out: dict = {"clips": len(clips), "combos": {}}
     extras_used: dict[str, int] = {}
     for name in args.combos or [*COMBOS, *ADAPTIVE]:
@@ -252,8 +277,18 @@ def main() -> int:
     rec.add_argument("--out", type=Path, required=True, help="JSON file to write")
     rec.add_argument("--sample", type=int, default=1, help="every n-th clip only")
     rec.add_argument("--part", default="1/1", help="k/n: the k-th of n interleaved parts")
+    rec.add_argument(
+        "--kinds",
+        nargs="+",
+        type=kind,
+        default=KINDS,
+        help="decodings as hint/beam (hints: titles160, titles120, titles80, categories80, "
+        "none); default: " + " ".join(f"{h}/{b}" for h, b in KINDS),
+    )
     rep = sub.add_parser("replay", help="combine recorded decodings and decide")
-    rep.add_argument("dump", type=Path, help="JSON written by record")
+    rep.add_argument(
+        "dump", type=Path, nargs="+", help="JSON written by record (several: their kinds join)"
+    )
     rep.add_argument("--combos", nargs="*", help=f"names among: {', '.join([*COMBOS, *ADAPTIVE])}")
     rep.add_argument(
         "--settle-heard",
