@@ -100,7 +100,8 @@ def summary(latencies: list[float]) -> dict[str, float]:
 
 async def main_async(args: argparse.Namespace) -> dict:
     settings = Settings()
-    settings.asr.workers = args.workers
+    if args.workers is not None:
+        settings.asr.workers = args.workers
     settings.tts.engine = args.tts
     bot = Bot(settings)
     t0 = time.perf_counter()
@@ -168,7 +169,9 @@ def main() -> int:
         default=4,
         help="questions per call (above 12 a call ends at the dialogue's turn limit)",
     )
-    parser.add_argument("--workers", type=int, default=1, help="parallel recognitions")
+    parser.add_argument(
+        "--workers", type=int, default=None, help="parallel recognitions (default: the setting)"
+    )
     parser.add_argument("--virtual", action="store_true", help="virtual clock, calls one by one")
     parser.add_argument(
         "--tts",
