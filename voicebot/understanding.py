@@ -97,16 +97,15 @@ def agreed_topic(decision: Decision, matched: Sequence[Match], thresholds: Thres
     question about that entry recovers the turn; a caller who says no is asked again.
     A lone transcript (text, or a recogniser under load) never qualifies.
     """
-    if any(m.control for m in matched):
-        return decision
     tops = [m.top for m in matched if m.text]
-    scores = [top.score for top in tops if top is not None]
-    if len(scores) < max(len(tops), thresholds.agreed_hypotheses):
-        return decision  # too few hypotheses, or one that matched nothing
-    entries = {top.faq_id for top in tops if top is not None}
-    if len(entries) != 1 or min(scores) < thresholds.confirm_agreed:
+    if len(tops) < thresholds.agreed_hypotheses or any(m.control for m in matched):
         return decision
-    return replace(decision, action=BotAction.CONFIRM, faq_id=entries.pop(), score=min(scores))
+    if None in tops or len({top.faq_id for top in tops}) != 1:
+        return decision
+    weakest = min(top.score for top in tops)
+    if weakest < thresholds.confirm_agreed:
+        return decision
+    return replace(decision, action=BotAction.CONFIRM, faq_id=tops[0].faq_id, score=weakest)
 
 
 def _agreement(decision: Decision, matched: Sequence[Match]) -> float:
