@@ -24,7 +24,7 @@ from sipp.sip_harness import (
     clip,
     envelope_similarity,
     find_clip,
-    free_port,
+    free_listen_port,
     shared_bot,
     sip_bot,
 )
@@ -45,7 +45,7 @@ def bot():
 
 def baresip_config(directory: Path, source_wav: Path) -> int:
     """A baresip config dir: no sound card, mic = WAV, received audio dumped to WAVs."""
-    port = free_port()
+    port = free_listen_port()
     (directory / "config").write_text(
         "\n".join(
             [
@@ -110,7 +110,7 @@ def test_baresip_asks_then_follows_refer_to_staff(bot, tmp_path):
         config_dir.mkdir()
         baresip_config(config_dir, source)
 
-        staff_port = free_port()
+        staff_port = free_listen_port()
         staff_uri = f"sip:staff@127.0.0.1:{staff_port}"
         staff = await asyncio.create_subprocess_exec(
             "/usr/bin/sipp", "-sf", str(SIPP_DIR / "uas_staff.xml"), "-i", "127.0.0.1",

@@ -14,6 +14,7 @@ import csv
 import datetime as dt
 import functools
 import logging
+import random
 import socket
 import tempfile
 from dataclasses import dataclass
@@ -94,6 +95,26 @@ def free_port(kind: int = socket.SOCK_DGRAM, host: str = "127.0.0.1") -> int:
     with socket.socket(socket.AF_INET, kind) as s:
         s.bind((host, 0))
         return s.getsockname()[1]
+
+
+def free_listen_port(host: str = "127.0.0.1") -> int:
+    """A port free on both UDP and TCP, outside the kernel's ephemeral range.
+
+    For a peer that binds its SIP port itself a moment later (baresip listens on UDP and
+    TCP): a port from ``free_port`` is ephemeral, so any outgoing socket in between may be
+    given it. This picks from 21000-30999, below the ephemeral range and above the bot's
+    RTP range (10000-19999), and checks both transports."""
+    rng = random.Random()
+    for _ in range(200):
+        port = rng.randrange(21000, 31000)
+        try:
+            for kind in (socket.SOCK_DGRAM, socket.SOCK_STREAM):
+                with socket.socket(socket.AF_INET, kind) as s:
+                    s.bind((host, port))
+        except OSError:
+            continue
+        return port
+    raise RuntimeError("no free UDP+TCP port in 21000-30999")
 
 
 @dataclass
