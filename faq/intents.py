@@ -38,15 +38,23 @@ _PERSON = (
     r"|人間|人|方|窓口の(?:方|人)|オペレーター?|スタッフ)"
 )
 _TALK = r"(?:話|はな|代わ|かわ|替わ|変わ|つな|繋|取り次|とりつ|相談|聞)"
+# Someone who can only be staff: no bare 方 or 人 (「払い方をお願いします」 asks for a method).
+_STAFF = (
+    r"(?:担当(?:者|の方|の人|の職員|の係)?|係(?:の(?:方|人))|係員|職員(?:の方|さん)?"
+    r"|人間|窓口の(?:方|人)|オペレーター?|スタッフ)"
+)
+# Asking for something to be done: the plain, polite and misheard (もらいます) forms.
+_PLEASE = r"(?:ください|下さい|くれ|もらえ|もらい|ほしい|欲しい|いただけ|頂け)"
 _PATTERNS: dict[ControlIntent, list[re.Pattern[str]]] = {
     ControlIntent.OPERATOR: [
         re.compile(r"オペレーター?"),
         re.compile(_PERSON + r"(?:さん)?(?:と|に|へ|の方に|から)(?:直接)?" + _TALK),
         re.compile(r"(?:直接|生の)(?:人|担当|職員)"),
         re.compile(r"(?:人|担当者?|職員)(?:に|へ)?(?:つない|繋い|代わっ|かわっ|回し|まわし)"),
-        re.compile(
-            r"(?:つないで|繋いで|代わって|かわって)(?:ください|くれ|もらえ|ほしい|いただけ)"
-        ),
+        # 変わって is how a recogniser often writes 代わって; nobody asks to be "changed".
+        re.compile(r"(?:つないで|繋いで|代わって|かわって|替わって|変わって)" + _PLEASE),
+        # 「担当の方をお願いします」: how a call is asked to be put through.
+        re.compile(_STAFF + r"(?:さん)?(?:を|に)?(?:お願い|おねがい)"),
         re.compile(r"機械(?:じゃなく|ではなく|は(?:いや|嫌))"),
     ],
     ControlIntent.REPEAT: [
@@ -94,6 +102,8 @@ _SOUND_PATTERNS: dict[ControlIntent, list[re.Pattern[str]]] = {
         re.compile(r"タント(?:シャ|ノカタ|ノヒト)(?:サン)?(?:ト|ニ)"),
         re.compile(r"チョクセツ(?:ハナシ|バナシ|ソダン)"),
         re.compile(r"(?:ヒト|ショクイン)(?:ト|ニ)(?:ハナシ|カワ|ツナ)"),
+        re.compile(r"タント(?:シャ|ノカタ|ノホ|ノヒト)?(?:サン)?オ?オネガ"),  # の方 reads ノホ
+        re.compile(r"キカイ(?:ジャナク|デワナク|デハナク)"),  # 機会じゃなくて for 機械
     ],
     ControlIntent.REPEAT: [
         re.compile(

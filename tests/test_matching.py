@@ -177,6 +177,11 @@ def test_confidence_in_unit_range_and_ranked(understanding):
         ("人に代わってもらえますか", ControlIntent.OPERATOR),
         ("機械じゃなくて職員さんとお話ししたい", ControlIntent.OPERATOR),
         ("タントー者につないで", ControlIntent.OPERATOR),
+        ("担当者をお願いします", ControlIntent.OPERATOR),  # how a call is asked to be put through
+        ("職員の方お願いできますか", ControlIntent.OPERATOR),
+        ("単当の方をお願いしたいんですが", ControlIntent.OPERATOR),  # wrong kanji: sound key
+        ("係の人に変わってください", ControlIntent.OPERATOR),  # 代わって misheard
+        ("機会ではなくて人と話したい", ControlIntent.OPERATOR),  # 機械 misheard
         ("え、もう一回言ってください", ControlIntent.REPEAT),
         ("すみません、もう一度お願いできますか", ControlIntent.REPEAT),
         ("もう1回ゆっくり", ControlIntent.REPEAT),
@@ -201,6 +206,9 @@ def test_control_intents(text, intent):
         "ノーマルタイヤの車でも税金は同じですか",
         "納付書がまだなんですけど、もう一回送ってもらえますか",  # send again, not say again
         "もう一度発行してほしいんですが",
+        "払い方をお願いします",  # a method, not a person
+        "口座振替の申し込みをお願いしたいんですが",
+        "住所が変わってしまったんですが",
     ],
 )
 def test_words_that_only_look_like_a_control_phrase_are_not_one(text):
@@ -218,6 +226,32 @@ def test_control_phrase_inside_a_real_question_does_not_hijack_it(understanding)
     _, decision = understanding.understand(
         "ありがとうございます。あと口座振替の申し込み方法も教えてください"
     )
+    assert decision.faq_id == "payment.account-transfer"
+
+
+def test_a_request_only_another_hypothesis_heard_is_taken(understanding):
+    """Noise bends a request for a person in one decoding and not in another: when the
+    first hypothesis gives nothing to act on, the request is taken, not asked again."""
+    garbled = "あのお、その、えっと、なんですけど"
+    _, decision = understanding.understand(garbled)
+    assert decision.action is BotAction.REPROMPT and decision.intent is None
+    _, decision = understanding.understand(garbled, ("あのお、人間に代わってもらえますか",))
+    assert decision.action is BotAction.TRANSFER and decision.intent == "operator"
+    _, decision = understanding.understand(garbled, ("もう一度言ってください",))
+    assert decision.action is BotAction.REPEAT
+    both = ("もう一度言ってください", "職員さんと話したいです")
+    _, decision = understanding.understand(garbled, both)
+    assert decision.action is BotAction.TRANSFER  # a person first
+
+
+def test_a_goodbye_only_another_hypothesis_heard_is_not_taken(understanding):
+    _, decision = understanding.understand("あのお、その、えっと、なんですけど", ("以上です",))
+    assert decision.action is BotAction.REPROMPT
+
+
+def test_a_request_in_another_hypothesis_does_not_override_a_topic(understanding):
+    text = "口座振替の申し込み方法を教えてください"
+    _, decision = understanding.understand(text, ("もう一度言ってください",))
     assert decision.faq_id == "payment.account-transfer"
 
 

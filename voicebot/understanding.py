@@ -7,6 +7,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 from faq.city import load_city
+from faq.intents import ControlIntent
 from faq.matcher import Match, Matcher
 from faq.store import Faq, load_faq
 from voicebot.config import Settings, Thresholds
@@ -17,6 +18,8 @@ NBEST_MARGIN = 0.05
 # The decisions ``doubt_unsure_hearing`` may turn into a confirmation; it leaves every
 # other one as it is.
 DOUBTED_ACTIONS = (BotAction.ANSWER, BotAction.REDIRECT)
+# Requests about the call taken from an alternative hypothesis, the first preferred.
+CALL_REQUESTS = (ControlIntent.OPERATOR, ControlIntent.REPEAT)
 
 
 @dataclass
@@ -60,6 +63,9 @@ class Understanding:
         match, decision, matched = self._best(text, alternatives)
         thresholds = self.settings.thresholds
         if decision.action is BotAction.REPROMPT and decision.intent is None:
+            request = self._call_request(matched)
+            if request is not None:
+                return request
             return match, agreed_topic(decision, matched, thresholds)
         if decision.action not in DOUBTED_ACTIONS or decision.faq_id is None:
             return match, decision  # nothing a doubt about the hearing would change
@@ -85,6 +91,28 @@ class Understanding:
             if best[0].top is None or alt_match.top.score > best[0].top.score + NBEST_MARGIN:
                 best = alt_match, decide(alt_match, self.faq, self.settings.thresholds)
         return *best, matched
+
+
+    def _call_request(self, matched: Sequence[Match]) -> tuple[Match, Decision] | None:
+        """A request for a person or a repeat that only another hypothesis heard, when the
+        first gave nothing to act on.
+
+        Noise bends the words of such requests (「機械じゃなくて」 as 機会, 代わって as
+        変わって) and one decoding may keep them where another loses them. Either costs
+        little if wrong (a transfer, the last words again), and asking again instead makes
+        a caller who wants a person repeat it. A goodbye is never taken this way.
+        """
+        found = []
+        for alt in matched[1:]:
+            if alt.control is None or alt.control.intent not in CALL_REQUESTS:
+                continue
+            decision = decide(alt, self.faq, self.settings.thresholds)
+            if decision.action in (BotAction.TRANSFER, BotAction.REPEAT):
+                found.append((CALL_REQUESTS.index(alt.control.intent), alt, decision))
+        if not found:
+            return None
+        _, alt, decision = min(found, key=lambda f: f[0])
+        return alt, decision
 
 
 def agreed_topic(decision: Decision, matched: Sequence[Match], thresholds: Thresholds) -> Decision:
