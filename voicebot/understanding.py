@@ -92,7 +92,6 @@ class Understanding:
                 best = alt_match, decide(alt_match, self.faq, self.settings.thresholds)
         return *best, matched
 
-
     def _call_request(self, matched: Sequence[Match]) -> tuple[Match, Decision] | None:
         """A request for a person or a repeat that only another hypothesis heard, when the
         first gave nothing to act on.
