@@ -22,7 +22,8 @@ FAQ's own questions held out one at a time (see ``bench/calibrate.py``), so that
 from __future__ import annotations
 
 import math
-from collections import Counter
+import threading
+from collections import Counter, OrderedDict
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -66,6 +67,8 @@ class Calibration:
 
 # Fitted by `python bench/calibrate.py` on the shipped FAQ (leave-one-question-out, as
 # written and as recognised, plus out-of-domain phrases); refit after large FAQ changes.
+# Matches kept per matcher (a call's hypotheses of a few turns, for all calls at once).
+RECENT_MATCHES = 256
 DEFAULT_CALIBRATION = Calibration(bias=-2.527, w_raw=6.262, w_margin=9.471)
 
 
@@ -133,6 +136,8 @@ class Matcher:
         self.faq = faq
         self.heard = load_heard() if heard is None else heard
         self.calibration = calibration
+        self._recent: OrderedDict[tuple[str, int], Match] = OrderedDict()
+        self._recent_lock = threading.Lock()
         self.rewrite = SynonymRewriter(faq.synonyms)
         self.rewrite_sound = self.rewrite.by_sound()
         self.entries = list(faq.entries)
@@ -345,7 +350,25 @@ class Matcher:
         return out
 
     def match(self, text: str, top_k: int = 3) -> Match:
-        """Rank entries for ``text`` and note any control intent (operator, repeat, ...)."""
+        """Rank entries for ``text`` and note any control intent (operator, repeat, ...).
+
+        The last ``RECENT_MATCHES`` results are kept: a call matches its hypotheses once
+        off its event loop and the dialogue then asks for the same ones on it.
+        """
+        key = (text, top_k)
+        with self._recent_lock:
+            found = self._recent.get(key)
+            if found is not None:
+                self._recent.move_to_end(key)
+                return found
+        found = self._match(text, top_k)
+        with self._recent_lock:
+            self._recent[key] = found
+            while len(self._recent) > RECENT_MATCHES:
+                self._recent.popitem(last=False)
+        return found
+
+    def _match(self, text: str, top_k: int) -> Match:
         surface, keys = self.prepare_keys(text)
         raw = self._best_raw(surface, keys)
         return Match(

@@ -94,6 +94,34 @@ def test_answers_each_question_of_a_call(bot, faq):
         assert np.abs(bot_audio[start : start + 8000]).max() > 1000
 
 
+def test_a_turn_is_understood_off_the_event_loop(bot, monkeypatch):
+    """Matching the hypotheses and rating the chosen one against the audio run in a worker
+    thread: on the loop that carries every call's audio they would hold it up."""
+    matcher = bot.understanding.matcher
+    matcher._recent.clear()  # the shared bot has matched these words before
+    threads: list[tuple[str, bool]] = []
+    inner = matcher._match
+
+    def noting(text: str, top_k: int):
+        on_loop = _running_loop() is not None
+        threads.append((text, on_loop))
+        return inner(text, top_k)
+
+    monkeypatch.setattr(matcher, "_match", noting)
+    audio = caller_track("口座振替にしたいんですがどうすればいいですか", 2.5)
+    result, _, _ = run_call(bot, audio)
+    assert [t.faq_id for t in result.turns if t.heard] == ["payment.account-transfer"]
+    assert threads, "nothing was matched"
+    assert not [text for text, on_loop in threads if on_loop], threads
+
+
+def _running_loop() -> asyncio.AbstractEventLoop | None:
+    try:
+        return asyncio.get_running_loop()
+    except RuntimeError:
+        return None
+
+
 def test_goodbye_completes_the_call(bot):
     audio = caller_track("納付書を再発行してもらえますか", 2.0, "以上です", 3.0)
     result, _, _ = run_call(bot, audio)

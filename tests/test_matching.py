@@ -9,7 +9,7 @@ from asr_noise import corrupt
 from conftest import read_tsv
 
 from faq.intents import ControlIntent, find_control, yes_no
-from faq.matcher import Candidate, Match, Matcher
+from faq.matcher import RECENT_MATCHES, Candidate, Match, Matcher
 from faq.model import Action
 from faq.normalize import normalize
 from faq.onyomi import OnyomiReader
@@ -324,3 +324,16 @@ def test_staff_topic_nearby_confirms_unless_the_answer_is_near_certain(
     )
     decision = decide(match, faq, understanding.settings.thresholds)
     assert (decision.action, decision.faq_id) == (action, answer.id)
+
+
+def test_recent_matches_are_kept_and_bounded(faq):
+    """A call's hypotheses are matched off its event loop, then again by the dialogue on
+    it: the second time is the kept result, and only the last ``RECENT_MATCHES`` are kept."""
+    matcher = Matcher(faq)
+    first = matcher.match("口座振替の申し込み方法を教えてください")
+    assert matcher.match("口座振替の申し込み方法を教えてください") is first
+    for i in range(RECENT_MATCHES):
+        matcher.match(f"住民税の納期 {i}")
+    again = matcher.match("口座振替の申し込み方法を教えてください")
+    assert again is not first and again == first  # forgotten, then the same result anew
+    assert len(matcher._recent) == RECENT_MATCHES

@@ -10,6 +10,7 @@ they resume is one turn or two.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Awaitable, Callable
 
@@ -197,6 +198,10 @@ class CallerTurns:
 
     async def _commit(self, transcript: Transcript, end: SpeechEnd, speculative: bool) -> None:
         """Act on a finished caller turn: dialogue, reply."""
+        try:
+            await asyncio.to_thread(self.conversation.prepare, transcript)
+        except Exception:  # ``heard`` does the same work again and reports what fails
+            log.exception("call %s: preparing the understanding failed", self.call_id)
         decided = self.conversation.heard(transcript, end, speculative)
         if decided is None:
             self.responder.wait.cancel()

@@ -39,6 +39,20 @@ class Conversation:
     def start(self) -> Reply:
         return self.dialogue.start()
 
+    def prepare(self, transcript: Transcript) -> None:
+        """Do the work of understanding ``transcript`` that does not depend on the dialogue's
+        state, so that ``heard`` finds it done (blocking; for a worker thread).
+
+        Matching every hypothesis and rating the chosen one against the audio take tens of
+        milliseconds of CPU; on the event loop they would hold up every call's audio. The
+        results are kept by the matcher and by the transcript's ratings.
+        """
+        text = transcript.text.strip()
+        if not text or self.ended:
+            return
+        t = transcript
+        self.dialogue.understanding.understand(text, t.alternatives, t.confidence, t.unprompted)
+
     def heard(
         self, transcript: Transcript, end: SpeechEnd, speculative: bool
     ) -> tuple[Reply, Turn, Checkpoint] | None:
