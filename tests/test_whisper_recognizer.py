@@ -292,6 +292,51 @@ def test_a_recognition_cancelled_while_encoding_skips_its_decodings(
     assert len(seen) == 3
 
 
+def test_a_dropped_recognition_still_running_leaves_the_recogniser_free(faq, samples, monkeypatch):
+    """A lone caller talks over a speculative recognition; the whole turn is asked for
+    while the dropped one is still in its encoder pass. The turn gets the wide beam and
+    both extra hints, and so do the ones after it: nothing else was asked of the recogniser."""
+    rec = WhisperRecognizer(
+        initial_prompt=faq_vocabulary_prompt(faq),
+        extra_prompts=(faq_category_prompt(faq), None),
+        n_best=2,
+        workers=2,
+    )
+    rec.load()
+    try:
+        seen = spy_decodings(rec, monkeypatch)
+        encoding, release = threading.Event(), threading.Event()
+        encode, calls = rec._encode, []
+
+        def first_held(audio):
+            calls.append(1)
+            if len(calls) == 1:
+                encoding.set()
+                release.wait(10)
+            return encode(audio)
+
+        monkeypatch.setattr(rec, "_encode", first_held)
+
+        async def talk_over_then_finish():
+            stale = asyncio.ensure_future(rec.transcribe(samples))
+            assert await asyncio.to_thread(encoding.wait, 10)
+            stale.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await stale
+            whole = await rec.transcribe(samples)  # the stale one is still encoding
+            release.set()
+            return whole
+
+        whole = asyncio.run(talk_over_then_finish())
+        rec._executor.submit(lambda: None).result(timeout=30)
+        assert "窓口" in whole.text
+        wide = [(rec.initial_prompt, 3), (rec.extra_prompts[0], 2), (None, 2)]
+        assert sorted(seen, key=str) == sorted(wide, key=str)
+        assert not rec.is_shared() and rec._in_flight == 0
+    finally:
+        rec.close()
+
+
 def test_extra_hints_are_decoded_only_while_the_recogniser_is_free(
     hinted_recognizer, samples, monkeypatch
 ):

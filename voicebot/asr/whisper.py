@@ -229,8 +229,8 @@ class WhisperRecognizer:
         wait is the searches ahead of it: measured with 8 calls, p50 564 ms when only a
         queue at hand switched beams. So the small beam is used for ``OVERLAP_MEMORY``
         recognitions after any that was asked for while another was in flight (which
-        includes every one now waiting). A single call keeps the wide beam, except just
-        after a stale speculative recognition.
+        includes every one now waiting). A single call keeps the wide beam: a speculative
+        recognition it talked over stops counting when it is dropped.
         """
         return self.busy_beam_size if self.is_shared() else self.beam_size
 
@@ -410,22 +410,33 @@ class WhisperRecognizer:
         return drop_repetition(_drop_replacement_chars(text))
 
     async def transcribe(self, samples: np.ndarray) -> Transcript:
-        """Recognise without blocking the event loop."""
+        """Recognise without blocking the event loop.
+
+        A dropped recognition stops counting as in flight when it is dropped, not when its
+        thread gets to the next step: a lone caller's stale speculation, still in its last
+        decoding when the whole turn is asked for, would otherwise mark the recogniser
+        shared and cost the next ``OVERLAP_MEMORY`` recognitions the wide beam and the
+        extra hints.
+        """
         with self._count_lock:
             self._overlaps.append(self._in_flight > 0)
             self._in_flight += 1
         cancelled = threading.Event()
+        counted = [True]  # until finished or dropped, whichever comes first
         future = self._executor.submit(self.transcribe_sync, samples, cancelled)
-        future.add_done_callback(self._finished)  # also when dropped before it started
+        future.add_done_callback(lambda _: self._uncount(counted))  # also if never started
         try:
             return await asyncio.wrap_future(future)
         except asyncio.CancelledError:
             cancelled.set()  # a running recognition skips the decodings it has not begun
+            self._uncount(counted)
             raise
 
-    def _finished(self, _future: object) -> None:
+    def _uncount(self, counted: list[bool]) -> None:
         with self._count_lock:
-            self._in_flight -= 1
+            if counted[0]:
+                counted[0] = False
+                self._in_flight -= 1
 
     def close(self) -> None:
         self._executor.shutdown(wait=False, cancel_futures=True)
