@@ -136,7 +136,14 @@ def test_twelve_callers_at_once_are_spread_over_three_nodes_and_hear_their_answe
     records = wait_ended(cluster.db, [p.record_id for p in placed if p.record_id])
     assert [r.invite_status for r in results] == [200] * 12, describe(placed, records)
     spread = Counter(p.node for p in placed)
-    assert spread == {"call-a": 4, "call-b": 4, "call-c": 4}, describe(placed, records)
+    edge_log = cluster.edge.text()
+    if "trying the next" in edge_log:
+        # A node slow to answer an INVITE on a loaded machine (no reply within the edge's
+        # 2 s) is failed over, as it should be: the calls are still spread, not evenly.
+        assert set(spread) == set(NODES), (describe(placed, records), edge_log[-3000:])
+    else:
+        expected = {"call-a": 4, "call-b": 4, "call-c": 4}
+        assert spread == expected, (describe(placed, records), edge_log[-3000:])
     assert_heard(cluster, placed, records)
     outcomes = Counter(records[p.record_id].outcome for p in placed)
     assert set(outcomes) <= {"completed", "hung_up"}, describe(placed, records)
