@@ -49,7 +49,8 @@ def main() -> int:
     for i in range(args.repeat):
         for text in texts:
             s = time.perf_counter()
-            decide(matcher.match(text), faq, thresholds)
+            # the matching itself: ``match`` keeps recent results, and a call hits them
+            decide(matcher._match(text, 3), faq, thresholds)
             (cold if i == 0 else warm).append((time.perf_counter() - s) * 1000)
     q = statistics.quantiles
     print(

@@ -44,7 +44,10 @@ _STAFF = (
     r"|人間|窓口の(?:方|人)|オペレーター?|スタッフ)"
 )
 # Asking for something to be done: the plain, polite and misheard (もらいます) forms.
-_PLEASE = r"(?:ください|下さい|くれ|もらえ|もらい|ほしい|欲しい|いただけ|頂け)"
+_PLEASE = (
+    r"(?:ください|下さい|くれ|もらえ|もらい|ほしい|欲しい"
+    r"|(?:いただ|頂)け(?:ます|ません|ない|る))"  # not 「変わっていただけで」 (only changed)
+)
 _PATTERNS: dict[ControlIntent, list[re.Pattern[str]]] = {
     ControlIntent.OPERATOR: [
         re.compile(r"オペレーター?"),
@@ -53,8 +56,9 @@ _PATTERNS: dict[ControlIntent, list[re.Pattern[str]]] = {
         re.compile(r"(?:人|担当者?|職員)(?:に|へ)?(?:つない|繋い|代わっ|かわっ|回し|まわし)"),
         # 変わって is how a recogniser often writes 代わって; nobody asks to be "changed".
         re.compile(r"(?:つないで|繋いで|代わって|かわって|替わって|変わって)" + _PLEASE),
-        # 「担当の方をお願いします」: how a call is asked to be put through.
-        re.compile(_STAFF + r"(?:さん)?(?:を|に)?(?:お願い|おねがい)"),
+        # 「担当の方をお願いします」: how a call is asked to be put through; not a request
+        # made before (「前に担当の方にお願いして…」, 「お願いした証明書」).
+        re.compile(_STAFF + r"(?:さん)?(?:を|に)?(?:お願い|おねがい)(?!し(?:て|た(?!い)|まし))"),
         re.compile(r"機械(?:じゃなく|ではなく|は(?:いや|嫌))"),
     ],
     ControlIntent.REPEAT: [
@@ -102,7 +106,10 @@ _SOUND_PATTERNS: dict[ControlIntent, list[re.Pattern[str]]] = {
         re.compile(r"タント(?:シャ|ノカタ|ノヒト)(?:サン)?(?:ト|ニ)"),
         re.compile(r"チョクセツ(?:ハナシ|バナシ|ソダン)"),
         re.compile(r"(?:ヒト|ショクイン)(?:ト|ニ)(?:ハナシ|カワ|ツナ)"),
-        re.compile(r"タント(?:シャ|ノカタ|ノホ|ノヒト)?(?:サン)?オ?オネガ"),  # の方 reads ノホ
+        # の方 reads ノホ; not a request made before (お願いして, お願いした)
+        re.compile(
+            r"タント(?:シャ|ノカタ|ノホ|ノヒト)?(?:サン)?オ?オネガイ(?!シ(?:テ|タ(?!イ)|マシ))"
+        ),
         re.compile(r"キカイ(?:ジャナク|デワナク|デハナク)"),  # 機会じゃなくて for 機械
     ],
     ControlIntent.REPEAT: [
@@ -117,6 +124,10 @@ _SOUND_PATTERNS: dict[ControlIntent, list[re.Pattern[str]]] = {
         re.compile(r"シツレ(?:シマス|シマシタ|イタシマス)"),
     ],
 }
+# Yes and no are whole short replies (「はい、そうです、お願いします」 is 13 characters; at
+# 40 the worst run of overlapping alternatives costs about a millisecond, at 52 65 ms).
+_SHORT_REPLIES = (ControlIntent.YES, ControlIntent.NO)
+MAX_REPLY_CHARS = 40
 # Checked in this order: a caller who asks for a person gets one even if they also thank us.
 _ORDER = (
     ControlIntent.OPERATOR,
@@ -132,12 +143,18 @@ def _compact(text: str) -> str:
 
 
 def find_control(text: str, intents: tuple[ControlIntent, ...] = _ORDER) -> ControlMatch | None:
-    """The first control intent (in priority order) whose phrase occurs in ``text``."""
+    """The first control intent (in priority order) whose phrase occurs in ``text``.
+
+    A yes or a no is a short reply: longer text is not tried against their patterns, whose
+    overlapping alternatives (そう / そうそう) would backtrack exponentially on a long run.
+    """
     compact = _compact(text)
     if not compact:
         return None
     key = sound_key(compact)
     for intent in intents:
+        if intent in _SHORT_REPLIES and len(compact) > MAX_REPLY_CHARS:
+            continue
         for pattern in _PATTERNS.get(intent, ()):
             m = pattern.search(compact)
             if m:
