@@ -67,9 +67,9 @@ class Calibration:
 
 # Fitted by `python bench/calibrate.py` on the shipped FAQ (leave-one-question-out, as
 # written and as recognised, plus out-of-domain phrases); refit after large FAQ changes.
+DEFAULT_CALIBRATION = Calibration(bias=-2.527, w_raw=6.262, w_margin=9.471)
 # Matches kept per matcher (a call's hypotheses of a few turns, for all calls at once).
 RECENT_MATCHES = 256
-DEFAULT_CALIBRATION = Calibration(bias=-2.527, w_raw=6.262, w_margin=9.471)
 
 
 @dataclass(frozen=True)

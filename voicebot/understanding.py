@@ -101,17 +101,14 @@ class Understanding:
         little if wrong (a transfer, the last words again), and asking again instead makes
         a caller who wants a person repeat it. A goodbye is never taken this way.
         """
-        found = []
-        for alt in matched[1:]:
-            if alt.control is None or alt.control.intent not in CALL_REQUESTS:
-                continue
-            decision = decide(alt, self.faq, self.settings.thresholds)
-            if decision.action in (BotAction.TRANSFER, BotAction.REPEAT):
-                found.append((CALL_REQUESTS.index(alt.control.intent), alt, decision))
-        if not found:
-            return None
-        _, alt, decision = min(found, key=lambda f: f[0])
-        return alt, decision
+        for wanted in CALL_REQUESTS:
+            for alt in matched[1:]:
+                if alt.control is None or alt.control.intent is not wanted:
+                    continue
+                decision = decide(alt, self.faq, self.settings.thresholds)
+                if decision.action in (BotAction.TRANSFER, BotAction.REPEAT):
+                    return alt, decision
+        return None
 
 
 def agreed_topic(decision: Decision, matched: Sequence[Match], thresholds: Thresholds) -> Decision:
