@@ -442,6 +442,37 @@ def test_an_answer_needs_the_audio_or_the_hypotheses_behind_it(
     assert (decision.action.value, decision.faq_id) == (action, "payment.lost-notice")
 
 
+REBUILT = "家を建て替えたら固定資産税は下がりますか"  # a middling match for kotei.new-house
+REBUILT_HEARD = (
+    REBUILT,
+    "家を建て替えたら、固定資産税は下がりますか。",
+    "家を建て替えたら固定資産税は上がりますか",
+)
+
+
+@pytest.mark.parametrize(
+    ("hypotheses", "unprompted", "action"),
+    [
+        (REBUILT_HEARD, 0.7, "answer"),  # every decoding agrees, and the audio says so
+        (REBUILT_HEARD, 0.4, "confirm"),  # they agree, but the audio hardly supports it
+        (REBUILT_HEARD[:2], 0.7, "confirm"),  # too few readings to speak of agreement
+        ((*REBUILT_HEARD, "いえをたてかえたら固定資産税はさがりますか"), 0.7, "confirm"),  # not all
+        (REBUILT_HEARD, None, "confirm"),  # text, or a recogniser without that evidence
+    ],
+)
+def test_a_middling_match_is_answered_only_when_every_reading_agrees(
+    understanding, hypotheses, unprompted, action
+):
+    """An own phrasing matches the FAQ middlingly however clearly it was heard. It is
+    answered without a confirmation only when at least three distinct hypotheses all land
+    on the entry and the chosen one is probable from the audio alone."""
+    text, *alternatives = hypotheses
+    assert understanding.match(text).top.score < understanding.settings.thresholds.answer
+    evidence = {t: unprompted for t in hypotheses} if unprompted is not None else None
+    _, decision = understanding.understand(text, alternatives, 0.9, evidence)
+    assert (decision.action.value, decision.faq_id) == (action, "kotei.new-house")
+
+
 def test_hypotheses_that_recite_the_hint_are_unheard(faq):
     """A first hypothesis made of the hint's items is dropped; the caller's words are kept."""
     hint = faq_vocabulary_prompt(faq)

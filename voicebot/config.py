@@ -80,13 +80,35 @@ class Thresholds(BaseModel):
         ),
     )
     agreed_hypotheses: int = Field(
-        3, ge=2, description="Distinct hypotheses needed for 'confirm_agreed'"
+        3, ge=2, description="Distinct hypotheses needed for 'confirm_agreed' and 'answer_agreed'"
+    )
+    answer_agreed: float = Field(
+        0.45,
+        ge=0,
+        le=1,
+        description=(
+            "Whisper: a match below 'answer', down to this confidence, is answered instead"
+            " of confirmed when every one of at least 'agreed_hypotheses' distinct hypotheses"
+            " points at its entry and the chosen one is probable without the hint"
+            " ('heard_agreed')"
+        ),
+    )
+    heard_agreed: float = Field(
+        0.6,
+        ge=0,
+        le=1,
+        description=(
+            "Whisper: the probability without the vocabulary hint that 'answer_agreed' needs"
+            " of the chosen hypothesis"
+        ),
     )
 
     @model_validator(mode="after")
     def _ordered(self) -> Thresholds:
         if self.confirm > self.answer:
             raise ValueError("thresholds.confirm must not exceed thresholds.answer")
+        if self.answer_agreed > self.answer:
+            raise ValueError("thresholds.answer_agreed must not exceed thresholds.answer")
         return self
 
 

@@ -140,6 +140,16 @@ def _control_wins(match: Match, thresholds: Thresholds) -> bool:
     return len(residual) < MIN_RESIDUAL_CHARS or not strong_faq
 
 
+def staff_topic_near(candidates: list[Candidate]) -> bool:
+    """Whether a staff-only topic scores close enough to the top entry to be a plausible
+    reading of the same words (then an answer is confirmed first)."""
+    if not candidates:
+        return False
+    top = candidates[0]
+    gap = STAFF_TOPIC_GAP_SURE if top.score >= SURE else STAFF_TOPIC_GAP
+    return any(c.action is FaqAction.TRANSFER and top.raw - c.raw < gap for c in candidates[1:])
+
+
 def decide(match: Match, faq: Faq, thresholds: Thresholds) -> Decision:
     """Choose the action for ``match``, and the entry it is about."""
     cands = match.candidates
@@ -164,10 +174,7 @@ def decide(match: Match, faq: Faq, thresholds: Thresholds) -> Decision:
     if entry.action is FaqAction.TRANSFER:
         # The caller's own case: staff must handle it; a needless transfer costs little.
         return Decision(BotAction.TRANSFER, entry.id, top.score, "faq", cands)
-    gap = STAFF_TOPIC_GAP_SURE if top.score >= SURE else STAFF_TOPIC_GAP
-    staff_topic_close = any(
-        c.action is FaqAction.TRANSFER and top.raw - c.raw < gap for c in cands[1:]
-    )
+    staff_topic_close = staff_topic_near(cands)
     second = cands[1] if len(cands) > 1 else None
     if (
         second is not None

@@ -11,7 +11,14 @@ from faq.intents import ControlIntent
 from faq.matcher import Match, Matcher
 from faq.store import Faq, load_faq
 from voicebot.config import Settings, Thresholds
-from voicebot.policy import BotAction, Decision, decide, doubt_unsure_hearing
+from voicebot.policy import (
+    BotAction,
+    Decision,
+    decide,
+    doubt_unsure_hearing,
+    entry_action,
+    staff_topic_near,
+)
 
 # An alternative hypothesis must beat the first by this much confidence to replace it.
 NBEST_MARGIN = 0.05
@@ -58,7 +65,9 @@ class Understanding:
         many hypotheses point at the same entry. It is looked up only for an answer (the
         only decision it can change), and only for the chosen text: the recogniser rates
         a text when it is first looked up. A match too weak for a confirmation is still
-        confirmed when all of several hypotheses agree on it (``agreed_topic``).
+        confirmed when all of several hypotheses agree on it (``agreed_topic``), and a
+        middling one answered when they agree and the audio supports its words
+        (``agreed_answer``).
         """
         match, decision, matched = self._best(text, alternatives)
         thresholds = self.settings.thresholds
@@ -67,6 +76,8 @@ class Understanding:
             if request is not None:
                 return request
             return match, agreed_topic(decision, matched, thresholds)
+        if decision.action is BotAction.CONFIRM and unprompted:
+            return match, self._agreed_answer(decision, match, matched, unprompted)
         if decision.action not in DOUBTED_ACTIONS or decision.faq_id is None:
             return match, decision  # nothing a doubt about the hearing would change
         if unprompted and match.text in unprompted:
@@ -91,6 +102,44 @@ class Understanding:
             if best[0].top is None or alt_match.top.score > best[0].top.score + NBEST_MARGIN:
                 best = alt_match, decide(alt_match, self.faq, self.settings.thresholds)
         return *best, matched
+
+    def _agreed_answer(
+        self,
+        decision: Decision,
+        match: Match,
+        matched: Sequence[Match],
+        unprompted: Mapping[str, float],
+    ) -> Decision:
+        """A middling match answered, not confirmed, when the hearing is not in doubt.
+
+        A caller's own phrasing of a question (「家を新築したんですけど、固定資産税って安く
+        なるんですか」) shares few words with the FAQ's, so its match stays middling
+        however clearly it was heard, and a confirmation costs the caller a turn. When
+        the decodings with different hints (at least ``agreed_hypotheses`` distinct
+        texts) all land on the same entry, the match does not hang on one reading of
+        the words; when the chosen text is also probable from the audio alone
+        (``heard_agreed``), the words are the caller's. Then a match from
+        ``answer_agreed`` up is answered. A staff topic close to it still means a
+        confirmation. The rating without the hint is looked up last, as it costs a pass.
+        """
+        thresholds = self.settings.thresholds
+        top = match.top
+        if (
+            top is None
+            or decision.faq_id != top.faq_id
+            or not thresholds.answer_agreed <= top.score < thresholds.answer
+            or staff_topic_near(match.candidates)
+            or match.text not in unprompted
+        ):
+            return decision
+        tops = [m.top for m in matched if m.text]
+        if len(tops) < thresholds.agreed_hypotheses or any(m.control for m in matched):
+            return decision
+        if any(t is None or t.faq_id != top.faq_id for t in tops):
+            return decision
+        if unprompted[match.text] < thresholds.heard_agreed:
+            return decision
+        return replace(decision, action=entry_action(self.faq[top.faq_id]))
 
     def _call_request(self, matched: Sequence[Match]) -> tuple[Match, Decision] | None:
         """A request for a person or a repeat that only another hypothesis heard, when the
