@@ -67,7 +67,7 @@ class Understanding:
         a text when it is first looked up. A match too weak for a confirmation is still
         confirmed when all of several hypotheses agree on it (``agreed_topic``), and a
         middling one answered when they agree and the audio supports its words
-        (``agreed_answer``).
+        (``_agreed_answer``).
         """
         match, decision, matched = self._best(text, alternatives)
         thresholds = self.settings.thresholds
@@ -126,18 +126,12 @@ class Understanding:
         top = match.top
         if (
             top is None
-            or decision.faq_id != top.faq_id
             or not thresholds.answer_agreed <= top.score < thresholds.answer
             or staff_topic_near(match.candidates)
             or match.text not in unprompted
+            or agreed_entry(matched, thresholds) != top.faq_id
+            or unprompted[match.text] < thresholds.heard_agreed
         ):
-            return decision
-        tops = [m.top for m in matched if m.text]
-        if len(tops) < thresholds.agreed_hypotheses or any(m.control for m in matched):
-            return decision
-        if any(t is None or t.faq_id != top.faq_id for t in tops):
-            return decision
-        if unprompted[match.text] < thresholds.heard_agreed:
             return decision
         return replace(decision, action=entry_action(self.faq[top.faq_id]))
 
@@ -170,15 +164,24 @@ def agreed_topic(decision: Decision, matched: Sequence[Match], thresholds: Thres
     question about that entry recovers the turn; a caller who says no is asked again.
     A lone transcript (text, or a recogniser under load) never qualifies.
     """
-    tops = [m.top for m in matched if m.text]
-    if len(tops) < thresholds.agreed_hypotheses or any(m.control for m in matched):
+    entry = agreed_entry(matched, thresholds)
+    if entry is None:
         return decision
-    if None in tops or len({top.faq_id for top in tops}) != 1:
-        return decision
-    weakest = min(top.score for top in tops)
+    weakest = min(m.top.score for m in matched if m.text and m.top)
     if weakest < thresholds.confirm_agreed:
         return decision
-    return replace(decision, action=BotAction.CONFIRM, faq_id=tops[0].faq_id, score=weakest)
+    return replace(decision, action=BotAction.CONFIRM, faq_id=entry, score=weakest)
+
+
+def agreed_entry(matched: Sequence[Match], thresholds: Thresholds) -> str | None:
+    """The entry every distinct hypothesis points at, when there are at least
+    ``agreed_hypotheses`` of them and none is a request about the call; else None."""
+    tops = [m.top for m in matched if m.text]
+    if len(tops) < thresholds.agreed_hypotheses or any(m.control for m in matched):
+        return None
+    if None in tops or len({top.faq_id for top in tops}) != 1:
+        return None
+    return tops[0].faq_id
 
 
 def _agreement(decision: Decision, matched: Sequence[Match]) -> float:
