@@ -9,7 +9,8 @@ sounds the caller made (シンコク, シャケン, ノウフショ).
 
 Kanji have several on'yomi (納: トウ, ノウ, ナ). Which one a recogniser means is the one
 the FAQ's own words use: ``OnyomiReader`` learns that from the FAQ texts it is given
-(納付, 納税 → ノウ) and falls back to the first listed reading.
+(納付, 納税 → ノウ); for a kanji the FAQ does not use, it takes the on'yomi the kanji has
+as a word of its own (絵: エ), else the first listed reading.
 
 The table ``data/onyomi.tsv`` (Jōyō and Jinmeiyō kanji) is made from the Unicode Han
 Database by ``bench/make_onyomi_table.py``.
@@ -41,6 +42,19 @@ def load_table(path: Path = TABLE_FILE) -> dict[str, tuple[str, ...]]:
     return table
 
 
+def _everyday_on(kanji: str, ons: tuple[str, ...]) -> str:
+    """The on'yomi of a kanji the FAQ does not use: the one it has as a word of its own
+    (絵: エ, though the table lists カイ first), else the first listed.
+
+    The table's order is not how often a reading is heard: 延滞金 written 絵体禁 read
+    カイタイキン became 解体 (demolition), where the caller said エンタイキン.
+    """
+    alone = tokenize(kanji)
+    if len(alone) == 1 and alone[0].reading_form() in ons:
+        return alone[0].reading_form()
+    return ons[0]
+
+
 class OnyomiReader:
     """Reads runs of two or more single-kanji words by on'yomi, preferring the readings
     that ``texts`` (the FAQ) use."""
@@ -56,7 +70,11 @@ class OnyomiReader:
                         if on in word_reading:
                             used[ch][on] += 1
         self.preferred = {
-            kanji: max(ons, key=lambda on, k=kanji: (used[k][on], -ons.index(on)))
+            kanji: (
+                max(ons, key=lambda on, k=kanji: (used[k][on], -ons.index(on)))
+                if used[kanji]
+                else _everyday_on(kanji, ons)
+            )
             for kanji, ons in self.table.items()
         }
 

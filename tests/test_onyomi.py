@@ -25,6 +25,22 @@ def test_the_faq_decides_which_on_reading_a_kanji_has():
     assert OnyomiReader(["納付書を送ります", "納税の証明"]).preferred["納"] == "ノウ"
 
 
+def test_a_kanji_the_faq_does_not_use_is_read_as_it_sounds_alone():
+    """絵 is listed カイ first, but alone it is エ; 体 alone is カラダ (no on'yomi), so the
+    first listed stands."""
+    assert OnyomiReader([]).preferred["絵"] == "エ"
+    assert OnyomiReader([]).preferred["体"] == load_table()["体"][0]
+    assert OnyomiReader(["体制", "自治体"]).preferred["体"] == "タイ"
+
+
+def test_late_fee_in_wrong_kanji_is_not_taken_for_demolition(understanding):
+    """延滞金 heard as 絵体禁: read カイタイキン it was 解体 (a demolished house) and
+    answered; read エタイキン it is near 延滞金."""
+    match, decision = understanding.understand("払うのが遅れたら絵体禁がつくんですか")
+    assert match.top.faq_id == "payment.overdue", match.candidates
+    assert decision.faq_id != "kotei.demolished"
+
+
 def test_unknown_compounds_are_read_by_their_sounds(faq):
     reader = OnyomiReader(q for e in faq for q in e.questions)
     assert reader.key("住民税の進告は") == sound_key("じゅうみんぜいのしんこくわ")  # 申告
