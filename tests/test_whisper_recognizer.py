@@ -473,39 +473,6 @@ def test_a_middling_match_is_answered_only_when_every_reading_agrees(
     assert (decision.action.value, decision.faq_id) == (action, "kotei.new-house")
 
 
-LOST = "納付書をなくしてしまったので再発行してほしいです"  # matches payment.lost-notice at 0.99
-LOST_OTHER = "納付書が見当たらなくて"  # another reading, strong on the same entry
-LOST_WEAK = "納付の紙をなくしてしまったみたいで"  # same entry, too weak to answer alone
-
-
-@pytest.mark.parametrize(
-    ("hypotheses", "unprompted", "action"),
-    [
-        ((LOST, LOST_OTHER, LOST_WEAK), {LOST_OTHER: 0.6}, "answer"),
-        ((LOST, LOST_OTHER, LOST_WEAK), {LOST_OTHER: 0.15}, "confirm"),  # no reading heard
-        ((LOST, LOST_WEAK, "納付書、なくしちゃって"), {LOST_WEAK: 0.7}, "confirm"),  # too weak
-        (
-            (LOST, LOST_OTHER, "今日の天気は", "明日の天気は", "天気はどうですか"),
-            {LOST_OTHER: 0.6},
-            "confirm",
-        ),
-    ],
-)
-def test_an_answer_the_hint_made_fluent_stands_when_another_reading_vouches_for_it(
-    understanding, hypotheses, unprompted, action
-):
-    """The best match is the hinted decoding's text, which the audio alone barely gives
-    (0.1). It is answered when most readings point at its entry and another that would be
-    answered on its own is probable from the audio; otherwise (no such reading heard, only
-    a weak one, or most readings elsewhere) it is confirmed."""
-    text, *alternatives = hypotheses
-    assert understanding.match(LOST_OTHER).top.score >= understanding.settings.thresholds.answer
-    assert understanding.match(LOST_WEAK).top.score < understanding.settings.thresholds.answer
-    evidence = {t: unprompted.get(t, 0.1) for t in hypotheses}
-    _, decision = understanding.understand(text, alternatives, 0.9, evidence)
-    assert (decision.action.value, decision.faq_id) == (action, "payment.lost-notice")
-
-
 def test_hypotheses_that_recite_the_hint_are_unheard(faq):
     """A first hypothesis made of the hint's items is dropped; the caller's words are kept."""
     hint = faq_vocabulary_prompt(faq)

@@ -103,17 +103,6 @@ class Thresholds(BaseModel):
         ),
     )
 
-    support_agreement: float = Field(
-        0.5,
-        ge=0,
-        le=1,
-        description=(
-            "Whisper: when at least this share of the distinct hypotheses points at an"
-            " answer's entry, another of them that matches the entry at 'answer' or above may"
-            " lend the answer its probability without the hint"
-        ),
-    )
-
     @model_validator(mode="after")
     def _ordered(self) -> Thresholds:
         if self.confirm > self.answer:

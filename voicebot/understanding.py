@@ -67,8 +67,7 @@ class Understanding:
         a text when it is first looked up. A match too weak for a confirmation is still
         confirmed when all of several hypotheses agree on it (``agreed_topic``), and a
         middling one answered when they agree and the audio supports its words
-        (``_agreed_answer``); an answer whose own text the audio barely gives stands when
-        another reading, strong enough on its own, vouches for it (``_supported``).
+        (``_agreed_answer``).
         """
         match, decision, matched = self._best(text, alternatives)
         thresholds = self.settings.thresholds
@@ -83,14 +82,9 @@ class Understanding:
             return match, decision  # nothing a doubt about the hearing would change
         if unprompted and match.text in unprompted:
             agreement = _agreement(decision, matched)
-            doubted = doubt_unsure_hearing(
+            return match, doubt_unsure_hearing(
                 decision, self.faq, unprompted[match.text], thresholds, agreement
             )
-            if doubted is not decision and agreement >= thresholds.support_agreement:
-                supported = self._supported(decision, match, matched, unprompted, agreement)
-                if supported is not None:
-                    return match, supported
-            return match, doubted
         return match, doubt_unsure_hearing(decision, self.faq, heard_probability, thresholds)
 
     def _best(self, text: str, alternatives: Sequence[str]) -> tuple[Match, Decision, list[Match]]:
@@ -140,48 +134,6 @@ class Understanding:
         ):
             return decision
         return replace(decision, action=entry_action(self.faq[top.faq_id]))
-
-    def _supported(
-        self,
-        decision: Decision,
-        match: Match,
-        matched: Sequence[Match],
-        unprompted: Mapping[str, float],
-        agreement: float,
-    ) -> Decision | None:
-        """The answer, when another reading of the audio vouches for it; else None.
-
-        The hypothesis the FAQ explains best is often the hinted decoding's: the hint made
-        its words fluent, so the audio alone gives that text little probability (「所得証明
-        書、取りたいんですけど」 at 0.2) even when the caller said those very words, and
-        the answer is confirmed. Another decoding of the same audio, with another hint or
-        none, may read it differently and still land on the same entry. When most readings
-        point at the entry (``support_agreement``) and one of them matches it well enough
-        to be answered on its own (``answer``), that reading's probability without the hint
-        stands for the answer's. Readings are rated strongest first, and only until one
-        settles it: each rating is a pass of the decoder.
-        """
-        thresholds = self.settings.thresholds
-        readings = sorted(
-            (
-                m
-                for m in matched
-                if m is not match
-                and m.text
-                and m.text != match.text
-                and m.top is not None
-                and m.top.faq_id == decision.faq_id
-                and m.top.score >= thresholds.answer
-                and m.text in unprompted
-            ),
-            key=lambda m: -m.top.score,  # type: ignore[union-attr]
-        )
-        for reading in readings:
-            probability = unprompted[reading.text]
-            kept = doubt_unsure_hearing(decision, self.faq, probability, thresholds, agreement)
-            if kept is decision:
-                return decision
-        return None
 
     def _call_request(self, matched: Sequence[Match]) -> tuple[Match, Decision] | None:
         """A request for a person or a repeat that only another hypothesis heard, when the
