@@ -37,7 +37,7 @@ from faq.morphology import content_lemmas
 from faq.normalize import normalize
 from faq.onyomi import OnyomiReader
 from faq.postings import ColumnPostings
-from faq.reading import sound_keys
+from faq.reading import sound_keys, unvoice
 from faq.store import Faq
 from faq.synonyms import SynonymRewriter
 
@@ -50,6 +50,12 @@ ANSWER_WEIGHT = 2.0  # the answer's share of an entry's pooled vector
 FUZZY_MIN = 70.0  # partial_ratio below this is no evidence
 FUZZY_EXP = 2.0  # how fast fuzzy evidence grows above FUZZY_MIN
 FUZZY_MIN_LEN = 5  # shorter keys only match exactly
+# The recogniser often mishears voicing alone (督促 as 独足, 相続 as 装足: ト/ド, ゾ/ソ),
+# which the fuzzy ratio counts as an ordinary miss (75 for ソソクゼ against ソゾクゼ). A
+# keyword whose sound the utterance holds with voicing marks ignored is partial evidence;
+# shorter keys than this collide with other words that way.
+UNVOICED_MIN_LEN = 4
+UNVOICED_STRENGTH = 0.5
 
 
 @dataclass(frozen=True)
@@ -242,6 +248,7 @@ class Matcher:
             self.kw_keys.append(key)
             self.kw_weight.append(idf * min(1.0, len(key) / 3.0))
             self.kw_entries.append(sorted(users))
+        self.kw_unvoiced = [unvoice(k) for k in self.kw_keys]
 
     def _encode(self, feats: Counter[str]) -> _SparseDoc:
         """(column ids, term counts) of a document, adding new features to the vocabulary."""
@@ -277,10 +284,13 @@ class Matcher:
         sums = np.zeros(len(self.entries), dtype=np.float32)
         if not key:
             return sums
+        unvoiced = unvoice(key)
         fuzzy = process.cdist([key], self.kw_keys, scorer=fuzz.partial_ratio, dtype=np.float32)[0]
         for k, kw_key in enumerate(self.kw_keys):
             if kw_key in key or self.kw_surface[k] in surface:
                 strength = 1.0
+            elif len(kw_key) >= UNVOICED_MIN_LEN and self.kw_unvoiced[k] in unvoiced:
+                strength = UNVOICED_STRENGTH
             elif len(kw_key) >= FUZZY_MIN_LEN and fuzzy[k] >= FUZZY_MIN:
                 strength = ((fuzzy[k] - FUZZY_MIN) / (100.0 - FUZZY_MIN)) ** FUZZY_EXP * 0.8
             else:

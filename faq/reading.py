@@ -105,6 +105,18 @@ def fold(kana: str) -> str:
     return "".join(out)
 
 
+_UNVOICE = str.maketrans(
+    "ガギグゲゴザジズゼゾダヂヅデドバビブベボパピプペポヴ",
+    "カキクケコサシスセソタチツテトハヒフヘホハヒフヘホウ",
+)
+
+
+def unvoice(key: str) -> str:
+    """A sound key with voicing marks dropped (ゾ → ソ, ド → ト, バ and パ → ハ): what is
+    left when a recogniser hears the consonants but not whether they were voiced."""
+    return key.translate(_UNVOICE)
+
+
 def reading_with_pauses(text: str) -> str:
     """Katakana reading of ``text`` that keeps its punctuation (for a kana-only voice)."""
     kana = pyopenjtalk.g2p(text, kana=True, predict_nani=False, use_sudachi_kanji_yomi=False)

@@ -13,7 +13,7 @@ from faq.matcher import RECENT_MATCHES, Candidate, Match, Matcher
 from faq.model import Action
 from faq.normalize import normalize
 from faq.onyomi import OnyomiReader
-from faq.reading import sound_key, sound_keys
+from faq.reading import sound_key, sound_keys, unvoice
 from voicebot.config import Thresholds
 from voicebot.evaluation import evaluate, predicted_label
 from voicebot.policy import BotAction, decide
@@ -135,6 +135,16 @@ def test_one_wrong_kanji_in_a_known_compound_is_carried_by_the_rest(understandin
     help; 固定資産 and 納期 still point to the entry."""
     found, action, _ = answers(understanding.matcher, faq, "固定資産勢の納期を教えて")
     assert (found, action) == ("kotei.payment-schedule", BotAction.ANSWER)
+
+
+def test_a_keyword_misheard_only_in_voicing_still_counts(understanding, faq):
+    """相続税 written 総則税 (ソーソク for ソーゾク): only the voicing of one sound is lost,
+    so the keyword still counts, and the question is redirected instead of confirmed."""
+    assert unvoice(sound_key("総則税")) == unvoice(sound_key("相続税"))
+    assert sound_key("総則税") != sound_key("相続税")
+    assert unvoice("ガザダバパ") == "カサタハハ"
+    found, action, score = answers(understanding.matcher, faq, "総則税について教えてください")
+    assert (found, action) == ("redirect.national-tax", BotAction.REDIRECT), score
 
 
 def test_confidence_is_calibrated_on_unseen_phrasings(understanding):
