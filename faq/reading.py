@@ -105,9 +105,10 @@ def fold(kana: str) -> str:
     return "".join(out)
 
 
+# Keys are folded first (ヴ → ブ, ヂ → ジ, ヅ → ズ), so those never reach this table.
 _UNVOICE = str.maketrans(
-    "ガギグゲゴザジズゼゾダヂヅデドバビブベボパピプペポヴ",
-    "カキクケコサシスセソタチツテトハヒフヘホハヒフヘホウ",
+    "ガギグゲゴザジズゼゾダデドバビブベボパピプペポ",
+    "カキクケコサシスセソタテトハヒフヘホハヒフヘホ",
 )
 
 
