@@ -208,9 +208,17 @@ def wait_ended(db: Database, ids: Iterable[str], timeout: float = 60.0) -> dict[
 
 
 def question_turn(call: Call):
-    """The caller's question: the first turn the dialogue decided on."""
+    """The caller's question: the first decided turn the bot began to reply to.
+
+    A caller who pauses mid-question may have the first half decided on; when they go on
+    before its reply starts, that decision is undone and the whole sentence recognised again
+    as a later turn, so a decided turn without a reply is passed over. The caller's closing
+    words are never the question: if only they were replied to, the question was not."""
     turns = sorted((t for t in call.turns if t.decided_at is not None), key=lambda t: t.seq)
-    return turns[0] if turns else None
+    replied = [t for t in turns if t.reply_kind is not None]
+    if not replied or replied[0].action == "goodbye":
+        return turns[0] if turns else None
+    return replied[0]
 
 
 def reply_started_wall(call: Call) -> float | None:

@@ -153,6 +153,16 @@ def test_twelve_callers_at_once_are_spread_over_three_nodes_and_hear_their_answe
 
 def test_a_killed_node_loses_only_its_own_calls_and_new_callers_go_elsewhere(cluster):
     victim = cluster.nodes["call-c"]
+    try:
+        killed_node_scenario(cluster, victim)
+    finally:
+        if victim.proc.poll() is not None:  # failed before its restart: the later tests need it
+            victim.restart()
+            victim.ready()
+
+
+def killed_node_scenario(cluster: Cluster, victim) -> None:
+    """Kill ``victim`` while it carries calls; what its callers and everyone else get."""
     talking = cluster.callers(6)
     arriving = cluster.callers(4)
     timing: dict[str, float] = {}
