@@ -47,15 +47,23 @@ def fixture_rows() -> list[dict[str, str]]:
         return list(csv.DictReader(fh, delimiter="\t"))
 
 
-def build_call(rows: list[dict[str, str]]) -> WavAudio:
-    """Questions one after another, each followed by a pause for the answer... and a bit more."""
+def build_call(rows: list[dict[str, str]], line_noise_dbfs: float | None = None) -> WavAudio:
+    """Questions one after another, each followed by a pause for the answer... and a bit more.
+
+    The fixtures' pauses are digital silence; ``line_noise_dbfs`` adds white noise at that
+    level to the whole call, as an idle phone line (about -65 dBFS) or a noisy room has."""
     parts = []
     rate = 8000
     for row in rows:
         audio = read_wav(FIXTURES / row["file"])
         rate = audio.sample_rate
         parts += [audio.samples, np.zeros(int(TURN_GAP_S * rate), dtype=np.int16)]
-    return WavAudio(np.concatenate(parts), rate)
+    samples = np.concatenate(parts)
+    if line_noise_dbfs is not None:
+        noise = np.random.default_rng(len(samples)).standard_normal(len(samples))
+        noise *= 32768.0 * 10.0 ** (line_noise_dbfs / 20.0)
+        samples = np.clip(samples + np.round(noise), -32768, 32767).astype(np.int16)
+    return WavAudio(samples, rate)
 
 
 def pick_questions(
@@ -128,11 +136,12 @@ async def main_async(args: argparse.Namespace) -> dict:
         "short_pause_ms": settings.call.endpointing.short_pause_ms,
         "endpointing_end_silence_ms": settings.call.endpointing.end_silence_ms,
         "prepare_s": round(prepare_s, 1),
+        "line_noise_dbfs": args.line_noise_dbfs,
         "runs": {},
     }
     for n_calls in args.calls:
         calls = [
-            build_call(pick_questions(rows, args.questions, rng, answerable))
+            build_call(pick_questions(rows, args.questions, rng, answerable), args.line_noise_dbfs)
             for _ in range(n_calls)
         ]
         cpu0 = time.process_time()
@@ -173,6 +182,13 @@ def main() -> int:
         "--workers", type=int, default=None, help="parallel recognitions (default: the setting)"
     )
     parser.add_argument("--virtual", action="store_true", help="virtual clock, calls one by one")
+    parser.add_argument(
+        "--line-noise-dbfs",
+        type=float,
+        default=None,
+        help="white noise at this level over the whole call (default: none, the pauses are\n"
+        "digital silence); -65 is an idle phone line, -45 a noisy room",
+    )
     parser.add_argument(
         "--tts",
         choices=("kokoro", "pyttsx3"),
