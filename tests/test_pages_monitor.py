@@ -87,18 +87,21 @@ def test_monitor_shows_a_real_call_while_it_runs(tmp_path) -> None:
                 # the turn used: 納付賞税、運行… then …発行…); the decision is checked below.
                 heard = caller_line.locator(".text").inner_text()
                 assert heard.strip(), "an empty caller line"
-                card.locator(".line.decision[data-faq-id='payment.lost-notice']").wait_for(
-                    timeout=WAIT_MS
-                )
-                answer = card.locator(".line.bot.kind-answer").first
-                answer.wait_for(timeout=WAIT_MS)
-                assert "納付書" in answer.inner_text()
+                decided = card.locator(".line.decision[data-faq-id='payment.lost-notice']")
+                decided.wait_for(timeout=WAIT_MS)
+                # The entry is answered, or confirmed first when a real-time run hears the
+                # clip less clearly (納付詳税); either way the monitor shows the bot's reply.
+                action = decided.first.get_attribute("data-action")
+                assert action in ("answer", "confirm"), action
+                reply = card.locator(f".line.bot.kind-{action}").first
+                reply.wait_for(timeout=WAIT_MS)
+                assert "納付書" in reply.inner_text()
                 # Seen while the call is still going on, not replayed afterwards.
                 assert proc.poll() is None, "the call ended before the monitor showed it"
-                decision = card.locator(".line.decision").first.inner_text()
-                assert (
-                    "判定：回答" in decision and "納付書の再発行（payment.lost-notice）" in decision
-                )
+                decision = decided.first.inner_text()
+                label = {"answer": "回答", "confirm": "確認"}[action]
+                assert f"判定：{label}" in decision
+                assert "納付書の再発行（payment.lost-notice）" in decision
                 assert page.inner_text("#active-count") == "1"
                 assert "ボット（あいさつ）" in card.locator(".line.bot").first.inner_text()
                 screenshot(page, tmp_path, "monitor-live")
@@ -108,7 +111,7 @@ def test_monitor_shows_a_real_call_while_it_runs(tmp_path) -> None:
                 login(late, app, "viewer", "/monitor")
                 late.goto(f"{app.url}/monitor")
                 late_card = late.locator("#active-calls .call-card")
-                late_card.locator(".line.bot.kind-answer").wait_for(timeout=10_000)
+                late_card.locator(f".line.bot.kind-{action}").wait_for(timeout=10_000)
                 assert late_card.locator(".line.caller .text").first.inner_text() == heard
                 assert proc.poll() is None, "the call ended before the late joiner was checked"
 
