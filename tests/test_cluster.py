@@ -44,7 +44,7 @@ from cluster_calls import (
     wait_ended,
 )
 from kamailio_edge import needs_edge, options_answer
-from nodes import wait_until
+from nodes import Node, wait_until
 from test_node_roles import NEW_ANSWER, operator_client, publish_fee_answer
 
 from dashboards.faq_versions import node_versions
@@ -161,7 +161,7 @@ def test_a_killed_node_loses_only_its_own_calls_and_new_callers_go_elsewhere(clu
             victim.ready()
 
 
-def killed_node_scenario(cluster: Cluster, victim) -> None:
+def killed_node_scenario(cluster: Cluster, victim: Node) -> None:
     """Kill ``victim`` while it carries calls; what its callers and everyone else get."""
     talking = cluster.callers(6)
     arriving = cluster.callers(4)
