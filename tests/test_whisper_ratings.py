@@ -66,3 +66,61 @@ def test_a_rating_that_fails_counts_as_unheard(understanding):
     _, decision = understanding.understand(text, (), 0.9, ratings)
     assert (decision.action.value, decision.faq_id) == ("confirm", "payment.lost-notice")
     assert ratings[text] == 0.0
+
+
+# A clearly asked question (kotei.payment-schedule) and the hinted decoding's fluent
+# reading of the same audio, made of an FAQ title (general.my-amount, a staff topic).
+ASKED = ("固定資産税は年に何回に分けて払うんですか", "固定資産税は年に何回に分けて払うんですか。")
+HINTED = ("ご自身の税額の内訳を払うんでしたっけ", "ご自身の税額の内訳、払うんでしたっけ?")
+
+
+def counted_ratings(probabilities: dict[str, float]) -> tuple[HintFreeRatings, list[list[str]]]:
+    """Ratings whose passes are recorded (each pass: the texts it rated)."""
+    passes: list[list[str]] = []
+
+    def rate(hypotheses):
+        passes.append([text for text, _, _ in hypotheses])
+        return {text: probabilities[text] for text, _, _ in hypotheses}
+
+    return HintFreeRatings({t: (1, 2, 3) for t in probabilities}, rate), passes
+
+
+def test_a_turn_not_answered_is_judged_again_on_what_the_audio_supports(understanding):
+    """The hinted readings point at a staff topic and the caller's words at an answer.
+    Rated without the hint, the hinted ones get a tenth of the others: they are set aside
+    and the question is answered. Every hypothesis is rated, in one pass."""
+    ratings, passes = counted_ratings({**dict.fromkeys(HINTED, 0.05), **dict.fromkeys(ASKED, 0.5)})
+    _, decision = understanding.understand(HINTED[0], (HINTED[1], *ASKED), 0.9, ratings)
+    assert (decision.action.value, decision.faq_id) == ("answer", "kotei.payment-schedule")
+    assert sorted(passes[0]) == sorted({*HINTED, *ASKED}) and len(passes) == 1
+
+
+@pytest.mark.parametrize(
+    ("asked", "hinted_rating"),
+    [
+        (ASKED, 0.3),  # the audio supports both readings alike: none is set aside
+        (("えっと、あのですね", "えっとあのですね"), 0.05),  # what is left answers nothing
+    ],
+)
+def test_the_first_decision_stands_unless_the_supported_readings_answer(
+    understanding, asked, hinted_rating
+):
+    """Only an answer replaces the first decision; otherwise it stands (here a transfer
+    for the staff topic the hinted readings name)."""
+    ratings, _ = counted_ratings(
+        {**dict.fromkeys(HINTED, hinted_rating), **dict.fromkeys(asked, 0.5)}
+    )
+    _, decision = understanding.understand(HINTED[0], (HINTED[1], *asked), 0.9, ratings)
+    assert (decision.action.value, decision.faq_id) == ("transfer", "general.my-amount")
+
+
+def test_rating_every_hypothesis_may_fail_without_ending_the_turn(understanding):
+    """A failed pass counts every hypothesis as unheard: the first decision stands."""
+
+    def broken(_hypotheses):
+        raise RuntimeError("no model")
+
+    ratings = HintFreeRatings({t: (1, 2, 3) for t in (*HINTED, *ASKED)}, broken)
+    _, decision = understanding.understand(HINTED[0], (HINTED[1], *ASKED), 0.9, ratings)
+    assert (decision.action.value, decision.faq_id) == ("transfer", "general.my-amount")
+    assert ratings.rate_all() == dict.fromkeys((*HINTED, *ASKED), 0.0)

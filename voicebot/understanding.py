@@ -27,6 +27,10 @@ NBEST_MARGIN = 0.05
 DOUBTED_ACTIONS = (BotAction.ANSWER, BotAction.REDIRECT)
 # Requests about the call taken from an alternative hypothesis, the first preferred.
 CALL_REQUESTS = (ControlIntent.OPERATOR, ControlIntent.REPEAT)
+# A hypothesis rated without the hint below this share of the best-rated one is the
+# hint's reading more than the audio's (see ``_audio_supported``). Chosen on the
+# validation audio (tests/data/eval/CONSTANTS.md).
+SUPPORTED_SHARE = 0.4
 
 
 @dataclass
@@ -67,8 +71,27 @@ class Understanding:
         a text when it is first looked up. A match too weak for a confirmation is still
         confirmed when all of several hypotheses agree on it (``agreed_topic``), and a
         middling one answered when they agree and the audio supports its words
-        (``_agreed_answer``).
+        (``_agreed_answer``). A turn that would not be answered is judged once more on
+        the hypotheses the audio itself supports (``_audio_supported``).
         """
+        match, decision = self._understand(text, alternatives, heard_probability, unprompted)
+        if decision.action in DOUBTED_ACTIONS or decision.intent not in (None, "faq"):
+            return match, decision
+        if not unprompted or not alternatives:
+            return match, decision
+        supported = _audio_supported([text, *alternatives], unprompted)
+        if supported is None:
+            return match, decision
+        again = self._understand(supported[0], supported[1:], None, unprompted)
+        return again if again[1].action in DOUBTED_ACTIONS else (match, decision)
+
+    def _understand(
+        self,
+        text: str,
+        alternatives: Sequence[str],
+        heard_probability: float | None,
+        unprompted: Mapping[str, float] | None,
+    ) -> tuple[Match, Decision]:
         match, decision, matched = self._best(text, alternatives)
         thresholds = self.settings.thresholds
         if decision.action is BotAction.REPROMPT and decision.intent is None:
@@ -152,6 +175,28 @@ class Understanding:
                 if decision.action in (BotAction.TRANSFER, BotAction.REPEAT):
                     return alt, decision
         return None
+
+
+def _audio_supported(texts: Sequence[str], unprompted: Mapping[str, float]) -> list[str] | None:
+    """The hypotheses the audio itself supports, in order; None when that is all of them.
+
+    On unclear audio the hinted decodings write fluent FAQ words (「ご自身の税額の内訳」
+    for 「固定資産税って年に何回」) that the audio alone makes far less probable than
+    the plain decoding's reading, and their entry, disagreeing with the others, keeps a
+    clearly asked question from being answered. A hypothesis rated without the hint at
+    less than ``SUPPORTED_SHARE`` of the best-rated one is set aside; the rest are judged
+    again by the same rules (agreement, probability without the hint), and their
+    decision is taken only when it is an answer. Every hypothesis is rated for this, in
+    one pass, and only for turns that would not be answered.
+    """
+    rate_all = getattr(unprompted, "rate_all", None)
+    ratings = rate_all() if callable(rate_all) else unprompted
+    rated = {text: ratings.get(text, 0.0) for text in dict.fromkeys(texts)}
+    best = max(rated.values(), default=0.0)
+    if best <= 0.0:
+        return None
+    kept = [text for text, p in rated.items() if p >= SUPPORTED_SHARE * best]
+    return kept if len(kept) < len(rated) else None
 
 
 def agreed_topic(decision: Decision, matched: Sequence[Match], thresholds: Thresholds) -> Decision:

@@ -446,13 +446,15 @@ class WhisperRecognizer:
 class HintFreeRatings(Mapping[str, float]):
     """Each hypothesis' probability without the vocabulary hint, rated when first asked for.
 
-    The understanding looks up one text at most, the hypothesis it chose, and only when
-    it would answer from it (a confirmation, transfer or reprompt has nothing to doubt).
-    Rating every hypothesis right after decoding cost a forced pass per distinct text
-    (4-6 of them while the recogniser is free) for one value used; rated on demand, a
-    turn pays for one short pass, or none. The pass runs in the thread that asks (the
-    call loop, beside the matcher's work on the same hypotheses); the encoder output is
-    kept until then.
+    An answer looks up one text, the hypothesis it chose; a turn that would not be
+    answered (a confirmation, a choice, asking again) has every hypothesis rated, in one
+    batched pass (``rate_all``), to judge it again on the ones the audio supports; a
+    request about the call looks up none. Rating every hypothesis right after decoding
+    cost a forced pass per distinct text (4-6 of them while the recogniser is free) on
+    every turn; rated on demand, most turns pay for one short pass, or none. The pass
+    runs in the thread that asks (the worker thread that prepares the turn's
+    understanding, beside the matcher's work on the same hypotheses); the encoder output
+    is kept until then.
     """
 
     def __init__(
@@ -492,7 +494,11 @@ class HintFreeRatings(Mapping[str, float]):
         with self._lock:
             missing = [(t, None, ids) for t, ids in self._ids.items() if t not in self._rated]
             if missing:
-                self._rated.update(self._rate(missing))
+                try:
+                    self._rated.update(self._rate(missing))
+                except Exception:
+                    log.exception("rating the hypotheses without the hint failed")
+                    self._rated.update((t, 0.0) for t, _, _ in missing)
             return {text: self._rated[text] for text in self._ids}
 
     @property
