@@ -14,6 +14,14 @@ So many settings are compared on the same recognitions in seconds.
     python bench/asr_cost.py record --kinds titles120/3 --out /tmp/more.json   # then
     python bench/asr_cost.py replay /tmp/val-cost.json /tmp/more.json
 
+``listen`` adds what the bot hears when it listens to a turn again: for each clip the
+shipped decodings (``SHIPPED``) leave unanswered, the understanding asks for a second
+decoding after a hint of the topics the turn is near, exactly as a lone call does; the
+hint, what was heard and its probability without the hint are kept in the dump, and
+``replay`` uses them for the shipped combination (``--no-listening`` leaves them out):
+
+    python bench/asr_cost.py listen /tmp/val-cost.json --fixtures /tmp/val-audio
+
 CPU is process time (user + system) around each step, one CTranslate2 thread: the
 machine's other work does not count, but a busy machine still slows memory and caches.
 Prints JSON.
@@ -27,6 +35,7 @@ import json
 import resource
 import statistics
 import sys
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -35,6 +44,7 @@ sys.path.insert(0, str(ROOT))
 from faq.city import load_city  # noqa: E402
 from faq.store import load_faq  # noqa: E402
 from voicebot.asr.whisper import (  # noqa: E402
+    HintFreeRatings,
     WhisperRecognizer,
     faq_category_prompt,
     faq_vocabulary_prompt,
@@ -95,6 +105,8 @@ ADAPTIVE: dict[str, tuple[tuple[str, int], ...]] = {
     "adaptive-b5+cat+none": (("titles160", 5), ("categories80", 5), ("none", 5)),
 }
 SETTLED = ("answer", "redirect", "transfer", "repeat", "goodbye")
+# What the bot decodes while the recogniser is free (the combination ``listen`` extends).
+SHIPPED = "b3+cat-b2+none-b2"
 
 
 def hints(faq) -> dict[str, str | None]:
@@ -159,6 +171,103 @@ def record(args: argparse.Namespace) -> dict:
     return {"clips": len(out), "out": str(args.out)}
 
 
+class RecordedListening(Mapping[str, float]):
+    """A clip's probabilities without the hint, with its second listening as recorded by
+    ``listen``: the understanding sees what it saw on the live recogniser."""
+
+    def __init__(self, ratings: dict[str, float], listened: dict[str, dict]):
+        self._ratings = dict(ratings)
+        self._listened = listened
+
+    def __getitem__(self, text: str) -> float:
+        return self._ratings[text]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._ratings)
+
+    def __len__(self) -> int:
+        return len(self._ratings)
+
+    def rate_all(self) -> dict[str, float]:
+        return dict(self._ratings)
+
+    @property
+    def can_listen_again(self) -> bool:
+        return True
+
+    def listen_again(self, hint: str) -> tuple[str, ...]:
+        heard = self._listened.get(hint)
+        if heard is None:  # the combination replayed asked for another hint: not recorded
+            return ()
+        self._ratings.update(heard["unprompted"])
+        return tuple(heard["heard"])
+
+
+def live_evidence(
+    rec: WhisperRecognizer,
+    encoded: object,
+    n_samples: int,
+    recorded: dict[str, float],
+    texts: list[str],
+) -> tuple[HintFreeRatings, dict[str, dict]]:
+    """Ratings as the live recogniser makes them for one clip (recorded probabilities for
+    the recorded texts, a forced pass for new ones, a real decoding after a new hint),
+    and the record of each hint decoded (its CPU)."""
+    found: dict[str, dict] = {}
+
+    def rate(hypotheses):
+        new = [h for h in hypotheses if h[0] not in recorded]
+        rated = rec._unprompted(encoded, new, n_samples) if new else {}
+        return {t: recorded.get(t, rated.get(t, 0.0)) for t, _, _ in hypotheses}
+
+    def decode(hint):
+        started = cpu_ms()
+        heard = rec._decode(encoded, hint, rec.busy_beam_size, int(n_samples / 16000 * 10) + 8)
+        found[hint] = {"cpu_ms": cpu_ms() - started}
+        return heard
+
+    return HintFreeRatings({t: (0,) for t in texts}, rate, decode), found
+
+
+def listen(args: argparse.Namespace) -> dict:
+    """Each undecided clip's second listening, made by the live recogniser and
+    understanding, kept in the dump (rewritten in place)."""
+    understanding = Understanding.load(Settings())
+    rec = WhisperRecognizer(n_best=Settings().asr.n_best)
+    rec.load()
+    clips = json.loads(args.dump.read_text(encoding="utf-8"))
+    listened_to, cpu = 0, []
+    for i, clip in enumerate(clips):
+        clip.pop("listened", None)
+        decision, distinct = decide(understanding, clip, COMBOS[SHIPPED], listening=False)
+        if decision.action.value in ("answer", "redirect") or decision.intent not in (
+            None,
+            "faq",
+        ):
+            continue
+        wav = read_wav(args.fixtures / clip["file"])
+        audio = rec._audio(resample(wav.samples, wav.sample_rate, 16000))
+        encoded = rec._encode(audio)
+        ratings, found = live_evidence(rec, encoded, len(audio), clip["unprompted"], distinct)
+        text, alternatives, confidence = heard_in(clip, COMBOS[SHIPPED])
+        understanding.understand(text, alternatives, confidence, ratings)
+        for hint, entry in found.items():
+            texts = ratings.listen_again(hint)
+            entry["heard"] = list(texts)
+            entry["unprompted"] = {t: ratings[t] for t in texts}
+            cpu.append(entry["cpu_ms"])
+        clip["listened"] = found
+        listened_to += 1
+        print(i, clip["file"], file=sys.stderr, flush=True)
+    rec.close()
+    args.dump.write_text(json.dumps(clips, ensure_ascii=False), encoding="utf-8")
+    return {
+        "clips": len(clips),
+        "listened_again": listened_to,
+        "decode_cpu_ms_mean": round(statistics.mean(cpu), 1) if cpu else None,
+    }
+
+
 def outcome(decision, expected: str, faq) -> dict[str, bool]:
     """As bench/asr_accuracy.py counts a clip."""
     got = (decision.action.value, decision.faq_id)
@@ -212,7 +321,7 @@ def replay(args: argparse.Namespace) -> dict:
         cpu, aligned_all, aligned_needed = [], [], []
         for clip in clips:
             used = kinds[:1] if name in ADAPTIVE else kinds
-            decision, distinct = decide(understanding, clip, used)
+            decision, distinct = decide(understanding, clip, used, not args.no_listening)
             if name in ADAPTIVE and not settled(decision, clip, distinct, args.settle_heard):
                 used = kinds
                 decision, distinct = decide(understanding, clip, used)
@@ -255,14 +364,27 @@ def settled(decision, clip: dict, distinct: list[str], min_heard: float) -> bool
     return clip["unprompted"].get(distinct[0], 0.0) >= min_heard
 
 
-def decide(understanding, clip: dict, kinds) -> tuple:
-    """The policy's decision on ``kinds``' recorded decodings of ``clip``, and their texts."""
+def heard_in(clip: dict, kinds) -> tuple[str, tuple[str, ...], float | None]:
+    """The first hypothesis of ``kinds``' recorded decodings, the other distinct ones and
+    the first one's probability, as the recogniser reports them."""
     decodings = [clip["decodings"][f"{hint}/{beam}"] for hint, beam in kinds]
     heard = [h for d in decodings for h in d["heard"]]
     text, confidence = heard[0] if heard else ("", None)
     distinct = list(dict.fromkeys(t for t, _ in heard if t))
-    unprompted = {t: clip["unprompted"][t] for t in distinct}
-    alternatives = tuple(t for t in distinct if t != text)
+    return text, tuple(t for t in distinct if t != text), confidence
+
+
+def decide(understanding, clip: dict, kinds, listening: bool = True) -> tuple:
+    """The policy's decision on ``kinds``' recorded decodings of ``clip``, and their texts.
+
+    With ``listening`` and a second listening recorded for the clip (``listen``), the
+    understanding may listen again as on the live recogniser (shipped combination only).
+    """
+    text, alternatives, confidence = heard_in(clip, kinds)
+    distinct = [t for t in (text, *alternatives) if t]
+    unprompted: Mapping[str, float] = {t: clip["unprompted"][t] for t in distinct}
+    if listening and "listened" in clip and tuple(kinds) == COMBOS[SHIPPED]:
+        unprompted = RecordedListening(dict(unprompted), clip["listened"])
     _, decision = understanding.understand(text, alternatives, confidence, unprompted)
     return decision, distinct
 
@@ -297,8 +419,19 @@ def main() -> int:
         help="adaptive: an answer stands without the extra decodings only when its text's "
         "probability without the hint is at least this",
     )
+    rep.add_argument(
+        "--no-listening",
+        action="store_true",
+        help="leave out the second listening recorded by 'listen' (the bot before it)",
+    )
+    lis = sub.add_parser(
+        "listen", help="add the second listening of the clips left unanswered to a dump"
+    )
+    lis.add_argument("dump", type=Path, help="JSON written by record (rewritten in place)")
+    lis.add_argument("--fixtures", type=Path, default=FIXTURES, help="folder with manifest.tsv")
     args = parser.parse_args()
-    result = record(args) if args.command == "record" else replay(args)
+    commands = {"record": record, "replay": replay, "listen": listen}
+    result = commands[args.command](args)
     print(json.dumps(result, ensure_ascii=False, indent=2))
     return 0
 

@@ -8,7 +8,12 @@ import asyncio
 import pytest
 from conftest import DATA
 
-from voicebot.asr.whisper import HintFreeRatings, WhisperRecognizer, faq_vocabulary_prompt
+from voicebot.asr.whisper import (
+    HintFreeRatings,
+    WhisperRecognizer,
+    faq_category_prompt,
+    faq_vocabulary_prompt,
+)
 from voicebot.resample import resample
 from voicebot.wavfile import read_wav
 
@@ -124,3 +129,125 @@ def test_rating_every_hypothesis_may_fail_without_ending_the_turn(understanding)
     _, decision = understanding.understand(HINTED[0], (HINTED[1], *ASKED), 0.9, ratings)
     assert (decision.action.value, decision.faq_id) == ("transfer", "general.my-amount")
     assert ratings.rate_all() == dict.fromkeys((*HINTED, *ASKED), 0.0)
+
+
+class ListeningRatings(HintFreeRatings):
+    """Ratings whose second listening is scripted: ``found`` is what the decoder writes
+    after any hint; the hints asked for are recorded."""
+
+    def __init__(self, probabilities: dict[str, float], found: list[str], *, free: bool = True):
+        self.hints: list[str] = []
+        self.passes: list[list[str]] = []
+        self._probabilities = dict(probabilities)
+
+        def rate(hypotheses):
+            self.passes.append([text for text, _, _ in hypotheses])
+            return {text: self._probabilities[text] for text, _, _ in hypotheses}
+
+        def decode(hint):
+            self.hints.append(hint)
+            if found == [READ_BACK]:
+                self._probabilities[hint] = 0.7
+                return [(hint, 0.4, (7, 8, 9))]
+            return [(text, 0.8, (7, 8, 9)) for text in found]
+
+        super().__init__({t: (1, 2, 3) for t in probabilities}, rate, decode if free else None)
+
+
+READ_BACK = "<the hint itself>"
+# Unclear readings of 「ペイペイで税金を払えますか」, and what a hint of the nearby
+# topics lets the decoder write.
+UNCLEAR = ("デイデイで税金を払えますか", "デイデイで税金を払えますか?", "税金を払えますか")
+CLEAR = "ペイペイで税金を払えますか?"
+
+
+def test_a_turn_not_answered_is_heard_again_with_a_hint_of_the_topics_it_is_near(
+    understanding, faq
+):
+    """The readings leave the turn unanswered; decoded again after a hint of the three
+    nearest entries' titles, the caller's words come through and are answered. The
+    second listening happens once, however often the turn is looked at (the call loop
+    prepares the understanding in a worker thread, then decides on the loop)."""
+    first = understanding.understand(UNCLEAR[0], UNCLEAR[1:], 0.9, dict.fromkeys(UNCLEAR, 0.5))
+    assert first[1].action.value != "answer"
+    ratings = ListeningRatings({**dict.fromkeys(UNCLEAR, 0.5), CLEAR: 0.7}, [CLEAR])
+    for _ in range(2):
+        _, decision = understanding.understand(UNCLEAR[0], UNCLEAR[1:], 0.9, ratings)
+        assert (decision.action.value, decision.faq_id) == ("answer", "payment.smartphone")
+    assert len(ratings.hints) == 1
+    titles = ratings.hints[0].rstrip("。").split("、")
+    # the hint: the titles of the entries the first decision weighed, nearest first
+    assert titles == [faq[c.faq_id].title for c in first[1].candidates][:3]
+    assert CLEAR in ratings and any(CLEAR in p for p in ratings.passes)  # rated like the rest
+
+
+@pytest.mark.parametrize(
+    ("found", "free"),
+    [
+        ([CLEAR], False),  # the recogniser is shared: no second listening
+        ([READ_BACK], True),  # the decoder reads the hint back: unheard
+        ([], True),  # nothing new heard
+    ],
+)
+def test_without_a_second_listening_the_first_decision_stands(understanding, found, free):
+    probabilities = {**dict.fromkeys(UNCLEAR, 0.5), **{t: 0.7 for t in found if t != READ_BACK}}
+    first = understanding.understand(UNCLEAR[0], UNCLEAR[1:], 0.9, dict.fromkeys(UNCLEAR, 0.5))
+    ratings = ListeningRatings(probabilities, found, free=free)
+    _, decision = understanding.understand(UNCLEAR[0], UNCLEAR[1:], 0.9, ratings)
+    assert (decision.action, decision.faq_id) == (first[1].action, first[1].faq_id)
+    assert len(ratings.hints) == (1 if free else 0)
+
+
+def test_a_second_listening_that_fails_leaves_the_first_decision(understanding):
+    """The decoder failing on the second listening costs nothing but the new readings."""
+
+    def broken(_hint):
+        raise RuntimeError("no model")
+
+    probabilities = dict.fromkeys(UNCLEAR, 0.5)
+    first = understanding.understand(UNCLEAR[0], UNCLEAR[1:], 0.9, dict(probabilities))
+    ratings = HintFreeRatings(
+        {t: (1, 2, 3) for t in UNCLEAR}, lambda h: {t: 0.5 for t, _, _ in h}, broken
+    )
+    _, decision = understanding.understand(UNCLEAR[0], UNCLEAR[1:], 0.9, ratings)
+    assert (decision.action, decision.faq_id) == (first[1].action, first[1].faq_id)
+    assert ratings.listen_again("何か") == ()
+
+
+@pytest.fixture(scope="module")
+def free_recognizer(faq):
+    """The recogniser as a lone call has it: all-topics hint, both extra decodings."""
+    rec = WhisperRecognizer(
+        initial_prompt=faq_vocabulary_prompt(faq),
+        extra_prompts=(faq_category_prompt(faq), None),
+    )
+    rec.load()
+    yield rec
+    rec.close()
+
+
+@pytest.mark.parametrize(
+    ("clip", "faq_id"),
+    [("jm_kumo/059.wav", "payment.refund"), ("jf_alpha/047.wav", "payment.smartphone")],
+)
+def test_real_audio_heard_again_with_a_topic_hint_is_answered(
+    free_recognizer, understanding, clip, faq_id
+):
+    """Real recordings the three decodings leave unanswered (間違えて二回払って…, ペイペイ
+    で…): heard again after a hint of the nearby topics, they are answered, on a reading
+    the audio supports without the hint."""
+    transcript = heard(free_recognizer, clip)
+    ratings = transcript.unprompted
+    known = set(ratings)
+    plain = dict(ratings.rate_all())  # the same evidence, without a second listening
+    _, before = understanding.understand(
+        transcript.text, transcript.alternatives, transcript.confidence, plain
+    )
+    assert before.action.value != "answer"
+    match, after = understanding.understand(
+        transcript.text, transcript.alternatives, transcript.confidence, ratings
+    )
+    assert (after.action.value, after.faq_id) == ("answer", faq_id)
+    assert set(ratings) - known  # the second listening found new readings
+    # the answer rests on a reading the audio supports without any hint
+    assert ratings[match.text] >= understanding.settings.thresholds.heard_floor

@@ -31,6 +31,10 @@ CALL_REQUESTS = (ControlIntent.OPERATOR, ControlIntent.REPEAT)
 # hint's reading more than the audio's (see ``_audio_supported``). Chosen on the
 # validation audio (tests/data/eval/CONSTANTS.md).
 SUPPORTED_SHARE = 0.4
+# How many of the nearest entries' titles make the hint of a second listening (see
+# ``Understanding._listen_for_topics``). Chosen on the validation audio
+# (tests/data/eval/CONSTANTS.md).
+TOPIC_HINT_ENTRIES = 3
 
 
 @dataclass
@@ -72,18 +76,63 @@ class Understanding:
         confirmed when all of several hypotheses agree on it (``agreed_topic``), and a
         middling one answered when they agree and the audio supports its words
         (``_agreed_answer``). A turn that would not be answered is judged once more on
-        the hypotheses the audio itself supports (``_audio_supported``).
+        the hypotheses the audio itself supports (``_audio_supported``), and, when the
+        recogniser can, after listening again with a hint of the topics it is near
+        (``_listen_for_topics``).
         """
-        match, decision = self._understand(text, alternatives, heard_probability, unprompted)
-        if decision.action in DOUBTED_ACTIONS or decision.intent not in (None, "faq"):
+        match, decision = self._judge(text, alternatives, heard_probability, unprompted)
+        if not _undecided(decision) or unprompted is None:
             return match, decision
-        if not unprompted or not alternatives:
+        more = self._listen_for_topics(decision, [text, *alternatives], unprompted)
+        if not more:
+            return match, decision
+        return self._judge(text, (*alternatives, *more), heard_probability, unprompted)
+
+    def _judge(
+        self,
+        text: str,
+        alternatives: Sequence[str],
+        heard_probability: float | None,
+        unprompted: Mapping[str, float] | None,
+    ) -> tuple[Match, Decision]:
+        """The decision on these hypotheses, judged again on the ones the audio supports
+        when it would not be an answer."""
+        match, decision = self._understand(text, alternatives, heard_probability, unprompted)
+        if not _undecided(decision) or not unprompted or not alternatives:
             return match, decision
         supported = _audio_supported([text, *alternatives], unprompted)
         if supported is None:
             return match, decision
         again = self._understand(supported[0], supported[1:], None, unprompted)
         return again if again[1].action in DOUBTED_ACTIONS else (match, decision)
+
+    def _listen_for_topics(
+        self, decision: Decision, texts: Sequence[str], unprompted: Mapping[str, float]
+    ) -> tuple[str, ...]:
+        """New hypotheses from decoding the turn again after a hint of the few entries it
+        is near (their titles), when the recogniser offers that (Whisper while free).
+
+        The all-topics hint is long, and on unclear audio its words crowd out the rarer
+        ones of the entry the caller means; three titles leave room for them. The
+        entries are the decision's candidates or, when it has none (asked again), the
+        nearest entries of each hypothesis in turn. What the new decoding writes joins the
+        other hypotheses and is judged by the same rules, its probability without the
+        hint included.
+        """
+        listen = getattr(unprompted, "listen_again", None)
+        if not callable(listen) or not getattr(unprompted, "can_listen_again", False):
+            return ()
+        ids = [c.faq_id for c in decision.candidates]
+        if not ids:
+            for text in texts:
+                ids += [
+                    c.faq_id for c in self.matcher.match(text).candidates if c.faq_id not in ids
+                ]
+        ids = ids[:TOPIC_HINT_ENTRIES]
+        if not ids:
+            return ()
+        hint = "、".join(self.faq[faq_id].title for faq_id in ids) + "。"
+        return tuple(t for t in listen(hint) if t not in texts)
 
     def _understand(
         self,
@@ -175,6 +224,12 @@ class Understanding:
                 if decision.action in (BotAction.TRANSFER, BotAction.REPEAT):
                     return alt, decision
         return None
+
+
+def _undecided(decision: Decision) -> bool:
+    """Whether a decision leaves the turn to be looked at again: not an answer, and not a
+    request about the call (a person, a repeat, a goodbye)."""
+    return decision.action not in DOUBTED_ACTIONS and decision.intent in (None, "faq")
 
 
 def _audio_supported(texts: Sequence[str], unprompted: Mapping[str, float]) -> list[str] | None:

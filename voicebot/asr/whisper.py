@@ -281,6 +281,8 @@ class WhisperRecognizer:
             unprompted = HintFreeRatings(
                 {text: ids for text, _, ids in heard if text and ids},
                 lambda chosen: self._unprompted(encoded, chosen, len(audio)),
+                # decoding again with a topic hint only while the recogniser is free
+                (lambda hint: self._decode(encoded, hint, extra_beam, max_new)) if extras else None,
             )
         except RecognitionCancelled:
             raise
@@ -461,10 +463,13 @@ class HintFreeRatings(Mapping[str, float]):
         self,
         hypotheses: Mapping[str, Sequence[int]],
         rate: Callable[[list[Hypothesis]], dict[str, float]],
+        decode: Callable[[str], list[Hypothesis]] | None = None,
     ):
         self._ids = {text: tuple(ids) for text, ids in hypotheses.items()}
         self._rate = rate
+        self._decode = decode
         self._rated: dict[str, float] = {}
+        self._heard_again: dict[str, tuple[str, ...]] = {}
         self._lock = threading.Lock()
 
     def __contains__(self, text: object) -> bool:
@@ -505,6 +510,41 @@ class HintFreeRatings(Mapping[str, float]):
     def rated(self) -> int:
         """How many hypotheses have been rated so far."""
         return len(self._rated)
+
+    @property
+    def can_listen_again(self) -> bool:
+        """Whether ``listen_again`` can decode (the recogniser was free for this turn)."""
+        return self._decode is not None
+
+    def listen_again(self, hint: str) -> tuple[str, ...]:
+        """The same audio decoded again after ``hint`` (blocking): its new hypotheses, best
+        first, which join these ratings. Once per hint: asked again, the same texts.
+
+        A hint of the few topics the turn is near (their titles) lets Whisper write words
+        the long all-topics hint crowds out (相続人, 退職, 障害); what it writes is rated
+        without the hint like every other hypothesis, so a hint that only speaks for
+        itself is judged as such. A hypothesis that repeats the hint is dropped. Under
+        load (no decoder given) and on failure there are no new hypotheses.
+        """
+        with self._lock:
+            if hint in self._heard_again:
+                return self._heard_again[hint]
+            found: tuple[str, ...] = ()
+            if self._decode is not None:
+                try:
+                    # Every title of this hint was in the first one too, which did not
+                    # hear a topic's name clearly: a reading that is one of them and
+                    # nothing else is the hint's, however surely it was decoded.
+                    heard = [h for h in self._decode(hint) if not echoes_hint(h[0], hint, 0.0)]
+                except Exception:
+                    log.exception("decoding again with a topic hint failed")
+                    heard = []
+                for text, _, ids in heard:
+                    if text and ids and text not in self._ids:
+                        self._ids[text] = tuple(ids)
+                found = tuple(dict.fromkeys(t for t, _, _ in heard if t))
+            self._heard_again[hint] = found
+            return found
 
 
 def faq_vocabulary_prompt(faq: object, max_chars: int = 160) -> str:
