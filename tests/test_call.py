@@ -199,16 +199,22 @@ def test_a_long_pause_mid_sentence_does_not_split_the_question(bot):
 
 class TimedRecognizer:
     """The real recogniser, noting when each recognition was asked for and when one was
-    dropped (on a live clock only: the virtual clock never drops running work)."""
+    dropped (on a live clock only: the virtual clock never drops running work).
 
-    def __init__(self, inner) -> None:
+    ``delay_s`` holds each recognition back that long before it starts: on a fast CPU a
+    speculation on two seconds of speech can finish inside a 0.3 s pause, leaving
+    nothing running to drop when the caller goes on."""
+
+    def __init__(self, inner, delay_s: float = 0.0) -> None:
         self.inner, self.name, self.sample_rate = inner, inner.name, inner.sample_rate
+        self.delay_s = delay_s
         self.asked: list[tuple[float, int]] = []  # (monotonic s, samples)
         self.dropped: list[tuple[float, int]] = []
 
     async def transcribe(self, samples: np.ndarray) -> Transcript:
         self.asked.append((time.monotonic(), len(samples)))
         try:
+            await asyncio.sleep(self.delay_s)
             return await self.inner.transcribe(samples)
         except asyncio.CancelledError:
             self.dropped.append((time.monotonic(), len(samples)))
@@ -218,7 +224,7 @@ class TimedRecognizer:
 def test_a_speculative_recognition_stops_when_the_caller_goes_on(settings, bot):
     """A pause mid-question starts recognition early; when the caller speaks again that
     recognition is dropped at once (its decodings skipped), not at the end of the turn."""
-    timed = TimedRecognizer(bot.recognizer)
+    timed = TimedRecognizer(bot.recognizer, delay_s=0.4)  # longer than the pause
     live = Bot(
         settings, understanding=bot.understanding, recognizer=timed, synthesizer=bot.synthesizer
     )
