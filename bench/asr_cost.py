@@ -191,10 +191,6 @@ class RecordedListening(Mapping[str, float]):
     def rate_all(self) -> dict[str, float]:
         return dict(self._ratings)
 
-    @property
-    def can_listen_again(self) -> bool:
-        return True
-
     def listen_again(self, hint: str) -> tuple[str, ...]:
         heard = self._listened.get(hint)
         if heard is None:  # the combination replayed asked for another hint: not recorded

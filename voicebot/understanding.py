@@ -120,7 +120,7 @@ class Understanding:
         hint included.
         """
         listen = getattr(unprompted, "listen_again", None)
-        if not callable(listen) or not getattr(unprompted, "can_listen_again", False):
+        if not callable(listen):
             return ()
         ids = [c.faq_id for c in decision.candidates]
         if not ids:

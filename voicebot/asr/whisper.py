@@ -511,11 +511,6 @@ class HintFreeRatings(Mapping[str, float]):
         """How many hypotheses have been rated so far."""
         return len(self._rated)
 
-    @property
-    def can_listen_again(self) -> bool:
-        """Whether ``listen_again`` can decode (the recogniser was free for this turn)."""
-        return self._decode is not None
-
     def listen_again(self, hint: str) -> tuple[str, ...]:
         """The same audio decoded again after ``hint`` (blocking): its new hypotheses, best
         first, which join these ratings. Once per hint: asked again, the same texts.
