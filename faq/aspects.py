@@ -23,7 +23,9 @@ ASPECT_PATTERNS: dict[str, re.Pattern[str]] = {
         r"まで(?:に|の)|から(?:いつ|何)"
     ),
     "count": re.compile(r"何回|なんかい|何期|回数|何枚|年\d回|分けて"),
-    "cost": re.compile(r"いくら|料金|手数料|値段|費用|無料|ただで|お金がかか|円"),
+    "cost": re.compile(
+        r"いくら|料金|手数料|値段|費用|無料|有料|ただで|タダ|円|お金(?:が|は|って)?(?:かか|い[りる]|要[りる]|必要)"
+    ),
     "where": re.compile(r"どこ|場所|何階|なんかい|窓口|どちらに|どの(?:市|役所|窓口)"),
     "how": re.compile(
         r"どうやって|どうすれば|どうしたら|どうやったら|方法|手続き?|やり方|仕方|"
@@ -57,7 +59,10 @@ SUBJECT_WORDS: dict[str, tuple[str, ...]] = {
     "insurance": ("国民健康保険", "介護保険", "後期高齢", "年金事務所"),
     "corporate": ("法人", "会社を設立", "会社を作", "事業年度"),
 }
-_MASKS: dict[str, tuple[str, ...]] = {"juminzei": ("法人住民税",), "car": ("軽自動車税",)}
+_MASKS: dict[str, tuple[str, ...]] = {
+    "juminzei": ("法人住民税", "法人の住民税"),
+    "car": ("軽自動車税",),
+}
 # A subject word whose sound key is at least this long also counts when the text holds
 # it with one sound wrong inside it (古典産税, コテンサンゼ, for 固定資産税, コテシサンゼ):
 # the recogniser garbles the long tax names most, and one edit in six or more sounds

@@ -29,7 +29,7 @@ from dataclasses import dataclass, field
 import numpy as np
 from rapidfuzz import fuzz, process
 
-from faq.aspects import aspects
+from faq.aspects import aspects, subjects
 from faq.heard import HeardQuestion, load_heard
 from faq.intents import ControlMatch, find_control
 from faq.model import Action
@@ -56,6 +56,22 @@ FUZZY_MIN_LEN = 5  # shorter keys only match exactly
 # shorter keys than this collide with other words that way.
 UNVOICED_MIN_LEN = 4
 UNVOICED_STRENGTH = 0.5
+# An entry whose title names one tax (住民税の納期) is about that tax only: when the caller
+# names taxes outright and not that one (法人の市民税の納期), its score is scaled by this.
+# Shared words and question aspects otherwise let the entry win on everything but the
+# subject. Entries whose titles name no tax (納付方法, 証明書の手数料) are never scaled.
+SUBJECT_CONFLICT = 0.7
+
+
+# Procedures that callers name beside a city tax (the tax office's 確定申告 and the
+# residence tax it feeds): naming one is not asking about another tax.
+PROCEDURES = ("確定申告", "税務署")
+
+
+def _without_procedures(surface: str) -> str:
+    for word in PROCEDURES:
+        surface = surface.replace(word, "|")
+    return surface
 
 
 @dataclass(frozen=True)
@@ -170,6 +186,7 @@ class Matcher:
         return surface, tuple(dict.fromkeys(self.rewrite_sound(k) for k in keys))
 
     def _build(self) -> None:
+        self.entry_subjects = [frozenset(subjects(self.prepare(e.title)[0])) for e in self.entries]
         # Features become column ids as soon as they are made and documents stay sparse:
         # the written and heard phrasings are thousands of rows over ~20,000 features.
         self.vocab: dict[str, int] = {}
@@ -312,6 +329,11 @@ class Matcher:
         raw = self._raw(surface, keys[0], exclude_doc)
         for key in keys[1:]:
             raw = np.maximum(raw, self._raw(surface, key, exclude_doc))
+        named = frozenset(subjects(_without_procedures(surface)))  # outright, not by sound
+        if named:
+            for ei, own in enumerate(self.entry_subjects):
+                if own and not own & named:
+                    raw[ei] *= SUBJECT_CONFLICT
         return raw
 
     def _raw(self, surface: str, key: str, exclude_doc: int | None = None) -> np.ndarray:

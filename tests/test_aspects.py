@@ -21,6 +21,7 @@ def named(text: str) -> list[str]:
         ("軽自動車税のしくみを教えて", ["keiji"]),  # not 自動車税 (the prefecture's)
         ("自動車税はどこに払うの", ["car"]),
         ("法人住民税の申告", ["corporate"]),  # not the personal 住民税
+        ("法人の住民税の均等割", ["corporate"]),
         ("住民税の納期はいつですか", ["juminzei"]),
         ("固定資産税と都市計画税", ["kotei"]),
     ],
@@ -50,3 +51,11 @@ def test_subject_is_an_aspect_feature():
     surface = normalize("古典産税の納期はいつ")
     found = aspects(surface, sound_key(surface))
     assert "tax:kotei" in found and "when" in found
+
+
+@pytest.mark.parametrize(
+    "text",
+    ["お金かかりますか", "お金はいりますか", "有料ですか", "タダでもらえますか", "何円ですか"],
+)
+def test_asking_about_money_is_the_cost_aspect(text):
+    assert "cost" in aspects(normalize(text))

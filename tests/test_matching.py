@@ -8,6 +8,7 @@ import pytest
 from asr_noise import corrupt
 from conftest import read_tsv
 
+from faq import matcher as matcher_module
 from faq.intents import ControlIntent, find_control, yes_no
 from faq.matcher import RECENT_MATCHES, Candidate, Match, Matcher
 from faq.model import Action
@@ -145,6 +146,36 @@ def test_a_keyword_misheard_only_in_voicing_still_counts(understanding, faq):
     assert unvoice("ガザダバパ") == "カサタハハ"
     found, action, score = answers(understanding.matcher, faq, "総則税について教えてください")
     assert (found, action) == ("redirect.national-tax", BotAction.REDIRECT), score
+
+
+def test_an_entry_about_another_tax_than_the_one_named_does_not_win(
+    understanding, faq, monkeypatch
+):
+    """法人の住民税 is the corporate tax: the deadline words point at 住民税の納期, whose
+    title names the personal residence tax, which the caller did not name."""
+    text = "法人の住民税の納期はいつ"
+    found, action, _ = answers(understanding.matcher, faq, text)
+    assert (found, action) == ("general.corporate", BotAction.ANSWER)
+    monkeypatch.setattr(matcher_module, "SUBJECT_CONFLICT", 1.0)  # the rule off
+    fresh = Matcher(faq)
+    assert fresh.match(text).top.faq_id == "juminzei.payment-schedule"
+
+
+def test_a_procedure_named_beside_a_city_tax_is_no_other_tax(understanding, faq, monkeypatch):
+    """確定申告 and 税務署 go with the residence tax (the return feeds it): an entry about
+    the residence tax is not set back because the caller names them; 所得税 is a tax."""
+    matcher = understanding.matcher
+    ids = [e.id for e in matcher.entries]
+    furusato, declaration = ids.index("juminzei.furusato"), ids.index("juminzei.declaration")
+    procedure = "ふるさと納税をしたけど確定申告はしなくていいですか"
+    tax = "所得税の申告書はどこに出せばいいですか"
+    with_rule = matcher.raw_scores(procedure)[furusato], matcher.raw_scores(tax)[declaration]
+    factor = matcher_module.SUBJECT_CONFLICT
+    assert factor < 1.0
+    monkeypatch.setattr(matcher_module, "SUBJECT_CONFLICT", 1.0)
+    without = matcher.raw_scores(procedure)[furusato], matcher.raw_scores(tax)[declaration]
+    assert with_rule[0] == pytest.approx(without[0])
+    assert with_rule[1] == pytest.approx(without[1] * factor)
 
 
 def test_confidence_is_calibrated_on_unseen_phrasings(understanding):
