@@ -91,6 +91,7 @@ class Node:
         self.web_port = free_port(socket.SOCK_STREAM)
         environ = dict(os.environ)
         environ.update(
+            PYTHONFAULTHANDLER="1",  # a crash leaves every thread's stack in the log
             VOICEBOT_NODE=name,
             VOICEBOT_DATABASE__URL=database_url,
             VOICEBOT_DATA_DIR=str(workdir / name / "data"),

@@ -72,7 +72,9 @@ def cluster(tmp_path_factory, postgres_url) -> Iterator[Cluster]:
         logs = {n.name: n.full_text() for n in [*running.nodes.values(), running.web] if n}
         for name, text in logs.items():
             assert "Traceback" not in text, (name, text[-4000:])
-        assert set(codes.values()) == {0}, codes
+        assert set(codes.values()) == {0}, {
+            name: (code, logs[name][-4000:]) for name, code in codes.items() if code != 0
+        }
 
 
 def describe(placed: list[Placed], records: dict) -> list[tuple]:
@@ -86,6 +88,9 @@ def describe(placed: list[Placed], records: dict) -> list[tuple]:
                 p.node,
                 p.result.invite_status,
                 p.result.ended_by,
+                (p.result.sipp_returncode, p.result.sipp_tail)
+                if p.result.invite_status is None
+                else None,
                 record.outcome if record else None,
                 [(t.text, t.action, t.reply_kind, t.latency_ms) for t in record.turns]
                 if record

@@ -83,7 +83,9 @@ def two_nodes(tmp_path_factory, postgres_url):
         broker.stop()
         for node in (call, web):
             assert "Traceback" not in node.text(), node.text()[-4000:]
-        assert codes == {"call-1": 0, "web-1": 0}, codes
+        assert codes == {"call-1": 0, "web-1": 0}, {
+            node.name: (codes[node.name], node.text()[-4000:]) for node in (call, web)
+        }
 
 
 async def caller_asking_for_staff(call: Node, peer: RtpPeer, tmp_path) -> asyncio.Task:
