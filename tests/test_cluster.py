@@ -142,9 +142,10 @@ def test_twelve_callers_at_once_are_spread_over_three_nodes_and_hear_their_answe
     assert [r.invite_status for r in results] == [200] * 12, describe(placed, records)
     spread = Counter(p.node for p in placed)
     edge_log = cluster.edge.text()
-    if "trying the next" in edge_log:
+    if "trying the next" in edge_log or "is down" in edge_log:
         # A node slow to answer an INVITE on a loaded machine (no reply within the edge's
-        # 2 s) is failed over, as it should be: the calls are still spread, not evenly.
+        # 2 s) is failed over, and one slow to answer a probe takes no new calls until it
+        # answers again, as it should be: the calls are still spread, not evenly.
         assert set(spread) == set(NODES), (describe(placed, records), edge_log[-3000:])
     else:
         expected = {"call-a": 4, "call-b": 4, "call-c": 4}
