@@ -345,9 +345,20 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_ask)
 
     p = sub.add_parser(
-        "eval", parents=[common], help="accuracy on a labelled file (utterance<TAB>expected)"
+        "eval",
+        parents=[common],
+        help="accuracy on a labelled file (utterance<TAB>expected)",
+        description="Decide every utterance of a labelled file as a call would, and report "
+        "how many got the right action on the right entry, the confusions, how many "
+        "answerable questions were answered without a confirmation, and every answer "
+        "given from another topic.",
     )
-    p.add_argument("file", type=Path)
+    p.add_argument(
+        "file",
+        type=Path,
+        help="UTF-8 TSV with a header line: utterance<TAB>expected (an entry id, "
+        "control.operator, control.repeat, control.goodbye or unknown)",
+    )
     p.add_argument("--json", action="store_true", help="print the report as JSON")
     p.set_defaults(func=cmd_eval)
 
