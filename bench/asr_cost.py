@@ -51,7 +51,7 @@ from voicebot.asr.whisper import (  # noqa: E402
 )
 from voicebot.config import Settings  # noqa: E402
 from voicebot.resample import resample  # noqa: E402
-from voicebot.understanding import Understanding  # noqa: E402
+from voicebot.understanding import Understanding, undecided  # noqa: E402
 from voicebot.wavfile import read_wav  # noqa: E402
 
 FIXTURES = ROOT / "tests" / "data" / "audio" / "dev"
@@ -236,10 +236,7 @@ def listen(args: argparse.Namespace) -> dict:
     for i, clip in enumerate(clips):
         clip.pop("listened", None)
         decision, distinct = decide(understanding, clip, COMBOS[SHIPPED], listening=False)
-        if decision.action.value in ("answer", "redirect") or decision.intent not in (
-            None,
-            "faq",
-        ):
+        if not undecided(decision):  # the bot listens again to these only
             continue
         wav = read_wav(args.fixtures / clip["file"])
         audio = rec._audio(resample(wav.samples, wav.sample_rate, 16000))

@@ -130,6 +130,20 @@ def subjects(surface: str, key: str = "") -> list[str]:
     return found
 
 
+# Procedures callers name beside a city tax (the tax office's 確定申告 feeds the residence
+# tax): they are subject words of the national taxes, but naming one is not asking about
+# another tax than the residence tax.
+PROCEDURES = ("確定申告", "税務署")
+
+
+def taxes_named(surface: str) -> frozenset[str]:
+    """The taxes the text names outright, by spelling (a tax heard only by a near sound
+    denies no other tax), procedures left out."""
+    for word in PROCEDURES:
+        surface = surface.replace(word, "|")
+    return frozenset(subjects(surface))
+
+
 def aspects(text: str, key: str = "") -> list[str]:
     """Aspect and subject names present in (normalised) ``text``, each once."""
     found = [name for name, pattern in ASPECT_PATTERNS.items() if pattern.search(text)]

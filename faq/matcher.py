@@ -29,7 +29,7 @@ from dataclasses import dataclass, field
 import numpy as np
 from rapidfuzz import fuzz, process
 
-from faq.aspects import aspects, subjects
+from faq.aspects import aspects, subjects, taxes_named
 from faq.heard import HeardQuestion, load_heard
 from faq.intents import ControlMatch, find_control
 from faq.model import Action
@@ -61,17 +61,6 @@ UNVOICED_STRENGTH = 0.5
 # Shared words and question aspects otherwise let the entry win on everything but the
 # subject. Entries whose titles name no tax (納付方法, 証明書の手数料) are never scaled.
 SUBJECT_CONFLICT = 0.7
-
-
-# Procedures that callers name beside a city tax (the tax office's 確定申告 and the
-# residence tax it feeds): naming one is not asking about another tax.
-PROCEDURES = ("確定申告", "税務署")
-
-
-def _without_procedures(surface: str) -> str:
-    for word in PROCEDURES:
-        surface = surface.replace(word, "|")
-    return surface
 
 
 @dataclass(frozen=True)
@@ -329,7 +318,7 @@ class Matcher:
         raw = self._raw(surface, keys[0], exclude_doc)
         for key in keys[1:]:
             raw = np.maximum(raw, self._raw(surface, key, exclude_doc))
-        named = frozenset(subjects(_without_procedures(surface)))  # outright, not by sound
+        named = taxes_named(surface)
         if named:
             for ei, own in enumerate(self.entry_subjects):
                 if own and not own & named:

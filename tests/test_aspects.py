@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from faq.aspects import aspects, subjects
+from faq.aspects import aspects, subjects, taxes_named
 from faq.normalize import normalize
 from faq.reading import sound_key
 
@@ -59,3 +59,9 @@ def test_subject_is_an_aspect_feature():
 )
 def test_asking_about_money_is_the_cost_aspect(text):
     assert "cost" in aspects(normalize(text))
+
+
+def test_a_procedure_names_no_tax_of_its_own():
+    assert taxes_named(normalize("確定申告をしたら住民税の通知は")) == {"juminzei"}
+    assert taxes_named(normalize("税務署で確定申告します")) == frozenset()
+    assert taxes_named(normalize("所得税の申告")) == {"national"}

@@ -81,7 +81,7 @@ class Understanding:
         (``_listen_for_topics``).
         """
         match, decision = self._judge(text, alternatives, heard_probability, unprompted)
-        if not _undecided(decision) or unprompted is None:
+        if not undecided(decision) or unprompted is None:
             return match, decision
         more = self._listen_for_topics(decision, [text, *alternatives], unprompted)
         if not more:
@@ -98,7 +98,7 @@ class Understanding:
         """The decision on these hypotheses, judged again on the ones the audio supports
         when it would not be an answer."""
         match, decision = self._understand(text, alternatives, heard_probability, unprompted)
-        if not _undecided(decision) or not unprompted or not alternatives:
+        if not undecided(decision) or not unprompted or not alternatives:
             return match, decision
         supported = _audio_supported([text, *alternatives], unprompted)
         if supported is None:
@@ -128,6 +128,8 @@ class Understanding:
                 ids += [
                     c.faq_id for c in self.matcher.match(text).candidates if c.faq_id not in ids
                 ]
+                if len(ids) >= TOPIC_HINT_ENTRIES:
+                    break
         ids = ids[:TOPIC_HINT_ENTRIES]
         if not ids:
             return ()
@@ -226,7 +228,7 @@ class Understanding:
         return None
 
 
-def _undecided(decision: Decision) -> bool:
+def undecided(decision: Decision) -> bool:
     """Whether a decision leaves the turn to be looked at again: not an answer, and not a
     request about the call (a person, a repeat, a goodbye)."""
     return decision.action not in DOUBTED_ACTIONS and decision.intent in (None, "faq")
