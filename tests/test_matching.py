@@ -297,6 +297,50 @@ def test_a_request_only_another_hypothesis_heard_is_taken(understanding):
     assert decision.action is BotAction.TRANSFER  # a person first
 
 
+# One turn as three decodings heard it: the hinted one stopped after a word of its hint.
+WHOLE_TURN = (
+    "去年と収入は変わってないのに、住民税が上がっているんです。なんでですか",
+    "去年と収入は変わってないのに住民税が上がってるんです、なんでですか",
+    "去年と収入は変わってないのに、住民税が上がってるんですけど、なんでですか",
+)
+
+
+def test_a_decoding_that_stopped_after_a_word_is_not_what_was_asked(understanding):
+    """「住民税」 alone is answered with the residence tax's overview; beside three
+    readings of the whole question it is set aside, and the question is judged."""
+    match, decision = understanding.understand("住民税")
+    assert (decision.action, decision.faq_id) == (BotAction.ANSWER, "juminzei.overview")
+    match, decision = understanding.understand("住民税", WHOLE_TURN)
+    assert match.text in WHOLE_TURN
+    assert (decision.action, decision.faq_id) != (BotAction.ANSWER, "juminzei.overview")
+    # with fewer readings to compare, nothing is set aside
+    match, _ = understanding.understand("住民税", WHOLE_TURN[:1])
+    assert match.text == "住民税"
+
+
+def test_a_short_request_beside_long_readings_is_kept(understanding):
+    """Requests about the call are short by nature: one is never set aside as cut off."""
+    _, decision = understanding.understand("オペレーター", WHOLE_TURN)
+    assert decision.action is BotAction.TRANSFER and decision.intent == "operator"
+
+
+def test_a_reading_that_lost_words_does_not_win_by_losing_them(understanding):
+    """The clear reading is torn between two entries; a misheard one that lost the words
+    of the second is matched more confidently (the gap to the runner-up is wider) but
+    explains less of the FAQ, so it does not replace the clear one."""
+    clear = "実家の固定資産税の通知を、今住んでいる東京の住所に送ってもらうことって出来ますか"
+    misheard = "実家のコティス産兵の通知を今住んでいる東京の住所に送ってもらうことって出来ますか"
+    clear_top = understanding.match(clear).top
+    misheard_top = understanding.match(misheard).top
+    assert misheard_top.score > clear_top.score + 0.05 and misheard_top.raw < clear_top.raw
+    _, alone = understanding.understand(misheard)
+    assert alone.action is BotAction.ANSWER
+    match, decision = understanding.understand(clear, (misheard,))
+    assert match.text == clear
+    assert decision.action is not BotAction.ANSWER
+    assert "general.address-change" in {c.faq_id for c in decision.candidates}
+
+
 def test_a_goodbye_only_another_hypothesis_heard_is_not_taken(understanding):
     _, decision = understanding.understand("あのお、その、えっと、なんですけど", ("以上です",))
     assert decision.action is BotAction.REPROMPT

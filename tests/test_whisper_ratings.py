@@ -226,28 +226,37 @@ def free_recognizer(faq):
     rec.close()
 
 
-@pytest.mark.parametrize(
-    ("clip", "faq_id"),
-    [("jm_kumo/059.wav", "payment.refund"), ("jf_alpha/047.wav", "payment.smartphone")],
+# Real recordings the three decodings tend to leave unanswered; which of them do depends
+# a little on the CPU (Whisper's arithmetic differs between instruction sets).
+HEARD_AGAIN = (
+    ("jm_kumo/059.wav", "payment.refund"),  # 間違えて二回払ってしまったんですが
+    ("jm_kumo/063.wav", "cert.income"),  # 所得証明書がほしいんですが
+    ("jf_alpha/047.wav", "payment.smartphone"),  # ペイペイで払えますか
 )
-def test_real_audio_heard_again_with_a_topic_hint_is_answered(
-    free_recognizer, understanding, clip, faq_id
-):
-    """Real recordings the three decodings leave unanswered (間違えて二回払って…, ペイペイ
-    で…): heard again after a hint of the nearby topics, they are answered, on a reading
-    the audio supports without the hint."""
-    transcript = heard(free_recognizer, clip)
-    ratings = transcript.unprompted
-    known = set(ratings)
-    plain = dict(ratings.rate_all())  # the same evidence, without a second listening
-    _, before = understanding.understand(
-        transcript.text, transcript.alternatives, transcript.confidence, plain
-    )
-    assert before.action.value != "answer"
-    match, after = understanding.understand(
-        transcript.text, transcript.alternatives, transcript.confidence, ratings
-    )
-    assert (after.action.value, after.faq_id) == ("answer", faq_id)
-    assert set(ratings) - known  # the second listening found new readings
-    # the answer rests on a reading the audio supports without any hint
-    assert ratings[match.text] >= understanding.settings.thresholds.heard_floor
+
+
+def test_real_audio_heard_again_with_a_topic_hint_is_answered(free_recognizer, understanding):
+    """Of these recordings, those the three decodings leave unanswered (at least one on
+    any CPU) are answered after being heard again with a hint of the nearby topics, on a
+    reading the audio supports without the hint; the others are answered right already."""
+    listened = 0
+    for clip, faq_id in HEARD_AGAIN:
+        transcript = heard(free_recognizer, clip)
+        ratings = transcript.unprompted
+        known = set(ratings)
+        plain = dict(ratings.rate_all())  # the same evidence, without a second listening
+        _, before = understanding.understand(
+            transcript.text, transcript.alternatives, transcript.confidence, plain
+        )
+        match, after = understanding.understand(
+            transcript.text, transcript.alternatives, transcript.confidence, ratings
+        )
+        assert (after.action.value, after.faq_id) == ("answer", faq_id), clip
+        if before.action.value == "answer":
+            assert set(ratings) == known, clip  # answered at once: no second listening
+            continue
+        listened += 1
+        assert set(ratings) - known, clip  # the second listening found new readings
+        # the answer rests on a reading the audio supports without any hint
+        assert ratings[match.text] >= understanding.settings.thresholds.heard_floor, clip
+    assert listened >= 1
