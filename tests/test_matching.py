@@ -339,6 +339,13 @@ def test_a_reading_that_lost_words_does_not_win_by_losing_them(understanding):
     assert match.text == clear
     assert decision.action is not BotAction.ANSWER
     assert "general.address-change" in {c.faq_id for c in decision.candidates}
+    # the audio alone rating both alike (no hint: what the recogniser offers) changes nothing
+    match, _ = understanding.understand(clear, (misheard,), 0.9, {clear: 0.72, misheard: 0.73})
+    assert match.text == clear
+    # but a reading the audio supports clearly better is taken even though it explains less:
+    # the FAQ words of the one taken may be the hint's
+    match, _ = understanding.understand(clear, (misheard,), 0.9, {clear: 0.3, misheard: 0.7})
+    assert match.text == misheard
 
 
 def test_a_goodbye_only_another_hypothesis_heard_is_not_taken(understanding):

@@ -31,6 +31,10 @@ CALL_REQUESTS = (ControlIntent.OPERATOR, ControlIntent.REPEAT)
 # hint's reading more than the audio's (see ``_audio_supported``). Chosen on the
 # validation audio (tests/data/eval/CONSTANTS.md).
 SUPPORTED_SHARE = 0.4
+# An alternative reading the FAQ explains less well still replaces the one taken when the
+# audio alone rates it this much higher (see ``Understanding._best``). Chosen on the
+# validation audio (tests/data/eval/CONSTANTS.md).
+HEARD_BETTER = 0.1
 # A hypothesis shorter than this share of the median hypothesis length (of at least
 # TRUNCATED_MIN_READINGS) is a decoding that stopped early (see
 # ``Understanding._whole_turn``). Chosen on the earlier held-out audio
@@ -174,7 +178,7 @@ class Understanding:
         heard_probability: float | None,
         unprompted: Mapping[str, float] | None,
     ) -> tuple[Match, Decision]:
-        match, decision, matched = self._best(text, alternatives)
+        match, decision, matched = self._best(text, alternatives, unprompted)
         thresholds = self.settings.thresholds
         if decision.action is BotAction.REPROMPT and decision.intent is None:
             request = self._call_request(matched)
@@ -192,7 +196,12 @@ class Understanding:
             )
         return match, doubt_unsure_hearing(decision, self.faq, heard_probability, thresholds)
 
-    def _best(self, text: str, alternatives: Sequence[str]) -> tuple[Match, Decision, list[Match]]:
+    def _best(
+        self,
+        text: str,
+        alternatives: Sequence[str],
+        unprompted: Mapping[str, float] | None = None,
+    ) -> tuple[Match, Decision, list[Match]]:
         """The hypothesis the FAQ explains best, its decision, and every match made.
 
         Another hypothesis replaces the one taken so far only when it is both more
@@ -202,7 +211,10 @@ class Understanding:
         word can widen that gap by taking away the runner-up's evidence: 「実家の固定資産税の
         通知を東京の住所に」 is torn between sending certificates by post and changing
         where notices go, and heard as 「コティス産兵の通知を」 it is certificates by post
-        alone, at 0.79. Fewer words explained is not more certainty.
+        alone, at 0.79. Fewer words explained is not more certainty. The FAQ may explain
+        the reading taken better because the hint put FAQ words into it (「市民税」 for
+        「父が」): an alternative the audio alone supports clearly better
+        (``HEARD_BETTER``, rated without the hint) is taken all the same.
         """
         match = self.matcher.match(text)
         matched = [match]
@@ -216,7 +228,11 @@ class Understanding:
                 continue
             taken = best[0].top
             if taken is None or (
-                alt_match.top.score > taken.score + NBEST_MARGIN and alt_match.top.raw >= taken.raw
+                alt_match.top.score > taken.score + NBEST_MARGIN
+                and (
+                    alt_match.top.raw >= taken.raw
+                    or _heard_better(alt_match.text, best[0].text, unprompted)
+                )
             ):
                 best = alt_match, decide(alt_match, self.faq, self.settings.thresholds)
         return *best, matched
@@ -270,6 +286,14 @@ class Understanding:
                 if decision.action in (BotAction.TRANSFER, BotAction.REPEAT):
                     return alt, decision
         return None
+
+
+def _heard_better(text: str, than: str, unprompted: Mapping[str, float] | None) -> bool:
+    """Whether the audio alone (no hint) supports ``text`` clearly better than ``than``;
+    each is rated when first looked up."""
+    if not unprompted or text not in unprompted or than not in unprompted:
+        return False
+    return unprompted[text] >= unprompted[than] + HEARD_BETTER
 
 
 def undecided(decision: Decision) -> bool:
