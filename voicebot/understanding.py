@@ -205,16 +205,16 @@ class Understanding:
         """The hypothesis the FAQ explains best, its decision, and every match made.
 
         Another hypothesis replaces the one taken so far only when it is both more
-        confidently matched
-        (by ``NBEST_MARGIN``) and at least as well explained by the FAQ (its raw
-        similarity). The confidence grows with the gap to the runner-up, and a misheard
-        word can widen that gap by taking away the runner-up's evidence: 「実家の固定資産税の
-        通知を東京の住所に」 is torn between sending certificates by post and changing
-        where notices go, and heard as 「コティス産兵の通知を」 it is certificates by post
-        alone, at 0.79. Fewer words explained is not more certainty. The FAQ may explain
-        the reading taken better because the hint put FAQ words into it (「市民税」 for
-        「父が」): an alternative the audio alone supports clearly better
-        (``HEARD_BETTER``, rated without the hint) is taken all the same.
+        confidently matched (by ``NBEST_MARGIN``) and at least as well explained by the
+        FAQ (its raw similarity). The confidence grows with the gap to the runner-up, and
+        a misheard word can widen that gap by taking away the runner-up's evidence:
+        「実家の固定資産税の通知を東京の住所に」 is torn between sending certificates by
+        post and changing where notices go, and heard as 「コティス産兵の通知を」 it is
+        certificates by post alone, at 0.79. Fewer words explained is not more certainty.
+        The FAQ may explain the reading taken better because the hint put FAQ words into
+        it (「市民税なくなって」 for 「父が亡くなって」): an alternative the audio alone
+        supports clearly better (``HEARD_BETTER``, rated without the hint) is taken all
+        the same.
         """
         match = self.matcher.match(text)
         matched = [match]
