@@ -231,12 +231,12 @@ class CallSettings(BaseModel):
     )
     max_turns: int = Field(12, ge=1)
     ack_after_ms: int = Field(
-        500,
+        450,
         ge=100,
         le=5000,
         description=(
             "Silence after the caller's question before the bot says 「はい。」 while the "
-            "reply is prepared (about 0.9 s as the caller hears it, with the media path)"
+            "reply is prepared (about 0.85 s as the caller hears it, with the media path)"
         ),
     )
     filler_after_ms: int = Field(

@@ -33,8 +33,10 @@ class WaitPolicy:
     # Silence after the caller's question before 「はい。」. The caller's silence starts
     # earlier than the endpointer's last speech (VAD hangover and the inbound media path,
     # 0.27 s median on SIP) and ends later than the bot's first frame (the outbound path,
-    # 0.14 s), so 500 ms here is about 0.9 s as the caller hears it (bench/soak.py).
-    ack_after_ms: float = 500.0
+    # 0.14 s), so 450 ms here is about 0.85 s as the caller hears it (bench/soak.py); at
+    # 500 ms a loaded 2-core node let one caller in a soak hear 1.0 s of silence (the
+    # inbound path slower than its median), with no margin left below the second.
+    ack_after_ms: float = 450.0
     # Silence after a filler, or between two sentences of an answer, before the next one;
     # here what the bot plays is what the caller hears, shifted.
     filler_after_ms: float = 600.0
