@@ -134,12 +134,12 @@ class Understanding:
         if len(lengths) < TRUNCATED_MIN_READINGS:
             return list(texts)
         shortest = TRUNCATED_SHARE * lengths[len(lengths) // 2]
-        kept = [
+        # never empty: the median-length reading is always kept
+        return [
             t
             for t in texts
             if len(t) >= shortest or (t and self.matcher.match(t).control is not None)
         ]
-        return kept if kept else list(texts)
 
     def _listen_for_topics(
         self, decision: Decision, texts: Sequence[str], unprompted: Mapping[str, float]
