@@ -41,13 +41,20 @@ def bot():
 THINK_S = 2.0
 
 
-async def caller(peer: RtpPeer, index: int) -> None:
-    """Waits for the greeting, thinks, asks, waits for the answer, says goodbye."""
+async def caller(peer: RtpPeer, index: int, answer: np.ndarray) -> None:
+    """Waits for the greeting, thinks, asks, waits for the answer, says goodbye.
+
+    A bot that heard the question less clearly asks the caller to confirm it (on a loaded
+    machine the call's audio timing, and so what Whisper hears, varies from run to run);
+    a caller who has not heard the answer then presses 1 for yes."""
     await peer.wait_for_bot(timeout=60)
     await peer.wait_for_bot_quiet(1.0, timeout=120)
     await asyncio.sleep(index * THINK_S)
     await peer.say(clip(QUESTION))
     await peer.wait_for_bot_quiet(1.5, timeout=180)
+    if find_clip(peer.bot_audio(), answer)[1] < 0.9:
+        await peer.press("1")
+        await peer.wait_for_bot_quiet(1.5, timeout=180)
     await peer.say(clip("以上です"))
 
 
@@ -98,9 +105,12 @@ def test_eight_simultaneous_calls_complete_while_bad_requests_are_refused(bot, t
 
     Checked: sipp counts no failed call (each got 200, and the bot's BYE after its
     goodbye); 8 calls were in progress at the same moment; every call decided the
-    expected FAQ answer and completed; every caller's RTP contains the rendered answer
-    audio (normalised correlation of its first second >= 0.9); each refusal came as
-    required, and only the 403 counts as refused by the endpoint."""
+    expected FAQ first (answered, or confirmed and answered on 1) and completed; every
+    caller's RTP contains the rendered answer audio (normalised correlation of its first
+    second >= 0.9); each refusal came as required, and only the 403 counts as refused by
+    the endpoint."""
+
+    answer = asyncio.run(bot.voice.clip(bot.understanding.faq.answer_text(EXPECTED_FAQ), 8000))
 
     async def scenario():
         async with sip_bot(bot, max_calls=CALLS + 1) as sut:
@@ -130,7 +140,7 @@ def test_eight_simultaneous_calls_complete_while_bad_requests_are_refused(bot, t
                         timeout_s=240,
                     )
                 )
-                callers = asyncio.gather(*(caller(p, i) for i, p in enumerate(peers)))
+                callers = asyncio.gather(*(caller(p, i, answer) for i, p in enumerate(peers)))
                 await asyncio.wait_for(all_up.wait(), 120)
                 refusals = await send_bad_requests(sut.port, tmp_path)
                 await callers
@@ -161,9 +171,14 @@ def test_eight_simultaneous_calls_complete_while_bad_requests_are_refused(bot, t
         decided[event.call_id].append((event.faq_id, event.action, event.text))
     assert len(decided) == CALLS, dict(decided)
     for call_id, decisions in decided.items():
-        assert decisions[0][:2] == (EXPECTED_FAQ, "answer"), (call_id, decisions)
-
-    answer = asyncio.run(bot.voice.clip(bot.understanding.faq.answer_text(EXPECTED_FAQ), 8000))
+        first_faq, first_action = decisions[0][:2]
+        assert first_faq == EXPECTED_FAQ and first_action in ("answer", "confirm"), (
+            call_id,
+            decisions,
+        )
+    for result in sut.results:  # the call's turns, key presses included
+        turns = [(t.heard, t.faq_id, t.action) for t in result.turns]
+        assert (EXPECTED_FAQ, "answer") in [t[1:] for t in turns], (result.call_id, turns)
     for i, peer in enumerate(peers):
         _offset, score = find_clip(peer.bot_audio(), answer)
         assert score >= 0.9, f"caller {i} did not hear the answer (best {score:.2f})"
