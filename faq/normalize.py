@@ -90,12 +90,29 @@ def strip_fillers(clause: str) -> str:
     return _FILLER_RE.sub("", clause)
 
 
+# A polite negative at the end of a statement: its negation is content (払えません is
+# 払えない, not 払え). Not before か: 「できませんか」 is a polite request, not a denial.
+_NEGATIVES = {
+    "ありませんでした": "なかった",
+    "ませんでした": "なかった",
+    "ありません": "ない",
+    "ないです": "ない",
+    "ません": "ない",
+}
+_NEGATIVE_RE = re.compile("(?:" + "|".join(map(re.escape, _NEGATIVES)) + ")$")
+
+
 def strip_endings(clause: str, max_rounds: int = 4) -> str:
-    """Remove trailing polite endings (〜んですけど → ∅) so only content remains."""
+    """Remove trailing polite endings (〜んですけど → ∅) so only content remains; a
+    statement's polite negative becomes plain ない (払えそうにありません → 払えそうにない)."""
+    question = False
     for _ in range(max_rounds):
+        if not question and _NEGATIVE_RE.search(clause):
+            return _NEGATIVE_RE.sub(lambda m: _NEGATIVES[m.group()], clause)
         shorter = _ENDING_RE.sub("", clause)
         if shorter == clause or len(shorter) < 2:
             break
+        question = question or clause.endswith("か")
         clause = shorter
     return clause
 

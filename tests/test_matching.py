@@ -388,6 +388,23 @@ def test_normalisation_removes_fillers_and_politeness_but_keeps_content():
     assert normalize("すみません、納付書をなくしてしまったんですけど") == "納付書をなくしてしまった"
 
 
+def test_normalisation_keeps_the_negation_of_a_polite_negative():
+    """払えません means 払えない: dropping ません as politeness would leave 払え (can pay)."""
+    assert normalize("今月は税金が払えそうにありません") == normalize("今月は税金が払えそうにない")
+    assert normalize("通知がまだ届いていませんけど") == "通知がまだ届いていない"
+    assert normalize("何も届きませんでした") == "何も届きなかった"
+    # a polite request is not a denial: 「できませんか」 asks whether it can be done
+    assert normalize("分割で払うことってできませんか") == normalize("分割で払うことってできますか")
+
+
+def test_a_polite_negative_finds_the_entry_its_plain_form_finds(faq):
+    matcher = Matcher(faq)
+    polite = matcher.match("今月はどうしても税金が払えそうにありません")
+    plain = matcher.match("今月はどうしても税金が払えそうにない")
+    assert polite.top.faq_id == plain.top.faq_id == "payment.cannot-pay"
+    assert polite.top.score == pytest.approx(plain.top.score)
+
+
 def test_sound_key_folds_spelling_of_the_same_sounds():
     assert sound_key("納付書") == sound_key("のうふしょ") == sound_key("ノウフショ")
     assert sound_key("住民税") == sound_key("じゅうみんぜい")
