@@ -1,10 +1,13 @@
 """Benchmark: reply latency of whole calls, alone and with several calls at once.
 
 Latency is the time from the caller's last speech frame to the first audio frame of the
-decided reply, as ``voicebot call`` reports it. Calls are built from the phone-channel
-fixtures (Kokoro voices through 300-3400 Hz, 8 kHz, μ-law): several questions per call
-separated by pauses. With ``--realtime`` (the default for concurrency) audio is fed at
-the real pace and latency is wall-clock time; calls in one process share the models.
+decided reply, as ``voicebot call`` reports it; ``first_sound`` is the wait until the
+first bot audio of any kind (the acknowledgement 「はい。」 or a filler when the reply was
+not ready in time), and ``acknowledged_share`` the share of turns that heard one. Calls
+are built from the phone-channel fixtures (Kokoro voices through 300-3400 Hz, 8 kHz,
+μ-law): several questions per call separated by pauses. With ``--realtime`` (the
+default for concurrency) audio is fed at the real pace and latency is wall-clock time;
+calls in one process share the models.
 
     python bench/latency.py                 # 1, 4 and 8 simultaneous calls, realtime
     python bench/latency.py --virtual       # one call at a time on the virtual clock
@@ -39,6 +42,7 @@ from voicebot.clock import VirtualClock, WallClock  # noqa: E402
 from voicebot.config import Settings  # noqa: E402
 from voicebot.events import EventFanout, EventRecorder  # noqa: E402
 from voicebot.recorded_call import RecordedCaller  # noqa: E402
+from voicebot.turn import Turn  # noqa: E402
 from voicebot.wavfile import WavAudio, read_wav  # noqa: E402
 
 
@@ -74,13 +78,14 @@ def pick_questions(
     return rng.sample(usable, n)
 
 
-async def one_call(bot: Bot, audio: WavAudio, realtime: bool) -> list[float]:
+async def one_call(bot: Bot, audio: WavAudio, realtime: bool) -> list[Turn]:
+    """The call's turns that heard the caller and were replied to."""
     clock = WallClock() if realtime else VirtualClock()
     caller = RecordedCaller(audio, clock)
     at = __import__("datetime").datetime.fromisoformat("2026-11-24T10:00:00+09:00")
     session = bot.session(caller, clock, EventFanout(caller, EventRecorder()), now=lambda: at)
     result = await session.run()
-    return [t.latency_ms for t in result.turns if t.latency_ms is not None and t.heard]
+    return [t for t in result.turns if t.latency_ms is not None and t.heard]
 
 
 def cpu_model() -> str:
@@ -152,9 +157,17 @@ async def main_async(args: argparse.Namespace) -> dict:
             results = await asyncio.gather(*(one_call(bot, c, realtime=True) for c in calls))
         wall = time.perf_counter() - wall0
         cpu = time.process_time() - cpu0
-        latencies = [x for r in results for x in r]
+        turns = [t for r in results for t in r]
+        latencies = [t.latency_ms for t in turns]
+        # The caller's silence as heard: until the first bot sound, an acknowledgement
+        # (「はい。」) or a filler when the reply was not ready in time.
+        first_sound = [t.first_audio_ms for t in turns if t.first_audio_ms is not None]
         out["runs"][str(n_calls)] = {
             **summary(latencies),
+            "first_sound": summary(first_sound),
+            "acknowledged_share": (
+                round(sum(t.fillers > 0 for t in turns) / len(turns), 3) if turns else None
+            ),
             "calls": n_calls,
             "mode": "virtual" if args.virtual else "realtime",
             "wall_s": round(wall, 1),
