@@ -96,7 +96,6 @@ _NEGATIVES = {
     "ありませんでした": "なかった",
     "ませんでした": "なかった",
     "ありません": "ない",
-    "ないです": "ない",
     "ません": "ない",
 }
 _NEGATIVE_RE = re.compile("(?:" + "|".join(map(re.escape, _NEGATIVES)) + ")$")
