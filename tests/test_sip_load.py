@@ -10,6 +10,7 @@ telephony/sip_worker.py), so the endpoint runs worker processes behind its dispa
 from __future__ import annotations
 
 import asyncio
+import json
 import socket
 import sys
 from collections import defaultdict
@@ -156,6 +157,8 @@ def test_eight_simultaneous_calls_complete_while_bad_requests_are_refused(bot, t
             return sut, peers, run, peak, refusals
 
     sut, peers, run, peak, refusals = asyncio.run(scenario())
+    # Every call's course, in full, for a failure's report (pytest shows captured output).
+    print(json.dumps(call_log(sut.events), ensure_ascii=False, indent=1))
     assert run.returncode == 0, (run.stdout[-2000:] + run.errors[-2000:], call_log(sut.events))
     assert len(sut.endpoint.workers) == 3
     assert peak == CALLS
