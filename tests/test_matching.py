@@ -230,6 +230,8 @@ def test_confidence_in_unit_range_and_ranked(understanding):
         ("ちょっと聞き取れなかったです", ControlIntent.REPEAT),
         ("はい、よくわかりました。ありがとうございます", ControlIntent.GOODBYE),
         ("以上です", ControlIntent.GOODBYE),
+        ("以上で", ControlIntent.GOODBYE),  # the closing す is unvoiced and often not heard
+        ("異常で", ControlIntent.GOODBYE),  # the same sounds in the wrong kanji
         ("特にありません", ControlIntent.GOODBYE),
     ],
 )
@@ -243,6 +245,7 @@ def test_control_intents(text, intent):
     [
         "期限が過ぎてしまったんですが、今から払っても大丈夫ですか",  # a question, not a goodbye
         "この書き方で結構ですか",
+        "異常ですか",  # a question, not 「以上です」
         "ノートに書いた番号で払えますか",  # ノー begins a word here, not a refusal
         "ノーマルタイヤの車でも税金は同じですか",
         "納付書がまだなんですけど、もう一回送ってもらえますか",  # send again, not say again
@@ -404,6 +407,16 @@ def test_a_polite_negative_finds_the_entry_its_plain_form_finds(faq):
     plain = matcher.match("今月はどうしても税金が払えそうにない")
     assert polite.top.faq_id == plain.top.faq_id == "payment.cannot-pay"
     assert polite.top.score == pytest.approx(plain.top.score)
+
+
+def test_a_question_naming_a_tax_and_a_way_of_paying_asks_about_the_way_of_paying(
+    understanding,
+):
+    """The tax's name would otherwise pull its overview level with the way of paying: the
+    caller is asked which of the two instead of being offered the one they asked about."""
+    match, decision = understanding.understand("固定資産税ってスマートフォンの決済で払えますか")
+    assert match.top.faq_id == decision.faq_id == "payment.smartphone"
+    assert decision.action is not BotAction.CHOOSE
 
 
 def test_sound_key_folds_spelling_of_the_same_sounds():
