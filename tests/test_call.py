@@ -129,6 +129,20 @@ def test_goodbye_completes_the_call(bot):
     assert result.turns[-1].action == "goodbye"
 
 
+def test_a_silent_line_is_asked_again_handed_over_then_ended(bot):
+    """The caller goes quiet after the answer and stays on the line; staff cannot be
+    reached. The bot asks again, tries staff, and on the third silence says goodbye and
+    hangs up instead of holding the line until the longest call."""
+    audio = caller_track("納付書を再発行してもらえますか", 120.0)
+    result, caller, _ = run_call(bot, audio, transfer_ok=False)
+    assert result.outcome == "completed"
+    assert caller.transferred_to is None
+    silences = [t.action for t in result.turns if t.heard == ""]
+    assert silences == ["reprompt", "transfer", "silent_line"]
+    assert result.turns[-1].said == prompts.SILENT_LINE + prompts.GOODBYE
+    assert result.duration_ms < 100_000  # well before the caller's two silent minutes end
+
+
 def test_asking_for_staff_transfers_with_what_was_said(bot):
     audio = caller_track("納付書を再発行してもらえますか", 2.0, "担当の方と直接話したいです", 3.0)
     result, caller, _ = run_call(bot, audio)

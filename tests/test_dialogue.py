@@ -101,6 +101,40 @@ def test_silence_counts_like_not_understood(call):
     assert call.on_no_input().next is Next.TRANSFER
 
 
+def test_a_silent_line_is_ended_when_staff_cannot_take_it(understanding):
+    """Asked again, handed over, and when the handover fails, the third silence ends the
+    call with a goodbye rather than holding the line open until the longest call."""
+    d = Dialogue(understanding, now=lambda: OPEN)
+    d.start()
+    assert d.on_no_input().kind == "reprompt"
+    assert d.on_no_input().next is Next.TRANSFER
+    assert d.on_transfer_failed().next is Next.LISTEN
+    reply = d.on_no_input()
+    assert reply.kind == "silent_line" and reply.next is Next.HANGUP
+    assert reply.parts == (prompts.SILENT_LINE, prompts.GOODBYE)
+    assert d.state is State.ENDED
+    # Out of hours, where the handover is the hours instead:
+    d = Dialogue(understanding, now=lambda: CLOSED)
+    d.start()
+    assert [d.on_no_input().kind for _ in range(2)] == ["reprompt", "out_of_hours"]
+    assert d.on_no_input().next is Next.HANGUP
+
+
+def test_only_silences_in_a_row_end_the_call(call):
+    call.on_no_input()
+    call.on_utterance("口座振替の申し込みはどうすればいいですか")
+    call.on_no_input()
+    call.on_dtmf("5")  # a key press is not silence either
+    assert call.on_no_input().next is Next.TRANSFER  # two misses: staff, not the end
+    call.on_transfer_failed()
+    assert call.on_no_input().kind == "reprompt"  # the second silence in a row
+    checkpoint = call.checkpoint()
+    call.on_utterance("ゴミの収集日を教えてください")
+    checkpoint.restore()  # that turn was half a sentence: the count is what it was
+    assert call.silences == 2
+    assert call.on_no_input().next is Next.HANGUP
+
+
 def test_repeat_says_the_last_answer_again(call, faq):
     first = call.on_utterance("納付書をなくしてしまいました")
     reply = call.on_utterance("すみません、もう一度お願いします")

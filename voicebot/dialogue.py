@@ -27,6 +27,10 @@ from voicebot.turn import Turn
 from voicebot.understanding import Understanding
 
 DEFAULT_MAX_TURNS = 12
+# Silences in a row after which the bot ends the call: the first is asked again, the
+# second handed to staff; when staff cannot take it (out of hours, or the transfer failed)
+# a line on which nobody speaks any more is not held open until the longest call.
+SILENCES_TO_HANG_UP = 3
 # A reply to 「AとBの、どちらについて…」 that names a position rather than a topic. Only
 # short replies are read this way: 「後で」 inside a new question is not an answer.
 ORDINAL_REPLY_MAX_CHARS = 12
@@ -124,6 +128,7 @@ class Checkpoint:
     _state: State
     _turns: tuple[Turn, ...]
     _misses: int
+    _silences: int
     _last_said: tuple[str, ...] | None
     _pending: Decision | None
 
@@ -133,6 +138,7 @@ class Checkpoint:
         d.state = self._state
         d._turns = list(self._turns)
         d.misses = self._misses
+        d.silences = self._silences
         d.last_said = self._last_said
         d._pending = self._pending
 
@@ -169,6 +175,7 @@ class Dialogue:
         self._turns: list[Turn] = []
         self._turn: Turn | None = None  # the turn the current input opened
         self.misses = 0  # consecutive not-understood turns (or silences)
+        self.silences = 0  # consecutive silences: the caller said and pressed nothing
         self.last_said: tuple[str, ...] | None = None
         self._pending: Decision | None = None  # topic awaiting confirmation
 
@@ -236,7 +243,13 @@ class Dialogue:
     def checkpoint(self) -> Checkpoint:
         """The conversation as it stands, to undo the next turn with ``restore()``."""
         return Checkpoint(
-            self, self.state, tuple(self._turns), self.misses, self.last_said, self._pending
+            self,
+            self.state,
+            tuple(self._turns),
+            self.misses,
+            self.silences,
+            self.last_said,
+            self._pending,
         )
 
     # -- inputs --------------------------------------------------------------------------
@@ -259,6 +272,7 @@ class Dialogue:
         if self.state is State.ENDED:
             raise RuntimeError("the call has ended")
         self._turn = None
+        self.silences = 0
         if len(self._turns) >= self.max_turns:
             decision = self.understanding.understand(text)[1]
             self._record(text, decision)
@@ -285,6 +299,7 @@ class Dialogue:
         if self.state is State.ENDED:
             return None
         self._turn = None
+        self.silences = 0
         if digit == "0":
             self._open("[DTMF 0]", score=1.0)
             return self._transfer("caller_request", prompts.TRANSFER)
@@ -299,6 +314,11 @@ class Dialogue:
     def on_no_input(self) -> Reply:
         """The caller said nothing for the no-input time."""
         self._open("")
+        self.silences += 1
+        if self.silences >= SILENCES_TO_HANG_UP:
+            return self._say(
+                (prompts.SILENT_LINE, prompts.GOODBYE), "silent_line", next=Next.HANGUP
+            )
         return self._not_understood()
 
     def on_failure(self, component: str) -> Reply:

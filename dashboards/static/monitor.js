@@ -38,6 +38,7 @@
     transfer: "転送のご案内",
     redirect: "窓口のご案内",
     goodbye: "終了",
+    silent_line: "無音のため終了",
     apology: "おわび",
     repeat: "くり返し",
     choose: "どちらかの確認",

@@ -30,7 +30,7 @@
     answer: "回答済み", confirm: "確認中", redirect: "他窓口を案内", transfer: "転送",
     repeat: "繰り返し", goodbye: "終了", reprompt: "聞き返し", no_input: "無音",
     failure: "障害", shutdown: "停止", choose: "選択肢を提示", out_of_hours: "時間外の案内",
-    prompt: "ほかのご用件の確認", transfer_failed: "転送できず",
+    prompt: "ほかのご用件の確認", transfer_failed: "転送できず", silent_line: "無音のため終了",
   };
   const ENDINGS = {
     staff_ended: "通話が終了しました",
