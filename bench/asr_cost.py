@@ -13,6 +13,7 @@ So many settings are compared on the same recognitions in seconds.
     python bench/asr_cost.py replay /tmp/val-cost.json [--combos NAME ...]
     python bench/asr_cost.py record --kinds titles120/3 --out /tmp/more.json   # then
     python bench/asr_cost.py replay /tmp/val-cost.json /tmp/more.json
+    python bench/asr_cost.py replay /tmp/val-cost.json --combos b3+cat-b2+none-b2 --misses
 
 ``listen`` adds what the bot hears when it listens to a turn again: for each clip the
 shipped decodings (``SHIPPED``) leave unanswered, the understanding asks for a second
@@ -312,6 +313,7 @@ def replay(args: argparse.Namespace) -> dict:
         kinds = COMBOS.get(name) or ADAPTIVE[name]
         by_condition: dict[str, list[dict]] = {}
         cpu, aligned_all, aligned_needed = [], [], []
+        misses: list[dict] = []
         for clip in clips:
             used = kinds[:1] if name in ADAPTIVE else kinds
             decision, distinct = decide(understanding, clip, used, not args.no_listening)
@@ -320,6 +322,17 @@ def replay(args: argparse.Namespace) -> dict:
                 decision, distinct = decide(understanding, clip, used)
                 extras_used[name] = extras_used.get(name, 0) + 1
             o = outcome(decision, clip["expected"], faq)
+            if args.misses and (o["wrong"] or not o["right"]):
+                misses.append(
+                    {
+                        "file": clip["file"],
+                        "expected": clip["expected"],
+                        "action": decision.action.value,
+                        "faq_id": decision.faq_id,
+                        "wrong": o["wrong"],
+                        "heard": distinct[:3],
+                    }
+                )
             by_condition.setdefault(clip["file"].split("/")[0], []).append(o)
             decode = sum(clip["decodings"][f"{h}/{b}"]["cpu_ms"] for h, b in used)
             per_text = clip["align_cpu_ms_per_text"]
@@ -341,6 +354,8 @@ def replay(args: argparse.Namespace) -> dict:
             "cpu_ms_align_all": round(statistics.mean(aligned_all), 1),
             "cpu_ms_align_needed": round(statistics.mean(aligned_needed), 1),
         }
+        if args.misses:
+            out["combos"][name]["misses"] = misses
         if name in ADAPTIVE:
             out["combos"][name]["extras_on"] = round(extras_used.get(name, 0) / len(clips), 3)
     return out
@@ -411,6 +426,11 @@ def main() -> int:
         default=0.0,
         help="adaptive: an answer stands without the extra decodings only when its text's "
         "probability without the hint is at least this",
+    )
+    rep.add_argument(
+        "--misses",
+        action="store_true",
+        help="list each clip not right or answered wrongly (file, expected, decision, heard)",
     )
     rep.add_argument(
         "--no-listening",
