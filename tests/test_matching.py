@@ -409,16 +409,6 @@ def test_a_polite_negative_finds_the_entry_its_plain_form_finds(faq):
     assert polite.top.score == pytest.approx(plain.top.score)
 
 
-def test_a_question_naming_a_tax_and_a_way_of_paying_asks_about_the_way_of_paying(
-    understanding,
-):
-    """The tax's name would otherwise pull its overview level with the way of paying: the
-    caller is asked which of the two instead of being offered the one they asked about."""
-    match, decision = understanding.understand("固定資産税ってスマートフォンの決済で払えますか")
-    assert match.top.faq_id == decision.faq_id == "payment.smartphone"
-    assert decision.action is not BotAction.CHOOSE
-
-
 def test_sound_key_folds_spelling_of_the_same_sounds():
     assert sound_key("納付書") == sound_key("のうふしょ") == sound_key("ノウフショ")
     assert sound_key("住民税") == sound_key("じゅうみんぜい")
