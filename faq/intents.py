@@ -76,7 +76,7 @@ _PATTERNS: dict[ControlIntent, list[re.Pattern[str]]] = {
         re.compile(r"ゆっくり(?:言|話|お願い)"),
     ],
     ControlIntent.GOODBYE: [
-        re.compile(r"^以上(?:です|になります|で(?:す|ございます)?)?$"),  # 以上で: す unvoiced
+        re.compile(r"^以上(?:になります|で(?:す|ございます)?)?$"),  # 以上で: す unvoiced
         re.compile(r"ありがと(?:う|ー)?(?:ございま(?:す|した))?"),
         re.compile(r"(?:よく|よう)?(?:わか|分か|解)りました"),
         re.compile(
@@ -119,7 +119,7 @@ _SOUND_PATTERNS: dict[ControlIntent, list[re.Pattern[str]]] = {
         )
     ],
     ControlIntent.GOODBYE: [
-        re.compile(r"^イジョ(?:デス?|ニナリマス|デゴザイマス)?$"),  # 異常で(す) for 以上です
+        re.compile(r"^イジョ(?:デ(?:ス|ゴザイマス)?|ニナリマス)?$"),  # 異常で(す) for 以上です
         re.compile(r"アリガト(?:ゴザイマ(?:ス|シタ))?"),
         re.compile(r"シツレ(?:シマス|シマシタ|イタシマス)"),
     ],

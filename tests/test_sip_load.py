@@ -158,8 +158,9 @@ def test_eight_simultaneous_calls_complete_while_bad_requests_are_refused(bot, t
 
     sut, peers, run, peak, refusals = asyncio.run(scenario())
     # Every call's course, in full, for a failure's report (pytest shows captured output).
-    print(json.dumps(call_log(sut.events), ensure_ascii=False, indent=1))
-    assert run.returncode == 0, (run.stdout[-2000:] + run.errors[-2000:], call_log(sut.events))
+    calls = call_log(sut.events)
+    print(json.dumps(calls, ensure_ascii=False, indent=1))
+    assert run.returncode == 0, (run.stdout[-2000:] + run.errors[-2000:], calls)
     assert len(sut.endpoint.workers) == 3
     assert peak == CALLS
     for name, refusal in refusals.items():
@@ -168,7 +169,7 @@ def test_eight_simultaneous_calls_complete_while_bad_requests_are_refused(bot, t
     assert "488 Not Acceptable" in refusals["uac_bad_codec.xml"].messages
     assert "400 Bad SDP" in refusals["uac_bad_sdp.xml"].messages
     assert sut.endpoint.calls_answered == CALLS and sut.endpoint.calls_rejected == 1
-    assert [r.outcome for r in sut.results] == ["completed"] * CALLS, call_log(sut.events)
+    assert [r.outcome for r in sut.results] == ["completed"] * CALLS, calls
     decided = defaultdict(list)
     for event in sut.events.of_type(IntentDecided):
         decided[event.call_id].append((event.faq_id, event.action, event.text))
