@@ -161,6 +161,21 @@ def test_an_entry_about_another_tax_than_the_one_named_does_not_win(
     assert fresh.match(text).top.faq_id == "juminzei.payment-schedule"
 
 
+@pytest.mark.parametrize(
+    "text",
+    [
+        "固定資産税はATMで払えますか",
+        "郵便局のATMで住民税を払いたいんですが",
+        "ペイジーで税金は払えますか",
+    ],
+)
+def test_a_way_of_paying_beside_a_tax_name_is_about_the_ways_of_paying(understanding, faq, text):
+    """A tax named beside a bank machine asks how to pay, not about that tax: the ways of
+    paying are answered (the FAQ names ATM and ペイジー among them)."""
+    found, action, _ = answers(understanding.matcher, faq, text)
+    assert (found, action) == ("payment.methods", BotAction.ANSWER)
+
+
 def test_a_procedure_named_beside_a_city_tax_is_no_other_tax(understanding, faq, monkeypatch):
     """確定申告 and 税務署 go with the residence tax (the return feeds it): an entry about
     the residence tax is not set back because the caller names them; 所得税 is a tax."""
