@@ -27,6 +27,7 @@ of three nodes' worth of recognisers; bench/cluster.py measures what that costs.
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 from collections import Counter
 from collections.abc import Iterator
@@ -139,8 +140,10 @@ def test_twelve_callers_at_once_are_spread_over_three_nodes_and_hear_their_answe
     results = asyncio.run(scenario())
     placed = cluster.locate(callers)
     records = wait_ended(cluster.db, [p.record_id for p in placed if p.record_id])
-    assert [r.invite_status for r in results] == [200] * 12, describe(placed, records)
     spread = Counter(p.node for p in placed)
+    # Every call's course first: pytest shows it with a failure, whichever assertion fails.
+    print(json.dumps({"spread": spread, "calls": describe(placed, records)}, ensure_ascii=False))
+    assert [r.invite_status for r in results] == [200] * 12, describe(placed, records)
     edge_log = cluster.edge.text()
     if "trying the next" in edge_log or "is down" in edge_log:
         # A node slow to answer an INVITE on a loaded machine (no reply within the edge's
