@@ -161,12 +161,12 @@ async def _run_call(args: argparse.Namespace, settings: Settings) -> dict:
     from voicebot.clock import VirtualClock, WallClock
     from voicebot.events import EventFanout, EventRecorder
     from voicebot.recorded_call import RecordedCaller
-    from voicebot.tts.cache import text_progress_bar
+    from voicebot.tts.cache import progress_reporter
     from voicebot.wavfile import read_wav
 
     audio = read_wav(args.wav)
     bot = Bot(settings)
-    progress = text_progress_bar() if sys.stderr.isatty() and not args.quiet else None
+    progress = None if args.quiet else progress_reporter()
     rate = audio.sample_rate if audio.sample_rate in (8000, 16000) else 16000
     await bot.prepare(rates=(rate,), progress=progress)
     clock = WallClock() if args.realtime else VirtualClock()
@@ -289,7 +289,7 @@ def cmd_prerender(args: argparse.Namespace) -> int:
 
     from faq.city import load_city
     from voicebot.bot import make_synthesizer
-    from voicebot.tts.cache import SpeechCache, fixed_utterances, format_duration, text_progress_bar
+    from voicebot.tts.cache import SpeechCache, fixed_utterances, format_duration, progress_reporter
 
     settings = _settings(args)
     faq = load_faq(settings.faq.directory, city=load_city(settings.faq.city_file))
@@ -307,7 +307,7 @@ def cmd_prerender(args: argparse.Namespace) -> int:
             f"{getattr(synthesizer, 'parallel', 1)} at a time) into {where}",
             file=sys.stderr,
         )
-    progress = text_progress_bar() if sys.stderr.isatty() and not args.quiet else None
+    progress = None if args.quiet else progress_reporter()
     try:
         result = asyncio.run(cache.prerender(texts, progress))
     except KeyboardInterrupt:

@@ -2,6 +2,7 @@
 Kokoro for the sentence-by-sentence stream."""
 
 import asyncio
+import io
 import logging
 import string
 from pathlib import Path
@@ -15,8 +16,10 @@ from voicebot.tts.cache import (
     SpeechCache,
     default_cache_dir,
     fixed_utterances,
+    progress_reporter,
     split_sentences,
     text_progress_bar,
+    text_progress_lines,
 )
 from voicebot.tts.kokoro import KokoroSynthesizer
 from voicebot.tts.pyttsx3_engine import Pyttsx3Synthesizer
@@ -203,3 +206,39 @@ def test_stream_yields_sentence_by_sentence_then_caches_the_whole(
     replay = asyncio.run(collect())
     assert len(replay) == 1 and counting.calls == ["はい。", "少々お待ちください。"]
     assert np.array_equal(replay[0].samples, np.concatenate([p.samples for p in pieces]))
+
+
+def test_progress_lines_in_a_log_come_at_intervals_with_the_time_left(tmp_path: Path) -> None:
+    now = [0.0]
+    out = (tmp_path / "log.txt").open("w+", encoding="utf-8")
+    report = text_progress_lines(out, every_s=30.0, clock=lambda: now[0])
+    for done in range(1, 11):  # 10 s a text
+        now[0] += 10.0
+        report(done, 10, "はい。")
+    out.seek(0)
+    assert out.read().splitlines() == [
+        "speech ready: 4/10 (40 %), about 1m00s left",
+        "speech ready: 7/10 (70 %), about 30s left",
+        "speech ready: 10/10 (100 %)",
+    ]
+
+
+def test_progress_lines_say_nothing_when_the_cache_was_warm(tmp_path: Path) -> None:
+    out = (tmp_path / "log.txt").open("w+", encoding="utf-8")
+    report = text_progress_lines(out, every_s=30.0, clock=lambda: 5.0)
+    for done in range(1, 301):
+        report(done, 300, "はい。")
+    out.seek(0)
+    assert out.read() == ""
+
+
+def test_a_terminal_gets_the_bar_and_a_log_gets_lines(tmp_path: Path) -> None:
+    class Terminal(io.StringIO):
+        def isatty(self) -> bool:
+            return True
+
+    terminal, log_file = Terminal(), io.StringIO()
+    progress_reporter(terminal)(1, 2, "はい。")
+    progress_reporter(log_file)(1, 2, "はい。")
+    assert terminal.getvalue().startswith("\r[")
+    assert log_file.getvalue() == ""  # the first line comes after a while, not at once

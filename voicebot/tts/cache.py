@@ -363,3 +363,54 @@ def text_progress_bar(
         stream.flush()
 
     return report
+
+
+def text_progress_lines(
+    out: TextIO | None = None,
+    every_s: float = 30.0,
+    clock: Callable[[], float] = time.monotonic,
+) -> ProgressCallback:
+    """A progress callback for a log or a pipe, where a one-line bar cannot be drawn:
+    ``speech ready: 12/97 (12 %), about 3m12s left`` as a line of its own every
+    ``every_s`` seconds, and a last line once it is done. Work that is over sooner (a warm
+    cache) prints nothing; a long first rendering is never a silent wait. The time left
+    is reckoned as ``text_progress_bar`` does.
+    """
+    stream = out if out is not None else sys.stderr
+    first: tuple[float, int] | None = None  # (time, done) of the first report of this run
+    last_done = 0
+    last_line: float | None = None  # when this run last printed a line
+
+    def report(done: int, total: int, text: str) -> None:
+        nonlocal first, last_done, last_line
+        now = clock()
+        if first is None or done <= last_done:
+            first, last_line = (now, done), None
+        last_done = done
+        due = (last_line if last_line is not None else first[0]) + every_s
+        if done < total and now < due:
+            return
+        if done == total and last_line is None and now < due:
+            first, last_done = None, 0  # over before the first line was due
+            return
+        last_line = now
+        left = ""
+        if done < total and done > first[1]:
+            pace = (now - first[0]) / (done - first[1])
+            left = f", about {format_duration(pace * (total - done))} left"
+        percent = 100 * done // max(total, 1)
+        stream.write(f"speech ready: {done}/{total} ({percent} %){left}\n")
+        stream.flush()
+        if done == total:
+            first, last_done = None, 0
+
+    return report
+
+
+def progress_reporter(stream: TextIO | None = None) -> ProgressCallback:
+    """The one-line bar on a terminal, progress lines anywhere else (a log, a pipe)."""
+    stream = stream if stream is not None else sys.stderr
+    isatty = getattr(stream, "isatty", None)
+    if callable(isatty) and isatty():
+        return text_progress_bar(stream)
+    return text_progress_lines(stream)
