@@ -330,36 +330,55 @@ def format_duration(seconds: float) -> str:
     return f"{secs}s"
 
 
+class _Pace:
+    """The time left of a run of reports, at the pace since its first report (the first
+    comes after the first text, so loading a model does not count). A new run (fewer done
+    than before) starts a new pace."""
+
+    def __init__(self) -> None:
+        self.first: tuple[float, int] | None = None  # (time, done) of the run's first report
+        self.last_done = 0
+
+    def report(self, now: float, done: int) -> bool:
+        """Count a report; whether it starts a new run."""
+        new_run = self.first is None or done <= self.last_done
+        if new_run:
+            self.first = (now, done)
+        self.last_done = done
+        return new_run
+
+    def left_s(self, now: float, done: int, total: int) -> float | None:
+        """Seconds left at the pace so far (None before there is a pace, or when done)."""
+        if self.first is None or done >= total or done <= self.first[1]:
+            return None
+        return (now - self.first[0]) / (done - self.first[1]) * (total - done)
+
+    def end(self) -> None:
+        self.first, self.last_done = None, 0
+
+
 def text_progress_bar(
     out: TextIO | None = None, width: int = 30, clock: Callable[[], float] = time.monotonic
 ) -> ProgressCallback:
     """A progress callback drawing ``[#####.....] 12/97 ETA 3m12s text…`` on one line.
 
-    The time left is the pace since the first report times what is left (the first report
-    comes after the first text, so loading the model does not count); the last line has
-    no ETA. A new run (fewer done than before) starts a new pace.
+    The time left is reckoned by ``_Pace``; the last line has no ETA.
     """
     stream = out if out is not None else sys.stderr
-    first: tuple[float, int] | None = None  # (time, done) of the first report of this run
-    last_done = 0
+    pace = _Pace()
 
     def report(done: int, total: int, text: str) -> None:
-        nonlocal first, last_done
         now = clock()
-        if first is None or done <= last_done:
-            first = (now, done)
-        last_done = done
-        eta = ""
-        if done < total and done > first[1]:
-            pace = (now - first[0]) / (done - first[1])
-            eta = f"ETA {format_duration(pace * (total - done))} "
+        pace.report(now, done)
+        left = pace.left_s(now, done, total)
+        eta = f"ETA {format_duration(left)} " if left is not None else ""
         filled = width * done // max(total, 1)
         label = text.replace("\n", " ")[:20]
         bar = f"[{'#' * filled}{'.' * (width - filled)}]"
         stream.write(f"\r{bar} {done}/{total} {eta}{label}\x1b[K")
         if done == total:
             stream.write("\n")
-            first, last_done = None, 0
+            pace.end()
         stream.flush()
 
     return report
@@ -373,36 +392,29 @@ def text_progress_lines(
     """A progress callback for a log or a pipe, where a one-line bar cannot be drawn:
     ``speech ready: 12/97 (12 %), about 3m12s left`` as a line of its own every
     ``every_s`` seconds, and a last line once it is done. Work that is over sooner (a warm
-    cache) prints nothing; a long first rendering is never a silent wait. The time left
-    is reckoned as ``text_progress_bar`` does.
+    cache) prints nothing; a long first rendering is never a silent wait.
     """
     stream = out if out is not None else sys.stderr
-    first: tuple[float, int] | None = None  # (time, done) of the first report of this run
-    last_done = 0
+    pace = _Pace()
     last_line: float | None = None  # when this run last printed a line
 
     def report(done: int, total: int, text: str) -> None:
-        nonlocal first, last_done, last_line
+        nonlocal last_line
         now = clock()
-        if first is None or done <= last_done:
-            first, last_line = (now, done), None
-        last_done = done
-        due = (last_line if last_line is not None else first[0]) + every_s
-        if done < total and now < due:
-            return
-        if done == total and last_line is None and now < due:
-            first, last_done = None, 0  # over before the first line was due
+        if pace.report(now, done):
+            last_line = None
+        since = last_line if last_line is not None else pace.first[0]  # type: ignore[index]
+        if now < since + every_s and (done < total or last_line is None):
+            if done == total:
+                pace.end()  # over before the first line was due
             return
         last_line = now
-        left = ""
-        if done < total and done > first[1]:
-            pace = (now - first[0]) / (done - first[1])
-            left = f", about {format_duration(pace * (total - done))} left"
-        percent = 100 * done // max(total, 1)
-        stream.write(f"speech ready: {done}/{total} ({percent} %){left}\n")
+        left = pace.left_s(now, done, total)
+        more = f", about {format_duration(left)} left" if left is not None else ""
+        stream.write(f"speech ready: {done}/{total} ({100 * done // max(total, 1)} %){more}\n")
         stream.flush()
         if done == total:
-            first, last_done = None, 0
+            pace.end()
 
     return report
 
