@@ -142,20 +142,21 @@ def test_twelve_callers_at_once_are_spread_over_three_nodes_and_hear_their_answe
     records = wait_ended(cluster.db, [p.record_id for p in placed if p.record_id])
     spread = Counter(p.node for p in placed)
     # Every call's course first: pytest shows it with a failure, whichever assertion fails.
-    print(json.dumps({"spread": spread, "calls": describe(placed, records)}, ensure_ascii=False))
-    assert [r.invite_status for r in results] == [200] * 12, describe(placed, records)
+    calls = describe(placed, records)
+    print(json.dumps({"spread": spread, "calls": calls}, ensure_ascii=False))
+    assert [r.invite_status for r in results] == [200] * 12, calls
     edge_log = cluster.edge.text()
     if "trying the next" in edge_log or "is down" in edge_log:
         # A node slow to answer an INVITE on a loaded machine (no reply within the edge's
         # 2 s) is failed over, and one slow to answer a probe takes no new calls until it
         # answers again, as it should be: the calls are still spread, not evenly.
-        assert set(spread) == set(NODES), (describe(placed, records), edge_log[-3000:])
+        assert set(spread) == set(NODES), (calls, edge_log[-3000:])
     else:
         expected = {"call-a": 4, "call-b": 4, "call-c": 4}
-        assert spread == expected, (describe(placed, records), edge_log[-3000:])
+        assert spread == expected, (calls, edge_log[-3000:])
     assert_heard(cluster, placed, records)
     outcomes = Counter(records[p.record_id].outcome for p in placed)
-    assert set(outcomes) <= {"completed", "hung_up"}, describe(placed, records)
+    assert set(outcomes) <= {"completed", "hung_up"}, calls
     on_web = {p.node for p in placed if p.record_id in seen_on_web}
     assert on_web == set(NODES), (on_web, seen_on_web)
 

@@ -396,19 +396,19 @@ def text_progress_lines(
     """
     stream = out if out is not None else sys.stderr
     pace = _Pace()
-    last_line: float | None = None  # when this run last printed a line
+    since = 0.0  # the run's start, or its last line
+    printed = False  # whether this run has printed a line
 
     def report(done: int, total: int, text: str) -> None:
-        nonlocal last_line
+        nonlocal since, printed
         now = clock()
         if pace.report(now, done):
-            last_line = None
-        since = last_line if last_line is not None else pace.first[0]  # type: ignore[index]
-        if now < since + every_s and (done < total or last_line is None):
+            since, printed = now, False
+        if now < since + every_s and (done < total or not printed):
             if done == total:
                 pace.end()  # over before the first line was due
             return
-        last_line = now
+        since, printed = now, True
         left = pace.left_s(now, done, total)
         more = f", about {format_duration(left)} left" if left is not None else ""
         stream.write(f"speech ready: {done}/{total} ({100 * done // max(total, 1)} %){more}\n")
