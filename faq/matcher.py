@@ -37,7 +37,7 @@ from faq.morphology import content_lemmas
 from faq.normalize import normalize
 from faq.onyomi import OnyomiReader
 from faq.postings import ColumnPostings
-from faq.reading import sound_keys, unvoice
+from faq.reading import sound_keys, unvoice, word_sounds
 from faq.store import Faq
 from faq.synonyms import SynonymRewriter
 
@@ -291,11 +291,20 @@ class Matcher:
         if not key:
             return sums
         unvoiced = unvoice(key)
+        words = word_sounds(surface)
         fuzzy = process.cdist([key], self.kw_keys, scorer=fuzz.partial_ratio, dtype=np.float32)[0]
         for k, kw_key in enumerate(self.kw_keys):
-            if kw_key in key or self.kw_surface[k] in surface:
+            if self.kw_surface[k] in surface:
                 strength = 1.0
-            elif len(kw_key) >= UNVOICED_MIN_LEN and self.kw_unvoiced[k] in unvoiced:
+            elif kw_key in key and words.has_word(kw_key) is False:
+                continue  # heard only across words (障害 in 証明書が要る): not this word
+            elif kw_key in key:
+                strength = 1.0
+            elif (
+                len(kw_key) >= UNVOICED_MIN_LEN
+                and self.kw_unvoiced[k] in unvoiced
+                and words.unvoiced().has_word(self.kw_unvoiced[k]) is not False
+            ):
                 strength = UNVOICED_STRENGTH
             elif len(kw_key) >= FUZZY_MIN_LEN and fuzzy[k] >= FUZZY_MIN:
                 strength = ((fuzzy[k] - FUZZY_MIN) / (100.0 - FUZZY_MIN)) ** FUZZY_EXP * 0.8

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import logging
 import re
+from dataclasses import dataclass
 from functools import lru_cache
 
 import pyopenjtalk
@@ -82,6 +83,47 @@ def sudachi_reading(text: str) -> str:
     from faq.morphology import tokenize
 
     return "".join(morpheme_sound(m) for m in tokenize(text))
+
+
+@dataclass(frozen=True)
+class WordSounds:
+    """A text's sound key word by word (Sudachi's short units), with where words start
+    and end in it. A sound found inside the key may straddle two words (障害, ショガイ,
+    in 証明書が要る, ショメショ|ガ|イル); one that starts and ends where words do is a
+    word or a run of words."""
+
+    key: str
+    bounds: frozenset[int]
+
+    def has_word(self, sound: str) -> bool | None:
+        """Whether ``sound`` occurs here from a word's start to a word's end; ``None``
+        when it does not occur at all (this reading differs: nothing to judge by)."""
+        i = self.key.find(sound)
+        if i < 0:
+            return None
+        while i >= 0:
+            if i in self.bounds and i + len(sound) in self.bounds:
+                return True
+            i = self.key.find(sound, i + 1)
+        return False
+
+    def unvoiced(self) -> WordSounds:
+        """The same words with voicing marks dropped (see ``unvoice``)."""
+        return WordSounds(unvoice(self.key), self.bounds)
+
+
+@lru_cache(maxsize=65536)
+def word_sounds(text: str) -> WordSounds:
+    """The sound key of ``text`` built word by word, with the word boundaries in it."""
+    from faq.morphology import tokenize
+
+    parts = [kana_key(morpheme_sound(m)) for m in tokenize(text)]
+    bounds = {0}
+    at = 0
+    for part in parts:
+        at += len(part)
+        bounds.add(at)
+    return WordSounds("".join(parts), frozenset(bounds))
 
 
 def kana_key(kana: str) -> str:

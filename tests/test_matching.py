@@ -14,7 +14,7 @@ from faq.matcher import RECENT_MATCHES, Candidate, Match, Matcher
 from faq.model import Action
 from faq.normalize import normalize
 from faq.onyomi import OnyomiReader
-from faq.reading import sound_key, sound_keys, unvoice
+from faq.reading import sound_key, sound_keys, unvoice, word_sounds
 from voicebot.config import Thresholds
 from voicebot.evaluation import evaluate, predicted_label
 from voicebot.policy import BotAction, decide
@@ -146,6 +146,33 @@ def test_a_keyword_misheard_only_in_voicing_still_counts(understanding, faq):
     assert unvoice("ガザダバパ") == "カサタハハ"
     found, action, score = answers(understanding.matcher, faq, "総則税について教えてください")
     assert (found, action) == ("redirect.national-tax", BotAction.REDIRECT), score
+
+
+def test_word_sounds_know_where_words_start_and_end():
+    """障害 (ショガイ) sounds inside 証明書が要る only across two words; in 障害がある it is
+    a word. A sound the word-by-word reading does not hold is not judged."""
+    across = word_sounds("証明書が要るんです")
+    assert "ショガイ" in across.key
+    assert across.has_word("ショガイ") is False
+    assert across.has_word("ショメショ") is True
+    assert word_sounds("障害があるんです").has_word("ショガイ") is True
+    assert word_sounds("証明書が要るんです").has_word("ゼキン") is None
+
+
+@pytest.mark.parametrize(
+    ("text", "right"),
+    [
+        ("税金をちゃんと納めたという証明書が要るそうなんですが", "cert.tax-payment"),
+        ("ローンの審査で、市税を払ったという証明書が要ると言われまして", "cert.tax-payment"),
+    ],
+)
+def test_a_keyword_heard_only_across_two_words_is_no_evidence(understanding, faq, text, right):
+    """「証明書が要る」 holds the sounds of 障害 (a keyword of the entries on disability)
+    across 証明書 and が要る: that is not the word, and must not carry the question to
+    the income certificate, whose questions say 証明書がいる."""
+    found, action, score = answers(understanding.matcher, faq, text)
+    assert found == right, (found, action, score)
+    assert not (action is BotAction.ANSWER and found != right)
 
 
 def test_an_entry_about_another_tax_than_the_one_named_does_not_win(
