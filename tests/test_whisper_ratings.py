@@ -100,22 +100,30 @@ def test_a_turn_not_answered_is_judged_again_on_what_the_audio_supports(understa
     assert sorted(passes[0]) == sorted({*HINTED, *ASKED}) and len(passes) == 1
 
 
-@pytest.mark.parametrize(
-    ("asked", "hinted_rating"),
-    [
-        (ASKED, 0.3),  # the audio supports both readings alike: none is set aside
-        (("えっと、あのですね", "えっとあのですね"), 0.05),  # what is left answers nothing
-    ],
-)
-def test_the_first_decision_stands_unless_the_supported_readings_answer(
-    understanding, asked, hinted_rating
-):
-    """Only an answer replaces the first decision; otherwise it stands (here a transfer
-    for the staff topic the hinted readings name)."""
-    ratings, _ = counted_ratings(
-        {**dict.fromkeys(HINTED, hinted_rating), **dict.fromkeys(asked, 0.5)}
-    )
-    _, decision = understanding.understand(HINTED[0], (HINTED[1], *asked), 0.9, ratings)
+def test_a_transfer_stands_when_the_audio_supports_its_reading(understanding):
+    """Rated alike without the hint, no reading is set aside: the first decision (a
+    transfer for the staff topic the hinted readings name) stands."""
+    ratings, _ = counted_ratings({**dict.fromkeys(HINTED, 0.3), **dict.fromkeys(ASKED, 0.5)})
+    _, decision = understanding.understand(HINTED[0], (HINTED[1], *ASKED), 0.9, ratings)
+    assert (decision.action.value, decision.faq_id) == ("transfer", "general.my-amount")
+
+
+def test_a_staff_topic_only_the_hint_named_is_not_a_transfer(understanding):
+    """The hinted readings name a staff topic and the audio supports only a filler: the
+    caller is asked again, not handed to staff for a topic never asked."""
+    filler = ("えっと、あのですね", "えっとあのですね")
+    ratings, _ = counted_ratings({**dict.fromkeys(HINTED, 0.05), **dict.fromkeys(filler, 0.5)})
+    _, decision = understanding.understand(HINTED[0], (HINTED[1], *filler), 0.9, ratings)
+    assert decision.action.value == "reprompt", decision
+    assert decision.faq_id != "general.my-amount"
+
+
+def test_a_staff_topic_the_audio_supports_is_still_a_transfer(understanding):
+    """A caller who asks for the staff topic in words the audio supports is handed over
+    even beside a set-aside reading."""
+    own = ("私の住民税、なんでこんなに高いのか計算を見てほしいんです",)
+    ratings, _ = counted_ratings({**dict.fromkeys(own, 0.5), "えっと、えっと": 0.05})
+    _, decision = understanding.understand(own[0], ("えっと、えっと",), 0.9, ratings)
     assert (decision.action.value, decision.faq_id) == ("transfer", "general.my-amount")
 
 

@@ -110,7 +110,14 @@ class Understanding:
         unprompted: Mapping[str, float] | None,
     ) -> tuple[Match, Decision]:
         """The decision on these hypotheses, judged again on the ones the audio supports
-        when it would not be an answer."""
+        when it would not be an answer.
+
+        The new decision is taken when it is an answer, and whatever it is when the first
+        was a transfer for a staff topic that only a set-aside reading named: the hinted
+        decoding writes a staff topic's title (「ご自身の税額の内訳」 for 「固定資産税の納期」)
+        as fluently as an answer's, and a caller handed to staff for a topic never asked
+        waits for a person who cannot help, where a confirmation or a question costs a turn.
+        """
         match, decision = self._understand(text, alternatives, heard_probability, unprompted)
         if not undecided(decision) or not unprompted or not alternatives:
             return match, decision
@@ -118,7 +125,11 @@ class Understanding:
         if supported is None:
             return match, decision
         again = self._understand(supported[0], supported[1:], None, unprompted)
-        return again if again[1].action in DOUBTED_ACTIONS else (match, decision)
+        if again[1].action in DOUBTED_ACTIONS:
+            return again
+        if decision.action is BotAction.TRANSFER and match.text not in supported:
+            return again  # a staff topic only the hint's reading named: not the caller's
+        return match, decision
 
     def _whole_turn(self, texts: Sequence[str]) -> list[str]:
         """The hypotheses that report the whole turn, in order.
@@ -311,7 +322,8 @@ def _audio_supported(texts: Sequence[str], unprompted: Mapping[str, float]) -> l
     clearly asked question from being answered. A hypothesis rated without the hint at
     less than ``SUPPORTED_SHARE`` of the best-rated one is set aside; the rest are judged
     again by the same rules (agreement, probability without the hint), and their
-    decision is taken only when it is an answer. Every hypothesis is rated for this, in
+    decision is taken when it is an answer or the first was a transfer that rested on a
+    set-aside reading (``Understanding._judge``). Every hypothesis is rated for this, in
     one pass, and only for turns that would not be answered.
     """
     rate_all = getattr(unprompted, "rate_all", None)
