@@ -85,7 +85,9 @@ class Understanding:
         a text when it is first looked up. A match too weak for a confirmation is still
         confirmed when all of several hypotheses agree on it (``agreed_topic``), and a
         middling one answered when they agree and the audio supports its words
-        (``_agreed_answer``). A turn that would not be answered is judged once more on
+        (``_agreed_answer``). An answer from a reading the audio alone rates clearly below
+        the first one (``HEARD_BETTER``), which points at another entry, is confirmed
+        instead. A turn that would not be answered is judged once more on
         the hypotheses the audio itself supports (``_audio_supported``), and, when the
         recogniser can, after listening again with a hint of the topics it is near
         (``_listen_for_topics``).
@@ -200,6 +202,15 @@ class Understanding:
             return match, self._agreed_answer(decision, match, matched, unprompted)
         if decision.action not in DOUBTED_ACTIONS or decision.faq_id is None:
             return match, decision  # nothing a doubt about the hearing would change
+        if (
+            match.text != text
+            and matched[0].top is not None
+            and matched[0].top.faq_id != decision.faq_id
+            and _heard_better(text, match.text, unprompted)
+        ):
+            # The reading answered fits the FAQ better, but the first one, which the audio
+            # itself supports clearly better, points at another entry: ask, not answer.
+            return match, replace(decision, action=BotAction.CONFIRM)
         if unprompted and match.text in unprompted:
             agreement = _agreement(decision, matched)
             return match, doubt_unsure_hearing(
