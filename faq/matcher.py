@@ -296,9 +296,9 @@ class Matcher:
         for k, kw_key in enumerate(self.kw_keys):
             if self.kw_surface[k] in surface:
                 strength = 1.0
-            elif kw_key in key and words.has_word(kw_key) is False:
-                continue  # heard only across words (障害 in 証明書が要る): not this word
             elif kw_key in key:
+                if words.has_word(kw_key) is False:
+                    continue  # heard only across words (障害 in 証明書が要る): not this word
                 strength = 1.0
             elif (
                 len(kw_key) >= UNVOICED_MIN_LEN

@@ -78,11 +78,17 @@ def morpheme_sound(m: Morpheme) -> str:
     return m.reading_form() or m.surface()
 
 
-def sudachi_reading(text: str) -> str:
-    """Katakana reading by SudachiPy's short units (unknown compounds read by their parts)."""
+@lru_cache(maxsize=65536)
+def word_readings(text: str) -> tuple[str, ...]:
+    """Katakana reading of each of SudachiPy's short units of ``text``, in order."""
     from faq.morphology import tokenize
 
-    return "".join(morpheme_sound(m) for m in tokenize(text))
+    return tuple(morpheme_sound(m) for m in tokenize(text))
+
+
+def sudachi_reading(text: str) -> str:
+    """Katakana reading by SudachiPy's short units (unknown compounds read by their parts)."""
+    return "".join(word_readings(text))
 
 
 @dataclass(frozen=True)
@@ -115,9 +121,7 @@ class WordSounds:
 @lru_cache(maxsize=65536)
 def word_sounds(text: str) -> WordSounds:
     """The sound key of ``text`` built word by word, with the word boundaries in it."""
-    from faq.morphology import tokenize
-
-    parts = [kana_key(morpheme_sound(m)) for m in tokenize(text)]
+    parts = [kana_key(reading) for reading in word_readings(text)]
     bounds = {0}
     at = 0
     for part in parts:

@@ -172,7 +172,6 @@ def test_a_keyword_heard_only_across_two_words_is_no_evidence(understanding, faq
     the income certificate, whose questions say 証明書がいる."""
     found, action, score = answers(understanding.matcher, faq, text)
     assert found == right, (found, action, score)
-    assert not (action is BotAction.ANSWER and found != right)
 
 
 def test_an_entry_about_another_tax_than_the_one_named_does_not_win(
