@@ -19,9 +19,12 @@ So many settings are compared on the same recognitions in seconds.
 shipped decodings (``SHIPPED``) leave unanswered, the understanding asks for a second
 decoding after a hint of the topics the turn is near, exactly as a lone call does; the
 hint, what was heard and its probability without the hint are kept in the dump, and
-``replay`` uses them for the shipped combination (``--no-listening`` leaves them out):
+``replay`` uses them (``--no-listening`` leaves them out). ``--combo`` listens to the
+clips another combination leaves unanswered, beside the ones already kept; a combination
+replayed without its own listenings hears nothing new where it asks for another hint:
 
     python bench/asr_cost.py listen /tmp/val-cost.json --fixtures /tmp/val-audio
+    python bench/asr_cost.py listen /tmp/val-cost.json --fixtures /tmp/val-audio --combo NAME
 
 CPU is process time (user + system) around each step, one CTranslate2 thread: the
 machine's other work does not count, but a busy machine still slows memory and caches.
@@ -94,6 +97,11 @@ COMBOS: dict[str, tuple[tuple[str, int], ...]] = {
     "t160b2+cat-b2+none-b2": (("titles160", 2), ("categories80", 2), ("none", 2)),
     "t120b3+cat-b2+none-b2": (("titles120", 3), ("categories80", 2), ("none", 2)),
     "t80b3+cat-b2+none-b2": (("titles80", 3), ("categories80", 2), ("none", 2)),
+    # no titles hint: the category hint first, the topic hint only when listening again
+    "cat-b3+none-b2": (("categories80", 3), ("none", 2)),
+    "cat-b2+none-b2": (("categories80", 2), ("none", 2)),
+    "cat-b3+none-b3": (("categories80", 3), ("none", 3)),
+    "none-b3+cat-b2": (("none", 3), ("categories80", 2)),
 }
 
 
@@ -233,24 +241,29 @@ def listen(args: argparse.Namespace) -> dict:
     rec = WhisperRecognizer(n_best=Settings().asr.n_best)
     rec.load()
     clips = json.loads(args.dump.read_text(encoding="utf-8"))
+    kinds = COMBOS[args.combo]
     listened_to, cpu = 0, []
     for i, clip in enumerate(clips):
-        clip.pop("listened", None)
-        decision, distinct = decide(understanding, clip, COMBOS[SHIPPED], listening=False)
+        if args.combo == SHIPPED:
+            clip.pop("listened", None)
+        if any(f"{h}/{b}" not in clip["decodings"] for h, b in kinds):
+            continue  # this part of the dump was recorded without one of the kinds
+        decision, distinct = decide(understanding, clip, kinds, listening=False)
         if not undecided(decision):  # the bot listens again to these only
             continue
         wav = read_wav(args.fixtures / clip["file"])
         audio = rec._audio(resample(wav.samples, wav.sample_rate, 16000))
         encoded = rec._encode(audio)
         ratings, found = live_evidence(rec, encoded, len(audio), clip["unprompted"], distinct)
-        text, alternatives, confidence = heard_in(clip, COMBOS[SHIPPED])
+        text, alternatives, confidence = heard_in(clip, kinds)
         understanding.understand(text, alternatives, confidence, ratings)
         for hint, entry in found.items():
             texts = ratings.listen_again(hint)
             entry["heard"] = list(texts)
             entry["unprompted"] = {t: ratings[t] for t in texts}
             cpu.append(entry["cpu_ms"])
-        clip["listened"] = found
+        # hints are keyed by their text: another combination's listenings stay beside these
+        clip["listened"] = {**clip.get("listened", {}), **found}
         listened_to += 1
         print(i, clip["file"], file=sys.stderr, flush=True)
     rec.close()
@@ -386,13 +399,15 @@ def decide(understanding, clip: dict, kinds, listening: bool = True) -> tuple:
     """The policy's decision on ``kinds``' recorded decodings of ``clip``, and their texts.
 
     With ``listening`` and a second listening recorded for the clip (``listen``), the
-    understanding may listen again as on the live recogniser (shipped combination only).
+    understanding may listen again as on the live recogniser (what ``listen`` did not
+    record for this combination is heard as nothing new).
     """
     text, alternatives, confidence = heard_in(clip, kinds)
     distinct = [t for t in (text, *alternatives) if t]
-    unprompted: Mapping[str, float] = {t: clip["unprompted"][t] for t in distinct}
-    if listening and "listened" in clip and tuple(kinds) == COMBOS[SHIPPED]:
-        unprompted = RecordedListening(dict(unprompted), clip["listened"])
+    unprompted = RecordedListening(
+        {t: clip["unprompted"][t] for t in distinct},
+        clip.get("listened", {}) if listening else {},
+    )
     _, decision = understanding.understand(text, alternatives, confidence, unprompted)
     return decision, distinct
 
@@ -442,6 +457,13 @@ def main() -> int:
     )
     lis.add_argument("dump", type=Path, help="JSON written by record (rewritten in place)")
     lis.add_argument("--fixtures", type=Path, default=FIXTURES, help="folder with manifest.tsv")
+    lis.add_argument(
+        "--combo",
+        choices=list(COMBOS),
+        default=SHIPPED,
+        help="the combination whose undecided clips are listened to again; another than "
+        f"{SHIPPED} adds its listenings beside the ones already recorded",
+    )
     args = parser.parse_args()
     commands = {"record": record, "replay": replay, "listen": listen}
     result = commands[args.command](args)
