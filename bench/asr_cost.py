@@ -184,9 +184,12 @@ class RecordedListening(Mapping[str, float]):
     """A clip's probabilities without the hint, with its second listening as recorded by
     ``listen``: the understanding sees what it saw on the live recogniser."""
 
-    def __init__(self, ratings: dict[str, float], listened: dict[str, dict]):
+    def __init__(
+        self, ratings: dict[str, float], listened: dict[str, dict], plain: str | None = None
+    ):
         self._ratings = dict(ratings)
         self._listened = listened
+        self.plain = plain  # the first reading of the decoding with no hint, as live
 
     def __getitem__(self, text: str) -> float:
         return self._ratings[text]
@@ -404,9 +407,15 @@ def decide(understanding, clip: dict, kinds, listening: bool = True) -> tuple:
     """
     text, alternatives, confidence = heard_in(clip, kinds)
     distinct = [t for t in (text, *alternatives) if t]
+    plain = None  # the first reading of the first decoding with no hint
+    for hint, beam in kinds:
+        heard = clip["decodings"][f"{hint}/{beam}"]["heard"]
+        if hint == "none" and heard and plain is None:
+            plain = heard[0][0]
     unprompted = RecordedListening(
         {t: clip["unprompted"][t] for t in distinct},
         clip.get("listened", {}) if listening else {},
+        plain if plain in distinct else None,
     )
     _, decision = understanding.understand(text, alternatives, confidence, unprompted)
     return decision, distinct

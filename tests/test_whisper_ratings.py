@@ -15,7 +15,7 @@ from voicebot.asr.whisper import (
     faq_vocabulary_prompt,
 )
 from voicebot.resample import resample
-from voicebot.understanding import HEARD_BETTER
+from voicebot.understanding import HEARD_BETTER, PLAIN_SHARE
 from voicebot.wavfile import read_wav
 
 
@@ -80,15 +80,18 @@ ASKED = ("固定資産税は年に何回に分けて払うんですか", "固定
 HINTED = ("ご自身の税額の内訳を払うんでしたっけ", "ご自身の税額の内訳、払うんでしたっけ?")
 
 
-def counted_ratings(probabilities: dict[str, float]) -> tuple[HintFreeRatings, list[list[str]]]:
-    """Ratings whose passes are recorded (each pass: the texts it rated)."""
+def counted_ratings(
+    probabilities: dict[str, float], plain: str | None = None
+) -> tuple[HintFreeRatings, list[list[str]]]:
+    """Ratings whose passes are recorded (each pass: the texts it rated); ``plain`` is
+    the reading of the decoding with no hint."""
     passes: list[list[str]] = []
 
     def rate(hypotheses):
         passes.append([text for text, _, _ in hypotheses])
         return {text: probabilities[text] for text, _, _ in hypotheses}
 
-    return HintFreeRatings({t: (1, 2, 3) for t in probabilities}, rate), passes
+    return HintFreeRatings({t: (1, 2, 3) for t in probabilities}, rate, plain=plain), passes
 
 
 def test_a_turn_not_answered_is_judged_again_on_what_the_audio_supports(understanding):
@@ -151,6 +154,76 @@ def test_an_answer_from_a_reading_the_audio_supports_less_is_confirmed(
     assert understanding.match(GARBLED_FIRST).top.faq_id != "keiji.overview"
     assert match.text == FLUENT_OTHER
     assert (decision.action.value, decision.faq_id) == (action, "keiji.overview")
+
+
+# Hinted decodings write the certificate's title, found by most readings; the decoding
+# with no hint writes the caller's garbled words, which point at a lost payment slip.
+HINTED_TITLE = (
+    "納税証明書を、もう一度送ってもらえませんか",
+    "納税証明書、もう一回送ってもらえません？",
+    "納税証明書をもう一度送ってもらえませんか",
+)
+PLAIN_GARBLED = "ノーフ層が、どっかいっちゃってもう一回送ってもらえませんか"
+
+
+@pytest.mark.parametrize(
+    ("plain_rating", "action"),
+    [(0.65, "confirm"), (0.45, "answer")],
+    ids=["plain-heard-far-better", "plain-heard-a-little-better"],
+)
+def test_an_answer_the_plain_reading_disagrees_with_is_confirmed(
+    understanding, plain_rating, action
+):
+    """The hinted readings agree on the tax certificate and the audio supports them
+    enough to answer; the reading decoded with no hint points elsewhere. Rated more
+    than 1 / ``PLAIN_SHARE`` times as probable, it turns the answer into a question;
+    rated a little higher, it does not."""
+    hinted = 0.3
+    assert (hinted < PLAIN_SHARE * plain_rating) == (action == "confirm")
+    assert understanding.match(PLAIN_GARBLED).top.faq_id != "cert.tax-payment"
+    ratings, _ = counted_ratings(
+        {**dict.fromkeys(HINTED_TITLE, hinted), PLAIN_GARBLED: plain_rating}, plain=PLAIN_GARBLED
+    )
+    match, decision = understanding.understand(
+        HINTED_TITLE[0], (*HINTED_TITLE[1:], PLAIN_GARBLED), 0.9, ratings
+    )
+    assert match.text in HINTED_TITLE
+    assert (decision.action.value, decision.faq_id) == (action, "cert.tax-payment")
+
+
+def test_without_a_plain_reading_the_hinted_readings_are_answered(understanding):
+    """Under load there is no decoding without a hint: nothing to compare with."""
+    ratings, _ = counted_ratings({**dict.fromkeys(HINTED_TITLE, 0.3), PLAIN_GARBLED: 0.65})
+    _, decision = understanding.understand(
+        HINTED_TITLE[0], (*HINTED_TITLE[1:], PLAIN_GARBLED), 0.9, ratings
+    )
+    assert (decision.action.value, decision.faq_id) == ("answer", "cert.tax-payment")
+
+
+def test_the_plain_reading_is_rated_only_when_the_answer_is_rated_low(understanding):
+    """No rating exceeds 1: an answered reading rated at least ``PLAIN_SHARE`` cannot be
+    below that share of the plain one, so the plain one costs no pass."""
+    ratings, passes = counted_ratings(
+        {**dict.fromkeys(HINTED_TITLE, PLAIN_SHARE), PLAIN_GARBLED: 1.0}, plain=PLAIN_GARBLED
+    )
+    _, decision = understanding.understand(
+        HINTED_TITLE[0], (*HINTED_TITLE[1:], PLAIN_GARBLED), 0.9, ratings
+    )
+    assert (decision.action.value, decision.faq_id) == ("answer", "cert.tax-payment")
+    assert PLAIN_GARBLED not in {text for rated in passes for text in rated}
+
+
+def test_the_recogniser_names_its_plain_reading(recognizer):
+    """The reading offered as plain is the first of the decoding made with no hint: the
+    same audio decoded alone with no hint, at the extra decodings' beam, gives it."""
+    transcript = heard(recognizer, "jf_alpha/010.wav")
+    plain_only = WhisperRecognizer(beam_size=recognizer.busy_beam_size)
+    try:
+        alone = heard(plain_only, "jf_alpha/010.wav")
+    finally:
+        plain_only.close()
+    assert transcript.unprompted.plain == alone.text
+    assert alone.text in transcript.unprompted
 
 
 def test_rating_every_hypothesis_may_fail_without_ending_the_turn(understanding):

@@ -35,6 +35,11 @@ SUPPORTED_SHARE = 0.4
 # audio alone rates it this much higher (see ``Understanding._best``). Chosen on the
 # validation audio (tests/data/eval/CONSTANTS.md).
 HEARD_BETTER = 0.1
+# An answer whose reading the audio alone rates below this share of the reading decoded
+# with no hint, when that one points at another entry, is confirmed (see
+# ``Understanding._plain_reading_disagrees``). Chosen on the validation audio
+# (tests/data/eval/CONSTANTS.md).
+PLAIN_SHARE = 0.6
 # A hypothesis shorter than this share of the median hypothesis length (of at least
 # TRUNCATED_MIN_READINGS) is a decoding that stopped early (see
 # ``Understanding._whole_turn``). Chosen on the earlier held-out audio
@@ -81,15 +86,17 @@ class Understanding:
         ``unprompted`` (Whisper) gives each hypothesis' probability without the vocabulary
         hint; with it, the hypothesis chosen is judged by its own probability and by how
         many hypotheses point at the same entry. It is looked up only for an answer (the
-        only decision it can change), and only for the chosen text: the recogniser rates
-        a text when it is first looked up. A match too weak for a confirmation is still
-        confirmed when all of several hypotheses agree on it (``agreed_topic``), and a
-        middling one answered when they agree and the audio supports its words
-        (``_agreed_answer``). An answer from a reading the audio alone rates clearly below
-        the first one (``HEARD_BETTER``), which points at another entry, is confirmed
-        instead. A turn that would not be answered is judged once more on
-        the hypotheses the audio itself supports (``_audio_supported``), and, when the
-        recogniser can, after listening again with a hint of the topics it is near
+        only decision it can change), and only for the chosen text (and, when that is
+        rated low, the reading decoded with no hint): the recogniser rates a text when it
+        is first looked up. A match too weak for a confirmation is still confirmed when
+        all of several hypotheses agree on it (``agreed_topic``), and a middling one
+        answered when they agree and the audio supports its words (``_agreed_answer``).
+        An answer from a reading the audio alone rates clearly below the first one
+        (``HEARD_BETTER``), or far below the reading decoded with no hint
+        (``PLAIN_SHARE``), when that one points at another entry, is confirmed instead. A
+        turn that would not be answered is judged once more on the hypotheses the audio
+        itself supports (``_audio_supported``), and, when the recogniser can, after
+        listening again with a hint of the topics it is near
         (``_listen_for_topics``).
         """
         readings = self._whole_turn([text, *alternatives])
@@ -211,6 +218,8 @@ class Understanding:
             # The reading answered fits the FAQ better, but the first one, which the audio
             # itself supports clearly better, points at another entry: ask, not answer.
             return match, replace(decision, action=BotAction.CONFIRM)
+        if self._plain_reading_disagrees(decision, match, matched, unprompted):
+            return match, replace(decision, action=BotAction.CONFIRM)
         if unprompted and match.text in unprompted:
             agreement = _agreement(decision, matched)
             return match, doubt_unsure_hearing(
@@ -258,6 +267,36 @@ class Understanding:
             ):
                 best = alt_match, decide(alt_match, self.faq, self.settings.thresholds)
         return *best, matched
+
+    def _plain_reading_disagrees(
+        self,
+        decision: Decision,
+        match: Match,
+        matched: Sequence[Match],
+        unprompted: Mapping[str, float] | None,
+    ) -> bool:
+        """Whether the reading decoded with no hint, which the audio alone supports far
+        better than the one answered, points at another entry (or at none).
+
+        A hint writes its own words over unclear audio: 「納付書をなくしちゃった」 came out
+        of both hinted decodings as the first title of their hints, 「納税証明書」, and
+        found by most readings it was answered as the tax certificate. The decoding with
+        no hint wrote 「脳不想なくしちゃった」: garbled, but the audio alone rated it more
+        than twice as probable, and it pointed at a lost payment slip. When the answered
+        reading is rated below ``PLAIN_SHARE`` of that plain one and the two disagree, the
+        answer is asked about first. Only a reading rated below ``PLAIN_SHARE`` can be
+        (no rating exceeds 1), so the plain reading is rated only then.
+        """
+        plain = getattr(unprompted, "plain", None)
+        if not unprompted or not plain or plain == match.text or match.text not in unprompted:
+            return False
+        plain_match = next((m for m in matched if m.text == plain), None)
+        if plain_match is None or plain not in unprompted:
+            return False  # not among the readings judged (set aside as cut short)
+        mine = unprompted[match.text]
+        if mine >= PLAIN_SHARE or mine >= PLAIN_SHARE * unprompted[plain]:
+            return False
+        return plain_match.top is None or plain_match.top.faq_id != decision.faq_id
 
     def _agreed_answer(
         self,

@@ -276,13 +276,20 @@ class WhisperRecognizer:
             )
             more_heard = extra.result() if extra else []
             _check(stop)
+            plain = (
+                next((h[0] for h in heard[:1] if h[0]), None) if not self.initial_prompt else None
+            )
             for prompt, more in zip(extras, more_heard, strict=True):
-                heard += self._not_echoes(more, prompt)
+                kept = self._not_echoes(more, prompt)
+                if prompt is None and plain is None and kept and kept[0][0]:
+                    plain = kept[0][0]
+                heard += kept
             unprompted = HintFreeRatings(
                 {text: ids for text, _, ids in heard if text and ids},
                 lambda chosen: self._unprompted(encoded, chosen, len(audio)),
                 # decoding again with a topic hint only while the recogniser is free
                 (lambda hint: self._decode(encoded, hint, extra_beam, max_new)) if extras else None,
+                plain=plain,
             )
         except RecognitionCancelled:
             raise
@@ -464,8 +471,12 @@ class HintFreeRatings(Mapping[str, float]):
         hypotheses: Mapping[str, Sequence[int]],
         rate: Callable[[list[Hypothesis]], dict[str, float]],
         decode: Callable[[str], list[Hypothesis]] | None = None,
+        plain: str | None = None,
     ):
         self._ids = {text: tuple(ids) for text, ids in hypotheses.items()}
+        # the first reading of the decoding with no hint, when one was made: what the
+        # audio says with nothing put in its mouth
+        self.plain = plain if plain in self._ids else None
         self._rate = rate
         self._decode = decode
         self._rated: dict[str, float] = {}
