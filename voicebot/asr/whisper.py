@@ -276,14 +276,12 @@ class WhisperRecognizer:
             )
             more_heard = extra.result() if extra else []
             _check(stop)
-            plain = (
-                next((h[0] for h in heard[:1] if h[0]), None) if not self.initial_prompt else None
-            )
+            decodings = [(self.initial_prompt, heard)]
             for prompt, more in zip(extras, more_heard, strict=True):
-                kept = self._not_echoes(more, prompt)
-                if prompt is None and plain is None and kept and kept[0][0]:
-                    plain = kept[0][0]
-                heard += kept
+                decodings.append((prompt, self._not_echoes(more, prompt)))
+            heard = [h for _, readings in decodings for h in readings]
+            # the first reading of the first decoding made with no hint, if there was one
+            plain = next((r[0][0] for p, r in decodings if not p and r and r[0][0]), None)
             unprompted = HintFreeRatings(
                 {text: ids for text, _, ids in heard if text and ids},
                 lambda chosen: self._unprompted(encoded, chosen, len(audio)),
@@ -455,9 +453,10 @@ class WhisperRecognizer:
 class HintFreeRatings(Mapping[str, float]):
     """Each hypothesis' probability without the vocabulary hint, rated when first asked for.
 
-    An answer looks up one text, the hypothesis it chose; a turn that would not be
-    answered (a confirmation, a choice, asking again) has every hypothesis rated, in one
-    batched pass (``rate_all``), to judge it again on the ones the audio supports; a
+    An answer looks up one text, the hypothesis it chose (and, when that one is rated
+    low, ``plain``, the first reading of the decoding with no hint); a turn that would
+    not be answered (a confirmation, a choice, asking again) has every hypothesis rated,
+    in one batched pass (``rate_all``), to judge it again on the ones the audio supports; a
     request about the call looks up none. Rating every hypothesis right after decoding
     cost a forced pass per distinct text (4-6 of them while the recogniser is free) on
     every turn; rated on demand, most turns pay for one short pass, or none. The pass
