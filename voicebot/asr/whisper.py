@@ -262,26 +262,7 @@ class WhisperRecognizer:
         try:
             encoded = self._encode(audio)
             _check(stop)
-            # The extra decodings run beside the main one, on the model's spare replica.
-            extra = (
-                self._extra_executor.submit(
-                    self._decode_each, encoded, extras, extra_beam, max_new, stop
-                )
-                if extras
-                else None
-            )
-            heard = self._not_echoes(
-                self._decode(encoded, self.initial_prompt, beam_size, max_new),
-                self.initial_prompt,
-            )
-            more_heard = extra.result() if extra else []
-            _check(stop)
-            decodings = [(self.initial_prompt, heard)]
-            for prompt, more in zip(extras, more_heard, strict=True):
-                decodings.append((prompt, self._not_echoes(more, prompt)))
-            heard = [h for _, readings in decodings for h in readings]
-            # the first reading of the first decoding made with no hint, if there was one
-            plain = next((r[0][0] for p, r in decodings if not p and r and r[0][0]), None)
+            heard, plain = self._decode_all(encoded, extras, beam_size, extra_beam, max_new, stop)
             unprompted = HintFreeRatings(
                 {text: ids for text, _, ids in heard if text and ids},
                 lambda chosen: self._unprompted(encoded, chosen, len(audio)),
@@ -303,6 +284,35 @@ class WhisperRecognizer:
             confidence=confidence,
             unprompted=unprompted,
         )
+
+    def _decode_all(
+        self,
+        encoded: object,
+        extras: Sequence[str | None],
+        beam_size: int,
+        extra_beam: int,
+        max_new: int,
+        stop: threading.Event,
+    ) -> tuple[list[Hypothesis], str | None]:
+        """The hypotheses of the main decoding and the extra ones that report the audio,
+        main first, and the plain reading: the first of the first decoding made with no
+        hint (None when every decoding had one)."""
+        # The extra decodings run beside the main one, on the model's spare replica.
+        extra = (
+            self._extra_executor.submit(
+                self._decode_each, encoded, extras, extra_beam, max_new, stop
+            )
+            if extras
+            else None
+        )
+        main = self._decode(encoded, self.initial_prompt, beam_size, max_new)
+        more = extra.result() if extra else []
+        _check(stop)
+        decodings = [(self.initial_prompt, main), *zip(extras, more, strict=True)]
+        kept = [(prompt, self._not_echoes(found, prompt)) for prompt, found in decodings]
+        heard = [h for _, readings in kept for h in readings]
+        plain = next((r[0][0] for prompt, r in kept if not prompt and r and r[0][0]), None)
+        return heard, plain
 
     def rate_without_hint(self, samples: np.ndarray, texts: Sequence[str]) -> dict[str, float]:
         """How probable the audio (int16 mono 16 kHz) makes each text with no hint before
