@@ -189,7 +189,8 @@ class RecordedListening(Mapping[str, float]):
     ):
         self._ratings = dict(ratings)
         self._listened = listened
-        self.plain = plain  # the first reading of the decoding with no hint, as live
+        # the first reading of the decoding with no hint, when it is a hypothesis, as live
+        self.plain = plain if plain in self._ratings else None
 
     def __getitem__(self, text: str) -> float:
         return self._ratings[text]
@@ -415,7 +416,7 @@ def decide(understanding, clip: dict, kinds, listening: bool = True) -> tuple:
     unprompted = RecordedListening(
         {t: clip["unprompted"][t] for t in distinct},
         clip.get("listened", {}) if listening else {},
-        plain if plain in distinct else None,
+        plain,
     )
     _, decision = understanding.understand(text, alternatives, confidence, unprompted)
     return decision, distinct

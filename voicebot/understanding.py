@@ -287,11 +287,11 @@ class Understanding:
         answer is asked about first. Only a reading rated below ``PLAIN_SHARE`` can be
         (no rating exceeds 1), so the plain reading is rated only then.
         """
-        plain = getattr(unprompted, "plain", None)
-        if not unprompted or not plain or plain == match.text or match.text not in unprompted:
+        plain = getattr(unprompted, "plain", None)  # always one of its hypotheses
+        if unprompted is None or not plain or plain == match.text or match.text not in unprompted:
             return False
         plain_match = next((m for m in matched if m.text == plain), None)
-        if plain_match is None or plain not in unprompted:
+        if plain_match is None:
             return False  # not among the readings judged (set aside as cut short)
         mine = unprompted[match.text]
         if mine >= PLAIN_SHARE or mine >= PLAIN_SHARE * unprompted[plain]:
