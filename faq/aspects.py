@@ -144,6 +144,30 @@ def taxes_named(surface: str) -> frozenset[str]:
     return frozenset(subjects(surface))
 
 
+# Charges callers pay that are not city taxes: the water works, utilities, nursery fees and
+# the like. A question about paying one of them shares every word with a tax payment
+# question but its subject (水道料金をコンビニで, 保育料の口座振替), and the tax line has
+# no answer for it. Compiled from what a city collects besides its taxes, not from any
+# caller's words. Only paying them is ruled out: a certificate asked for a nursery's fee
+# (保育料の手続きに所得の証明が要る) is still a question for the tax line.
+OTHER_CHARGES = re.compile(
+    r"(?:上下水道|下水道|水道|ガス|電気|電話|携帯)(?:の)?(?:料金|代|使用料)|"
+    r"保育料|給食費|受信料|(?:駐車|駐輪)(?:場)?(?:料金|代)"
+)
+PAYING = re.compile(r"払|納|決済|振替|振り替え|引き?落と|督促|滞納")
+
+
+def pays_other_charge(surface: str) -> bool:
+    """Whether the text asks about paying a charge that is not a tax: one of
+    ``OTHER_CHARGES`` is named with a word of paying, and no tax is named (「水道料金と
+    住民税」 is still a tax question, and so is any text with 税 in it)."""
+    return (
+        "税" not in surface
+        and OTHER_CHARGES.search(surface) is not None
+        and PAYING.search(surface) is not None
+    )
+
+
 def aspects(text: str, key: str = "") -> list[str]:
     """Aspect and subject names present in (normalised) ``text``, each once."""
     found = [name for name, pattern in ASPECT_PATTERNS.items() if pattern.search(text)]

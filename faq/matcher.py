@@ -29,7 +29,7 @@ from dataclasses import dataclass, field
 import numpy as np
 from rapidfuzz import fuzz, process
 
-from faq.aspects import aspects, subjects, taxes_named
+from faq.aspects import aspects, pays_other_charge, subjects, taxes_named
 from faq.heard import HeardQuestion, load_heard
 from faq.intents import ControlMatch, find_control
 from faq.model import Action
@@ -59,7 +59,8 @@ UNVOICED_STRENGTH = 0.5
 # An entry whose title names one tax (住民税の納期) is about that tax only: when the caller
 # names taxes outright and not that one (法人の市民税の納期), its score is scaled by this.
 # Shared words and question aspects otherwise let the entry win on everything but the
-# subject. Entries whose titles name no tax (納付方法, 証明書の手数料) are never scaled.
+# subject. Entries whose titles name no tax (納付方法, 証明書の手数料) are never scaled;
+# a question about paying a charge that is not a tax (水道料金) matches no entry at all.
 SUBJECT_CONFLICT = 0.7
 
 
@@ -104,6 +105,8 @@ class Match:
     candidates: list[Candidate]
     control: ControlMatch | None = None
     features: dict[str, float] = field(default_factory=dict)
+    # It asks about something no entry is for: paying a charge that is not a tax.
+    outside: bool = False
 
     @property
     def top(self) -> Candidate | None:
@@ -327,6 +330,8 @@ class Matcher:
         raw = self._raw(surface, keys[0], exclude_doc)
         for key in keys[1:]:
             raw = np.maximum(raw, self._raw(surface, key, exclude_doc))
+        if pays_other_charge(surface):  # outside the FAQ, however near its words are
+            return np.zeros_like(raw)
         named = taxes_named(surface)
         if named:
             for ei, own in enumerate(self.entry_subjects):
@@ -407,4 +412,5 @@ class Matcher:
             key=keys[0],
             candidates=self.rank(raw, top_k),
             control=find_control(text),
+            outside=pays_other_charge(surface),
         )

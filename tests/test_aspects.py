@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from faq.aspects import aspects, subjects, taxes_named
+from faq.aspects import aspects, pays_other_charge, subjects, taxes_named
 from faq.normalize import normalize
 from faq.reading import sound_key
 
@@ -65,3 +65,21 @@ def test_a_procedure_names_no_tax_of_its_own():
     assert taxes_named(normalize("確定申告をしたら住民税の通知は")) == {"juminzei"}
     assert taxes_named(normalize("税務署で確定申告します")) == frozenset()
     assert taxes_named(normalize("所得税の申告")) == {"national"}
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("ガス代を口座振替にしたいんですが", True),
+        ("保育料の納付書をなくしてしまって", True),
+        ("電気料金はコンビニで払えますか", True),
+        ("下水道使用料の引き落としの日はいつ", True),
+        # naming a tax makes it a tax question, whatever else is named
+        ("上下水道料金と固定資産税をまとめて払いたい", False),
+        # a charge named without paying it: a certificate for the nursery is a tax matter
+        ("保育料の手続きに所得の証明が要るんですが", False),
+        ("コンビニで払えますか", False),
+    ],
+)
+def test_paying_a_charge_that_is_not_a_tax(text, expected):
+    assert pays_other_charge(normalize(text)) is expected

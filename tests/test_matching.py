@@ -174,6 +174,39 @@ def test_a_keyword_heard_only_across_two_words_is_no_evidence(understanding, faq
     assert found == right, (found, action, score)
 
 
+@pytest.mark.parametrize(
+    ("charge", "tax"),
+    [
+        ("ガス代を口座振替にしたいんですが", "市税を口座振替にしたいんですが"),
+        ("保育料の納付書をなくしてしまって", "住民税の納付書をなくしてしまって"),
+        ("電気料金はスマホ決済で払えますか", "固定資産税はスマホ決済で払えますか"),
+    ],
+)
+def test_paying_a_charge_that_is_not_a_tax_is_not_answered(understanding, charge, tax):
+    """A question about paying the gas, a nursery's fee or electricity shares every word but
+    its subject with a tax payment question; the tax line's answer would be a wrong one.
+    The same question about a tax is answered."""
+    _, about_tax = understanding.understand(tax)
+    assert about_tax.action is BotAction.ANSWER, about_tax
+    match, about_charge = understanding.understand(charge)
+    assert about_charge.action not in (BotAction.ANSWER, BotAction.CONFIRM, BotAction.CHOOSE)
+    assert match.top is None or match.top.score < 0.2
+
+
+def test_a_charge_that_is_not_a_tax_in_any_reading_is_not_answered_from_another(understanding):
+    """The recogniser wrote 「ガス台」 in one reading and 「ガス代」 in another: the garbled
+    one alone is a question about paying at a convenience store, but the turn asks about
+    the gas bill, which the tax line has no answer for. A request for staff in it is still
+    one."""
+    garbled = "ガス台をコンビニで払えますか"
+    _, alone = understanding.understand(garbled)
+    assert alone.action is BotAction.ANSWER  # what the rule is there to stop
+    _, decision = understanding.understand(garbled, ["ガス代をコンビニで払えますか"])
+    assert decision.action is BotAction.REPROMPT and decision.faq_id is None
+    _, request = understanding.understand("ガス代の払い方、担当の人に代わってください")
+    assert (request.action, request.intent) == (BotAction.TRANSFER, "operator")
+
+
 def test_an_entry_about_another_tax_than_the_one_named_does_not_win(
     understanding, faq, monkeypatch
 ):

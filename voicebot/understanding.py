@@ -97,12 +97,19 @@ class Understanding:
         turn that would not be answered is judged once more on the hypotheses the audio
         itself supports (``_audio_supported``), and, when the recogniser can, after
         listening again with a hint of the topics it is near
-        (``_listen_for_topics``).
+        (``_listen_for_topics``). A turn any reading of which asks about paying a charge
+        that is not a tax (``Match.outside``) is not answered from another reading.
         """
         readings = self._whole_turn([text, *alternatives])
         if readings[0] != text:
             heard_probability = None  # it was the dropped reading's
         text, alternatives = readings[0], tuple(readings[1:])
+        matches = [self.matcher.match(r) for r in readings]
+        outside = next((m for m in matches if m.outside), None)
+        if outside is not None and all(m.control is None for m in matches):
+            # 「水道料金をコンビニで」: whatever another reading matches, the caller asked
+            # about something the FAQ is not for (a request for staff is still one).
+            return outside, decide(outside, self.faq, self.settings.thresholds)
         match, decision = self._judge(text, alternatives, heard_probability, unprompted)
         if not undecided(decision) or unprompted is None:
             return match, decision
