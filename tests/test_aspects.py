@@ -61,6 +61,21 @@ def test_asking_about_money_is_the_cost_aspect(text):
     assert "cost" in aspects(normalize(text))
 
 
+@pytest.mark.parametrize(
+    ("text", "exempt"),
+    [
+        ("パートの妻には住民税はかからないんですか", True),
+        ("年金だけなら住民税はかかりませんよね", True),
+        ("学生のうちは税金を納めなくていいの", True),
+        ("非課税世帯かどうか知りたい", True),
+        ("住民税はどういう人にかかるんですか", False),  # what the tax is, not exemption
+        ("固定資産税はいつ払えばいいですか", False),
+    ],
+)
+def test_asking_whether_a_tax_applies_at_all_is_the_exempt_aspect(text, exempt):
+    assert ("exempt" in aspects(normalize(text))) is exempt
+
+
 def test_a_procedure_names_no_tax_of_its_own():
     assert taxes_named(normalize("確定申告をしたら住民税の通知は")) == {"juminzei"}
     assert taxes_named(normalize("税務署で確定申告します")) == frozenset()
