@@ -108,7 +108,8 @@ class Understanding:
         outside = next((m for m in matches if m.outside), None)
         if outside is not None and all(m.control is None for m in matches):
             # 「水道料金をコンビニで」: whatever another reading matches, the caller asked
-            # about something the FAQ is not for (a request for staff is still one).
+            # about something the FAQ is not for (a request about the call itself, for
+            # staff or a repeat, is still taken as one).
             return outside, decide(outside, self.faq, self.settings.thresholds)
         match, decision = self._judge(text, alternatives, heard_probability, unprompted)
         if not undecided(decision) or unprompted is None:
