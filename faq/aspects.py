@@ -157,9 +157,9 @@ def taxes_named(surface: str) -> frozenset[str]:
 # caller's words. Only paying them is ruled out: a certificate asked for a nursery's fee
 # (保育料の手続きに所得の証明が要る) is still a question for the tax line.
 OTHER_CHARGES = re.compile(
-    r"(?:上下水道|下水道|水道|ガス|電気|電話|携帯)(?:の)?(?:料金|代|使用料)|"
-    r"保育料|給食費|受信料|(?:駐車|駐輪)(?:場)?(?:料金|代)"
-)
+    r"(?:上下水道|下水道|水道|ガス|電気|電話|携帯)(?:の)?(?:料金|代(?![わり])|使用料)|"
+    r"保育料|給食費|受信料|(?:駐車|駐輪)(?:場)?(?:料金|代(?![わり]))"
+)  # 代 not of 代わる, 代わり: 「支払いのことで電話代わって」 asks for someone
 PAYING = re.compile(r"払|納|決済|振替|振り替え|引き?落と|督促|滞納")
 
 

@@ -94,6 +94,8 @@ def test_a_procedure_names_no_tax_of_its_own():
         # a charge named without paying it: a certificate for the nursery is a tax matter
         ("保育料の手続きに所得の証明が要るんですが", False),
         ("コンビニで払えますか", False),
+        # 電話代わって hands the phone over: a request for someone, not a telephone bill
+        ("支払いのことで電話代わってもらえますか", False),
     ],
 )
 def test_paying_a_charge_that_is_not_a_tax(text, expected):
