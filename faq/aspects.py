@@ -154,24 +154,31 @@ def taxes_named(surface: str) -> frozenset[str]:
 # the like. A question about paying one of them shares every word with a tax payment
 # question but its subject (水道料金をコンビニで, 保育料の口座振替), and the tax line has
 # no answer for it. Compiled from what a city collects besides its taxes, not from any
-# caller's words. Only paying them is ruled out: a certificate asked for a nursery's fee
-# (保育料の手続きに所得の証明が要る) is still a question for the tax line.
+# caller's words. 代 of 代わる, 代わり and 代表 is no charge (電話代わって asks for someone).
+_FEE = r"(?:料金|料|代(?![わり表])|使用料|費)"
 OTHER_CHARGES = re.compile(
-    r"(?:上下水道|下水道|水道|ガス|電気|電話|携帯)(?:の)?(?:料金|代(?![わり])|使用料)|"
-    r"保育料|給食費|受信料|(?:駐車|駐輪)(?:場)?(?:料金|代(?![わり]))"
-)  # 代 not of 代わる, 代わり: 「支払いのことで電話代わって」 asks for someone
+    rf"(?:上下水道|下水道|水道|ガス|電気|電話|携帯|給食|駐車場?|駐輪場?){_FEE}|"
+    r"保育料|保育園の(?:料金|費用)|受信料|家賃|粗大ごみ"
+)
 PAYING = re.compile(r"払|納|決済|振替|振り替え|引き?落と|督促|滞納")
+# Words of the tax line's own business: a text with one of them is a tax question that
+# mentions another charge (保育料の支払いに所得証明書が要る, 還付金は電気代の口座に).
+TAX_MATTERS = re.compile(r"証明|還付|納税|申告|課税")
 
 
-def pays_other_charge(surface: str) -> bool:
-    """Whether the text asks about paying a charge that is not a tax: one of
-    ``OTHER_CHARGES`` is named with a word of paying, and no tax is named (「水道料金と
-    住民税」 is still a tax question, and so is any text with 税 in it)."""
-    return (
-        "税" not in surface
-        and OTHER_CHARGES.search(surface) is not None
-        and PAYING.search(surface) is not None
-    )
+def pays_other_charge(surface: str, key: str = "") -> bool:
+    """Whether the text asks about paying a charge that is not a tax.
+
+    Only a question whose subject is the charge: it is named before the words of paying
+    (「水道料金をコンビニで払いたい」, not 「ペイペイで払えますか、水道代もペイペイなので」
+    nor 「口座振替の申し込み…水道料金と同じ口座で」), and nothing names a tax or the tax
+    line's own business (税, a tax by spelling or by sound as ``subjects`` finds it,
+    ``TAX_MATTERS``)."""
+    charge = OTHER_CHARGES.search(surface)
+    if charge is None or "税" in surface or TAX_MATTERS.search(surface):
+        return False
+    paying = PAYING.search(surface)
+    return paying is not None and charge.start() < paying.start() and not subjects(surface, key)
 
 
 def aspects(text: str, key: str = "") -> list[str]:

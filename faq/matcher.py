@@ -330,7 +330,7 @@ class Matcher:
         raw = self._raw(surface, keys[0], exclude_doc)
         for key in keys[1:]:
             raw = np.maximum(raw, self._raw(surface, key, exclude_doc))
-        if pays_other_charge(surface):  # outside the FAQ, however near its words are
+        if pays_other_charge(surface, keys[0]):  # outside the FAQ, however near its words are
             return np.zeros_like(raw)
         named = taxes_named(surface)
         if named:
@@ -405,12 +405,13 @@ class Matcher:
 
     def _match(self, text: str, top_k: int) -> Match:
         surface, keys = self.prepare_keys(text)
-        raw = self._best_raw(surface, keys)
+        outside = pays_other_charge(surface, keys[0])
         return Match(
             text=text,
             normalized=surface,
             key=keys[0],
-            candidates=self.rank(raw, top_k),
+            # no entry at all: a choice reply takes the first candidate as named
+            candidates=[] if outside else self.rank(self._best_raw(surface, keys), top_k),
             control=find_control(text),
-            outside=pays_other_charge(surface),
+            outside=outside,
         )

@@ -232,6 +232,15 @@ def test_a_new_question_instead_of_a_choice_is_answered(call, faq):
     assert reply.text.startswith(faq.answer_text("payment.account-transfer"))
 
 
+def test_a_question_outside_the_faq_instead_of_a_choice_names_neither(call):
+    """A reply about paying the gas bill names no entry: it is not taken as one of the two
+    offered (the matcher gives it no candidate at all), it is asked about again."""
+    call.on_utterance(TWO_TOPICS)
+    reply = call.on_utterance("ガス代をコンビニで払いたいんですが")
+    assert reply.kind == "reprompt" and reply.next is Next.LISTEN
+    assert call.turns[-1].faq_id is None
+
+
 def test_ordinal_replies():
     from voicebot.dialogue import ordinal_reply
 

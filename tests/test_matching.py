@@ -193,18 +193,29 @@ def test_paying_a_charge_that_is_not_a_tax_is_not_answered(understanding, charge
     assert match.top is None or match.top.score < 0.2
 
 
-def test_a_charge_that_is_not_a_tax_in_any_reading_is_not_answered_from_another(understanding):
-    """The recogniser wrote 「ガス台」 in one reading and 「ガス代」 in another: the garbled
-    one alone is a question about paying at a convenience store, but the turn asks about
-    the gas bill, which the tax line has no answer for. A request for staff in it is still
-    one."""
-    garbled = "ガス台をコンビニで払えますか"
+def test_a_charge_that_is_not_a_tax_is_not_answered_from_another_reading(understanding):
+    """The first reading says 「ガス代」, another 「ガス台」: that one alone is a question
+    about paying at a convenience store, but the turn asks about the gas bill, which the
+    tax line has no answer for. One stray reading does not veto a tax question, and a
+    request for staff in the turn is still one."""
+    garbled, clear = "ガス台をコンビニで払えますか", "ガス代をコンビニで払えますか"
     _, alone = understanding.understand(garbled)
     assert alone.action is BotAction.ANSWER  # what the rule is there to stop
-    _, decision = understanding.understand(garbled, ["ガス代をコンビニで払えますか"])
+    _, decision = understanding.understand(clear, [garbled])
     assert decision.action is BotAction.REPROMPT and decision.faq_id is None
+    _, tax = understanding.understand("住民税を口座振替で払いたい", ["受信料を口座振替で払いたい"])
+    assert (tax.action, tax.faq_id) == (BotAction.ANSWER, "payment.account-transfer")
     _, request = understanding.understand("ガス代の払い方、担当の人に代わってください")
     assert (request.action, request.intent) == (BotAction.TRANSFER, "operator")
+    _, request = understanding.understand(clear, [clear + "、担当の人に代わって"])
+    assert (request.action, request.intent) == (BotAction.TRANSFER, "operator")
+
+
+def test_a_thanks_before_a_question_outside_the_faq_is_not_a_goodbye(understanding):
+    """「ありがとう」 then a question about the gas bill: the caller is not leaving."""
+    thanks_then_asks = "ありがとうございます。それとガス代はコンビニで払えますか"
+    _, decision = understanding.understand(thanks_then_asks)
+    assert decision.action is BotAction.REPROMPT
 
 
 def test_an_entry_about_another_tax_than_the_one_named_does_not_win(

@@ -97,20 +97,16 @@ class Understanding:
         turn that would not be answered is judged once more on the hypotheses the audio
         itself supports (``_audio_supported``), and, when the recogniser can, after
         listening again with a hint of the topics it is near
-        (``_listen_for_topics``). A turn any reading of which asks about paying a charge
-        that is not a tax (``Match.outside``) is not answered from another reading.
+        (``_listen_for_topics``). A turn whose first reading asks about paying a charge
+        that is not a tax (``Match.outside``) is not answered at all (``_outside``).
         """
         readings = self._whole_turn([text, *alternatives])
         if readings[0] != text:
             heard_probability = None  # it was the dropped reading's
         text, alternatives = readings[0], tuple(readings[1:])
-        matches = [self.matcher.match(r) for r in readings]
-        outside = next((m for m in matches if m.outside), None)
-        if outside is not None and all(m.control is None for m in matches):
-            # 「水道料金をコンビニで」: whatever another reading matches, the caller asked
-            # about something the FAQ is not for (a request about the call itself, for
-            # staff or a repeat, is still taken as one).
-            return outside, decide(outside, self.faq, self.settings.thresholds)
+        first = self.matcher.match(text)
+        if first.outside:
+            return self._outside(first, alternatives)
         match, decision = self._judge(text, alternatives, heard_probability, unprompted)
         if not undecided(decision) or unprompted is None:
             return match, decision
@@ -337,6 +333,19 @@ class Understanding:
         ):
             return decision
         return replace(decision, action=entry_action(self.faq[top.faq_id]))
+
+    def _outside(self, first: Match, alternatives: Sequence[str]) -> tuple[Match, Decision]:
+        """The first reading asks about paying a charge that is not a tax (「水道料金を
+        コンビニで」): no entry is answered, whatever another reading matches. Only a request
+        for staff or a repeat, in it or in another reading, is still taken; a goodbye
+        before the question (「ありがとう。それと水道料金は…」) is not the caller leaving."""
+        thresholds = self.settings.thresholds
+        if first.control is not None and first.control.intent in CALL_REQUESTS:
+            return first, decide(first, self.faq, thresholds)
+        request = self._call_request([first, *map(self.matcher.match, alternatives)])
+        if request is not None:
+            return request
+        return first, decide(replace(first, control=None), self.faq, thresholds)
 
     def _call_request(self, matched: Sequence[Match]) -> tuple[Match, Decision] | None:
         """A request for a person or a repeat that only another hypothesis heard, when the
