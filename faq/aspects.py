@@ -42,9 +42,10 @@ ASPECT_PATTERNS: dict[str, re.Pattern[str]] = {
         rf"(?:{_DONE}|届いて)$"
     ),
     # whether a tax applies at all (住民税がかからない人, 払わなくていい): the threshold of
-    # exemption, not what the tax is (かかりません is normalised to かかりない)
+    # exemption, not what the tax is (かかりません is normalised to かかりない); a phone
+    # call that does not go through (電話がかからない) is another かかる
     "exempt": re.compile(
-        r"かから(?:ない|ず|ん)|かかりませ|かかりな[いく]|非課税|課税されない|"
+        r"(?<!電話が)(?<!電話)かから(?:ない|ず|ん)|かかりませ|かかりな[いく]|非課税|課税されない|"
         r"(?:払|納め)わ?なくて(?:いい|よい|も)"
     ),
     "mine": re.compile(r"私の|わたしの|うちの|自分の|我が家|主人の|夫の|妻の|母の|父の|親の"),

@@ -70,6 +70,7 @@ def test_asking_about_money_is_the_cost_aspect(text):
         ("非課税世帯かどうか知りたい", True),
         ("住民税はどういう人にかかるんですか", False),  # what the tax is, not exemption
         ("固定資産税はいつ払えばいいですか", False),
+        ("電話がかからないんですが", False),  # the call does not go through
     ],
 )
 def test_asking_whether_a_tax_applies_at_all_is_the_exempt_aspect(text, exempt):
