@@ -159,7 +159,9 @@ def taxes_named(surface: str) -> frozenset[str]:
 _FEE = r"(?:料金|料|代(?![わり表])|使用料|費)"
 OTHER_CHARGES = re.compile(
     rf"(?:上下水道|下水道|水道|ガス|電気|電話|携帯|給食|駐車場?|駐輪場?){_FEE}|"
-    r"保育料|保育園の(?:料金|費用)|受信料|家賃|粗大ごみ"
+    r"保育料|保育園の(?:料金|費用)|受信料|家賃|粗大ごみ|"
+    # a utility's own bill or payment: 水道の支払い, 電気の納付書
+    r"(?:上下水道|下水道|水道|ガス|電気)の(?=支払|払|納付書|請求|引き?落と|口座振替)"
 )
 PAYING = re.compile(r"払|納|決済|振替|振り替え|引き?落と|督促|滞納")
 # Words of the tax line's own business: a text with one of them is a tax question that

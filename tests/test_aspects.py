@@ -97,6 +97,8 @@ def test_a_procedure_names_no_tax_of_its_own():
         ("コンビニで払えますか", False),
         ("給食代の引き落とし口座を変えたい", True),
         ("市営住宅の家賃をコンビニで払いたい", True),
+        ("水道の支払いをコンビニでしたい", True),
+        ("電気の納付書をなくしました", True),
         # a tax question that mentions another charge on the way
         ("ペイペイで払えますか、ガス代もペイペイなので", False),
         ("口座振替を申し込みたい、電気代と同じ口座で", False),
