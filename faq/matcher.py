@@ -330,8 +330,6 @@ class Matcher:
         raw = self._raw(surface, keys[0], exclude_doc)
         for key in keys[1:]:
             raw = np.maximum(raw, self._raw(surface, key, exclude_doc))
-        if pays_other_charge(surface, keys[0]):  # outside the FAQ, however near its words are
-            return np.zeros_like(raw)
         named = taxes_named(surface)
         if named:
             for ei, own in enumerate(self.entry_subjects):
@@ -410,7 +408,8 @@ class Matcher:
             text=text,
             normalized=surface,
             key=keys[0],
-            # no entry at all: a choice reply takes the first candidate as named
+            # outside the FAQ, however near its words are: no entry at all (a choice reply
+            # takes the first candidate as named)
             candidates=[] if outside else self.rank(self._best_raw(surface, keys), top_k),
             control=find_control(text),
             outside=outside,
