@@ -1,9 +1,9 @@
 """Control intents: what a caller says about the call rather than about taxes.
 
-Asking for a person, asking to hear it again, saying goodbye, and yes/no to a
-confirmation. These are small closed sets, so explicit patterns are clearer and
-safer than similarity scores; a pattern on the sound key as well catches
-recognitions with the wrong kanji (担当者 → 担当車).
+Asking for a person, asking to hear it again, asking the bot to wait, saying
+goodbye, and yes/no to a confirmation. These are small closed sets, so explicit
+patterns are clearer and safer than similarity scores; a pattern on the sound key
+as well catches recognitions with the wrong kanji (担当者 → 担当車).
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ from faq.reading import sound_key
 class ControlIntent(StrEnum):
     OPERATOR = "operator"  # wants a person now
     REPEAT = "repeat"  # wants the last thing said again
+    HOLD = "hold"  # asks the bot to wait (「ちょっと待ってください」) while they fetch something
     GOODBYE = "goodbye"  # is done
     YES = "yes"
     NO = "no"
@@ -48,6 +49,27 @@ _PLEASE = (
     r"(?:ください|下さい|くれ|もらえ|もらい|ほしい|欲しい"
     r"|(?:いただ|頂)け(?:ます|ません|ない|る))"  # not 「変わっていただけで」 (only changed)
 )
+# Asking to be waited for: the whole utterance, give or take a word before it. 「支払いを
+# 待ってもらえませんか」 asks to defer a payment; a wait that has an object is not a hold.
+_WAIT = (
+    r"(?:待っ(?:て|てて)|まって|お待ち)"
+    r"(?:ください|下さい|くれ|もらえ|いただけ|頂け|ほしい|欲しい|を)?"
+    r"(?:ます|ません|ない)?(?:か|です)?(?:ね|な|よ)?$"
+)
+_BEFORE_WAIT = (
+    r"^(?:はい|ええ|あっ?|すみません|すいません|ごめんなさい|今|いま|ちょっと|少々|少し"
+    r"|しばらく|もう少し|もうちょっと|一旦|いったん|とりあえず)*"
+)
+# Going to fetch, look up or note something (「通知書を持ってきます」, 「探すので待って
+# ください」, 「待ってください、今確認します」): the verb, then kana only to the end.
+_LOOK = (
+    r"(?:探(?=[しすさせ])|さがし|さがす|取(?=[っりるれら])|とって|とり|とる|持(?=[っちつ])|もって"
+    r"|見(?=[てるま])|みて|みる|確認|調べ|しらべ|用意|準備|メモ|書(?=[かきくけい])|出(?=[しす]))"
+)
+_FETCH = (
+    r"(?:取って|とって|持って|もって|探して|さがして|見て|みて)(?:き|来)ます(?:ので|から)?(?:ね)?"
+)
+_PREPARE = _LOOK + r"[ぁ-ん]{0,6}(?:ので|から)"
 _PATTERNS: dict[ControlIntent, list[re.Pattern[str]]] = {
     ControlIntent.OPERATOR: [
         re.compile(r"オペレーター?"),
@@ -74,6 +96,17 @@ _PATTERNS: dict[ControlIntent, list[re.Pattern[str]]] = {
         re.compile(r"繰り返し|くりかえし"),
         re.compile(r"(?:何|なん)て(?:言|い|おっしゃ)"),
         re.compile(r"ゆっくり(?:言|話|お願い)"),
+    ],
+    ControlIntent.HOLD: [
+        re.compile(_BEFORE_WAIT + _WAIT),
+        re.compile(_PREPARE + r"(?:ちょっと|少々|少し|しばらく)?" + _WAIT),
+        re.compile(_FETCH + r"(?:" + _WAIT[:-1] + r")?$"),
+        re.compile(
+            _BEFORE_WAIT
+            + r"(?:待って|まって)(?:ください|下さい|ね)?(?:今|いま)?"
+            + _LOOK
+            + r"[ぁ-ん]{0,8}$"
+        ),
     ],
     ControlIntent.GOODBYE: [
         re.compile(r"^以上(?:になります|で(?:す|ございます)?)?$"),  # 以上で: す unvoiced
@@ -118,20 +151,29 @@ _SOUND_PATTERNS: dict[ControlIntent, list[re.Pattern[str]]] = {
             r"|タノ|クダ|デス|ネ|ヨ|カ|ユッ)"
         )
     ],
+    ControlIntent.HOLD: [
+        # 「住みません、ちょっと待ってください」: the words before the wait misspelt.
+        re.compile(
+            r"^(?:ハイ|エ|アッ?|スミマセン|スイマセン|ゴメンナサイ|イマ|チョット|ショショ|スコシ"
+            r"|シバラク|モスコシ|モチョット|イッタン|トリアエズ)*(?:マッテテ?|オマチ)"
+            r"(?:クダサイ|クレ|モラエ|イタダケ|ホシイ|オ)?(?:マス|マセン|ナイ)?(?:カ|デス)?(?:ネ|ナ|ヨ)?$"
+        )
+    ],
     ControlIntent.GOODBYE: [
         re.compile(r"^イジョ(?:デ(?:ス|ゴザイマス)?|ニナリマス)?$"),  # 異常で(す) for 以上です
         re.compile(r"アリガト(?:ゴザイマ(?:ス|シタ))?"),
         re.compile(r"シツレ(?:シマス|シマシタ|イタシマス)"),
     ],
 }
-# Yes and no are whole short replies (「はい、そうです、お願いします」 is 13 characters; at
+# Yes, no and a hold are whole short replies (「はい、そうです、お願いします」 is 13 characters; at
 # 40 the worst run of overlapping alternatives costs about a millisecond, at 52 65 ms).
-_SHORT_REPLIES = (ControlIntent.YES, ControlIntent.NO)
+_SHORT_REPLIES = (ControlIntent.YES, ControlIntent.NO, ControlIntent.HOLD)
 MAX_REPLY_CHARS = 40
 # Checked in this order: a caller who asks for a person gets one even if they also thank us.
 _ORDER = (
     ControlIntent.OPERATOR,
     ControlIntent.REPEAT,
+    ControlIntent.HOLD,
     ControlIntent.NO,
     ControlIntent.YES,
     ControlIntent.GOODBYE,

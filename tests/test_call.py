@@ -150,7 +150,10 @@ def test_asking_for_staff_transfers_with_what_was_said(bot):
     handover = caller.transferred_to
     assert handover.reason == "caller_request"
     assert handover.turns[0].faq_id == "payment.lost-notice"
-    assert "発行" in handover.turns[0].heard  # what the recogniser heard, kanji and all
+    # What the recogniser heard, kanji and all (Whisper writes it differently on different
+    # CPUs: 「納付書を再発行」 on a Xeon, 「納付賞税、運行」 on an AMD EPYC), not the FAQ's words.
+    heard = handover.turns[0].heard
+    assert heard == result.turns[0].heard and "もらえますか" in heard
 
 
 def test_dtmf_zero_transfers(bot):

@@ -306,3 +306,65 @@ def test_turns_is_a_copy(call):
     call.on_utterance("納付書をなくしてしまいました")
     call.turns.clear()
     assert len(call.turns) == 1
+
+
+def test_a_caller_who_asks_for_a_moment_is_waited_for(call, faq):
+    """「ちょっと待ってください」 is answered with a wait, not taken as a question (it shares
+    its words with deferring a payment, a staff topic); the bot listens longer than usual,
+    and a question asked afterwards is answered as any other."""
+    reply = call.on_utterance("あ、ちょっと待ってください")
+    assert reply.kind == "hold" and reply.text == prompts.HOLD
+    assert reply.patient and reply.next is Next.LISTEN and not reply.expect_yes_no
+    assert call.turns[-1].action == "hold" and call.misses == 0
+    reply = call.on_utterance("納付書をなくしてしまいました")
+    assert reply.kind == "answer" and not reply.patient
+    assert faq.answer_text("payment.lost-notice") in reply.text
+    # A repeat still repeats the answer, not the words about waiting.
+    call.on_utterance("少々お待ちいただけますか")
+    assert faq.answer_text("payment.lost-notice") in call.on_utterance("もう一度お願いします").text
+
+
+def test_a_silence_after_a_hold_asks_whether_the_caller_is_ready(call):
+    """The longer wait runs out: the bot asks once whether the caller is ready, and that
+    silence is not counted against them; silences after it count as usual."""
+    call.on_utterance("ちょっと待ってもらえますか")
+    reply = call.on_no_input()
+    assert reply.kind == "hold_over" and reply.parts == (prompts.HOLD_OVER, prompts.HOLD_OVER_ASK)
+    assert not reply.patient and call.silences == 0 and call.misses == 0
+    assert call.on_no_input().kind == "reprompt"
+    assert call.on_no_input().next is Next.TRANSFER
+
+
+def test_a_hold_keeps_the_question_put_to_the_caller(call, understanding, faq, monkeypatch):
+    """Asked to confirm a topic, the caller asks for a moment: the confirmation stays open,
+    so 「はい」 after the pause answers it, and when the pause runs out it is asked again."""
+    require_confirmation(understanding, monkeypatch)
+    call.on_utterance("口座振替にしたい")
+    reply = call.on_utterance("はい、ちょっと待ってくださいね")
+    assert reply.kind == "hold" and reply.expect_yes_no and call.state is State.CONFIRMING
+    reply = call.on_no_input()
+    assert reply.kind == "hold_over" and reply.expect_yes_no
+    assert reply.parts[0] == prompts.HOLD_OVER and "口座振替" in reply.parts[1]
+    reply = call.on_utterance("はい")
+    assert reply.kind == "answer"
+    assert faq.answer_text("payment.account-transfer") in reply.text
+
+
+def test_a_hold_keeps_a_choice_open(understanding):
+    d = Dialogue(understanding, now=lambda: OPEN)
+    d.start()
+    offered = d.on_utterance(TWO_TOPICS)
+    assert offered.kind == "choose"
+    assert d.on_utterance("ちょっと待ってください").kind == "hold"
+    assert d.state is State.CHOOSING
+    reply = d.on_no_input()
+    assert reply.kind == "hold_over" and reply.parts[1:] == offered.parts
+    assert d.on_dtmf("2").kind == "answer"
+
+
+def test_a_checkpoint_undoes_a_hold(call):
+    mark = call.checkpoint()
+    call.on_utterance("ちょっと待ってください")
+    assert call.holding
+    mark.restore()
+    assert not call.holding and call.on_no_input().kind == "reprompt"

@@ -170,6 +170,24 @@ def test_no_input_is_cancelled_by_a_turn_but_not_by_a_cough() -> None:
     ]
 
 
+def test_a_longer_wait_given_is_kept_when_rearmed_after_a_cough() -> None:
+    """A caller given longer (they asked for a moment) keeps it: a noise too short to be a
+    turn re-arms the timer with the wait it was given, not the usual one."""
+    config = EndpointingConfig(no_input_ms=1000, end_silence_ms=320)
+    before = windows(SILENT, 320) + windows(SPEECH, 160) + windows(SILENT, 640)
+    for given, usual in ((3000, False), (None, True)):
+        ep = Endpointer(config)
+        ep.arm_no_input(now_ms=0, wait_ms=given)
+        events = feed(ep, before)
+        assert [type(e) for e in events][:2] == [SpeechStart, SpeechDiscarded]
+        discarded = events[1].at_ms
+        ep.rearm_no_input(discarded)
+        later = feed(ep, windows(SILENT, 4000), first_window=len(before))
+        assert [type(e) for e in later] == [NoInput]
+        wait = later[0].at_ms - discarded
+        assert (1000 <= wait < 1000 + W) if usual else (3000 <= wait < 3000 + W)
+
+
 def test_disarmed_no_input_does_not_fire() -> None:
     ep = Endpointer(EndpointingConfig(no_input_ms=1000))
     ep.arm_no_input(now_ms=0)

@@ -318,6 +318,13 @@ def test_confidence_in_unit_range_and_ranked(understanding):
         ("以上で", ControlIntent.GOODBYE),  # the closing す is unvoiced and often not heard
         ("異常で", ControlIntent.GOODBYE),  # the same sounds in the wrong kanji
         ("特にありません", ControlIntent.GOODBYE),
+        ("あ、ちょっと待ってくださいね", ControlIntent.HOLD),
+        ("少々お待ちいただけますか", ControlIntent.HOLD),
+        ("はい、もうちょっと待ってもらえますか", ControlIntent.HOLD),
+        ("いま書類を探しますので、待っててください", ControlIntent.HOLD),
+        ("封筒を持ってきますので", ControlIntent.HOLD),
+        ("待ってください、いま確認しますね", ControlIntent.HOLD),
+        ("住みません、少し待ってもらえますか", ControlIntent.HOLD),  # すみません misheard
     ],
 )
 def test_control_intents(text, intent):
@@ -341,6 +348,13 @@ def test_control_intents(text, intent):
         "住所が変わっていただけなんですが",  # "had only changed", not 代わっていただけますか
         "前に担当の方にお願いして分納にしてもらったんですが",  # a request made before
         "職員さんにお願いした納税証明書がまだ届きません",
+        # A wait with an object, or one that goes on to a question, is not a hold.
+        "固定資産税の支払いを少し待ってもらえませんか",
+        "確定申告を待ってもらうことはできますか",
+        "ちょっと待って、住民票の写しはどこで取れますか",
+        "通知書をもらったので待ってほしい",
+        "還付はいつまで待てばいいですか",
+        "通知が届くのを待っています",
     ],
 )
 def test_words_that_only_look_like_a_control_phrase_are_not_one(text):
@@ -354,6 +368,16 @@ def test_a_long_run_of_reply_words_is_no_reply():
     assert find_control("そう" * 60 + "か") is None
     assert yes_no("はいそうです" * 30 + "か") is None
     assert yes_no("はい、そうです、お願いします") is ControlIntent.YES
+    assert find_control("少し" * 30 + "待ってください") is None  # a hold is short too
+
+
+def test_a_hold_is_waited_for_and_a_deferral_is_not(understanding):
+    """「ちょっと待ってください」 shares its words with asking to defer a payment, a staff
+    topic the FAQ matched it to with confidence; alone it asks the bot to wait."""
+    _, decision = understanding.understand("えっと、ちょっと待ってください")
+    assert decision.action is BotAction.HOLD and decision.faq_id is None
+    _, decision = understanding.understand("住民税の支払いを待ってもらえないでしょうか")
+    assert decision.action is BotAction.TRANSFER and decision.faq_id == "payment.cannot-pay"
 
 
 def test_a_refusal_in_katakana_is_still_one():

@@ -227,6 +227,7 @@ class Bot:
             speculative=call.speculative_recognition,
             hold_incomplete_ms=call.hold_incomplete_ms,
             merge_window_ms=call.merge_window_ms,
+            held_no_input_ms=call.held_no_input_ms,
             waiting=WaitPolicy(
                 ack_after_ms=call.ack_after_ms,
                 filler_after_ms=call.filler_after_ms,

@@ -163,7 +163,8 @@ class CallSession:
     async def _after_reply(self, reply: Reply) -> None:
         """The reply has been played: listen again, hang up, or hand over."""
         if reply.next is Next.LISTEN:
-            self.turn_taking.endpointer.arm_no_input(self.clock.now_ms())
+            wait = self.config.held_no_input_ms if reply.patient else None
+            self.turn_taking.endpointer.arm_no_input(self.clock.now_ms(), wait)
         elif reply.next is Next.HANGUP:
             await self._end("completed")
         elif reply.next is Next.TRANSFER:

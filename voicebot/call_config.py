@@ -23,6 +23,9 @@ class CallConfig:
     # Speech resuming this soon after a turn, before its reply has played on, is the same
     # sentence: the turn is undone and the two parts are recognised together.
     merge_window_ms: int = 1000
+    # Silence allowed after the caller asked for a moment (「少々お待ちください」) before
+    # the bot asks whether they are ready; otherwise the endpointer's no-input time.
+    held_no_input_ms: int = 30000
     max_call_ms: float = 20 * 60 * 1000.0
     # Fillers while the caller waits for a late reply, and when to give up on it.
     waiting: WaitPolicy = field(default_factory=WaitPolicy)

@@ -126,7 +126,7 @@ class CallerTurns:
         elif isinstance(event, SpeechDiscarded):
             self.recognition.drop_speculation()
             if self.idle():
-                endpointer.arm_no_input(now)
+                endpointer.rearm_no_input(now)
         elif isinstance(event, SpeechEnd):
             await self._on_speech_end(event)
         elif isinstance(event, NoInput) and self.idle():

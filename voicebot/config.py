@@ -229,6 +229,15 @@ class CallSettings(BaseModel):
             "out, continues the same sentence"
         ),
     )
+    held_no_input_ms: int = Field(
+        30000,
+        ge=1000,
+        le=120000,
+        description=(
+            "Silence allowed after the caller asks for a moment (「少々お待ちください」) "
+            "before the bot asks whether they are ready"
+        ),
+    )
     max_turns: int = Field(12, ge=1)
     ack_after_ms: int = Field(
         450,

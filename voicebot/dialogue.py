@@ -108,6 +108,8 @@ class Reply:
     decision: Decision | None = None
     handover: Handover | None = None
     expect_yes_no: bool = False
+    # The caller asked for a moment: listen longer than usual before a silence counts.
+    patient: bool = False
     turn: Turn | None = None  # the caller's turn this replies to (None: greeting, notices)
 
     @property
@@ -131,6 +133,7 @@ class Checkpoint:
     _silences: int
     _last_said: tuple[str, ...] | None
     _pending: Decision | None
+    _holding: bool
 
     def restore(self) -> None:
         """Put the dialogue back as it was when this checkpoint was taken."""
@@ -141,6 +144,7 @@ class Checkpoint:
         d.silences = self._silences
         d.last_said = self._last_said
         d._pending = self._pending
+        d.holding = self._holding
 
 
 def choice_parts(first: str, second: str) -> tuple[str, ...]:
@@ -178,6 +182,7 @@ class Dialogue:
         self.silences = 0  # consecutive silences: the caller said and pressed nothing
         self.last_said: tuple[str, ...] | None = None
         self._pending: Decision | None = None  # topic awaiting confirmation
+        self.holding = False  # the caller asked for a moment and has not spoken since
 
     # -- helpers -------------------------------------------------------------------------
     @property
@@ -206,7 +211,7 @@ class Dialogue:
         if turn is not None:  # the caller's turn is answered: say what the bot did
             turn.action, turn.said = kind, "".join(parts)
         reply = Reply(parts=parts, kind=kind, turn=turn, **kw)
-        if kind not in ("repeat", "reprompt", "confirm", "choose"):
+        if kind not in ("repeat", "reprompt", "confirm", "choose", "hold", "hold_over"):
             self.last_said = reply.parts
         if reply.next is not Next.LISTEN:
             self.state = State.ENDED
@@ -250,6 +255,7 @@ class Dialogue:
             self.silences,
             self.last_said,
             self._pending,
+            self.holding,
         )
 
     # -- inputs --------------------------------------------------------------------------
@@ -273,6 +279,7 @@ class Dialogue:
             raise RuntimeError("the call has ended")
         self._turn = None
         self.silences = 0
+        self.holding = False
         if len(self._turns) >= self.max_turns:
             decision = self.understanding.understand(text)[1]
             self._record(text, decision)
@@ -280,6 +287,7 @@ class Dialogue:
 
         if self.state is State.CHOOSING:
             return self._on_choice_reply(text, alternatives, heard_probability, unprompted)
+        asked = self.state, self._pending
         if self.state in (State.CONFIRMING, State.OFFERED_TRANSFER):
             answer = yes_no(text)
             if answer is not None:
@@ -292,6 +300,8 @@ class Dialogue:
             text, alternatives, heard_probability, unprompted
         )
         self._record(match.text, decision)
+        if decision.action is BotAction.HOLD:
+            return self._hold(*asked, decision)
         return self._act(decision)
 
     def on_dtmf(self, digit: str) -> Reply | None:
@@ -300,6 +310,7 @@ class Dialogue:
             return None
         self._turn = None
         self.silences = 0
+        self.holding = False
         if digit == "0":
             self._open("[DTMF 0]", score=1.0)
             return self._transfer("caller_request", prompts.TRANSFER)
@@ -314,6 +325,9 @@ class Dialogue:
     def on_no_input(self) -> Reply:
         """The caller said nothing for the no-input time."""
         self._open("")
+        if self.holding:  # the caller asked for a moment: ask once whether they are ready
+            self.holding = False
+            return self._hold_over()
         self.silences += 1
         if self.silences >= SILENCES_TO_HANG_UP:
             return self._say(
@@ -400,10 +414,41 @@ class Dialogue:
             text, alternatives, heard_probability, unprompted
         )
         self._record(match.text, decision)
+        if decision.action is BotAction.HOLD:
+            return self._hold(State.CHOOSING, pending, decision)
         named = match.top.faq_id if match.top and match.control is None else None
         if named in pending.choices:
             return self._deliver(chosen(self.understanding.faq, named))
         return self._act(decision)  # a new question
+
+    def _hold(self, state: State, pending: Decision | None, decision: Decision) -> Reply:
+        """The caller asked for a moment (to fetch a notice, to take a note): say the bot
+        waits, listen longer than usual, and keep a question put to them open, so that
+        「はい」 after the pause still answers it."""
+        self.state, self._pending = state, pending
+        self.holding = True
+        asking = pending is not None and state is not State.LISTENING
+        return self._say(
+            prompts.HOLD, "hold", decision=decision, expect_yes_no=asking, patient=True
+        )
+
+    def _hold_over(self) -> Reply:
+        """The caller who asked for a moment has been silent for the longer wait: ask
+        whether they are ready, putting again a question still open. The silence is not
+        counted: the bot offered it."""
+        pending = self._pending
+        if pending is not None and self.state is State.CONFIRMING:
+            title = self.understanding.faq[pending.faq_id].title
+            parts, asking = (prompts.HOLD_OVER, *confirm_parts(title)), True
+        elif pending is not None and self.state is State.CHOOSING:
+            faq = self.understanding.faq
+            first, second = (faq[faq_id].title for faq_id in pending.choices)
+            parts, asking = (prompts.HOLD_OVER, *choice_parts(first, second)), True
+        elif pending is not None and self.state is State.OFFERED_TRANSFER:
+            parts, asking = (prompts.HOLD_OVER, prompts.OFFER_TRANSFER), True
+        else:
+            parts, asking = (prompts.HOLD_OVER, prompts.HOLD_OVER_ASK), False
+        return self._say(parts, "hold_over", expect_yes_no=asking)
 
     def _offer_choice(self, decision: Decision) -> Reply:
         faq = self.understanding.faq
@@ -440,6 +485,8 @@ class Dialogue:
                 )
             case BotAction.GOODBYE:
                 return self._say(prompts.GOODBYE, "goodbye", next=Next.HANGUP, decision=decision)
+            case BotAction.HOLD:
+                return self._hold(self.state, self._pending, decision)
             case _:
                 return self._not_understood(decision)
 

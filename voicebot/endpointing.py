@@ -180,6 +180,7 @@ class Endpointer:
         self.window_ms = float(window_ms)
         self._min_speech_override: int | None = None
         self._no_input_deadline: float | None = None
+        self._no_input_wait: float | None = None  # the wait last armed (None: the config's)
         self._last_time: float | None = None
         self._to_idle()
 
@@ -205,9 +206,17 @@ class Endpointer:
             raise ValueError(f"min_speech_ms must not be negative, got {min_speech_ms!r}")
         self._min_speech_override = min_speech_ms
 
-    def arm_no_input(self, now_ms: float) -> None:
-        """Start the no-input timer (typically when the bot's prompt finished playing)."""
-        self._no_input_deadline = now_ms + self.config.no_input_ms
+    def arm_no_input(self, now_ms: float, wait_ms: float | None = None) -> None:
+        """Start the no-input timer (typically when the bot's prompt finished playing):
+        NoInput after ``wait_ms``, or the configured ``no_input_ms`` when None."""
+        self._no_input_wait = wait_ms
+        wait = self.config.no_input_ms if wait_ms is None else wait_ms
+        self._no_input_deadline = now_ms + wait
+
+    def rearm_no_input(self, now_ms: float) -> None:
+        """Start the no-input timer again with the wait it was last armed with: a noise too
+        short to be a turn does not cut short the time a caller was given."""
+        self.arm_no_input(now_ms, self._no_input_wait)
 
     def disarm_no_input(self) -> None:
         """Stop the no-input timer without an event."""

@@ -49,6 +49,7 @@ class BotAction(StrEnum):
     REDIRECT = "redirect"
     TRANSFER = "transfer"
     REPEAT = "repeat"
+    HOLD = "hold"  # the caller asked the bot to wait
     GOODBYE = "goodbye"
     REPROMPT = "reprompt"
 
@@ -132,8 +133,8 @@ def _control_wins(match: Match, thresholds: Thresholds) -> bool:
     control = match.control
     if control is None:
         return False
-    if control.intent is ControlIntent.OPERATOR:
-        return True
+    if control.intent in (ControlIntent.OPERATOR, ControlIntent.HOLD):
+        return True  # a hold is a whole utterance: its pattern leaves no question beside it
     residual = normalize(control.residual)
     top = match.top
     strong_faq = top is not None and top.score >= thresholds.answer
@@ -159,6 +160,8 @@ def decide(match: Match, faq: Faq, thresholds: Thresholds) -> Decision:
             return Decision(BotAction.TRANSFER, None, 1.0, intent.value, cands)
         if intent is ControlIntent.REPEAT:
             return Decision(BotAction.REPEAT, None, 1.0, intent.value, cands)
+        if intent is ControlIntent.HOLD:
+            return Decision(BotAction.HOLD, None, 1.0, intent.value, cands)
         if intent is ControlIntent.GOODBYE:
             return Decision(BotAction.GOODBYE, None, 1.0, intent.value, cands)
         # yes/no outside a confirmation: nothing to act on

@@ -24,6 +24,11 @@ ACKNOWLEDGE = "はい。"
 FILLER = "少々お待ちください。"
 FILLER_AGAIN = "もうしばらくお待ちください。"
 REPEAT_PREFIX = "もう一度申し上げます。"
+# The caller asked for a moment (「ちょっと待ってください」): the bot waits longer than usual
+# for them, then asks once whether they are ready.
+HOLD = "はい、お待ちしております。ご準備ができましたら、お話しください。"
+HOLD_OVER = "ご準備はいかがでしょうか。"
+HOLD_OVER_ASK = "ご質問がございましたら、お話しください。"
 NOTHING_TO_REPEAT = "まだご案内した内容はございません。ご質問をどうぞ。"
 TRANSFER = "担当の職員におつなぎします。そのまま少々お待ちください。"
 TRANSFER_AFTER_FAILURE = (

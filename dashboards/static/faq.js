@@ -13,6 +13,7 @@
     repeat: "直前の案内を繰り返します",
     goodbye: "通話を終えます",
     reprompt: "もう一度お話しいただくようお願いします",
+    hold: "お客様のご準備をお待ちします",
   };
   // The reply, when it is not what the action alone suggests (e.g. staff outside hours).
   const kindLabels = {

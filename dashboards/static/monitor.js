@@ -29,6 +29,7 @@
     failure: "おわび",
     goodbye: "終了のあいさつ",
     reprompt: "聞き直し",
+    hold: "お客様をお待ちする",
   };
   const KINDS = {
     greeting: "あいさつ",
@@ -43,6 +44,8 @@
     repeat: "くり返し",
     choose: "どちらかの確認",
     filler: "お待ちください",
+    hold: "お客様をお待ちする",
+    hold_over: "ご準備の確認",
     failure: "おわび",
   };
   const OUTCOMES = {
