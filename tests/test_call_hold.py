@@ -63,9 +63,7 @@ def test_a_caller_fetching_something_is_not_asked_again_while_they_do(bot, faq, 
     assert later.speech_end_ms - hold.reply_start_ms > NO_INPUT_MS + 5000
 
 
-def test_a_caller_who_stays_silent_after_asking_for_a_moment_is_asked_once(
-    bot, wait_please
-):
+def test_a_caller_who_stays_silent_after_asking_for_a_moment_is_asked_once(bot, wait_please):
     """Silent after the hold for longer than the longer wait: the bot asks whether they are
     ready only then, and a silence after that is asked again as usual."""
     audio = track(wait_please, 50.0)
