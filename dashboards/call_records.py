@@ -43,8 +43,9 @@ BigId = BigInteger().with_variant(Integer, "sqlite")
 
 # "abandoned": the process taking the call died (killed, crashed) and it was closed at restart.
 OUTCOMES = ("completed", "transferred", "hung_up", "hung_up_waiting", "error", "abandoned")
-# Reply kinds that give the caller what they asked for (an FAQ answer or where to go).
-ANSWER_KINDS = ("answer", "redirect")
+# Reply kinds that give the caller what they asked for (an FAQ answer or where to go, a
+# charge that is not a tax included).
+ANSWER_KINDS = ("answer", "redirect", "not_a_tax")
 
 
 class UtcDateTime(TypeDecorator[dt.datetime]):

@@ -22,7 +22,8 @@ reports:
 * **failed** (切断（障害）): outcome ``error`` or ``abandoned`` — the process taking the call
   failed or died; never bot-completed.
 * **bot-completed** (自動応答完結): a handled call in which no transfer to staff was
-  requested, at least one answer was heard, the caller was not left waiting, and which
+  requested, at least one answer was heard (an FAQ answer, a redirect, or where to ask
+  about a charge that is not a tax), the caller was not left waiting, and which
   ended with the caller's goodbye (outcome ``completed``) or the caller hanging up
   (``hung_up``) after being served.
 * **自動応答完結率** = bot-completed ÷ handled.

@@ -234,11 +234,25 @@ def test_a_new_question_instead_of_a_choice_is_answered(call, faq):
 
 def test_a_question_outside_the_faq_instead_of_a_choice_names_neither(call):
     """A reply about paying the gas bill names no entry: it is not taken as one of the two
-    offered (the matcher gives it no candidate at all), it is asked about again."""
+    offered (the matcher gives it no candidate at all); the caller is told the tax line
+    does not handle it."""
     call.on_utterance(TWO_TOPICS)
     reply = call.on_utterance("ガス代をコンビニで払いたいんですが")
-    assert reply.kind == "reprompt" and reply.next is Next.LISTEN
+    assert reply.kind == "not_a_tax" and reply.next is Next.LISTEN
     assert call.turns[-1].faq_id is None
+
+
+def test_a_charge_that_is_not_a_tax_is_said_to_be_outside_the_tax_line(call, faq):
+    """Asked clearly about paying a charge that is not a tax, the caller is not told they
+    were not heard: they are told where to ask (the city's own words for the number), it
+    counts as understood (a miss before it is forgiven, as after an answer), and a repeat
+    says it again."""
+    call.on_no_input()
+    reply = call.on_utterance("保育料の引き落としの口座を変えたいんですが")
+    assert reply.kind == "not_a_tax" and reply.next is Next.LISTEN
+    assert faq.city.office_phone in reply.parts[0] and reply.parts[1] == prompts.ANYTHING_ELSE
+    assert call.misses == 0
+    assert call.on_utterance("もう一回言ってください").parts[1:] == reply.parts
 
 
 def test_ordinal_replies():

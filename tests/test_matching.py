@@ -202,7 +202,7 @@ def test_a_charge_that_is_not_a_tax_is_not_answered_from_another_reading(underst
     _, alone = understanding.understand(garbled)
     assert alone.action is BotAction.ANSWER  # what the rule is there to stop
     _, decision = understanding.understand(clear, [garbled])
-    assert decision.action is BotAction.REPROMPT and decision.faq_id is None
+    assert decision.action is BotAction.NOT_A_TAX and decision.faq_id is None
     _, tax = understanding.understand("住民税を口座振替で払いたい", ["受信料を口座振替で払いたい"])
     assert (tax.action, tax.faq_id) == (BotAction.ANSWER, "payment.account-transfer")
     _, request = understanding.understand("ガス代の払い方、担当の人に代わってください")
@@ -215,7 +215,7 @@ def test_a_thanks_before_a_question_outside_the_faq_is_not_a_goodbye(understandi
     """「ありがとう」 then a question about the gas bill: the caller is not leaving."""
     thanks_then_asks = "ありがとうございます。それとガス代はコンビニで払えますか"
     _, decision = understanding.understand(thanks_then_asks)
-    assert decision.action is BotAction.REPROMPT
+    assert decision.action is BotAction.NOT_A_TAX
 
 
 def test_an_entry_about_another_tax_than_the_one_named_does_not_win(

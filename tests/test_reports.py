@@ -340,6 +340,17 @@ def test_filler_then_answer_heard_then_goodbye_is_completed(db):
     assert (t.latency_turns, t.latency_p50_ms) == (2, pytest.approx(2300.0))
 
 
+def test_being_told_where_to_ask_about_a_charge_that_is_not_a_tax_is_served(db):
+    """Like a redirect, the notice that a charge is not a tax, heard out, serves the caller
+    (bot-completed); it names no FAQ entry, so it is no topic."""
+    record(db, waiting_calls.told_not_a_tax_then_hung_up("w9", jst(DAY3, 10, 0)))
+    [turn] = turns_of(db, "w9")
+    assert (turn.action, turn.reply_kind, turn.faq_id) == ("not_a_tax", "not_a_tax", None)
+    t = day3_totals(db)
+    assert (t.handled, t.bot_completed, t.unresolved, t.hung_up_waiting) == (1, 1, 0, 0)
+    assert not build_report(db, DAY3, DAY3).topics
+
+
 def test_goodbye_before_hanging_up_leaves_nobody_waiting(db):
     """Hanging up right after one's own goodbye, before the bot's: served, not waiting."""
     record(db, waiting_calls.answered_then_said_goodbye_and_hung_up("w4", jst(DAY3, 10, 0)))

@@ -27,6 +27,7 @@ from voicebot.events import (
 QUESTION = "納付書をなくしたので再発行してほしいです"
 FAQ_ID = "payment.lost-notice"
 ANSWER = "納付書の再発行は、納税課の窓口またはお電話で承ります。"
+NOT_A_TAX = "申し訳ありません、税金以外の料金については、こちらではご案内できません。"
 FILLER = "お調べしますので、少々お待ちください。"
 GOODBYE = "ありがとうございました"
 
@@ -116,6 +117,19 @@ def filler_then_answer_then_goodbye(call_id: str, start: dt.datetime) -> list[Ca
         ),
         BotSpeechStopped(**c.at(26000.0)),
         _ended(c, 26100.0, "completed"),
+    ]
+
+
+def told_not_a_tax_then_hung_up(call_id: str, start: dt.datetime) -> list[CallEvent]:
+    """A question about the water bill: the bot says where to ask instead (no FAQ entry),
+    the caller hears it out and hangs up."""
+    c = _Clock(call_id, start)
+    return [
+        *_greeting(c),
+        *_question(c, 5000.0, 7000.0, "水道料金の支払い方法を知りたい", "not_a_tax", None),
+        BotSpeechStarted(**c.at(7400.0), text=NOT_A_TAX, kind="not_a_tax", latency_ms=400.0),
+        BotSpeechStopped(**c.at(15000.0)),
+        _ended(c, 16000.0, "hung_up"),
     ]
 
 

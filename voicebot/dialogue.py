@@ -487,6 +487,12 @@ class Dialogue:
                 return self._say(prompts.GOODBYE, "goodbye", next=Next.HANGUP, decision=decision)
             case BotAction.HOLD:
                 return self._hold(self.state, self._pending, decision)
+            case BotAction.NOT_A_TAX:
+                # Heard and understood, only not a tax: as good as an answer, not for staff.
+                self.misses = 0
+                text = prompts.NOT_A_TAX.format(office_phone=self.city.office_phone)
+                parts = (text, prompts.ANYTHING_ELSE)
+                return self._say(parts, "not_a_tax", decision=decision)
             case _:
                 return self._not_understood(decision)
 

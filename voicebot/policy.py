@@ -52,6 +52,7 @@ class BotAction(StrEnum):
     HOLD = "hold"  # the caller asked the bot to wait
     GOODBYE = "goodbye"
     REPROMPT = "reprompt"
+    NOT_A_TAX = "not_a_tax"  # a charge the tax line does not handle (水道料金, 保育料)
 
 
 @dataclass(frozen=True)

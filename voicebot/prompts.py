@@ -39,6 +39,12 @@ OUT_OF_HOURS = (
     "申し訳ありません、ただいまは職員の対応時間外です。"
     "職員の対応時間は、{office_hours}です。恐れ入りますが、時間内に改めてお電話ください。"
 )
+# A clearly asked question about a charge that is not a tax (water, nursery fees, ...):
+# said plainly, rather than 「うまくお聞き取りできませんでした」 to a caller who was heard.
+NOT_A_TAX = (
+    "申し訳ありません、こちらは市税のお問い合わせ窓口のため、税金以外の料金については"
+    "ご案内できません。恐れ入りますが、{office_phone}から、担当の窓口にお問い合わせください。"
+)
 OFFER_TRANSFER = "おつなぎする場合は「はい」か1番を、ほかにご質問があれば、そのままお話しください。"
 GOODBYE = "お電話ありがとうございました。失礼いたします。"
 SILENT_LINE = "お声が確認できませんでしたので、お電話を終了させていただきます。"

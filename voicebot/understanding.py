@@ -338,14 +338,15 @@ class Understanding:
         """The first reading asks about paying a charge that is not a tax (「水道料金を
         コンビニで」): no entry is answered, whatever another reading matches. Only a request
         for staff or a repeat, in it or in another reading, is still taken; a goodbye
-        before the question (「ありがとう。それと水道料金は…」) is not the caller leaving."""
+        before the question (「ありがとう。それと水道料金は…」) is not the caller leaving.
+        Otherwise the caller is told that the tax line does not handle it (``NOT_A_TAX``)."""
         thresholds = self.settings.thresholds
         if first.control is not None and first.control.intent in CALL_REQUESTS:
             return first, decide(first, self.faq, thresholds)
         request = self._call_request([first, *map(self.matcher.match, alternatives)])
         if request is not None:
             return request
-        return first, decide(replace(first, control=None), self.faq, thresholds)
+        return first, Decision(BotAction.NOT_A_TAX, None, 0.0, BotAction.NOT_A_TAX.value)
 
     def _call_request(self, matched: Sequence[Match]) -> tuple[Match, Decision] | None:
         """A request for a person or a repeat that only another hypothesis heard, when the

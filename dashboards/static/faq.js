@@ -14,6 +14,7 @@
     goodbye: "通話を終えます",
     reprompt: "もう一度お話しいただくようお願いします",
     hold: "お客様のご準備をお待ちします",
+    not_a_tax: "市税以外のご質問のため、問い合わせ先をご案内します",
   };
   // The reply, when it is not what the action alone suggests (e.g. staff outside hours).
   const kindLabels = {

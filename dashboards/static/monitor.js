@@ -30,6 +30,7 @@
     goodbye: "終了のあいさつ",
     reprompt: "聞き直し",
     hold: "お客様をお待ちする",
+    not_a_tax: "市税以外のご案内",
   };
   const KINDS = {
     greeting: "あいさつ",
@@ -46,6 +47,7 @@
     filler: "お待ちください",
     hold: "お客様をお待ちする",
     hold_over: "ご準備の確認",
+    not_a_tax: "市税以外のご案内",
     failure: "おわび",
   };
   const OUTCOMES = {
