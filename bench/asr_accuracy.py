@@ -95,6 +95,7 @@ def faq_terms(faq, max_chars: int = 200) -> str:
 CONTROL_ACTIONS = {
     "control.operator": "transfer",
     "control.repeat": "repeat",
+    "control.hold": "hold",
     "control.goodbye": "goodbye",
 }
 

@@ -62,6 +62,7 @@ FIXTURES = ROOT / "tests" / "data" / "audio" / "dev"
 CONTROL_ACTIONS = {
     "control.operator": "transfer",
     "control.repeat": "repeat",
+    "control.hold": "hold",
     "control.goodbye": "goodbye",
 }
 # decoding kinds recorded: hint name, beam

@@ -64,6 +64,7 @@ UNKNOWN = "unknown"
 CONTROL_ACTIONS = {
     "control.operator": "transfer",
     "control.repeat": "repeat",
+    "control.hold": "hold",
     "control.goodbye": "goodbye",
 }
 
