@@ -76,7 +76,11 @@ _LONG_RUN_RE = re.compile(r"ー{2,}")
 
 
 def nfkc(text: str) -> str:
-    """Unicode NFKC (full-width ascii and half-width kana to standard) and lower case."""
+    """Unicode NFKC (full-width ascii and half-width kana to standard) and lower case.
+
+    A lone surrogate (undecodable bytes in a command-line argument) becomes 「?」: the
+    readings library cannot encode one and would fail the whole question."""
+    text = text.encode("utf-8", "replace").decode("utf-8")
     return unicodedata.normalize("NFKC", text).lower()
 
 

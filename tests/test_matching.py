@@ -571,3 +571,13 @@ def test_recent_matches_are_kept_and_bounded(faq):
     again = matcher.match("口座振替の申し込み方法を教えてください")
     assert again is not first and again == first  # forgotten, then the same result anew
     assert len(matcher._recent) == RECENT_MATCHES
+
+
+def test_text_with_undecodable_bytes_is_still_understood(understanding):
+    """A command-line argument with bytes that are not UTF-8 arrives with lone surrogates,
+    which the readings library cannot encode: the question is still understood."""
+    broken = b"\xff\xfe\xe4\xbd\x8f\xe6\xb0\x91\xe7\xa8\x8e\xe3\x81\xae\xe7\xb4\x8d\xe6\x9c\x9f"
+    text = broken.decode("utf-8", "surrogateescape") + "はいつですか"
+    assert "\udcff" in text
+    _, decision = understanding.understand(text)
+    assert (decision.action, decision.faq_id) == (BotAction.ANSWER, "juminzei.payment-schedule")
