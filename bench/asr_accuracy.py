@@ -96,6 +96,7 @@ CONTROL_ACTIONS = {
     "control.operator": "transfer",
     "control.repeat": "repeat",
     "control.hold": "hold",
+    "control.resume": "resume",
     "control.goodbye": "goodbye",
 }
 

@@ -63,6 +63,7 @@ CONTROL_ACTIONS = {
     "control.operator": "transfer",
     "control.repeat": "repeat",
     "control.hold": "hold",
+    "control.resume": "resume",
     "control.goodbye": "goodbye",
 }
 # decoding kinds recorded: hint name, beam

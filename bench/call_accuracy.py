@@ -65,6 +65,7 @@ CONTROL_ACTIONS = {
     "control.operator": "transfer",
     "control.repeat": "repeat",
     "control.hold": "hold",
+    "control.resume": "resume",
     "control.goodbye": "goodbye",
 }
 

@@ -357,7 +357,8 @@ def build_parser() -> argparse.ArgumentParser:
         "file",
         type=Path,
         help="UTF-8 TSV with a header line: utterance<TAB>expected (an entry id, "
-        "control.operator, control.repeat, control.hold, control.goodbye or unknown)",
+        "control.operator, control.repeat, control.hold, control.resume, control.goodbye "
+        "or unknown)",
     )
     p.add_argument("--json", action="store_true", help="print the report as JSON")
     p.set_defaults(func=cmd_eval)

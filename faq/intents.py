@@ -1,9 +1,10 @@
 """Control intents: what a caller says about the call rather than about taxes.
 
-Asking for a person, asking to hear it again, asking the bot to wait, saying
-goodbye, and yes/no to a confirmation. These are small closed sets, so explicit
-patterns are clearer and safer than similarity scores; a pattern on the sound key
-as well catches recognitions with the wrong kanji (担当者 → 担当車).
+Asking for a person, asking to hear it again, asking the bot to wait, checking
+the line (「もしもし」), saying goodbye, and yes/no to a confirmation. These are
+small closed sets, so explicit patterns are clearer and safer than similarity
+scores; a pattern on the sound key as well catches recognitions with the wrong
+kanji (担当者 → 担当車).
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ class ControlIntent(StrEnum):
     OPERATOR = "operator"  # wants a person now
     REPEAT = "repeat"  # wants the last thing said again
     HOLD = "hold"  # asks the bot to wait (「ちょっと待ってください」) while they fetch something
+    RESUME = "resume"  # checks the line or is back (「もしもし」, 「お待たせしました」)
     GOODBYE = "goodbye"  # is done
     YES = "yes"
     NO = "no"
@@ -108,6 +110,14 @@ _PATTERNS: dict[ControlIntent, list[re.Pattern[str]]] = {
             + r"[ぁ-ん]{0,8}$"
         ),
     ],
+    ControlIntent.RESUME: [
+        re.compile(
+            r"^(?:はい|あっ?|あの[うおー]?|えっと|ええと|すみません|すいません|ごめんなさい)*"
+            r"(?:もしもし|お待たせ(?:しました"
+            r"|いたしました|しております|しています)?|(?:戻|もど)りました|聞こえ(?:て(?:い)?)?ますか)+"
+            r"(?:ね|よ)?$"
+        )
+    ],
     ControlIntent.GOODBYE: [
         re.compile(r"^以上(?:になります|で(?:す|ございます)?)?$"),  # 以上で: す unvoiced
         re.compile(r"ありがと(?:う|ー)?(?:ございま(?:す|した))?"),
@@ -159,43 +169,52 @@ _SOUND_PATTERNS: dict[ControlIntent, list[re.Pattern[str]]] = {
             r"(?:クダサイ|クレ|モラエ|イタダケ|ホシイ|オ)?(?:マス|マセン|ナイ)?(?:カ|デス)?(?:ネ|ナ|ヨ)?$"
         )
     ],
+    ControlIntent.RESUME: [
+        re.compile(r"^(?:ハイ|ア|スミマセン|スイマセン)*(?:モシモシ|オマタセシマシタ)+$")
+    ],
     ControlIntent.GOODBYE: [
         re.compile(r"^イジョ(?:デ(?:ス|ゴザイマス)?|ニナリマス)?$"),  # 異常で(す) for 以上です
         re.compile(r"アリガト(?:ゴザイマ(?:ス|シタ))?"),
         re.compile(r"シツレ(?:シマス|シマシタ|イタシマス)"),
     ],
 }
-# Yes, no and a hold are whole short replies (「はい、そうです、お願いします」 is 13 characters; at
-# 40 the worst run of overlapping alternatives costs about a millisecond, at 52 65 ms).
-_SHORT_REPLIES = (ControlIntent.YES, ControlIntent.NO, ControlIntent.HOLD)
+# Yes, no, a hold and a 「もしもし」 are whole short replies (「はい、そうです、お願いします」
+# is 13 characters; at 40 the worst run of overlapping alternatives of yes costs about a
+# millisecond, at 52 65 ms).
+_SHORT_REPLIES = (ControlIntent.YES, ControlIntent.NO, ControlIntent.HOLD, ControlIntent.RESUME)
 MAX_REPLY_CHARS = 40
+# Intents read with hesitations kept: 「もしもし」 is one, and is the whole of what is said.
+_WITH_HESITATIONS = (ControlIntent.RESUME,)
 # Checked in this order: a caller who asks for a person gets one even if they also thank us.
 _ORDER = (
     ControlIntent.OPERATOR,
     ControlIntent.REPEAT,
     ControlIntent.HOLD,
+    ControlIntent.RESUME,
     ControlIntent.NO,
     ControlIntent.YES,
     ControlIntent.GOODBYE,
 )
 
 
-def _compact(text: str) -> str:
-    return "".join(strip_fillers(c) for c in split_clauses(text))
-
-
 def find_control(text: str, intents: tuple[ControlIntent, ...] = _ORDER) -> ControlMatch | None:
     """The first control intent (in priority order) whose phrase occurs in ``text``.
 
-    A yes or a no is a short reply: longer text is not tried against their patterns, whose
-    overlapping alternatives (そう / そうそう) would backtrack exponentially on a long run.
+    Hesitations are left out (「あのー、担当の方を」), except for 「もしもし」 and the like,
+    which are themselves the caller checking the line. Short replies (yes, no, a hold, a
+    「もしもし」) are not tried on longer text: the overlapping alternatives of yes and no
+    (そう / そうそう) would backtrack exponentially on a long run.
     """
-    compact = _compact(text)
-    if not compact:
-        return None
-    key = sound_key(compact)
+    clauses = split_clauses(text)
+    forms = {
+        False: "".join(strip_fillers(c) for c in clauses),
+        True: "".join(clauses),  # hesitations kept
+    }
+    keys: dict[bool, str] = {}
     for intent in intents:
-        if intent in _SHORT_REPLIES and len(compact) > MAX_REPLY_CHARS:
+        kept = intent in _WITH_HESITATIONS
+        compact = forms[kept]
+        if not compact or (intent in _SHORT_REPLIES and len(compact) > MAX_REPLY_CHARS):
             continue
         for pattern in _PATTERNS.get(intent, ()):
             m = pattern.search(compact)
@@ -203,7 +222,9 @@ def find_control(text: str, intents: tuple[ControlIntent, ...] = _ORDER) -> Cont
                 residual = compact[: m.start()] + compact[m.end() :]
                 return ControlMatch(intent, m.group(0), residual)
         for pattern in _SOUND_PATTERNS.get(intent, ()):
-            m = pattern.search(key)
+            if kept not in keys:
+                keys[kept] = sound_key(compact)
+            m = pattern.search(keys[kept])
             if m:
                 return ControlMatch(intent, m.group(0), "")
     return None

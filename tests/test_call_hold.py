@@ -71,7 +71,7 @@ def test_a_caller_who_stays_silent_after_asking_for_a_moment_is_asked_once(bot, 
     actions = [(t.heard, t.action) for t in result.turns]
     assert [a for _, a in actions][:3] == ["hold", "hold_over", "reprompt"], actions
     hold, over = result.turns[0], result.turns[1]
-    assert over.said == prompts.HOLD_OVER + prompts.HOLD_OVER_ASK
+    assert over.said == prompts.HOLD_OVER + prompts.GO_AHEAD
     waited = over.reply_start_ms - hold.reply_start_ms
     config = bot.call_config()
     assert config.held_no_input_ms <= waited < config.held_no_input_ms + 10000

@@ -343,7 +343,7 @@ def test_a_silence_after_a_hold_asks_whether_the_caller_is_ready(call):
     silence is not counted against them; silences after it count as usual."""
     call.on_utterance("ちょっと待ってもらえますか")
     reply = call.on_no_input()
-    assert reply.kind == "hold_over" and reply.parts == (prompts.HOLD_OVER, prompts.HOLD_OVER_ASK)
+    assert reply.kind == "hold_over" and reply.parts == (prompts.HOLD_OVER, prompts.GO_AHEAD)
     assert not reply.patient and call.silences == 0 and call.misses == 0
     assert call.on_no_input().kind == "reprompt"
     assert call.on_no_input().next is Next.TRANSFER
@@ -382,3 +382,44 @@ def test_a_checkpoint_undoes_a_hold(call):
     assert call.holding
     mark.restore()
     assert not call.holding and call.on_no_input().kind == "reprompt"
+
+
+def test_a_caller_checking_the_line_hears_the_bot_is_listening(call, understanding, monkeypatch):
+    """「もしもし」 is not a question the bot failed to hear (no 「うまくお聞き取りでき
+    ませんでした」, no step towards staff): the bot says it is listening, and puts again a
+    question still open."""
+    call.on_no_input()
+    reply = call.on_utterance("もしもし")
+    assert reply.kind == "resume" and reply.parts == (prompts.RESUME, prompts.GO_AHEAD)
+    assert call.misses == 1 and not reply.expect_yes_no
+    require_confirmation(understanding, monkeypatch)
+    call.on_utterance("口座振替にしたい")
+    reply = call.on_utterance("もしもし、聞こえてますか")
+    assert reply.kind == "resume" and reply.expect_yes_no and call.state is State.CONFIRMING
+    assert reply.parts[0] == prompts.RESUME and "口座振替" in reply.parts[1]
+    assert call.on_utterance("はい").kind == "answer"
+
+
+def test_talk_in_the_room_while_the_caller_is_away_is_not_answered(call, faq):
+    """While the caller fetches something, what they say to someone else (heard as words
+    the bot cannot place) gets the hold again, not a re-prompt; the caller coming back is
+    told the bot is listening, and their question is answered."""
+    call.on_utterance("ちょっと待ってください")
+    reply = call.on_utterance("ねえ、あれどこにしまったっけ")
+    assert reply.kind == "hold" and reply.patient and call.misses == 0
+    reply = call.on_utterance("お待たせしました")
+    assert reply.kind == "resume" and not reply.patient
+    reply = call.on_utterance("納付書をなくしてしまいました")
+    assert reply.kind == "answer" and faq.answer_text("payment.lost-notice") in reply.text
+    # Not while the caller is on the line: then words the bot cannot place are asked again.
+    assert call.on_utterance("ねえ、あれどこにしまったっけ").kind == "reprompt"
+
+
+def test_coming_back_from_a_hold_puts_the_open_question_again(call, understanding, monkeypatch):
+    require_confirmation(understanding, monkeypatch)
+    call.on_utterance("口座振替にしたい")
+    call.on_utterance("ちょっと待ってください")
+    reply = call.on_utterance("お待たせしました")
+    assert reply.kind == "resume" and reply.expect_yes_no and call.state is State.CONFIRMING
+    assert "口座振替" in reply.parts[1]
+    assert call.on_utterance("はい").kind == "answer" and call.misses == 0

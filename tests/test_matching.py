@@ -325,6 +325,10 @@ def test_confidence_in_unit_range_and_ranked(understanding):
         ("封筒を持ってきますので", ControlIntent.HOLD),
         ("待ってください、いま確認しますね", ControlIntent.HOLD),
         ("住みません、少し待ってもらえますか", ControlIntent.HOLD),  # すみません misheard
+        ("もしもし", ControlIntent.RESUME),  # a hesitation elsewhere, here all that is said
+        ("あのー、もしもし、聞こえてますか", ControlIntent.RESUME),
+        ("すいません、お待たせしました", ControlIntent.RESUME),
+        ("申し申し", ControlIntent.RESUME),  # by its sound
     ],
 )
 def test_control_intents(text, intent):
@@ -355,6 +359,9 @@ def test_control_intents(text, intent):
         "通知書をもらったので待ってほしい",
         "還付はいつまで待てばいいですか",
         "通知が届くのを待っています",
+        # 「もしもし」 or 「お待たせしました」 before a question leaves the question.
+        "もしもし、軽自動車税の納付書が届かないんですが",
+        "お待たせしました、それで固定資産税の通知書のことなんですが",
     ],
 )
 def test_words_that_only_look_like_a_control_phrase_are_not_one(text):

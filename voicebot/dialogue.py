@@ -211,7 +211,7 @@ class Dialogue:
         if turn is not None:  # the caller's turn is answered: say what the bot did
             turn.action, turn.said = kind, "".join(parts)
         reply = Reply(parts=parts, kind=kind, turn=turn, **kw)
-        if kind not in ("repeat", "reprompt", "confirm", "choose", "hold", "hold_over"):
+        if kind not in ("repeat", "reprompt", "confirm", "choose", "hold", "hold_over", "resume"):
             self.last_said = reply.parts
         if reply.next is not Next.LISTEN:
             self.state = State.ENDED
@@ -279,14 +279,14 @@ class Dialogue:
             raise RuntimeError("the call has ended")
         self._turn = None
         self.silences = 0
-        self.holding = False
+        held, self.holding = self.holding, False
         if len(self._turns) >= self.max_turns:
             decision = self.understanding.understand(text)[1]
             self._record(text, decision)
             return self._transfer("turn_limit", prompts.TRANSFER, decision)
 
         if self.state is State.CHOOSING:
-            return self._on_choice_reply(text, alternatives, heard_probability, unprompted)
+            return self._on_choice_reply(text, alternatives, heard_probability, unprompted, held)
         asked = self.state, self._pending
         if self.state in (State.CONFIRMING, State.OFFERED_TRANSFER):
             answer = yes_no(text)
@@ -300,9 +300,7 @@ class Dialogue:
             text, alternatives, heard_probability, unprompted
         )
         self._record(match.text, decision)
-        if decision.action is BotAction.HOLD:
-            return self._hold(*asked, decision)
-        return self._act(decision)
+        return self._on_line(decision, *asked, held) or self._act(decision)
 
     def on_dtmf(self, digit: str) -> Reply | None:
         """A key press: 0 reaches staff; 1/2 answer a confirmation. Others are ignored."""
@@ -391,6 +389,7 @@ class Dialogue:
         alternatives: Sequence[str],
         heard_probability: float | None,
         unprompted: Mapping[str, float] | None,
+        held: bool = False,
     ) -> Reply:
         """The caller's reply to 「AとBの、どちらについて…」: a position (「前の方」), a
         topic's words (「還付金のほうです」), neither (「いいえ」), or a new question."""
@@ -414,12 +413,31 @@ class Dialogue:
             text, alternatives, heard_probability, unprompted
         )
         self._record(match.text, decision)
-        if decision.action is BotAction.HOLD:
-            return self._hold(State.CHOOSING, pending, decision)
+        on_line = self._on_line(decision, State.CHOOSING, pending, held)
+        if on_line is not None:
+            return on_line
         named = match.top.faq_id if match.top and match.control is None else None
         if named in pending.choices:
             return self._deliver(chosen(self.understanding.faq, named))
         return self._act(decision)  # a new question
+
+    def _on_line(
+        self, decision: Decision, state: State, pending: Decision | None, held: bool
+    ) -> Reply | None:
+        """The reply to something said about the line rather than to the bot, with the
+        state the turn found (``state``, ``pending``) kept: a hold, a 「もしもし」, and,
+        while the caller is away (``held``), words that say nothing to the bot (talk with
+        someone in the room) — they get the hold again, not 「うまくお聞き取りできません
+        でした」 and a step towards staff. None for anything else."""
+        if decision.action is BotAction.HOLD:
+            return self._hold(state, pending, decision)
+        if decision.action is BotAction.RESUME:
+            self.state, self._pending = state, pending
+            parts, asking = self._open_question()
+            return self._say((prompts.RESUME, *parts), "resume", expect_yes_no=asking)
+        if held and decision.action is BotAction.REPROMPT and decision.intent is None:
+            return self._hold(state, pending, decision)
+        return None
 
     def _hold(self, state: State, pending: Decision | None, decision: Decision) -> Reply:
         """The caller asked for a moment (to fetch a notice, to take a note): say the bot
@@ -436,19 +454,22 @@ class Dialogue:
         """The caller who asked for a moment has been silent for the longer wait: ask
         whether they are ready, putting again a question still open. The silence is not
         counted: the bot offered it."""
+        parts, asking = self._open_question()
+        return self._say((prompts.HOLD_OVER, *parts), "hold_over", expect_yes_no=asking)
+
+    def _open_question(self) -> tuple[tuple[str, ...], bool]:
+        """The question put to the caller and still open (a confirmation, a choice, an
+        offer of staff), or else an invitation to ask; and whether it wants a yes or no."""
         pending = self._pending
         if pending is not None and self.state is State.CONFIRMING:
-            title = self.understanding.faq[pending.faq_id].title
-            parts, asking = (prompts.HOLD_OVER, *confirm_parts(title)), True
-        elif pending is not None and self.state is State.CHOOSING:
+            return confirm_parts(self.understanding.faq[pending.faq_id].title), True
+        if pending is not None and self.state is State.CHOOSING:
             faq = self.understanding.faq
             first, second = (faq[faq_id].title for faq_id in pending.choices)
-            parts, asking = (prompts.HOLD_OVER, *choice_parts(first, second)), True
-        elif pending is not None and self.state is State.OFFERED_TRANSFER:
-            parts, asking = (prompts.HOLD_OVER, prompts.OFFER_TRANSFER), True
-        else:
-            parts, asking = (prompts.HOLD_OVER, prompts.HOLD_OVER_ASK), False
-        return self._say(parts, "hold_over", expect_yes_no=asking)
+            return choice_parts(first, second), True
+        if pending is not None and self.state is State.OFFERED_TRANSFER:
+            return (prompts.OFFER_TRANSFER,), True
+        return (prompts.GO_AHEAD,), False
 
     def _offer_choice(self, decision: Decision) -> Reply:
         faq = self.understanding.faq

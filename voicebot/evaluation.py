@@ -1,6 +1,6 @@
 """Scoring the bot's understanding on labelled utterances (``utterance<TAB>expected``).
 
-``expected`` is an FAQ id, ``control.operator|repeat|hold|goodbye``, or ``unknown`` (the
+``expected`` is an FAQ id, ``control.operator|repeat|hold|resume|goodbye``, or ``unknown`` (the
 bot should not answer from the FAQ). Besides accuracy this counts the mistakes a caller
 acts on: every confident wrong answer (an answer or a redirect that speaks another
 topic), among them the unsafe ones (staff or nothing was right); and how many
@@ -23,6 +23,7 @@ CONTROL_LABELS = {
     BotAction.TRANSFER: "control.operator",
     BotAction.REPEAT: "control.repeat",
     BotAction.HOLD: "control.hold",
+    BotAction.RESUME: "control.resume",
     BotAction.GOODBYE: "control.goodbye",
 }
 

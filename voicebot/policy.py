@@ -50,6 +50,7 @@ class BotAction(StrEnum):
     TRANSFER = "transfer"
     REPEAT = "repeat"
     HOLD = "hold"  # the caller asked the bot to wait
+    RESUME = "resume"  # the caller checks the line or is back: say we are listening
     GOODBYE = "goodbye"
     REPROMPT = "reprompt"
     NOT_A_TAX = "not_a_tax"  # a charge the tax line does not handle (水道料金, 保育料)
@@ -134,8 +135,8 @@ def _control_wins(match: Match, thresholds: Thresholds) -> bool:
     control = match.control
     if control is None:
         return False
-    if control.intent in (ControlIntent.OPERATOR, ControlIntent.HOLD):
-        return True  # a hold is a whole utterance: its pattern leaves no question beside it
+    if control.intent in (ControlIntent.OPERATOR, ControlIntent.HOLD, ControlIntent.RESUME):
+        return True  # a hold or 「もしもし」 is a whole utterance: no question beside it
     residual = normalize(control.residual)
     top = match.top
     strong_faq = top is not None and top.score >= thresholds.answer
@@ -163,6 +164,8 @@ def decide(match: Match, faq: Faq, thresholds: Thresholds) -> Decision:
             return Decision(BotAction.REPEAT, None, 1.0, intent.value, cands)
         if intent is ControlIntent.HOLD:
             return Decision(BotAction.HOLD, None, 1.0, intent.value, cands)
+        if intent is ControlIntent.RESUME:
+            return Decision(BotAction.RESUME, None, 1.0, intent.value, cands)
         if intent is ControlIntent.GOODBYE:
             return Decision(BotAction.GOODBYE, None, 1.0, intent.value, cands)
         # yes/no outside a confirmation: nothing to act on

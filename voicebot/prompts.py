@@ -28,7 +28,9 @@ REPEAT_PREFIX = "もう一度申し上げます。"
 # for them, then asks once whether they are ready.
 HOLD = "はい、お待ちしております。ご準備ができましたら、お話しください。"
 HOLD_OVER = "ご準備はいかがでしょうか。"
-HOLD_OVER_ASK = "ご質問がございましたら、お話しください。"
+GO_AHEAD = "ご質問がございましたら、お話しください。"
+# The caller checks the line or is back (「もしもし」, 「お待たせしました」).
+RESUME = "はい、お聞きしております。"
 NOTHING_TO_REPEAT = "まだご案内した内容はございません。ご質問をどうぞ。"
 TRANSFER = "担当の職員におつなぎします。そのまま少々お待ちください。"
 TRANSFER_AFTER_FAILURE = (

@@ -15,6 +15,7 @@
     reprompt: "もう一度お話しいただくようお願いします",
     hold: "お客様のご準備をお待ちします",
     not_a_tax: "市税以外のご質問のため、問い合わせ先をご案内します",
+    resume: "「お聞きしております」とお伝えし、ご質問を伺います",
   };
   // The reply, when it is not what the action alone suggests (e.g. staff outside hours).
   const kindLabels = {

@@ -31,6 +31,7 @@
     reprompt: "聞き直し",
     hold: "お客様をお待ちする",
     not_a_tax: "市税以外のご案内",
+    resume: "お聞きしていることのお伝え",
   };
   const KINDS = {
     greeting: "あいさつ",
@@ -48,6 +49,7 @@
     hold: "お客様をお待ちする",
     hold_over: "ご準備の確認",
     not_a_tax: "市税以外のご案内",
+    resume: "お聞きしていることのお伝え",
     failure: "おわび",
   };
   const OUTCOMES = {
