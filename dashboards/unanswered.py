@@ -2,9 +2,11 @@
 
 An utterance is *unanswered* when the bot asked again or asked for confirmation with a
 confidence below the answer threshold (``low_confidence``), handed the call over because
-it did not understand (``not_understood``), or handed it over for a staff-only topic or
-a turn limit (``transferred``). Requests for a person (「担当者お願いします」) and
-component failures are not questions and are left out.
+it did not understand (``not_understood``), handed it over for a staff-only topic or
+a turn limit (``transferred``), or told the caller it was about a charge that is not a
+tax (``not_a_tax``: listed so that a tax question taken for one is seen). Requests for
+a person (「担当者お願いします」) and component failures are not questions and are left
+out.
 
 Callers say the same thing in many ways, and recognition spells it in more, so the
 utterances are grouped by similarity: content words in dictionary form (SudachiPy) and
@@ -36,6 +38,7 @@ from faq.normalize import normalize
 from faq.reading import sound_key
 
 LOW_CONFIDENCE_ACTIONS = ("reprompt", "confirm", "choose")
+NOT_A_TAX = "not_a_tax"  # told the caller the tax line does not handle the charge
 # Transfer reasons that say the question itself went unanswered.
 UNANSWERED_TRANSFERS = {
     "not_understood": "not_understood",
@@ -88,7 +91,7 @@ class UnansweredUtterance:
     call_id: str
     at: dt.datetime
     text: str
-    kind: str  # low_confidence, not_understood, transferred
+    kind: str  # low_confidence, not_understood, transferred, not_a_tax
     action: str
     score: float | None
     faq_id: str | None  # the bot's best guess
@@ -147,7 +150,9 @@ def unanswered_utterances(
     with db.session() as s:
         ids = select(Turn.call_id).join(Call, Call.id == Turn.call_id).where(*where)
         ids = ids.where(
-            (Turn.action.in_(LOW_CONFIDENCE_ACTIONS)) | (Turn.action == "transfer")
+            (Turn.action.in_(LOW_CONFIDENCE_ACTIONS))
+            | (Turn.action == "transfer")
+            | (Turn.action == NOT_A_TAX)
         ).distinct()
         rows = s.execute(
             select(Turn, Call.transfer_reason)
@@ -193,6 +198,8 @@ def _kind(turn: Turn, transfer_reason: str | None, threshold: float) -> str | No
         return "low_confidence" if (turn.score or 0.0) < threshold else None
     if turn.action == "transfer":
         return UNANSWERED_TRANSFERS.get(transfer_reason or "")
+    if turn.action == NOT_A_TAX:
+        return NOT_A_TAX
     return None
 
 

@@ -160,13 +160,19 @@ _FEE = r"(?:料金|料|代(?![わり表])|使用料|費)"
 OTHER_CHARGES = re.compile(
     rf"(?:上下水道|下水道|水道|ガス|電気|電話|携帯|給食|駐車場?|駐輪場?){_FEE}|"
     r"保育料|保育園の(?:料金|費用)|受信料|家賃|粗大ごみ|"
-    # a utility's own bill or payment: 水道の支払い, 電気の納付書
-    r"(?:上下水道|下水道|水道|ガス|電気)の(?=支払|払|納付書|請求|引き?落と|口座振替)"
+    # a utility's own bill, fee or payment: 水道の支払い, 電気の納付書, 下水道の使用料
+    r"(?:上下水道|下水道|水道|ガス|電気)の(?=支払|払|納付書|請求|引き?落と|口座振替|使用料|料金)"
 )
 PAYING = re.compile(r"払|納|決済|振替|振り替え|引き?落と|督促|滞納")
 # Words of the tax line's own business: a text with one of them is a tax question that
 # mentions another charge (保育料の支払いに所得証明書が要る, 還付金は電気代の口座に).
 TAX_MATTERS = re.compile(r"証明|還付|納税|申告|課税")
+# The caller cannot pay: another charge named beside it is the reason, and what cannot be
+# paid is their tax (「家賃を払うのが精一杯で、払えないんですが」) — a question for staff.
+HARDSHIP = re.compile(r"払えな|払えそう|払えません|分割|分納|待って|差し?押さ|精一杯|苦し|厳し")
+# Right after the charge: named as a comparison (「水道料金みたいに口座振替に」) or as income
+# (家賃収入), not as what is paid.
+NOT_PAID = re.compile(r"みたい|みたく|のよう|と同じ|と一緒|収入|所得")
 
 
 def pays_other_charge(surface: str, key: str = "") -> bool:
@@ -176,9 +182,12 @@ def pays_other_charge(surface: str, key: str = "") -> bool:
     (「水道料金をコンビニで払いたい」, not 「ペイペイで払えますか、水道代もペイペイなので」
     nor 「口座振替の申し込み…水道料金と同じ口座で」), and nothing names a tax or the tax
     line's own business (税, a tax by spelling or by sound as ``subjects`` finds it,
-    ``TAX_MATTERS``)."""
+    ``TAX_MATTERS``), of the caller's hardship (``HARDSHIP``), or makes the charge a
+    comparison or an income (``NOT_PAID``)."""
     charge = OTHER_CHARGES.search(surface)
     if charge is None or "税" in surface or TAX_MATTERS.search(surface):
+        return False
+    if HARDSHIP.search(surface) or NOT_PAID.match(surface, charge.end()):
         return False
     paying = PAYING.search(surface)
     return paying is not None and charge.start() < paying.start() and not subjects(surface, key)

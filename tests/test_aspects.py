@@ -108,6 +108,15 @@ def test_a_procedure_names_no_tax_of_its_own():
         ("納付書のことで電話代表にかけたら", False),
         # 電話代わって hands the phone over: a request for someone, not a telephone bill
         ("支払いのことで電話代わってもらえますか", False),
+        ("下水道の使用料を口座から引き落としにしたい", True),
+        # the charge is why the caller cannot pay their tax: a question for staff
+        ("家賃の支払いで手一杯で、払えそうにないんです", False),
+        ("給食費も払ってるので、分けて払う分納はできますか", False),
+        ("電気代も滞っていて、差し押さえされるんでしょうか", False),
+        # the charge as a comparison or as income
+        ("ガス代みたいにクレジットカードで払えますか", False),
+        ("駐車場代と同じようにコンビニで払いたい", False),
+        ("家賃収入がありますが、納付書は届きますか", False),
     ],
 )
 def test_paying_a_charge_that_is_not_a_tax(text, expected):

@@ -509,8 +509,7 @@ class Dialogue:
             case BotAction.HOLD:
                 return self._hold(self.state, self._pending, decision)
             case BotAction.NOT_A_TAX:
-                # Heard and understood, only not a tax: as good as an answer, not for staff.
-                self.misses = 0
+                # Not for staff, who handle taxes; misses stand, in case it was one.
                 text = prompts.NOT_A_TAX.format(office_phone=self.city.office_phone)
                 parts = (text, prompts.ANYTHING_ELSE)
                 return self._say(parts, "not_a_tax", decision=decision)

@@ -55,6 +55,7 @@ KIND_LABELS = {
     "low_confidence": "自信がなく聞き直し・確認",
     "not_understood": "理解できず転送",
     "transferred": "職員対応の話題として転送",
+    "not_a_tax": "市税以外としてご案内",
 }
 PRESETS = (("7d", "過去7日間", 7), ("30d", "過去30日間", 30))
 # A group's ids travel in a hidden field (``TurnIdsField``, at most 100,000 characters):
