@@ -51,27 +51,41 @@ _PLEASE = (
     r"(?:ください|下さい|くれ|もらえ|もらい|ほしい|欲しい"
     r"|(?:いただ|頂)け(?:ます|ません|ない|る))"  # not 「変わっていただけで」 (only changed)
 )
-# Asking to be waited for: the whole utterance, give or take a word before it. 「支払いを
-# 待ってもらえませんか」 asks to defer a payment; a wait that has an object is not a hold.
+# Asking to be waited for (「ちょっと待ってください」) is the whole utterance, give or take a
+# word before it. A wait with an object or a time (「支払いを待ってもらえませんか」, 「来月
+# まで待って」) asks to defer a payment, and so does a favour asked in the negative or with
+# time in it (「もう少し待っていただけませんか」, 「しばらく待って」): a person takes those,
+# and the bot's 「お待ちします」 must not sound like agreeing to them.
 _WAIT = (
-    r"(?:待っ(?:て|てて)|まって|お待ち)"
-    r"(?:ください|下さい|くれ|もらえ|いただけ|頂け|ほしい|欲しい|を)?"
-    r"(?:ます|ません|ない)?(?:か|です)?(?:ね|な|よ)?$"
+    r"(?:(?:待|ま)っ(?:て|てて|とって|といて)|待て(?=くだ|下さ)|お待ち)"
+    r"(?:くださいませ|ください|下さい|くれ(?:ん)?|もらえ(?:ん)?|もらって(?:も)?いい"
+    r"|いただ(?:け|いて(?:も)?(?:よろしい|いい))|頂け|ほしい|欲しい|ちょうだい|を)?"
+    r"(?:ます)?(?:です)?(?:でしょう)?(?:か)?(?:ね|な|よ|かね|かな)?"
 )
+_WAITS = rf"(?:{_WAIT})+(?:お願いします)?"
 _BEFORE_WAIT = (
-    r"^(?:はい|ええ|あっ?|すみません|すいません|ごめんなさい|今|いま|ちょっと|少々|少し"
-    r"|しばらく|もう少し|もうちょっと|一旦|いったん|とりあえず)*"
+    r"^(?:はい|ええ|あっ?|いや|すみません|すいません|ごめんなさい(?:ね)?|今|いま"
+    r"|ちょっと|ちょと|だけ|少々|少し|一旦|いったん)*"
 )
-# Going to fetch, look up or note something (「通知書を持ってきます」, 「探すので待って
-# ください」, 「待ってください、今確認します」): the verb, then kana only to the end.
+# Going to look something up or fetch it (「探すので待ってください」, 「待ってください、今
+# 確認します」, 「通知書を持ってきますので」): the verb, then kana only to the end. Not 用意
+# or 出す: 「お金を用意しますので待って」 asks for time to pay.
 _LOOK = (
     r"(?:探(?=[しすさせ])|さがし|さがす|取(?=[っりるれら])|とって|とり|とる|持(?=[っちつ])|もって"
-    r"|見(?=[てるま])|みて|みる|確認|調べ|しらべ|用意|準備|メモ|書(?=[かきくけい])|出(?=[しす]))"
+    r"|見(?=[てるま])|みて|みる|確認|調べ|しらべ|メモ|書(?=[かきくけい]))"
 )
+_OBJECT = r"(?:今|いま|すぐ)?(?:(?:[一-龥々ァ-ヶー]{1,8}の)?[一-龥々ァ-ヶー]{1,10}を)?"
+_BACK = r"(?:戻|もど)り?ます"
 _FETCH = (
-    r"(?:取って|とって|持って|もって|探して|さがして|見て|みて)(?:き|来)ます(?:ので|から)?(?:ね)?"
+    r"(?:取って|とって|持って|もって|探して|さがして|見て|みて|確認して|調べて|しらべて)"
+    r"(?:き|く|来)(?:ます|る)"
 )
-_PREPARE = _LOOK + r"[ぁ-ん]{0,6}(?:ので|から)"
+# Said after the bot offered to wait or asked whether the caller is ready: still waiting.
+_STILL_WAITING = re.compile(
+    r"^(?:はい|ええ|あっ?|すみません|すいません|ごめんなさい(?:ね)?)*(?:まだ(?:です|なんです|でして"
+    r"|かかります)?)?(?:もう少し|もうちょっと|もう少々|しばらく)?(?:だけ)?"
+    rf"(?:{_WAITS})?(?:ね)?$"
+)
 _PATTERNS: dict[ControlIntent, list[re.Pattern[str]]] = {
     ControlIntent.OPERATOR: [
         re.compile(r"オペレーター?"),
@@ -100,15 +114,20 @@ _PATTERNS: dict[ControlIntent, list[re.Pattern[str]]] = {
         re.compile(r"ゆっくり(?:言|話|お願い)"),
     ],
     ControlIntent.HOLD: [
-        re.compile(_BEFORE_WAIT + _WAIT),
-        re.compile(_PREPARE + r"(?:ちょっと|少々|少し|しばらく)?" + _WAIT),
-        re.compile(_FETCH + r"(?:" + _WAIT[:-1] + r")?$"),
+        re.compile(_BEFORE_WAIT + _WAITS + "$"),
+        # the wait, then what the caller goes to do
         re.compile(
             _BEFORE_WAIT
-            + r"(?:待って|まって)(?:ください|下さい|ね)?(?:今|いま)?"
-            + _LOOK
-            + r"[ぁ-ん]{0,8}$"
+            + _WAITS
+            + _OBJECT
+            + rf"(?:{_LOOK}[ぁ-ん]{{0,8}}|{_BACK}(?:ので|から)?ね?)$"
         ),
+        # what the caller goes to do, then the wait
+        re.compile(
+            _BEFORE_WAIT + _OBJECT + _LOOK + r"[ぁ-ん]{0,6}(?:ので|から)(?:ちょっと|少々|少し)?"
+            rf"(?:{_WAITS})?$"
+        ),
+        re.compile(_BEFORE_WAIT + r"(?:すぐ|今|いま)?" + _BACK + r"(?:ので|から)ね?$"),
     ],
     ControlIntent.RESUME: [
         re.compile(
@@ -164,9 +183,10 @@ _SOUND_PATTERNS: dict[ControlIntent, list[re.Pattern[str]]] = {
     ControlIntent.HOLD: [
         # 「住みません、ちょっと待ってください」: the words before the wait misspelt.
         re.compile(
-            r"^(?:ハイ|エ|アッ?|スミマセン|スイマセン|ゴメンナサイ|イマ|チョット|ショショ|スコシ"
-            r"|シバラク|モスコシ|モチョット|イッタン|トリアエズ)*(?:マッテテ?|オマチ)"
-            r"(?:クダサイ|クレ|モラエ|イタダケ|ホシイ|オ)?(?:マス|マセン|ナイ)?(?:カ|デス)?(?:ネ|ナ|ヨ)?$"
+            r"^(?:ハイ|エ|アッ?|イヤ|スミマセン|スイマセン|ゴメンナサイ|イマ|チョット|チョト"
+            r"|ショショ|スコシ|イッタン)*(?:マッテテ?|マットッテ|マットイテ|オマチ)"
+            r"(?:クダサイ(?:マセ)?|クレ|モラエ|イタダケ|ホシイ|チョウダイ|オ)?(?:マス)?(?:カ|デス)?"
+            r"(?:ネ|ナ|ヨ)?$"
         )
     ],
     ControlIntent.RESUME: [
@@ -176,6 +196,19 @@ _SOUND_PATTERNS: dict[ControlIntent, list[re.Pattern[str]]] = {
         re.compile(r"^イジョ(?:デ(?:ス|ゴザイマス)?|ニナリマス)?$"),  # 異常で(す) for 以上です
         re.compile(r"アリガト(?:ゴザイマ(?:ス|シタ))?"),
         re.compile(r"シツレ(?:シマス|シマシタ|イタシマス)"),
+    ],
+}
+# Checked after every other intent: 「わかりました、明日取ってきます」 is a goodbye, and
+# going to fetch something another day is no hold.
+_LATE_PATTERNS: dict[ControlIntent, list[re.Pattern[str]]] = {
+    ControlIntent.HOLD: [
+        re.compile(
+            r"^(?!.*(?:明日|あした|あさって|後で|あとで|今度|来週|週明け))"
+            + _BEFORE_WAIT[1:]
+            + _OBJECT
+            + _FETCH
+            + r"(?:ので|から)?ね?$"
+        )
     ],
 }
 # Yes, no, a hold and a 「もしもし」 are whole short replies (「はい、そうです、お願いします」
@@ -227,7 +260,32 @@ def find_control(text: str, intents: tuple[ControlIntent, ...] = _ORDER) -> Cont
             m = pattern.search(keys[kept])
             if m:
                 return ControlMatch(intent, m.group(0), "")
+    compact = forms[False]
+    for intent in intents:
+        if len(compact) > MAX_REPLY_CHARS:
+            break
+        for pattern in _LATE_PATTERNS.get(intent, ()):
+            m = pattern.search(compact)
+            if m:
+                return ControlMatch(intent, m.group(0), "")
     return None
+
+
+def is_hold(text: str) -> bool:
+    """Whether ``text`` asks the bot to wait (checked before a reply is read as a yes, a
+    no or a choice: 「いや、ちょっと待って」, 「前の書類を探しますので」)."""
+    found = find_control(nfkc(text), (ControlIntent.HOLD,))
+    return found is not None
+
+
+def still_waiting(text: str) -> bool:
+    """Whether ``text``, said when the bot has offered to wait or asked whether the caller
+    is ready, says they need more time (「まだです」, 「もう少し」): asking for time is
+    only a hold there."""
+    compact = "".join(strip_fillers(c) for c in split_clauses(text))
+    if not compact or len(compact) > MAX_REPLY_CHARS or not _STILL_WAITING.match(compact):
+        return False
+    return any(word in compact for word in ("まだ", "もう", "しばらく", "待", "まって"))
 
 
 def yes_no(text: str) -> ControlIntent | None:

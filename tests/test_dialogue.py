@@ -423,3 +423,42 @@ def test_coming_back_from_a_hold_puts_the_open_question_again(call, understandin
     assert reply.kind == "resume" and reply.expect_yes_no and call.state is State.CONFIRMING
     assert "口座振替" in reply.parts[1]
     assert call.on_utterance("はい").kind == "answer" and call.misses == 0
+
+
+def test_more_time_asked_for_after_a_hold_is_a_hold_and_elsewhere_a_deferral(call):
+    """「まだです、もう少し」 after 「ご準備はいかがでしょうか」 asks for more time on the
+    phone; the same words out of the blue ask to defer a payment, which staff take."""
+    call.on_utterance("ちょっと待ってください")
+    assert call.on_no_input().kind == "hold_over"
+    reply = call.on_utterance("まだです、もう少し待ってください")
+    assert reply.kind == "hold" and reply.patient and call.turns[-1].faq_id is None
+    assert call.on_utterance("もう少し").kind == "hold"
+    call.on_utterance("口座振替の申し込みはどうすればいいですか")
+    reply = call.on_utterance("もう少し待ってもらえないでしょうか")
+    assert reply.kind == "transfer" and reply.handover.turns[-1].faq_id == "payment.cannot-pay"
+
+
+def test_a_hold_is_not_taken_for_a_no_or_a_position(call, understanding, monkeypatch):
+    """「いや、ちょっと待って」 to a confirmation, or 「前の書類を探しますので」 to a choice, asks
+    for a moment: it neither denies the topic nor picks the first one."""
+    require_confirmation(understanding, monkeypatch)
+    call.on_utterance("口座振替にしたい")
+    reply = call.on_utterance("いや、ちょっと待ってください")
+    assert reply.kind == "hold" and call.state is State.CONFIRMING and call.misses == 0
+    monkeypatch.undo()
+    call.on_utterance("口座振替の申し込みはどうすればいいですか")
+    assert call.on_utterance(TWO_TOPICS).kind == "choose"
+    reply = call.on_utterance("前の書類を探しますので")
+    assert reply.kind == "hold" and call.state is State.CHOOSING
+
+
+def test_an_idle_key_or_a_rustle_does_not_end_the_wait(call):
+    """A key that means nothing leaves the caller their longer wait; speech heard as
+    nothing (paper, a cough) while they are away gets a short 「はい」 and the wait goes on,
+    where otherwise it counts as silence."""
+    call.on_utterance("ちょっと待ってください")
+    assert call.on_dtmf("5") is None and call.holding
+    reply = call.on_noise()
+    assert reply.kind == "hold" and reply.text == prompts.HOLD_STILL and reply.patient
+    assert call.on_no_input().kind == "hold_over"
+    assert call.on_noise().kind == "reprompt"  # no longer away: as a silence

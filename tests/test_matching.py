@@ -320,7 +320,17 @@ def test_confidence_in_unit_range_and_ranked(understanding):
         ("特にありません", ControlIntent.GOODBYE),
         ("あ、ちょっと待ってくださいね", ControlIntent.HOLD),
         ("少々お待ちいただけますか", ControlIntent.HOLD),
-        ("はい、もうちょっと待ってもらえますか", ControlIntent.HOLD),
+        ("ちょっと待ってもらっていいですか", ControlIntent.HOLD),
+        ("少々お待ちいただいてもよろしいですか", ControlIntent.HOLD),
+        ("ちょっと待っとってくださいね", ControlIntent.HOLD),  # as said in the west
+        ("待って待って", ControlIntent.HOLD),
+        ("いや、ちょっと待ってください", ControlIntent.HOLD),
+        ("少々お待ちください、いま確認いたします", ControlIntent.HOLD),
+        ("ちょっと待ってください、すぐ戻りますので", ControlIntent.HOLD),
+        ("ちょっと調べてきます", ControlIntent.HOLD),
+        ("今取ってくるので", ControlIntent.HOLD),
+        # going to fetch it another day: done with the call
+        ("わかりました、あした窓口で取ってきます", ControlIntent.GOODBYE),
         ("いま書類を探しますので、待っててください", ControlIntent.HOLD),
         ("封筒を持ってきますので", ControlIntent.HOLD),
         ("待ってください、いま確認しますね", ControlIntent.HOLD),
@@ -359,6 +369,12 @@ def test_control_intents(text, intent):
         "通知書をもらったので待ってほしい",
         "還付はいつまで待てばいいですか",
         "通知が届くのを待っています",
+        # Time asked for, or a favour asked in the negative: deferring a payment.
+        "もう少し待ってもらえないでしょうか",
+        "しばらく待っていただけませんか",
+        "ちょっと待ってもらえませんか",
+        "来月には用意できますので待ってください",
+        "主人が出してくれるので待ってほしい",
         # 「もしもし」 or 「お待たせしました」 before a question leaves the question.
         "もしもし、軽自動車税の納付書が届かないんですが",
         "お待たせしました、それで固定資産税の通知書のことなんですが",

@@ -74,7 +74,7 @@ class Conversation:
         reply = (
             self.dialogue.on_utterance(text, t.alternatives, t.confidence, t.unprompted)
             if text
-            else self.dialogue.on_no_input()
+            else self.dialogue.on_noise()
         )
         turn = self._log(reply, end.last_speech_ms)
         turn.asr_ms, turn.speculative = transcript.processing_ms, speculative

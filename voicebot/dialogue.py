@@ -17,9 +17,10 @@ import datetime as dt
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
-from typing import Any
+from typing import Any, NamedTuple
 
-from faq.intents import ControlIntent, yes_no
+from faq.intents import ControlIntent, is_hold, still_waiting, yes_no
+from faq.matcher import Match
 from faq.normalize import nfkc
 from voicebot import prompts
 from voicebot.policy import BotAction, Decision, chosen, entry_action
@@ -57,6 +58,13 @@ SECOND_WORDS = (
     "2番",
     "二番",
 )
+
+
+class Away(NamedTuple):
+    """Where a caller who asked for a moment stands when they next speak."""
+
+    held: bool  # asked for a moment and not heard from since
+    offered: bool  # the bot's last words offered to wait or asked whether they are ready
 
 
 class Next(StrEnum):
@@ -134,6 +142,7 @@ class Checkpoint:
     _last_said: tuple[str, ...] | None
     _pending: Decision | None
     _holding: bool
+    _offered_wait: bool
 
     def restore(self) -> None:
         """Put the dialogue back as it was when this checkpoint was taken."""
@@ -145,6 +154,7 @@ class Checkpoint:
         d.last_said = self._last_said
         d._pending = self._pending
         d.holding = self._holding
+        d._offered_wait = self._offered_wait
 
 
 def choice_parts(first: str, second: str) -> tuple[str, ...]:
@@ -183,6 +193,7 @@ class Dialogue:
         self.last_said: tuple[str, ...] | None = None
         self._pending: Decision | None = None  # topic awaiting confirmation
         self.holding = False  # the caller asked for a moment and has not spoken since
+        self._offered_wait = False  # the last reply offered to wait or asked if ready
 
     # -- helpers -------------------------------------------------------------------------
     @property
@@ -256,6 +267,7 @@ class Dialogue:
             self.last_said,
             self._pending,
             self.holding,
+            self._offered_wait,
         )
 
     # -- inputs --------------------------------------------------------------------------
@@ -279,28 +291,25 @@ class Dialogue:
             raise RuntimeError("the call has ended")
         self._turn = None
         self.silences = 0
-        held, self.holding = self.holding, False
+        away = self._take_away()
         if len(self._turns) >= self.max_turns:
             decision = self.understanding.understand(text)[1]
             self._record(text, decision)
             return self._transfer("turn_limit", prompts.TRANSFER, decision)
 
         if self.state is State.CHOOSING:
-            return self._on_choice_reply(text, alternatives, heard_probability, unprompted, held)
+            return self._on_choice_reply(text, alternatives, heard_probability, unprompted, away)
         asked = self.state, self._pending
         if self.state in (State.CONFIRMING, State.OFFERED_TRANSFER):
-            answer = yes_no(text)
+            answer = None if is_hold(text) else yes_no(text)
             if answer is not None:
                 return self._on_yes_no(text, answer)
             # Neither yes nor no: the caller rephrased; treat it as a new question.
             self.state = State.LISTENING
             self._pending = None
 
-        match, decision = self.understanding.understand(
-            text, alternatives, heard_probability, unprompted
-        )
-        self._record(match.text, decision)
-        return self._on_line(decision, *asked, held) or self._act(decision)
+        _, decision = self._understand(text, alternatives, heard_probability, unprompted, away)
+        return self._on_line(decision, *asked, away.held) or self._act(decision)
 
     def on_dtmf(self, digit: str) -> Reply | None:
         """A key press: 0 reaches staff; 1/2 answer a confirmation. Others are ignored."""
@@ -308,7 +317,8 @@ class Dialogue:
             return None
         self._turn = None
         self.silences = 0
-        self.holding = False
+        if digit in "012":
+            self._take_away()  # a key that acts ends the wait; another is ignored
         if digit == "0":
             self._open("[DTMF 0]", score=1.0)
             return self._transfer("caller_request", prompts.TRANSFER)
@@ -319,6 +329,15 @@ class Dialogue:
                 f"[DTMF {digit}]", ControlIntent.YES if digit == "1" else ControlIntent.NO
             )
         return None
+
+    def on_noise(self) -> Reply:
+        """Speech was heard but recognised as nothing (a rustle, a cough): silence, except
+        while the caller is away fetching something, when the wait goes on."""
+        if not self.holding:
+            return self.on_no_input()
+        self._open("")
+        asking = self._pending is not None and self.state is not State.LISTENING
+        return self._say(prompts.HOLD_STILL, "hold", expect_yes_no=asking, patient=True)
 
     def on_no_input(self) -> Reply:
         """The caller said nothing for the no-input time."""
@@ -389,7 +408,7 @@ class Dialogue:
         alternatives: Sequence[str],
         heard_probability: float | None,
         unprompted: Mapping[str, float] | None,
-        held: bool = False,
+        away: Away,
     ) -> Reply:
         """The caller's reply to 「AとBの、どちらについて…」: a position (「前の方」), a
         topic's words (「還付金のほうです」), neither (「いいえ」), or a new question."""
@@ -397,10 +416,11 @@ class Dialogue:
         self.state = State.LISTENING
         self._pending = None
         assert pending is not None
-        position = ordinal_reply(text)
+        hold = is_hold(text)  # 「前の書類を探しますので」 names no position
+        position = None if hold else ordinal_reply(text)
         if position is not None:
             return self._deliver_choice(text, pending.choices[position])
-        answer = yes_no(text)
+        answer = None if hold else yes_no(text)
         if answer is not None:  # 「いいえ」: neither; 「はい」: does not say which
             self._open(text, score=1.0)
             self.misses += 1
@@ -409,17 +429,41 @@ class Dialogue:
             if answer is ControlIntent.NO:
                 return self._say(prompts.CONFIRM_DENIED, "reprompt")
             return self._offer_choice(pending)
+        match, decision = self._understand(text, alternatives, heard_probability, unprompted, away)
+        on_line = self._on_line(decision, State.CHOOSING, pending, away.held)
+        if on_line is not None:
+            return on_line
+        named = match.top.faq_id if match and match.top and match.control is None else None
+        if named in pending.choices:
+            return self._deliver(chosen(self.understanding.faq, named))
+        return self._act(decision)  # a new question
+
+    def _take_away(self) -> Away:
+        """Where the caller stood about a wait, which their speaking (or a key) ends."""
+        away = Away(self.holding, self._offered_wait)
+        self.holding = self._offered_wait = False
+        return away
+
+    def _understand(
+        self,
+        text: str,
+        alternatives: Sequence[str],
+        heard_probability: float | None,
+        unprompted: Mapping[str, float] | None,
+        away: Away,
+    ) -> tuple[Match | None, Decision]:
+        """Understand the caller's words and record the turn. Asking for more time
+        (「まだです」, 「もう少し」) just after the bot offered to wait is a hold, whatever
+        the FAQ makes of it (elsewhere 「もう少し待って」 asks to defer a payment)."""
+        if away.offered and still_waiting(text):
+            decision = Decision(BotAction.HOLD, None, 1.0, ControlIntent.HOLD.value)
+            self._record(text, decision)
+            return None, decision
         match, decision = self.understanding.understand(
             text, alternatives, heard_probability, unprompted
         )
         self._record(match.text, decision)
-        on_line = self._on_line(decision, State.CHOOSING, pending, held)
-        if on_line is not None:
-            return on_line
-        named = match.top.faq_id if match.top and match.control is None else None
-        if named in pending.choices:
-            return self._deliver(chosen(self.understanding.faq, named))
-        return self._act(decision)  # a new question
+        return match, decision
 
     def _on_line(
         self, decision: Decision, state: State, pending: Decision | None, held: bool
@@ -444,7 +488,7 @@ class Dialogue:
         waits, listen longer than usual, and keep a question put to them open, so that
         「はい」 after the pause still answers it."""
         self.state, self._pending = state, pending
-        self.holding = True
+        self.holding = self._offered_wait = True
         asking = pending is not None and state is not State.LISTENING
         return self._say(
             prompts.HOLD, "hold", decision=decision, expect_yes_no=asking, patient=True
@@ -455,6 +499,7 @@ class Dialogue:
         whether they are ready, putting again a question still open. The silence is not
         counted: the bot offered it."""
         parts, asking = self._open_question()
+        self._offered_wait = True  # 「まだです」 now asks for more time
         return self._say((prompts.HOLD_OVER, *parts), "hold_over", expect_yes_no=asking)
 
     def _open_question(self) -> tuple[tuple[str, ...], bool]:

@@ -26,7 +26,8 @@ FILLER_AGAIN = "もうしばらくお待ちください。"
 REPEAT_PREFIX = "もう一度申し上げます。"
 # The caller asked for a moment (「ちょっと待ってください」): the bot waits longer than usual
 # for them, then asks once whether they are ready.
-HOLD = "はい、お待ちしております。ご準備ができましたら、お話しください。"
+HOLD = "承知しました。お電話はこのままでお待ちしますので、ご準備ができましたら、お話しください。"
+HOLD_STILL = "はい、このままお待ちしております。"
 HOLD_OVER = "ご準備はいかがでしょうか。"
 GO_AHEAD = "ご質問がございましたら、お話しください。"
 # The caller checks the line or is back (「もしもし」, 「お待たせしました」).

@@ -56,6 +56,7 @@ import numpy as np
 
 from voicebot.asr.base import RecognizerError, Transcript
 from voicebot.asr.hint_echo import echoes_hint
+from voicebot.asr.stock_phrases import is_stock_phrase
 from voicebot.asr.vocabulary import OutputVocabulary
 
 log = logging.getLogger(__name__)
@@ -415,8 +416,13 @@ class WhisperRecognizer:
     @staticmethod
     def _not_echoes(hypotheses: list[Hypothesis], prompt: str | None) -> list[Hypothesis]:
         """The hypotheses that report the audio: one that repeats its decoding's hint is the
-        hint speaking (see ``hint_echo``), so it counts as unheard."""
-        kept = [h for h in hypotheses if not echoes_hint(h[0], prompt, h[1])]
+        hint speaking (see ``hint_echo``), and one made of subtitle stock phrases is the
+        training data speaking (see ``stock_phrases``); both count as unheard."""
+        kept = [
+            h
+            for h in hypotheses
+            if not echoes_hint(h[0], prompt, h[1]) and not is_stock_phrase(h[0])
+        ]
         if len(kept) < len(hypotheses):
             log.debug("dropped %d hypotheses that repeat the hint", len(hypotheses) - len(kept))
         return kept
