@@ -166,10 +166,13 @@ OTHER_CHARGES = re.compile(
 PAYING = re.compile(r"払|納|決済|振替|振り替え|引き?落と|督促|滞納")
 # Words of the tax line's own business: a text with one of them is a tax question that
 # mentions another charge (保育料の支払いに所得証明書が要る, 還付金は電気代の口座に).
-TAX_MATTERS = re.compile(r"証明|還付|納税|申告|課税")
+TAX_MATTERS = re.compile(r"証明|還付|納税|申告|課税|控除|扶養|経費|所得|猶予|延滞")
 # The caller cannot pay: another charge named beside it is the reason, and what cannot be
 # paid is their tax (「家賃を払うのが精一杯で、払えないんですが」) — a question for staff.
-HARDSHIP = re.compile(r"払えな|払えそう|払えません|分割|分納|待って|差し?押さ|精一杯|苦し|厳し")
+HARDSHIP = re.compile(
+    r"払えな|払えそう|払えません|払えて(?:い)?な|分割|分納|少しずつ|待って|差し?押|精一杯|精いっぱい"
+    r"|苦し|厳し|難し|余裕|間に合|延ば|お金がな|生活費"
+)
 # Right after the charge: named as a comparison (「水道料金みたいに口座振替に」) or as income
 # (家賃収入), not as what is paid.
 NOT_PAID = re.compile(r"みたい|みたく|のよう|と同じ|と一緒|収入|所得")

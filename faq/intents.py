@@ -38,9 +38,10 @@ class ControlMatch:
 
 _PERSON = (
     r"(?:担当(?:者|の方|の人|の職員|の係)?|係(?:の(?:方|人))?|係員|職員(?:の方|さん)?"
-    r"|人間|人|方|窓口の(?:方|人)|オペレーター?|スタッフ)"
+    r"|人間|(?<![一-龥])人|方|窓口の(?:方|人)|オペレーター?|スタッフ)"  # not 主人, 本人
 )
-_TALK = r"(?:話|はな|代わ|かわ|替わ|変わ|つな|繋|取り次|とりつ|相談|聞)"
+# 「家の人に代わります」 hands the phone to someone at home: the caller's doing, not a request.
+_TALK = r"(?:話|はな|代わ|かわ|替わ|変わ|つな|繋|取り次|とりつ|相談|聞)(?!ります)"
 # Someone who can only be staff: no bare 方 or 人 (「払い方をお願いします」 asks for a method).
 _STAFF = (
     r"(?:担当(?:者|の方|の人|の職員|の係)?|係(?:の(?:方|人))|係員|職員(?:の方|さん)?"
@@ -58,14 +59,16 @@ _PLEASE = (
 # and the bot's 「お待ちします」 must not sound like agreeing to them.
 _WAIT = (
     r"(?:(?:待|ま)っ(?:て|てて|とって|といて)|待て(?=くだ|下さ)|お待ち)"
-    r"(?:くださいませ|ください|下さい|くれ(?:ん)?|もらえ(?:ん)?|もらって(?:も)?いい"
-    r"|いただ(?:け|いて(?:も)?(?:よろしい|いい))|頂け|ほしい|欲しい|ちょうだい|を)?"
+    r"(?:くださいませ|ください|下さい|くれ(?!ん)|もらえ(?!ん)|もらって(?:も)?いい"
+    r"|いただ(?:け|いて(?:も)?(?:よろしい|いい))|頂け|ちょうだい|を)?"
     r"(?:ます)?(?:です)?(?:でしょう)?(?:か)?(?:ね|な|よ|かね|かな)?"
 )
 _WAITS = rf"(?:{_WAIT})+(?:お願いします)?"
 _BEFORE_WAIT = (
     r"^(?:はい|ええ|あっ?|いや|すみません|すいません|ごめんなさい(?:ね)?|今|いま"
-    r"|ちょっと|ちょと|だけ|少々|少し|一旦|いったん)*"
+    r"|ちょっと|ちょと|だけ|少々|少し|一旦|いったん"
+    # said first, the words of a goodbye only acknowledge: 「わかりました、少々お待ちください」
+    r"|わかりました|分かりました|ありがとうございます|失礼しました|大丈夫です)*"
 )
 # Going to look something up or fetch it (「探すので待ってください」, 「待ってください、今
 # 確認します」, 「通知書を持ってきますので」): the verb, then kana only to the end. Not 用意
@@ -74,15 +77,33 @@ _LOOK = (
     r"(?:探(?=[しすさせ])|さがし|さがす|取(?=[っりるれら])|とって|とり|とる|持(?=[っちつ])|もって"
     r"|見(?=[てるま])|みて|みる|確認|調べ|しらべ|メモ|書(?=[かきくけい]))"
 )
-_OBJECT = r"(?:今|いま|すぐ)?(?:(?:[一-龥々ァ-ヶー]{1,8}の)?[一-龥々ァ-ヶー]{1,10}を)?"
+# Going to do it, not done (見ましたので) nor done to them (取られるから).
+_GOING = (
+    r"(?:す|く|る|ります|きます|します|ます|して(?:き|く)(?:ます|る)|っ?て(?:き|く)(?:ます|る))"
+)
+_OBJECT = (
+    r"(?:今|いま|すぐ)?(?!(?:お金|現金|給料|年金|代金))"  # money fetched is time to pay
+    r"(?:(?:[一-龥々ァ-ヶー]{1,8}の)?[一-龥々ァ-ヶー]{1,10}を)?"
+)
+# Handing the phone to someone at home: 「主人に代わりますので」.
+_HAND_OVER = r"(?:[一-龥ぁ-んァ-ヶー]{1,8}(?:に|と))?(?:代わ|かわ|替わ)ります"
 _BACK = r"(?:戻|もど)り?ます"
 _FETCH = (
     r"(?:取って|とって|持って|もって|探して|さがして|見て|みて|確認して|調べて|しらべて)"
     r"(?:き|く|来)(?:ます|る)"
 )
+# Back on the line, or checking it: 「もしもし」, 「大変お待たせしました」, 「聞こえますか」.
+_RETURN = (
+    r"^(?:はい|あっ?|あの[うおー]?|えっと|ええと|すみません|すいません|ごめんなさい|大変|どうも)*"
+    r"(?:もしもし|お待たせ(?:しました|いたしました|しております|しています"
+    r"|して(?:すみません|申し訳ありません|しまって))?|(?:戻|もど)りました"
+    r"|聞こえ(?:て(?:い)?)?ますか)+(?:ね|よ)?"
+)
+_RETURN_FIRST = re.compile(_RETURN)
 # Said after the bot offered to wait or asked whether the caller is ready: still waiting.
 _STILL_WAITING = re.compile(
-    r"^(?:はい|ええ|あっ?|すみません|すいません|ごめんなさい(?:ね)?)*(?:まだ(?:です|なんです|でして"
+    r"^(?:はい|ええ|あっ?|いや|いえ|いいえ|すみません|すいません|ごめんなさい(?:ね)?)*"
+    r"(?:まだ(?:です|なんです|でして"
     r"|かかります)?)?(?:もう少し|もうちょっと|もう少々|しばらく)?(?:だけ)?"
     rf"(?:{_WAITS})?(?:ね)?$"
 )
@@ -124,18 +145,23 @@ _PATTERNS: dict[ControlIntent, list[re.Pattern[str]]] = {
         ),
         # what the caller goes to do, then the wait
         re.compile(
-            _BEFORE_WAIT + _OBJECT + _LOOK + r"[ぁ-ん]{0,6}(?:ので|から)(?:ちょっと|少々|少し)?"
-            rf"(?:{_WAITS})?$"
+            _BEFORE_WAIT
+            + _OBJECT
+            + rf"(?:{_LOOK}{_GOING}|{_HAND_OVER})(?:ので|から)(?:ちょっと|少々|少し)?"
+            + rf"(?:{_WAITS})?$"
         ),
         re.compile(_BEFORE_WAIT + r"(?:すぐ|今|いま)?" + _BACK + r"(?:ので|から)ね?$"),
+        # going to fetch it now (not another day: 「明日取ってきます」 ends the call)
+        re.compile(
+            r"^(?!.*(?:明日|あした|あさって|後で|あとで|今度|来週|週明け))"
+            + _BEFORE_WAIT[1:]
+            + _OBJECT
+            + _FETCH
+            + r"(?:ので|から)?ね?$"
+        ),
     ],
     ControlIntent.RESUME: [
-        re.compile(
-            r"^(?:はい|あっ?|あの[うおー]?|えっと|ええと|すみません|すいません|ごめんなさい)*"
-            r"(?:もしもし|お待たせ(?:しました"
-            r"|いたしました|しております|しています)?|(?:戻|もど)りました|聞こえ(?:て(?:い)?)?ますか)+"
-            r"(?:ね|よ)?$"
-        )
+        re.compile(_RETURN + r"(?:ありました|見つかりました|ありがとうございます)?$")
     ],
     ControlIntent.GOODBYE: [
         re.compile(r"^以上(?:になります|で(?:す|ございます)?)?$"),  # 以上で: す unvoiced
@@ -167,7 +193,7 @@ _SOUND_PATTERNS: dict[ControlIntent, list[re.Pattern[str]]] = {
         re.compile(r"オペレタ"),
         re.compile(r"タント(?:シャ|ノカタ|ノヒト)(?:サン)?(?:ト|ニ)"),
         re.compile(r"チョクセツ(?:ハナシ|バナシ|ソダン)"),
-        re.compile(r"(?:ヒト|ショクイン)(?:ト|ニ)(?:ハナシ|カワ|ツナ)"),
+        re.compile(r"(?:ヒト|ショクイン)(?:ト|ニ)(?:ハナシ|カワ(?!リマス)|ツナ)"),
         # の方 reads ノホ; not a request made before (お願いして, お願いした)
         re.compile(
             r"タント(?:シャ|ノカタ|ノホ|ノヒト)?(?:サン)?オ?オネガイ(?!シ(?:テ|タ(?!イ)|マシ))"
@@ -185,7 +211,7 @@ _SOUND_PATTERNS: dict[ControlIntent, list[re.Pattern[str]]] = {
         re.compile(
             r"^(?:ハイ|エ|アッ?|イヤ|スミマセン|スイマセン|ゴメンナサイ|イマ|チョット|チョト"
             r"|ショショ|スコシ|イッタン)*(?:マッテテ?|マットッテ|マットイテ|オマチ)"
-            r"(?:クダサイ(?:マセ)?|クレ|モラエ|イタダケ|ホシイ|チョウダイ|オ)?(?:マス)?(?:カ|デス)?"
+            r"(?:クダサイ(?:マセ)?|クレ(?!ン)|モラエ(?!ン)|イタダケ|チョウダイ|オ)?(?:マス)?(?:カ|デス)?"
             r"(?:ネ|ナ|ヨ)?$"
         )
     ],
@@ -196,19 +222,6 @@ _SOUND_PATTERNS: dict[ControlIntent, list[re.Pattern[str]]] = {
         re.compile(r"^イジョ(?:デ(?:ス|ゴザイマス)?|ニナリマス)?$"),  # 異常で(す) for 以上です
         re.compile(r"アリガト(?:ゴザイマ(?:ス|シタ))?"),
         re.compile(r"シツレ(?:シマス|シマシタ|イタシマス)"),
-    ],
-}
-# Checked after every other intent: 「わかりました、明日取ってきます」 is a goodbye, and
-# going to fetch something another day is no hold.
-_LATE_PATTERNS: dict[ControlIntent, list[re.Pattern[str]]] = {
-    ControlIntent.HOLD: [
-        re.compile(
-            r"^(?!.*(?:明日|あした|あさって|後で|あとで|今度|来週|週明け))"
-            + _BEFORE_WAIT[1:]
-            + _OBJECT
-            + _FETCH
-            + r"(?:ので|から)?ね?$"
-        )
     ],
 }
 # Yes, no, a hold and a 「もしもし」 are whole short replies (「はい、そうです、お願いします」
@@ -260,14 +273,6 @@ def find_control(text: str, intents: tuple[ControlIntent, ...] = _ORDER) -> Cont
             m = pattern.search(keys[kept])
             if m:
                 return ControlMatch(intent, m.group(0), "")
-    compact = forms[False]
-    for intent in intents:
-        if len(compact) > MAX_REPLY_CHARS:
-            break
-        for pattern in _LATE_PATTERNS.get(intent, ()):
-            m = pattern.search(compact)
-            if m:
-                return ControlMatch(intent, m.group(0), "")
     return None
 
 
@@ -276,6 +281,14 @@ def is_hold(text: str) -> bool:
     no or a choice: 「いや、ちょっと待って」, 「前の書類を探しますので」)."""
     found = find_control(nfkc(text), (ControlIntent.HOLD,))
     return found is not None
+
+
+def after_return(text: str) -> str:
+    """``text`` without 「お待たせしました」 or 「もしもし」 before it: what a caller who is
+    back says to the question still open (「お待たせしました、はい、そうです」)."""
+    compact = "".join(split_clauses(text))
+    found = _RETURN_FIRST.match(compact) if len(compact) <= MAX_REPLY_CHARS else None
+    return compact[found.end() :] if found and found.end() < len(compact) else text
 
 
 def still_waiting(text: str) -> bool:

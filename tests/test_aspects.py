@@ -117,6 +117,9 @@ def test_a_procedure_names_no_tax_of_its_own():
         ("ガス代みたいにクレジットカードで払えますか", False),
         ("駐車場代と同じようにコンビニで払いたい", False),
         ("家賃収入がありますが、納付書は届きますか", False),
+        ("給食費を払うと余裕がなくて、少しずつでもいいですか", False),
+        ("ガス代を滞納していて差し押さえが心配です", False),  # 差押え once normalised
+        ("保育料を払っていますが、控除の対象になりますか", False),
     ],
 )
 def test_paying_a_charge_that_is_not_a_tax(text, expected):

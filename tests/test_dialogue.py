@@ -250,7 +250,7 @@ def test_a_charge_that_is_not_a_tax_is_said_to_be_outside_the_tax_line(call, faq
     call.on_no_input()
     reply = call.on_utterance("保育料の引き落としの口座を変えたいんですが")
     assert reply.kind == "not_a_tax" and reply.next is Next.LISTEN
-    assert faq.city.office_phone in reply.parts[0] and reply.parts[1] == prompts.ANYTHING_ELSE
+    assert faq.city.office_phone in reply.parts[0] and reply.parts[1] == prompts.NOT_A_TAX_UNLESS
     assert call.misses == 1
     assert call.on_utterance("もう一回言ってください").parts[1:] == reply.parts
 
@@ -358,7 +358,7 @@ def test_a_hold_keeps_the_question_put_to_the_caller(call, understanding, faq, m
     assert reply.kind == "hold" and reply.expect_yes_no and call.state is State.CONFIRMING
     reply = call.on_no_input()
     assert reply.kind == "hold_over" and reply.expect_yes_no
-    assert reply.parts[0] == prompts.HOLD_OVER and "口座振替" in reply.parts[1]
+    assert reply.parts[0] == prompts.HOLD_OVER_AGAIN and "口座振替" in reply.parts[1]
     reply = call.on_utterance("はい")
     assert reply.kind == "answer"
     assert faq.answer_text("payment.account-transfer") in reply.text
@@ -462,3 +462,30 @@ def test_an_idle_key_or_a_rustle_does_not_end_the_wait(call):
     assert reply.kind == "hold" and reply.text == prompts.HOLD_STILL and reply.patient
     assert call.on_no_input().kind == "hold_over"
     assert call.on_noise().kind == "reprompt"  # no longer away: as a silence
+
+
+def test_back_from_a_hold_the_caller_answers_the_open_question(call, understanding, monkeypatch):
+    """「いえ、まだです」 to the question put again after a hold asks for more time, not a
+    denial; 「お待たせしました、はい、そうです」 answers it; and after a hold the question
+    is put again without 「ご準備はいかがでしょうか」 before it (「はい」 would answer both)."""
+    require_confirmation(understanding, monkeypatch)
+    call.on_utterance("口座振替にしたい")
+    call.on_utterance("ちょっと待ってください")
+    reply = call.on_no_input()
+    assert reply.parts[0] == prompts.HOLD_OVER_AGAIN and reply.expect_yes_no
+    assert call.on_utterance("いえ、まだです").kind == "hold" and call.misses == 0
+    reply = call.on_utterance("お待たせしました、はい、そうです")
+    assert reply.kind == "answer"
+
+
+def test_keys_and_noise_around_a_hold(call):
+    """1 or 2 with nothing to answer leaves the hold; noise while away is no turn of the
+    caller's (a long search does not reach the turn limit); a failed transfer ends it."""
+    call.on_utterance("ちょっと待ってください")
+    turns = len(call.turns)
+    assert call.on_dtmf("1") is None and call.holding
+    for _ in range(20):
+        assert call.on_noise().kind == "hold"
+    assert len(call.turns) == turns
+    call.on_transfer_failed()
+    assert not call.holding and call.on_no_input().kind == "reprompt"

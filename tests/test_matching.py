@@ -329,6 +329,12 @@ def test_confidence_in_unit_range_and_ranked(understanding):
         ("ちょっと待ってください、すぐ戻りますので", ControlIntent.HOLD),
         ("ちょっと調べてきます", ControlIntent.HOLD),
         ("今取ってくるので", ControlIntent.HOLD),
+        ("わかりました、少々お待ちください", ControlIntent.HOLD),  # not a goodbye
+        ("あ、失礼しました、ちょっと待ってくださいね", ControlIntent.HOLD),
+        ("妻に代わりますので、少々お待ちください", ControlIntent.HOLD),  # the phone handed over
+        ("主人に代わりますので", ControlIntent.HOLD),  # 主人 is no member of staff
+        ("大変お待たせしました", ControlIntent.RESUME),
+        ("お待たせしてすみません、ありました", ControlIntent.RESUME),
         # going to fetch it another day: done with the call
         ("わかりました、あした窓口で取ってきます", ControlIntent.GOODBYE),
         ("いま書類を探しますので、待っててください", ControlIntent.HOLD),
@@ -375,6 +381,12 @@ def test_control_intents(text, intent):
         "ちょっと待ってもらえませんか",
         "来月には用意できますので待ってください",
         "主人が出してくれるので待ってほしい",
+        "待ってもらえんかね",  # a favour asked in the negative, as said in the west
+        "年金を確認してからなので待ってください",
+        "現金を持ってきますので少々お待ちください",  # money fetched: time to pay
+        # the start of a complaint or a story, cut at a pause: not going to fetch anything
+        "固定資産税を取られるから",
+        "市のホームページを見ましたので",
         # 「もしもし」 or 「お待たせしました」 before a question leaves the question.
         "もしもし、軽自動車税の納付書が届かないんですが",
         "お待たせしました、それで固定資産税の通知書のことなんですが",

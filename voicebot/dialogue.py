@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any, NamedTuple
 
-from faq.intents import ControlIntent, is_hold, still_waiting, yes_no
+from faq.intents import ControlIntent, after_return, is_hold, still_waiting, yes_no
 from faq.matcher import Match
 from faq.normalize import nfkc
 from voicebot import prompts
@@ -301,7 +301,7 @@ class Dialogue:
             return self._on_choice_reply(text, alternatives, heard_probability, unprompted, away)
         asked = self.state, self._pending
         if self.state in (State.CONFIRMING, State.OFFERED_TRANSFER):
-            answer = None if is_hold(text) else yes_no(text)
+            answer = self._answer_to_question(text, away)
             if answer is not None:
                 return self._on_yes_no(text, answer)
             # Neither yes nor no: the caller rephrased; treat it as a new question.
@@ -317,7 +317,12 @@ class Dialogue:
             return None
         self._turn = None
         self.silences = 0
-        if digit in "012":
+        answers = digit in ("1", "2") and self.state in (
+            State.CHOOSING,
+            State.CONFIRMING,
+            State.OFFERED_TRANSFER,
+        )
+        if digit == "0" or answers:
             self._take_away()  # a key that acts ends the wait; another is ignored
         if digit == "0":
             self._open("[DTMF 0]", score=1.0)
@@ -333,9 +338,11 @@ class Dialogue:
     def on_noise(self) -> Reply:
         """Speech was heard but recognised as nothing (a rustle, a cough): silence, except
         while the caller is away fetching something, when the wait goes on."""
+        if self.state is State.ENDED:
+            raise RuntimeError("the call has ended")
         if not self.holding:
             return self.on_no_input()
-        self._open("")
+        self._turn = None  # not a turn of the caller's: a long search is not the turn limit
         asking = self._pending is not None and self.state is not State.LISTENING
         return self._say(prompts.HOLD_STILL, "hold", expect_yes_no=asking, patient=True)
 
@@ -381,6 +388,7 @@ class Dialogue:
         self._turn = None
         self.state = State.LISTENING
         self.misses = 0
+        self._take_away()
         text = prompts.TRANSFER_FAILED.format(office_hours=self.city.office_hours)
         return self._say((text, prompts.ANYTHING_ELSE), "transfer_failed")
 
@@ -417,10 +425,10 @@ class Dialogue:
         self._pending = None
         assert pending is not None
         hold = is_hold(text)  # 「前の書類を探しますので」 names no position
-        position = None if hold else ordinal_reply(text)
+        position = None if hold else ordinal_reply(after_return(text))
         if position is not None:
             return self._deliver_choice(text, pending.choices[position])
-        answer = None if hold else yes_no(text)
+        answer = self._answer_to_question(text, away)
         if answer is not None:  # 「いいえ」: neither; 「はい」: does not say which
             self._open(text, score=1.0)
             self.misses += 1
@@ -437,6 +445,15 @@ class Dialogue:
         if named in pending.choices:
             return self._deliver(chosen(self.understanding.faq, named))
         return self._act(decision)  # a new question
+
+    @staticmethod
+    def _answer_to_question(text: str, away: Away) -> ControlIntent | None:
+        """Yes or no to the question put to the caller, if that is what ``text`` says: not
+        when it asks for a moment (「いや、ちょっと待って」) or, after the bot offered one,
+        for more (「いえ、まだです」); a 「お待たせしました」 before it is set aside."""
+        if is_hold(text) or (away.offered and still_waiting(text)):
+            return None
+        return yes_no(after_return(text))
 
     def _take_away(self) -> Away:
         """Where the caller stood about a wait, which their speaking (or a key) ends."""
@@ -500,7 +517,9 @@ class Dialogue:
         counted: the bot offered it."""
         parts, asking = self._open_question()
         self._offered_wait = True  # 「まだです」 now asks for more time
-        return self._say((prompts.HOLD_OVER, *parts), "hold_over", expect_yes_no=asking)
+        # Not 「ご準備はいかがでしょうか」 before a yes-or-no question: 「はい」 would answer both.
+        first = prompts.HOLD_OVER_AGAIN if asking else prompts.HOLD_OVER
+        return self._say((first, *parts), "hold_over", expect_yes_no=asking)
 
     def _open_question(self) -> tuple[tuple[str, ...], bool]:
         """The question put to the caller and still open (a confirmation, a choice, an
@@ -556,7 +575,7 @@ class Dialogue:
             case BotAction.NOT_A_TAX:
                 # Not for staff, who handle taxes; misses stand, in case it was one.
                 text = prompts.NOT_A_TAX.format(office_phone=self.city.office_phone)
-                parts = (text, prompts.ANYTHING_ELSE)
+                parts = (text, prompts.NOT_A_TAX_UNLESS)
                 return self._say(parts, "not_a_tax", decision=decision)
             case _:
                 return self._not_understood(decision)

@@ -26,12 +26,13 @@ FILLER_AGAIN = "もうしばらくお待ちください。"
 REPEAT_PREFIX = "もう一度申し上げます。"
 # The caller asked for a moment (「ちょっと待ってください」): the bot waits longer than usual
 # for them, then asks once whether they are ready.
-HOLD = "承知しました。お電話はこのままでお待ちしますので、ご準備ができましたら、お話しください。"
+HOLD = "はい、このままお待ちしております。ご準備ができましたら、お話しください。"
 HOLD_STILL = "はい、このままお待ちしております。"
 HOLD_OVER = "ご準備はいかがでしょうか。"
+HOLD_OVER_AGAIN = "改めてお伺いします。"
 GO_AHEAD = "ご質問がございましたら、お話しください。"
 # The caller checks the line or is back (「もしもし」, 「お待たせしました」).
-RESUME = "はい、お聞きしております。"
+RESUME = "はい、聞こえております。"
 NOTHING_TO_REPEAT = "まだご案内した内容はございません。ご質問をどうぞ。"
 TRANSFER = "担当の職員におつなぎします。そのまま少々お待ちください。"
 TRANSFER_AFTER_FAILURE = (
@@ -49,6 +50,7 @@ NOT_A_TAX = (
     "ご案内できません。恐れ入りますが、{office_phone}にお電話いただき、担当の窓口にお問い合わせ"
     "ください。"
 )
+NOT_A_TAX_UNLESS = "市税についてのご質問でしたら、お手数ですが、もう一度お話しください。"
 OFFER_TRANSFER = "おつなぎする場合は「はい」か1番を、ほかにご質問があれば、そのままお話しください。"
 GOODBYE = "お電話ありがとうございました。失礼いたします。"
 SILENT_LINE = "お声が確認できませんでしたので、お電話を終了させていただきます。"
