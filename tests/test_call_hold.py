@@ -14,9 +14,15 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from test_call import clip, run_call
+from test_call import OPEN, clip, run_call
 
 from voicebot import prompts
+from voicebot.asr.base import Transcript
+from voicebot.clock import VirtualClock
+from voicebot.conversation import Conversation
+from voicebot.dialogue import Dialogue
+from voicebot.endpointing import SpeechEnd
+from voicebot.events import EventRecorder
 from voicebot.tts.kokoro import KokoroSynthesizer
 from voicebot.wavfile import WavAudio
 
@@ -75,3 +81,18 @@ def test_a_caller_who_stays_silent_after_asking_for_a_moment_is_asked_once(bot, 
     waited = over.reply_start_ms - hold.reply_start_ms
     config = bot.call_config()
     assert config.held_no_input_ms <= waited < config.held_no_input_ms + 10000
+
+
+def test_noise_while_the_caller_is_away_is_logged_and_answered_briefly(understanding):
+    """Speech recognised as nothing while the caller fetches something goes through the
+    call's conversation like any turn: logged, with the short 「はい、このままお待ちして
+    おります。」 and the longer wait kept."""
+    dialogue = Dialogue(understanding, now=lambda: OPEN)
+    conversation = Conversation(dialogue, EventRecorder(), "hold-noise", VirtualClock())
+    conversation.start()
+    end = SpeechEnd(at_ms=1000.0, speech_start_ms=200.0, last_speech_ms=700.0)
+    held = conversation.heard(Transcript("ちょっと待ってください", 2000.0, 300.0), end, False)
+    assert held is not None and held[0].kind == "hold"
+    reply, turn, _ = conversation.heard(Transcript("", 800.0, 200.0), end, False)
+    assert reply.kind == "hold" and reply.text == prompts.HOLD_STILL and reply.patient
+    assert turn.heard == "" and turn in conversation.turns

@@ -292,7 +292,7 @@ class Dialogue:
         self._turn = None
         self.silences = 0
         away = self._take_away()
-        if len(self._turns) >= self.max_turns:
+        if self._questions() >= self.max_turns:
             decision = self.understanding.understand(text)[1]
             self._record(text, decision)
             return self._transfer("turn_limit", prompts.TRANSFER, decision)
@@ -342,7 +342,7 @@ class Dialogue:
             raise RuntimeError("the call has ended")
         if not self.holding:
             return self.on_no_input()
-        self._turn = None  # not a turn of the caller's: a long search is not the turn limit
+        self._open("")  # logged, but no question: a long search does not reach the turn limit
         asking = self._pending is not None and self.state is not State.LISTENING
         return self._say(prompts.HOLD_STILL, "hold", expect_yes_no=asking, patient=True)
 
@@ -454,6 +454,11 @@ class Dialogue:
         if is_hold(text) or (away.offered and still_waiting(text)):
             return None
         return yes_no(after_return(text))
+
+    def _questions(self) -> int:
+        """The caller's turns that count towards the turn limit: not the noises heard while
+        they were away (「はい、このままお待ちしております」 was all those got)."""
+        return sum(1 for t in self._turns if t.heard or t.action != "hold")
 
     def _take_away(self) -> Away:
         """Where the caller stood about a wait, which their speaking (or a key) ends."""
