@@ -329,6 +329,7 @@ def test_confidence_in_unit_range_and_ranked(understanding):
         ("ちょっと待ってください、すぐ戻りますので", ControlIntent.HOLD),
         ("ちょっと調べてきます", ControlIntent.HOLD),
         ("今取ってくるので", ControlIntent.HOLD),
+        ("さがしますので、ちょっと待ってください", ControlIntent.HOLD),  # in kana
         ("わかりました、少々お待ちください", ControlIntent.HOLD),  # not a goodbye
         ("あ、失礼しました、ちょっと待ってくださいね", ControlIntent.HOLD),
         ("妻に代わりますので、少々お待ちください", ControlIntent.HOLD),  # the phone handed over
