@@ -256,7 +256,7 @@ def find_control(text: str, intents: tuple[ControlIntent, ...] = _ORDER) -> Cont
         False: "".join(strip_fillers(c) for c in clauses),
         True: "".join(clauses),  # hesitations kept
     }
-    keys: dict[bool, str] = {}
+    keys: dict[str, str] = {}  # sound key of each form read (often both are the same text)
     for intent in intents:
         kept = intent in _WITH_HESITATIONS
         compact = forms[kept]
@@ -268,9 +268,9 @@ def find_control(text: str, intents: tuple[ControlIntent, ...] = _ORDER) -> Cont
                 residual = compact[: m.start()] + compact[m.end() :]
                 return ControlMatch(intent, m.group(0), residual)
         for pattern in _SOUND_PATTERNS.get(intent, ()):
-            if kept not in keys:
-                keys[kept] = sound_key(compact)
-            m = pattern.search(keys[kept])
+            if compact not in keys:
+                keys[compact] = sound_key(compact)
+            m = pattern.search(keys[compact])
             if m:
                 return ControlMatch(intent, m.group(0), "")
     return None

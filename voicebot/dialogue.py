@@ -301,7 +301,7 @@ class Dialogue:
             return self._on_choice_reply(text, alternatives, heard_probability, unprompted, away)
         asked = self.state, self._pending
         if self.state in (State.CONFIRMING, State.OFFERED_TRANSFER):
-            answer = self._answer_to_question(text, away)
+            answer = self._answer_to_question(text, away, is_hold(text))
             if answer is not None:
                 return self._on_yes_no(text, answer)
             # Neither yes nor no: the caller rephrased; treat it as a new question.
@@ -428,7 +428,7 @@ class Dialogue:
         position = None if hold else ordinal_reply(after_return(text))
         if position is not None:
             return self._deliver_choice(text, pending.choices[position])
-        answer = self._answer_to_question(text, away)
+        answer = self._answer_to_question(text, away, hold)
         if answer is not None:  # 「いいえ」: neither; 「はい」: does not say which
             self._open(text, score=1.0)
             self.misses += 1
@@ -447,11 +447,12 @@ class Dialogue:
         return self._act(decision)  # a new question
 
     @staticmethod
-    def _answer_to_question(text: str, away: Away) -> ControlIntent | None:
+    def _answer_to_question(text: str, away: Away, hold: bool) -> ControlIntent | None:
         """Yes or no to the question put to the caller, if that is what ``text`` says: not
-        when it asks for a moment (「いや、ちょっと待って」) or, after the bot offered one,
-        for more (「いえ、まだです」); a 「お待たせしました」 before it is set aside."""
-        if is_hold(text) or (away.offered and still_waiting(text)):
+        when it asks for a moment (``hold``: 「いや、ちょっと待って」) or, after the bot
+        offered one, for more (「いえ、まだです」); a 「お待たせしました」 before it is set
+        aside."""
+        if hold or (away.offered and still_waiting(text)):
             return None
         return yes_no(after_return(text))
 
