@@ -24,6 +24,11 @@ one user agent:
   requests in the dialog (BYE, REFER) come back through here. Responses are returned by
   their Via. The worker's Contact is rewritten to the public address, and the dispatcher's
   Record-Route is taken out of what the PBX sees.
+* An initial INVITE handed to a worker is answered 100 Trying here at once (the worker's
+  own 100 is not passed on: it is hop by hop), so that a proxy in front, which fails a
+  call over to another node when nothing answers within a second or two, does not take a
+  node whose worker is slow under load for a dead one. Having said it, the dispatcher
+  owes the caller a final answer: 503 when the worker dies or Timer B runs out first.
 * Datagrams and TCP streams that do not parse as SIP are dropped (a TCP connection sending
   them is closed), as a SIP stack would.
 * Nothing from the network is kept without a bound (telephony/sip_limits.py): a call ends
@@ -180,6 +185,15 @@ class _Dialog:
     next_cseq: int = 1  # above every CSeq the worker has used in the dialog
 
 
+@dataclass
+class _Owed:
+    """The final answer owed to a caller told 100 Trying here, should its worker give none."""
+
+    response: bytes  # a 503 to the INVITE
+    address: tuple[str, int]  # where a UDP response goes (the top Via's reply address)
+    connection: int | None  # the TCP connection the INVITE came on
+
+
 class SipDispatcher:
     """The public SIP listener (UDP and TCP) that hands calls to the SIP workers."""
 
@@ -239,6 +253,8 @@ class SipDispatcher:
         self._worker_at: dict[tuple[str, int], _Worker] = {}
         self._routes = CallRoutes(self.limits)
         self._dialogs: dict[str, _Dialog] = {}  # Call-ID -> dialog, while its slot is held
+        # Call-ID -> the 503 owed while the INVITE has no final answer from its worker.
+        self._owed: dict[str, _Owed] = {}
         self._byes: dict[str, asyncio.Event] = {}  # our BYEs' branches -> answered
         self.byes_sent = 0  # calls ended towards the caller because their worker died
         self._tasks: set[asyncio.Task] = set()
@@ -338,6 +354,7 @@ class SipDispatcher:
             return
         self._worker_at.pop(worker.address, None)
         for route in self._routes.of_worker(key):
+            self._answer_owed(route.call_id)
             dialog = self._dialogs.pop(route.call_id, None)
             if route.holds_slot:
                 self._count_down(self._calls_from, route.source)
@@ -363,6 +380,7 @@ class SipDispatcher:
         if self._routes.end(route, now):
             self._count_down(self._calls_from, route.source)
         self._dialogs.pop(route.call_id, None)
+        self._answer_owed(route.call_id)
         worker = self._workers.get(route.worker)
         if worker is None:
             return
@@ -524,7 +542,7 @@ class SipDispatcher:
         self._stranger_log.log(
             logging.WARNING, "SIP: INVITE from %s:%d refused (not an allowed peer)", *source
         )
-        tag = hashlib.sha1(f"{self._secret}|{message.call_id}".encode()).hexdigest()[:10]
+        tag = self._tag(message)
         response = minimal_response(message, 403, "Forbidden", tag).to_bytes()
         if len(response) <= len(data):
             self._send_udp(response, source)
@@ -604,6 +622,18 @@ class SipDispatcher:
         if worker is None:
             return
         if initial_invite:
+            # Said for the node at once, however busy its worker: the proxy in front
+            # then waits for the worker's answer instead of taking a slow node for a
+            # dead one and trying the next. The caller is owed a final answer from here
+            # should the worker give none (it dies, or Timer B runs out).
+            self._respond(message, 100, "Trying", connection, tagged=False)
+            if message.call_id not in self._owed:
+                failure = response_to(message, 503, "Service Unavailable", self._tag(message))
+                self._owed[message.call_id] = _Owed(
+                    failure.to_bytes(),
+                    parse_via(message.get("via") or "").reply_address(),
+                    connection.id if connection else None,
+                )
             self._keep_dialog(message)
             message.prepend("Record-Route", self._own_uri)
         message.prepend("Via", str(own))
@@ -910,8 +940,12 @@ class SipDispatcher:
         route = self._routes.get(message.call_id)
         if route is not None and message.method == "INVITE" and route.call_id in worker.calls:
             worker.heard.add(route.call_id)  # pjsua has the call (until it reports it gone)
+        if message.method == "INVITE" and message.status == 100:
+            return  # hop by hop: the caller's side had its 100 Trying from here
         if route is not None and message.method == "INVITE" and message.status >= 200:
             cseq = int((message.get("cseq") or "0").split()[0])
+            if cseq == route.invite_cseq and route.state is not CallState.ENDED:
+                self._owed.pop(route.call_id, None)  # the worker's own answer goes through
             if cseq == route.invite_cseq and message.status >= 300:
                 self._release(route, worker_gone=True)  # pjsua refused it: no call there
             elif cseq == route.invite_cseq and route.state is CallState.CALLING:
@@ -1033,11 +1067,11 @@ class SipDispatcher:
         connection: _TcpConnection | None,
         *,
         allow: bool = False,
+        tagged: bool = True,
     ) -> None:
         if request.method == "ACK":
             return
-        tag = hashlib.sha1(f"{self._secret}|{request.call_id}".encode()).hexdigest()[:10]
-        response = response_to(request, status, reason, tag)
+        response = response_to(request, status, reason, self._tag(request) if tagged else None)
         if allow:
             response.headers.append(("Allow", ", ".join(ALLOWED_METHODS)))
         data = response.to_bytes()
@@ -1045,6 +1079,21 @@ class SipDispatcher:
             connection.send(data)
         else:
             self._send_udp(data, parse_via(request.get("via") or "").reply_address())
+
+    def _tag(self, request: SipMessage) -> str:
+        """The To tag of responses made here: the same for every response of a call."""
+        return hashlib.sha1(f"{self._secret}|{request.call_id}".encode()).hexdigest()[:10]
+
+    def _answer_owed(self, call_id: str) -> None:
+        """The caller was told 100 Trying here and its worker gave no final answer: 503,
+        so that the proxy in front tries another node rather than wait on this one."""
+        owed = self._owed.pop(call_id, None)
+        if owed is None:
+            return
+        if owed.connection is None:
+            self._send_udp(owed.response, owed.address)
+        elif (connection := self._connections.get(owed.connection)) is not None:
+            connection.send(owed.response)
 
     def _send_udp(self, data: bytes, address: tuple[str, int]) -> None:
         if self._udp is not None and not self._udp.is_closing():

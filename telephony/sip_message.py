@@ -739,9 +739,10 @@ def _clean(value: str) -> str:
     return value if bad is None else value[: bad.start()]
 
 
-def response_to(request: SipMessage, status: int, reason: str, to_tag: str) -> SipMessage:
-    """A response generated here (400, 483, 503) to an allowed peer, as RFC 3261 8.2.6
-    says: every Via (at most MAX_LIST_ITEMS), From, To (+tag), Call-ID, CSeq."""
+def response_to(request: SipMessage, status: int, reason: str, to_tag: str | None) -> SipMessage:
+    """A response generated here (100, 400, 483, 503) to an allowed peer, as RFC 3261 8.2.6
+    says: every Via (at most MAX_LIST_ITEMS), From, To (+tag, none on a 100), Call-ID,
+    CSeq."""
     headers = [(k, _clean(v)) for k, v in request.headers if canonical(k) == "via"]
     return _response(request, status, reason, to_tag, headers, [("Server", "taxline-voicebot")])
 
@@ -757,12 +758,12 @@ def _response(
     request: SipMessage,
     status: int,
     reason: str,
-    to_tag: str,
+    to_tag: str | None,
     vias: list[tuple[str, str]],
     extra: list[tuple[str, str]],
 ) -> SipMessage:
     to = _clean(request.get("to") or "")
-    if request.to_tag is None:
+    if request.to_tag is None and to_tag is not None:
         to = f"{to};tag={to_tag}"
     headers = [
         *vias,

@@ -531,8 +531,9 @@ def test_when_a_worker_dies_its_answered_calls_get_a_bye_from_the_dispatcher():
 
 # -- deadlines ------------------------------------------------------------------------------------
 def test_an_invite_left_unanswered_past_timer_b_gives_its_slot_back_and_reports_it():
-    """The worker never answers: after Timer B the slot is free and the owner is told the
-    Call-ID (so that the worker's side ends); an answer that comes later is not relayed."""
+    """The worker never answers: after Timer B the slot is free, the owner is told the
+    Call-ID (so that the worker's side ends) and the caller, told 100 Trying, gets 503 from
+    the dispatcher; an answer that comes later is not relayed."""
 
     async def scenario():
         async with dispatch(max_calls=1, timer_b_s=0.5, linger_s=5.0) as s:
@@ -544,15 +545,65 @@ def test_an_invite_left_unanswered_past_timer_b_gives_its_slot_back_and_reports_
                 await asyncio.sleep(0.05)
             freed = s.d.calls_in_progress == 0
             expired_first = list(s.expired)
+            given_up = await s.pbx.expect(final(call_id))
             respond(worker, invite, 200, "OK", s.port)
-            late_dropped = await nothing_arrives(s.pbx, final(call_id))
-            return freed, expired_first, late_dropped, list(s.expired)
+            late_dropped = await nothing_arrives(
+                s.pbx, lambda m: final(call_id)(m) and m.status == 200
+            )
+            return freed, expired_first, given_up, late_dropped, list(s.expired)
 
-    freed, expired_first, late_dropped, expired = asyncio.run(scenario())
+    freed, expired_first, given_up, late_dropped, expired = asyncio.run(scenario())
     assert freed
     assert len(expired_first) == 1
+    assert given_up.status == 503
     assert late_dropped
     assert len(expired) == 2 and set(expired) == set(expired_first)
+
+
+def test_an_invite_is_told_100_trying_at_once_and_the_workers_own_is_not_relayed():
+    """A busy worker may take seconds to answer: the dispatcher says 100 Trying for the node
+    at once (no To tag, every Via), so that the proxy in front does not take the node for
+    dead; the worker's 100 stays here (hop by hop) and its final answer goes through."""
+
+    async def scenario():
+        async with dispatch() as s:
+            call_id = uuid.uuid4().hex
+            s.pbx.invite(s.port, call_id)
+            trying = await s.pbx.expect(lambda m: not m.is_request and m.call_id == call_id)
+            worker, invite = await relayed(s, request("INVITE", call_id))
+            respond(worker, invite, 100, "Trying", s.port)
+            respond(worker, invite, 200, "OK", s.port)
+            ok = await s.pbx.expect(final(call_id))
+            await asyncio.sleep(0.2)
+            statuses = [m.status for m in s.pbx.responses(call_id, "INVITE")]
+            return trying, ok, statuses, s.pbx
+
+    trying, ok, statuses, pbx = asyncio.run(scenario())
+    assert trying.status == 100 and trying.to_tag is None
+    assert parse_via(trying.get("via") or "").host == pbx.host
+    assert ok.status == 200 and ok.to_tag == "worker-1"
+    assert statuses == [100, 200]
+
+
+def test_a_worker_gone_before_answering_leaves_its_caller_a_503():
+    """The worker dies with an INVITE it never answered: the caller, told 100 Trying,
+    gets 503 at once (the proxy in front tries another node) instead of waiting on."""
+
+    async def scenario():
+        async with dispatch() as s:
+            call_id = uuid.uuid4().hex
+            s.pbx.invite(s.port, call_id)
+            await relayed(s, request("INVITE", call_id))
+            s.d.remove_worker(0)
+            answer = await s.pbx.expect(final(call_id))
+            again = not await nothing_arrives(
+                s.pbx, lambda m: m is not answer and final(call_id)(m), 1.0
+            )
+            return answer, again
+
+    answer, again = asyncio.run(scenario())
+    assert answer.status == 503 and answer.to_tag
+    assert not again
 
 
 # -- TCP ------------------------------------------------------------------------------------------
@@ -578,11 +629,13 @@ def test_a_call_over_tcp_is_relayed_to_the_worker_over_udp_and_answered_on_the_c
             await writer.drain()
             worker, invite = await relayed(s, request("INVITE", call_id))
             respond(worker, invite, 200, "OK", s.port)
+            trying = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 10)
             head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 10)
             writer.close()
-            return invite, parse_datagram(head)
+            return invite, parse_datagram(trying), parse_datagram(head)
 
-    invite, ok = asyncio.run(scenario())
+    invite, trying, ok = asyncio.run(scenario())
+    assert trying.status == 100  # from the dispatcher, on the same connection
     own = parse_via(invite.get("via"))
     assert own.transport == "UDP" and own.param("tbc") is not None  # the connection's id
     assert ok.status == 200 and ok.call_id == invite.call_id

@@ -97,7 +97,8 @@ def test_invite_the_worker_drops_frees_its_slot_after_timer_b():
     """INVITEs that pjsua drops without a response (a header it cannot parse, here
     ``Expires: x`` and ``Session-Expires: x``; the dispatcher relays them as they are). Their
     call slots are freed once Timer B has run out, and the next caller is answered; before,
-    they held the slots for ever and every later caller got 503."""
+    they held the slots for ever and every later caller got 503. Their callers, told 100
+    Trying by the dispatcher, get 503 when it gives up on them."""
 
     async def scenario():
         async with echo_endpoint(max_calls=2, **SHORT) as endpoint:
@@ -111,14 +112,17 @@ def test_invite_the_worker_drops_frees_its_slot_after_timer_b():
                 answered = uuid.uuid4().hex
                 client.invite(endpoint.port, answered)
                 response = await client.expect(final(answered), timeout=30)
-                silent = [client.responses(d, "INVITE") for d in dropped]
+                await wait_until(
+                    lambda: all(len(client.responses(d, "INVITE")) == 2 for d in dropped), 5
+                )
+                silent = [[m.status for m in client.responses(d, "INVITE")] for d in dropped]
                 return taken, freed, silent, response.status
             finally:
                 client.close()
 
     taken, freed, silent, status = asyncio.run(scenario())
     assert taken
-    assert silent == [[], []]  # pjsua never answered them
+    assert silent == [[100, 503], [100, 503]]  # pjsua never answered them
     assert freed
     assert status == 200
 
