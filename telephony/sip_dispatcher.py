@@ -622,19 +622,12 @@ class SipDispatcher:
         if worker is None:
             return
         if initial_invite:
-            # Said for the node at once, however busy its worker: the proxy in front
-            # then waits for the worker's answer instead of taking a slow node for a
-            # dead one and trying the next. The caller is owed a final answer from here
-            # should the worker give none (it dies, or Timer B runs out).
-            self._respond(message, 100, "Trying", connection, tagged=False)
-            if message.call_id not in self._owed:
-                failure = response_to(message, 503, "Service Unavailable", self._tag(message))
-                self._owed[message.call_id] = _Owed(
-                    failure.to_bytes(),
-                    parse_via(message.get("via") or "").reply_address(),
-                    connection.id if connection else None,
-                )
-            self._keep_dialog(message)
+            route = self._routes.get(message.call_id)
+            if route is not None and route.state is CallState.CALLING:
+                # A retransmission once the worker has answered is the worker's to answer
+                # again (pjsua repeats its final response); the dialog kept stays.
+                self._keep_dialog(message)
+                self._owe_answer(message, connection)
             message.prepend("Record-Route", self._own_uri)
         message.prepend("Via", str(own))
         self._send_udp(message.to_bytes(), worker.address)
@@ -1083,6 +1076,21 @@ class SipDispatcher:
     def _tag(self, request: SipMessage) -> str:
         """The To tag of responses made here: the same for every response of a call."""
         return hashlib.sha1(f"{self._secret}|{request.call_id}".encode()).hexdigest()[:10]
+
+    def _owe_answer(self, invite: SipMessage, connection: _TcpConnection | None) -> None:
+        """100 Trying for the node at once, however busy its worker: the proxy in front
+        then waits for the worker's answer instead of taking a slow node for a dead one
+        and trying the next. Having said it, the node owes the caller a final answer,
+        should the worker give none (it dies, or Timer B runs out)."""
+        self._respond(invite, 100, "Trying", connection, tagged=False)
+        if invite.call_id in self._owed:
+            return
+        failure = response_to(invite, 503, "Service Unavailable", self._tag(invite))
+        self._owed[invite.call_id] = _Owed(
+            failure.to_bytes(),
+            parse_via(invite.get("via") or "").reply_address(),
+            connection.id if connection else None,
+        )
 
     def _answer_owed(self, call_id: str) -> None:
         """The caller was told 100 Trying here and its worker gave no final answer: 503,

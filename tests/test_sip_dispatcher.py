@@ -585,6 +585,39 @@ def test_an_invite_is_told_100_trying_at_once_and_the_workers_own_is_not_relayed
     assert statuses == [100, 200]
 
 
+def test_an_invite_repeated_after_the_answer_is_not_told_trying_nor_owed_a_503():
+    """The caller's INVITE comes again after the worker's 200 (its copy of the 200 was
+    lost): the worker answers it again; the dispatcher neither says 100 Trying nor keeps a
+    503 for it, so the call's end later sends the caller nothing but the BYE's answer."""
+
+    async def scenario():
+        async with dispatch() as s:
+            call_id = uuid.uuid4().hex
+            branch = s.pbx.invite(s.port, call_id)
+            worker, invite = await relayed(s, request("INVITE", call_id))
+            respond(worker, invite, 200, "OK", s.port)
+            ok = await s.pbx.expect(final(call_id))
+            s.pbx.invite(s.port, call_id, branch=branch)
+            await wait_for_count(worker, request("INVITE", call_id), 2)
+            s.pbx.in_dialog("ACK", s.port, ok, 1)
+            await worker.expect(request("ACK", call_id))
+            s.pbx.in_dialog("BYE", s.port, ok, 2)
+            _, bye = await relayed(s, request("BYE", call_id))
+            respond(worker, bye, 200, "OK", s.port)
+            await s.pbx.expect(final(call_id, "BYE"))
+            await asyncio.sleep(QUIET_S)
+            return [m.status for m in s.pbx.responses(call_id, "INVITE")]
+
+    assert asyncio.run(scenario()) == [100, 200]
+
+
+async def wait_for_count(client: SipClient, match, count: int) -> None:
+    deadline = time.monotonic() + 10
+    while sum(1 for m in client.received if match(m)) < count:
+        assert time.monotonic() < deadline, "the message did not arrive again"
+        await asyncio.sleep(0.02)
+
+
 def test_a_worker_gone_before_answering_leaves_its_caller_a_503():
     """The worker dies with an INVITE it never answered: the caller, told 100 Trying,
     gets 503 at once (the proxy in front tries another node) instead of waiting on."""
