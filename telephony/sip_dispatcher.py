@@ -97,6 +97,7 @@ from telephony.sip_message_limits import (
     ThrottledLog,
     TokenBucket,
 )
+from telephony.sip_owed import OwedAnswer, OwedAnswers
 from telephony.sip_routes import CallRoutes, CallState, InviteKind, Route
 from telephony.sip_targets import named_targets
 
@@ -185,15 +186,6 @@ class _Dialog:
     next_cseq: int = 1  # above every CSeq the worker has used in the dialog
 
 
-@dataclass
-class _Owed:
-    """The final answer owed to a caller told 100 Trying here, should its worker give none."""
-
-    response: bytes  # a 503 to the INVITE
-    address: tuple[str, int]  # where a UDP response goes (the top Via's reply address)
-    connection: int | None  # the TCP connection the INVITE came on
-
-
 class SipDispatcher:
     """The public SIP listener (UDP and TCP) that hands calls to the SIP workers."""
 
@@ -253,8 +245,8 @@ class SipDispatcher:
         self._worker_at: dict[tuple[str, int], _Worker] = {}
         self._routes = CallRoutes(self.limits)
         self._dialogs: dict[str, _Dialog] = {}  # Call-ID -> dialog, while its slot is held
-        # Call-ID -> the 503 owed while the INVITE has no final answer from its worker.
-        self._owed: dict[str, _Owed] = {}
+        # The 503s owed to callers told 100 Trying, should their worker not answer.
+        self._owed = OwedAnswers(cap=2 * max_calls + 16, give_up_s=self.limits.timer_h_s)
         self._byes: dict[str, asyncio.Event] = {}  # our BYEs' branches -> answered
         self.byes_sent = 0  # calls ended towards the caller because their worker died
         self._tasks: set[asyncio.Task] = set()
@@ -269,6 +261,11 @@ class SipDispatcher:
     @accepting.setter
     def accepting(self, value: bool) -> None:
         self._accepting = value
+
+    @property
+    def answers_owed(self) -> int:
+        """503s owed to callers told 100 Trying, or sent and not yet acknowledged."""
+        return len(self._owed)
 
     @property
     def seen_by_workers(self) -> str:
@@ -354,7 +351,7 @@ class SipDispatcher:
             return
         self._worker_at.pop(worker.address, None)
         for route in self._routes.of_worker(key):
-            self._answer_owed(route.call_id)
+            self._fail_owed(route.call_id)
             dialog = self._dialogs.pop(route.call_id, None)
             if route.holds_slot:
                 self._count_down(self._calls_from, route.source)
@@ -368,6 +365,7 @@ class SipDispatcher:
         retransmissions still route."""
         route = self._routes.get(call_id)
         if route is not None:
+            self._fail_owed(call_id)  # gone without answering its INVITE: 503 from here
             self._release(route, worker_gone=True)
             return
         for worker in self._workers.values():  # the route has been forgotten already
@@ -380,7 +378,7 @@ class SipDispatcher:
         if self._routes.end(route, now):
             self._count_down(self._calls_from, route.source)
         self._dialogs.pop(route.call_id, None)
-        self._answer_owed(route.call_id)
+        self._owed.forget(route.call_id)
         worker = self._workers.get(route.worker)
         if worker is None:
             return
@@ -419,6 +417,7 @@ class SipDispatcher:
             self._deadline_log.log(
                 logging.WARNING, "SIP: call of Call-ID %s given up: %s", route.call_id, why
             )
+            self._fail_owed(route.call_id)
             self._release(route)
             if self.on_call_expired is not None:
                 self.on_call_expired(route.call_id)
@@ -432,6 +431,8 @@ class SipDispatcher:
                         call_id,
                     )
                     del worker.ending[call_id]
+        for answer in self._owed.due(now):
+            self._send_owed(answer)
         in_use = self._routes.connections_in_use()
         for connection in list(self._connections.values()):
             why = connection.overdue(now, self.limits, connection.id in in_use)
@@ -612,6 +613,13 @@ class SipDispatcher:
         initial_invite = message.method == "INVITE" and message.to_tag is None
         if self._refused_in(message, source, connection, initial_invite):
             return
+        if message.method == "ACK" and self._owed.acknowledged(message.call_id, message.to_tag):
+            return  # the caller took the 503 sent here
+        if initial_invite:
+            failed = self._owed.repeated_invite(message.call_id, sender.param("branch"))
+            if failed is not None:
+                self._send_owed(failed)
+                return
         own = self._own_via("UDP", sender, connection, message)
         if self._too_large_in(message, source, connection, initial_invite, own):
             return
@@ -933,20 +941,26 @@ class SipDispatcher:
         route = self._routes.get(message.call_id)
         if route is not None and message.method == "INVITE" and route.call_id in worker.calls:
             worker.heard.add(route.call_id)  # pjsua has the call (until it reports it gone)
-        if message.method == "INVITE" and message.status == 100:
+        own_invite = (
+            route is not None
+            and message.method == "INVITE"
+            and route.worker == worker.key
+            and message.cseq_number == route.invite_cseq
+            and (nxt.param("branch") or "") == route.branch
+        )
+        if own_invite and message.status == 100:
             return  # hop by hop: the caller's side had its 100 Trying from here
-        if route is not None and message.method == "INVITE" and message.status >= 200:
-            cseq = int((message.get("cseq") or "0").split()[0])
-            if cseq == route.invite_cseq and route.state is not CallState.ENDED:
-                self._owed.pop(route.call_id, None)  # the worker's own answer goes through
-            if cseq == route.invite_cseq and message.status >= 300:
+        if own_invite and message.status >= 200:
+            if route.state is not CallState.ENDED:
+                self._owed.settle(route.call_id, route.branch)  # the worker's answer goes
+            if message.status >= 300:
                 self._release(route, worker_gone=True)  # pjsua refused it: no call there
-            elif cseq == route.invite_cseq and route.state is CallState.CALLING:
+            elif route.state is CallState.CALLING:
                 self._routes.set_state(route, CallState.ANSWERED, time.monotonic())
                 dialog = self._dialogs.get(route.call_id)
                 if dialog is not None and message.status < 300:
                     dialog.local = message.get("to")
-            elif cseq == route.invite_cseq and route.state is CallState.ENDED:
+            elif route.state is CallState.ENDED:
                 # Answered after the slot was given up (Timer B) or after the call ended:
                 # not relayed; the worker's side of the call is ended.
                 log.info("SIP: answer for the ended call %s dropped", message.call_id)
@@ -967,10 +981,11 @@ class SipDispatcher:
 
     def _end_on_bye_response(self, message: SipMessage) -> None:
         """A final response to a BYE (either way) ends the call here; its slot in the
-        worker is free once the worker reports the call gone."""
+        worker is free once the worker reports the call gone. Not before the INVITE is
+        answered: a BYE then is no call's (the worker answers it 481) and the call goes on."""
         if message.method == "BYE" and message.status >= 200:
             route = self._routes.get(message.call_id)
-            if route is not None and route.holds_slot:
+            if route is not None and route.holds_slot and route.state is not CallState.CALLING:
                 self._release(route)
 
     # -- helpers ----------------------------------------------------------------------------------
@@ -1081,27 +1096,39 @@ class SipDispatcher:
         """100 Trying for the node at once, however busy its worker: the proxy in front
         then waits for the worker's answer instead of taking a slow node for a dead one
         and trying the next. Having said it, the node owes the caller a final answer,
-        should the worker give none (it dies, or Timer B runs out)."""
+        should the worker give none (telephony/sip_owed.py)."""
         self._respond(invite, 100, "Trying", connection, tagged=False)
-        if invite.call_id in self._owed:
-            return
-        failure = response_to(invite, 503, "Service Unavailable", self._tag(invite))
-        self._owed[invite.call_id] = _Owed(
+        top = parse_via(invite.get("via") or "")
+        tag = self._tag(invite)
+        failure = response_to(invite, 503, "Service Unavailable", tag)
+        answer = OwedAnswer(
             failure.to_bytes(),
-            parse_via(invite.get("via") or "").reply_address(),
+            top.reply_address(),
             connection.id if connection else None,
+            reliable=connection is not None or top.transport == "TCP",
+            branch=top.param("branch") or "",
+            to_tag=tag,
         )
+        self._owed.owe(invite.call_id, answer)
 
-    def _answer_owed(self, call_id: str) -> None:
-        """The caller was told 100 Trying here and its worker gave no final answer: 503,
-        so that the proxy in front tries another node rather than wait on this one."""
-        owed = self._owed.pop(call_id, None)
-        if owed is None:
+    def _fail_owed(self, call_id: str) -> None:
+        """The worker will not answer the INVITE it was given: the 503 owed, if any."""
+        answer = self._owed.fail(call_id, time.monotonic())
+        if answer is not None:
+            self._send_owed(answer)
+
+    def _send_owed(self, answer: OwedAnswer) -> None:
+        """A 503 owed to a caller, by UDP or over TCP (its own connection, another to the
+        same address, or a new one: RFC 3261 18.2.2)."""
+        if not answer.reliable:
+            self._send_udp(answer.response, answer.address)
             return
-        if owed.connection is None:
-            self._send_udp(owed.response, owed.address)
-        elif (connection := self._connections.get(owed.connection)) is not None:
-            connection.send(owed.response)
+        connection = self._connections.get(answer.connection) if answer.connection else None
+        connection = connection or self._connection_to(answer.address)
+        if connection is not None:
+            connection.send(answer.response)
+        else:
+            self._spawn(self._send_tcp_new(answer.response, answer.address))
 
     def _send_udp(self, data: bytes, address: tuple[str, int]) -> None:
         if self._udp is not None and not self._udp.is_closing():

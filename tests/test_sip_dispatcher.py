@@ -93,7 +93,7 @@ def final(call_id: str, method: str = "INVITE"):
 
 def respond(worker: SipClient, to: SipMessage, status: int, reason: str, port: int) -> None:
     """The worker's response to a relayed request, as pjsua makes it: every Via and
-    Record-Route echoed, its own tag and Contact."""
+    Record-Route echoed, its own tag (unless the request had one) and Contact."""
     vias = "\n".join(f"Via: {v}" for v in to.get_all("via"))
     routes = "\n".join(f"Record-Route: {r}" for r in to.get_all("record-route"))
     worker.send(
@@ -101,7 +101,7 @@ def respond(worker: SipClient, to: SipMessage, status: int, reason: str, port: i
         {vias}
         {routes}
         From: {to.get("from")}
-        To: {to.get("to")};tag=worker-1
+        To: {to.get("to") if to.to_tag else to.get("to") + ";tag=worker-1"}
         Call-ID: {to.call_id}
         CSeq: {to.get("cseq")}
         Contact: <sip:taxbot@{worker.host}:{worker.port}>
@@ -538,7 +538,7 @@ def test_an_invite_left_unanswered_past_timer_b_gives_its_slot_back_and_reports_
     async def scenario():
         async with dispatch(max_calls=1, timer_b_s=0.5, linger_s=5.0) as s:
             call_id = uuid.uuid4().hex
-            s.pbx.invite(s.port, call_id)
+            branch = s.pbx.invite(s.port, call_id)
             worker, invite = await relayed(s, request("INVITE", call_id))
             deadline = time.monotonic() + 10
             while s.d.calls_in_progress and time.monotonic() < deadline:
@@ -546,9 +546,11 @@ def test_an_invite_left_unanswered_past_timer_b_gives_its_slot_back_and_reports_
             freed = s.d.calls_in_progress == 0
             expired_first = list(s.expired)
             given_up = await s.pbx.expect(final(call_id))
+            s.pbx.in_dialog("ACK", s.port, given_up, 1, branch=branch)
+            await asyncio.sleep(0.2)
             respond(worker, invite, 200, "OK", s.port)
             late_dropped = await nothing_arrives(
-                s.pbx, lambda m: final(call_id)(m) and m.status == 200
+                s.pbx, lambda m: final(call_id)(m) and m is not given_up
             )
             return freed, expired_first, given_up, late_dropped, list(s.expired)
 
@@ -618,25 +620,111 @@ async def wait_for_count(client: SipClient, match, count: int) -> None:
         await asyncio.sleep(0.02)
 
 
-def test_a_worker_gone_before_answering_leaves_its_caller_a_503():
+def test_a_worker_gone_before_answering_leaves_its_caller_a_503_repeated_until_acked():
     """The worker dies with an INVITE it never answered: the caller, told 100 Trying,
-    gets 503 at once (the proxy in front tries another node) instead of waiting on."""
+    gets 503 at once (the proxy in front tries another node) instead of waiting on. Over
+    UDP the 503 is repeated until the caller's ACK, and again if the INVITE comes again;
+    after the ACK, nothing more."""
+
+    async def scenario():
+        async with dispatch(workers=2) as s:
+            call_id = uuid.uuid4().hex
+            branch = s.pbx.invite(s.port, call_id)
+            worker, _ = await relayed(s, request("INVITE", call_id))
+            s.d.remove_worker(s.workers.index(worker))
+            first = await s.pbx.expect(final(call_id))
+            await asyncio.sleep(2.5)  # T1 (0.5 s), then 1 s, checked each second
+            repeated = len(s.pbx.responses(call_id, "INVITE"))
+            s.pbx.invite(s.port, call_id, branch=branch)
+            await asyncio.sleep(0.3)
+            on_invite = len(s.pbx.responses(call_id, "INVITE"))
+            s.pbx.in_dialog("ACK", s.port, first, 1, branch=branch)
+            await asyncio.sleep(0.3)
+            acked = len(s.pbx.responses(call_id, "INVITE"))
+            await asyncio.sleep(4.5)
+            statuses = [m.status for m in s.pbx.responses(call_id, "INVITE")]
+            return first, repeated, on_invite, acked, statuses, s.d.answers_owed
+
+    first, repeated, on_invite, acked, statuses, owed = asyncio.run(scenario())
+    assert first.status == 503 and first.to_tag
+    assert repeated >= 3  # 100, 503 and at least one repeat
+    assert on_invite == repeated + 1
+    assert len(statuses) == acked and set(statuses[1:]) == {503}
+    assert owed == 0
+
+
+def test_answers_to_a_forged_request_of_the_call_do_not_end_or_answer_it_for_the_worker():
+    """While the worker has not answered yet, requests naming the call with a guessed To
+    tag (an INVITE with the same CSeq, a BYE) are answered 481 by the worker; the call
+    stays the worker's: no 503 from here, its slot kept, its own 200 goes through."""
 
     async def scenario():
         async with dispatch() as s:
             call_id = uuid.uuid4().hex
             s.pbx.invite(s.port, call_id)
-            await relayed(s, request("INVITE", call_id))
-            s.d.remove_worker(0)
-            answer = await s.pbx.expect(final(call_id))
-            again = not await nothing_arrives(
-                s.pbx, lambda m: m is not answer and final(call_id)(m), 1.0
-            )
-            return answer, again
+            worker, invite = await relayed(s, request("INVITE", call_id))
+            sender = f"{s.pbx.host}:{s.pbx.port}"
+            for method in ("INVITE", "BYE"):
+                s.pbx.send(
+                    f"""{method} sip:taxbot@127.0.0.1:{s.port} SIP/2.0
+                    Via: SIP/2.0/UDP {sender};branch={new_branch()};rport
+                    From: {invite.get("from")}
+                    To: <sip:taxbot@127.0.0.1:{s.port}>;tag=guessed
+                    Call-ID: {call_id}
+                    CSeq: 1 {method}
+                    Max-Forwards: 70
+                    """,
+                    s.port,
+                )
+                _, forged = await relayed(
+                    s,
+                    lambda m, method=method: request(method, call_id)(m) and m.to_tag == "guessed",
+                )
+                respond(worker, forged, 481, "Call/Transaction Does Not Exist", s.port)
+            await asyncio.sleep(0.3)
+            in_progress = s.d.calls_in_progress
+            respond(worker, invite, 200, "OK", s.port)
+            ok = await s.pbx.expect(lambda m: final(call_id)(m) and m.status == 200)
+            statuses = [m.status for m in s.pbx.responses(call_id, "INVITE")]
+            return in_progress, ok, statuses
 
-    answer, again = asyncio.run(scenario())
-    assert answer.status == 503 and answer.to_tag
-    assert not again
+    in_progress, ok, statuses = asyncio.run(scenario())
+    assert in_progress == 1
+    assert ok.to_tag == "worker-1"
+    assert 503 not in statuses
+
+
+def test_a_cancelled_invite_gets_the_workers_487_and_nothing_from_here():
+    """CANCEL before the answer: the worker's 487 ends the call and settles what the
+    dispatcher owed; the worker going away afterwards sends the caller nothing more."""
+
+    async def scenario():
+        async with dispatch() as s:
+            call_id = uuid.uuid4().hex
+            branch = s.pbx.invite(s.port, call_id)
+            worker, invite = await relayed(s, request("INVITE", call_id))
+            sender = f"{s.pbx.host}:{s.pbx.port}"
+            s.pbx.send(
+                f"""CANCEL sip:taxbot@127.0.0.1:{s.port} SIP/2.0
+                Via: SIP/2.0/UDP {sender};branch={branch};rport
+                From: {invite.get("from")}
+                To: <sip:taxbot@127.0.0.1:{s.port}>
+                Call-ID: {call_id}
+                CSeq: 1 CANCEL
+                Max-Forwards: 70
+                """,
+                s.port,
+            )
+            await relayed(s, request("CANCEL", call_id))
+            respond(worker, invite, 487, "Request Terminated", s.port)
+            await s.pbx.expect(final(call_id))
+            s.d.remove_worker(0)
+            await asyncio.sleep(1.5)
+            return [m.status for m in s.pbx.responses(call_id, "INVITE")], s.d.answers_owed
+
+    statuses, owed = asyncio.run(scenario())
+    assert statuses == [100, 487]
+    assert owed == 0
 
 
 # -- TCP ------------------------------------------------------------------------------------------

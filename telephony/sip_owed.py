@@ -1,0 +1,103 @@
+"""Final answers the SIP dispatcher owes to callers it told 100 Trying.
+
+The dispatcher says 100 Trying for its node as soon as it hands a new INVITE to a worker
+(telephony/sip_dispatcher.py says why). From then on the caller's side stops repeating
+the INVITE and waits for a final answer, so the node owes it one: normally the worker's,
+but if the worker dies or Timer B runs out first, a 503 from the dispatcher, so that the
+proxy in front tries another node at once instead of waiting out its own timer.
+
+Over UDP that 503 is repeated as a server transaction repeats a failure (RFC 3261
+17.2.1: T1, doubling up to T2) until the caller's ACK comes or Timer H runs out, and it is
+sent again whenever the INVITE comes again. Over TCP it is sent once.
+
+Bounded: an owed answer exists only while its call's route waits for the worker's answer
+(at most ``max_calls``), and failing ones are kept at most ``give_up_s`` and at most
+``cap`` at once, the oldest given up first.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from dataclasses import dataclass
+
+T1_S = 0.5  # RFC 3261's round-trip estimate: the first repeat
+T2_S = 4.0  # the longest interval between repeats
+
+
+@dataclass
+class OwedAnswer:
+    """The 503 owed to one INVITE, and where it goes."""
+
+    response: bytes
+    address: tuple[str, int]  # the top Via's reply address (UDP; TCP when no connection)
+    connection: int | None  # the TCP connection the INVITE came on, if any
+    reliable: bool  # sent over TCP: no repeats
+    branch: str  # the INVITE's branch: its repeats and the ACK's transaction
+    to_tag: str  # the To tag of the 503: an ACK for it carries it
+    sent_at: float = 0.0
+    next_at: float = 0.0
+    interval: float = T1_S
+
+
+class OwedAnswers:
+    """Answers owed (the worker has not answered yet) and failing (503 sent, no ACK)."""
+
+    def __init__(self, cap: int, give_up_s: float) -> None:
+        self.cap = cap
+        self.give_up_s = give_up_s
+        self._owed: dict[str, OwedAnswer] = {}
+        self._failing: OrderedDict[str, OwedAnswer] = OrderedDict()
+
+    def __len__(self) -> int:
+        return len(self._owed) + len(self._failing)
+
+    def owe(self, call_id: str, answer: OwedAnswer) -> None:
+        """A new INVITE was told 100 Trying; its first copy's answer is the one kept."""
+        self._owed.setdefault(call_id, answer)
+
+    def settle(self, call_id: str, branch: str | None) -> None:
+        """The worker's own final answer to the INVITE (of that branch) went through."""
+        answer = self._owed.get(call_id)
+        if answer is not None and answer.branch == branch:
+            del self._owed[call_id]
+
+    def forget(self, call_id: str) -> None:
+        """The call ended here another way; nothing is owed (a 503 already sent stays)."""
+        self._owed.pop(call_id, None)
+
+    def fail(self, call_id: str, now: float) -> OwedAnswer | None:
+        """The worker will not answer: the 503 to send now, if one is owed."""
+        answer = self._owed.pop(call_id, None)
+        if answer is None:
+            return None
+        if not answer.reliable:
+            answer.sent_at, answer.next_at = now, now + answer.interval
+            self._failing[call_id] = answer
+            while len(self._failing) > self.cap:
+                self._failing.popitem(last=False)
+        return answer
+
+    def due(self, now: float) -> list[OwedAnswer]:
+        """The failing answers to repeat now; those past ``give_up_s`` are dropped."""
+        repeat = []
+        for call_id, answer in list(self._failing.items()):
+            if now - answer.sent_at > self.give_up_s:
+                del self._failing[call_id]
+            elif now >= answer.next_at:
+                answer.interval = min(answer.interval * 2, T2_S)
+                answer.next_at = now + answer.interval
+                repeat.append(answer)
+        return repeat
+
+    def repeated_invite(self, call_id: str, branch: str | None) -> OwedAnswer | None:
+        """The INVITE came again after its 503: the 503 to send again, if it is that one."""
+        answer = self._failing.get(call_id)
+        return answer if answer is not None and answer.branch == branch else None
+
+    def acknowledged(self, call_id: str, to_tag: str | None) -> bool:
+        """An ACK: True if it acknowledges a 503 sent here (it goes no further)."""
+        answer = self._failing.get(call_id)
+        if answer is None or to_tag != answer.to_tag:
+            return False
+        del self._failing[call_id]
+        return True
