@@ -120,6 +120,7 @@ WORKER_RELEASE_S = 70.0
 # A BYE the dispatcher sends for a dead worker's call goes again after these pauses (UDP,
 # Timer E style) until the caller answers it.
 BYE_RETRANSMIT_S = (0.5, 1.0, 2.0, 4.0)
+STOP_REPEAT_S = 4.0  # how long a stopping dispatcher repeats 503s not yet acknowledged
 
 
 def source_host(src_address: str) -> str:
@@ -320,6 +321,14 @@ class SipDispatcher:
 
     async def stop(self) -> None:
         self.accepting = False
+        # 503s just sent for the workers stopped before this (UDP): repeated a few seconds
+        # more until acknowledged, so that a lost one does not leave the proxy in front
+        # waiting out its own timer.
+        deadline = time.monotonic() + STOP_REPEAT_S
+        while self._owed.sending() and self._udp is not None and time.monotonic() < deadline:
+            await asyncio.sleep(0.1)
+            for answer in self._owed.due(time.monotonic()):
+                self._send_owed(answer)
         if self._deadlines is not None:
             self._deadlines.cancel()
             self._deadlines = None
@@ -351,7 +360,7 @@ class SipDispatcher:
             return
         self._worker_at.pop(worker.address, None)
         for route in self._routes.of_worker(key):
-            self._fail_owed(route.call_id)
+            self._fail_owed(route)
             dialog = self._dialogs.pop(route.call_id, None)
             if route.holds_slot:
                 self._count_down(self._calls_from, route.source)
@@ -365,7 +374,6 @@ class SipDispatcher:
         retransmissions still route."""
         route = self._routes.get(call_id)
         if route is not None:
-            self._fail_owed(call_id)  # gone without answering its INVITE: 503 from here
             self._release(route, worker_gone=True)
             return
         for worker in self._workers.values():  # the route has been forgotten already
@@ -417,10 +425,17 @@ class SipDispatcher:
             self._deadline_log.log(
                 logging.WARNING, "SIP: call of Call-ID %s given up: %s", route.call_id, why
             )
-            self._fail_owed(route.call_id)
-            self._release(route)
-            if self.on_call_expired is not None:
-                self.on_call_expired(route.call_id)
+            self._give_up(route)
+        for route in self._routes.calling_since(now - self.limits.worker_silent_s):
+            worker = self._workers.get(route.worker)
+            if worker is not None and route.call_id not in worker.heard:
+                self._deadline_log.log(
+                    logging.WARNING,
+                    "SIP: call of Call-ID %s given up: its worker said nothing in %.0f s",
+                    route.call_id,
+                    self.limits.worker_silent_s,
+                )
+                self._give_up(route)
         for worker in self._workers.values():
             for call_id, deadline in list(worker.ending.items()):
                 if deadline < now:
@@ -438,6 +453,14 @@ class SipDispatcher:
             why = connection.overdue(now, self.limits, connection.id in in_use)
             if why:
                 connection.drop(why)
+
+    def _give_up(self, route: Route) -> None:
+        """A call past a deadline: the caller's 503 if it is owed one, the slot freed, the
+        worker's side ended."""
+        self._fail_owed(route)
+        self._release(route)
+        if self.on_call_expired is not None:
+            self.on_call_expired(route.call_id)
 
     def _pick_worker(self) -> _Worker | None:
         if self.calls_in_progress >= self.max_calls:
@@ -616,7 +639,13 @@ class SipDispatcher:
         if message.method == "ACK" and self._owed.acknowledged(message.call_id, message.to_tag):
             return  # the caller took the 503 sent here
         if initial_invite:
-            failed = self._owed.repeated_invite(message.call_id, sender.param("branch"))
+            failed = self._owed.repeated_invite(
+                message.call_id,
+                sender.param("branch"),
+                source[0],
+                header_tag(message.get("from")),
+                message.cseq_number,
+            )
             if failed is not None:
                 self._send_owed(failed)
                 return
@@ -955,6 +984,8 @@ class SipDispatcher:
                 self._owed.settle(route.call_id, route.branch)  # the worker's answer goes
             if message.status >= 300:
                 self._release(route, worker_gone=True)  # pjsua refused it: no call there
+                if route.answered_here:
+                    return  # the caller had its 503 from here: not a second final answer
             elif route.state is CallState.CALLING:
                 self._routes.set_state(route, CallState.ANSWERED, time.monotonic())
                 dialog = self._dialogs.get(route.call_id)
@@ -1101,20 +1132,28 @@ class SipDispatcher:
         top = parse_via(invite.get("via") or "")
         tag = self._tag(invite)
         failure = response_to(invite, 503, "Service Unavailable", tag)
+        reliable = connection is not None or top.transport == "TCP"
+        # Over TCP a new connection goes to the sent-by port (rport is for UDP only).
+        host = top.param("received") or top.host
         answer = OwedAnswer(
             failure.to_bytes(),
-            top.reply_address(),
+            (host, top.port or 5060) if reliable else top.reply_address(),
             connection.id if connection else None,
-            reliable=connection is not None or top.transport == "TCP",
+            reliable=reliable,
             branch=top.param("branch") or "",
             to_tag=tag,
+            source=host,
+            from_tag=invite.from_tag,
+            cseq=invite.cseq_number,
         )
         self._owed.owe(invite.call_id, answer)
 
-    def _fail_owed(self, call_id: str) -> None:
-        """The worker will not answer the INVITE it was given: the 503 owed, if any."""
-        answer = self._owed.fail(call_id, time.monotonic())
+    def _fail_owed(self, route: Route) -> None:
+        """The worker will not answer the INVITE it was given: the 503 owed, if any. Any
+        final answer the worker gives later stays here (the caller has one)."""
+        answer = self._owed.fail(route.call_id, time.monotonic())
         if answer is not None:
+            route.answered_here = True
             self._send_owed(answer)
 
     def _send_owed(self, answer: OwedAnswer) -> None:

@@ -34,6 +34,9 @@ class OwedAnswer:
     reliable: bool  # sent over TCP: no repeats
     branch: str  # the INVITE's branch: its repeats and the ACK's transaction
     to_tag: str  # the To tag of the 503: an ACK for it carries it
+    source: str  # the host the INVITE came from
+    from_tag: str | None  # the caller's tag
+    cseq: int  # the INVITE's CSeq number
     sent_at: float = 0.0
     next_at: float = 0.0
     interval: float = T1_S
@@ -89,10 +92,20 @@ class OwedAnswers:
                 repeat.append(answer)
         return repeat
 
-    def repeated_invite(self, call_id: str, branch: str | None) -> OwedAnswer | None:
-        """The INVITE came again after its 503: the 503 to send again, if it is that one."""
+    def repeated_invite(
+        self, call_id: str, branch: str | None, source: str, from_tag: str | None, cseq: int
+    ) -> OwedAnswer | None:
+        """The INVITE came again after its 503: the 503 to send again, if it is that one
+        (same transaction, same caller, same sender)."""
         answer = self._failing.get(call_id)
-        return answer if answer is not None and answer.branch == branch else None
+        if answer is None:
+            return None
+        same = (answer.branch, answer.source, answer.from_tag, answer.cseq)
+        return answer if same == (branch, source, from_tag, cseq) else None
+
+    def sending(self) -> bool:
+        """Whether a 503 sent is still waiting for its ACK."""
+        return bool(self._failing)
 
     def acknowledged(self, call_id: str, to_tag: str | None) -> bool:
         """An ACK: True if it acknowledges a 503 sent here (it goes no further)."""

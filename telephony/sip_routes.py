@@ -49,6 +49,7 @@ class Route:
     refer_sent: bool = False  # the worker sent a REFER: NOTIFYs of it are expected
     expires: float | None = None  # forgotten after this, once ENDED
     source: str = ""  # the address the initial INVITE came from
+    answered_here: bool = False  # the dispatcher answered the INVITE 503 for the worker
 
     @property
     def holds_slot(self) -> bool:
@@ -135,6 +136,12 @@ class CallRoutes:
         for route in forget:
             del self._routes[route.call_id]
         return overdue
+
+    def calling_since(self, before: float) -> list[Route]:
+        """Routes whose INVITE has waited for its final response since before ``before``."""
+        return [
+            r for r in self._routes.values() if r.state is CallState.CALLING and r.since < before
+        ]
 
     def of_worker(self, worker: Hashable) -> list[Route]:
         return [r for r in self._routes.values() if r.worker == worker]

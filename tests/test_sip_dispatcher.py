@@ -550,7 +550,7 @@ def test_an_invite_left_unanswered_past_timer_b_gives_its_slot_back_and_reports_
             await asyncio.sleep(0.2)
             respond(worker, invite, 200, "OK", s.port)
             late_dropped = await nothing_arrives(
-                s.pbx, lambda m: final(call_id)(m) and m is not given_up
+                s.pbx, lambda m: final(call_id)(m) and m.status != 503
             )
             return freed, expired_first, given_up, late_dropped, list(s.expired)
 
@@ -589,8 +589,9 @@ def test_an_invite_is_told_100_trying_at_once_and_the_workers_own_is_not_relayed
 
 def test_an_invite_repeated_after_the_answer_is_not_told_trying_nor_owed_a_503():
     """The caller's INVITE comes again after the worker's 200 (its copy of the 200 was
-    lost): the worker answers it again; the dispatcher neither says 100 Trying nor keeps a
-    503 for it, so the call's end later sends the caller nothing but the BYE's answer."""
+    lost): the worker answers it again; the dispatcher neither says 100 Trying nor owes a
+    503 for it, and keeps the dialog it had: when the worker then dies, the caller gets
+    the dispatcher's BYE for the answered call, not a 503."""
 
     async def scenario():
         async with dispatch() as s:
@@ -603,14 +604,15 @@ def test_an_invite_repeated_after_the_answer_is_not_told_trying_nor_owed_a_503()
             await wait_for_count(worker, request("INVITE", call_id), 2)
             s.pbx.in_dialog("ACK", s.port, ok, 1)
             await worker.expect(request("ACK", call_id))
-            s.pbx.in_dialog("BYE", s.port, ok, 2)
-            _, bye = await relayed(s, request("BYE", call_id))
-            respond(worker, bye, 200, "OK", s.port)
-            await s.pbx.expect(final(call_id, "BYE"))
+            s.d.remove_worker(0)
+            bye = await s.pbx.expect(request("BYE", call_id))
+            s.pbx.reply(bye, 200, "OK", s.port)
             await asyncio.sleep(QUIET_S)
-            return [m.status for m in s.pbx.responses(call_id, "INVITE")]
+            return [m.status for m in s.pbx.responses(call_id, "INVITE")], bye
 
-    assert asyncio.run(scenario()) == [100, 200]
+    statuses, bye = asyncio.run(scenario())
+    assert statuses == [100, 200]
+    assert bye.from_tag == "worker-1"  # the dialog kept from the answer
 
 
 async def wait_for_count(client: SipClient, match, count: int) -> None:
@@ -648,9 +650,45 @@ def test_a_worker_gone_before_answering_leaves_its_caller_a_503_repeated_until_a
     first, repeated, on_invite, acked, statuses, owed = asyncio.run(scenario())
     assert first.status == 503 and first.to_tag
     assert repeated >= 3  # 100, 503 and at least one repeat
-    assert on_invite == repeated + 1
+    assert on_invite >= repeated + 1
     assert len(statuses) == acked and set(statuses[1:]) == {503}
     assert owed == 0
+
+
+def test_a_worker_that_says_nothing_is_given_up_early_and_its_late_refusal_not_passed_on():
+    """The worker does not even acknowledge the INVITE (hung, or the INVITE lost): after
+    ``worker_silent_s`` the caller gets 503 (the proxy in front tries another node), the
+    slot is free and the worker's side is ended; the worker's refusal that comes later
+    is not a second final answer to the caller. A repeat of the INVITE from its own caller
+    gets the 503 again; one naming another caller does not."""
+
+    async def scenario():
+        async with dispatch(worker_silent_s=0.5) as s:
+            call_id = uuid.uuid4().hex
+            branch = s.pbx.invite(s.port, call_id)
+            worker, invite = await relayed(s, request("INVITE", call_id))
+            given_up = await s.pbx.expect(final(call_id))
+            freed = s.d.calls_in_progress == 0
+            expired = list(s.expired)
+            s.pbx.invite(s.port, call_id, branch=branch, from_tag="someone-else")
+            await asyncio.sleep(0.2)
+            others = [
+                m.status for m in s.pbx.responses(call_id, "INVITE") if m.from_tag == "someone-else"
+            ]
+            s.pbx.invite(s.port, call_id, branch=branch)
+            own = await s.pbx.expect(
+                lambda m: final(call_id)(m) and m is not given_up and m.status == 503
+            )
+            s.pbx.in_dialog("ACK", s.port, given_up, 1, branch=branch)
+            respond(worker, invite, 486, "Busy Here", s.port)
+            late = not await nothing_arrives(s.pbx, lambda m: final(call_id)(m) and m.status == 486)
+            return given_up, freed, expired, others, own, late
+
+    given_up, freed, expired, others, own, late = asyncio.run(scenario())
+    assert given_up.status == 503 and freed and len(expired) == 1
+    assert own.to_tag == given_up.to_tag
+    assert 503 not in others  # another caller's INVITE: refused as such (482), not the 503
+    assert not late
 
 
 def test_answers_to_a_forged_request_of_the_call_do_not_end_or_answer_it_for_the_worker():

@@ -122,7 +122,9 @@ def test_invite_the_worker_drops_frees_its_slot_after_timer_b():
 
     taken, freed, silent, status = asyncio.run(scenario())
     assert taken
-    assert silent == [[100, 503], [100, 503]]  # 100 and 503 from the dispatcher alone
+    # 100, then 503 (repeated until an ACK, which this caller never sends), all from the
+    # dispatcher: pjsua gave no final answer.
+    assert all(s[0] == 100 and set(s[1:]) == {503} for s in silent), silent
     assert freed
     assert status == 200
 

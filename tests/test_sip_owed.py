@@ -15,6 +15,9 @@ def answer(branch: str = "z9hG4bK-1", *, reliable: bool = False) -> OwedAnswer:
         reliable=reliable,
         branch=branch,
         to_tag="own",
+        source="127.0.0.1",
+        from_tag="caller-1",
+        cseq=1,
     )
 
 
@@ -37,8 +40,11 @@ def test_a_failed_answer_repeats_on_doubling_intervals_until_acknowledged():
     gaps = [b - a for a, b in zip([0.0, *repeats], repeats, strict=False)]
     assert gaps[:3] == [0.5, 1.0, 2.0] and max(gaps) == T2_S
     assert not owed.acknowledged("a", "someone-else")
-    assert owed.repeated_invite("a", "z9hG4bK-1") is not None
-    assert owed.repeated_invite("a", "z9hG4bK-2") is None
+    assert owed.repeated_invite("a", "z9hG4bK-1", "127.0.0.1", "caller-1", 1) is not None
+    assert owed.repeated_invite("a", "z9hG4bK-2", "127.0.0.1", "caller-1", 1) is None
+    assert owed.repeated_invite("a", "z9hG4bK-1", "127.0.0.2", "caller-1", 1) is None
+    assert owed.repeated_invite("a", "z9hG4bK-1", "127.0.0.1", "someone", 1) is None
+    assert owed.repeated_invite("a", "z9hG4bK-1", "127.0.0.1", "caller-1", 9) is None
     assert owed.acknowledged("a", "own")
     assert len(owed) == 0 and owed.due(100.0) == []
 
@@ -49,7 +55,7 @@ def test_failing_answers_are_given_up_after_the_time_and_capped():
         owed.owe(call, answer())
         owed.fail(call, 0.0)
     assert len(owed) == 2  # the oldest dropped
-    assert owed.repeated_invite("a", "z9hG4bK-1") is None
+    assert owed.repeated_invite("a", "z9hG4bK-1", "127.0.0.1", "caller-1", 1) is None
     assert owed.due(33.0) == [] and len(owed) == 0
 
 
