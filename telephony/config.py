@@ -18,12 +18,6 @@ class SipLimitSettings(BaseModel):
     """Deadlines and caps of the public SIP port (see ``telephony.sip_limits``)."""
 
     timer_b_s: float = Field(32.0, gt=0, description="INVITE without a final response: slot freed")
-    worker_silent_s: float = Field(
-        8.0,
-        gt=0,
-        description="INVITE its worker has not even acknowledged: caller answered 503 (the "
-        "proxy in front tries another node), slot freed",
-    )
     timer_h_s: float = Field(32.0, gt=0, description="answer never acknowledged: slot freed")
     max_call_s: float = Field(4 * 3600.0, gt=0, description="a call longer than this is ended")
     media_timeout_s: float = Field(

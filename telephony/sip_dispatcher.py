@@ -27,8 +27,11 @@ one user agent:
 * An initial INVITE handed to a worker is answered 100 Trying here at once (the worker's
   own 100 is not passed on: it is hop by hop), so that a proxy in front, which fails a
   call over to another node when nothing answers within a second or two, does not take a
-  node whose worker is slow under load for a dead one. Having said it, the dispatcher
-  owes the caller a final answer: 503 when the worker dies or Timer B runs out first.
+  node whose worker is slow under load for a dead one. Having said it (RFC 3261 keeps
+  this from stateless proxies because the sender then stops repeating the INVITE), the
+  dispatcher repeats the INVITE to the worker itself until the worker says a word, and
+  owes the caller a final answer: 503 when the worker dies or Timer B runs out first
+  (telephony/sip_owed.py).
 * Datagrams and TCP streams that do not parse as SIP are dropped (a TCP connection sending
   them is closed), as a SIP stack would.
 * Nothing from the network is kept without a bound (telephony/sip_limits.py): a call ends
@@ -214,8 +217,7 @@ class SipDispatcher:
         self.taking_calls = taking_calls
         self.rejected = 0  # initial INVITEs refused here (403 or 503)
         self.limits = limits or SipLimits()
-        # Told the SIP Call-ID of a call whose slot was freed on a deadline, so that the
-        # worker's side of it ends too.
+        # Told the Call-ID of a call freed on a deadline, so its worker's side ends too.
         self.on_call_expired = on_call_expired
         self.worker_release_s = worker_release_s
         self._secret = os.urandom(16).hex()
@@ -246,8 +248,7 @@ class SipDispatcher:
         self._worker_at: dict[tuple[str, int], _Worker] = {}
         self._routes = CallRoutes(self.limits)
         self._dialogs: dict[str, _Dialog] = {}  # Call-ID -> dialog, while its slot is held
-        # The 503s owed to callers told 100 Trying, should their worker not answer.
-        self._owed = OwedAnswers(cap=2 * max_calls + 16, give_up_s=self.limits.timer_h_s)
+        self._owed = OwedAnswers(2 * max_calls + 16, self.limits.timer_h_s)  # 503s owed
         self._byes: dict[str, asyncio.Event] = {}  # our BYEs' branches -> answered
         self.byes_sent = 0  # calls ended towards the caller because their worker died
         self._tasks: set[asyncio.Task] = set()
@@ -325,7 +326,12 @@ class SipDispatcher:
         # more until acknowledged, so that a lost one does not leave the proxy in front
         # waiting out its own timer.
         deadline = time.monotonic() + STOP_REPEAT_S
-        while self._owed.sending() and self._udp is not None and time.monotonic() < deadline:
+        while (
+            self._owed.sending()
+            and self._udp is not None
+            and not self._udp.is_closing()
+            and time.monotonic() < deadline
+        ):
             await asyncio.sleep(0.1)
             for answer in self._owed.due(time.monotonic()):
                 self._send_owed(answer)
@@ -426,16 +432,8 @@ class SipDispatcher:
                 logging.WARNING, "SIP: call of Call-ID %s given up: %s", route.call_id, why
             )
             self._give_up(route)
-        for route in self._routes.calling_since(now - self.limits.worker_silent_s):
-            worker = self._workers.get(route.worker)
-            if worker is not None and route.call_id not in worker.heard:
-                self._deadline_log.log(
-                    logging.WARNING,
-                    "SIP: call of Call-ID %s given up: its worker said nothing in %.0f s",
-                    route.call_id,
-                    self.limits.worker_silent_s,
-                )
-                self._give_up(route)
+        for address, relayed in self._owed.unheard_due(now):
+            self._send_udp(relayed, address)  # the worker has not said a word: again
         for worker in self._workers.values():
             for call_id, deadline in list(worker.ending.items()):
                 if deadline < now:
@@ -658,16 +656,23 @@ class SipDispatcher:
             worker = self._worker_in_dialog(message, connection)
         if worker is None:
             return
+        calling = False
         if initial_invite:
             route = self._routes.get(message.call_id)
-            if route is not None and route.state is CallState.CALLING:
+            calling = route is not None and route.state is CallState.CALLING
+            if calling:
                 # A retransmission once the worker has answered is the worker's to answer
                 # again (pjsua repeats its final response); the dialog kept stays.
                 self._keep_dialog(message)
                 self._owe_answer(message, connection)
             message.prepend("Record-Route", self._own_uri)
         message.prepend("Via", str(own))
-        self._send_udp(message.to_bytes(), worker.address)
+        data = message.to_bytes()
+        if calling:
+            # Told 100 Trying, the caller's side no longer repeats the INVITE: until the
+            # worker says a word, the dispatcher does (over loopback UDP it may be lost).
+            self._owed.relayed(message.call_id, data, worker.address, time.monotonic())
+        self._send_udp(data, worker.address)
 
     def _refused_in(
         self,
@@ -882,6 +887,8 @@ class SipDispatcher:
         kind, known = self._routes.classify(call_id, from_tag, branch, cseq)
         if kind is InviteKind.RETRANSMISSION:
             worker = self._workers.get(known.worker)
+            if known.answered_here:
+                return None  # answered 503 here (acknowledged, or given up repeating)
             if worker is None:
                 self._respond(message, 481, "Call/Transaction Does Not Exist", connection)
             return worker
@@ -967,37 +974,8 @@ class SipDispatcher:
                 del message.headers[i]
                 break
         self._rewrite_contact(message)
-        route = self._routes.get(message.call_id)
-        if route is not None and message.method == "INVITE" and route.call_id in worker.calls:
-            worker.heard.add(route.call_id)  # pjsua has the call (until it reports it gone)
-        own_invite = (
-            route is not None
-            and message.method == "INVITE"
-            and route.worker == worker.key
-            and message.cseq_number == route.invite_cseq
-            and (nxt.param("branch") or "") == route.branch
-        )
-        if own_invite and message.status == 100:
-            return  # hop by hop: the caller's side had its 100 Trying from here
-        if own_invite and message.status >= 200:
-            if route.state is not CallState.ENDED:
-                self._owed.settle(route.call_id, route.branch)  # the worker's answer goes
-            if message.status >= 300:
-                self._release(route, worker_gone=True)  # pjsua refused it: no call there
-                if route.answered_here:
-                    return  # the caller had its 503 from here: not a second final answer
-            elif route.state is CallState.CALLING:
-                self._routes.set_state(route, CallState.ANSWERED, time.monotonic())
-                dialog = self._dialogs.get(route.call_id)
-                if dialog is not None and message.status < 300:
-                    dialog.local = message.get("to")
-            elif route.state is CallState.ENDED:
-                # Answered after the slot was given up (Timer B) or after the call ended:
-                # not relayed; the worker's side of the call is ended.
-                log.info("SIP: answer for the ended call %s dropped", message.call_id)
-                if self.on_call_expired is not None:
-                    self.on_call_expired(message.call_id)
-                return
+        if not self._worker_answer_goes_on(message, worker, nxt):
+            return
         self._end_on_bye_response(message)
         tcp_id = top.param("tbc")
         connection = self._connections.get(int(tcp_id)) if tcp_id else None  # MAC-checked
@@ -1009,6 +987,44 @@ class SipDispatcher:
             self._spawn(self._send_tcp_new(message.to_bytes(), address))
         else:
             self._send_udp(message.to_bytes(), address)
+
+    def _worker_answer_goes_on(self, message: SipMessage, worker: _Worker, nxt: Via) -> bool:
+        """A worker's response, as it bears on its call's route; False if it stays here."""
+        route = self._routes.get(message.call_id)
+        if (
+            route is None
+            or message.method != "INVITE"
+            or route.worker != worker.key
+            or message.cseq_number != route.invite_cseq
+            or (nxt.param("branch") or "") != route.branch
+        ):
+            return True  # not the answer to the call's own INVITE
+        if route.call_id in worker.calls:
+            worker.heard.add(route.call_id)  # pjsua has the call (until it reports it gone)
+            self._owed.heard(route.call_id)  # no need to send it the INVITE again
+        if message.status == 100:
+            return False  # hop by hop: the caller's side had its 100 Trying from here
+        if message.status < 200:
+            return True
+        if route.state is not CallState.ENDED:
+            self._owed.settle(route.call_id, route.branch)  # the worker's answer goes
+        if message.status >= 300:
+            self._release(route, worker_gone=True)  # pjsua refused it: no call there
+            # The caller had its 503 from here: not a second final answer.
+            return not route.answered_here
+        if route.state is CallState.CALLING:
+            self._routes.set_state(route, CallState.ANSWERED, time.monotonic())
+            dialog = self._dialogs.get(route.call_id)
+            if dialog is not None:
+                dialog.local = message.get("to")
+        elif route.state is CallState.ENDED:
+            # Answered after the slot was given up (Timer B) or after the call ended: not
+            # relayed; the worker's side of the call is ended.
+            log.info("SIP: answer for the ended call %s dropped", message.call_id)
+            if self.on_call_expired is not None:
+                self.on_call_expired(message.call_id)
+            return False
+        return True
 
     def _end_on_bye_response(self, message: SipMessage) -> None:
         """A final response to a BYE (either way) ends the call here; its slot in the

@@ -3,9 +3,6 @@
 Everything the dispatcher holds on behalf of someone on the network has a deadline or a
 cap, so that no sequence of packets can keep a slot, a route or a connection forever:
 
-* a call slot whose INVITE the worker has not even acknowledged (its 100 Trying) within
-  ``worker_silent_s`` is freed and its caller answered 503 (the worker is hung or the
-  INVITE was lost: the proxy in front should try another node);
 * a call slot whose INVITE has no final response within Timer B (RFC 3261 17.1.1.2,
   64 * T1 = 32 s), or whose 2xx is never acknowledged within Timer H (32 s), is freed;
   a call still up after ``max_call_s`` is ended;
@@ -31,7 +28,6 @@ class SipLimits:
     """Deadlines (seconds) and caps for the SIP dispatcher and its workers."""
 
     timer_b_s: float = 32.0  # INVITE relayed, no final response yet
-    worker_silent_s: float = 8.0  # INVITE relayed, not a word from the worker yet
     timer_h_s: float = 32.0  # 2xx relayed, no ACK yet
     linger_s: float = 32.0  # a finished call's route still takes retransmissions
     max_call_s: float = 4 * 3600.0  # a call longer than this is ended

@@ -6,6 +6,10 @@ the INVITE and waits for a final answer, so the node owes it one: normally the w
 but if the worker dies or Timer B runs out first, a 503 from the dispatcher, so that the
 proxy in front tries another node at once instead of waiting out its own timer.
 
+Having stopped the caller's side repeating the INVITE, the dispatcher repeats it to the
+worker itself (T1, doubling up to T2) until the worker says a word about it: the
+datagram to a worker starved of CPU may be lost.
+
 Over UDP that 503 is repeated as a server transaction repeats a failure (RFC 3261
 17.2.1: T1, doubling up to T2) until the caller's ACK comes or Timer H runs out, and it is
 sent again whenever the INVITE comes again. Over TCP it is sent once.
@@ -40,6 +44,10 @@ class OwedAnswer:
     sent_at: float = 0.0
     next_at: float = 0.0
     interval: float = T1_S
+    relayed: bytes = b""  # the INVITE as relayed to the worker, while it has said nothing
+    worker: tuple[str, int] = ("", 0)
+    relay_at: float = 0.0
+    relay_interval: float = T1_S
 
 
 class OwedAnswers:
@@ -57,6 +65,29 @@ class OwedAnswers:
     def owe(self, call_id: str, answer: OwedAnswer) -> None:
         """A new INVITE was told 100 Trying; its first copy's answer is the one kept."""
         self._owed.setdefault(call_id, answer)
+
+    def relayed(self, call_id: str, data: bytes, worker: tuple[str, int], now: float) -> None:
+        """The INVITE went to ``worker`` as ``data``: repeated until the worker answers."""
+        answer = self._owed.get(call_id)
+        if answer is not None and answer.worker == ("", 0):
+            answer.relayed, answer.worker = data, worker
+            answer.relay_at = now + answer.relay_interval
+
+    def heard(self, call_id: str) -> None:
+        """The worker said a word about the INVITE (its 100 or a final answer)."""
+        answer = self._owed.get(call_id)
+        if answer is not None:
+            answer.relayed = b""
+
+    def unheard_due(self, now: float) -> list[tuple[tuple[str, int], bytes]]:
+        """INVITEs to relay again: the worker has not said a word about them yet."""
+        again = []
+        for answer in self._owed.values():
+            if answer.relayed and now >= answer.relay_at:
+                answer.relay_interval = min(answer.relay_interval * 2, T2_S)
+                answer.relay_at = now + answer.relay_interval
+                again.append((answer.worker, answer.relayed))
+        return again
 
     def settle(self, call_id: str, branch: str | None) -> None:
         """The worker's own final answer to the INVITE (of that branch) went through."""

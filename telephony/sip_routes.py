@@ -137,12 +137,6 @@ class CallRoutes:
             del self._routes[route.call_id]
         return overdue
 
-    def calling_since(self, before: float) -> list[Route]:
-        """Routes whose INVITE has waited for its final response since before ``before``."""
-        return [
-            r for r in self._routes.values() if r.state is CallState.CALLING and r.since < before
-        ]
-
     def of_worker(self, worker: Hashable) -> list[Route]:
         return [r for r in self._routes.values() if r.worker == worker]
 

@@ -113,7 +113,7 @@ def test_invite_the_worker_drops_frees_its_slot_after_timer_b():
                 client.invite(endpoint.port, answered)
                 response = await client.expect(final(answered), timeout=30)
                 await wait_until(
-                    lambda: all(len(client.responses(d, "INVITE")) == 2 for d in dropped), 5
+                    lambda: all(len(client.responses(d, "INVITE")) >= 2 for d in dropped), 5
                 )
                 silent = [[m.status for m in client.responses(d, "INVITE")] for d in dropped]
                 return taken, freed, silent, response.status

@@ -75,3 +75,20 @@ def test_a_call_ended_another_way_owes_nothing_but_a_503_sent_stays_until_acked(
     owed.fail("b", 0.0)
     owed.forget("b")
     assert len(owed) == 1
+
+
+def test_an_invite_the_worker_has_not_spoken_of_is_relayed_again_until_it_does():
+    owed = OwedAnswers(cap=2, give_up_s=32.0)
+    owed.owe("a", answer())
+    owed.relayed("a", b"INVITE", ("127.0.0.1", 7000), 0.0)
+    owed.relayed("a", b"INVITE again", ("127.0.0.1", 7001), 0.1)  # the first copy's kept
+    assert owed.unheard_due(0.4) == []
+    assert owed.unheard_due(0.5) == [(("127.0.0.1", 7000), b"INVITE")]
+    assert owed.unheard_due(1.0) == []  # next after a second
+    assert len(owed.unheard_due(1.5)) == 1
+    owed.heard("a")
+    assert owed.unheard_due(10.0) == []
+    owed.owe("b", answer())
+    owed.relayed("b", b"INVITE", ("127.0.0.1", 7000), 0.0)
+    owed.fail("b", 0.1)  # given up: the worker is not sent it again
+    assert owed.unheard_due(10.0) == []
