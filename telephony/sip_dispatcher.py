@@ -767,6 +767,11 @@ class SipDispatcher:
             return None
         if method == "ACK" and route.state is CallState.ANSWERED:
             self._routes.set_state(route, CallState.CONFIRMED, time.monotonic())
+        if method == "CANCEL":
+            # Never past a CANCEL: a copy of the INVITE sent after it would be a new call
+            # to pjsua, answered for a caller who has gone. If pjsua never had the INVITE
+            # (it answers the CANCEL 481), Timer B ends the call here.
+            self._owed.stop_relaying(message.call_id)
         return worker
 
     def _keep_dialog(self, invite: SipMessage) -> None:
@@ -1001,9 +1006,14 @@ class SipDispatcher:
             return True  # not the answer to the call's own INVITE
         if route.call_id in worker.calls:
             worker.heard.add(route.call_id)  # pjsua has the call (until it reports it gone)
-            self._owed.heard(route.call_id)  # no need to send it the INVITE again
+            self._owed.stop_relaying(route.call_id)  # the worker has it: not sent again
         if message.status == 100:
             return False  # hop by hop: the caller's side had its 100 Trying from here
+        if message.status < 200 and route.answered_here:
+            # After the caller's 503 from here: pjsua has the call after all; it ends.
+            if self.on_call_expired is not None:
+                self.on_call_expired(message.call_id)
+            return False
         if message.status < 200:
             return True
         if route.state is not CallState.ENDED:

@@ -73,8 +73,9 @@ class OwedAnswers:
             answer.relayed, answer.worker = data, worker
             answer.relay_at = now + answer.relay_interval
 
-    def heard(self, call_id: str) -> None:
-        """The worker said a word about the INVITE (its 100 or a final answer)."""
+    def stop_relaying(self, call_id: str) -> None:
+        """The worker said a word about the INVITE (its 100 or a final answer), or the
+        caller cancelled it: it is not sent to the worker again."""
         answer = self._owed.get(call_id)
         if answer is not None:
             answer.relayed = b""

@@ -574,15 +574,16 @@ def test_an_invite_is_told_100_trying_at_once_and_the_workers_own_is_not_relayed
             trying = await s.pbx.expect(lambda m: not m.is_request and m.call_id == call_id)
             worker, invite = await relayed(s, request("INVITE", call_id))
             respond(worker, invite, 100, "Trying", s.port)
+            await asyncio.sleep(2.5)  # past the first times an unanswered INVITE goes again
+            copies = invites_at(worker, call_id)
             respond(worker, invite, 200, "OK", s.port)
             ok = await s.pbx.expect(final(call_id))
-            await asyncio.sleep(1.5)  # past the first time an unanswered INVITE is sent again
+            await asyncio.sleep(0.2)
             statuses = [m.status for m in s.pbx.responses(call_id, "INVITE")]
-            copies = sum(1 for m in worker.received if request("INVITE", call_id)(m))
             return trying, ok, statuses, s.pbx, copies
 
     trying, ok, statuses, pbx, copies = asyncio.run(scenario())
-    assert copies == 1  # the worker spoke: never sent again
+    assert copies == 1  # the worker's 100 alone: never sent again
     assert trying.status == 100 and trying.to_tag is None
     assert parse_via(trying.get("via") or "").host == pbx.host
     assert ok.status == 200 and ok.to_tag == "worker-1"
@@ -697,6 +698,43 @@ def test_a_silent_worker_is_sent_the_invite_again_then_the_caller_gets_503_once_
     assert not late
 
 
+def test_a_cancel_stops_the_invite_being_sent_to_the_worker_again():
+    """The worker has said nothing about the INVITE when the caller cancels it: the
+    dispatcher sends it no further copy (pjsua would take a copy after the CANCEL for a new
+    call, answered for a caller who has gone)."""
+
+    async def scenario():
+        async with dispatch() as s:
+            call_id = uuid.uuid4().hex
+            branch = s.pbx.invite(s.port, call_id)
+            worker, invite = await relayed(s, request("INVITE", call_id))
+            s.pbx.send(
+                f"""CANCEL sip:taxbot@127.0.0.1:{s.port} SIP/2.0
+                Via: SIP/2.0/UDP {s.pbx.host}:{s.pbx.port};branch={branch};rport
+                From: {invite.get("from")}
+                To: <sip:taxbot@127.0.0.1:{s.port}>
+                Call-ID: {call_id}
+                CSeq: 1 CANCEL
+                Max-Forwards: 70
+                """,
+                s.port,
+            )
+            await relayed(s, request("CANCEL", call_id))
+            await asyncio.sleep(2.5)
+            return invites_at(worker, call_id)
+
+    assert asyncio.run(scenario()) == 1
+
+
+def invites_at(worker: SipClient, call_id: str, **only: str | None) -> int:
+    """Copies of the call's INVITE the worker received (``to_tag=None``: initial only)."""
+    return sum(
+        1
+        for m in worker.received
+        if request("INVITE", call_id)(m) and ("to_tag" not in only or m.to_tag == only["to_tag"])
+    )
+
+
 def failures(client: SipClient, call_id: str) -> list[SipMessage]:
     return [m for m in client.responses(call_id, "INVITE") if m.status == 503]
 
@@ -729,14 +767,16 @@ def test_answers_to_a_forged_request_of_the_call_do_not_end_or_answer_it_for_the
                     lambda m, method=method: request(method, call_id)(m) and m.to_tag == "guessed",
                 )
                 respond(worker, forged, 481, "Call/Transaction Does Not Exist", s.port)
-            await asyncio.sleep(0.3)
+            await asyncio.sleep(2.5)  # its answers to those are no word on the call's INVITE
+            copies = invites_at(worker, call_id, to_tag=None)
             in_progress = s.d.calls_in_progress
             respond(worker, invite, 200, "OK", s.port)
             ok = await s.pbx.expect(lambda m: final(call_id)(m) and m.status == 200)
             statuses = [m.status for m in s.pbx.responses(call_id, "INVITE")]
-            return in_progress, ok, statuses
+            return in_progress, ok, statuses, copies
 
-    in_progress, ok, statuses = asyncio.run(scenario())
+    in_progress, ok, statuses, copies = asyncio.run(scenario())
+    assert copies >= 2  # still sent again: the worker has said nothing about it
     assert in_progress == 1
     assert ok.to_tag == "worker-1"
     assert 503 not in statuses

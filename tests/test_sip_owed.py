@@ -86,7 +86,7 @@ def test_an_invite_the_worker_has_not_spoken_of_is_relayed_again_until_it_does()
     assert owed.unheard_due(0.5) == [(("127.0.0.1", 7000), b"INVITE")]
     assert owed.unheard_due(1.0) == []  # next after a second
     assert len(owed.unheard_due(1.5)) == 1
-    owed.heard("a")
+    owed.stop_relaying("a")
     assert owed.unheard_due(10.0) == []
     owed.owe("b", answer())
     owed.relayed("b", b"INVITE", ("127.0.0.1", 7000), 0.0)
