@@ -105,6 +105,7 @@ class OwedAnswers:
         answer = self._owed.pop(call_id, None)
         if answer is None:
             return None
+        answer.relayed = b""  # the worker is not sent the INVITE again
         if not answer.reliable:
             answer.sent_at, answer.next_at = now, now + answer.interval
             self._failing[call_id] = answer

@@ -708,22 +708,27 @@ def test_a_cancel_stops_the_invite_being_sent_to_the_worker_again():
             call_id = uuid.uuid4().hex
             branch = s.pbx.invite(s.port, call_id)
             worker, invite = await relayed(s, request("INVITE", call_id))
-            s.pbx.send(
-                f"""CANCEL sip:taxbot@127.0.0.1:{s.port} SIP/2.0
-                Via: SIP/2.0/UDP {s.pbx.host}:{s.pbx.port};branch={branch};rport
-                From: {invite.get("from")}
-                To: <sip:taxbot@127.0.0.1:{s.port}>
-                Call-ID: {call_id}
-                CSeq: 1 CANCEL
-                Max-Forwards: 70
-                """,
-                s.port,
-            )
-            await relayed(s, request("CANCEL", call_id))
+            await cancelled(s, invite, branch)
             await asyncio.sleep(2.5)
             return invites_at(worker, call_id)
 
     assert asyncio.run(scenario()) == 1
+
+
+async def cancelled(s: Dispatch, invite: SipMessage, branch: str) -> None:
+    """The PBX cancels the INVITE it sent on ``branch``; the worker has the CANCEL."""
+    s.pbx.send(
+        f"""CANCEL sip:taxbot@127.0.0.1:{s.port} SIP/2.0
+        Via: SIP/2.0/UDP {s.pbx.host}:{s.pbx.port};branch={branch};rport
+        From: {invite.get("from")}
+        To: <sip:taxbot@127.0.0.1:{s.port}>
+        Call-ID: {invite.call_id}
+        CSeq: 1 CANCEL
+        Max-Forwards: 70
+        """,
+        s.port,
+    )
+    await relayed(s, request("CANCEL", invite.call_id))
 
 
 def invites_at(worker: SipClient, call_id: str, **only: str | None) -> int:
@@ -791,19 +796,7 @@ def test_a_cancelled_invite_gets_the_workers_487_and_nothing_from_here():
             call_id = uuid.uuid4().hex
             branch = s.pbx.invite(s.port, call_id)
             worker, invite = await relayed(s, request("INVITE", call_id))
-            sender = f"{s.pbx.host}:{s.pbx.port}"
-            s.pbx.send(
-                f"""CANCEL sip:taxbot@127.0.0.1:{s.port} SIP/2.0
-                Via: SIP/2.0/UDP {sender};branch={branch};rport
-                From: {invite.get("from")}
-                To: <sip:taxbot@127.0.0.1:{s.port}>
-                Call-ID: {call_id}
-                CSeq: 1 CANCEL
-                Max-Forwards: 70
-                """,
-                s.port,
-            )
-            await relayed(s, request("CANCEL", call_id))
+            await cancelled(s, invite, branch)
             respond(worker, invite, 487, "Request Terminated", s.port)
             await s.pbx.expect(final(call_id))
             s.d.remove_worker(0)
