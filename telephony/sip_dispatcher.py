@@ -333,8 +333,7 @@ class SipDispatcher:
             and time.monotonic() < deadline
         ):
             await asyncio.sleep(0.1)
-            for answer in self._owed.due(time.monotonic()):
-                self._send_owed(answer)
+            self._repeat_owed(time.monotonic())
         if self._deadlines is not None:
             self._deadlines.cancel()
             self._deadlines = None
@@ -444,8 +443,7 @@ class SipDispatcher:
                         call_id,
                     )
                     del worker.ending[call_id]
-        for answer in self._owed.due(now):
-            self._send_owed(answer)
+        self._repeat_owed(now)
         in_use = self._routes.connections_in_use()
         for connection in list(self._connections.values()):
             why = connection.overdue(now, self.limits, connection.id in in_use)
@@ -1180,6 +1178,11 @@ class SipDispatcher:
         answer = self._owed.fail(route.call_id, time.monotonic())
         if answer is not None:
             route.answered_here = True
+            self._send_owed(answer)
+
+    def _repeat_owed(self, now: float) -> None:
+        """503s sent and not yet acknowledged whose time to go again has come."""
+        for answer in self._owed.due(now):
             self._send_owed(answer)
 
     def _send_owed(self, answer: OwedAnswer) -> None:

@@ -130,6 +130,15 @@ async def established(s: Dispatch, call_id: str, worker: int | None = None):
     return reached, invite, ok
 
 
+async def invited(s: Dispatch) -> tuple[str, str, SipClient, SipMessage]:
+    """A new call's INVITE from the PBX, relayed: its Call-ID, the PBX's branch, the worker
+    that has it and the INVITE as the worker received it."""
+    call_id = uuid.uuid4().hex
+    branch = s.pbx.invite(s.port, call_id)
+    worker, invite = await relayed(s, request("INVITE", call_id))
+    return call_id, branch, worker, invite
+
+
 async def relayed(s: Dispatch, match) -> tuple[SipClient, SipMessage]:
     """The worker that received a matching message, and the message."""
     deadline = time.monotonic() + 10
@@ -537,9 +546,7 @@ def test_an_invite_left_unanswered_past_timer_b_gives_its_slot_back_and_reports_
 
     async def scenario():
         async with dispatch(max_calls=1, timer_b_s=0.5, linger_s=5.0) as s:
-            call_id = uuid.uuid4().hex
-            branch = s.pbx.invite(s.port, call_id)
-            worker, invite = await relayed(s, request("INVITE", call_id))
+            call_id, branch, worker, invite = await invited(s)
             deadline = time.monotonic() + 10
             while s.d.calls_in_progress and time.monotonic() < deadline:
                 await asyncio.sleep(0.05)
@@ -598,9 +605,7 @@ def test_an_invite_repeated_after_the_answer_is_not_told_trying_nor_owed_a_503()
 
     async def scenario():
         async with dispatch() as s:
-            call_id = uuid.uuid4().hex
-            branch = s.pbx.invite(s.port, call_id)
-            worker, invite = await relayed(s, request("INVITE", call_id))
+            call_id, branch, worker, invite = await invited(s)
             respond(worker, invite, 200, "OK", s.port)
             ok = await s.pbx.expect(final(call_id))
             s.pbx.invite(s.port, call_id, branch=branch)
@@ -667,9 +672,7 @@ def test_a_silent_worker_is_sent_the_invite_again_then_the_caller_gets_503_once_
 
     async def scenario():
         async with dispatch(timer_b_s=1.5) as s:
-            call_id = uuid.uuid4().hex
-            branch = s.pbx.invite(s.port, call_id)
-            worker, invite = await relayed(s, request("INVITE", call_id))
+            call_id, branch, worker, invite = await invited(s)
             given_up = await s.pbx.expect(final(call_id))
             copies = sum(1 for m in worker.received if request("INVITE", call_id)(m))
             freed = s.d.calls_in_progress == 0
@@ -705,9 +708,7 @@ def test_a_cancel_stops_the_invite_being_sent_to_the_worker_again():
 
     async def scenario():
         async with dispatch() as s:
-            call_id = uuid.uuid4().hex
-            branch = s.pbx.invite(s.port, call_id)
-            worker, invite = await relayed(s, request("INVITE", call_id))
+            call_id, branch, worker, invite = await invited(s)
             await cancelled(s, invite, branch)
             await asyncio.sleep(2.5)
             return invites_at(worker, call_id)
@@ -788,14 +789,12 @@ def test_answers_to_a_forged_request_of_the_call_do_not_end_or_answer_it_for_the
 
 
 def test_a_cancelled_invite_gets_the_workers_487_and_nothing_from_here():
-    """CANCEL before the answer: the worker's 487 ends the call and settles what the
-    dispatcher owed; the worker going away afterwards sends the caller nothing more."""
+    """CANCEL before the answer: the worker's 487 ends the call and nothing is owed any
+    more; the worker going away afterwards sends the caller nothing more."""
 
     async def scenario():
         async with dispatch() as s:
-            call_id = uuid.uuid4().hex
-            branch = s.pbx.invite(s.port, call_id)
-            worker, invite = await relayed(s, request("INVITE", call_id))
+            call_id, branch, worker, invite = await invited(s)
             await cancelled(s, invite, branch)
             respond(worker, invite, 487, "Request Terminated", s.port)
             await s.pbx.expect(final(call_id))
