@@ -93,6 +93,7 @@ def describe(placed: list[Placed], records: dict) -> list[tuple]:
                 if p.result.invite_status is None
                 else None,
                 record.outcome if record else None,
+                record.error_count if record else None,
                 [(t.text, t.action, t.reply_kind, t.latency_ms) for t in record.turns]
                 if record
                 else None,
