@@ -73,7 +73,7 @@ from dashboards.spreadsheet_cells import escape_formula
 
 TOKYO = ZoneInfo("Asia/Tokyo")
 # Reply kinds whose FAQ entry is the topic the caller asked about.
-TOPIC_ACTIONS = (*ANSWER_KINDS, "transfer", "out_of_hours")
+TOPIC_ACTIONS = (*ANSWER_KINDS, "transfer", "out_of_hours", "staff_unreachable")
 
 # Call outcomes (``CallEnded.outcome``, or set when a never-ended call is closed).
 WAITING_OUTCOME = "hung_up_waiting"  # the caller hung up while waiting for the bot

@@ -10,6 +10,7 @@ measured on the bot's audio as the caller hears it, frame by frame, not from eve
 from __future__ import annotations
 
 import asyncio
+import shutil
 import time
 
 import numpy as np
@@ -20,7 +21,13 @@ from voicebot.bot import Bot
 from voicebot.call import CallResult
 from voicebot.clock import VirtualClock
 from voicebot.config import Settings
-from voicebot.events import BotSpeechStarted, ComponentFailed, EventFanout, EventRecorder
+from voicebot.events import (
+    BotSpeechStarted,
+    ComponentFailed,
+    EventFanout,
+    EventRecorder,
+    TransferRequested,
+)
 from voicebot.recorded_call import RecordedCaller
 from voicebot.tts.cache import split_sentences
 from voicebot.waiting import WaitPolicy
@@ -72,6 +79,21 @@ def first_start_bot(settings: Settings, bot: Bot, tmp_path, delay_s: float) -> B
     asyncio.run(prompts_only())
     fresh.synthesizer.slow_calls.clear()  # what the cancelled background rendering began
     return fresh
+
+
+class SlowOn:
+    """The real synthesiser, made slow for the given texts (and each sentence of them)."""
+
+    def __init__(self, inner, texts: list[str], delay_s: float):
+        self.inner = inner
+        self.engine, self.voice, self.sample_rate = inner.engine, inner.voice, inner.sample_rate
+        self.slow = {*texts, *(s for t in texts for s in split_sentences(t))}
+        self.delay_s = delay_s
+
+    async def synthesize(self, text: str):
+        if text in self.slow:
+            time.sleep(self.delay_s)  # blocking on purpose: the virtual clock measures it
+        return await self.inner.synthesize(text)
 
 
 def run_call(
@@ -175,6 +197,56 @@ def test_a_stalled_synthesiser_is_bridged_then_handed_over(settings, bot, tmp_pa
     assert apology.said.startswith("申し訳ありません")
     assert (
         longest_silence(caller.bot_out, question.speech_end_ms, last_sound(caller.bot_out)) <= 1000
+    )
+
+
+def test_staff_not_reached_then_a_stalled_voice_ends_the_call_politely(settings, bot, tmp_path):
+    """The caller asks for staff; nobody can be reached; the news of it will not render
+    (its audio lost from the cache, the synthesiser stuck). The wait for it is filled and
+    bounded like any other: a filler, then an apology with the hours and a goodbye, and no
+    second hand-over, since staff were just found unreachable."""
+    hours = bot.understanding.faq.city.office_hours
+    stuck = prompts.TRANSFER_FAILED.format(office_hours=hours)
+    s = settings.model_copy(deep=True)
+    s.tts.cache_dir = tmp_path / "cache"
+    shutil.copytree(settings.tts.cache_dir, s.tts.cache_dir)
+    stalled = Bot(
+        s,
+        understanding=bot.understanding,
+        recognizer=bot.recognizer,
+        synthesizer=SlowOn(bot.synthesizer, [stuck], delay_s=3.0),
+    )
+    for text in [stuck, *split_sentences(stuck)]:
+        stalled.speech_cache.path(text).unlink(missing_ok=True)
+    stalled.settings.call.give_up_after_ms = 2000  # 12 s in service
+    audio = caller_track("担当の方と直接話したいです", 20.0)
+    clock = VirtualClock(work_ms=400.0)
+    caller = RecordedCaller(audio, clock, transfer_ok=False)
+    events = EventRecorder()
+    session = stalled.session(caller, clock, EventFanout(caller, events), now=lambda: OPEN)
+    result = asyncio.run(session.run())
+
+    assert result.outcome == "completed" and caller.transferred_to is None
+    assert len(events.of_type(TransferRequested)) == 1  # staff were not rung twice
+    failed = events.of_type(ComponentFailed)
+    assert [(f.component, f.error) for f in failed] == [("synthesizer", "stalled")]
+    started = events.of_type(BotSpeechStarted)
+    notice = next(i for i, e in enumerate(started) if e.kind == "transfer")
+    after = started[notice + 1 :]
+    kinds = [e.kind for e in after]
+    assert kinds[0] == "filler" and kinds[-1] == "failure" and "transfer_failed" not in kinds
+    # Nobody had just spoken to be acknowledged: 「少々お待ちください。」, not 「はい。」.
+    assert after[0].text == prompts.FILLER
+    closing = result.turns[-1]
+    assert (
+        closing.said
+        == prompts.APOLOGY_FAILURE_CLOSED
+        + prompts.CALL_AGAIN.format(office_hours=hours)
+        + prompts.GOODBYE
+    )
+    # From the transfer notice to the goodbye, never a second of silence.
+    assert longest_silence(caller.bot_out, started[notice].t_ms, last_sound(caller.bot_out)) <= (
+        1000
     )
 
 

@@ -120,6 +120,39 @@ def test_a_silent_line_is_ended_when_staff_cannot_take_it(understanding):
     assert d.on_no_input().next is Next.HANGUP
 
 
+def test_staff_found_unreachable_are_not_tried_again_in_the_same_call(call, understanding):
+    """A hand-over failed: the caller was told to call again. A later need for staff says
+    so at once instead of another wait on hold, a redirect offers no staff, and a
+    component failure closes the call politely instead of handing over once more."""
+    assert call.on_utterance("担当者と話したいです").next is Next.TRANSFER
+    call.on_transfer_failed()
+    assert call.staff_unreachable
+    reply = call.on_utterance("税金が払えないので分割にしてほしいんです")
+    assert reply.kind == "staff_unreachable" and reply.next is Next.LISTEN
+    hours = understanding.faq.city.office_hours
+    assert reply.parts == (
+        prompts.STAFF_UNREACHABLE,
+        prompts.CALL_AGAIN.format(office_hours=hours),
+        prompts.ANYTHING_ELSE,
+    )
+    assert reply.turn.faq_id == "payment.cannot-pay"  # the topic is still reported
+    reply = call.on_utterance("所得税の確定申告について聞きたいのですが")
+    assert reply.kind == "redirect" and not reply.expect_yes_no
+    assert reply.parts[-1] == prompts.ANYTHING_ELSE
+    reply = call.on_failure("synthesizer")
+    assert reply.next is Next.HANGUP and reply.handover is None
+    assert reply.parts == (
+        prompts.APOLOGY_FAILURE_CLOSED,
+        prompts.CALL_AGAIN.format(office_hours=hours),
+        prompts.GOODBYE,
+    )
+
+
+def test_a_failure_before_any_failed_hand_over_still_hands_over(call):
+    reply = call.on_failure("recognizer")
+    assert reply.next is Next.TRANSFER and reply.handover.reason == "failure"
+
+
 def test_only_silences_in_a_row_end_the_call(call):
     call.on_no_input()
     call.on_utterance("口座振替の申し込みはどうすればいいですか")

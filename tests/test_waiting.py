@@ -48,6 +48,23 @@ def test_the_reply_heard_ends_the_wait():
     assert watch.due(9000.0, bot_speaking=False) is WaitAction.NOTHING
 
 
+def test_the_bot_speaking_unprompted_gets_no_acknowledgement_but_is_bounded():
+    """The greeting or the news that staff were not reached renders slowly: 「はい。」
+    would answer nobody, so the first filler is 「少々お待ちください。」, and the wait ends
+    in a give-up like any other."""
+    watch = WaitWatch(POLICY)
+    watch.start(1000.0, unprompted=True)
+    assert watch.due(1500.0, bot_speaking=False) is WaitAction.NOTHING  # no 「はい。」 at 500
+    assert watch.due(1800.0, bot_speaking=False) is WaitAction.FILLER
+    watch.played_filler()
+    watch.filler_finished(2500.0)
+    assert watch.due(3300.0, bot_speaking=False) is WaitAction.FILLER_AGAIN
+    assert watch.due(6000.0, bot_speaking=False) is WaitAction.GIVE_UP
+    watch.heard(6000.0)
+    watch.start(7000.0)  # the next wait is a caller's again
+    assert watch.due(7500.0, bot_speaking=False) is WaitAction.ACKNOWLEDGE
+
+
 def test_an_answer_running_dry_gets_the_short_filler():
     watch = WaitWatch(POLICY)
     watch.start(1000.0, mid_reply=True)

@@ -194,6 +194,9 @@ class Dialogue:
         self._pending: Decision | None = None  # topic awaiting confirmation
         self.holding = False  # the caller asked for a moment and has not spoken since
         self._offered_wait = False  # the last reply offered to wait or asked if ready
+        # A hand-over failed in this call: the caller has been told to call again, and is
+        # not put through the wait for staff a second time (nor a failure's hand-over).
+        self.staff_unreachable = False
 
     # -- helpers -------------------------------------------------------------------------
     @property
@@ -215,6 +218,13 @@ class Dialogue:
 
     def staff_available(self) -> bool:
         return self.city.business_hours.is_open(self._now())
+
+    def _can_hand_over(self) -> bool:
+        """Within office hours, and staff were not found unreachable earlier in the call."""
+        return self.staff_available() and not self.staff_unreachable
+
+    def _call_again(self) -> str:
+        return prompts.CALL_AGAIN.format(office_hours=self.city.office_hours)
 
     def _say(self, parts: str | tuple[str, ...], kind: str, **kw: Any) -> Reply:
         parts = (parts,) if isinstance(parts, str) else parts
@@ -238,6 +248,11 @@ class Dialogue:
             self.state = State.LISTENING
             self.misses = 0
             return self._say((hours, prompts.ANYTHING_ELSE), "out_of_hours", decision=decision)
+        if self.staff_unreachable:
+            self.state = State.LISTENING
+            self.misses = 0
+            parts = (prompts.STAFF_UNREACHABLE, self._call_again(), prompts.ANYTHING_ELSE)
+            return self._say(parts, "staff_unreachable", decision=decision)
         handover = Handover(reason=reason, turns=list(self._turns), topic=topic)
         return self._say(text, "transfer", next=Next.TRANSFER, decision=decision, handover=handover)
 
@@ -365,15 +380,17 @@ class Dialogue:
         if not self.staff_available():
             hours = prompts.OUT_OF_HOURS.format(office_hours=self.city.office_hours)
             return self._say((prompts.APOLOGY_FAILURE_CLOSED, hours), "failure", next=Next.HANGUP)
+        if self.staff_unreachable:
+            parts = (prompts.APOLOGY_FAILURE_CLOSED, self._call_again(), prompts.GOODBYE)
+            return self._say(parts, "failure", next=Next.HANGUP)
         handover = Handover(reason="failure", turns=list(self._turns))
         return self._say(prompts.APOLOGY_FAILURE, "failure", next=Next.TRANSFER, handover=handover)
 
     def on_shutdown(self) -> Reply:
         """The service is stopping: tell the caller and hand over (or give the hours)."""
         self._open("")
-        if not self.staff_available():
-            later = prompts.SHUTDOWN_CLOSED.format(office_hours=self.city.office_hours)
-            parts = (prompts.SHUTDOWN, later, prompts.GOODBYE)
+        if not self._can_hand_over():
+            parts = (prompts.SHUTDOWN, self._call_again(), prompts.GOODBYE)
             return self._say(parts, "shutdown", next=Next.HANGUP)
         handover = Handover(reason="shutdown", turns=list(self._turns))
         return self._say(
@@ -389,6 +406,7 @@ class Dialogue:
         self.state = State.LISTENING
         self.misses = 0
         self._take_away()
+        self.staff_unreachable = True
         text = prompts.TRANSFER_FAILED.format(office_hours=self.city.office_hours)
         return self._say((text, prompts.ANYTHING_ELSE), "transfer_failed")
 
@@ -600,7 +618,7 @@ class Dialogue:
         if action is BotAction.TRANSFER:
             return self._transfer("staff_topic", answer, decision)
         if action is BotAction.REDIRECT:
-            if self.staff_available():
+            if self._can_hand_over():
                 self.state = State.OFFERED_TRANSFER
                 self._pending = decision
                 return self._say(

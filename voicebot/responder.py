@@ -115,6 +115,11 @@ class Responder:
             turn.fillers = self.wait.fillers
             if self.wait.first_sound_ms is not None and turn.speech_end_ms is not None:
                 turn.first_audio_ms = self.wait.first_sound_ms - turn.speech_end_ms
+        elif not self.wait.waiting:
+            # The bot speaks on its own (greeting, staff not reached): a synthesiser that
+            # stalls here must not leave the caller in silence either.
+            self.wait.start(self.clock.now_ms(), unprompted=True)
+            self._waiting_turn = None
         pieces = await plan_pieces(reply.parts, lambda text: self.voice.ready(text, self.rate))
         stream = ReplyStream(
             reply,

@@ -54,21 +54,26 @@ class WaitWatch:
         self.fillers = 0  # fillers played in this wait
         self.mid_reply = False  # part of the reply has been heard already
         self.first_sound_ms: float | None = None  # when the first filler of this wait began
+        self.unprompted = False  # the bot speaks without a caller turn to acknowledge
 
     @property
     def waiting(self) -> bool:
         return self.since_ms is not None
 
-    def start(self, at_ms: float, mid_reply: bool = False) -> None:
+    def start(self, at_ms: float, mid_reply: bool = False, unprompted: bool = False) -> None:
         """The caller now waits for the bot (their turn ended, or an answer ran dry).
 
-        A wait already under way goes on unchanged: its fillers are already counted.
+        ``unprompted``: the bot speaks on its own (the greeting, the news that staff could
+        not be reached); no 「はい。」, which would answer words nobody said, but the wait is
+        filled and bounded all the same. A wait already under way goes on unchanged: its
+        fillers are already counted.
         """
         if self.since_ms is not None:
             return
         self.since_ms = self.silent_since_ms = at_ms
         self.fillers = 0
         self.mid_reply = mid_reply
+        self.unprompted = unprompted
         self.first_sound_ms = None
 
     def heard(self, at_ms: float) -> None:
@@ -76,6 +81,7 @@ class WaitWatch:
         self.since_ms = self.silent_since_ms = None
         self.fillers = 0
         self.mid_reply = False
+        self.unprompted = False
         self.first_sound_ms = None
 
     def filler_finished(self, at_ms: float) -> None:
@@ -99,13 +105,13 @@ class WaitWatch:
         self.silent_since_ms = min(self.silent_since_ms, now_ms)
         if now_ms - self.since_ms >= self.policy.give_up_after_ms:
             return WaitAction.GIVE_UP
-        first = self.fillers == 0 and not self.mid_reply
+        first = self.fillers == 0 and not self.mid_reply and not self.unprompted
         due = self.policy.ack_after_ms if first else self.policy.filler_after_ms
         if now_ms - self.silent_since_ms < due:
             return WaitAction.NOTHING
         if first:
             return WaitAction.ACKNOWLEDGE
-        if self.fillers == 1 and not self.mid_reply:
+        if self.fillers == (0 if self.unprompted else 1) and not self.mid_reply:
             return WaitAction.FILLER
         return WaitAction.FILLER_AGAIN
 

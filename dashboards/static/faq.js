@@ -20,6 +20,7 @@
   // The reply, when it is not what the action alone suggests (e.g. staff outside hours).
   const kindLabels = {
     out_of_hours: "職員の対応時間外のため、対応時間をご案内します",
+    staff_unreachable: "職員におつなぎできなかったため、改めてのお電話をお願いします",
   };
 
   function el(tag, attrs, ...children) {

@@ -32,7 +32,7 @@
     failure: "障害", shutdown: "停止", choose: "選択肢を提示", out_of_hours: "時間外の案内",
     prompt: "ほかのご用件の確認", transfer_failed: "転送できず", silent_line: "無音のため終了",
     hold: "お客様をお待ちした", hold_over: "ご準備の確認", not_a_tax: "市税以外のご案内",
-    resume: "「もしもし」への応答",
+    resume: "「もしもし」への応答", staff_unreachable: "職員につながらない旨の案内",
   };
   const ENDINGS = {
     staff_ended: "通話が終了しました",
