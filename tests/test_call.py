@@ -151,9 +151,13 @@ def test_asking_for_staff_transfers_with_what_was_said(bot):
     assert handover.reason == "caller_request"
     assert handover.turns[0].faq_id == "payment.lost-notice"
     # What the recogniser heard, kanji and all (Whisper writes it differently on different
-    # CPUs: 「納付書を再発行」 on a Xeon, 「納付賞税、運行」 on an AMD EPYC), not the FAQ's words.
+    # CPUs: 「納付書を再発行」 on a Xeon, 「納付賞税、運行」 on an AMD EPYC Zen 3, 「ノーフショー
+    # 再発行してもらいますか」 on a Zen 5), not the FAQ's words.
     heard = handover.turns[0].heard
-    assert heard == result.turns[0].heard and "もらえますか" in heard
+    assert heard and heard == result.turns[0].heard
+    faq = bot.understanding.faq
+    entry = faq["payment.lost-notice"]
+    assert heard not in {entry.title, *entry.questions}
 
 
 def test_dtmf_zero_transfers(bot):

@@ -72,7 +72,10 @@ def test_a_caller_fetching_something_is_not_asked_again_while_they_do(bot, faq, 
 def test_a_caller_who_stays_silent_after_asking_for_a_moment_is_asked_once(bot, wait_please):
     """Silent after the hold for longer than the longer wait: the bot asks whether they are
     ready only then, and a silence after that is asked again as usual."""
-    audio = track(wait_please, 50.0)
+    # A second's pause after the greeting, as callers leave: straight after it, Whisper on
+    # an AMD EPYC Zen 5 hears 「住民税、ちょっと待ってください」 (a Zen 3 and a Xeon hear
+    # 「すみません」), and this test is about the wait, not the recogniser.
+    audio = track(1.0, wait_please, 50.0)
     result, _, _ = run_call(bot, audio)
     actions = [(t.heard, t.action) for t in result.turns]
     assert [a for _, a in actions][:3] == ["hold", "hold_over", "reprompt"], actions
