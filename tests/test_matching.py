@@ -342,6 +342,8 @@ def test_confidence_in_unit_range_and_ranked(understanding):
         ("封筒を持ってきますので", ControlIntent.HOLD),
         ("待ってください、いま確認しますね", ControlIntent.HOLD),
         ("住みません、少し待ってもらえますか", ControlIntent.HOLD),  # すみません misheard
+        ("ちょっと待ってもらいますか", ControlIntent.HOLD),  # もらえますか misheard
+        ("すみません、少々待ちください", ControlIntent.HOLD),  # お待ちください misheard
         ("もしもし", ControlIntent.RESUME),  # a hesitation elsewhere, here all that is said
         ("あのー、もしもし、聞こえてますか", ControlIntent.RESUME),
         ("すいません、お待たせしました", ControlIntent.RESUME),
