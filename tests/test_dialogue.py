@@ -148,6 +148,27 @@ def test_staff_found_unreachable_are_not_tried_again_in_the_same_call(call, unde
     )
 
 
+def test_at_the_turn_limit_with_nobody_to_hand_to_the_call_ends(understanding):
+    """The question limit hands over; when staff were found unreachable, or it is out of
+    hours, a question at the limit gets what to do instead and a goodbye, not another
+    「ほかに…」 that keeps the call open with nothing left to give."""
+    d = Dialogue(understanding, max_turns=2, now=lambda: OPEN)
+    d.start()
+    assert d.on_utterance("担当者と話したいです").next is Next.TRANSFER
+    d.on_transfer_failed()
+    d.on_utterance("納付書をなくしてしまいました")
+    reply = d.on_utterance("軽自動車税はいつ払えばいいですか")
+    assert reply.kind == "staff_unreachable" and reply.next is Next.HANGUP
+    assert reply.parts[-1] == prompts.GOODBYE and d.state is State.ENDED
+    d = Dialogue(understanding, max_turns=2, now=lambda: CLOSED)
+    d.start()
+    d.on_utterance("納付書をなくしてしまいました")
+    d.on_utterance("口座振替の申し込みはどうすればいいですか")
+    reply = d.on_utterance("軽自動車税はいつ払えばいいですか")
+    assert reply.kind == "out_of_hours" and reply.next is Next.HANGUP
+    assert reply.parts[-1] == prompts.GOODBYE
+
+
 def test_a_failure_before_any_failed_hand_over_still_hands_over(call):
     reply = call.on_failure("recognizer")
     assert reply.next is Next.TRANSFER and reply.handover.reason == "failure"

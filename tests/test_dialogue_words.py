@@ -83,6 +83,12 @@ def _scripts(understanding: Understanding) -> Iterator[tuple[str, str, str, list
         "synthesiser failure": [("failure", "synthesizer")],
         "shutdown": [(say, QUESTION), ("shutdown",)],
         "transfer failed": [(say, "担当者と話したいです"), ("transfer_failed",), (say, QUESTION)],
+        "transfer failed, staff asked again": [
+            (say, "担当者と話したいです"),
+            ("transfer_failed",),
+            ("dtmf", "0"),
+            ("failure", "synthesizer"),
+        ],
         "redirect yes": [(say, REDIRECT), (say, "はい、お願いします")],
         "redirect no": [(say, REDIRECT), (say, "いいえ、大丈夫です")],
         "redirect key 1": [(say, REDIRECT), ("dtmf", "1")],
@@ -170,14 +176,15 @@ def _reply_record(reply: Reply | None, dialogue: Dialogue) -> dict[str, Any] | N
 
 
 def _run(dialogue: Dialogue, steps: list[Step]) -> list[dict[str, Any]]:
-    """Drive one conversation; stop when it ends (nothing more would be heard)."""
+    """Drive one conversation; stop when it ends (nothing more would be heard), unless a
+    hand-over failed, which brings the call back as it does in a real call."""
     greeting = dialogue.start()
     out: list[dict[str, Any]] = []
     if not steps:  # the greeting is the same in every conversation: pinned once
         out.append({"step": ["start"], "reply": _reply_record(greeting, dialogue)})
     saved: Any = None
     for step in steps:
-        if dialogue.state is State.ENDED and step[0] != "restore":
+        if dialogue.state is State.ENDED and step[0] not in ("restore", "transfer_failed"):
             break
         reply: Reply | None = None
         match step:
@@ -255,6 +262,7 @@ def test_the_pinned_conversations_cover_every_kind_of_reply() -> None:
         "failure",
         "shutdown",
         "transfer_failed",
+        "staff_unreachable",
     }
     assert {r["next"] for r in replies} == {"listen", "transfer", "hangup"}
     assert len(replies) > 1000

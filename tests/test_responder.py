@@ -14,6 +14,7 @@ import asyncio
 import numpy as np
 
 from voicebot.clock import VirtualClock
+from voicebot.dialogue import Next, Reply
 from voicebot.events import EventRecorder
 from voicebot.playout import Utterance
 from voicebot.responder import BACKLOG_SLACK_MS, FRAME_MS, Responder
@@ -136,3 +137,46 @@ def test_replies_are_unaffected_by_the_send_check():
     asyncio.run(play(r, line, 5, clock, FRAME_MS))
     heard = np.concatenate(line.sent)
     assert np.array_equal(heard, np.concatenate([first.samples, second.samples]))
+
+
+class Stalled:
+    """A speech source whose rendering waits until the test lets it finish (a stall)."""
+
+    def __init__(self) -> None:
+        self.go = asyncio.Event()
+
+    async def render(self, text: str) -> Speech:
+        await self.go.wait()
+        return Speech(np.full(FRAME * 5, 3000, dtype=np.int16), RATE)
+
+
+def test_barging_in_over_a_filler_keeps_a_reply_that_hands_over():
+    """A reply that hands over (or hangs up) is rendering slowly behind 「少々お待ちください。」;
+    the caller talks over the filler. The filler stops; the reply does not, or the call
+    would neither go on nor end. Stopping for any other reason drops it as before."""
+
+    async def scenario() -> None:
+        for barged_in, kept in ((True, True), (False, False)):
+            clock = HandClock()
+            source = Stalled()
+            bot = responder(clock)
+            bot.voice = Voice(source)
+            reply = Reply(
+                parts=("担当の職員におつなぎします。",), kind="failure", next=Next.TRANSFER
+            )
+            await bot.say(reply, turn=None)
+            filler = Utterance(
+                np.full(FRAME * 30, 2000, dtype=np.int16), "少々お待ちください。", "filler"
+            )
+            bot.playout.enqueue(filler)
+            cut = bot.stop(barged_in=barged_in)
+            assert cut == {0}  # the filler was cut either way
+            assert bot.busy is kept
+            source.go.set()
+            for _ in range(10):
+                await asyncio.sleep(0)
+            await bot.poll()
+            queued = bot.playout.queued(bot.last_reply_id)
+            assert [u.text for u in queued] == (["担当の職員におつなぎします。"] if kept else [])
+
+    asyncio.run(scenario())

@@ -65,6 +65,22 @@ def test_the_bot_speaking_unprompted_gets_no_acknowledgement_but_is_bounded():
     assert watch.due(7500.0, bot_speaking=False) is WaitAction.ACKNOWLEDGE
 
 
+def test_a_caller_speaking_while_the_bot_is_late_on_its_own_is_acknowledged():
+    """The greeting is late and the caller says 「もしもし」: their wait is a caller's
+    (「はい。」 first, fillers counted afresh for their turn), and it still ends at the
+    give-up due from the bot's own start."""
+    watch = WaitWatch(POLICY)
+    watch.start(0.0, unprompted=True)
+    assert watch.due(800.0, bot_speaking=False) is WaitAction.FILLER
+    watch.played_filler()
+    watch.filler_finished(1500.0)
+    watch.start(3000.0)  # the caller's speech ended
+    assert watch.fillers == 0 and watch.first_sound_ms is None
+    assert watch.due(3400.0, bot_speaking=False) is WaitAction.NOTHING
+    assert watch.due(3500.0, bot_speaking=False) is WaitAction.ACKNOWLEDGE
+    assert watch.due(5000.0, bot_speaking=False) is WaitAction.GIVE_UP  # 5 s after 0
+
+
 def test_an_answer_running_dry_gets_the_short_filler():
     watch = WaitWatch(POLICY)
     watch.start(1000.0, mid_reply=True)

@@ -107,7 +107,8 @@ class CallerTurns:
         self.responder.wait.cancel()
         if apology is not None:
             return apology
-        await self._say(*self.conversation.failure(component, now))
+        # Nobody just spoke: the apology's own wait is the bot's (no 「はい。」 before it).
+        await self._say(*self.conversation.failure(component, None))
         return None
 
     async def on_event(self, event: object) -> None:
@@ -204,7 +205,8 @@ class CallerTurns:
             log.exception("call %s: preparing the understanding failed", self.call_id)
         decided = self.conversation.heard(transcript, end, speculative)
         if decided is None:
-            self.responder.wait.cancel()
+            if not self.responder.busy:  # a reply still on its way stays bounded
+                self.responder.wait.cancel()
             return
         reply, turn, checkpoint = decided
         self.sentences.continue_from = None

@@ -93,8 +93,9 @@ class Conversation:
         reply = self.dialogue.on_no_input()
         return reply, self._log(reply, None)
 
-    def failure(self, component: str, at_ms: float) -> tuple[Reply, Turn]:
-        """A component failed or stalled: the apology and handover."""
+    def failure(self, component: str, at_ms: float | None) -> tuple[Reply, Turn]:
+        """A component failed or stalled: the apology and handover. ``at_ms``: the end
+        of the caller speech it failed on, if any."""
         reply = self.dialogue.on_failure(component)
         return reply, self._log(reply, at_ms)
 

@@ -256,6 +256,17 @@ class Dialogue:
         handover = Handover(reason=reason, turns=list(self._turns), topic=topic)
         return self._say(text, "transfer", next=Next.TRANSFER, decision=decision, handover=handover)
 
+    def _close_at_turn_limit(self, decision: Decision) -> Reply:
+        """The turn limit with no staff to hand to (out of hours, or found unreachable):
+        what the caller should do instead, and goodbye, rather than one more question."""
+        if not self.staff_available():
+            hours = prompts.OUT_OF_HOURS.format(office_hours=self.city.office_hours)
+            return self._say(
+                (hours, prompts.GOODBYE), "out_of_hours", next=Next.HANGUP, decision=decision
+            )
+        parts = (prompts.STAFF_UNREACHABLE, self._call_again(), prompts.GOODBYE)
+        return self._say(parts, "staff_unreachable", next=Next.HANGUP, decision=decision)
+
     def _open(self, heard: str, faq_id: str | None = None, score: float = 0.0) -> Turn:
         """A new caller turn; the reply the bot gives to this input reports on it."""
         self._turn = Turn(heard=heard, faq_id=faq_id, score=score)
@@ -310,6 +321,8 @@ class Dialogue:
         if self._questions() >= self.max_turns:
             decision = self.understanding.understand(text)[1]
             self._record(text, decision)
+            if not self._can_hand_over():  # nobody to hand to: the call ends here
+                return self._close_at_turn_limit(decision)
             return self._transfer("turn_limit", prompts.TRANSFER, decision)
 
         if self.state is State.CHOOSING:

@@ -9,6 +9,7 @@ where it stopped; a cancel drops everything queued.
 from __future__ import annotations
 
 from collections import deque
+from collections.abc import Collection
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -68,10 +69,11 @@ class Playout:
     def resume(self) -> None:
         self.paused = False
 
-    def cancel(self) -> list[Utterance]:
-        """Drop all queued speech; returns what was dropped (the first may be half played)."""
-        dropped = list(self._queue)
-        self._queue.clear()
+    def cancel(self, keep: Collection[int] = ()) -> list[Utterance]:
+        """Drop queued speech, except the replies in ``keep``; returns what was dropped
+        (the first may be half played)."""
+        dropped = [u for u in self._queue if u.reply_id not in keep]
+        self._queue = deque(u for u in self._queue if u.reply_id in keep)
         self.paused = False
         return dropped
 

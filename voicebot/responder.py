@@ -109,7 +109,10 @@ class Responder:
             turn.said = reply.text
             turn.action = reply.kind
             now = self.clock.now_ms()
-            self.wait.start(turn.speech_end_ms if turn.speech_end_ms is not None else now)
+            if turn.speech_end_ms is None:  # a silence, a failure: nobody just spoke
+                self.wait.start(now, unprompted=True)
+            else:
+                self.wait.start(turn.speech_end_ms)
             self._waiting_turn = turn
             # Fillers may have played before the turn was decided (slow recognition).
             turn.fillers = self.wait.fillers
@@ -176,11 +179,18 @@ class Responder:
         return next((s.reply for s in self._streams if s.reply.kind == "failure"), None)
 
     def stop(self, barged_in: bool) -> set[int]:
-        """Stop speaking and rendering; returns the ids of the replies cut short."""
-        dropped = self.playout.cancel()
+        """Stop speaking and rendering; returns the ids of the replies cut short.
+
+        A caller barging in stops what may be interrupted (a filler, a reply that listens
+        next), never a reply that hands over or hangs up, even while a filler covers its
+        rendering: the call would otherwise neither go on nor end.
+        """
+        keep = [s for s in self._streams if barged_in and not s.interruptible]
+        dropped = self.playout.cancel(keep={s.reply_id for s in keep})
         for stream in self._streams:
-            stream.cancel()
-        self._streams.clear()
+            if stream not in keep:
+                stream.cancel()
+        self._streams = keep
         if dropped:
             self.events.emit(
                 BotSpeechStopped(

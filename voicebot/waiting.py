@@ -65,10 +65,16 @@ class WaitWatch:
 
         ``unprompted``: the bot speaks on its own (the greeting, the news that staff could
         not be reached); no 「はい。」, which would answer words nobody said, but the wait is
-        filled and bounded all the same. A wait already under way goes on unchanged: its
-        fillers are already counted.
+        filled and bounded all the same. A wait already under way goes on: its fillers are
+        already counted. Only a caller who spoke while the bot's own words were late starts
+        a caller's wait within it (「はい。」 first), still bounded by the earlier start.
         """
         if self.since_ms is not None:
+            if self.unprompted and not unprompted:
+                self.silent_since_ms = at_ms
+                self.fillers = 0
+                self.mid_reply = self.unprompted = False
+                self.first_sound_ms = None
             return
         self.since_ms = self.silent_since_ms = at_ms
         self.fillers = 0
