@@ -200,13 +200,9 @@ def test_a_stalled_synthesiser_is_bridged_then_handed_over(settings, bot, tmp_pa
     )
 
 
-def test_staff_not_reached_then_a_stalled_voice_ends_the_call_politely(settings, bot, tmp_path):
-    """The caller asks for staff; nobody can be reached; the news of it will not render
-    (its audio lost from the cache, the synthesiser stuck). The wait for it is filled and
-    bounded like any other: a filler, then an apology with the hours and a goodbye, and no
-    second hand-over, since staff were just found unreachable."""
-    hours = bot.understanding.faq.city.office_hours
-    stuck = prompts.TRANSFER_FAILED.format(office_hours=hours)
+def stalling_bot(settings: Settings, bot: Bot, tmp_path, stuck: str) -> Bot:
+    """A bot whose voice is stuck on ``stuck``: its audio is lost from a copy of the speech
+    cache and the synthesiser takes 3 s over it (the bot gives up after 2 s)."""
     s = settings.model_copy(deep=True)
     s.tts.cache_dir = tmp_path / "cache"
     shutil.copytree(settings.tts.cache_dir, s.tts.cache_dir)
@@ -219,6 +215,34 @@ def test_staff_not_reached_then_a_stalled_voice_ends_the_call_politely(settings,
     for text in [stuck, *split_sentences(stuck)]:
         stalled.speech_cache.path(text).unlink(missing_ok=True)
     stalled.settings.call.give_up_after_ms = 2000  # 12 s in service
+    return stalled
+
+
+def test_a_stalled_greeting_is_bridged_then_handed_over(settings, bot, tmp_path):
+    """The greeting will not render: the caller, who has said nothing yet, hears
+    「少々お待ちください。」 (not 「はい。」), then the apology, and is handed to staff."""
+    stalled = stalling_bot(settings, bot, tmp_path, prompts.GREETING)
+    result, caller, events = run_call(stalled, caller_track(8.0), recognition_ms=400.0)
+    assert result.outcome == "transferred" and caller.transferred_to.reason == "failure"
+    failed = events.of_type(ComponentFailed)
+    assert [(f.component, f.error) for f in failed] == [("synthesizer", "stalled")]
+    started = events.of_type(BotSpeechStarted)
+    assert [e.kind for e in started][-1] == "failure" and "greeting" not in [
+        e.kind for e in started
+    ]
+    assert started[0].kind == "filler" and started[0].text == prompts.FILLER
+    assert started[0].t_ms <= 1000  # the line is not dead for more than a second
+    assert longest_silence(caller.bot_out, started[0].t_ms, last_sound(caller.bot_out)) <= 1000
+
+
+def test_staff_not_reached_then_a_stalled_voice_ends_the_call_politely(settings, bot, tmp_path):
+    """The caller asks for staff; nobody can be reached; the news of it will not render
+    (its audio lost from the cache, the synthesiser stuck). The wait for it is filled and
+    bounded like any other: a filler, then an apology with the hours and a goodbye, and no
+    second hand-over, since staff were just found unreachable."""
+    hours = bot.understanding.faq.city.office_hours
+    stuck = prompts.TRANSFER_FAILED.format(office_hours=hours)
+    stalled = stalling_bot(settings, bot, tmp_path, stuck)
     audio = caller_track("担当の方と直接話したいです", 20.0)
     clock = VirtualClock(work_ms=400.0)
     caller = RecordedCaller(audio, clock, transfer_ok=False)
