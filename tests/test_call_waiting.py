@@ -10,6 +10,7 @@ measured on the bot's audio as the caller hears it, frame by frame, not from eve
 from __future__ import annotations
 
 import asyncio
+import functools
 import shutil
 import time
 
@@ -38,37 +39,36 @@ QUESTION = "納付書を再発行してもらえますか"
 ANSWER_ID = "payment.lost-notice"
 
 
-class SlowOnAnswers:
-    """The real synthesiser, made slow for FAQ answers (as on a first start under load).
+class SlowOn:
+    """The real synthesiser, made slow for the given texts and each sentence of them: FAQ
+    answers on a first start under load, or a prompt whose audio was lost."""
 
-    The prompts, fillers among them, are rendered before any call is taken, so they stay
-    fast; every answer (and every sentence of one) waits ``delay_s`` first.
-    """
-
-    def __init__(self, inner, faq, delay_s: float):
+    def __init__(self, inner, texts: list[str], delay_s: float):
         self.inner = inner
-        self.engine, self.voice, self.sample_rate = "slow", inner.voice, inner.sample_rate
-        texts = [faq.answer_text(e) for e in faq]
-        self.answers = {*texts, *(s for t in texts for s in split_sentences(t))}
+        self.engine, self.voice, self.sample_rate = inner.engine, inner.voice, inner.sample_rate
+        self.slow = {*texts, *(s for t in texts for s in split_sentences(t))}
         self.delay_s = delay_s
         self.slow_calls: list[str] = []
 
     async def synthesize(self, text: str):
-        if text in self.answers:
+        if text in self.slow:
             self.slow_calls.append(text)
             time.sleep(self.delay_s)  # blocking on purpose: the virtual clock measures it
         return await self.inner.synthesize(text)
 
 
 def first_start_bot(settings: Settings, bot: Bot, tmp_path, delay_s: float) -> Bot:
-    """A bot on a fresh cache whose answers are not rendered yet, with a slow synthesiser."""
+    """A bot on a fresh cache whose answers are not rendered yet, with a synthesiser slow
+    on every answer. The prompts, fillers among them, are rendered before any call is
+    taken, so they stay fast."""
     s = settings.model_copy(deep=True)
     s.tts.cache_dir = tmp_path
+    faq = bot.understanding.faq
     fresh = Bot(
         s,
         understanding=bot.understanding,
         recognizer=bot.recognizer,
-        synthesizer=SlowOnAnswers(bot.synthesizer, bot.understanding.faq, delay_s),
+        synthesizer=SlowOn(bot.synthesizer, [faq.answer_text(e) for e in faq], delay_s),
     )
 
     async def prompts_only() -> None:  # what the service renders before taking calls
@@ -79,21 +79,6 @@ def first_start_bot(settings: Settings, bot: Bot, tmp_path, delay_s: float) -> B
     asyncio.run(prompts_only())
     fresh.synthesizer.slow_calls.clear()  # what the cancelled background rendering began
     return fresh
-
-
-class SlowOn:
-    """The real synthesiser, made slow for the given texts (and each sentence of them)."""
-
-    def __init__(self, inner, texts: list[str], delay_s: float):
-        self.inner = inner
-        self.engine, self.voice, self.sample_rate = inner.engine, inner.voice, inner.sample_rate
-        self.slow = {*texts, *(s for t in texts for s in split_sentences(t))}
-        self.delay_s = delay_s
-
-    async def synthesize(self, text: str):
-        if text in self.slow:
-            time.sleep(self.delay_s)  # blocking on purpose: the virtual clock measures it
-        return await self.inner.synthesize(text)
 
 
 def run_call(
@@ -244,11 +229,8 @@ def test_staff_not_reached_then_a_stalled_voice_ends_the_call_politely(settings,
     stuck = prompts.TRANSFER_FAILED.format(office_hours=hours)
     stalled = stalling_bot(settings, bot, tmp_path, stuck)
     audio = caller_track("担当の方と直接話したいです", 20.0)
-    clock = VirtualClock(work_ms=400.0)
-    caller = RecordedCaller(audio, clock, transfer_ok=False)
-    events = EventRecorder()
-    session = stalled.session(caller, clock, EventFanout(caller, events), now=lambda: OPEN)
-    result = asyncio.run(session.run())
+    refusing = functools.partial(RecordedCaller, transfer_ok=False)
+    result, caller, events = run_call(stalled, audio, recognition_ms=400.0, caller_cls=refusing)
 
     assert result.outcome == "completed" and caller.transferred_to is None
     assert len(events.of_type(TransferRequested)) == 1  # staff were not rung twice

@@ -226,6 +226,9 @@ class Dialogue:
     def _call_again(self) -> str:
         return prompts.CALL_AGAIN.format(office_hours=self.city.office_hours)
 
+    def _out_of_hours(self) -> str:
+        return prompts.OUT_OF_HOURS.format(office_hours=self.city.office_hours)
+
     def _say(self, parts: str | tuple[str, ...], kind: str, **kw: Any) -> Reply:
         parts = (parts,) if isinstance(parts, str) else parts
         turn = self._turn
@@ -243,29 +246,24 @@ class Dialogue:
         if decision is not None and decision.faq_id:
             entry = self.understanding.faq.get(decision.faq_id)
             topic = entry.title if entry else None
-        if not self.staff_available():
-            hours = prompts.OUT_OF_HOURS.format(office_hours=self.city.office_hours)
-            self.state = State.LISTENING
-            self.misses = 0
-            return self._say((hours, prompts.ANYTHING_ELSE), "out_of_hours", decision=decision)
-        if self.staff_unreachable:
-            self.state = State.LISTENING
-            self.misses = 0
-            parts = (prompts.STAFF_UNREACHABLE, self._call_again(), prompts.ANYTHING_ELSE)
-            return self._say(parts, "staff_unreachable", decision=decision)
+        if not self._can_hand_over():
+            return self._without_staff(decision, end_call=False)
         handover = Handover(reason=reason, turns=list(self._turns), topic=topic)
         return self._say(text, "transfer", next=Next.TRANSFER, decision=decision, handover=handover)
 
-    def _close_at_turn_limit(self, decision: Decision) -> Reply:
-        """The turn limit with no staff to hand to (out of hours, or found unreachable):
-        what the caller should do instead, and goodbye, rather than one more question."""
-        if not self.staff_available():
-            hours = prompts.OUT_OF_HOURS.format(office_hours=self.city.office_hours)
-            return self._say(
-                (hours, prompts.GOODBYE), "out_of_hours", next=Next.HANGUP, decision=decision
-            )
-        parts = (prompts.STAFF_UNREACHABLE, self._call_again(), prompts.GOODBYE)
-        return self._say(parts, "staff_unreachable", next=Next.HANGUP, decision=decision)
+    def _without_staff(self, decision: Decision | None, end_call: bool) -> Reply:
+        """Staff are needed and cannot be rung (out of hours, or found unreachable earlier
+        in the call): when to call again, then another question, or at the turn limit
+        goodbye rather than one more question with nothing left to give."""
+        if self.staff_available():
+            kind, said = "staff_unreachable", (prompts.STAFF_UNREACHABLE, self._call_again())
+        else:
+            kind, said = "out_of_hours", (self._out_of_hours(),)
+        if end_call:
+            return self._say((*said, prompts.GOODBYE), kind, next=Next.HANGUP, decision=decision)
+        self.state = State.LISTENING
+        self.misses = 0
+        return self._say((*said, prompts.ANYTHING_ELSE), kind, decision=decision)
 
     def _open(self, heard: str, faq_id: str | None = None, score: float = 0.0) -> Turn:
         """A new caller turn; the reply the bot gives to this input reports on it."""
@@ -322,7 +320,7 @@ class Dialogue:
             decision = self.understanding.understand(text)[1]
             self._record(text, decision)
             if not self._can_hand_over():  # nobody to hand to: the call ends here
-                return self._close_at_turn_limit(decision)
+                return self._without_staff(decision, end_call=True)
             return self._transfer("turn_limit", prompts.TRANSFER, decision)
 
         if self.state is State.CHOOSING:
@@ -391,8 +389,8 @@ class Dialogue:
         """A component (recogniser, synthesiser, ...) failed: apologise and hand over."""
         self._open("")  # nothing was heard: the component failed the caller
         if not self.staff_available():
-            hours = prompts.OUT_OF_HOURS.format(office_hours=self.city.office_hours)
-            return self._say((prompts.APOLOGY_FAILURE_CLOSED, hours), "failure", next=Next.HANGUP)
+            parts = (prompts.APOLOGY_FAILURE_CLOSED, self._out_of_hours())
+            return self._say(parts, "failure", next=Next.HANGUP)
         if self.staff_unreachable:
             parts = (prompts.APOLOGY_FAILURE_CLOSED, self._call_again(), prompts.GOODBYE)
             return self._say(parts, "failure", next=Next.HANGUP)

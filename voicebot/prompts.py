@@ -59,7 +59,6 @@ APOLOGY_FAILURE_CLOSED = "申し訳ありません、システムに不具合が
 SHUTDOWN = "申し訳ありません、システム保守のため、自動応答をここで終了させていただきます。"
 SHUTDOWN_TRANSFER = "担当の職員におつなぎします。そのまま少々お待ちください。"
 CALL_AGAIN = "恐れ入りますが、{office_hours}に、改めてお電話ください。"
-SHUTDOWN_CLOSED = CALL_AGAIN
 # Staff could not be reached earlier in the call: the caller is not put on hold again.
 STAFF_UNREACHABLE = "申し訳ありません、ただいま職員におつなぎできません。"
 TRANSFER_FAILED = (
