@@ -107,15 +107,14 @@ COMBOS: dict[str, tuple[tuple[str, int], ...]] = {
 }
 
 
-# Adaptive: the main decoding alone first; the extra ones only when what it gives is not
-# already a decision they could not improve (an answer, a redirect or a caller's request).
+# Adaptive: the main decoding alone first; the extra ones only when the understanding asks
+# for them (what it decides on the main one is not settled), as the live recogniser does.
 ADAPTIVE: dict[str, tuple[tuple[str, int], ...]] = {
     "adaptive-b3+cat-b2+none-b2": (("titles160", 3), ("categories80", 2), ("none", 2)),
     "adaptive-b5+cat-b2+none-b2": (("titles160", 5), ("categories80", 2), ("none", 2)),
     "adaptive-b3+cat+none": (("titles160", 3), ("categories80", 5), ("none", 5)),
     "adaptive-b5+cat+none": (("titles160", 5), ("categories80", 5), ("none", 5)),
 }
-SETTLED = ("answer", "redirect", "transfer", "repeat", "goodbye")
 # What the bot decodes while the recogniser is free (the combination ``listen`` extends).
 SHIPPED = "b3+cat-b2+none-b2"
 
@@ -187,12 +186,34 @@ class RecordedListening(Mapping[str, float]):
     ``listen``: the understanding sees what it saw on the live recogniser."""
 
     def __init__(
-        self, ratings: dict[str, float], listened: dict[str, dict], plain: str | None = None
+        self,
+        ratings: dict[str, float],
+        listened: dict[str, dict],
+        plain: str | None = None,
+        more: tuple[tuple[str, ...], dict[str, float], str | None] | None = None,
     ):
         self._ratings = dict(ratings)
         self._listened = listened
         # the first reading of the decoding with no hint, when it is a hypothesis, as live
         self.plain = plain if plain in self._ratings else None
+        # adaptive: the extra decodings' texts, their ratings and plain reading, on demand
+        self._more = more
+        self.heard_more = False
+
+    @property
+    def can_hear_more(self) -> bool:
+        return self._more is not None
+
+    def hear_more(self) -> tuple[str, ...]:
+        if self._more is None:
+            return ()
+        texts, ratings, plain = self._more
+        if not self.heard_more:
+            self._ratings.update(ratings)
+            if self.plain is None and plain in self._ratings:
+                self.plain = plain
+            self.heard_more = True
+        return texts
 
     def __getitem__(self, text: str) -> float:
         return self._ratings[text]
@@ -254,7 +275,7 @@ def listen(args: argparse.Namespace) -> dict:
             clip.pop("listened", None)
         if any(f"{h}/{b}" not in clip["decodings"] for h, b in kinds):
             continue  # this part of the dump was recorded without one of the kinds
-        decision, distinct = decide(understanding, clip, kinds, listening=False)
+        decision, distinct, _ = decide(understanding, clip, kinds, listening=False)
         if not undecided(decision):  # the bot listens again to these only
             continue
         wav = read_wav(args.fixtures / clip["file"])
@@ -334,12 +355,12 @@ def replay(args: argparse.Namespace) -> dict:
         cpu, aligned_all, aligned_needed = [], [], []
         misses: list[dict] = []
         for clip in clips:
-            used = kinds[:1] if name in ADAPTIVE else kinds
-            decision, distinct = decide(understanding, clip, used, not args.no_listening)
-            if name in ADAPTIVE and not settled(decision, clip, distinct, args.settle_heard):
-                used = kinds
-                decision, distinct = decide(understanding, clip, used)
-                extras_used[name] = extras_used.get(name, 0) + 1
+            adaptive = name in ADAPTIVE
+            decision, distinct, more = decide(
+                understanding, clip, kinds, not args.no_listening, adaptive
+            )
+            used = kinds if not adaptive or more else kinds[:1]
+            extras_used[name] = extras_used.get(name, 0) + bool(adaptive and more)
             o = outcome(decision, clip["expected"], faq)
             if args.misses and (o["wrong"] or not o["right"]):
                 misses.append(
@@ -380,17 +401,6 @@ def replay(args: argparse.Namespace) -> dict:
     return out
 
 
-def settled(decision, clip: dict, distinct: list[str], min_heard: float) -> bool:
-    """Whether the main decoding's decision stands without the extra ones: a caller's
-    request, or an answer whose words the audio supports without the hint."""
-    action = decision.action.value
-    if action not in SETTLED:
-        return False
-    if action not in ("answer", "redirect") or not distinct:
-        return True
-    return clip["unprompted"].get(distinct[0], 0.0) >= min_heard
-
-
 def heard_in(clip: dict, kinds) -> tuple[str, tuple[str, ...], float | None]:
     """The first hypothesis of ``kinds``' recorded decodings, the other distinct ones and
     the first one's probability, as the recogniser reports them."""
@@ -401,27 +411,50 @@ def heard_in(clip: dict, kinds) -> tuple[str, tuple[str, ...], float | None]:
     return text, tuple(t for t in distinct if t != text), confidence
 
 
-def decide(understanding, clip: dict, kinds, listening: bool = True) -> tuple:
-    """The policy's decision on ``kinds``' recorded decodings of ``clip``, and their texts.
+def decide(
+    understanding, clip: dict, kinds, listening: bool = True, adaptive: bool = False
+) -> tuple:
+    """The policy's decision on ``kinds``' recorded decodings of ``clip``, their texts,
+    and whether the extra decodings were asked for.
 
     With ``listening`` and a second listening recorded for the clip (``listen``), the
     understanding may listen again as on the live recogniser (what ``listen`` did not
-    record for this combination is heard as nothing new).
+    record for this combination is heard as nothing new). ``adaptive``: the first kind
+    is decoded at once and the others only when the understanding asks for them, as the
+    live recogniser does (``extras_on_demand``).
     """
-    text, alternatives, confidence = heard_in(clip, kinds)
+    main, extras = (kinds[:1], kinds[1:]) if adaptive else (kinds, ())
+    text, alternatives, confidence = heard_in(clip, main)
     distinct = [t for t in (text, *alternatives) if t]
-    plain = None  # the first reading of the first decoding with no hint
-    for hint, beam in kinds:
-        heard = clip["decodings"][f"{hint}/{beam}"]["heard"]
-        if hint == "none" and heard and plain is None:
-            plain = heard[0][0]
+    more = None
+    if extras:
+        _, extra_alts, _ = heard_in(clip, extras)
+        first = heard_in(clip, extras)[0]
+        extra_texts = tuple(t for t in dict.fromkeys((first, *extra_alts)) if t)
+        more = (
+            extra_texts,
+            {t: clip["unprompted"][t] for t in extra_texts},
+            plain_of(clip, extras),
+        )
     unprompted = RecordedListening(
         {t: clip["unprompted"][t] for t in distinct},
         clip.get("listened", {}) if listening else {},
-        plain,
+        plain_of(clip, main),
+        more,
     )
     _, decision = understanding.understand(text, alternatives, confidence, unprompted)
-    return decision, distinct
+    if unprompted.heard_more:
+        distinct = list(dict.fromkeys([*distinct, *more[0]]))
+    return decision, distinct, unprompted.heard_more
+
+
+def plain_of(clip: dict, kinds) -> str | None:
+    """The first reading of the first of ``kinds`` decoded with no hint."""
+    for hint, beam in kinds:
+        heard = clip["decodings"][f"{hint}/{beam}"]["heard"]
+        if hint == "none" and heard:
+            return heard[0][0]
+    return None
 
 
 def main() -> int:
@@ -447,13 +480,6 @@ def main() -> int:
         "dump", type=Path, nargs="+", help="JSON written by record (several: their kinds join)"
     )
     rep.add_argument("--combos", nargs="*", help=f"names among: {', '.join([*COMBOS, *ADAPTIVE])}")
-    rep.add_argument(
-        "--settle-heard",
-        type=float,
-        default=0.0,
-        help="adaptive: an answer stands without the extra decodings only when its text's "
-        "probability without the hint is at least this",
-    )
     rep.add_argument(
         "--misses",
         action="store_true",

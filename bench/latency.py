@@ -136,6 +136,7 @@ async def main_async(args: argparse.Namespace) -> dict:
             "vocabulary": settings.asr.vocabulary,
             "workers": settings.asr.workers,
             "extra_hints": settings.asr.extra_hints,
+            "extras_on_demand": settings.asr.extras_on_demand,
         },
         "tts": settings.tts.engine,
         "short_pause_ms": settings.call.endpointing.short_pause_ms,

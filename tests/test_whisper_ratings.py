@@ -104,6 +104,76 @@ def test_a_turn_not_answered_is_judged_again_on_what_the_audio_supports(understa
     assert sorted(passes[0]) == sorted({*HINTED, *ASKED}) and len(passes) == 1
 
 
+def later_readings(
+    main: tuple[str, ...], extra: tuple[str, ...], probabilities: dict[str, float]
+) -> tuple[HintFreeRatings, list[int]]:
+    """Ratings of a turn decoded with the titles hint only (``main``), whose extra
+    decodings write ``extra`` when asked; each ask is recorded."""
+    asked: list[int] = []
+
+    def rate(hypotheses):
+        return {text: probabilities[text] for text, _, _ in hypotheses}
+
+    def more():
+        asked.append(1)
+        return [(text, 0.8, (4, 5, 6)) for text in extra], None
+
+    return HintFreeRatings({t: (1, 2, 3) for t in main}, rate, more=more), asked
+
+
+def test_a_staff_topic_the_main_decoding_named_is_checked_by_the_extra_ones(understanding):
+    """The titles hint alone wrote a staff topic's title: a transfer is not settled, so
+    the extra decodings are asked for; they hear the caller's words, which the audio
+    supports, and the question is answered. Asked once, however often the turn is
+    looked at (prepared in a worker thread, then decided on the loop)."""
+    probabilities = {**dict.fromkeys(HINTED, 0.05), **dict.fromkeys(ASKED, 0.5)}
+    ratings, asked = later_readings(HINTED, ASKED, probabilities)
+    for _ in range(2):
+        _, decision = understanding.understand(HINTED[0], HINTED[1:], 0.9, ratings)
+        assert (decision.action.value, decision.faq_id) == ("answer", "kotei.payment-schedule")
+    assert asked == [1]
+
+
+def test_an_answer_on_the_main_decoding_does_not_wait_for_the_extra_ones(understanding):
+    """A clearly heard question is answered on the titles hint's decoding alone: the
+    extra decodings are never made."""
+    ratings, asked = later_readings(ASKED, HINTED, dict.fromkeys((*ASKED, *HINTED), 0.8))
+    _, decision = understanding.understand(ASKED[0], ASKED[1:], 0.9, ratings)
+    assert (decision.action.value, decision.faq_id) == ("answer", "kotei.payment-schedule")
+    assert asked == []
+
+
+def test_extra_decodings_that_fail_leave_the_first_decision(understanding):
+    """Decoding again fails (the model's replica is gone): nothing more is heard and the
+    decision on the main decoding stands, a transfer for the staff topic it named."""
+
+    def broken():
+        raise RuntimeError("no model")
+
+    ratings = HintFreeRatings(
+        {t: (1, 2, 3) for t in HINTED}, lambda h: {t: 0.3 for t, _, _ in h}, more=broken
+    )
+    _, decision = understanding.understand(HINTED[0], HINTED[1:], 0.9, ratings)
+    assert (decision.action.value, decision.faq_id) == ("transfer", "general.my-amount")
+    assert ratings.hear_more() == ()
+
+
+def test_a_request_the_audio_supports_beats_a_topic_the_hint_put_first(understanding):
+    """「すみません、ちょっと待ってください」 decoded after the titles hint as 「住民税、
+    ちょっと待ってください」: a question about the residence tax to confirm, on a reading
+    the audio alone rates far below the plain one. The caller's request is taken."""
+    hinted = "住民税、ちょっと待ってください。"
+    plain = "すみません、ちょっと待ってください。"
+    first = understanding.understand(hinted)[1]
+    assert first.action.value == "confirm"
+    ratings, _ = counted_ratings({hinted: 0.1, plain: 0.6})
+    _, decision = understanding.understand(hinted, (plain,), 0.9, ratings)
+    assert decision.action.value == "hold"
+    ratings, _ = counted_ratings({hinted: 0.5, plain: 0.6})  # both heard: the first stands
+    _, decision = understanding.understand(hinted, (plain,), 0.9, ratings)
+    assert decision.action.value == "confirm"
+
+
 def test_a_transfer_stands_when_the_audio_supports_its_reading(understanding):
     """Rated alike without the hint, no reading is set aside: the first decision (a
     transfer for the staff topic the hinted readings name) stands."""
@@ -215,15 +285,57 @@ def test_the_plain_reading_is_rated_only_when_the_answer_is_rated_low(understand
 
 def test_the_recogniser_names_its_plain_reading(recognizer):
     """The reading offered as plain is the first of the decoding made with no hint: the
-    same audio decoded alone with no hint, at the extra decodings' beam, gives it."""
+    same audio decoded alone with no hint, at the extra decodings' beam, gives it. That
+    decoding is an extra one, made when the understanding asks for it."""
     transcript = heard(recognizer, "jf_alpha/010.wav")
     plain_only = WhisperRecognizer(beam_size=recognizer.busy_beam_size)
     try:
         alone = heard(plain_only, "jf_alpha/010.wav")
     finally:
         plain_only.close()
-    assert transcript.unprompted.plain == alone.text
-    assert alone.text in transcript.unprompted
+    ratings = transcript.unprompted
+    assert ratings.can_hear_more and ratings.plain is None
+    assert alone.text in ratings.hear_more()
+    assert ratings.plain == alone.text
+    assert alone.text in ratings
+
+
+def test_the_extra_decodings_wait_until_they_are_asked_for(recognizer):
+    """While the recogniser is free, a turn is decoded with the titles hint alone; the
+    decodings with the other hints are made when the understanding asks, once."""
+    decoded: list[str | None] = []
+    real = recognizer._decode
+
+    def counting(encoded, prompt, beam_size, max_new):
+        decoded.append(prompt)
+        return real(encoded, prompt, beam_size, max_new)
+
+    recognizer._decode = counting  # a spy on the real decoder: every call still runs
+    try:
+        transcript = heard(recognizer, "jf_alpha/071.wav")
+        assert decoded == [recognizer.initial_prompt]
+        ratings = transcript.unprompted
+        more = ratings.hear_more()
+        assert decoded == [recognizer.initial_prompt, None]
+        assert more and all(text in ratings for text in more)
+        assert ratings.hear_more() == more and len(decoded) == 2  # asked again: kept
+    finally:
+        del recognizer._decode
+
+
+def test_the_extra_decodings_can_be_made_at_once(faq):
+    """With ``extras_on_demand`` off, every decoding is made before the transcript is
+    given, and there is nothing more to ask for."""
+    rec = WhisperRecognizer(
+        initial_prompt=faq_vocabulary_prompt(faq), extra_prompts=(None,), extras_on_demand=False
+    )
+    try:
+        transcript = heard(rec, "jf_alpha/010.wav")
+    finally:
+        rec.close()
+    ratings = transcript.unprompted
+    assert not ratings.can_hear_more and ratings.hear_more() == ()
+    assert ratings.plain is not None and ratings.plain in ratings
 
 
 def test_rating_every_hypothesis_may_fail_without_ending_the_turn(understanding):

@@ -58,6 +58,7 @@ def make_recognizer(settings: Settings, faq: Faq | None = None) -> Recognizer:
         extra_prompts=extra_hints(asr.extra_hints, faq),
         n_best=asr.n_best,
         vocabulary=asr.vocabulary,
+        extras_on_demand=asr.extras_on_demand,
     )
 
 

@@ -174,6 +174,14 @@ class AsrSettings(BaseModel):
             "['none'] alone saves ~240 ms CPU a turn but lost 5 of 188 dev clips"
         ),
     )
+    extras_on_demand: bool = Field(
+        True,
+        description=(
+            "make the extra hints' decodings only when the main decoding leaves the turn "
+            "undecided (not an answer or a caller's request): a third less recognition CPU "
+            "for a lone call; tests/data/eval/CONSTANTS.md"
+        ),
+    )
     n_best: int = Field(2, ge=1, le=10, description="hypotheses matched against the FAQ")
     vocabulary: Literal["japanese", "full"] = Field(
         "japanese",

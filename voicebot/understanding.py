@@ -25,6 +25,10 @@ NBEST_MARGIN = 0.05
 # The decisions ``doubt_unsure_hearing`` may turn into a confirmation; it leaves every
 # other one as it is.
 DOUBTED_ACTIONS = (BotAction.ANSWER, BotAction.REDIRECT)
+# An answer on the main decoding alone, matched at least this surely (and heard without
+# the hint), does not wait for the extra decodings (validation audio:
+# tests/data/eval/CONSTANTS.md).
+SETTLED_SCORE = 0.75
 # Requests about the call taken from an alternative hypothesis, the first preferred.
 CALL_REQUESTS = (ControlIntent.OPERATOR, ControlIntent.REPEAT)
 # A hypothesis rated without the hint below this share of the best-rated one is the
@@ -99,7 +103,52 @@ class Understanding:
         listening again with a hint of the topics it is near
         (``_listen_for_topics``). A turn whose first reading asks about paying a charge
         that is not a tax (``Match.outside``) is not answered at all (``_outside``).
+        When the recogniser made its main decoding only (``can_hear_more``), the turn is
+        decided on that first; the extra decodings are asked for (``hear_more``) and
+        everything judged again unless that decision is ``_settled``.
         """
+        if getattr(unprompted, "can_hear_more", False):
+            # the main decoding alone first: the extra ones only when it is not settled
+            settled = self._understand_readings(
+                text, alternatives, heard_probability, unprompted, listen=False
+            )
+            if self._settled(*settled, unprompted):
+                return settled
+            more = unprompted.hear_more()  # type: ignore[union-attr]
+            alternatives = (
+                *alternatives,
+                *(t for t in more if t != text and t not in alternatives),
+            )
+        return self._understand_readings(text, alternatives, heard_probability, unprompted)
+
+    def _settled(self, match: Match, decision: Decision, unprompted: Mapping[str, float]) -> bool:
+        """Whether a decision on the main decoding alone stands without the extra ones: a
+        caller's request, or an answer matched at ``SETTLED_SCORE`` whose words the audio
+        supports without the hint (``Thresholds.heard``).
+
+        The extra decodings check what the titles hint wrote: on garbled audio it gives
+        「警示動作へ行って、いつの時点の持ち主に書かるんですか」, matched to the property
+        tax at 0.66, and only the other readings, disagreeing, turn that answer into a
+        question. A transfer for a staff topic is checked too (the hint writes staff
+        topics' titles as fluently as any); asking again or confirming needs them anyway.
+        """
+        if decision.action not in DOUBTED_ACTIONS:
+            return not undecided(decision)
+        return (
+            decision.score >= SETTLED_SCORE
+            and match.text in unprompted
+            and unprompted[match.text] >= self.settings.thresholds.heard
+        )
+
+    def _understand_readings(
+        self,
+        text: str,
+        alternatives: Sequence[str],
+        heard_probability: float | None,
+        unprompted: Mapping[str, float] | None,
+        listen: bool = True,
+    ) -> tuple[Match, Decision]:
+        """``understand`` on these hypotheses; ``listen``: listening again is allowed."""
         readings = self._whole_turn([text, *alternatives])
         if readings[0] != text:
             heard_probability = None  # it was the dropped reading's
@@ -108,7 +157,7 @@ class Understanding:
         if first.outside:
             return self._outside(first, alternatives)
         match, decision = self._judge(text, alternatives, heard_probability, unprompted)
-        if not undecided(decision) or unprompted is None:
+        if not undecided(decision) or unprompted is None or not listen:
             return match, decision
         more = self._listen_for_topics(decision, [text, *alternatives], unprompted)
         if not more:
@@ -125,7 +174,8 @@ class Understanding:
         """The decision on these hypotheses, judged again on the ones the audio supports
         when it would not be an answer.
 
-        The new decision is taken when it is an answer, and whatever it is when the first
+        The new decision is taken when it is an answer, when it is a caller's request and
+        the first decision's reading was set aside, and whatever it is when the first
         was a transfer for a staff topic that only a set-aside reading named: the hinted
         decoding writes a staff topic's title (「ご自身の税額の内訳」 for 「固定資産税の納期」)
         as fluently as an answer's, and a caller handed to staff for a topic never asked
@@ -140,8 +190,13 @@ class Understanding:
         again = self._understand(supported[0], supported[1:], None, unprompted)
         if again[1].action in DOUBTED_ACTIONS:
             return again
-        if decision.action is BotAction.TRANSFER and match.text not in supported:
-            return again  # a staff topic only the hint's reading named: not the caller's
+        if match.text not in supported and (
+            decision.action is BotAction.TRANSFER or not undecided(again[1])
+        ):
+            # a staff topic only the hint's reading named is not the caller's, and a
+            # request the audio supports (「すみません、ちょっと待って」 read as 「住民税、
+            # ちょっと待って」) is not a question about the topic the hint put first
+            return again
         return match, decision
 
     def _whole_turn(self, texts: Sequence[str]) -> list[str]:

@@ -15,8 +15,11 @@ each hint pulls it its own way: 「ご自身の税額の内訳」 in the titles 
 ご自身税. While the recogniser is free, the same encoder output is therefore decoded again
 with each of ``extra_prompts`` (a shorter hint without staff topics, and none), with the
 small beam, and their hypotheses join the n-best; the understanding takes the one the FAQ
-explains best. The extra decodings run on a second model replica beside the main one, on
-the core the call loop leaves idle, so a free recogniser answers as soon as before.
+explains best. By default (``extras_on_demand``) those decodings wait until the
+understanding finds the main one leaves the turn undecided (``HintFreeRatings.hear_more``):
+most turns are answered on it, and a lone call's recognition costs a third less. Made at
+once instead, they run on a second model replica beside the main one, on the core the
+call loop leaves idle.
 
 What each decoding costs, in process CPU per validation clip (5.6 s of audio on average,
 2-core AMD EPYC shared with other work, ``bench/asr_cost.py``): the encoder 124 ms; the
@@ -122,6 +125,7 @@ class WhisperRecognizer:
         extra_prompts: Sequence[str | None] = (),
         n_best: int = 2,
         vocabulary: str = "japanese",
+        extras_on_demand: bool = True,
     ):
         self.model_dir = model_dir
         self.language = language
@@ -133,6 +137,8 @@ class WhisperRecognizer:
         self.pad_seconds = pad_seconds
         self.initial_prompt = initial_prompt
         self.extra_prompts = tuple(extra_prompts)  # decoded too while the recogniser is free
+        # only when the understanding asks for them (``HintFreeRatings.hear_more``)
+        self.extras_on_demand = extras_on_demand
         self.n_best = max(1, n_best)
         if vocabulary not in ("japanese", "full"):
             raise ValueError(f"vocabulary must be 'japanese' or 'full', not {vocabulary!r}")
@@ -257,19 +263,26 @@ class WhisperRecognizer:
         extras = () if self.is_shared() else self.extra_prompts
         # They offer other readings, not a wider search: the small beam is enough.
         extra_beam = min(beam_size, self.busy_beam_size)
+        # On demand, they wait until the understanding finds the main decoding unsettled.
+        at_once = () if self.extras_on_demand else extras
         started = time.perf_counter()
         audio = self._audio(samples)
         max_new = int(len(audio) / SAMPLE_RATE * TOKENS_PER_SECOND_CAP) + 8
         try:
             encoded = self._encode(audio)
             _check(stop)
-            heard, plain = self._decode_all(encoded, extras, beam_size, extra_beam, max_new, stop)
+            heard, plain = self._decode_all(encoded, at_once, beam_size, extra_beam, max_new, stop)
             unprompted = HintFreeRatings(
                 {text: ids for text, _, ids in heard if text and ids},
                 lambda chosen: self._unprompted(encoded, chosen, len(audio)),
                 # decoding again with a topic hint only while the recogniser is free
                 (lambda hint: self._decode(encoded, hint, extra_beam, max_new)) if extras else None,
                 plain=plain,
+                more=(
+                    (lambda: self._decode_extras(encoded, extras, extra_beam, max_new))
+                    if extras and not at_once
+                    else None
+                ),
             )
         except RecognitionCancelled:
             raise
@@ -309,7 +322,30 @@ class WhisperRecognizer:
         main = self._decode(encoded, self.initial_prompt, beam_size, max_new)
         more = extra.result() if extra else []
         _check(stop)
-        decodings = [(self.initial_prompt, main), *zip(extras, more, strict=True)]
+        return self._reported([(self.initial_prompt, main), *zip(extras, more, strict=True)])
+
+    def _decode_extras(
+        self, encoded: object, extras: Sequence[str | None], beam_size: int, max_new: int
+    ) -> tuple[list[Hypothesis], str | None]:
+        """The extra decodings asked for after the main one (blocking): their hypotheses
+        that report the audio and the plain reading, as ``_decode_all`` gives them.
+
+        The main decoding is done, so its replica is free too: the first extras run on
+        the spare replica while the last runs here, beside them.
+        """
+        first = [
+            self._extra_executor.submit(self._decode, encoded, p, beam_size, max_new)
+            for p in extras[:-1]
+        ]
+        last = self._decode(encoded, extras[-1], beam_size, max_new)
+        found = [f.result() for f in first] + [last]
+        return self._reported(list(zip(extras, found, strict=True)))
+
+    def _reported(
+        self, decodings: list[tuple[str | None, list[Hypothesis]]]
+    ) -> tuple[list[Hypothesis], str | None]:
+        """Decodings' hypotheses that report the audio, in order, and the plain reading:
+        the first of the first decoding made with no hint (None when every one had one)."""
         kept = [(prompt, self._not_echoes(found, prompt)) for prompt, found in decodings]
         heard = [h for _, readings in kept for h in readings]
         plain = next((r[0][0] for prompt, r in kept if not prompt and r and r[0][0]), None)
@@ -487,6 +523,7 @@ class HintFreeRatings(Mapping[str, float]):
         rate: Callable[[list[Hypothesis]], dict[str, float]],
         decode: Callable[[str], list[Hypothesis]] | None = None,
         plain: str | None = None,
+        more: Callable[[], tuple[list[Hypothesis], str | None]] | None = None,
     ):
         self._ids = {text: tuple(ids) for text, ids in hypotheses.items()}
         # the first reading of the decoding with no hint, when one was made: what the
@@ -494,8 +531,10 @@ class HintFreeRatings(Mapping[str, float]):
         self.plain = plain if plain in self._ids else None
         self._rate = rate
         self._decode = decode
+        self._more = more
         self._rated: dict[str, float] = {}
         self._heard_again: dict[str, tuple[str, ...]] = {}
+        self._heard_more: tuple[str, ...] | None = None
         self._lock = threading.Lock()
 
     def __contains__(self, text: object) -> bool:
@@ -536,6 +575,38 @@ class HintFreeRatings(Mapping[str, float]):
     def rated(self) -> int:
         """How many hypotheses have been rated so far."""
         return len(self._rated)
+
+    @property
+    def can_hear_more(self) -> bool:
+        """Whether the extra decodings wait to be asked for (``hear_more``)."""
+        return self._more is not None
+
+    def hear_more(self) -> tuple[str, ...]:
+        """The extra decodings' hypotheses, best first (blocking; made once, on first ask).
+
+        While the recogniser is free, the same audio is decoded with other hints too, and
+        what they write checks what the titles hint wrote (a fluent title on unclear
+        audio) and adds readings it crowded out. Most turns are settled by the main
+        decoding alone (on dev audio, 89 % of clips); decoding the others only for the
+        rest saves a third of a lone call's recognition CPU. Their hypotheses join these
+        ratings, the plain reading among them; on failure there are none.
+        """
+        with self._lock:
+            if self._heard_more is None:
+                heard: list[Hypothesis] = []
+                plain = None
+                if self._more is not None:
+                    try:
+                        heard, plain = self._more()
+                    except Exception:
+                        log.exception("the extra decodings failed")
+                for text, _, ids in heard:
+                    if text and ids and text not in self._ids:
+                        self._ids[text] = tuple(ids)
+                if self.plain is None and plain in self._ids:
+                    self.plain = plain
+                self._heard_more = tuple(dict.fromkeys(t for t, _, _ in heard if t))
+            return self._heard_more
 
     def listen_again(self, hint: str) -> tuple[str, ...]:
         """The same audio decoded again after ``hint`` (blocking): its new hypotheses, best
