@@ -5,6 +5,7 @@ import sys
 
 import numpy as np
 import pytest
+from conftest import DATA
 from phone_signals import LINE_RATE, QUESTIONS, PhoneSignal, frames, speech_clip
 
 from voicebot import vad as vad_module
@@ -18,6 +19,7 @@ from voicebot.vad import (
     load_vad,
     release_vad,
 )
+from voicebot.wavfile import read_wav
 
 
 @pytest.fixture(scope="module")
@@ -153,3 +155,50 @@ def test_the_pool_is_bounded_and_keeps_no_energy_vad(monkeypatch) -> None:
     release_vad(EnergyVad(8000))
     assert len(vad_module._pool[8000]) == vad_module.MAX_POOLED_PER_RATE
     assert all(isinstance(v, SileroVad) for v in vad_module._pool[8000])
+
+
+class CountingModel:
+    """The real Silero model, its windows counted."""
+
+    def __init__(self, model) -> None:
+        self.model = model
+        self.scored = 0
+
+    def process(self, window):
+        self.scored += 1
+        return self.model.process(window)
+
+    def reset(self) -> None:
+        self.model.reset()
+
+
+def test_silence_is_not_scored_once_silero_has_settled() -> None:
+    """Ten seconds of digital silence: the network rates the first half second of it,
+    then nothing until there is sound again; the silence is reported as silence."""
+    vad = SileroVad(LINE_RATE)
+    counting = vad._model = CountingModel(vad._model)
+    windows = vad.process(np.zeros(10 * LINE_RATE, dtype=np.int16))
+    assert counting.scored == vad_module.SETTLED_QUIET_WINDOWS
+    assert len(windows) == 10_000 // 32 and max(w.probability for w in windows) < 0.5
+    noise = PhoneSignal().silence(2000).render(noise_dbfs=-45.0)  # a live line is scored
+    vad.process(noise)
+    assert counting.scored >= vad_module.SETTLED_QUIET_WINDOWS + len(noise) // 256 - 1
+
+
+def test_speech_after_a_long_silence_is_found_where_it_was(monkeypatch) -> None:
+    """A recorded question after 20 s of digital silence (a caller who put the phone down
+    and came back): its speech windows are where Silero finds them when it rates every
+    window."""
+    clip = read_wav(DATA / "audio" / "dev" / "jf_alpha" / "071.wav")
+    assert clip.sample_rate == LINE_RATE
+    call = np.concatenate([np.zeros(20 * LINE_RATE, dtype=np.int16), clip.samples])
+
+    def speech_span() -> tuple[float, float]:
+        windows = SileroVad(LINE_RATE).process(call)
+        speech = [w for w in windows if w.probability >= 0.5]
+        return speech[0].start_ms, speech[-1].end_ms
+
+    gated = speech_span()
+    monkeypatch.setattr(vad_module, "QUIET_PEAK", -1.0)  # every window rated
+    assert gated == pytest.approx(speech_span(), abs=64)
+    assert gated[0] > 20_000
