@@ -112,16 +112,24 @@ def settings(faq) -> dict[str, dict]:
             "initial_prompt": prompt,
             "extra_prompts": (faq_category_prompt(faq), None),
         },
+        "at-once-extra": {  # the extra decodings made with the main one, whatever it decided
+            "pad_seconds": 1.5,
+            "initial_prompt": prompt,
+            "extra_prompts": (faq_category_prompt(faq), None),
+            "extras_on_demand": False,
+        },
         "none-extra": {  # beam 3, no hint at beam 2 beside it: cheaper, lost dev clips
             "pad_seconds": 1.5,
             "initial_prompt": prompt,
             "extra_prompts": (None,),
+            "extras_on_demand": False,
         },
         "b5-none2": {
             "pad_seconds": 1.5,
             "initial_prompt": prompt,
             "beam_size": 5,
             "extra_prompts": (None,),
+            "extras_on_demand": False,
         },
         "before-extra": {  # as it recognised before: beam 5, both extra hints at beam 5
             "pad_seconds": 1.5,
@@ -129,6 +137,7 @@ def settings(faq) -> dict[str, dict]:
             "beam_size": 5,
             "busy_beam_size": 5,
             "extra_prompts": (faq_category_prompt(faq), None),
+            "extras_on_demand": False,
         },
         # the extra hints alone (one decoding each), as the main hint
         "categories": {"pad_seconds": 1.5, "initial_prompt": faq_category_prompt(faq)},

@@ -191,6 +191,7 @@ class RecordedListening(Mapping[str, float]):
         listened: dict[str, dict],
         plain: str | None = None,
         more: tuple[tuple[str, ...], dict[str, float], str | None] | None = None,
+        audio_ms: float | None = None,
     ):
         self._ratings = dict(ratings)
         self._listened = listened
@@ -199,6 +200,7 @@ class RecordedListening(Mapping[str, float]):
         # adaptive: the extra decodings' texts, their ratings and plain reading, on demand
         self._more = more
         self.heard_more = False
+        self.audio_ms = audio_ms
 
     @property
     def can_hear_more(self) -> bool:
@@ -224,8 +226,10 @@ class RecordedListening(Mapping[str, float]):
     def __len__(self) -> int:
         return len(self._ratings)
 
-    def rate_all(self) -> dict[str, float]:
-        return dict(self._ratings)
+    def rate_all(self, texts=None) -> dict[str, float]:
+        if texts is None:
+            return dict(self._ratings)
+        return {t: self._ratings[t] for t in texts if t in self._ratings}
 
     def listen_again(self, hint: str) -> tuple[str, ...]:
         heard = self._listened.get(hint)
@@ -428,8 +432,7 @@ def decide(
     distinct = [t for t in (text, *alternatives) if t]
     more = None
     if extras:
-        _, extra_alts, _ = heard_in(clip, extras)
-        first = heard_in(clip, extras)[0]
+        first, extra_alts, _ = heard_in(clip, extras)
         extra_texts = tuple(t for t in dict.fromkeys((first, *extra_alts)) if t)
         more = (
             extra_texts,
@@ -441,7 +444,10 @@ def decide(
         clip.get("listened", {}) if listening else {},
         plain_of(clip, main),
         more,
+        1000.0 * clip["audio_s"],
     )
+    # as on a live call: prepared in a worker thread, then decided on the call loop
+    understanding.understand(text, alternatives, confidence, unprompted)
     _, decision = understanding.understand(text, alternatives, confidence, unprompted)
     if unprompted.heard_more:
         distinct = list(dict.fromkeys([*distinct, *more[0]]))

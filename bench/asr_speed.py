@@ -102,6 +102,7 @@ def turn_cost(clips: list[np.ndarray]) -> dict[str, object]:
         beam_size=5,
         busy_beam_size=5,  # the extra decodings used the main beam
         extra_prompts=(faq_category_prompt(faq), None),
+        extras_on_demand=False,  # and were made with the main one, whatever it decided
     )
     now = make_recognizer(settings, faq)
     costs: dict[str, list[float]] = {"before": [], "now": []}

@@ -185,6 +185,17 @@ def test_silence_is_not_scored_once_silero_has_settled() -> None:
     assert counting.scored >= vad_module.SETTLED_QUIET_WINDOWS + len(noise) // 256 - 1
 
 
+def test_a_reset_detector_rates_silence_again() -> None:
+    """A detector reused for another call (reset) starts with Silero rating its windows."""
+    vad = SileroVad(LINE_RATE)
+    counting = vad._model = CountingModel(vad._model)
+    vad.process(np.zeros(5 * LINE_RATE, dtype=np.int16))
+    vad.reset()
+    counting.scored = 0
+    vad.process(np.zeros(LINE_RATE, dtype=np.int16))
+    assert counting.scored == vad_module.SETTLED_QUIET_WINDOWS
+
+
 def test_speech_after_a_long_silence_is_found_where_it_was(monkeypatch) -> None:
     """A recorded question after 20 s of digital silence (a caller who put the phone down
     and came back): its speech windows are where Silero finds them when it rates every

@@ -105,20 +105,26 @@ def test_a_turn_not_answered_is_judged_again_on_what_the_audio_supports(understa
 
 
 def later_readings(
-    main: tuple[str, ...], extra: tuple[str, ...], probabilities: dict[str, float]
-) -> tuple[HintFreeRatings, list[int]]:
+    main: tuple[str, ...],
+    extra: tuple[str, ...],
+    probabilities: dict[str, float],
+    audio_ms: float | None = None,
+) -> tuple[HintFreeRatings, list[int], list[list[str]]]:
     """Ratings of a turn decoded with the titles hint only (``main``), whose extra
-    decodings write ``extra`` when asked; each ask is recorded."""
+    decodings write ``extra`` when asked; each ask and each rating pass is recorded."""
     asked: list[int] = []
+    passes: list[list[str]] = []
 
     def rate(hypotheses):
+        passes.append([text for text, _, _ in hypotheses])
         return {text: probabilities[text] for text, _, _ in hypotheses}
 
     def more():
         asked.append(1)
         return [(text, 0.8, (4, 5, 6)) for text in extra], None
 
-    return HintFreeRatings({t: (1, 2, 3) for t in main}, rate, more=more), asked
+    ratings = HintFreeRatings({t: (1, 2, 3) for t in main}, rate, more=more, audio_ms=audio_ms)
+    return ratings, asked, passes
 
 
 def test_a_staff_topic_the_main_decoding_named_is_checked_by_the_extra_ones(understanding):
@@ -127,20 +133,38 @@ def test_a_staff_topic_the_main_decoding_named_is_checked_by_the_extra_ones(unde
     supports, and the question is answered. Asked once, however often the turn is
     looked at (prepared in a worker thread, then decided on the loop)."""
     probabilities = {**dict.fromkeys(HINTED, 0.05), **dict.fromkeys(ASKED, 0.5)}
-    ratings, asked = later_readings(HINTED, ASKED, probabilities)
-    for _ in range(2):
-        _, decision = understanding.understand(HINTED[0], HINTED[1:], 0.9, ratings)
-        assert (decision.action.value, decision.faq_id) == ("answer", "kotei.payment-schedule")
-    assert asked == [1]
+    ratings, asked, passes = later_readings(HINTED, ASKED, probabilities)
+    _, decision = understanding.understand(HINTED[0], HINTED[1:], 0.9, ratings)
+    assert (decision.action.value, decision.faq_id) == ("answer", "kotei.payment-schedule")
+    rated = len(passes)
+    _, decision = understanding.understand(HINTED[0], HINTED[1:], 0.9, ratings)  # the loop
+    assert (decision.action.value, decision.faq_id) == ("answer", "kotei.payment-schedule")
+    assert asked == [1] and len(passes) == rated  # nothing decoded or rated on the loop
 
 
 def test_an_answer_on_the_main_decoding_does_not_wait_for_the_extra_ones(understanding):
     """A clearly heard question is answered on the titles hint's decoding alone: the
     extra decodings are never made."""
-    ratings, asked = later_readings(ASKED, HINTED, dict.fromkeys((*ASKED, *HINTED), 0.8))
+    ratings, asked, _ = later_readings(ASKED, HINTED, dict.fromkeys((*ASKED, *HINTED), 0.8))
     _, decision = understanding.understand(ASKED[0], ASKED[1:], 0.9, ratings)
     assert (decision.action.value, decision.faq_id) == ("answer", "kotei.payment-schedule")
     assert asked == []
+
+
+@pytest.mark.parametrize(
+    ("heard", "audio_ms"),
+    [
+        (0.5, 4000),  # heard, but not so well that the plain reading could not doubt it
+        (0.8, 20_000),  # twenty characters for twenty seconds: the decoding stopped early
+    ],
+)
+def test_an_answer_not_sure_enough_waits_for_the_extra_decodings(understanding, heard, audio_ms):
+    """The same clearly matched question, its words less well supported by the audio, or
+    too short for the audio it came from: the extra decodings are asked for."""
+    probabilities = dict.fromkeys((*ASKED, *HINTED), heard)
+    ratings, asked, _ = later_readings(ASKED, HINTED, probabilities, audio_ms)
+    understanding.understand(ASKED[0], ASKED[1:], 0.9, ratings)
+    assert asked == [1]
 
 
 def test_extra_decodings_that_fail_leave_the_first_decision(understanding):
@@ -172,6 +196,10 @@ def test_a_request_the_audio_supports_beats_a_topic_the_hint_put_first(understan
     ratings, _ = counted_ratings({hinted: 0.5, plain: 0.6})  # both heard: the first stands
     _, decision = understanding.understand(hinted, (plain,), 0.9, ratings)
     assert decision.action.value == "confirm"
+    thanks = "どうもありがとうございました。"  # a goodbye is never taken this way: it ends the call
+    ratings, _ = counted_ratings({hinted: 0.1, thanks: 0.6})
+    _, decision = understanding.understand(hinted, (thanks,), 0.9, ratings)
+    assert decision.action.value != "goodbye"
 
 
 def test_a_transfer_stands_when_the_audio_supports_its_reading(understanding):

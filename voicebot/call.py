@@ -69,7 +69,9 @@ class CallSession:
         rate, keep = transport.sample_rate, c.endpointing.max_utterance_ms + 2000
         self.audio = CallerAudio(rate, recognizer.sample_rate, keep, c.preroll_ms, c.tail_ms)
         self.turn_taking = TurnTaking(rate, c.endpointing)
-        self.recognition = RecognitionSchedule(recognizer, clock, self.audio)
+        self.recognition = RecognitionSchedule(
+            recognizer, clock, self.audio, prepare=self.conversation.prepare
+        )
         self.responder = Responder(
             call_id=self.call_id,
             voice=voice,

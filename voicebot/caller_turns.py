@@ -10,7 +10,6 @@ they resume is one turn or two.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from collections.abc import Awaitable, Callable
 
@@ -198,11 +197,8 @@ class CallerTurns:
         await self._commit(transcript, end, speculative)
 
     async def _commit(self, transcript: Transcript, end: SpeechEnd, speculative: bool) -> None:
-        """Act on a finished caller turn: dialogue, reply."""
-        try:
-            await asyncio.to_thread(self.conversation.prepare, transcript)
-        except Exception:  # ``heard`` does the same work again and reports what fails
-            log.exception("call %s: preparing the understanding failed", self.call_id)
+        """Act on a finished caller turn: dialogue, reply. Its understanding was prepared
+        with the recognition (``RecognitionSchedule.prepare``)."""
         decided = self.conversation.heard(transcript, end, speculative)
         if decided is None:
             if not self.responder.busy:  # a reply still on its way stays bounded

@@ -177,9 +177,10 @@ class AsrSettings(BaseModel):
     extras_on_demand: bool = Field(
         True,
         description=(
-            "make the extra hints' decodings only when the main decoding leaves the turn "
-            "undecided (not an answer or a caller's request): a third less recognition CPU "
-            "for a lone call; tests/data/eval/CONSTANTS.md"
+            "make the extra hints' decodings only when the main decoding does not settle "
+            "the turn (a caller's request, or a sure answer the audio supports without the "
+            "hint): same decisions on the validation audio for less recognition CPU alone; "
+            "tests/data/eval/CONSTANTS.md"
         ),
     )
     n_best: int = Field(2, ge=1, le=10, description="hypotheses matched against the FAQ")

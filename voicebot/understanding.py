@@ -25,12 +25,25 @@ NBEST_MARGIN = 0.05
 # The decisions ``doubt_unsure_hearing`` may turn into a confirmation; it leaves every
 # other one as it is.
 DOUBTED_ACTIONS = (BotAction.ANSWER, BotAction.REDIRECT)
-# An answer on the main decoding alone, matched at least this surely (and heard without
-# the hint), does not wait for the extra decodings (validation audio:
+# An answer or redirect on the main decoding alone, matched at least this surely (and
+# heard without the hint), does not wait for the extra decodings (validation audio:
 # tests/data/eval/CONSTANTS.md).
 SETTLED_SCORE = 0.75
+# ...nor one whose words are this many per second of audio at least: a hinted decoding
+# that stopped after a word or two (「住民税」 for a forty-character question) is set aside
+# by ``TRUNCATED_SHARE`` only beside other readings. A quarter of the 8 characters a
+# second of a caller's question, as that share.
+SETTLED_CHARS_PER_S = 2.0
 # Requests about the call taken from an alternative hypothesis, the first preferred.
 CALL_REQUESTS = (ControlIntent.OPERATOR, ControlIntent.REPEAT)
+# Requests about the call that the readings the audio supports may set against a decision
+# on a reading it does not (never a goodbye, which ends the call, nor a yes or a no)
+REQUESTS_OVER_TOPIC = (
+    ControlIntent.HOLD,
+    ControlIntent.RESUME,
+    ControlIntent.OPERATOR,
+    ControlIntent.REPEAT,
+)
 # A hypothesis rated without the hint below this share of the best-rated one is the
 # hint's reading more than the audio's (see ``_audio_supported``). Chosen on the
 # validation audio (tests/data/eval/CONSTANTS.md).
@@ -109,11 +122,13 @@ class Understanding:
         """
         if getattr(unprompted, "can_hear_more", False):
             # the main decoding alone first: the extra ones only when it is not settled
-            settled = self._understand_readings(
-                text, alternatives, heard_probability, unprompted, listen=False
-            )
-            if self._settled(*settled, unprompted):
-                return settled
+            # (once they were made, the turn is judged on everything, as it was then)
+            if not unprompted.heard_more:  # type: ignore[union-attr]
+                settled = self._understand_readings(
+                    text, alternatives, heard_probability, unprompted, listen=False
+                )
+                if self._settled(*settled, unprompted):
+                    return settled
             more = unprompted.hear_more()  # type: ignore[union-attr]
             alternatives = (
                 *alternatives,
@@ -123,8 +138,10 @@ class Understanding:
 
     def _settled(self, match: Match, decision: Decision, unprompted: Mapping[str, float]) -> bool:
         """Whether a decision on the main decoding alone stands without the extra ones: a
-        caller's request, or an answer matched at ``SETTLED_SCORE`` whose words the audio
-        supports without the hint (``Thresholds.heard``).
+        caller's request, or an answer matched at ``SETTLED_SCORE``, not short for its
+        audio (``SETTLED_CHARS_PER_S``), whose words the audio supports without the hint
+        (``Thresholds.heard``, and ``PLAIN_SHARE``: the plain decoding could not turn it
+        into a confirmation).
 
         The extra decodings check what the titles hint wrote: on garbled audio it gives
         「警示動作へ行って、いつの時点の持ち主に書かるんですか」, matched to the property
@@ -134,10 +151,15 @@ class Understanding:
         """
         if decision.action not in DOUBTED_ACTIONS:
             return not undecided(decision)
+        audio_ms = getattr(unprompted, "audio_ms", None)
+        if audio_ms is not None and len(match.text) < SETTLED_CHARS_PER_S * audio_ms / 1000:
+            return False
+        # heard at least PLAIN_SHARE too, no plain reading could make it a confirmation
+        heard = max(self.settings.thresholds.heard, PLAIN_SHARE)
         return (
             decision.score >= SETTLED_SCORE
             and match.text in unprompted
-            and unprompted[match.text] >= self.settings.thresholds.heard
+            and unprompted[match.text] >= heard
         )
 
     def _understand_readings(
@@ -174,8 +196,9 @@ class Understanding:
         """The decision on these hypotheses, judged again on the ones the audio supports
         when it would not be an answer.
 
-        The new decision is taken when it is an answer, when it is a caller's request and
-        the first decision's reading was set aside, and whatever it is when the first
+        The new decision is taken when it is an answer, when it is a request to wait, for a
+        person or for a repeat and the first decision's reading was set aside, and
+        whatever it is when the first
         was a transfer for a staff topic that only a set-aside reading named: the hinted
         decoding writes a staff topic's title (「ご自身の税額の内訳」 for 「固定資産税の納期」)
         as fluently as an answer's, and a caller handed to staff for a topic never asked
@@ -191,7 +214,7 @@ class Understanding:
         if again[1].action in DOUBTED_ACTIONS:
             return again
         if match.text not in supported and (
-            decision.action is BotAction.TRANSFER or not undecided(again[1])
+            decision.action is BotAction.TRANSFER or again[1].intent in REQUESTS_OVER_TOPIC
         ):
             # a staff topic only the hint's reading named is not the caller's, and a
             # request the audio supports (「すみません、ちょっと待って」 read as 「住民税、
@@ -450,7 +473,7 @@ def _audio_supported(texts: Sequence[str], unprompted: Mapping[str, float]) -> l
     one pass, and only for turns that would not be answered.
     """
     rate_all = getattr(unprompted, "rate_all", None)
-    ratings = rate_all() if callable(rate_all) else unprompted
+    ratings = rate_all(texts) if callable(rate_all) else unprompted
     rated = {text: ratings.get(text, 0.0) for text in dict.fromkeys(texts)}
     best = max(rated.values(), default=0.0)
     if best <= 0.0:

@@ -16,9 +16,9 @@ each hint pulls it its own way: 「ご自身の税額の内訳」 in the titles 
 with each of ``extra_prompts`` (a shorter hint without staff topics, and none), with the
 small beam, and their hypotheses join the n-best; the understanding takes the one the FAQ
 explains best. By default (``extras_on_demand``) those decodings wait until the
-understanding finds the main one leaves the turn undecided (``HintFreeRatings.hear_more``):
-most turns are answered on it, and a lone call's recognition costs a third less. Made at
-once instead, they run on a second model replica beside the main one, on the core the
+understanding finds the main one does not settle the turn (``HintFreeRatings.hear_more``):
+half the dev clips are answered on it, and a lone call's recognition costs a fifth less.
+Made at once instead, they run on a second model replica beside the main one, on the core the
 call loop leaves idle.
 
 What each decoding costs, in process CPU per validation clip (5.6 s of audio on average,
@@ -51,7 +51,7 @@ import re
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -283,6 +283,7 @@ class WhisperRecognizer:
                     if extras and not at_once
                     else None
                 ),
+                audio_ms=1000.0 * len(audio) / SAMPLE_RATE,
             )
         except RecognitionCancelled:
             raise
@@ -330,9 +331,12 @@ class WhisperRecognizer:
         """The extra decodings asked for after the main one (blocking): their hypotheses
         that report the audio and the plain reading, as ``_decode_all`` gives them.
 
-        The main decoding is done, so its replica is free too: the first extras run on
-        the spare replica while the last runs here, beside them.
+        The first extras run on the spare replicas while the last runs here, beside them.
+        None are made when recognitions have begun to overlap since (other calls): under
+        load they would queue ahead of other callers' turns.
         """
+        if self.is_shared():
+            return [], None
         first = [
             self._extra_executor.submit(self._decode, encoded, p, beam_size, max_new)
             for p in extras[:-1]
@@ -524,6 +528,7 @@ class HintFreeRatings(Mapping[str, float]):
         decode: Callable[[str], list[Hypothesis]] | None = None,
         plain: str | None = None,
         more: Callable[[], tuple[list[Hypothesis], str | None]] | None = None,
+        audio_ms: float | None = None,
     ):
         self._ids = {text: tuple(ids) for text, ids in hypotheses.items()}
         # the first reading of the decoding with no hint, when one was made: what the
@@ -532,6 +537,7 @@ class HintFreeRatings(Mapping[str, float]):
         self._rate = rate
         self._decode = decode
         self._more = more
+        self.audio_ms = audio_ms  # the audio these hypotheses report
         self._rated: dict[str, float] = {}
         self._heard_again: dict[str, tuple[str, ...]] = {}
         self._heard_more: tuple[str, ...] | None = None
@@ -559,17 +565,20 @@ class HintFreeRatings(Mapping[str, float]):
     def __len__(self) -> int:
         return len(self._ids)
 
-    def rate_all(self) -> dict[str, float]:
-        """Every hypothesis rated, the ones not yet rated in one batched pass."""
+    def rate_all(self, texts: Iterable[str] | None = None) -> dict[str, float]:
+        """Every hypothesis rated (or those of ``texts`` that are hypotheses), the ones not
+        yet rated in one batched pass. Asked for the same texts again, nothing is rated:
+        the understanding repeated on the call loop must find its work done."""
         with self._lock:
-            missing = [(t, None, ids) for t, ids in self._ids.items() if t not in self._rated]
+            wanted = self._ids if texts is None else [t for t in texts if t in self._ids]
+            missing = [(t, None, self._ids[t]) for t in wanted if t not in self._rated]
             if missing:
                 try:
                     self._rated.update(self._rate(missing))
                 except Exception:
                     log.exception("rating the hypotheses without the hint failed")
                     self._rated.update((t, 0.0) for t, _, _ in missing)
-            return {text: self._rated[text] for text in self._ids}
+            return {text: self._rated[text] for text in wanted}
 
     @property
     def rated(self) -> int:
@@ -581,14 +590,20 @@ class HintFreeRatings(Mapping[str, float]):
         """Whether the extra decodings wait to be asked for (``hear_more``)."""
         return self._more is not None
 
+    @property
+    def heard_more(self) -> bool:
+        """Whether ``hear_more`` has been asked (its hypotheses are among these)."""
+        return self._heard_more is not None
+
     def hear_more(self) -> tuple[str, ...]:
         """The extra decodings' hypotheses, best first (blocking; made once, on first ask).
 
         While the recogniser is free, the same audio is decoded with other hints too, and
         what they write checks what the titles hint wrote (a fluent title on unclear
-        audio) and adds readings it crowded out. Most turns are settled by the main
-        decoding alone (on dev audio, 89 % of clips); decoding the others only for the
-        rest saves a third of a lone call's recognition CPU. Their hypotheses join these
+        audio) and adds readings it crowded out. Many turns are settled by the main
+        decoding alone (on dev audio half the clips, on validation audio a third);
+        decoding the others only for the rest saves a fifth of a lone call's recognition
+        CPU on dev audio. Their hypotheses join these
         ratings, the plain reading among them; on failure there are none.
         """
         with self._lock:
