@@ -196,10 +196,10 @@ class Understanding:
         """The decision on these hypotheses, judged again on the ones the audio supports
         when it would not be an answer.
 
-        The new decision is taken when it is an answer, when it is a request to wait, for a
-        person or for a repeat and the first decision's reading was set aside, and
-        whatever it is when the first
-        was a transfer for a staff topic that only a set-aside reading named: the hinted
+        The new decision is taken when it is an answer; when it is a request to wait, for a
+        person or for a repeat and the first decision's reading was set aside; and
+        whatever it is when the first was a transfer for a staff topic that only a
+        set-aside reading named: the hinted
         decoding writes a staff topic's title (「ご自身の税額の内訳」 for 「固定資産税の納期」)
         as fluently as an answer's, and a caller handed to staff for a topic never asked
         waits for a person who cannot help, where a confirmation or a question costs a turn.
