@@ -64,14 +64,12 @@ class CallSession:
         c = self.config = config or CallConfig()
         self.call_id = call_id or uuid.uuid4().hex[:12]
         self.dialogue = dialogue or Dialogue(understanding)
-        self.conversation = Conversation(self.dialogue, events, self.call_id, clock)
+        self.conversation = conversation = Conversation(self.dialogue, events, self.call_id, clock)
         self.caller: str | None = None  # the caller's number or address, when known
         rate, keep = transport.sample_rate, c.endpointing.max_utterance_ms + 2000
         self.audio = CallerAudio(rate, recognizer.sample_rate, keep, c.preroll_ms, c.tail_ms)
         self.turn_taking = TurnTaking(rate, c.endpointing)
-        self.recognition = RecognitionSchedule(
-            recognizer, clock, self.audio, prepare=self.conversation.prepare
-        )
+        self.recognition = RecognitionSchedule(recognizer, clock, self.audio, conversation.prepare)
         self.responder = Responder(
             call_id=self.call_id,
             voice=voice,
