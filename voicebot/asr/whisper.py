@@ -264,7 +264,8 @@ class WhisperRecognizer:
         # They offer other readings, not a wider search: the small beam is enough.
         extra_beam = min(beam_size, self.busy_beam_size)
         # On demand, they wait until the understanding finds the main decoding unsettled.
-        at_once = () if self.extras_on_demand else extras
+        on_demand = bool(extras) and self.extras_on_demand
+        at_once = () if on_demand else extras
         started = time.perf_counter()
         audio = self._audio(samples)
         max_new = int(len(audio) / SAMPLE_RATE * TOKENS_PER_SECOND_CAP) + 8
@@ -280,7 +281,7 @@ class WhisperRecognizer:
                 plain=plain,
                 more=(
                     (lambda: self._decode_extras(encoded, extras, extra_beam, max_new))
-                    if extras and not at_once
+                    if on_demand
                     else None
                 ),
                 audio_ms=1000.0 * len(audio) / SAMPLE_RATE,
@@ -603,8 +604,8 @@ class HintFreeRatings(Mapping[str, float]):
         audio) and adds readings it crowded out. Many turns are settled by the main
         decoding alone (on dev audio half the clips, on validation audio a third);
         decoding the others only for the rest saves a fifth of a lone call's recognition
-        CPU on dev audio. Their hypotheses join these
-        ratings, the plain reading among them; on failure there are none.
+        CPU on dev audio. Their hypotheses join these ratings, the plain reading among
+        them; on failure there are none.
         """
         with self._lock:
             if self._heard_more is None:
@@ -615,12 +616,9 @@ class HintFreeRatings(Mapping[str, float]):
                         heard, plain = self._more()
                     except Exception:
                         log.exception("the extra decodings failed")
-                for text, _, ids in heard:
-                    if text and ids and text not in self._ids:
-                        self._ids[text] = tuple(ids)
+                self._heard_more = self._join(heard)
                 if self.plain is None and plain in self._ids:
                     self.plain = plain
-                self._heard_more = tuple(dict.fromkeys(t for t, _, _ in heard if t))
             return self._heard_more
 
     def listen_again(self, hint: str) -> tuple[str, ...]:
@@ -646,12 +644,16 @@ class HintFreeRatings(Mapping[str, float]):
                 except Exception:
                     log.exception("decoding again with a topic hint failed")
                     heard = []
-                for text, _, ids in heard:
-                    if text and ids and text not in self._ids:
-                        self._ids[text] = tuple(ids)
-                found = tuple(dict.fromkeys(t for t, _, _ in heard if t))
+                found = self._join(heard)
             self._heard_again[hint] = found
             return found
+
+    def _join(self, heard: list[Hypothesis]) -> tuple[str, ...]:
+        """New hypotheses join these ratings (unrated); their distinct texts, in order."""
+        for text, _, ids in heard:
+            if text and ids and text not in self._ids:
+                self._ids[text] = tuple(ids)
+        return tuple(dict.fromkeys(t for t, _, _ in heard if t))
 
 
 def faq_vocabulary_prompt(faq: object, max_chars: int = 160) -> str:
