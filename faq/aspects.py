@@ -48,6 +48,11 @@ ASPECT_PATTERNS: dict[str, re.Pattern[str]] = {
         r"(?<!電話が)(?<!電話)かから(?:ない|ず|ん)|かかりませ|かかりな[いく]|非課税|課税されない|"
         r"(?:払|納め)わ?なくて(?:いい|よい|も)"
     ),
+    # where the tax office's mail should go (今の住所に送って, 息子の家へ届くように, 送り先):
+    # a change of address for notices, not a certificate asked for by post (郵送で送って)
+    "destination": re.compile(
+        r"(?:住所|家|うち|ところ|とこ|先|方)(?:に|へ)(?:送|届)|送り先|送付先|宛先|届け先|届く住所"
+    ),
     "mine": re.compile(r"私の|わたしの|うちの|自分の|我が家|主人の|夫の|妻の|母の|父の|親の"),
 }
 
@@ -149,6 +154,24 @@ def taxes_named(surface: str) -> frozenset[str]:
     for word in PROCEDURES:
         surface = surface.replace(word, "|")
     return frozenset(subjects(surface))
+
+
+# The certificate a question is about, where it names one: the tax office's twin of the
+# subject. 納税証明書 (taxes paid) and 所得証明書 / 課税証明書 (income, and the tax it
+# bears) are asked for in the same words (コンビニで出せますか, 郵送で取れますか) and differ
+# in one character, so the words around the name must not carry a question to the other.
+# Spelled words only (after synonyms): a certificate heard by sound names nothing.
+CERTIFICATE_WORDS: dict[str, tuple[str, ...]] = {
+    "paid": ("納税証明", "完納証明"),
+    "income": ("所得証明", "課税証明", "収入証明"),
+}
+
+
+def certificates_named(surface: str) -> frozenset[str]:
+    """The kinds of certificate the text names outright (``CERTIFICATE_WORDS``)."""
+    return frozenset(
+        name for name, words in CERTIFICATE_WORDS.items() if any(w in surface for w in words)
+    )
 
 
 # Charges callers pay that are not city taxes: the water works, utilities, nursery fees and

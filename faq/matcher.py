@@ -29,7 +29,13 @@ from dataclasses import dataclass, field
 import numpy as np
 from rapidfuzz import fuzz, process
 
-from faq.aspects import aspects, pays_other_charge, subjects, taxes_named
+from faq.aspects import (
+    aspects,
+    certificates_named,
+    pays_other_charge,
+    subjects,
+    taxes_named,
+)
 from faq.heard import HeardQuestion, load_heard
 from faq.intents import ControlMatch, find_control
 from faq.model import Action
@@ -61,6 +67,7 @@ UNVOICED_STRENGTH = 0.5
 # Shared words and question aspects otherwise let the entry win on everything but the
 # subject. Entries whose titles name no tax (納付方法, 証明書の手数料) are never scaled;
 # a question about paying a charge that is not a tax (水道料金) matches no entry at all.
+# The same holds for the certificate a title names (納税証明書 against 所得証明書).
 SUBJECT_CONFLICT = 0.7
 
 
@@ -178,7 +185,9 @@ class Matcher:
         return surface, tuple(dict.fromkeys(self.rewrite_sound(k) for k in keys))
 
     def _build(self) -> None:
-        self.entry_subjects = [frozenset(subjects(self.prepare(e.title)[0])) for e in self.entries]
+        titles = [self.prepare(e.title)[0] for e in self.entries]
+        self.entry_subjects = [frozenset(subjects(t)) for t in titles]
+        self.entry_certificates = [certificates_named(t) for t in titles]
         # Features become column ids as soon as they are made and documents stay sparse:
         # the written and heard phrasings are thousands of rows over ~20,000 features.
         self.vocab: dict[str, int] = {}
@@ -330,11 +339,14 @@ class Matcher:
         raw = self._raw(surface, keys[0], exclude_doc)
         for key in keys[1:]:
             raw = np.maximum(raw, self._raw(surface, key, exclude_doc))
-        named = taxes_named(surface)
-        if named:
-            for ei, own in enumerate(self.entry_subjects):
-                if own and not own & named:
-                    raw[ei] *= SUBJECT_CONFLICT
+        for named, owns in (
+            (taxes_named(surface), self.entry_subjects),
+            (certificates_named(surface), self.entry_certificates),
+        ):
+            if named:
+                for ei, own in enumerate(owns):
+                    if own and not own & named:
+                        raw[ei] *= SUBJECT_CONFLICT
         return raw
 
     def _raw(self, surface: str, key: str, exclude_doc: int | None = None) -> np.ndarray:

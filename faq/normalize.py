@@ -59,6 +59,10 @@ _ENDINGS = (
     "ました",
     "ます",
     "です",
+    "やろか",
+    "やろ",
+    "やけど",
+    "ねん",
     "ください",
     "下さい",
     "ね",
@@ -120,8 +124,34 @@ def strip_endings(clause: str, max_rounds: int = 4) -> str:
     return clause
 
 
+# Western Japanese forms of common grammar, in standard Japanese: many callers speak them
+# and the FAQ is written in the standard language. Only forms that are no other word: a
+# negative へん after the stem of a verb (届かへん, 払えへんかった; not へんな, strange), 〜んでええ
+# (need not; not after た or な, where ん is の: 払ったんで, なんで), しもうて / しもた
+# (〜てしまった), どない (how).
+_DIALECT = (
+    (
+        re.compile(r"([わかがさばまらえけげてねべめれ])ん(?:でも|で)(?:ええ|いい|よい)"),
+        "\\1なくてもいい",
+    ),
+    (re.compile(r"([かがさたなばまらえけげてねべめれ])へんかった"), "\\1なかった"),
+    (re.compile(r"([かがさたなばまらえけげてねべめれ])へん(?!な)"), "\\1ない"),
+    (re.compile(r"しもう?た"), "しまった"),
+    (re.compile(r"しもうて"), "しまって"),
+    (re.compile(r"どない"), "どう"),
+)
+
+
+def standard_forms(text: str) -> str:
+    """Western Japanese grammar (``_DIALECT``) in its standard form."""
+    for pattern, standard in _DIALECT:
+        text = pattern.sub(standard, text)
+    return text
+
+
 def normalize(text: str) -> str:
-    """Content-only surface form: width/case folded, no punctuation, fillers or politeness."""
+    """Content-only surface form: width/case folded, no punctuation, fillers or politeness;
+    western Japanese grammar in its standard form."""
     clauses = [strip_fillers(c) for c in split_clauses(text)]
     joined = "".join(_LONG_RUN_RE.sub("ー", c) for c in clauses if c)
-    return strip_endings(joined)
+    return strip_endings(standard_forms(joined))

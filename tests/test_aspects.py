@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from faq.aspects import aspects, pays_other_charge, subjects, taxes_named
+from faq.aspects import aspects, certificates_named, pays_other_charge, subjects, taxes_named
 from faq.normalize import normalize
 from faq.reading import sound_key
 
@@ -125,3 +125,31 @@ def test_a_procedure_names_no_tax_of_its_own():
 def test_paying_a_charge_that_is_not_a_tax(text, expected):
     surface = normalize(text)
     assert pays_other_charge(surface, sound_key(surface)) is expected
+
+
+@pytest.mark.parametrize(
+    ("text", "destination"),
+    [
+        ("税金の書類を実家の住所に送ってもらえますか", True),
+        ("納税通知書を娘の家へ届くようにしたい", True),
+        ("郵便の送り先を変えたいんです", True),
+        ("証明書を郵送で送ってもらえますか", False),  # a certificate by post
+        ("納付書はいつ届きますか", False),
+    ],
+)
+def test_where_the_mail_should_go_is_the_destination_aspect(text, destination):
+    assert ("destination" in aspects(normalize(text))) is destination
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("納税証明書が要るんです", {"paid"}),
+        ("市税の完納証明", {"paid"}),
+        ("非課税証明書はどこで", {"income"}),
+        ("所得証明と納税証明の両方", {"paid", "income"}),
+        ("証明書の手数料", set()),  # no kind named
+    ],
+)
+def test_the_certificates_named(text, expected):
+    assert certificates_named(normalize(text)) == expected

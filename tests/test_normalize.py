@@ -1,0 +1,43 @@
+"""Normalisation (``faq.normalize``): what callers say without what carries no meaning,
+and western Japanese grammar in the standard form the FAQ is written in."""
+
+from __future__ import annotations
+
+import pytest
+
+from faq.normalize import normalize, standard_forms
+
+
+@pytest.mark.parametrize(
+    ("said", "standard"),
+    [
+        ("住民税は払わんでええの", "住民税は払わなくてもいいの"),
+        ("申告せなあかんの、書かんでもええ", "申告せなあかんの、書かなくてもいい"),
+        ("通知がまだ届かへん", "通知がまだ届かない"),
+        ("コンビニで払えへんかった", "コンビニで払えなかった"),
+        ("納付書を捨ててしもうた", "納付書を捨ててしまった"),
+        ("二回払ってしもた", "二回払ってしまった"),
+        ("引っ越してしもうて", "引っ越してしまって"),
+        ("どないしたらええ", "どうしたらええ"),
+    ],
+)
+def test_western_japanese_grammar_in_its_standard_form(said, standard):
+    assert standard_forms(said) == standard
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "へんな封筒が届いた",  # strange, not a negative
+        "もう払ったんでええですか",  # ん is の after た
+        "なんでええの",  # why
+        "この辺の土地の評価",
+    ],
+)
+def test_words_that_only_look_western_are_left_alone(text):
+    assert standard_forms(text) == text
+
+
+def test_the_standard_form_reaches_the_matcher_without_politeness():
+    assert normalize("あの、住民税って払わんでええんですか") == "住民税って払わなくてもいい"
+    assert normalize("通知が届かへんのですが") == "通知が届かない"
