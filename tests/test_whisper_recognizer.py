@@ -179,6 +179,19 @@ def test_transcribes_phone_audio_with_alternatives(recognizer, samples):
     assert all(alt != transcript.text for alt in transcript.alternatives)
 
 
+def test_numpy_blas_is_held_to_the_recognisers_threads(faq):
+    """The front end's matrix product runs on the recogniser's one thread: OpenBLAS would
+    otherwise use every core and leave its workers spinning between recognitions."""
+    from threadpoolctl import threadpool_info, threadpool_limits
+
+    threadpool_limits(limits=2, user_api="blas")  # as a fresh process on two cores has it
+    rec = WhisperRecognizer(n_best=1)
+    rec.load()
+    blas = [pool for pool in threadpool_info() if pool["user_api"] == "blas"]
+    assert blas and all(pool["num_threads"] == rec.cpu_threads == 1 for pool in blas)
+    rec.close()
+
+
 @pytest.fixture
 def fresh_recognizer(faq):
     """A recogniser of its own: the beam depends on what it recognised before."""
