@@ -48,6 +48,9 @@ ASPECT_PATTERNS: dict[str, re.Pattern[str]] = {
         r"(?<!電話が)(?<!電話)かから(?:ない|ず|ん)|かかりませ|かかりな[いく]|非課税|課税されない|"
         r"(?:払|納め)わ?なくて(?:いい|よい|も)"
     ),
+    # a certificate that taxes were paid (納めてる証明, 滞納してないっていう証明), whatever
+    # words come between: not the income certificate (収入の証明)
+    "paid_proof": re.compile(r"(?:払|納め|納付|滞納|未納)[^証、]{0,10}証明"),
     # where the tax office's mail should go (今の住所に送って, 息子の家へ届くように, 送り先):
     # a change of address for notices, not a certificate asked for by post (郵送で送って)
     "destination": re.compile(

@@ -153,3 +153,17 @@ def test_where_the_mail_should_go_is_the_destination_aspect(text, destination):
 )
 def test_the_certificates_named(text, expected):
     assert certificates_named(normalize(text)) == expected
+
+
+@pytest.mark.parametrize(
+    ("text", "paid_proof"),
+    [
+        ("税金をちゃんと納めてるっていう証明が欲しい", True),
+        ("市税を滞納してない証明書", True),
+        ("固定資産税を払ったことの証明", True),
+        ("収入の証明が要るんです", False),  # the income certificate
+        ("所得証明書を郵送で", False),
+    ],
+)
+def test_a_certificate_that_taxes_were_paid_is_the_paid_proof_aspect(text, paid_proof):
+    assert ("paid_proof" in aspects(normalize(text))) is paid_proof
