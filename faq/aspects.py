@@ -52,9 +52,11 @@ ASPECT_PATTERNS: dict[str, re.Pattern[str]] = {
     # words come between: not the income certificate (収入の証明)
     "paid_proof": re.compile(r"(?:払|納め|納付|滞納|未納)[^証、]{0,10}証明"),
     # where the tax office's mail should go (今の住所に送って, 息子の家へ届くように, 送り先):
-    # a change of address for notices, not a certificate asked for by post (郵送で送って)
+    # a change of address for notices, not a certificate asked for by post (郵送で送って),
+    # nor a notice that came (家に届いた) or a filing (市の方に届け出)
     "destination": re.compile(
-        r"(?:住所|家|うち|ところ|とこ|先|方)(?:に|へ)(?:送|届)|送り先|送付先|宛先|届け先|届く住所"
+        r"(?:住所|家|うち|ところ|とこ|先|方)(?:に|へ)(?:送|届くよう|届けて)|"
+        r"送り先|送付先|宛先|届け先|届く住所"
     ),
     "mine": re.compile(r"私の|わたしの|うちの|自分の|我が家|主人の|夫の|妻の|母の|父の|親の"),
 }

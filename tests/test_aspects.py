@@ -135,6 +135,8 @@ def test_paying_a_charge_that_is_not_a_tax(text, expected):
         ("郵便の送り先を変えたいんです", True),
         ("証明書を郵送で送ってもらえますか", False),  # a certificate by post
         ("納付書はいつ届きますか", False),
+        ("父あての通知が家に届いたんですが", False),  # a notice that came
+        ("市の方に届け出は要りますか", False),  # a filing
     ],
 )
 def test_where_the_mail_should_go_is_the_destination_aspect(text, destination):
