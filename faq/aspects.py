@@ -49,11 +49,16 @@ ASPECT_PATTERNS: dict[str, re.Pattern[str]] = {
         r"(?:払|納め)わ?なくて(?:いい|よい|も)"
     ),
     # a certificate that taxes were paid (納めてる証明, 滞納してないっていう証明), whatever
-    # words come between: not the income certificate (収入の証明)
-    "paid_proof": re.compile(r"(?:払|納め|納付|滞納|未納)[^証、]{0,10}証明"),
+    # few words come between: not the income certificate (収入の証明), nor a payer's
+    # statement (給与支払証明, 支払い証明: no verb of having paid)
+    "paid_proof": re.compile(r"(?:払っ|納め|納付し|納付済|滞納|未納)[^証]{0,8}証明"),
+    # paying with a phone (スマホで住民税を払える): the phone named before the paying, a few
+    # words apart; a phone named for anything else (スマホが壊れて, スマホで申告) is not
+    "by_phone": re.compile(r"(?:スマホ|スマートフォン)[^証]{0,8}(?:払|納め|納付[しで])"),
     # where the tax office's mail should go (今の住所に送って, 息子の家へ届くように, 送り先):
-    # a change of address for notices, not a certificate asked for by post (郵送で送って),
-    # nor a notice that came (家に届いた) or a filing (市の方に届け出)
+    # a change of address for notices, not a certificate asked for by post (証明書を家に
+    # 送って: dropped in ``aspects``), nor a notice that came (家に届いた) or a filing
+    # (市の方に届け出)
     "destination": re.compile(
         r"(?:住所|家|うち|ところ|とこ|先|方)(?:に|へ)(?:送|届くよう|届けて)|"
         r"送り先|送付先|宛先|届け先|届く住所"
@@ -179,6 +184,19 @@ def certificates_named(surface: str) -> frozenset[str]:
     )
 
 
+_CERTIFICATE_TITLE = re.compile(
+    "(?:" + "|".join(w for words in CERTIFICATE_WORDS.values() for w in words) + ")書?|や|と|の"
+)
+
+
+def certificate_entry(title: str) -> frozenset[str]:
+    """The kinds of certificate an entry is about: those its (normalised) title names, when
+    the title is nothing else (納税証明書; 所得証明書や課税証明書). A title that says more
+    (車検用の納税証明書) is about that use, which a caller may ask about naming another
+    certificate (車検に所得証明書は使えますか)."""
+    return certificates_named(title) if not _CERTIFICATE_TITLE.sub("", title) else frozenset()
+
+
 # Charges callers pay that are not city taxes: the water works, utilities, nursery fees and
 # the like. A question about paying one of them shares every word with a tax payment
 # question but its subject (水道料金をコンビニで, 保育料の口座振替), and the tax line has
@@ -227,5 +245,7 @@ def pays_other_charge(surface: str, key: str = "") -> bool:
 def aspects(text: str, key: str = "") -> list[str]:
     """Aspect and subject names present in (normalised) ``text``, each once."""
     found = [name for name, pattern in ASPECT_PATTERNS.items() if pattern.search(text)]
+    if "destination" in found and "証明" in text:
+        found.remove("destination")  # a certificate sent home is asked for by post
     found += ["tax:" + name for name in subjects(text, key)]
     return found

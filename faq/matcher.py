@@ -31,6 +31,7 @@ from rapidfuzz import fuzz, process
 
 from faq.aspects import (
     aspects,
+    certificate_entry,
     certificates_named,
     pays_other_charge,
     subjects,
@@ -187,7 +188,7 @@ class Matcher:
     def _build(self) -> None:
         titles = [self.prepare(e.title)[0] for e in self.entries]
         self.entry_subjects = [frozenset(subjects(t)) for t in titles]
-        self.entry_certificates = [certificates_named(t) for t in titles]
+        self.entry_certificates = [certificate_entry(t) for t in titles]
         # Features become column ids as soon as they are made and documents stay sparse:
         # the written and heard phrasings are thousands of rows over ~20,000 features.
         self.vocab: dict[str, int] = {}

@@ -125,20 +125,24 @@ def strip_endings(clause: str, max_rounds: int = 4) -> str:
 
 
 # Western Japanese forms of common grammar, in standard Japanese: many callers speak them
-# and the FAQ is written in the standard language. Only forms that are no other word: a
-# negative へん after the stem of a verb (届かへん, 払えへんかった; not へんな, strange), 〜んでええ
-# (need not; not after た or な, where ん is の: 払ったんで, なんで), しもうて / しもた
-# (〜てしまった), どない (how).
+# and the FAQ is written in the standard language. Only where they are no other word:
+# - a negative へん / へんかった after the stem of a verb (届かへん, 払えへんかった), not
+#   へんな (strange), 〜がへん (計算がへん, strange) or ここらへん (about here);
+# - 〜んで(も)ええ, need not (払わんでええ, せんでええ), not after た or な, where ん is の
+#   (払ったんで, なんで); with いい or よい not after さ either, where さん is an honorific
+#   (奥さんでいい);
+# - しもうて / しもた after a 〜て form (捨ててしもた), not もしもたとえば;
+# - どない, how, not the ない after けど, ほど or など (探したけどないんです).
+_VERB_STEM = "かさたなばまらえけげてねべめれ"
 _DIALECT = (
-    (
-        re.compile(r"([わかがさばまらえけげてねべめれ])ん(?:でも|で)(?:ええ|いい|よい)"),
-        "\\1なくてもいい",
-    ),
-    (re.compile(r"([かがさたなばまらえけげてねべめれ])へんかった"), "\\1なかった"),
-    (re.compile(r"([かがさたなばまらえけげてねべめれ])へん(?!な)"), "\\1ない"),
-    (re.compile(r"しもう?た"), "しまった"),
-    (re.compile(r"しもうて"), "しまって"),
-    (re.compile(r"どない"), "どう"),
+    (re.compile(r"せん(?:でも|で)ええ"), "しなくてもいい"),
+    (re.compile(r"([わかさがばまらえけげてねべめれ])ん(?:でも|で)ええ"), "\\1なくてもいい"),
+    (re.compile(r"([わかがばまらえけげてねべめれ])ん(?:でも|で)(?:いい|よい)"), "\\1なくてもいい"),
+    (re.compile(f"(?<![こそど])([{_VERB_STEM}])へんかった"), "\\1なかった"),
+    (re.compile(f"(?<![こそど])([{_VERB_STEM}])へん(?!な)"), "\\1ない"),
+    (re.compile(r"(?<=[てで])しもう?た"), "しまった"),
+    (re.compile(r"(?<=[てで])しもうて"), "しまって"),
+    (re.compile(r"(?<![けほな])どない"), "どう"),
 )
 
 

@@ -134,6 +134,7 @@ def test_paying_a_charge_that_is_not_a_tax(text, expected):
         ("納税通知書を娘の家へ届くようにしたい", True),
         ("郵便の送り先を変えたいんです", True),
         ("証明書を郵送で送ってもらえますか", False),  # a certificate by post
+        ("証明書を家に送ってもらえますか", False),
         ("納付書はいつ届きますか", False),
         ("父あての通知が家に届いたんですが", False),  # a notice that came
         ("市の方に届け出は要りますか", False),  # a filing
@@ -164,8 +165,22 @@ def test_the_certificates_named(text, expected):
         ("市税を滞納してない証明書", True),
         ("固定資産税を払ったことの証明", True),
         ("収入の証明が要るんです", False),  # the income certificate
+        ("給与支払証明書が欲しいんですが", False),  # a payer's statement
         ("所得証明書を郵送で", False),
     ],
 )
 def test_a_certificate_that_taxes_were_paid_is_the_paid_proof_aspect(text, paid_proof):
     assert ("paid_proof" in aspects(normalize(text))) is paid_proof
+
+
+@pytest.mark.parametrize(
+    ("text", "by_phone"),
+    [
+        ("スマホで住民税は払えますか", True),
+        ("スマートフォンから税金を納めたい", True),
+        ("スマホが壊れて納付書の写真が見られない", False),
+        ("スマホで申告できますか", False),
+    ],
+)
+def test_paying_with_a_phone_is_the_by_phone_aspect(text, by_phone):
+    assert ("by_phone" in aspects(normalize(text))) is by_phone

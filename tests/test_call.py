@@ -74,9 +74,18 @@ def run_call(
     return result, caller, recorder
 
 
+# Whisper on a Xeon with AMX (family 6 model 167) hears jf_alpha's 納付書 as 納付賞 and
+# the bot rightly confirms it; jm_kumo's is heard as 納付詳細 there and answered.
+CLEAR_VOICE = "jm_kumo"
+
+
 def test_answers_each_question_of_a_call(bot, faq):
     audio = caller_track(
-        "納付書を再発行してもらえますか", 2.5, "口座振替にしたいんですがどうすればいいですか", 2.5
+        "納付書を再発行してもらえますか",
+        2.5,
+        "口座振替にしたいんですがどうすればいいですか",
+        2.5,
+        voice=CLEAR_VOICE,
     )
     result, caller, _events = run_call(bot, audio)
     answered = [t for t in result.turns if t.heard]
@@ -465,7 +474,7 @@ def test_published_faq_reaches_new_calls(settings, bot, faq):
     asyncio.run(fresh.reload_faq(new_faq))
     assert fresh.understanding.faq.answer_text("payment.lost-notice") == changed.answer
     assert fresh.speech_cache.get(changed.answer) is not None
-    audio = caller_track("納付書を再発行してもらえますか", 2.5)
+    audio = caller_track("納付書を再発行してもらえますか", 2.5, voice=CLEAR_VOICE)
     result, _, _ = run_call(fresh, audio)
     assert result.turns[0].said.startswith(changed.answer)
 

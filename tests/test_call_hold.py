@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from test_call import OPEN, clip, run_call
+from test_call import CLEAR_VOICE, OPEN, clip, run_call
 
 from voicebot import prompts
 from voicebot.asr.base import Transcript
@@ -58,7 +58,7 @@ def test_a_caller_fetching_something_is_not_asked_again_while_they_do(bot, faq, 
     """The caller asks for a moment and comes back 20 s later with a question: in between
     the bot says it waits and says nothing more (no 「もう一度」 after the usual 8 s), and
     the question is answered."""
-    audio = track(QUESTION, 2.5, wait_please, 20.0, LATER_QUESTION, 3.0)
+    audio = track(clip(QUESTION, CLEAR_VOICE), 2.5, wait_please, 20.0, LATER_QUESTION, 3.0)
     result, _, _ = run_call(bot, audio)
     assert [t.action for t in result.turns] == ["answer", "hold", "answer"], [
         (t.heard, t.action) for t in result.turns

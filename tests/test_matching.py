@@ -261,6 +261,16 @@ def test_the_certificate_named_is_the_certificate_answered(faq, text, certificat
 
 @pytest.mark.parametrize(
     "text",
+    ["車検用の証明書は所得証明書ですか", "軽自動車の車検に所得証明書がいるって言われた"],
+)
+def test_a_certificate_for_a_use_is_not_set_back_by_another_certificate(faq, text):
+    """車検用の納税証明書 is about the inspection: a caller who asks whether another
+    certificate will do is asking about that, not about the income certificate."""
+    assert Matcher(faq).match(text).top.faq_id == "keiji.inspection-certificate"
+
+
+@pytest.mark.parametrize(
+    "text",
     [
         "固定資産税はATMで払えますか",
         "郵便局のATMで住民税を払いたいんですが",

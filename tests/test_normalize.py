@@ -19,6 +19,8 @@ from faq.normalize import normalize, standard_forms
         ("二回払ってしもた", "二回払ってしまった"),
         ("引っ越してしもうて", "引っ越してしまって"),
         ("どないしたらええ", "どうしたらええ"),
+        ("申告はせんでええの", "申告はしなくてもいいの"),
+        ("出さんでええ", "出さなくてもいい"),
     ],
 )
 def test_western_japanese_grammar_in_its_standard_form(said, standard):
@@ -32,6 +34,11 @@ def test_western_japanese_grammar_in_its_standard_form(said, standard):
         "もう払ったんでええですか",  # ん is の after た
         "なんでええの",  # why
         "この辺の土地の評価",
+        "ここらへんの土地",  # about here
+        "住民税の計算がへんです",  # strange
+        "通知書を探したけどないんです",  # けど, then ない
+        "名前は奥さんでいいですか",  # an honorific
+        "もしもたとえば払えなかったら",
     ],
 )
 def test_words_that_only_look_western_are_left_alone(text):

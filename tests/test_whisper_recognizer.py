@@ -184,12 +184,12 @@ def test_numpy_blas_is_held_to_the_recognisers_threads(faq):
     otherwise use every core and leave its workers spinning between recognitions."""
     from threadpoolctl import threadpool_info, threadpool_limits
 
-    threadpool_limits(limits=2, user_api="blas")  # as a fresh process on two cores has it
-    rec = WhisperRecognizer(n_best=1)
-    rec.load()
-    blas = [pool for pool in threadpool_info() if pool["user_api"] == "blas"]
+    with threadpool_limits(limits=2, user_api="blas"):  # as a fresh process on two cores
+        rec = WhisperRecognizer(n_best=1)
+        rec.load()
+        blas = [pool for pool in threadpool_info() if pool["user_api"] == "blas"]
+        rec.close()
     assert blas and all(pool["num_threads"] == rec.cpu_threads == 1 for pool in blas)
-    rec.close()
 
 
 @pytest.fixture

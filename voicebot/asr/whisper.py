@@ -104,7 +104,8 @@ def bound_blas_threads(threads: int) -> None:
     call. OpenBLAS runs it on every core and its workers then spin, waiting for more:
     with a call of twelve questions alone on a 2-core Xeon they burnt a quarter of the
     process's CPU (1.85 of 7.3 s) for no gain in time, since recognitions already run
-    in parallel on their own threads.
+    in parallel on their own threads. The limit is the process's: the last recogniser
+    loaded sets it (one per process in service).
     """
     from threadpoolctl import threadpool_limits
 
@@ -174,8 +175,8 @@ class WhisperRecognizer:
             if self._model is not None:
                 return
             bound_encoder_shapes()
-            bound_blas_threads(self.cpu_threads)
             try:
+                bound_blas_threads(self.cpu_threads)
                 from faster_whisper import WhisperModel
                 from faster_whisper.tokenizer import Tokenizer
                 from faster_whisper.transcribe import get_suppressed_tokens
