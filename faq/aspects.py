@@ -24,7 +24,7 @@ ASPECT_PATTERNS: dict[str, re.Pattern[str]] = {
     ),
     "count": re.compile(r"何回|なんかい|何期|回数|何枚|年\d回|分けて"),
     "cost": re.compile(
-        r"いくら|料金|手数料|値段|費用|無料|有料|ただで|タダ|円|お金(?:が|は|って)?(?:かか|い[りる]|要[りる]|必要)"
+        r"いくら|なんぼ|何ぼ|料金|手数料|値段|費用|無料|有料|ただで|タダ|円|お金(?:が|は|って)?(?:かか|い[りる]|要[りる]|必要)"
     ),
     "where": re.compile(r"どこ|場所|何階|なんかい|窓口|どちらに|どの(?:市|役所|窓口)"),
     "how": re.compile(
@@ -37,7 +37,7 @@ ASPECT_PATTERNS: dict[str, re.Pattern[str]] = {
     "what": re.compile(r"とは|って何|ってなに|どういう|どんな|何ですか|なんですか|仕組み|しくみ"),
     "can": re.compile(r"でき|出来|可能|使え|もらえ|取れ|とれ|払え|大丈夫"),
     "check": re.compile(  # 届いてるの / 届いてますか (normalised: a closing 〜て, 届いて)
-        rf"確認|{_DONE}(?:い)?(?:る|ます)|反映|済んで|引き落とされ|"
+        rf"確認|{_DONE}(?:い)?(?:る|ます|たか)|反映|済んで|引き落とされ|"
         r"届いて(?:い)?(?:る|ます)(?:か|の)|"
         rf"(?:{_DONE}|届いて)$"
     ),
@@ -62,6 +62,12 @@ ASPECT_PATTERNS: dict[str, re.Pattern[str]] = {
     "destination": re.compile(
         r"(?:住所|家|うち|ところ|とこ|先|方)(?:に|へ)(?:送|届くよう|届けて)|"
         r"送り先|送付先|宛先|届け先|届く住所"
+    ),
+    # the caller cannot pay as due (払うのが難しい, 余裕がない, 収入が減って): a case for staff,
+    # whatever the tax or the reason
+    "hardship": re.compile(
+        r"払えな|払えそうにな|払うのが(?:難し|しんど|無理|厳し|きつ)|支払[いう].{0,5}(?:難し|厳し|無理)|"
+        r"余裕が?な|お金がな|生活が(?:苦し|厳し)|収入が(?:減|な|途絶)|手が回らな|精一杯|精いっぱい"
     ),
     "mine": re.compile(r"私の|わたしの|うちの|自分の|我が家|主人の|夫の|妻の|母の|父の|親の"),
 }
@@ -222,6 +228,30 @@ HARDSHIP = re.compile(
 # Right after the charge: named as a comparison (「水道料金みたいに口座振替に」) or as income
 # (家賃収入), not as what is paid.
 NOT_PAID = re.compile(r"みたい|みたく|のよう|と同じ|と一緒|収入|所得")
+
+
+# Places a city runs besides its tax office, compiled from a city's list of facilities, not
+# from any caller's words: a question about their hours or where they are shares every word
+# with the tax office's (何時まで開いて, どこにありますか) but has no answer on this line.
+OTHER_FACILITIES = re.compile(
+    r"図書館|公民館|体育館|プール|美術館|博物館|動物園|植物園|水族館|児童館|市民会館|"
+    r"文化会館|市民病院|病院|保健所|保健センター|郵便局|清掃工場|クリーンセンター|斎場|"
+    r"火葬場|霊園|墓地|保育園|幼稚園|小学校|中学校|高校|スポーツセンター|運動公園|公園"
+)
+OPEN_OR_WHERE = re.compile(r"何時|開いて|開い?と|開館|閉館|休館|休み|閉ま|場所|どこ|行き方")
+
+
+def asks_other_facility(surface: str) -> bool:
+    """Whether the text asks when a facility other than the tax office is open, or where it
+    is: a facility named before the words of hours or place, and nothing of taxes (税,
+    ``TAX_MATTERS``) or of the caller's hardship (病院に入院して払えない) in the text."""
+    facility = OTHER_FACILITIES.search(surface)
+    if facility is None or "税" in surface or TAX_MATTERS.search(surface):
+        return False
+    if HARDSHIP.search(surface):
+        return False
+    asked = OPEN_OR_WHERE.search(surface, facility.end())
+    return asked is not None
 
 
 def pays_other_charge(surface: str, key: str = "") -> bool:

@@ -30,6 +30,7 @@ import numpy as np
 from rapidfuzz import fuzz, process
 
 from faq.aspects import (
+    asks_other_facility,
     aspects,
     certificate_entry,
     certificates_named,
@@ -416,7 +417,7 @@ class Matcher:
 
     def _match(self, text: str, top_k: int) -> Match:
         surface, keys = self.prepare_keys(text)
-        outside = pays_other_charge(surface, keys[0])
+        outside = pays_other_charge(surface, keys[0]) or asks_other_facility(surface)
         return Match(
             text=text,
             normalized=surface,

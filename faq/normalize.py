@@ -132,8 +132,15 @@ def strip_endings(clause: str, max_rounds: int = 4) -> str:
 #   (払ったんで, なんで); with いい or よい not after さ either, where さん is an honorific
 #   (奥さんでいい);
 # - しもうて / しもた after a 〜て form (捨ててしもた), not もしもたとえば;
-# - どない, how, not the ない after けど, ほど or など (探したけどないんです).
+# - どない, how, not the ない after けど, ほど or など (探したけどないんです);
+# - もうた / もうて, the same しまった after a 〜て form (払うてもうた), not でもたぶん;
+# - the う-verbs' past and て forms in う (払うた, 買うて, もろた), not 払うため or 買うたび;
+# - 〜とる / 〜とった / 〜とらん, the western progressive (落ちとった, 届いとらん), only
+#   after a verb's 〜て stem, where とる cannot be 取る (証明書をとった);
+# - Kyushu's どげん (how), どげんして (by what means).
 _VERB_STEM = "かさたなばまらえけげてねべめれ"
+_U_VERB = "払買使言会違思貰"
+_TE_STEM = "っいちきしみりびえけせてねべめれ"
 _DIALECT = (
     (re.compile(r"せん(?:でも|で)ええ"), "しなくてもいい"),
     (re.compile(r"([わかさがばまらえけげてねべめれ])ん(?:でも|で)ええ"), "\\1なくてもいい"),
@@ -143,6 +150,15 @@ _DIALECT = (
     (re.compile(r"(?<=[てで])しもう?た"), "しまった"),
     (re.compile(r"(?<=[てで])しもうて"), "しまって"),
     (re.compile(r"(?<![けほな])どない"), "どう"),
+    (re.compile(r"どげんして"), "どうやって"),
+    (re.compile(r"どげん"), "どう"),
+    (re.compile(r"(?<=[てで])もうた"), "しまった"),
+    (re.compile(r"(?<=[てで])もうて"), "しまって"),
+    (re.compile(f"([{_U_VERB}])う([たて])(?![めび])"), "\\1っ\\2"),
+    (re.compile(r"もろ([たて])"), "もらっ\\1"),
+    (re.compile(f"(?<=[{_TE_STEM}])とっ([たて])"), "てい\\1"),
+    (re.compile(f"(?<=[{_TE_STEM}])とら(?:ん|へん)"), "ていない"),
+    (re.compile(f"(?<=[{_TE_STEM}])とる"), "ている"),
 )
 
 

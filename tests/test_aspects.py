@@ -5,7 +5,14 @@ from __future__ import annotations
 
 import pytest
 
-from faq.aspects import aspects, certificates_named, pays_other_charge, subjects, taxes_named
+from faq.aspects import (
+    asks_other_facility,
+    aspects,
+    certificates_named,
+    pays_other_charge,
+    subjects,
+    taxes_named,
+)
 from faq.normalize import normalize
 from faq.reading import sound_key
 
@@ -184,3 +191,58 @@ def test_a_certificate_that_taxes_were_paid_is_the_paid_proof_aspect(text, paid_
 )
 def test_paying_with_a_phone_is_the_by_phone_aspect(text, by_phone):
     assert ("by_phone" in aspects(normalize(text))) is by_phone
+
+
+@pytest.mark.parametrize(
+    ("text", "hardship"),
+    [
+        ("固定資産税をお支払いするのが難しくて", True),
+        ("仕事がなくなって住民税を払う余裕がないんです", True),
+        ("収入が減ってしまって今月は厳しい", True),
+        ("申告の仕方が難しいんですが", False),  # hard to understand, not to pay
+        ("余裕をもって納付書を送ってほしい", False),
+        ("コンビニで払えますか", False),
+    ],
+)
+def test_a_caller_who_cannot_pay_as_due_is_the_hardship_aspect(text, hardship):
+    assert ("hardship" in aspects(normalize(text))) is hardship
+
+
+@pytest.mark.parametrize(
+    ("text", "check"),
+    [
+        ("引き落とし、ちゃんとできてたか見てほしい", True),
+        ("先月の分、入ってたか確認を", True),
+        ("口座振替はできますか", False),
+    ],
+)
+def test_asking_whether_something_went_through_is_the_check_aspect(text, check):
+    assert ("check" in aspects(normalize(text))) is check
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("図書館って何時まで開いてますか", True),
+        ("市民病院の場所を教えてください", True),
+        ("公民館は日曜日休みですか", True),
+        ("体育館への行き方は", True),
+        # the tax office's own business, wherever it is
+        ("図書館の隣の市税事務所は何時まで", False),
+        ("病院に入院していて、固定資産税を払うのが難しいんです", False),
+        ("入院していた病院の領収書で控除は受けられますか", False),
+        # a facility named, but not its hours or place
+        ("保育園に入れたので、所得証明が要ります", False),
+        ("窓口は何時まで開いていますか", False),  # the tax office itself
+    ],
+)
+def test_asking_when_or_where_another_facility_is_open(text, expected):
+    assert asks_other_facility(normalize(text)) is expected
+
+
+def test_another_facilitys_hours_are_not_answered_as_the_tax_offices(understanding):
+    match, decision = understanding.understand("市民プールは何時まで開いてますか")
+    assert match.outside and not match.candidates
+    assert decision.action.value != "answer"
+    match, decision = understanding.understand("税務課の窓口は何時まで開いてますか")
+    assert not match.outside and decision.faq_id == "general.office-hours"

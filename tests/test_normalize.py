@@ -21,6 +21,15 @@ from faq.normalize import normalize, standard_forms
         ("どないしたらええ", "どうしたらええ"),
         ("申告はせんでええの", "申告はしなくてもいいの"),
         ("出さんでええ", "出さなくてもいい"),
+        ("コンビニでも払うてもうた", "コンビニでも払ってしまった"),
+        ("二回払ってもうて", "二回払ってしまって"),
+        ("買うた人と分けるの", "買った人と分けるの"),
+        ("役所で言うてた", "役所で言ってた"),
+        ("もろた書類", "もらった書類"),
+        ("口座から落ちとった", "口座から落ちていた"),
+        ("通知が届いとらん", "通知が届いていない"),
+        ("県外に持っとる土地", "県外に持っている土地"),
+        ("どげんして払えばよか", "どうやって払えばよか"),
     ],
 )
 def test_western_japanese_grammar_in_its_standard_form(said, standard):
@@ -39,6 +48,11 @@ def test_western_japanese_grammar_in_its_standard_form(said, standard):
         "通知書を探したけどないんです",  # けど, then ない
         "名前は奥さんでいいですか",  # an honorific
         "もしもたとえば払えなかったら",
+        "それでもたぶん届きます",
+        "払うために必要な書類",  # to pay, not paid
+        "買うたびに",
+        "証明書をとったんです",  # 取る, took
+        "写真とってもいいですか",
     ],
 )
 def test_words_that_only_look_western_are_left_alone(text):
