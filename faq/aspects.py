@@ -67,7 +67,7 @@ ASPECT_PATTERNS: dict[str, re.Pattern[str]] = {
     # whatever the tax or the reason
     "hardship": re.compile(
         r"払えな|払えそうにな|払うのが(?:難し|しんど|無理|厳し|きつ)|支払[いう].{0,5}(?:難し|厳し|無理)|"
-        r"余裕が?な|お金がな|生活が(?:苦し|厳し)|収入が(?:減|な|途絶)|手が回らな|精一杯|精いっぱい"
+        r"(?:お金|生活|支払|払う)の?余裕が?な|お金がな|生活が(?:苦し|厳し)|収入が(?:減|な|途絶)|手が回らな|精一杯|精いっぱい"
     ),
     "mine": re.compile(r"私の|わたしの|うちの|自分の|我が家|主人の|夫の|妻の|母の|父の|親の"),
 }
@@ -230,28 +230,43 @@ HARDSHIP = re.compile(
 NOT_PAID = re.compile(r"みたい|みたく|のよう|と同じ|と一緒|収入|所得")
 
 
-# Places a city runs besides its tax office, compiled from a city's list of facilities, not
-# from any caller's words: a question about their hours or where they are shares every word
-# with the tax office's (何時まで開いて, どこにありますか) but has no answer on this line.
-OTHER_FACILITIES = re.compile(
+# Places a city runs besides its tax office (and a few others callers ask the city about),
+# compiled from a city's list of facilities, not from any caller's words: a question about
+# their hours or where they are shares every word with the tax office's (何時まで開いて,
+# どこにありますか) but has no answer on this line. Not the post office or the city's own
+# offices, where taxes are paid and certificates asked for.
+OTHER_FACILITIES = (
     r"図書館|公民館|体育館|プール|美術館|博物館|動物園|植物園|水族館|児童館|市民会館|"
-    r"文化会館|市民病院|病院|保健所|保健センター|郵便局|清掃工場|クリーンセンター|斎場|"
-    r"火葬場|霊園|墓地|保育園|幼稚園|小学校|中学校|高校|スポーツセンター|運動公園|公園"
+    r"文化会館|病院|保健所|保健センター|清掃工場|クリーンセンター|斎場|火葬場|霊園|"
+    r"保育園|幼稚園|小学校|中学校|高校|スポーツセンター|運動公園|公園|銀行|ハローワーク|"
+    r"パスポートセンター|コミュニティセンター"
 )
-OPEN_OR_WHERE = re.compile(r"何時|開いて|開い?と|開館|閉館|休館|休み|閉ま|場所|どこ|行き方")
+# The facility as the subject of the question, its hours or place asked a few words on
+# (図書館って何時まで開いて, 公民館は日曜日休み), not a facility named on the way
+# (病院の帰りに寄りたいが窓口は何時まで).
+ASKS_FACILITY = re.compile(
+    rf"(?:{OTHER_FACILITIES})(?:って|は|の)?.{{0,8}}?"
+    r"(?:何時|開いて|開い?と|開館|閉館|休館|休み|閉ま|場所|どこ|行き方|やって(?:い|る|ま|$))"
+)
+# Words of the tax office's own business or of its mail: with one of them, the facility is
+# context (郵便局で納付書は何時まで払える, 保育園に出す書類はどこで, 公園の近くの土地).
+TAX_OFFICE_MATTERS = re.compile(
+    r"窓口|市役所|役所|支所|納付|納め|払|通知|督促|口座|引き?落|書類|手続|届|土地|家|"
+    r"取り壊|相続|証明|送り先|申告"
+)
 
 
 def asks_other_facility(surface: str) -> bool:
-    """Whether the text asks when a facility other than the tax office is open, or where it
-    is: a facility named before the words of hours or place, and nothing of taxes (税,
-    ``TAX_MATTERS``) or of the caller's hardship (病院に入院して払えない) in the text."""
-    facility = OTHER_FACILITIES.search(surface)
-    if facility is None or "税" in surface or TAX_MATTERS.search(surface):
+    """Whether the text asks when another facility is open, or where it is (``ASKS_FACILITY``),
+    and nothing of taxes (税, ``TAX_MATTERS``, ``TAX_OFFICE_MATTERS``) or of the caller's
+    hardship (病院に入院して払えない) is in the text."""
+    if not ASKS_FACILITY.search(surface) or "税" in surface:
         return False
-    if HARDSHIP.search(surface):
-        return False
-    asked = OPEN_OR_WHERE.search(surface, facility.end())
-    return asked is not None
+    return not (
+        TAX_MATTERS.search(surface)
+        or TAX_OFFICE_MATTERS.search(surface)
+        or HARDSHIP.search(surface)
+    )
 
 
 def pays_other_charge(surface: str, key: str = "") -> bool:

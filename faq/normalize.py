@@ -135,12 +135,15 @@ def strip_endings(clause: str, max_rounds: int = 4) -> str:
 # - どない, how, not the ない after けど, ほど or など (探したけどないんです);
 # - もうた / もうて, the same しまった after a 〜て form (払うてもうた), not でもたぶん;
 # - the う-verbs' past and て forms in う (払うた, 買うて, もろた), not 払うため or 買うたび;
-# - 〜とる / 〜とった / 〜とらん, the western progressive (落ちとった, 届いとらん), only
-#   after a verb's 〜て stem, where とる cannot be 取る (証明書をとった);
+# - 〜とる / 〜とった / 〜とらん (〜どる after ん), the western progressive (落ちとった,
+#   届いとらん, 済んどる), only after a verb's 〜て stem, where とる is not 取る
+#   (証明書をとった, 受けとった);
 # - Kyushu's どげん (how), どげんして (by what means).
 _VERB_STEM = "かさたなばまらえけげてねべめれ"
 _U_VERB = "払買使言会違思貰"
-_TE_STEM = "っいちきしみりびえけせてねべめれ"
+# A 〜て stem before the western progressive: not け, き, み or り, whose 〜とる is as often
+# 取る written in kana (受けとる, 引きとる, 読みとる, 切りとる), nor the い of 買い (買いとる).
+_PROGRESSIVE = "(?<=[っいちしびえせてねべめれ来見出寝])(?<!買い)"
 _DIALECT = (
     (re.compile(r"せん(?:でも|で)ええ"), "しなくてもいい"),
     (re.compile(r"([わかさがばまらえけげてねべめれ])ん(?:でも|で)ええ"), "\\1なくてもいい"),
@@ -152,13 +155,17 @@ _DIALECT = (
     (re.compile(r"(?<![けほな])どない"), "どう"),
     (re.compile(r"どげんして"), "どうやって"),
     (re.compile(r"どげん"), "どう"),
-    (re.compile(r"(?<=[てで])もうた"), "しまった"),
+    (re.compile(r"(?<=[てで])もうた(?!ぶん|しか|いへん|くさん)"), "しまった"),
     (re.compile(r"(?<=[てで])もうて"), "しまって"),
     (re.compile(f"([{_U_VERB}])う([たて])(?![めび])"), "\\1っ\\2"),
     (re.compile(r"もろ([たて])"), "もらっ\\1"),
-    (re.compile(f"(?<=[{_TE_STEM}])とっ([たて])"), "てい\\1"),
-    (re.compile(f"(?<=[{_TE_STEM}])とら(?:ん|へん)"), "ていない"),
-    (re.compile(f"(?<=[{_TE_STEM}])とる"), "ている"),
+    (re.compile(f"{_PROGRESSIVE}とっ([たて])"), "てい\\1"),
+    (re.compile(f"{_PROGRESSIVE}とら(?:ん|へん|な)かった"), "ていなかった"),
+    (re.compile(f"{_PROGRESSIVE}とら(?:ん|へん|ない)"), "ていない"),
+    (re.compile(f"{_PROGRESSIVE}とる"), "ている"),
+    (re.compile(r"(?<=ん)どっ([たて])"), "でい\\1"),  # 済んどった, 申し込んどる
+    (re.compile(r"(?<=ん)どら(?:ん|へん|ない)"), "でいない"),
+    (re.compile(r"(?<=ん)どる"), "でいる"),
 )
 
 
@@ -172,6 +179,6 @@ def standard_forms(text: str) -> str:
 def normalize(text: str) -> str:
     """Content-only surface form: width/case folded, no punctuation, fillers or politeness;
     western Japanese grammar in its standard form."""
-    clauses = [strip_fillers(c) for c in split_clauses(text)]
+    clauses = [standard_forms(strip_fillers(c)) for c in split_clauses(text)]
     joined = "".join(_LONG_RUN_RE.sub("ー", c) for c in clauses if c)
-    return strip_endings(standard_forms(joined))
+    return strip_endings(joined)

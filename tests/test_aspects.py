@@ -201,6 +201,7 @@ def test_paying_with_a_phone_is_the_by_phone_aspect(text, by_phone):
         ("収入が減ってしまって今月は厳しい", True),
         ("申告の仕方が難しいんですが", False),  # hard to understand, not to pay
         ("余裕をもって納付書を送ってほしい", False),
+        ("平日に行く余裕がないんですけど", False),  # no time, not no money
         ("コンビニで払えますか", False),
     ],
 )
@@ -227,6 +228,8 @@ def test_asking_whether_something_went_through_is_the_check_aspect(text, check):
         ("市民病院の場所を教えてください", True),
         ("公民館は日曜日休みですか", True),
         ("体育館への行き方は", True),
+        ("図書館は土曜日もやってますか", True),
+        ("銀行って何時まで開いてますか", True),
         # the tax office's own business, wherever it is
         ("図書館の隣の市税事務所は何時まで", False),
         ("病院に入院していて、固定資産税を払うのが難しいんです", False),
@@ -234,6 +237,11 @@ def test_asking_whether_something_went_through_is_the_check_aspect(text, check):
         # a facility named, but not its hours or place
         ("保育園に入れたので、所得証明が要ります", False),
         ("窓口は何時まで開いていますか", False),  # the tax office itself
+        # a facility named on the way, or where taxes are paid
+        ("郵便局で納付書って何時まで払えますか", False),
+        ("保育園のお迎えがあるので、土曜日も窓口開いてますか", False),
+        ("公園の近くの土地を相続しました、どこに届けたらいいですか", False),
+        ("病院の帰りに寄りたいんですけど、何時までですか", False),
     ],
 )
 def test_asking_when_or_where_another_facility_is_open(text, expected):

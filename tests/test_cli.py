@@ -101,8 +101,10 @@ def test_turn_taking_from_environment(monkeypatch):
 
     monkeypatch.setenv("VOICEBOT_CALL__HOLD_INCOMPLETE_MS", "1200")
     monkeypatch.setenv("VOICEBOT_CALL__MERGE_WINDOW_MS", "1800")
+    monkeypatch.setenv("VOICEBOT_CALL__SPECULATION_DECODE_AFTER_MS", "260")
     config = Bot(Settings()).call_config()
     assert (config.hold_incomplete_ms, config.merge_window_ms) == (1200, 1800)
+    assert config.speculation_decode_after_ms == 260
 
 
 def test_thresholds_from_config_file(tmp_path):

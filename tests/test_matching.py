@@ -225,6 +225,22 @@ def test_a_charge_that_is_not_a_tax_is_not_answered_from_another_reading(underst
     assert (request.action, request.intent) == (BotAction.TRANSFER, "operator")
 
 
+@pytest.mark.parametrize(
+    ("text", "not_answered_as"),
+    [
+        ("時間をつぶしたいだけです", "kotei.demolished"),  # killing time, not a house
+        ("店をつぶしたんですが、住民税はどうなりますか", "kotei.demolished"),
+        ("平日に行く余裕がないんですけど、土日に窓口は", "payment.cannot-pay"),
+        ("評価額が上がったのはなぜですか", "general.my-amount"),
+    ],
+)
+def test_everyday_words_do_not_pull_to_a_topic_they_only_resemble(
+    understanding, text, not_answered_as
+):
+    match, decision = understanding.understand(text)
+    assert getattr(decision, "faq_id", None) != not_answered_as, match.candidates
+
+
 def test_a_thanks_before_a_question_outside_the_faq_is_not_a_goodbye(understanding):
     """「ありがとう」 then a question about the gas bill: the caller is not leaving."""
     thanks_then_asks = "ありがとうございます。それとガス代はコンビニで払えますか"

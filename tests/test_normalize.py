@@ -30,6 +30,9 @@ from faq.normalize import normalize, standard_forms
         ("通知が届いとらん", "通知が届いていない"),
         ("県外に持っとる土地", "県外に持っている土地"),
         ("どげんして払えばよか", "どうやって払えばよか"),
+        ("通知が届いとらんかった", "通知が届いていなかった"),
+        ("もう申し込んどる", "もう申し込んでいる"),
+        ("書類が来とる", "書類が来ている"),
     ],
 )
 def test_western_japanese_grammar_in_its_standard_form(said, standard):
@@ -53,10 +56,19 @@ def test_western_japanese_grammar_in_its_standard_form(said, standard):
         "買うたびに",
         "証明書をとったんです",  # 取る, took
         "写真とってもいいですか",
+        "還付金を受けとった",  # 受け取る in kana
+        "バーコードを読みとって",
+        "土地を買いとった",
     ],
 )
 def test_words_that_only_look_western_are_left_alone(text):
     assert standard_forms(text) == text
+
+
+def test_western_forms_are_not_read_across_a_pause():
+    """A clause ending in 〜て followed by one starting with もう is no もうた."""
+    assert normalize("引き落としで、もうたぶん済んでる") == "引き落としでもうたぶん済んでる"
+    assert normalize("延滞金がついて、もうたいへん").startswith("延滞金がついてもうたいへ")
 
 
 def test_the_standard_form_reaches_the_matcher_without_politeness():

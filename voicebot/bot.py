@@ -226,6 +226,7 @@ class Bot:
             endpointing=call.endpointing,
             yes_no_min_speech_ms=call.yes_no_min_speech_ms,
             speculative=call.speculative_recognition,
+            speculation_decode_after_ms=call.speculation_decode_after_ms,
             hold_incomplete_ms=call.hold_incomplete_ms,
             merge_window_ms=call.merge_window_ms,
             held_no_input_ms=call.held_no_input_ms,

@@ -225,6 +225,14 @@ class CallSettings(BaseModel):
     endpointing: EndpointingConfig = Field(default_factory=EndpointingConfig)
     yes_no_min_speech_ms: int = Field(150, ge=0)
     speculative_recognition: bool = True
+    speculation_decode_after_ms: int | None = Field(
+        200,
+        gt=0,
+        description=(
+            "A speculative recognition decodes only once the caller's pause has lasted this "
+            "long, or the turn ended (its encoder pass runs at once); None: at once"
+        ),
+    )
     hold_incomplete_ms: int = Field(
         750,
         ge=0,

@@ -2,8 +2,11 @@
 
 Recognition starts speculatively at the first short pause in the caller's speech, so that
 it is usually done when the turn ends; if nothing was said after that pause the result is
-reused, otherwise it is cancelled and the whole turn recognised. Work for a call that has
-moved on (the caller spoke again, the call ended) is cancelled.
+reused, otherwise it is cancelled and the whole turn recognised. On a live call a
+recogniser that can (``holds_decoding``) begins a speculation's decoding only once the pause
+has lasted ``decode_after_ms`` or the turn has ended (``DecodeHold``): most pauses inside
+a sentence are over by then. Work for a call that has moved on (the caller spoke again,
+the call ended) is cancelled.
 
 A recognition is finished only when the understanding of what it heard is prepared too
 (``prepare``, in a worker thread): that work can take as long as the recognition itself
@@ -20,6 +23,7 @@ from collections.abc import Callable
 import numpy as np
 
 from voicebot.asr.base import Recognizer, Transcript
+from voicebot.asr.decode_hold import DecodeHold
 from voicebot.caller_audio import CallerAudio
 from voicebot.clock import Clock
 from voicebot.endpointing import SpeechEnd
@@ -39,13 +43,15 @@ class RecognitionSchedule:
         clock: Clock,
         audio: CallerAudio,
         prepare: Callable[[Transcript], None] | None = None,
+        decode_after_ms: float | None = None,
     ) -> None:
         self.recognizer = recognizer
         self.clock = clock
         self.audio = audio
         self.prepare = prepare  # blocking; its results are kept by the transcript and matcher
-        # job, last_speech_ms, and where the recognised audio starts
-        self._spec: tuple[Job[Transcript], float, float] | None = None
+        self.decode_after_ms = decode_after_ms  # None: a speculation decodes at once
+        # job, last_speech_ms, where the recognised audio starts, and its decoding's hold
+        self._spec: tuple[Job[Transcript], float, float, DecodeHold | None] | None = None
         self._current: Finished | None = None
 
     @property
@@ -53,12 +59,17 @@ class RecognitionSchedule:
         """A turn is being recognised."""
         return self._current is not None
 
-    async def _start(self, start_ms: float, end_ms: float) -> Job[Transcript]:
+    async def _start(
+        self, start_ms: float, end_ms: float, hold: DecodeHold | None = None
+    ) -> Job[Transcript]:
         audio = self.audio.cut(start_ms, end_ms)
-        return await Job.start(self.clock, self._recognised(audio), lane=self.recognizer)
+        return await Job.start(self.clock, self._recognised(audio, hold), lane=self.recognizer)
 
-    async def _recognised(self, audio: np.ndarray) -> Transcript:
-        transcript = await self.recognizer.transcribe(audio)
+    async def _recognised(self, audio: np.ndarray, hold: DecodeHold | None) -> Transcript:
+        if hold is None:
+            transcript = await self.recognizer.transcribe(audio)
+        else:
+            transcript = await self.recognizer.transcribe(audio, hold=hold)  # type: ignore[call-arg]
         if self.prepare is not None:
             try:
                 await asyncio.to_thread(self.prepare, transcript)
@@ -69,7 +80,21 @@ class RecognitionSchedule:
     async def speculate(self, start_ms: float, last_speech_ms: float) -> None:
         """The caller paused: recognise what they said so far, in case the turn ends here."""
         self.drop_speculation()  # a pause earlier in the utterance is stale now
-        self._spec = (await self._start(start_ms, last_speech_ms), last_speech_ms, start_ms)
+        hold = self._hold(last_speech_ms)
+        job = await self._start(start_ms, last_speech_ms, hold)
+        self._spec = (job, last_speech_ms, start_ms, hold)
+
+    def _hold(self, last_speech_ms: float) -> DecodeHold | None:
+        """A hold for a speculation's decoding: live calls only (a replay's clock does not
+        wait), and only for a recogniser that takes one."""
+        if (
+            self.decode_after_ms is None
+            or not self.clock.realtime
+            or not getattr(self.recognizer, "holds_decoding", False)
+        ):
+            return None
+        paused_ms = self.clock.now_ms() - last_speech_ms
+        return DecodeHold((self.decode_after_ms - paused_ms) / 1000.0)
 
     def drop_speculation(self) -> None:
         if self._spec is not None:
@@ -81,6 +106,8 @@ class RecognitionSchedule:
         spec, self._spec = self._spec, None
         turn = SpeechEnd(end.at_ms, start_ms, end.last_speech_ms)
         if spec is not None and spec[1] >= end.last_speech_ms - 1e-6 and spec[2] == start_ms:
+            if spec[3] is not None:
+                spec[3].release()  # the turn ended at that pause: decode now
             self._current = (spec[0], turn, True)
             return
         if spec is not None:

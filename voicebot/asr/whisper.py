@@ -58,6 +58,7 @@ from pathlib import Path
 import numpy as np
 
 from voicebot.asr.base import RecognizerError, Transcript
+from voicebot.asr.decode_hold import DecodeHold
 from voicebot.asr.hint_echo import echoes_hint
 from voicebot.asr.stock_phrases import is_stock_phrase
 from voicebot.asr.vocabulary import OutputVocabulary
@@ -124,6 +125,7 @@ class WhisperRecognizer:
 
     name = "whisper"
     sample_rate = SAMPLE_RATE
+    holds_decoding = True  # ``transcribe`` takes a speculation's ``DecodeHold``
 
     def __init__(
         self,
@@ -263,14 +265,16 @@ class WhisperRecognizer:
             return any(self._overlaps)
 
     def transcribe_sync(
-        self, samples: np.ndarray, cancelled: threading.Event | None = None
+        self,
+        samples: np.ndarray,
+        cancelled: threading.Event | None = None,
+        hold: DecodeHold | None = None,
     ) -> Transcript:
         """Recognise int16 mono 16 kHz samples (blocking).
 
-        ``cancelled`` set (the caller went on speaking after a speculative start) stops the
-        work at the next step boundary with ``RecognitionCancelled``: a decoding itself cannot
-        be interrupted, but the ones not begun are skipped.
-        """
+        ``cancelled`` set (the caller went on after a speculative start) stops the work at
+        the next step with ``RecognitionCancelled``: a decoding cannot be interrupted, but
+        those not begun are skipped; a speculation's ``hold`` delays them past the encoder."""
         if self._model is None:
             self.load()
         stop = cancelled or threading.Event()
@@ -288,6 +292,9 @@ class WhisperRecognizer:
         try:
             encoded = self._encode(audio)
             _check(stop)
+            if hold is not None and not self.is_shared():  # others waiting: no idle worker
+                hold.wait()
+                _check(stop)
             heard, plain = self._decode_all(encoded, at_once, beam_size, extra_beam, max_new, stop)
             unprompted = HintFreeRatings(
                 {text: ids for text, _, ids in heard if text and ids},
@@ -489,8 +496,8 @@ class WhisperRecognizer:
         text = self._tokenizer.decode(self._token_map.to_original(ids)).strip()
         return drop_repetition(_drop_replacement_chars(text))
 
-    async def transcribe(self, samples: np.ndarray) -> Transcript:
-        """Recognise without blocking the event loop.
+    async def transcribe(self, samples: np.ndarray, hold: DecodeHold | None = None) -> Transcript:
+        """Recognise without blocking the event loop; ``hold``: see ``transcribe_sync``.
 
         A dropped recognition stops counting as in flight when it is dropped, not when its
         thread gets to the next step: a lone caller's stale speculation, still in its last
@@ -503,12 +510,14 @@ class WhisperRecognizer:
             self._in_flight += 1
         cancelled = threading.Event()
         counted = [True]  # until finished or dropped, whichever comes first
-        future = self._executor.submit(self.transcribe_sync, samples, cancelled)
+        future = self._executor.submit(self.transcribe_sync, samples, cancelled, hold)
         future.add_done_callback(lambda _: self._uncount(counted))  # also if never started
         try:
             return await asyncio.wrap_future(future)
         except asyncio.CancelledError:
             cancelled.set()  # a running recognition skips the decodings it has not begun
+            if hold is not None:
+                hold.release()  # a held one wakes to find itself cancelled
             self._uncount(counted)
             raise
 
