@@ -140,6 +140,7 @@ async def main_async(args: argparse.Namespace) -> dict:
         },
         "tts": settings.tts.engine,
         "short_pause_ms": settings.call.endpointing.short_pause_ms,
+        "speculation_decode_after_ms": settings.call.speculation_decode_after_ms,
         "endpointing_end_silence_ms": settings.call.endpointing.end_silence_ms,
         "prepare_s": round(prepare_s, 1),
         "line_noise_dbfs": args.line_noise_dbfs,
