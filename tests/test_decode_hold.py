@@ -136,9 +136,10 @@ def test_a_speculation_dropped_while_held_costs_no_decoding(recognizer, monkeypa
     assert seen == [] and recognizer._in_flight == 0
 
 
-def test_without_a_hold_a_speculation_decodes_at_once(recognizer, monkeypatch):
+@pytest.mark.parametrize("decode_after_ms", [None, 0])
+def test_without_a_hold_a_speculation_decodes_at_once(recognizer, monkeypatch, decode_after_ms):
     seen = spy_decodings(recognizer, monkeypatch)
-    schedule, duration_ms = schedule_for(recognizer, None)
+    schedule, duration_ms = schedule_for(recognizer, decode_after_ms)
 
     async def pause_only():
         await schedule.speculate(0.0, duration_ms)

@@ -17,7 +17,7 @@ class CallConfig:
     preroll_ms: int = 200  # audio kept before the detected start of speech
     tail_ms: int = 100  # audio kept after the last speech frame
     speculative: bool = True  # recognise at the first short pause
-    # ... but decode only once the pause has lasted this long (None: at once)
+    # ... but decode only once the pause has lasted this long (0 or None: at once)
     speculation_decode_after_ms: float | None = 200.0
     # A transcript that ends like an unfinished sentence (〜んですが、〜て) waits for this
     # much silence before the bot answers, in case the caller goes on.

@@ -227,10 +227,10 @@ class CallSettings(BaseModel):
     speculative_recognition: bool = True
     speculation_decode_after_ms: int | None = Field(
         200,
-        gt=0,
+        ge=0,
         description=(
             "A speculative recognition decodes only once the caller's pause has lasted this "
-            "long, or the turn ended (its encoder pass runs at once); None: at once"
+            "long, or the turn ended (its encoder pass runs at once); 0 or None: at once"
         ),
     )
     hold_incomplete_ms: int = Field(

@@ -49,7 +49,7 @@ class RecognitionSchedule:
         self.clock = clock
         self.audio = audio
         self.prepare = prepare  # blocking; its results are kept by the transcript and matcher
-        self.decode_after_ms = decode_after_ms  # None: a speculation decodes at once
+        self.decode_after_ms = decode_after_ms  # None or 0: a speculation decodes at once
         # job, last_speech_ms, where the recognised audio starts, and its decoding's hold
         self._spec: tuple[Job[Transcript], float, float, DecodeHold | None] | None = None
         self._current: Finished | None = None
@@ -88,7 +88,7 @@ class RecognitionSchedule:
         """A hold for a speculation's decoding: live calls only (a replay's clock does not
         wait), and only for a recogniser that takes one."""
         if (
-            self.decode_after_ms is None
+            not self.decode_after_ms
             or not self.clock.realtime
             or not getattr(self.recognizer, "holds_decoding", False)
         ):
