@@ -43,13 +43,13 @@ class RecognitionSchedule:
         clock: Clock,
         audio: CallerAudio,
         prepare: Callable[[Transcript], None] | None = None,
-        decode_after_ms: float | None = None,
     ) -> None:
         self.recognizer = recognizer
         self.clock = clock
         self.audio = audio
         self.prepare = prepare  # blocking; its results are kept by the transcript and matcher
-        self.decode_after_ms = decode_after_ms  # None or 0: a speculation decodes at once
+        # set by the call from its settings; None or 0: a speculation decodes at once
+        self.decode_after_ms: float | None = None
         # job, last_speech_ms, where the recognised audio starts, and its decoding's hold
         self._spec: tuple[Job[Transcript], float, float, DecodeHold | None] | None = None
         self._current: Finished | None = None
