@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
+import time
 
 import pytest
 from conftest import DATA
@@ -15,7 +16,7 @@ from voicebot.asr.whisper import WhisperRecognizer, faq_vocabulary_prompt
 from voicebot.caller_audio import CallerAudio
 from voicebot.clock import WallClock
 from voicebot.endpointing import SpeechEnd
-from voicebot.recognition_schedule import RecognitionSchedule
+from voicebot.recognition_schedule import READY_MARGIN_MS, RecognitionSchedule
 from voicebot.resample import resample
 from voicebot.wavfile import read_wav
 
@@ -93,12 +94,12 @@ def test_a_held_recognition_released_at_the_turn_end_is_heard(recognizer, sample
     assert "窓口" in transcript.text and len(seen) == 1
 
 
-def schedule_for(recognizer, decode_after_ms: float | None):
+def schedule_for(recognizer, decode_after_ms: float | None, ready_by_ms: float | None = None):
     clip = read_wav(CLIP)
     audio = CallerAudio(clip.sample_rate, recognizer.sample_rate, 60_000, 200, 200)
     audio.remember(0.0, clip.samples)
     schedule = RecognitionSchedule(recognizer, WallClock(), audio)
-    schedule.decode_after_ms = decode_after_ms
+    schedule.hold_decoding(decode_after_ms, ready_by_ms)
     return schedule, 1000.0 * len(clip.samples) / clip.sample_rate
 
 
@@ -149,3 +150,59 @@ def test_without_a_hold_a_speculation_decodes_at_once(recognizer, monkeypatch, d
 
     spec = asyncio.run(asyncio.wait_for(pause_only(), 60))
     assert spec is not None and spec[3] is None and len(seen) == 1
+
+
+def test_the_recogniser_knows_how_long_its_decodings_take(recognizer, samples):
+    """The estimate is the median of the latest main decodings: there once a few were made,
+    and no longer than the slowest whole recognition among them."""
+    took = [recognizer.transcribe_sync(samples).processing_ms for _ in range(3)]
+    estimate = recognizer.decode_ms_estimate
+    assert estimate is not None and 0.0 < estimate <= max(took)
+
+
+def test_a_fresh_recogniser_has_no_estimate_to_hold_by():
+    assert WhisperRecognizer().decode_ms_estimate is None  # nothing decoded, nothing loaded
+
+
+class CallTimeClock(WallClock):
+    """Wall time as a call's: the clip's last speech is just now."""
+
+    def __init__(self, now_ms: float) -> None:
+        super().__init__()
+        self.offset_ms = now_ms
+
+    def now_ms(self) -> float:
+        return super().now_ms() + self.offset_ms
+
+
+def spec_after_pause(schedule, duration_ms):
+    schedule.clock = CallTimeClock(duration_ms)
+
+    async def pause_only():
+        await schedule.speculate(0.0, duration_ms)
+        spec = schedule._spec
+        schedule.drop_speculation()
+        return spec
+
+    return asyncio.run(asyncio.wait_for(pause_only(), 60))
+
+
+def test_where_decoding_is_slow_a_speculation_is_not_held(recognizer, monkeypatch):
+    """A decoding that takes longer than the turn's end silence leaves nothing to wait for:
+    held, the reply would be late by the hold."""
+    monkeypatch.setattr(WhisperRecognizer, "decode_ms_estimate", property(lambda _: 400.0))
+    schedule, duration_ms = schedule_for(recognizer, 1000.0 * LONG_HOLD_S, ready_by_ms=350.0)
+    spec = spec_after_pause(schedule, duration_ms)
+    assert spec is not None and spec[3] is None
+
+
+def test_where_decoding_is_fast_the_hold_ends_in_time_for_the_turn_end(recognizer, monkeypatch):
+    """A 100-ms decoding and a turn ending at 350 ms of pause: the hold lasts until about
+    200 ms of pause (the margin kept), not the ten minutes asked for."""
+    monkeypatch.setattr(WhisperRecognizer, "decode_ms_estimate", property(lambda _: 100.0))
+    schedule, duration_ms = schedule_for(recognizer, 1000.0 * LONG_HOLD_S, ready_by_ms=350.0)
+    spec = spec_after_pause(schedule, duration_ms)
+    hold = spec[3]
+    assert hold is not None and not hold.released
+    left_s = hold._deadline - time.monotonic()
+    assert 0.0 < left_s <= (350.0 - 100.0 - READY_MARGIN_MS) / 1000.0

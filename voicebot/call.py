@@ -70,7 +70,7 @@ class CallSession:
         self.audio = CallerAudio(rate, recognizer.sample_rate, keep, c.preroll_ms, c.tail_ms)
         self.turn_taking = TurnTaking(rate, c.endpointing)
         self.recognition = RecognitionSchedule(recognizer, clock, self.audio, conversation.prepare)
-        self.recognition.decode_after_ms = c.speculation_decode_after_ms
+        self.recognition.hold_decoding(c.speculation_decode_after_ms, c.endpointing.end_silence_ms)
         self.responder = Responder(
             call_id=self.call_id,
             voice=voice,

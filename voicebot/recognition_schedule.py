@@ -5,8 +5,11 @@ it is usually done when the turn ends; if nothing was said after that pause the 
 reused, otherwise it is cancelled and the whole turn recognised. On a live call a
 recogniser that can (``holds_decoding``) begins a speculation's decoding only once the pause
 has lasted ``decode_after_ms`` or the turn has ended (``DecodeHold``): most pauses inside
-a sentence are over by then. Work for a call that has moved on (the caller spoke again,
-the call ended) is cancelled.
+a sentence are over by then. The hold is shorter where decoding is slow: it is released
+early enough for a decoding as long as the recogniser's recent ones
+(``decode_ms_estimate``) to be done when the turn would end (``ready_by_ms``), so that on
+a slower CPU the caller does not wait for the hold. Work for a call that has moved on (the
+caller spoke again, the call ended) is cancelled.
 
 A recognition is finished only when the understanding of what it heard is prepared too
 (``prepare``, in a worker thread): that work can take as long as the recognition itself
@@ -31,6 +34,10 @@ from voicebot.jobs import Job
 
 log = logging.getLogger(__name__)
 
+# Kept free between a held decoding's expected end and the end of the turn: the matching
+# and the call loop's next frames (``bench/latency.py``, dev calls).
+READY_MARGIN_MS = 50.0
+
 Finished = tuple[Job[Transcript], SpeechEnd, bool]  # job, the turn, whether speculative
 
 
@@ -50,9 +57,16 @@ class RecognitionSchedule:
         self.prepare = prepare  # blocking; its results are kept by the transcript and matcher
         # set by the call from its settings; None or 0: a speculation decodes at once
         self.decode_after_ms: float | None = None
+        # set by the call: the pause after which its turn ends (the endpointer's end silence)
+        self.ready_by_ms: float | None = None
         # job, last_speech_ms, where the recognised audio starts, and its decoding's hold
         self._spec: tuple[Job[Transcript], float, float, DecodeHold | None] | None = None
         self._current: Finished | None = None
+
+    def hold_decoding(self, after_ms: float | None, ready_by_ms: float | None) -> None:
+        """Hold a speculation's decoding until the pause has lasted ``after_ms`` (None or 0:
+        decode at once), or less, so as to be done by a pause of ``ready_by_ms``."""
+        self.decode_after_ms, self.ready_by_ms = after_ms, ready_by_ms
 
     @property
     def busy(self) -> bool:
@@ -93,8 +107,14 @@ class RecognitionSchedule:
             or not getattr(self.recognizer, "holds_decoding", False)
         ):
             return None
+        release_ms = float(self.decode_after_ms)
+        took_ms = getattr(self.recognizer, "decode_ms_estimate", None)
+        if self.ready_by_ms is not None and took_ms is not None:
+            release_ms = min(release_ms, self.ready_by_ms - took_ms - READY_MARGIN_MS)
         paused_ms = self.clock.now_ms() - last_speech_ms
-        return DecodeHold((self.decode_after_ms - paused_ms) / 1000.0)
+        if release_ms <= paused_ms:
+            return None  # no time to lose: decode as soon as the encoder is done
+        return DecodeHold((release_ms - paused_ms) / 1000.0)
 
     def drop_speculation(self) -> None:
         if self._spec is not None:

@@ -48,6 +48,7 @@ import logging
 import math
 import os
 import re
+import statistics
 import threading
 import time
 from collections import deque
@@ -69,6 +70,8 @@ SAMPLE_RATE = 16000
 FRAMES_PER_SECOND = 100  # Whisper's mel hop is 10 ms
 MAX_WINDOW_FRAMES = 3000  # the model's 30-second window
 OVERLAP_MEMORY = 10  # recognitions that keep the small beam after one overlapped another
+DECODE_MEMORY = 9  # main decodings whose median is the estimate of the next one's time
+DECODE_MEMORY_MIN = 3  # fewer than this: no estimate yet
 TOKENS_PER_SECOND_CAP = 10  # Japanese speech is ~5-8 tokens/s; anything beyond is a loop
 # oneDNN primitives kept for encoder shapes (two convolutions per window length): at 16,
 # 150 distinct lengths left RSS where it started, against +113 MiB at oneDNN's 1024.
@@ -164,6 +167,8 @@ class WhisperRecognizer:
         self._in_flight = 0  # recognitions submitted and not yet finished (or dropped)
         self._overlaps: deque[bool] = deque(maxlen=OVERLAP_MEMORY)  # asked while another ran
         self._count_lock = threading.Lock()
+        # how long the latest main decodings took, seconds (``decode_ms_estimate``)
+        self._decode_s: deque[float] = deque(maxlen=DECODE_MEMORY)
         self._model = None
         self._executor = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="whisper")
         self._extra_executor = ThreadPoolExecutor(
@@ -259,6 +264,16 @@ class WhisperRecognizer:
         """
         return self.busy_beam_size if self.is_shared() else self.beam_size
 
+    @property
+    def decode_ms_estimate(self) -> float | None:
+        """How long a main decoding takes on this machine now: the median of the latest
+        ones, in milliseconds (None before the first few). A speculation's hold is released
+        early enough for its decoding to be done when the turn ends (``RecognitionSchedule``)."""
+        with self._count_lock:
+            if len(self._decode_s) < DECODE_MEMORY_MIN:
+                return None
+            return 1000.0 * statistics.median(self._decode_s)
+
     def is_shared(self) -> bool:
         """Whether a recognition overlapped another recently (see ``current_beam_size``)."""
         with self._count_lock:
@@ -344,7 +359,10 @@ class WhisperRecognizer:
             if extras
             else None
         )
+        began = time.perf_counter()
         main = self._decode(encoded, self.initial_prompt, beam_size, max_new)
+        with self._count_lock:
+            self._decode_s.append(time.perf_counter() - began)
         more = extra.result() if extra else []
         _check(stop)
         return self._reported([(self.initial_prompt, main), *zip(extras, more, strict=True)])
