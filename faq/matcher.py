@@ -69,6 +69,7 @@ UNVOICED_STRENGTH = 0.5
 # Shared words and question aspects otherwise let the entry win on everything but the
 # subject. Entries whose titles name no tax (納付方法, 証明書の手数料) are never scaled;
 # a question about paying a charge that is not a tax (水道料金) matches no entry at all.
+# A title that names no tax but belongs to one (車検用の納税証明書) takes its tags' tax.
 # The same holds for the certificate a title names (納税証明書 against 所得証明書).
 SUBJECT_CONFLICT = 0.7
 
@@ -188,7 +189,12 @@ class Matcher:
 
     def _build(self) -> None:
         titles = [self.prepare(e.title)[0] for e in self.entries]
-        self.entry_subjects = [frozenset(subjects(t)) for t in titles]
+        # the taxes a title names; for a title that names none, those its tags name (車検用の
+        # 納税証明書 is the light vehicle's, not the prefecture's car tax)
+        self.entry_subjects = [
+            frozenset(subjects(t) or subjects(self.prepare(" ".join(e.tags))[0]))
+            for t, e in zip(titles, self.entries, strict=True)
+        ]
         self.entry_certificates = [certificate_entry(t) for t in titles]
         # Features become column ids as soon as they are made and documents stay sparse:
         # the written and heard phrasings are thousands of rows over ~20,000 features.

@@ -199,6 +199,7 @@ def test_paying_with_a_phone_is_the_by_phone_aspect(text, by_phone):
         ("固定資産税をお支払いするのが難しくて", True),
         ("仕事がなくなって住民税を払う余裕がないんです", True),
         ("収入が減ってしまって今月は厳しい", True),
+        ("一度に払うのはきついので", True),
         ("申告の仕方が難しいんですが", False),  # hard to understand, not to pay
         ("余裕をもって納付書を送ってほしい", False),
         ("平日に行く余裕がないんですけど", False),  # no time, not no money

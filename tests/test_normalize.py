@@ -33,6 +33,9 @@ from faq.normalize import normalize, standard_forms
         ("通知が届いとらんかった", "通知が届いていなかった"),
         ("もう申し込んどる", "もう申し込んでいる"),
         ("書類が来とる", "書類が来ている"),
+        ("どうしても払えんのよ", "どうしても払えないのよ"),
+        ("先月は払えんかった", "先月は払えなかった"),
+        ("窓口に行くことができん", "窓口に行くことができない"),
     ],
 )
 def test_western_japanese_grammar_in_its_standard_form(said, standard):
