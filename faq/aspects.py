@@ -81,7 +81,7 @@ ASPECT_PATTERNS: dict[str, re.Pattern[str]] = {
 SUBJECT_WORDS: dict[str, tuple[str, ...]] = {
     "juminzei": ("住民税",),
     "kotei": ("固定資産税", "都市計画税", "家屋", "土地"),
-    "keiji": ("軽自動車", "原付", "バイク"),
+    "keiji": ("軽自動車", "原付", "バイク", "軽の車", "軽の自動車", "軽乗用車", "軽の乗用車"),
     "national": ("所得税", "確定申告", "相続税", "贈与税", "消費税", "税務署", "国税"),
     "car": ("自動車税", "普通車", "普通自動車", "乗用車"),
     "insurance": ("国民健康保険", "介護保険", "後期高齢", "年金事務所"),
@@ -89,7 +89,7 @@ SUBJECT_WORDS: dict[str, tuple[str, ...]] = {
 }
 _MASKS: dict[str, tuple[str, ...]] = {
     "juminzei": ("法人住民税", "法人の住民税"),
-    "car": ("軽自動車税",),
+    "car": ("軽自動車税", "軽の自動車税", "軽乗用車", "軽の乗用車"),
 }
 # A subject word whose sound key is at least this long also counts when the text holds
 # it with one sound wrong inside it (古典産税, コテンサンゼ, for 固定資産税, コテシサンゼ):

@@ -283,6 +283,40 @@ def test_a_title_that_names_no_tax_takes_the_tax_of_its_tags(understanding, text
     assert matcher.match(text).top.faq_id == "redirect.prefecture-car"
 
 
+@pytest.mark.parametrize(
+    "text",
+    [
+        "軽の自動車税の納税証明書が車検で要るんですが",
+        "軽乗用車の車検用の納税証明書が欲しい",
+        "普通車から軽に乗り換えたんですが、軽の車検用の納税証明書はどこで",
+    ],
+)
+def test_the_light_vehicle_named_in_other_words_keeps_its_certificate(understanding, text):
+    """軽の自動車税 and 軽乗用車 are the light vehicle's, not the prefecture's car tax."""
+    assert understanding.matcher.match(text).top.faq_id == "keiji.inspection-certificate"
+
+
+@pytest.mark.parametrize(
+    ("text", "not_this"),
+    [
+        ("窓口がどこか言ってもらえますか", "payment.lost-notice"),  # say where, not gone missing
+        ("どこか行って払わないといけないの", "payment.lost-notice"),
+        ("手紙で納付書を送ってもらえますか", "cert.by-mail"),  # by post, not a certificate
+        ("手紙で住所変更を知らせてもいいですか", "cert.by-mail"),
+        ("会社で天引きされる健康保険料", "juminzei.salary-deduction"),
+        ("調査員はいつ来るんですか", "juminzei.notice-timing"),
+        ("雷が落ちたから家が燃えた、税金はどうなる", "payment.confirm-paid"),
+        ("去年より高い値段で土地を売りました", "general.my-amount"),
+        ("スマホで住民税払えんの", "payment.cannot-pay"),  # a question: can I pay?
+    ],
+)
+def test_lay_words_for_one_entry_do_not_answer_another_question(understanding, text, not_this):
+    """The everyday words that reach an entry (どっかいった, 手紙で頼む, ちゃんと落ちてる,
+    払えん) have other meanings; in those the entry is not answered."""
+    _, decision = understanding.understand(text)
+    assert not (decision.action is BotAction.ANSWER and decision.faq_id == not_this)
+
+
 @pytest.fixture(scope="module")
 def rule_off_matcher(faq) -> Matcher:
     """A matcher of its own for results with a rule switched off: its cache of recent

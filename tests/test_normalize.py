@@ -62,6 +62,7 @@ def test_western_japanese_grammar_in_its_standard_form(said, standard):
         "還付金を受けとった",  # 受け取る in kana
         "バーコードを読みとって",
         "土地を買いとった",
+        "スマホで住民税払えんの",  # a question ending in の: can I pay, in the east
     ],
 )
 def test_words_that_only_look_western_are_left_alone(text):
