@@ -30,6 +30,7 @@ import numpy as np
 from rapidfuzz import fuzz, process
 
 from faq.aspects import (
+    UNCOVERED_TAXES,
     asks_other_facility,
     aspects,
     certificate_entry,
@@ -347,14 +348,19 @@ class Matcher:
         raw = self._raw(surface, keys[0], exclude_doc)
         for key in keys[1:]:
             raw = np.maximum(raw, self._raw(surface, key, exclude_doc))
+        taxes = taxes_named(surface)
         for named, owns in (
-            (taxes_named(surface), self.entry_subjects),
+            (taxes, self.entry_subjects),
             (certificates_named(surface), self.entry_certificates),
         ):
             if named:
                 for ei, own in enumerate(owns):
                     if own and not own & named:
                         raw[ei] *= SUBJECT_CONFLICT
+        if taxes and taxes <= UNCOVERED_TAXES:
+            # only a tax no entry covers is named (市たばこ税): every entry is about something
+            # else, and one about another tax is so twice
+            raw *= SUBJECT_CONFLICT
         return raw
 
     def _raw(self, surface: str, key: str, exclude_doc: int | None = None) -> np.ndarray:

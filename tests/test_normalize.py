@@ -36,6 +36,9 @@ from faq.normalize import normalize, standard_forms
         ("どうしても払えんのよ", "どうしても払えないのよ"),
         ("先月は払えんかった", "先月は払えなかった"),
         ("窓口に行くことができん", "窓口に行くことができない"),
+        ("どがいな仕組みなん", "どんな仕組みなん"),
+        ("安うなるっちゅう話", "安くなるという話"),
+        ("新しゅう建てた家", "新しく建てた家"),
     ],
 )
 def test_western_japanese_grammar_in_its_standard_form(said, standard):
