@@ -85,14 +85,14 @@ SUBJECT_WORDS: dict[str, tuple[str, ...]] = {
     "national": ("所得税", "確定申告", "相続税", "贈与税", "消費税", "税務署", "国税"),
     "car": ("自動車税", "普通車", "普通自動車", "乗用車"),
     "insurance": ("国民健康保険", "介護保険", "後期高齢", "年金事務所"),
-    "corporate": ("法人", "会社を設立", "会社を作", "事業年度", "会社の住民税"),
+    "corporate": ("法人", "会社を設立", "会社を作", "事業年度"),
     # city taxes the FAQ does not cover (paid by businesses): naming one sets back
     # entries about the others
     "other_city_tax": ("たばこ税", "入湯税", "宿泊税", "ゴルフ場利用税", "事業所税", "鉱産税"),
 }
 UNCOVERED_TAXES = frozenset({"other_city_tax"})
 _MASKS: dict[str, tuple[str, ...]] = {
-    "juminzei": ("法人住民税", "法人の住民税", "会社の住民税"),
+    "juminzei": ("法人住民税", "法人の住民税"),
     "car": ("軽自動車税", "軽の自動車税", "軽乗用車", "軽の乗用車"),
 }
 # A subject word whose sound key is at least this long also counts when the text holds

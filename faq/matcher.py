@@ -349,6 +349,9 @@ class Matcher:
         for key in keys[1:]:
             raw = np.maximum(raw, self._raw(surface, key, exclude_doc))
         taxes = taxes_named(surface)
+        # only a tax no entry covers is named (市たばこ税の申告): an entry about another tax
+        # is set back twice; entries of no tax (口座振替, 納税証明書) apply to it too
+        conflict = SUBJECT_CONFLICT**2 if taxes and taxes <= UNCOVERED_TAXES else SUBJECT_CONFLICT
         for named, owns in (
             (taxes, self.entry_subjects),
             (certificates_named(surface), self.entry_certificates),
@@ -356,11 +359,7 @@ class Matcher:
             if named:
                 for ei, own in enumerate(owns):
                     if own and not own & named:
-                        raw[ei] *= SUBJECT_CONFLICT
-        if taxes and taxes <= UNCOVERED_TAXES:
-            # only a tax no entry covers is named (市たばこ税): every entry is about something
-            # else, and one about another tax is so twice
-            raw *= SUBJECT_CONFLICT
+                        raw[ei] *= conflict if named is taxes else SUBJECT_CONFLICT
         return raw
 
     def _raw(self, surface: str, key: str, exclude_doc: int | None = None) -> np.ndarray:
