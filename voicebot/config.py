@@ -230,7 +230,8 @@ class CallSettings(BaseModel):
         ge=0,
         description=(
             "A speculative recognition decodes only once the caller's pause has lasted this "
-            "long, or the turn ended (its encoder pass runs at once); 0 or None: at once"
+            "long, or the turn ended (its encoder pass runs at once), or sooner where decoding "
+            "is slow, so as to be done by the end of the turn; 0 or None: at once"
         ),
     )
     hold_incomplete_ms: int = Field(
