@@ -351,15 +351,15 @@ class Matcher:
         taxes = taxes_named(surface)
         # only a tax no entry covers is named (市たばこ税の申告): an entry about another tax
         # is set back twice; entries of no tax (口座振替, 納税証明書) apply to it too
-        conflict = SUBJECT_CONFLICT**2 if taxes and taxes <= UNCOVERED_TAXES else SUBJECT_CONFLICT
-        for named, owns in (
-            (taxes, self.entry_subjects),
-            (certificates_named(surface), self.entry_certificates),
+        uncovered = bool(taxes) and taxes <= UNCOVERED_TAXES
+        for named, owns, factor in (
+            (taxes, self.entry_subjects, SUBJECT_CONFLICT ** (2 if uncovered else 1)),
+            (certificates_named(surface), self.entry_certificates, SUBJECT_CONFLICT),
         ):
             if named:
                 for ei, own in enumerate(owns):
                     if own and not own & named:
-                        raw[ei] *= conflict if named is taxes else SUBJECT_CONFLICT
+                        raw[ei] *= factor
         return raw
 
     def _raw(self, surface: str, key: str, exclude_doc: int | None = None) -> np.ndarray:
