@@ -86,9 +86,17 @@ SUBJECT_WORDS: dict[str, tuple[str, ...]] = {
     "car": ("自動車税", "普通車", "普通自動車", "乗用車"),
     "insurance": ("国民健康保険", "介護保険", "後期高齢", "年金事務所"),
     "corporate": ("法人", "会社を設立", "会社を作", "事業年度"),
-    # city taxes the FAQ does not cover (paid by businesses): naming one sets back
-    # entries about the others
-    "other_city_tax": ("たばこ税", "入湯税", "宿泊税", "ゴルフ場利用税", "事業所税", "鉱産税"),
+    # taxes the FAQ does not cover (the city's paid by businesses, the prefecture's on
+    # buying land or a house): naming one sets back entries about the others
+    "other_city_tax": (
+        "たばこ税",
+        "入湯税",
+        "宿泊税",
+        "ゴルフ場利用税",
+        "事業所税",
+        "鉱産税",
+        "不動産取得税",
+    ),
 }
 UNCOVERED_TAXES = frozenset({"other_city_tax"})
 _MASKS: dict[str, tuple[str, ...]] = {
@@ -271,6 +279,62 @@ def asks_other_facility(surface: str) -> bool:
         or TAX_OFFICE_MATTERS.search(surface)
         or HARDSHIP.search(surface)
     )
+
+
+# Papers and payments the city's other sections deal in (the residents' register, family
+# registers, seal registration, My Number, benefits), compiled from a city's list of
+# services, not from any caller's words. Asked for in the tax line's own words (郵送で取り
+# たい, 代理で取れる, コンビニで取れる), they have no answer on this line.
+OTHER_DOCUMENTS = re.compile(
+    r"住民票|戸籍|除籍|謄本|抄本|印鑑登録|印鑑証明|転入届|転出届|転居届|婚姻届|出生届|"
+    r"児童手当|給付金|支援金"
+)
+# Words of the tax line's own business beside such a paper: the paper is context (住民票を
+# 移したので通知書の送り先を, 戸籍を集めて土地の名義を, 給付金の申請に課税証明が要る).
+TAX_PAPER_MATTERS = re.compile(
+    r"納付|納め|払|通知|督促|口座|引き?落|申告|相続|名義|土地|家屋|評価|減免|還付|控除|扶養|"
+    r"所得|課税|納税|延滞|猶予|差し?押|滞納|送り先|送付先"
+)
+# A benefit is asked about outright (its application, payment or deadline) even where the
+# caller names the residence tax that decides who receives it.
+ASKS_BENEFIT = re.compile(
+    r"(?:児童手当|給付金|支援金)(?:って|は|の|を|が)?.{0,6}?"
+    r"(?:申請|振り?込|締め?切|いつ|もらえ|受け取|対象)"
+)
+
+
+def asks_other_document(surface: str, key: str = "") -> bool:
+    """Whether the text asks about a paper or payment of another section (``OTHER_DOCUMENTS``)
+    and not about a tax: nothing names a tax (税, by spelling or by sound as ``subjects``
+    finds it), a tax certificate (``CERTIFICATE_WORDS``) or the tax line's business
+    (``TAX_PAPER_MATTERS``). A benefit asked about outright (``ASKS_BENEFIT``) is outside
+    whatever tax is named, unless a certificate is."""
+    paper = OTHER_DOCUMENTS.search(surface)
+    if paper is None or certificates_named(surface):
+        return False
+    if ASKS_BENEFIT.search(surface):
+        return True
+    if "税" in surface or TAX_PAPER_MATTERS.search(surface):
+        return False
+    return not subjects(surface, key)
+
+
+# Someone else's land or empty house neglected (its weeds, branches, rubbish): a matter for
+# the city's section for empty houses or the environment, whatever tax its owner pays. The
+# tax office does not tell callers who owns it nor asks owners to tidy up.
+NEIGHBOURS_PROPERTY = re.compile(
+    r"(?:隣|となり|近所|向かい|裏)の(?:空き家|家|土地|空き地|畑|田んぼ|建物)"
+)
+NEGLECT = re.compile(
+    r"草|雑草|枝|伸び放題|荒れ|放置|ごみ|ゴミ|倒れ|崩れ|傾い|害虫|悪臭|ネズミ|野良"
+)
+
+
+def complains_of_neighbours_property(surface: str) -> bool:
+    """Whether the text complains of a neighbour's neglected land or house
+    (``NEIGHBOURS_PROPERTY`` and ``NEGLECT``), not asks about the caller's own taxes."""
+    place = NEIGHBOURS_PROPERTY.search(surface)
+    return place is not None and NEGLECT.search(surface, place.end()) is not None
 
 
 def pays_other_charge(surface: str, key: str = "") -> bool:

@@ -31,10 +31,12 @@ from rapidfuzz import fuzz, process
 
 from faq.aspects import (
     UNCOVERED_TAXES,
+    asks_other_document,
     asks_other_facility,
     aspects,
     certificate_entry,
     certificates_named,
+    complains_of_neighbours_property,
     pays_other_charge,
     subjects,
     taxes_named,
@@ -428,7 +430,12 @@ class Matcher:
 
     def _match(self, text: str, top_k: int) -> Match:
         surface, keys = self.prepare_keys(text)
-        outside = pays_other_charge(surface, keys[0]) or asks_other_facility(surface)
+        outside = (
+            pays_other_charge(surface, keys[0])
+            or asks_other_facility(surface)
+            or asks_other_document(surface, keys[0])
+            or complains_of_neighbours_property(surface)
+        )
         return Match(
             text=text,
             normalized=surface,

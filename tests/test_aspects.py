@@ -6,9 +6,11 @@ from __future__ import annotations
 import pytest
 
 from faq.aspects import (
+    asks_other_document,
     asks_other_facility,
     aspects,
     certificates_named,
+    complains_of_neighbours_property,
     pays_other_charge,
     subjects,
     taxes_named,
@@ -255,3 +257,53 @@ def test_another_facilitys_hours_are_not_answered_as_the_tax_offices(understandi
     assert decision.action.value != "answer"
     match, decision = understanding.understand("税務課の窓口は何時まで開いてますか")
     assert not match.outside and decision.faq_id == "general.office-hours"
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("住民票の写しはコンビニで取れますか", True),
+        ("戸籍の附票を郵送で取りたい", True),
+        ("印鑑証明を代理の者が取れますか", True),
+        ("転出届は何を持っていけばいいですか", True),
+        ("児童手当はいつ振り込まれますか", True),
+        # a benefit asked about outright, though the tax that decides it is named
+        ("住民税が非課税の世帯の給付金は申請が要りますか", True),
+        # the paper is context for a tax question
+        ("住民票を移したんですが、住民税はどちらの市に払いますか", False),
+        ("住民票と所得証明書を一緒に郵送で取りたいです", False),
+        ("転入届を出したばかりですが、通知書の送り先はどうなりますか", False),
+        ("戸籍謄本を集めて、父の土地の名義を変えたいんです", False),
+        ("印鑑証明と納税証明を代理で取りたい", False),
+        ("給付金の申請に非課税証明書が必要と言われました", False),
+        ("住民税が非課税かどうか知りたい", False),
+    ],
+)
+def test_asking_for_another_sections_paper(text, expected):
+    surface = normalize(text)
+    assert asks_other_document(surface, sound_key(surface)) is expected
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("隣の空き家の草が伸びて困っています、固定資産税は誰が払っているんですか", True),
+        ("近所の空き地にごみが捨てられています", True),
+        ("隣の家が倒れそうで危ないので、持ち主を教えてください", True),
+        ("隣の土地の評価額と比べたいんですが", False),
+        ("隣の家を買ったんですが、固定資産税はどうなりますか", False),
+        ("前の家が傾いてきたので取り壊しました", False),  # the caller's own house
+    ],
+)
+def test_complaint_of_a_neighbours_neglected_property(text, expected):
+    assert complains_of_neighbours_property(normalize(text)) is expected
+
+
+def test_a_neighbours_weeds_and_a_family_register_are_not_answered(understanding):
+    for text in (
+        "隣の空き家の雑草が伸び放題で、固定資産税はちゃんと払っているんでしょうか",
+        "戸籍謄本を郵送で取り寄せたいんですが",
+    ):
+        match, decision = understanding.understand(text)
+        assert match.outside and not match.candidates, text
+        assert decision.action.value != "answer", text

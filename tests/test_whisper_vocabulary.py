@@ -124,7 +124,7 @@ def _domain_texts(faq) -> list[str]:
     texts = []
     for entry in faq.entries:
         texts += [entry.title, entry.answer, *entry.questions, *entry.keywords]
-    for name in ("dev", "heldout", "heldout3", "heldout4", "heldout5", "heldout6", "heldout7"):
+    for name in ("dev", *(f"heldout{n}" for n in ("", 3, 4, 5, 6, 7, 8, 9))):
         with (DATA / f"{name}-utterances.tsv").open(encoding="utf-8") as f:
             texts += [row["utterance"] for row in csv.DictReader(f, delimiter="\t")]
     return texts
