@@ -86,19 +86,16 @@ SUBJECT_WORDS: dict[str, tuple[str, ...]] = {
     "car": ("自動車税", "普通車", "普通自動車", "乗用車"),
     "insurance": ("国民健康保険", "介護保険", "後期高齢", "年金事務所"),
     "corporate": ("法人", "会社を設立", "会社を作", "事業年度"),
-    # taxes the FAQ does not cover (the city's paid by businesses, the prefecture's on
-    # buying land or a house): naming one sets back entries about the others
-    "other_city_tax": (
-        "たばこ税",
-        "入湯税",
-        "宿泊税",
-        "ゴルフ場利用税",
-        "事業所税",
-        "鉱産税",
-        "不動産取得税",
-    ),
+    # city taxes the FAQ does not cover (paid by businesses): naming one sets back
+    # entries about the others
+    "other_city_tax": ("たばこ税", "入湯税", "宿泊税", "事業所税", "鉱産税"),
+    # the prefecture's taxes besides the car tax: no entry of the city's applies
+    "prefecture_tax": ("不動産取得税", "ゴルフ場利用税", "軽油引取税"),
 }
-UNCOVERED_TAXES = frozenset({"other_city_tax"})
+UNCOVERED_TAXES = frozenset({"other_city_tax", "prefecture_tax"})
+# Taxes another office collects, without an entry that sends the caller there: named alone,
+# they set back even the entries of no tax (口座振替, 災害の減免), which are the city's.
+OTHER_OFFICE_TAXES = frozenset({"prefecture_tax"})
 _MASKS: dict[str, tuple[str, ...]] = {
     "juminzei": ("法人住民税", "法人の住民税"),
     "car": ("軽自動車税", "軽の自動車税", "軽乗用車", "軽の乗用車"),
@@ -281,39 +278,55 @@ def asks_other_facility(surface: str) -> bool:
     )
 
 
-# Papers and payments the city's other sections deal in (the residents' register, family
-# registers, seal registration, My Number, benefits), compiled from a city's list of
-# services, not from any caller's words. Asked for in the tax line's own words (郵送で取り
-# たい, 代理で取れる, コンビニで取れる), they have no answer on this line.
-OTHER_DOCUMENTS = re.compile(
-    r"住民票|戸籍|除籍|謄本|抄本|印鑑登録|印鑑証明|転入届|転出届|転居届|婚姻届|出生届|"
-    r"児童手当|給付金|支援金"
+# Papers the city's other sections issue (the residents' register, family registers, seal
+# registration), compiled from a city's list of services, not from any caller's words.
+# Asked for in the tax line's own words (郵送で取りたい, 代理で取れる, コンビニで取れる),
+# they have no answer on this line; named on the way (住民票を移したので, 戸籍上の妻) they
+# are context.
+OTHER_PAPERS = r"住民票|戸籍|除籍|登記簿|謄本|抄本|印鑑登録証明書?|印鑑証明書?|附票"
+ASKS_PAPER = re.compile(
+    rf"(?:{OTHER_PAPERS})(?:の写し)?(?:って|は|を|が|も)?.{{0,8}}?"
+    r"(?:取れ|取り|取る|とれ|とり|もらえ|もらい|欲しい|ほしい|発行|交付|請求|郵送|出し方|"
+    r"いくら|手数料|どこで)"
 )
-# Words of the tax line's own business beside such a paper: the paper is context (住民票を
-# 移したので通知書の送り先を, 戸籍を集めて土地の名義を, 給付金の申請に課税証明が要る).
+# A filing at another counter asked about outright (how or where to hand it in), not a
+# move dated by it (転入届を出したばかりで、今年の分は).
+ASKS_FILING = re.compile(
+    r"(?:転入届|転出届|転居届|婚姻届|出生届)(?:って|は|を)?.{0,4}?"
+    r"(?:出したい|出し方|出すには|何を持|何持|どこに出|どこで出|どこへ出)"
+)
+# Words of the tax line's own business beside such a paper: then the paper is context
+# (住民票を移したので送り先を, 戸籍を集めて名義を, 印鑑登録の判子で委任状を).
 TAX_PAPER_MATTERS = re.compile(
-    r"納付|納め|払|通知|督促|口座|引き?落|申告|相続|名義|土地|家屋|評価|減免|還付|控除|扶養|"
-    r"所得|課税|納税|延滞|猶予|差し?押|滞納|送り先|送付先"
+    r"納付|納め|払|通知|督促|口座|引き?落|申告|相続|名義|持ち主|亡くな|土地|家屋|評価|減免|"
+    r"還付|控除|扶養|所得|課税|納税|延滞|猶予|差し?押|滞納|送り先|送付先|移し|移さ|郵便|"
+    r"判子|委任|(?<!印鑑)(?<!登録)証明"
 )
-# A benefit is asked about outright (its application, payment or deadline) even where the
-# caller names the residence tax that decides who receives it.
+# A benefit (給付金 for households the residence tax spares, 児童手当) asked about as such:
+# its application, payment, deadline or notice, with no tax matter after it (給付金は
+# 所得になりますか, 給付金の対象になる非課税世帯とは are tax questions).
 ASKS_BENEFIT = re.compile(
     r"(?:児童手当|給付金|支援金)(?:って|は|の|を|が)?.{0,6}?"
-    r"(?:申請|振り?込|締め?切|いつ|もらえ|受け取|対象)"
+    r"(?:申請|振り?込|締め?切|いつ|もらえ|受け取|通知|来て|届)"
 )
+BENEFIT_TAX_MATTERS = re.compile(r"非課税|課税|申告|所得|扶養|差し?押|証明|税")
 
 
 def asks_other_document(surface: str, key: str = "") -> bool:
-    """Whether the text asks about a paper or payment of another section (``OTHER_DOCUMENTS``)
-    and not about a tax: nothing names a tax (税, by spelling or by sound as ``subjects``
+    """Whether the text asks for a paper of another section (``ASKS_PAPER``), how to file
+    there (``ASKS_FILING``) or about a benefit (``ASKS_BENEFIT``), and not about a tax.
+
+    A paper or a filing: nothing names a tax (税, by spelling or by sound as ``subjects``
     finds it), a tax certificate (``CERTIFICATE_WORDS``) or the tax line's business
-    (``TAX_PAPER_MATTERS``). A benefit asked about outright (``ASKS_BENEFIT``) is outside
-    whatever tax is named, unless a certificate is."""
-    paper = OTHER_DOCUMENTS.search(surface)
-    if paper is None or certificates_named(surface):
+    (``TAX_PAPER_MATTERS``). A benefit: nothing of taxes after it (``BENEFIT_TAX_MATTERS``);
+    what came before may be who receives it (住民税非課税世帯向けの給付金の申請)."""
+    if certificates_named(surface):
         return False
-    if ASKS_BENEFIT.search(surface):
-        return True
+    benefit = ASKS_BENEFIT.search(surface)
+    if benefit is not None:
+        return not BENEFIT_TAX_MATTERS.search(surface, benefit.start())
+    if not (ASKS_PAPER.search(surface) or ASKS_FILING.search(surface)):
+        return False
     if "税" in surface or TAX_PAPER_MATTERS.search(surface):
         return False
     return not subjects(surface, key)
@@ -325,16 +338,27 @@ def asks_other_document(surface: str, key: str = "") -> bool:
 NEIGHBOURS_PROPERTY = re.compile(
     r"(?:隣|となり|近所|向かい|裏)の(?:空き家|家|土地|空き地|畑|田んぼ|建物)"
 )
+# the neglect a few words on (隣の空き家の草が); not damage it did (倒れてきて) nor a person
+# who fell ill (隣の家の人が倒れて)
 NEGLECT = re.compile(
-    r"草|雑草|枝|伸び放題|荒れ|放置|ごみ|ゴミ|倒れ|崩れ|傾い|害虫|悪臭|ネズミ|野良"
+    r"^.{0,12}?(?:草|雑草|枝|伸び放題|荒れ|放置|ごみ|ゴミ|(?<!人が)倒れ(?!て[きく])|"
+    r"崩れ(?!て[きく])|傾い|害虫|悪臭|ネズミ|野良)"
+)
+# The caller's own land or house, damage done to it, or its tax: the neighbour is context.
+OWN_PROPERTY = re.compile(
+    r"買|相続|うちの|私の|わたしの|自分の|うちも|私も|もうち|も私|減免|壊れ|被害|焼け|"
+    r"安く|評価|高い|払いに|代わり"
 )
 
 
 def complains_of_neighbours_property(surface: str) -> bool:
     """Whether the text complains of a neighbour's neglected land or house
-    (``NEIGHBOURS_PROPERTY`` and ``NEGLECT``), not asks about the caller's own taxes."""
+    (``NEIGHBOURS_PROPERTY``, then ``NEGLECT``), with nothing of the caller's own
+    property, its damage or its tax (``OWN_PROPERTY``)."""
     place = NEIGHBOURS_PROPERTY.search(surface)
-    return place is not None and NEGLECT.search(surface, place.end()) is not None
+    if place is None or not NEGLECT.search(surface[place.end() :]):
+        return False
+    return not OWN_PROPERTY.search(surface)
 
 
 def pays_other_charge(surface: str, key: str = "") -> bool:

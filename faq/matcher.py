@@ -30,6 +30,7 @@ import numpy as np
 from rapidfuzz import fuzz, process
 
 from faq.aspects import (
+    OTHER_OFFICE_TAXES,
     UNCOVERED_TAXES,
     asks_other_document,
     asks_other_facility,
@@ -362,6 +363,12 @@ class Matcher:
                 for ei, own in enumerate(owns):
                     if own and not own & named:
                         raw[ei] *= factor
+        # only the prefecture's taxes named (不動産取得税の減免): the city's answers for
+        # every tax are not theirs either
+        if taxes and taxes <= OTHER_OFFICE_TAXES:
+            for ei, own in enumerate(self.entry_subjects):
+                if not own:
+                    raw[ei] *= SUBJECT_CONFLICT**2
         return raw
 
     def _raw(self, surface: str, key: str, exclude_doc: int | None = None) -> np.ndarray:

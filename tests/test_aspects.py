@@ -265,17 +265,27 @@ def test_another_facilitys_hours_are_not_answered_as_the_tax_offices(understandi
         ("住民票の写しはコンビニで取れますか", True),
         ("戸籍の附票を郵送で取りたい", True),
         ("印鑑証明を代理の者が取れますか", True),
-        ("転出届は何を持っていけばいいですか", True),
+        ("転出届はどこに出せばいいですか", True),
         ("児童手当はいつ振り込まれますか", True),
-        # a benefit asked about outright, though the tax that decides it is named
+        ("給付金の通知がまだ来ていないんですが", True),
+        # who receives a benefit, said before it, is no tax question
         ("住民税が非課税の世帯の給付金は申請が要りますか", True),
-        # the paper is context for a tax question
+        # the paper or the filing is context for a tax question
         ("住民票を移したんですが、住民税はどちらの市に払いますか", False),
+        ("住民票は実家のままなんですが、今年の分はどこの市にかかりますか", False),
+        ("住民票を移したのに、前の住所に郵便が来るんです", False),
         ("住民票と所得証明書を一緒に郵送で取りたいです", False),
-        ("転入届を出したばかりですが、通知書の送り先はどうなりますか", False),
+        ("転入届を出したばかりですが、今年の分はこっちでかかりますか", False),
         ("戸籍謄本を集めて、父の土地の名義を変えたいんです", False),
+        ("父が亡くなったので戸籍を取り寄せていますが、こちらに何か届けは要りますか", False),
+        ("戸籍上の妻ですが、夫の証明を代わりにもらえますか", False),
+        ("印鑑登録の判子でないと、代理の書類は作れませんか", False),
         ("印鑑証明と納税証明を代理で取りたい", False),
+        # a tax question about a benefit
         ("給付金の申請に非課税証明書が必要と言われました", False),
+        ("給付金の対象になる非課税の世帯って、どういう人ですか", False),
+        ("給付金をもらったら申告しないといけませんか", False),
+        ("給付金の振り込まれた口座が差し押さえられたんです", False),
         ("住民税が非課税かどうか知りたい", False),
     ],
 )
@@ -293,6 +303,13 @@ def test_asking_for_another_sections_paper(text, expected):
         ("隣の土地の評価額と比べたいんですが", False),
         ("隣の家を買ったんですが、固定資産税はどうなりますか", False),
         ("前の家が傾いてきたので取り壊しました", False),  # the caller's own house
+        # damage done to the caller's house, or the caller's own land
+        ("台風で隣の家の木が倒れてきて、屋根が壊れたんですが税金は安くなりますか", False),
+        ("隣の建物が崩れてきて、うちの家が半分つぶれました", False),
+        ("向かいの土地もうちのなんですが、放置していても税金はかかりますか", False),
+        ("隣の家の人が倒れて入院したので、代わりに税金を払いに行きたい", False),
+        # the neglect far from the place named
+        ("隣の家の奥さんに聞いたんですけど、固定資産税の通知に書いてあるごみ", False),
     ],
 )
 def test_complaint_of_a_neighbours_neglected_property(text, expected):

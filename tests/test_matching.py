@@ -342,6 +342,12 @@ def test_the_light_vehicle_named_in_other_words_keeps_its_certificate(understand
         ("給料を抑えられていて住民税が払えません", "general.seizure"),  # held down, not seized
         ("家の前の市道がへこんでいるんですが", "juminzei.moved"),  # 前の市 inside 前の市道
         ("口座からちゃんと落ちているか見てほしい", "payment.account-transfer"),
+        ("税金を少し落としてもらえませんか", "payment.account-transfer"),  # lowered
+        ("減免の結果のお知らせがまだ来てないんですが", "payment.lost-notice"),
+        ("担当の人が来るって言っていたのに来てないんですが", "payment.lost-notice"),
+        ("納付書を代わりにもらいに行けますか", "cert.proxy"),
+        ("税金はいくらですか", "cert.fee"),  # the caller's own amount, not a fee
+        ("不動産取得税の減免はありますか", "general.disaster-reduction"),  # the prefecture's
     ],
 )
 def test_lay_words_for_one_entry_do_not_answer_another_question(understanding, text, not_this):
@@ -367,6 +373,7 @@ def test_lay_words_for_one_entry_do_not_answer_another_question(understanding, t
         ("口座から税金を落としてもらうにはどうしたらいいですか", "payment.account-transfer"),
         ("母の代わりに証明書をもらいに行くんですが", "cert.proxy"),
         ("固定資産税の納付書がまだ来てないんですけど", "payment.lost-notice"),
+        ("住民税を銀行から落としてもらうことはできますか", "payment.account-transfer"),
     ],
 )
 def test_everyday_names_of_taxes_papers_and_events_find_their_entry(understanding, text, entry):

@@ -43,10 +43,11 @@ OUT_OF_HOURS = (
     "申し訳ありません、ただいまは職員の対応時間外です。"
     "職員の対応時間は、{office_hours}です。恐れ入りますが、時間内に改めてお電話ください。"
 )
-# A clearly asked question about a charge that is not a tax (water, nursery fees, ...):
-# said plainly, rather than 「うまくお聞き取りできませんでした」 to a caller who was heard.
+# A clearly asked question about something that is not a tax (the water bill, another
+# facility's hours, a residence certificate): said plainly, rather than
+# 「うまくお聞き取りできませんでした」 to a caller who was heard.
 NOT_A_TAX = (
-    "申し訳ありません、こちらは市税のお問い合わせ窓口のため、税金以外の料金については"
+    "申し訳ありません、こちらは市税のお問い合わせ窓口のため、税金以外のご用件については"
     "ご案内できません。恐れ入りますが、{office_phone}にお電話いただき、担当の窓口にお問い合わせ"
     "ください。"
 )
