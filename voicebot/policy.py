@@ -53,7 +53,7 @@ class BotAction(StrEnum):
     RESUME = "resume"  # the caller checks the line or is back: say we are listening
     GOODBYE = "goodbye"
     REPROMPT = "reprompt"
-    NOT_A_TAX = "not_a_tax"  # a charge the tax line does not handle (水道料金, 保育料)
+    NOT_A_TAX = "not_a_tax"  # a matter the tax line does not handle (水道料金, 住民票)
 
 
 @dataclass(frozen=True)

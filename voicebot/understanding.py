@@ -413,10 +413,11 @@ class Understanding:
         return replace(decision, action=entry_action(self.faq[top.faq_id]))
 
     def _outside(self, first: Match, alternatives: Sequence[str]) -> tuple[Match, Decision]:
-        """The first reading asks about paying a charge that is not a tax (「水道料金を
-        コンビニで」): no entry is answered, whatever another reading matches. Only a request
-        for staff or a repeat, in it or in another reading, is still taken; a goodbye
-        before the question (「ありがとう。それと水道料金は…」) is not the caller leaving.
+        """The first reading asks about something that is not a tax (「水道料金をコンビニで」,
+        another facility's hours, 住民票の写し): no entry is answered, whatever another
+        reading matches. Only a request for staff or a repeat, in it or in another reading,
+        is still taken; a goodbye before the question (「ありがとう。それと水道料金は…」) is
+        not the caller leaving.
         Otherwise the caller is told that the tax line does not handle it (``NOT_A_TAX``)."""
         thresholds = self.settings.thresholds
         if first.control is not None and first.control.intent in CALL_REQUESTS:
