@@ -283,7 +283,10 @@ def asks_other_facility(surface: str) -> bool:
 # Asked for in the tax line's own words (郵送で取りたい, 代理で取れる, コンビニで取れる),
 # they have no answer on this line; named on the way (住民票を移したので, 戸籍上の妻) they
 # are context.
-OTHER_PAPERS = r"住民票|戸籍|除籍|登記簿|謄本|抄本|印鑑登録証明書?|印鑑証明書?|附票"
+OTHER_PAPERS = (
+    r"住民票|戸籍|除籍|登記簿|謄本|抄本|印鑑登録証明書?|印鑑証明書?|附票|"
+    r"犬.{0,12}?登録|鑑札|狂犬病"
+)
 ASKS_PAPER = re.compile(
     rf"(?:{OTHER_PAPERS})(?:の写し)?(?:って|は|を|が|も)?.{{0,8}}?"
     r"(?:取れ|取り|取る|とれ|とり|もらえ|もらい|欲しい|ほしい|発行|交付|請求|郵送|出し方|"
@@ -293,14 +296,14 @@ ASKS_PAPER = re.compile(
 # move dated by it (転入届を出したばかりで、今年の分は).
 ASKS_FILING = re.compile(
     r"(?:転入届|転出届|転居届|婚姻届|出生届)(?:って|は|を)?.{0,4}?"
-    r"(?:出したい|出し方|出すには|何を持|何持|どこに出|どこで出|どこへ出)"
+    r"(?:出したい|出し方|出すには|何を持|何持|どこに出|どこで出|どこへ出|どこの窓口|窓口は)"
 )
 # Words of the tax line's own business beside such a paper: then the paper is context
 # (住民票を移したので送り先を, 戸籍を集めて名義を, 印鑑登録の判子で委任状を).
 TAX_PAPER_MATTERS = re.compile(
     r"納付|納め|払|通知|督促|口座|引き?落|申告|相続|名義|持ち主|亡くな|土地|家屋|評価|減免|"
     r"還付|控除|扶養|所得|課税|納税|延滞|猶予|差し?押|滞納|送り先|送付先|移し|移さ|郵便|"
-    r"判子|委任|(?<!印鑑)(?<!登録)証明"
+    r"(?<!印鑑)(?<!登録)証明"
 )
 # A benefit (給付金 for households the residence tax spares, 児童手当) asked about as such:
 # its application, payment, deadline or notice, with no tax matter after it (給付金は
@@ -310,11 +313,16 @@ ASKS_BENEFIT = re.compile(
     r"(?:申請|振り?込|締め?切|いつ|もらえ|受け取|通知|来て|届)"
 )
 BENEFIT_TAX_MATTERS = re.compile(r"非課税|課税|申告|所得|扶養|差し?押|証明|税")
+# The gift a hometown donation brings (返礼品) is the donation section's business; the tax
+# credit the donation earns is the tax line's.
+ASKS_RETURN_GIFT = re.compile(r"返礼品")
+RETURN_GIFT_TAX_MATTERS = re.compile(r"控除|住民税|申告|ワンストップ|特例|上限|限度|所得|還付")
 
 
 def asks_other_document(surface: str, key: str = "") -> bool:
     """Whether the text asks for a paper of another section (``ASKS_PAPER``), how to file
-    there (``ASKS_FILING``) or about a benefit (``ASKS_BENEFIT``), and not about a tax.
+    there (``ASKS_FILING``), about a benefit (``ASKS_BENEFIT``) or a hometown donation's
+    gift (``ASKS_RETURN_GIFT``, with no tax credit named), and not about a tax.
 
     A paper or a filing: nothing names a tax (税, by spelling or by sound as ``subjects``
     finds it), a tax certificate (``CERTIFICATE_WORDS``) or the tax line's business
@@ -322,6 +330,8 @@ def asks_other_document(surface: str, key: str = "") -> bool:
     what came before may be who receives it (住民税非課税世帯向けの給付金の申請)."""
     if certificates_named(surface):
         return False
+    if ASKS_RETURN_GIFT.search(surface):
+        return not RETURN_GIFT_TAX_MATTERS.search(surface)
     benefit = ASKS_BENEFIT.search(surface)
     if benefit is not None:
         return not BENEFIT_TAX_MATTERS.search(surface, benefit.start())

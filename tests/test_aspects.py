@@ -268,6 +268,10 @@ def test_another_facilitys_hours_are_not_answered_as_the_tax_offices(understandi
         ("転出届はどこに出せばいいですか", True),
         ("児童手当はいつ振り込まれますか", True),
         ("給付金の通知がまだ来ていないんですが", True),
+        ("転入届はどこの窓口ですか", True),
+        ("犬を飼い始めたので、登録の手数料を知りたいんです", True),
+        ("ふるさと納税の返礼品がまだ届きません", True),
+        ("戸籍謄本を兄の代わりに取りたいんですが、委任状は要りますか", True),
         # who receives a benefit, said before it, is no tax question
         ("住民税が非課税の世帯の給付金は申請が要りますか", True),
         # the paper or the filing is context for a tax question
@@ -287,6 +291,8 @@ def test_another_facilitys_hours_are_not_answered_as_the_tax_offices(understandi
         ("給付金をもらったら申告しないといけませんか", False),
         ("給付金の振り込まれた口座が差し押さえられたんです", False),
         ("住民税が非課税かどうか知りたい", False),
+        ("ふるさと納税の返礼品をもらったら、控除はどうなりますか", False),
+        ("原付の登録の手数料はいくらですか", False),
     ],
 )
 def test_asking_for_another_sections_paper(text, expected):
