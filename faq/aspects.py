@@ -220,7 +220,7 @@ def certificate_entry(title: str) -> frozenset[str]:
 _FEE = r"(?:料金|料|代(?![わり表])|使用料|費)"
 OTHER_CHARGES = re.compile(
     rf"(?:上下水道|下水道|水道|ガス|電気|電話|携帯|給食|駐車場?|駐輪場?){_FEE}|"
-    r"保育料|保育園の(?:料金|費用)|受信料|家賃|粗大ごみ|"
+    r"保育料|保育園の(?:料金|費用)|受信料|nhk|家賃|粗大ごみ|"
     # a utility's own bill, fee or payment: 水道の支払い, 電気の納付書, 下水道の使用料
     r"(?:上下水道|下水道|水道|ガス|電気)の(?=支払|払|納付書|請求|引き?落と|口座振替|使用料|料金)"
 )
@@ -313,10 +313,17 @@ ASKS_BENEFIT = re.compile(
     r"(?:申請|振り?込|締め?切|いつ|もらえ|受け取|通知|来て|届)"
 )
 BENEFIT_TAX_MATTERS = re.compile(r"非課税|課税|申告|所得|扶養|差し?押|証明|税")
-# The gift a hometown donation brings (返礼品) is the donation section's business; the tax
+# The gift a hometown donation brings (返礼品) is the donation section's business when the
+# gift itself is asked about (not come, what there is, its choice or delivery); the tax
 # credit the donation earns is the tax line's.
-ASKS_RETURN_GIFT = re.compile(r"返礼品")
-RETURN_GIFT_TAX_MATTERS = re.compile(r"控除|住民税|申告|ワンストップ|特例|上限|限度|所得|還付")
+ASKS_RETURN_GIFT = re.compile(
+    r"返礼品.{0,10}?(?:届か|届いて(?:い)?な|届きな|届きませ|来な|来て(?:い)?な|選|変更|キャンセル|"
+    r"何があ|何がもらえ|種類|発送|交換)"
+)
+RETURN_GIFT_TAX_MATTERS = re.compile(
+    r"寄付金|寄附金|受領|通知書|控除|申告|ワンストップ|特例|上限|限度|所得|還付|安く|減|増え|"
+    r"得|損|年末調整"
+)
 
 
 def asks_other_document(surface: str, key: str = "") -> bool:
@@ -330,11 +337,12 @@ def asks_other_document(surface: str, key: str = "") -> bool:
     what came before may be who receives it (住民税非課税世帯向けの給付金の申請)."""
     if certificates_named(surface):
         return False
-    if ASKS_RETURN_GIFT.search(surface):
-        return not RETURN_GIFT_TAX_MATTERS.search(surface)
     benefit = ASKS_BENEFIT.search(surface)
     if benefit is not None:
         return not BENEFIT_TAX_MATTERS.search(surface, benefit.start())
+    if ASKS_RETURN_GIFT.search(surface):
+        donation_aside = surface.replace("ふるさと納税", "")
+        return "税" not in donation_aside and not RETURN_GIFT_TAX_MATTERS.search(surface)
     if not (ASKS_PAPER.search(surface) or ASKS_FILING.search(surface)):
         return False
     if "税" in surface or TAX_PAPER_MATTERS.search(surface):

@@ -193,8 +193,7 @@ _SOUND_PATTERNS: dict[ControlIntent, list[re.Pattern[str]]] = {
     ControlIntent.OPERATOR: [
         re.compile(r"オペレタ"),
         re.compile(r"タント(?:シャ|ノカタ|ノヒト)(?:サン)?(?:ト|ニ)"),
-        # not a visit (直接話を聞きに行きたい, 直接相談に伺いたい: where the office is)
-        re.compile(r"チョクセツ(?:ハナシ|バナシ|ソダン)(?!ニ[イユ]|ニ?オ?ウカガ|[ヲオ]?キキニ)"),
+        re.compile(r"チョクセツ(?:ハナシ|バナシ|ソダン)"),
         re.compile(r"(?:ヒト|ショクイン)(?:ト|ニ)(?:ハナシ|カワ(?!リマス)|ツナ)"),
         # の方 reads ノホ; not a request made before (お願いして, お願いした)
         re.compile(
