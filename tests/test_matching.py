@@ -46,6 +46,18 @@ HELDOUT9 = read_tsv("heldout9-utterances.tsv")
 # tenth (Kanto, Tokai and Hokuriku callers with dates, numbers and mixed-up terms).
 HELDOUT10 = read_tsv("heldout10-utterances.tsv")
 HELDOUT11 = read_tsv("heldout11-utterances.tsv")
+HELDOUT_SETS = {
+    "heldout": HELDOUT,
+    "heldout3": HELDOUT3,
+    "heldout4": HELDOUT4,
+    "heldout5": HELDOUT5,
+    "heldout6": HELDOUT6,
+    "heldout7": HELDOUT7,
+    "heldout8": HELDOUT8,
+    "heldout9": HELDOUT9,
+    "heldout10": HELDOUT10,
+    "heldout11": HELDOUT11,
+}
 
 
 def test_dev_utterances_top1_accuracy(understanding):
@@ -54,68 +66,14 @@ def test_dev_utterances_top1_accuracy(understanding):
     assert report.accuracy >= 0.95, report.as_dict()["confusions"]  # decided, after thresholds
 
 
-@pytest.mark.parametrize(
-    "rows",
-    [
-        HELDOUT,
-        HELDOUT3,
-        HELDOUT4,
-        HELDOUT5,
-        HELDOUT6,
-        HELDOUT7,
-        HELDOUT8,
-        HELDOUT9,
-        HELDOUT10,
-        HELDOUT11,
-    ],
-    ids=[
-        "heldout",
-        "heldout3",
-        "heldout4",
-        "heldout5",
-        "heldout6",
-        "heldout7",
-        "heldout8",
-        "heldout9",
-        "heldout10",
-        "heldout11",
-    ],
-)
+@pytest.mark.parametrize("rows", list(HELDOUT_SETS.values()), ids=list(HELDOUT_SETS))
 def test_heldout_utterances_written_without_seeing_the_faq(understanding, rows):
     """Phrasings written independently of the FAQ (generalisation, not memory)."""
     report = evaluate(understanding, rows)
     assert report.accuracy >= 0.90, report.as_dict()["confusions"]
 
 
-@pytest.mark.parametrize(
-    "rows",
-    [
-        DEV,
-        HELDOUT,
-        HELDOUT3,
-        HELDOUT4,
-        HELDOUT5,
-        HELDOUT6,
-        HELDOUT7,
-        HELDOUT8,
-        HELDOUT9,
-        HELDOUT10,
-        HELDOUT11,
-    ],
-    ids=[
-        "dev",
-        "heldout",
-        "heldout3",
-        "heldout4",
-        "heldout5",
-        "heldout6",
-        "heldout7",
-        "heldout8",
-        "heldout9",
-        "heldout10",
-        "heldout11",
-    ],
-)
+@pytest.mark.parametrize("rows", [DEV, *HELDOUT_SETS.values()], ids=["dev", *HELDOUT_SETS])
 def test_never_answers_with_another_topics_answer_when_staff_or_nothing_is_right(
     understanding, faq, rows
 ):
