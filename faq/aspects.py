@@ -17,6 +17,43 @@ from rapidfuzz.distance import Levenshtein
 # 〜て forms that ask whether something has happened (入ってる, 落ちてます).
 _DONE = "(?:できて|されて|入って|払えて|落ちて)"
 
+# Where the tax office's mail should go (今の住所に送って, 息子の家へ届くように, 送り先):
+# a change of address for notices, not a certificate asked for by post (証明書を家に
+# 送って: dropped in ``aspects``), nor a notice that came (家に届いた) or a filing
+# (市の方に届け出).
+DESTINATION = re.compile(
+    r"(?:住所|家|うち|ところ|とこ|先|方)(?:に|へ)(?:送|届くよう|届けて)|"
+    r"送り先|送付先|宛先|届け先|届く住所"
+)
+# A certificate that taxes were paid (納めてる証明, 滞納してないっていう証明), whatever
+# few words come between: not the income certificate (収入の証明), nor a payer's
+# statement (給与支払証明, 支払い証明: no verb of having paid).
+PAID_PROOF = re.compile(r"(?:払っ|納め|納付し|納付済|滞納|未納)[^証]{0,8}証明")
+
+
+# A charge that is not a tax just before the paying (年金を納めている証明): no tax paper.
+_NOT_TAX_PAID = re.compile(r"(?:年金|保険料?|料金|代)(?:を|は|が|も)?$")
+# A company's residence tax (会社の市民税, 会社の住民税) is the corporate one, but
+# an employee's is deducted by the company (会社の住民税って毎月いくら引かれる): words of
+# pay or employment make it the employee's.
+_COMPANY_TAX = re.compile(r"会社(?:の|にかかる)(?:住民税|市民税)")
+_EMPLOYEE = re.compile(r"引か|天引|給料|給与|特別徴収|従業員|社員|勤め|働い|パート|バイト")
+
+
+def named_outright(surface: str) -> str:
+    """The (normalised) text with what a caller describes named as the tax office names
+    it, so that it is matched as if the caller had said the name: a certificate described
+    by its payment (市税を払ってる証明) as 納税証明, a company's residence tax as 法人の住民税.
+    """
+    surface = PAID_PROOF.sub(
+        lambda m: m.group() if _NOT_TAX_PAID.search(surface, 0, m.start()) else "納税証明",
+        surface,
+    )
+    if _COMPANY_TAX.search(surface) and not _EMPLOYEE.search(surface):
+        surface = _COMPANY_TAX.sub("法人の住民税", surface)
+    return surface
+
+
 ASPECT_PATTERNS: dict[str, re.Pattern[str]] = {
     "when": re.compile(
         r"いつ|何月|なんがつ|何日|なんにち|期限|締め?切り?|しめきり|納期|時期|ごろ|頃|何時|なんじ|"
@@ -48,21 +85,11 @@ ASPECT_PATTERNS: dict[str, re.Pattern[str]] = {
         r"(?<!電話が)(?<!電話)かから(?:ない|ず|ん)|かかりませ|かかりな[いく]|非課税|課税されない|"
         r"(?:払|納め)わ?なくて(?:いい|よい|も)"
     ),
-    # a certificate that taxes were paid (納めてる証明, 滞納してないっていう証明), whatever
-    # few words come between: not the income certificate (収入の証明), nor a payer's
-    # statement (給与支払証明, 支払い証明: no verb of having paid)
-    "paid_proof": re.compile(r"(?:払っ|納め|納付し|納付済|滞納|未納)[^証]{0,8}証明"),
+    "paid_proof": PAID_PROOF,
     # paying with a phone (スマホで住民税を払える): the phone named before the paying, a few
     # words apart; a phone named for anything else (スマホが壊れて, スマホで申告) is not
     "by_phone": re.compile(r"(?:スマホ|スマートフォン)[^証]{0,8}(?:払|納め|納付[しで])"),
-    # where the tax office's mail should go (今の住所に送って, 息子の家へ届くように, 送り先):
-    # a change of address for notices, not a certificate asked for by post (証明書を家に
-    # 送って: dropped in ``aspects``), nor a notice that came (家に届いた) or a filing
-    # (市の方に届け出)
-    "destination": re.compile(
-        r"(?:住所|家|うち|ところ|とこ|先|方)(?:に|へ)(?:送|届くよう|届けて)|"
-        r"送り先|送付先|宛先|届け先|届く住所"
-    ),
+    "destination": DESTINATION,
     # the caller cannot pay as due (払うのが難しい, 余裕がない, 収入が減って): a case for staff,
     # whatever the tax or the reason
     "hardship": re.compile(
@@ -92,10 +119,11 @@ SUBJECT_WORDS: dict[str, tuple[str, ...]] = {
     # the prefecture's taxes besides the car tax: no entry of the city's applies
     "prefecture_tax": ("不動産取得税", "ゴルフ場利用税", "軽油引取税"),
 }
+# Taxes no entry covers: the businesses that collect or declare the city's own (入湯税,
+# たばこ税) file them on their own forms, and the prefecture collects its others. Named
+# alone, they set back even the entries of no tax (納付方法, 口座振替, 災害の減免), whose
+# answers are for the notices residents pay.
 UNCOVERED_TAXES = frozenset({"other_city_tax", "prefecture_tax"})
-# Taxes another office collects, without an entry that sends the caller there: named alone,
-# they set back even the entries of no tax (口座振替, 災害の減免), which are the city's.
-OTHER_OFFICE_TAXES = frozenset({"prefecture_tax"})
 _MASKS: dict[str, tuple[str, ...]] = {
     "juminzei": ("法人住民税", "法人の住民税"),
     "car": ("軽自動車税", "軽の自動車税", "軽乗用車", "軽の乗用車"),
@@ -246,16 +274,18 @@ NOT_PAID = re.compile(r"みたい|みたく|のよう|と同じ|と一緒|収入
 # offices, where taxes are paid and certificates asked for.
 OTHER_FACILITIES = (
     r"図書館|公民館|体育館|プール|美術館|博物館|動物園|植物園|水族館|児童館|市民会館|"
-    r"文化会館|病院|保健所|保健センター|清掃工場|クリーンセンター|斎場|火葬場|霊園|"
+    r"文化会館|病院|保健所|保健センター|清掃工場|クリーンセンター|斎場|火葬場|霊園|墓地|納骨堂|"
     r"保育園|幼稚園|小学校|中学校|高校|スポーツセンター|運動公園|公園|銀行|ハローワーク|"
     r"パスポートセンター|コミュニティセンター"
 )
 # The facility as the subject of the question, its hours or place asked a few words on
-# (図書館って何時まで開いて, 公民館は日曜日休み), not a facility named on the way
-# (病院の帰りに寄りたいが窓口は何時まで).
+# (図書館って何時まで開いて, 公民館は日曜日休み), or its use applied for (墓地に納骨したいが
+# 申し込みは; not a bank, where an account transfer is applied for), not a facility named
+# on the way (病院の帰りに寄りたいが窓口は何時まで).
 ASKS_FACILITY = re.compile(
-    rf"(?:{OTHER_FACILITIES})(?:って|は|の)?.{{0,8}}?"
-    r"(?:何時|開いて|開い?と|開館|閉館|休館|休み|閉ま|場所|どこ|行き方|やって(?:い|る|ま|$))"
+    rf"(?:{OTHER_FACILITIES})(?:って|は|の|に)?.{{0,8}}?"
+    r"(?:何時|開いて|開い?と|開館|閉館|休館|休み|閉ま|場所|どこ|行き方|やって(?:い|る|ま|$))|"
+    rf"(?!銀行)(?:{OTHER_FACILITIES})(?:って|は|の|に)?.{{0,12}}?(?:申し?込|使用許可|予約)"
 )
 # Words of the tax office's own business or of its mail: with one of them, the facility is
 # context (郵便局で納付書は何時まで払える, 保育園に出す書類はどこで, 公園の近くの土地).

@@ -30,7 +30,7 @@ import numpy as np
 from rapidfuzz import fuzz, process
 
 from faq.aspects import (
-    OTHER_OFFICE_TAXES,
+    DESTINATION,
     UNCOVERED_TAXES,
     asks_other_document,
     asks_other_facility,
@@ -38,6 +38,7 @@ from faq.aspects import (
     certificate_entry,
     certificates_named,
     complains_of_neighbours_property,
+    named_outright,
     pays_other_charge,
     subjects,
     taxes_named,
@@ -184,7 +185,7 @@ class Matcher:
 
     def prepare_keys(self, text: str) -> tuple[str, tuple[str, ...]]:
         """(normalised surface with synonyms rewritten, its sound keys by each reading)."""
-        surface = self.rewrite(normalize(text))
+        surface = self.rewrite(named_outright(normalize(text)))
         keys = sound_keys(surface)
         by_onyomi = self.onyomi.key(surface)
         if by_onyomi:
@@ -200,6 +201,8 @@ class Matcher:
             for t, e in zip(titles, self.entries, strict=True)
         ]
         self.entry_certificates = [certificate_entry(t) for t in titles]
+        # entries about certificates at all (証明書の郵送請求, 代理人による証明書の請求)
+        self.entry_of_certificates = np.array(["証明" in t for t in titles])
         # Features become column ids as soon as they are made and documents stay sparse:
         # the written and heard phrasings are thousands of rows over ~20,000 features.
         self.vocab: dict[str, int] = {}
@@ -352,8 +355,8 @@ class Matcher:
         for key in keys[1:]:
             raw = np.maximum(raw, self._raw(surface, key, exclude_doc))
         taxes = taxes_named(surface)
-        # only a tax no entry covers is named (市たばこ税の申告): an entry about another tax
-        # is set back twice; entries of no tax (口座振替, 納税証明書) apply to it too
+        # only taxes no entry covers are named (市たばこ税の申告, 不動産取得税の減免): an
+        # entry about another tax is set back twice, and so is every entry of no tax
         uncovered = bool(taxes) and taxes <= UNCOVERED_TAXES
         for named, owns, factor in (
             (taxes, self.entry_subjects, SUBJECT_CONFLICT ** (2 if uncovered else 1)),
@@ -363,12 +366,14 @@ class Matcher:
                 for ei, own in enumerate(owns):
                     if own and not own & named:
                         raw[ei] *= factor
-        # only the prefecture's taxes named (不動産取得税の減免): the city's answers for
-        # every tax are not theirs either
-        if taxes and taxes <= OTHER_OFFICE_TAXES:
+        if uncovered:
             for ei, own in enumerate(self.entry_subjects):
                 if not own:
                     raw[ei] *= SUBJECT_CONFLICT**2
+        # mail to be sent to an address, no certificate named (税金の通知を私の家に送って):
+        # the notices' destination, not a certificate asked for by post
+        if DESTINATION.search(surface) and "証明" not in surface:
+            raw[self.entry_of_certificates] *= SUBJECT_CONFLICT
         return raw
 
     def _raw(self, surface: str, key: str, exclude_doc: int | None = None) -> np.ndarray:

@@ -46,6 +46,11 @@ HELDOUT9 = read_tsv("heldout9-utterances.tsv")
 # tenth (Kanto, Tokai and Hokuriku callers with dates, numbers and mixed-up terms).
 HELDOUT10 = read_tsv("heldout10-utterances.tsv")
 HELDOUT11 = read_tsv("heldout11-utterances.tsv")
+# An eleventh (callers for someone else, or in a new situation, who say it first: a parent
+# in hospital, a widow, a care manager, a landlord, a student alone) and a twelfth (short,
+# hurried or irritated callers with everyday words for the papers), each by its own writer.
+HELDOUT12 = read_tsv("heldout12-utterances.tsv")
+HELDOUT13 = read_tsv("heldout13-utterances.tsv")
 HELDOUT_SETS = {
     "heldout": HELDOUT,
     "heldout3": HELDOUT3,
@@ -57,6 +62,8 @@ HELDOUT_SETS = {
     "heldout9": HELDOUT9,
     "heldout10": HELDOUT10,
     "heldout11": HELDOUT11,
+    "heldout12": HELDOUT12,
+    "heldout13": HELDOUT13,
 }
 
 
@@ -394,9 +401,12 @@ def test_a_city_tax_no_entry_covers_is_not_answered_from_another(understanding, 
     assert decision.action is not BotAction.ANSWER
 
 
-def test_what_applies_to_every_tax_is_answered_for_an_uncovered_one(understanding):
-    _, decision = understanding.understand("入湯税は口座振替できますか")
-    assert (decision.action, decision.faq_id) == (BotAction.ANSWER, "payment.account-transfer")
+def test_how_residents_pay_is_not_answered_for_a_tax_no_entry_covers(understanding):
+    """The businesses that collect 入湯税 file and pay it on their own forms: the answers
+    for the notices residents pay (口座振替, 納付方法) are not theirs, so at most confirmed."""
+    for text in ("入湯税は口座振替できますか", "旅館の入湯税の納め方を教えてください"):
+        _, decision = understanding.understand(text)
+        assert decision.action is not BotAction.ANSWER, text
 
 
 def test_holding_down_a_tax_is_no_seizure(understanding):
@@ -693,8 +703,14 @@ def test_a_reading_that_lost_words_does_not_win_by_losing_them(understanding):
     """The clear reading is torn between two entries; a misheard one that lost the words
     of the second is matched more confidently (the gap to the runner-up is wider) but
     explains less of the FAQ, so it does not replace the clear one."""
-    clear = "実家の固定資産税の通知を、今住んでいる東京の住所に送ってもらうことって出来ますか"
-    misheard = "実家のコティス産兵の通知を今住んでいる東京の住所に送ってもらうことって出来ますか"
+    clear = (
+        "口座振替になってたのに振込票でも払っちゃって、二重払いになったんですけど、"
+        "返してもらえるんですか"
+    )
+    misheard = (
+        "公座不利替えになってたのに振込票でも払っちゃって、二重払いになったんですけど、"
+        "返してもらえるんですか"
+    )
     clear_top = understanding.match(clear).top
     misheard_top = understanding.match(misheard).top
     assert misheard_top.score > clear_top.score + 0.05 and misheard_top.raw < clear_top.raw
@@ -703,7 +719,7 @@ def test_a_reading_that_lost_words_does_not_win_by_losing_them(understanding):
     match, decision = understanding.understand(clear, (misheard,))
     assert match.text == clear
     assert decision.action is not BotAction.ANSWER
-    assert "general.address-change" in {c.faq_id for c in decision.candidates}
+    assert "payment.account-transfer" in {c.faq_id for c in decision.candidates}
     # the audio alone rating both alike (no hint: what the recogniser offers) changes nothing
     match, _ = understanding.understand(clear, (misheard,), 0.9, {clear: 0.72, misheard: 0.73})
     assert match.text == clear
