@@ -22,36 +22,67 @@ _DONE = "(?:できて|されて|入って|払えて|落ちて)"
 # 送って: dropped in ``aspects``), nor a notice that came (家に届いた) or a filing
 # (市の方に届け出).
 DESTINATION = re.compile(
-    r"(?:住所|家|うち|ところ|とこ|先|方)(?:に|へ)(?:送|届くよう|届けて)|"
+    r"(?:住所|家|うち|ところ|とこ|(?<![ぁ-ん、])先|方)(?:に|へ)(?:送|届くよう|届けて)|"
     r"送り先|送付先|宛先|届け先|届く住所"
 )
 # A certificate that taxes were paid (納めてる証明, 滞納してないっていう証明), whatever
 # few words come between: not the income certificate (収入の証明), nor a payer's
 # statement (給与支払証明, 支払い証明: no verb of having paid).
 PAID_PROOF = re.compile(r"(?:払っ|納め|納付し|納付済|滞納|未納)[^証]{0,8}証明")
-
-
-# A charge that is not a tax just before the paying (年金を納めている証明): no tax paper.
-_NOT_TAX_PAID = re.compile(r"(?:年金|保険料?|料金|代)(?:を|は|が|も)?$")
-# A company's residence tax (会社の市民税, 会社の住民税) is the corporate one, but
-# an employee's is deducted by the company (会社の住民税って毎月いくら引かれる): words of
-# pay or employment make it the employee's.
+# What a described certificate is not the tax-paid one for: an amount or an income
+# (住民税の額の証明, 所得の証明), another certificate named inside the description
+# (納めてる市で課税証明), or, after a verb of paying, taxes not paid (払ってない証明 is the
+# non-taxable one; 滞納してない is all paid).
+_OTHER_PAPER = re.compile(r"額|いくら|所得|収入|課税")
+_NOT_PAID = re.compile(r"な[いく]|なかっ")
+# The tax before the paying (市税を, 固定資産税をちゃんと): rent or a fee paid proves nothing
+# the city certifies, nor does a national tax (所得税を払ってる証明: the 税務署's paper).
+_TAX_PAID = re.compile(r"税(?:金)?(?:を|は|も)?[^、。]{0,6}$")
+# A company's residence tax (会社の市民税, 会社の住民税) is the corporate one when the
+# company's own business is around it (its declaration, accounts, founding, running);
+# otherwise it may be an employee's, deducted by the company.
 _COMPANY_TAX = re.compile(r"会社(?:の|にかかる)(?:住民税|市民税)")
-_EMPLOYEE = re.compile(r"引か|天引|給料|給与|特別徴収|従業員|社員|勤め|働い|パート|バイト")
+_COMPANY_BUSINESS = re.compile(
+    r"申告|決算|赤字|黒字|設立|立ち上げ|引き継|社長|経営|事業年度|均等割|法人"
+)
+_EMPLOYEE = re.compile(
+    r"引か|天引|給料|給与|特別徴収|普通徴収|従業員|社員|勤め|働い|パート|バイト|退職|転職|"
+    r"辞め|育休|扶養"
+)
 
 
 def named_outright(surface: str) -> str:
     """The (normalised) text with what a caller describes named as the tax office names
     it, so that it is matched as if the caller had said the name: a certificate described
-    by its payment (市税を払ってる証明) as 納税証明, a company's residence tax as 法人の住民税.
-    """
-    surface = PAID_PROOF.sub(
-        lambda m: m.group() if _NOT_TAX_PAID.search(surface, 0, m.start()) else "納税証明",
-        surface,
-    )
-    if _COMPANY_TAX.search(surface) and not _EMPLOYEE.search(surface):
+    by the paying of a tax (市税を払ってる証明, 滞納してないっていう証明) as 納税証明, a
+    company's residence tax beside the company's own business as 法人の住民税."""
+
+    def paid_proof(m: re.Match[str]) -> str:
+        said = m.group()
+        arrears = said.startswith(("滞納", "未納"))
+        if (
+            _OTHER_PAPER.search(said)
+            or (not arrears and _NOT_PAID.search(said))
+            or "national" in subjects(surface[: m.start()])
+        ):
+            return said
+        if arrears or _TAX_PAID.search(surface, 0, m.start()):
+            return "納税証明"
+        return said
+
+    surface = PAID_PROOF.sub(paid_proof, surface)
+    if (
+        _COMPANY_TAX.search(surface)
+        and _COMPANY_BUSINESS.search(surface)
+        and not _EMPLOYEE.search(surface)
+    ):
         surface = _COMPANY_TAX.sub("法人の住民税", surface)
     return surface
+
+
+# Words of a certificate or of asking for papers by post (郵送で家に送って, 課税の書類,
+# 申請書): mail to an address is then a certificate's.
+CERTIFICATE_REQUEST = re.compile(r"証明|郵送|請求|申請|課税")
 
 
 ASPECT_PATTERNS: dict[str, re.Pattern[str]] = {
@@ -278,14 +309,19 @@ OTHER_FACILITIES = (
     r"保育園|幼稚園|小学校|中学校|高校|スポーツセンター|運動公園|公園|銀行|ハローワーク|"
     r"パスポートセンター|コミュニティセンター"
 )
+# Facilities whose use is applied for (a grave, a hall, a nursery place): not a hospital or
+# a bank, where a caller may be while applying for something of the tax line's.
+FACILITIES_FOR_USE = (
+    r"墓地|納骨堂|霊園|斎場|火葬場|公民館|体育館|プール|市民会館|文化会館|"
+    r"コミュニティセンター|スポーツセンター|運動公園|公園|図書館|保育園|幼稚園|児童館"
+)
 # The facility as the subject of the question, its hours or place asked a few words on
 # (図書館って何時まで開いて, 公民館は日曜日休み), or its use applied for (墓地に納骨したいが
-# 申し込みは; not a bank, where an account transfer is applied for), not a facility named
-# on the way (病院の帰りに寄りたいが窓口は何時まで).
+# 申し込みは), not a facility named on the way (病院の帰りに寄りたいが窓口は何時まで).
 ASKS_FACILITY = re.compile(
     rf"(?:{OTHER_FACILITIES})(?:って|は|の|に)?.{{0,8}}?"
     r"(?:何時|開いて|開い?と|開館|閉館|休館|休み|閉ま|場所|どこ|行き方|やって(?:い|る|ま|$))|"
-    rf"(?!銀行)(?:{OTHER_FACILITIES})(?:って|は|の|に)?.{{0,12}}?(?:申し?込|使用許可|予約)"
+    rf"(?:{FACILITIES_FOR_USE})(?:って|は|の|に)?.{{0,12}}?(?:申し?込|使用許可|予約)"
 )
 # Words of the tax office's own business or of its mail: with one of them, the facility is
 # context (郵便局で納付書は何時まで払える, 保育園に出す書類はどこで, 公園の近くの土地).

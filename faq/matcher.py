@@ -30,6 +30,7 @@ import numpy as np
 from rapidfuzz import fuzz, process
 
 from faq.aspects import (
+    CERTIFICATE_REQUEST,
     DESTINATION,
     UNCOVERED_TAXES,
     asks_other_document,
@@ -367,12 +368,14 @@ class Matcher:
                     if own and not own & named:
                         raw[ei] *= factor
         if uncovered:
+            # the city certifies its own taxes paid (入湯税の納税証明書), not the prefecture's
+            certified = "prefecture_tax" not in taxes
             for ei, own in enumerate(self.entry_subjects):
-                if not own:
+                if not own and not (certified and self.entry_of_certificates[ei]):
                     raw[ei] *= SUBJECT_CONFLICT**2
-        # mail to be sent to an address, no certificate named (税金の通知を私の家に送って):
-        # the notices' destination, not a certificate asked for by post
-        if DESTINATION.search(surface) and "証明" not in surface:
+        # mail to be sent to an address, nothing of a certificate or a request by post
+        # (税金の通知を私の家に送って): the notices' destination, not a certificate by post
+        if DESTINATION.search(surface) and not CERTIFICATE_REQUEST.search(surface):
             raw[self.entry_of_certificates] *= SUBJECT_CONFLICT
         return raw
 

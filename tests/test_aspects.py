@@ -11,6 +11,7 @@ from faq.aspects import (
     aspects,
     certificates_named,
     complains_of_neighbours_property,
+    named_outright,
     pays_other_charge,
     subjects,
     taxes_named,
@@ -330,3 +331,44 @@ def test_a_neighbours_weeds_and_a_family_register_are_not_answered(understanding
         match, decision = understanding.understand(text)
         assert match.outside and not match.candidates, text
         assert decision.action.value != "answer", text
+
+
+@pytest.mark.parametrize(
+    "text, expected",
+    [
+        ("市税を払ってる証明が要るんです", "市税を納税証明が要る"),
+        ("固定資産税をちゃんと払ってるっていう証明", "固定資産税をちゃんと納税証明"),
+        ("市税を滞納してないっていう証明が必要", "市税を納税証明が必要"),  # all paid
+        ("家賃を払ってる証明が必要", None),  # rent: no tax paper
+        ("所得税を払ってる証明はどこで", None),  # a national tax: the 税務署's paper
+        ("住民税払ってないっていう証明が欲しい", None),  # the non-taxable certificate
+        ("住民税を納めてる市で課税証明もらえますか", None),  # another certificate named
+        ("去年払った住民税の額の証明", None),  # an amount
+        ("会社の市民税の申告の期限", "法人の住民税の申告の期限"),
+        ("会社の住民税って毎月いくら引かれるんですか", None),  # an employee's
+        ("会社の住民税転職したらどうなりますか", None),
+        ("会社の住民税が高い", None),  # nothing of the company's business
+    ],
+)
+def test_what_a_caller_describes_is_named_as_the_tax_office_names_it(text, expected):
+    surface = normalize(text)
+    renamed = named_outright(surface)
+    if expected is None:
+        assert renamed == surface
+    else:
+        assert renamed.startswith(normalize(expected))
+
+
+@pytest.mark.parametrize(
+    "text, expected",
+    [
+        ("墓地の使用許可の申し込みはどこですか", True),
+        ("主人の納骨で市営霊園に申し込みたいんですが", True),
+        ("公民館の予約をしたいんですけど", True),
+        ("銀行で申し込めますか", False),  # an account transfer is applied for there
+        ("母が病院にいて来られないので代理で申し込みたいんです", False),  # where she is
+        ("高校生の子の分も一緒に申し込みできますか", False),
+    ],
+)
+def test_applying_to_use_another_sections_facility(text, expected):
+    assert asks_other_facility(normalize(text)) is expected

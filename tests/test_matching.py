@@ -850,3 +850,21 @@ def test_text_with_undecodable_bytes_is_still_understood(understanding):
     assert "\udcff" in text
     _, decision = understanding.understand(text)
     assert (decision.action, decision.faq_id) == (BotAction.ANSWER, "juminzei.payment-schedule")
+
+
+@pytest.mark.parametrize(
+    "text, entry",
+    [
+        ("税金の通知を息子の家に届くようにしてほしい", "general.address-change"),
+        ("課税の書類を郵送で家に送ってほしいんです", "cert.by-mail"),  # a certificate by post
+        ("入湯税の納税証明書をもらいたい", "cert.tax-payment"),  # the city certifies its taxes
+        ("軽を売ったのに税金の通知が来た", "keiji.scrapped"),
+    ],
+)
+def test_the_entry_a_described_question_is_about_comes_first(understanding, text, entry):
+    assert understanding.match(text).top.faq_id == entry
+
+
+def test_the_prefectures_tax_paid_is_not_answered_with_the_citys_certificate(understanding):
+    _, decision = understanding.understand("不動産取得税の納税証明書が欲しいんですけど")
+    assert decision.action is not BotAction.ANSWER
