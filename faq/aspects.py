@@ -36,26 +36,33 @@ PAID_PROOF = re.compile(r"(?:払っ|納め|納付し|納付済|滞納|未納)[^�
 _OTHER_PAPER = re.compile(r"額|いくら|所得|収入|課税")
 _NOT_PAID = re.compile(r"な[いく]|なかっ")
 # The tax before the paying (市税を, 固定資産税をちゃんと): rent or a fee paid proves nothing
-# the city certifies, nor does a national tax (所得税を払ってる証明: the 税務署's paper).
+# the city certifies.
 _TAX_PAID = re.compile(r"税(?:金)?(?:を|は|も)?[^、。]{0,6}$")
-# A company's residence tax (会社の市民税, 会社の住民税) is the corporate one when the
-# company's own business is around it (its declaration, accounts, founding, running);
-# otherwise it may be an employee's, deducted by the company.
+# Taxes whose paid certificate another office issues (所得税, 国の税金: the 税務署; 自動車税
+# and 不動産取得税: the prefecture): a city tax paid is what the city certifies.
+_OTHER_OFFICE_PAID = re.compile(r"国の税|国税|税務署")
+_OTHER_OFFICE_SUBJECTS = frozenset({"national", "car", "prefecture_tax"})
+
+
+# A company's residence tax (会社の市民税, 会社の住民税) is the corporate one beside the
+# company's own affairs (its accounts, founding, running, taking it over); an employee
+# says the same words of the tax the company deducts or of a filing (申告), so words of
+# employment or of working alone keep it the employee's.
 _COMPANY_TAX = re.compile(r"会社(?:の|にかかる)(?:住民税|市民税)")
-_COMPANY_BUSINESS = re.compile(
-    r"申告|決算|赤字|黒字|設立|立ち上げ|引き継|社長|経営|事業年度|均等割|法人"
+_COMPANY_AFFAIRS = re.compile(
+    r"決算|赤字|黒字|設立|立ち上げ|引き継|経営|事業年度|均等割|法人|会社を作"
 )
 _EMPLOYEE = re.compile(
     r"引か|天引|給料|給与|特別徴収|普通徴収|従業員|社員|勤め|働い|パート|バイト|退職|転職|"
-    r"辞め|育休|扶養"
+    r"辞め|育休|扶養|新卒|就職|入社|転勤|年末調整|業務委託|個人事業|雇|スタッフ|言われ"
 )
 
 
 def named_outright(surface: str) -> str:
     """The (normalised) text with what a caller describes named as the tax office names
     it, so that it is matched as if the caller had said the name: a certificate described
-    by the paying of a tax (市税を払ってる証明, 滞納してないっていう証明) as 納税証明, a
-    company's residence tax beside the company's own business as 法人の住民税."""
+    by the paying of a city tax (市税を払ってる証明, 滞納してないっていう証明) as 納税証明,
+    a company's residence tax beside the company's own affairs as 法人の住民税."""
 
     def paid_proof(m: re.Match[str]) -> str:
         said = m.group()
@@ -63,7 +70,8 @@ def named_outright(surface: str) -> str:
         if (
             _OTHER_PAPER.search(said)
             or (not arrears and _NOT_PAID.search(said))
-            or "national" in subjects(surface[: m.start()])
+            or _OTHER_OFFICE_PAID.search(surface, 0, m.start())
+            or _OTHER_OFFICE_SUBJECTS.intersection(subjects(surface[: m.start()]))
         ):
             return said
         if arrears or _TAX_PAID.search(surface, 0, m.start()):
@@ -73,7 +81,7 @@ def named_outright(surface: str) -> str:
     surface = PAID_PROOF.sub(paid_proof, surface)
     if (
         _COMPANY_TAX.search(surface)
-        and _COMPANY_BUSINESS.search(surface)
+        and _COMPANY_AFFAIRS.search(surface)
         and not _EMPLOYEE.search(surface)
     ):
         surface = _COMPANY_TAX.sub("法人の住民税", surface)
@@ -81,8 +89,8 @@ def named_outright(surface: str) -> str:
 
 
 # Words of a certificate or of asking for papers by post (郵送で家に送って, 課税の書類,
-# 申請書): mail to an address is then a certificate's.
-CERTIFICATE_REQUEST = re.compile(r"証明|郵送|請求|申請|課税")
+# 申請書, 車検用のを家に送って): mail to an address is then a certificate's.
+CERTIFICATE_REQUEST = re.compile(r"証明|郵送|郵便で|請求|申請|課税|車検")
 
 
 ASPECT_PATTERNS: dict[str, re.Pattern[str]] = {
@@ -326,7 +334,7 @@ ASKS_FACILITY = re.compile(
 # Words of the tax office's own business or of its mail: with one of them, the facility is
 # context (郵便局で納付書は何時まで払える, 保育園に出す書類はどこで, 公園の近くの土地).
 TAX_OFFICE_MATTERS = re.compile(
-    r"窓口|市役所|役所|支所|納付|納め|払|通知|督促|口座|引き?落|書類|手続|届|土地|家|"
+    r"窓口|市役所|役所|支所|納付|納め|払|通知|督促|口座|引き?落|書類|手続|届|土地|家|収入|年収|"
     r"取り壊|相続|証明|送り先|申告"
 )
 

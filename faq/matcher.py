@@ -204,6 +204,8 @@ class Matcher:
         self.entry_certificates = [certificate_entry(t) for t in titles]
         # entries about certificates at all (証明書の郵送請求, 代理人による証明書の請求)
         self.entry_of_certificates = np.array(["証明" in t for t in titles])
+        # entries about the tax office's counter itself (窓口の場所と受付時間)
+        self.entry_of_counter = np.array(["窓口" in t for t in titles])
         # Features become column ids as soon as they are made and documents stay sparse:
         # the written and heard phrasings are thousands of rows over ~20,000 features.
         self.vocab: dict[str, int] = {}
@@ -368,10 +370,13 @@ class Matcher:
                     if own and not own & named:
                         raw[ei] *= factor
         if uncovered:
-            # the city certifies its own taxes paid (入湯税の納税証明書), not the prefecture's
+            # the city certifies its own taxes paid (入湯税の納税証明書), not the prefecture's;
+            # its counter serves every tax
             certified = "prefecture_tax" not in taxes
             for ei, own in enumerate(self.entry_subjects):
-                if not own and not (certified and self.entry_of_certificates[ei]):
+                if own or self.entry_of_counter[ei]:
+                    continue
+                if not (certified and self.entry_of_certificates[ei]):
                     raw[ei] *= SUBJECT_CONFLICT**2
         # mail to be sent to an address, nothing of a certificate or a request by post
         # (税金の通知を私の家に送って): the notices' destination, not a certificate by post

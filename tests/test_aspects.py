@@ -344,10 +344,13 @@ def test_a_neighbours_weeds_and_a_family_register_are_not_answered(understanding
         ("住民税払ってないっていう証明が欲しい", None),  # the non-taxable certificate
         ("住民税を納めてる市で課税証明もらえますか", None),  # another certificate named
         ("去年払った住民税の額の証明", None),  # an amount
-        ("会社の市民税の申告の期限", "法人の住民税の申告の期限"),
+        ("国の税金を払ってる証明がほしい", None),  # the 税務署's paper
+        ("不動産取得税を払った証明がほしい", None),  # the prefecture's
+        ("決算が終わったので会社の市民税の申告を", "決算が終わったので法人の住民税の申告を"),
+        ("会社の市民税の申告の期限", None),  # an employee says it too
         ("会社の住民税って毎月いくら引かれるんですか", None),  # an employee's
-        ("会社の住民税転職したらどうなりますか", None),
-        ("会社の住民税が高い", None),  # nothing of the company's business
+        ("新卒で入ったんですけど会社の住民税の申告って", None),
+        ("個人事業主なんですけど会社の住民税の申告は", None),
     ],
 )
 def test_what_a_caller_describes_is_named_as_the_tax_office_names_it(text, expected):

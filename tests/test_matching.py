@@ -859,6 +859,8 @@ def test_text_with_undecodable_bytes_is_still_understood(understanding):
         ("課税の書類を郵送で家に送ってほしいんです", "cert.by-mail"),  # a certificate by post
         ("入湯税の納税証明書をもらいたい", "cert.tax-payment"),  # the city certifies its taxes
         ("軽を売ったのに税金の通知が来た", "keiji.scrapped"),
+        ("事業所税の申告の受付は何時までですか", "general.office-hours"),  # the same counter
+        ("車検用のやつを今の住所に送ってほしい", "keiji.inspection-certificate"),
     ],
 )
 def test_the_entry_a_described_question_is_about_comes_first(understanding, text, entry):
