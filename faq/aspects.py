@@ -29,40 +29,28 @@ DESTINATION = re.compile(
 # few words come between: not the income certificate (収入の証明), nor a payer's
 # statement (給与支払証明, 支払い証明: no verb of having paid).
 PAID_PROOF = re.compile(r"(?:払っ|納め|納付し|納付済|滞納|未納)[^証]{0,8}証明")
-# What a described certificate is not the tax-paid one for: an amount or an income
-# (住民税の額の証明, 所得の証明), another certificate named inside the description
-# (納めてる市で課税証明), or, after a verb of paying, taxes not paid (払ってない証明 is the
-# non-taxable one; 滞納してない is all paid).
-_OTHER_PAPER = re.compile(r"額|いくら|所得|収入|課税")
+# What a described certificate is not the tax-paid one for: an amount, an income or a
+# dependant (住民税の額の証明, 所得の証明, 扶養の証明), another certificate named inside
+# the description (納めてる市で課税証明), or, after a verb of paying, taxes not paid
+# (払ってない証明 is the non-taxable one; 滞納してない is all paid).
+_OTHER_PAPER = re.compile(r"額|いくら|所得|収入|課税|扶養")
 _NOT_PAID = re.compile(r"な[いく]|なかっ")
 # The tax before the paying (市税を, 固定資産税をちゃんと): rent or a fee paid proves nothing
 # the city certifies.
 _TAX_PAID = re.compile(r"税(?:金)?(?:を|は|も)?[^、。]{0,6}$")
-# Taxes whose paid certificate another office issues (所得税, 国の税金: the 税務署; 自動車税
-# and 不動産取得税: the prefecture): a city tax paid is what the city certifies.
-_OTHER_OFFICE_PAID = re.compile(r"国の税|国税|税務署")
+# Taxes whose paid certificate another office issues (所得税, 法人税, 国の税金: the 税務署;
+# 自動車税 and 不動産取得税: the prefecture), and a donation's receipt (ふるさと納税: the
+# town given to): a city tax paid is what the city certifies.
+_OTHER_OFFICE_PAID = re.compile(r"国の税|国税|税務署|法人税|ふるさと納税|寄付|寄附")
 _OTHER_OFFICE_SUBJECTS = frozenset({"national", "car", "prefecture_tax"})
-
-
-# A company's residence tax (会社の市民税, 会社の住民税) is the corporate one beside the
-# company's own affairs (its accounts, founding, running, taking it over); an employee
-# says the same words of the tax the company deducts or of a filing (申告), so words of
-# employment or of working alone keep it the employee's.
-_COMPANY_TAX = re.compile(r"会社(?:の|にかかる)(?:住民税|市民税)")
-_COMPANY_AFFAIRS = re.compile(
-    r"決算|赤字|黒字|設立|立ち上げ|引き継|経営|事業年度|均等割|法人|会社を作"
-)
-_EMPLOYEE = re.compile(
-    r"引か|天引|給料|給与|特別徴収|普通徴収|従業員|社員|勤め|働い|パート|バイト|退職|転職|"
-    r"辞め|育休|扶養|新卒|就職|入社|転勤|年末調整|業務委託|個人事業|雇|スタッフ|言われ"
-)
 
 
 def named_outright(surface: str) -> str:
     """The (normalised) text with what a caller describes named as the tax office names
     it, so that it is matched as if the caller had said the name: a certificate described
-    by the paying of a city tax (市税を払ってる証明, 滞納してないっていう証明) as 納税証明,
-    a company's residence tax beside the company's own affairs as 法人の住民税."""
+    by the paying of a city tax (市税を払ってる証明, 滞納してないっていう証明) as 納税証明.
+    (会社の住民税 is not named 法人の住民税: employees, their families and sole traders say
+    it of their own tax, whatever the company's affairs around it.)"""
 
     def paid_proof(m: re.Match[str]) -> str:
         said = m.group()
@@ -78,14 +66,7 @@ def named_outright(surface: str) -> str:
             return "納税証明"
         return said
 
-    surface = PAID_PROOF.sub(paid_proof, surface)
-    if (
-        _COMPANY_TAX.search(surface)
-        and _COMPANY_AFFAIRS.search(surface)
-        and not _EMPLOYEE.search(surface)
-    ):
-        surface = _COMPANY_TAX.sub("法人の住民税", surface)
-    return surface
+    return PAID_PROOF.sub(paid_proof, surface)
 
 
 # Words of a certificate or of asking for papers by post (郵送で家に送って, 課税の書類,
