@@ -19,8 +19,8 @@ _DONE = "(?:できて|されて|入って|払えて|落ちて)"
 
 # Where the tax office's mail should go (今の住所に送って, 息子の家へ届くように, 送り先):
 # a change of address for notices, not a certificate asked for by post (証明書を家に
-# 送って: dropped in ``aspects``), nor a notice that came (家に届いた) or a filing
-# (市の方に届け出).
+# 送って: dropped in ``aspects``), nor a notice that came (家に届いた), a filing (市の方に
+# 届け出) or something sent before (申請書を先に送った: 先 only at the end of a word).
 DESTINATION = re.compile(
     r"(?:住所|家|うち|ところ|とこ|(?<![ぁ-ん、])先|方)(?:に|へ)(?:送|届くよう|届けて)|"
     r"送り先|送付先|宛先|届け先|届く住所"
@@ -142,7 +142,8 @@ SUBJECT_WORDS: dict[str, tuple[str, ...]] = {
 # Taxes no entry covers: the businesses that collect or declare the city's own (入湯税,
 # たばこ税) file them on their own forms, and the prefecture collects its others. Named
 # alone, they set back even the entries of no tax (納付方法, 口座振替, 災害の減免), whose
-# answers are for the notices residents pay.
+# answers are for the notices residents pay; not the counter's, nor, for the city's own,
+# the certificates' (``Matcher``).
 UNCOVERED_TAXES = frozenset({"other_city_tax", "prefecture_tax"})
 _MASKS: dict[str, tuple[str, ...]] = {
     "juminzei": ("法人住民税", "法人の住民税"),

@@ -132,7 +132,7 @@ def strip_endings(clause: str, max_rounds: int = 4) -> str:
 #   (払ったんで, なんで); with いい or よい not after さ either, where さん is an honorific
 #   (奥さんでいい);
 # - しもうて / しもた after a 〜て form (捨ててしもた), not もしもたとえば;
-# - どない, how, not the ない after けど, ほど or など (探したけどないんです);
+# - どない, how, not the ない after けど, ほど, など, ほとんど or ちょうど (探したけどないんです);
 # - もうた / もうて, the same しまった after a 〜て form (払うてもうた), not でもたぶん;
 # - the う-verbs' past and て forms in う (払うた, 買うて, もろた), not 払うため or 買うたび;
 # - 〜とる / 〜とった / 〜とらん (〜どる after ん), the western progressive (落ちとった,
