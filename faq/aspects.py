@@ -42,13 +42,21 @@ _TAX_PAID = re.compile(r"税(?:金)?(?:を|は|も)?[^、。]{0,6}$")
 # 自動車税 and 不動産取得税: the prefecture), and a donation's receipt (ふるさと納税: the
 # town given to): a city tax paid is what the city certifies.
 _OTHER_OFFICE_PAID = re.compile(r"国の税|国税|税務署|法人税|ふるさと納税|寄付|寄附")
-_OTHER_OFFICE_SUBJECTS = frozenset({"national", "car", "prefecture_tax"})
+_OTHER_OFFICE_SUBJECTS = frozenset({"national", "car", "prefecture_tax", "customs"})
+# The hometown donation's special exception described by what it spares the donor (確定申告
+# しなくて済む特例, 確定申告が要らない特例): the one-stop exception by its name.
+ONE_STOP_DESCRIBED = re.compile(
+    r"確定申告(?:を|が|は)?(?:しなくて|しないで|せずに|せんで|なしで|不要|いらな|要らな|"
+    r"必要な[いく])[^、。特]{0,8}特例"
+)
 
 
 def named_outright(surface: str) -> str:
     """The (normalised) text with what a caller describes named as the tax office names
     it, so that it is matched as if the caller had said the name: a certificate described
-    by the paying of a city tax (市税を払ってる証明, 滞納してないっていう証明) as 納税証明.
+    by the paying of a city tax (市税を払ってる証明, 滞納してないっていう証明) as 納税証明,
+    the special exception that spares a donor the filing (``ONE_STOP_DESCRIBED``) as
+    ワンストップ特例.
     (会社の住民税 is not named 法人の住民税: employees, their families and sole traders say
     it of their own tax, whatever the company's affairs around it.)"""
 
@@ -66,7 +74,24 @@ def named_outright(surface: str) -> str:
             return "納税証明"
         return said
 
-    return PAID_PROOF.sub(paid_proof, surface)
+    surface = ONE_STOP_DESCRIBED.sub("ワンストップ特例", PAID_PROOF.sub(paid_proof, surface))
+    return ARRIVAL_ASKED.sub(r"\g<mail>いつ届く", surface)
+
+
+# When mail comes, asked with 来る (お知らせって何月ぐらいに来る, 通知はいつ頃来ます): said
+# as the FAQ says it, いつ届く; only after a word of mail (職員さんはいつ来ますか is not).
+ARRIVAL_ASKED = re.compile(
+    r"(?P<mail>(?:通知|紙|封筒|知らせ|手紙|納付書|明細|書類|請求書|はがき|ハガキ|郵便)[^。]{0,30}?)"
+    r"(?:いつ|何月)(?:ごろ|頃|くらい|ぐらい)?(?:に)?(?:来る|来ます|来ん|くる|きます|来てる|来$)"
+)
+
+
+# A payment made, asked whether the city has it (納付がそちらで反映されているか, 払った
+# のに入金されてますか): the caller's own account, which staff look up whatever the tax.
+PAID_RECEIVED = re.compile(
+    r"(?:納付|入金|払っ|払い込ん|納め|振り?込ん)[^、。]{0,12}?"
+    r"(?:反映|入金され|入って(?:い)?(?:る|ます)|届いて(?:い)?(?:る|ます)|確認(?:でき|とれ|取れ|して|を))"
+)
 
 
 # Words of a certificate or of asking for papers by post (郵送で家に送って, 課税の書類,
@@ -138,13 +163,17 @@ SUBJECT_WORDS: dict[str, tuple[str, ...]] = {
     "other_city_tax": ("たばこ税", "入湯税", "宿泊税", "事業所税", "鉱産税"),
     # the prefecture's taxes besides the car tax: no entry of the city's applies
     "prefecture_tax": ("不動産取得税", "ゴルフ場利用税", "軽油引取税"),
+    # the customs' duty on goods from abroad: neither the city's nor the tax office's
+    "customs": ("関税",),
 }
 # Taxes no entry covers: the businesses that collect or declare the city's own (入湯税,
 # たばこ税) file them on their own forms, and the prefecture collects its others. Named
 # alone, they set back even the entries of no tax (納付方法, 口座振替, 災害の減免), whose
 # answers are for the notices residents pay; not the counter's, nor, for the city's own,
 # the certificates' (``Matcher``).
-UNCOVERED_TAXES = frozenset({"other_city_tax", "prefecture_tax"})
+UNCOVERED_TAXES = frozenset({"other_city_tax", "prefecture_tax", "customs"})
+# ... of which the city certifies none paid
+UNCERTIFIED_TAXES = frozenset({"prefecture_tax", "customs"})
 _MASKS: dict[str, tuple[str, ...]] = {
     "juminzei": ("法人住民税", "法人の住民税"),
     "car": ("軽自動車税", "軽の自動車税", "軽乗用車", "軽の乗用車"),
@@ -351,7 +380,7 @@ ASKS_PAPER = re.compile(
 # A filing at another counter asked about outright (how or where to hand it in), not a
 # move dated by it (転入届を出したばかりで、今年の分は).
 ASKS_FILING = re.compile(
-    r"(?:転入届|転出届|転居届|婚姻届|出生届)(?:って|は|を)?.{0,4}?"
+    r"(?:転入届|転出届|転居届|婚姻届|出生届)(?:の手続き|の届け?出)?(?:って|は|を)?.{0,4}?"
     r"(?:出したい|出し方|出すには|何を持|何持|どこに出|どこで出|どこへ出|どこの窓口|窓口は)"
 )
 # Words of the tax line's own business beside such a paper: then the paper is context

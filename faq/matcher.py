@@ -32,6 +32,7 @@ from rapidfuzz import fuzz, process
 from faq.aspects import (
     CERTIFICATE_REQUEST,
     DESTINATION,
+    UNCERTIFIED_TAXES,
     UNCOVERED_TAXES,
     asks_other_document,
     asks_other_facility,
@@ -44,6 +45,7 @@ from faq.aspects import (
     subjects,
     taxes_named,
 )
+from faq.corrections import taken_back
 from faq.heard import HeardQuestion, load_heard
 from faq.intents import ControlMatch, find_control
 from faq.model import Action
@@ -186,7 +188,7 @@ class Matcher:
 
     def prepare_keys(self, text: str) -> tuple[str, tuple[str, ...]]:
         """(normalised surface with synonyms rewritten, its sound keys by each reading)."""
-        surface = self.rewrite(named_outright(normalize(text)))
+        surface = self.rewrite(named_outright(normalize(taken_back(text))))
         keys = sound_keys(surface)
         by_onyomi = self.onyomi.key(surface)
         if by_onyomi:
@@ -370,9 +372,9 @@ class Matcher:
                     if own and not own & named:
                         raw[ei] *= factor
         if uncovered:
-            # the city certifies its own taxes paid (入湯税の納税証明書), not the prefecture's;
-            # its counter serves every tax
-            certified = "prefecture_tax" not in taxes
+            # the city certifies its own taxes paid (入湯税の納税証明書), not the prefecture's
+            # nor the customs'; its counter serves every tax
+            certified = not taxes & UNCERTIFIED_TAXES
             for ei, own in enumerate(self.entry_subjects):
                 if own or self.entry_of_counter[ei]:
                     continue

@@ -350,6 +350,14 @@ def test_a_neighbours_weeds_and_a_family_register_are_not_answered(understanding
         ("ふるさと納税を納めた証明はどこで", None),  # the town's receipt
         ("税金を払ってる親の扶養の証明", None),  # a dependant's
         ("会社が赤字なんですけど会社の住民税って", None),  # an employee says it too
+        # the donation's exception described by the filing it spares
+        ("確定申告をしなくていい特例を使いたい", "ワンストップ特例を使いたい"),
+        ("確定申告が要らない特例の申請書", "ワンストップ特例の申請書"),
+        ("確定申告しないといけないですか", None),  # the filing itself
+        # when mail comes, asked with 来る, after a word of mail
+        ("住民税のお知らせは何月ごろ来るんですか", "住民税のお知らせはいつ届く"),
+        ("通知はいつ来ますか", "通知はいつ届く"),
+        ("職員さんはいつ来ますか", None),  # no mail
     ],
 )
 def test_what_a_caller_describes_is_named_as_the_tax_office_names_it(text, expected):
@@ -374,3 +382,30 @@ def test_what_a_caller_describes_is_named_as_the_tax_office_names_it(text, expec
 )
 def test_applying_to_use_another_sections_facility(text, expected):
     assert asks_other_facility(normalize(text)) is expected
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("関税の払い方を教えて", True),  # the customs' duty: no entry's
+        ("たばこ税の申告", True),
+        ("関税と住民税の違い", False),  # a covered tax named beside it
+    ],
+)
+def test_taxes_no_entry_covers(text, expected):
+    from faq.aspects import UNCOVERED_TAXES
+
+    taxes = taxes_named(normalize(text))
+    assert (bool(taxes) and taxes <= UNCOVERED_TAXES) is expected, taxes
+
+
+def test_a_filing_at_another_counter_asked_by_its_procedure(understanding):
+    """「転出届の手続きは何を持って」 asks how to file at another counter: no tax entry is
+    answered; a move dated by its filing is still the tax question it is."""
+    from voicebot.policy import BotAction
+
+    _, decision = understanding.understand("転出届の手続きって何を持っていけばいいですか")
+    assert decision.action is BotAction.NOT_A_TAX, decision
+    moved = "転出届の手続きは済ませたんですが、住民税はどこに払いますか"
+    _, decision = understanding.understand(moved)
+    assert decision.faq_id == "juminzei.moved", decision

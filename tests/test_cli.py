@@ -109,7 +109,10 @@ def test_turn_taking_from_environment(monkeypatch):
 
 def test_thresholds_from_config_file(tmp_path):
     cfg = tmp_path / "voicebot.toml"
-    cfg.write_text("[thresholds]\nanswer = 0.99999\nconfirm = 0.99998\n", encoding="utf-8")
+    cfg.write_text(
+        "[thresholds]\nanswer = 0.99999\nconfirm = 0.99998\nconfirm_lead = 0.99998\n",
+        encoding="utf-8",
+    )
     result = json.loads(run("--config", str(cfg), "ask", "口座振替にしたいです", "--json").stdout)
     assert result["action"] == "reprompt"
 

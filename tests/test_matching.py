@@ -51,6 +51,12 @@ HELDOUT11 = read_tsv("heldout11-utterances.tsv")
 # hurried or irritated callers with everyday words for the papers), each by its own writer.
 HELDOUT12 = read_tsv("heldout12-utterances.tsv")
 HELDOUT13 = read_tsv("heldout13-utterances.tsv")
+# A thirteenth (professionals calling for clients: a tax accountant's or a scrivener's
+# clerk, a payroll clerk, a care manager, a bank's or a dealer's; residents reading their
+# papers aloud) and a fourteenth (unprepared callers who correct themselves, half-remember
+# names, check what they believe), each by its own writer; their misses were read.
+HELDOUT14 = read_tsv("heldout14-utterances.tsv")
+HELDOUT15 = read_tsv("heldout15-utterances.tsv")
 HELDOUT_SETS = {
     "heldout": HELDOUT,
     "heldout3": HELDOUT3,
@@ -64,6 +70,8 @@ HELDOUT_SETS = {
     "heldout11": HELDOUT11,
     "heldout12": HELDOUT12,
     "heldout13": HELDOUT13,
+    "heldout14": HELDOUT14,
+    "heldout15": HELDOUT15,
 }
 
 
@@ -75,12 +83,9 @@ def test_dev_utterances_top1_accuracy(understanding):
 
 @pytest.mark.parametrize("rows", list(HELDOUT_SETS.values()), ids=list(HELDOUT_SETS))
 def test_heldout_utterances_written_without_seeing_the_faq(understanding, rows):
-    """Phrasings written independently of the FAQ (generalisation, not memory). The
-    callers who tell their situation before the question (heldout12: 88.3 % right when
-    first read, 89.8 % after its rules) are held to what the rules reached, not to 90 %."""
+    """Phrasings written independently of the FAQ (generalisation, not memory)."""
     report = evaluate(understanding, rows)
-    floor = 0.89 if rows is HELDOUT12 else 0.90
-    assert report.accuracy >= floor, report.as_dict()["confusions"]
+    assert report.accuracy >= 0.90, report.as_dict()["confusions"]
 
 
 @pytest.mark.parametrize("rows", [DEV, *HELDOUT_SETS.values()], ids=["dev", *HELDOUT_SETS])
@@ -873,3 +878,29 @@ def test_the_entry_a_described_question_is_about_comes_first(understanding, text
 def test_the_prefectures_tax_paid_is_not_answered_with_the_citys_certificate(understanding):
     _, decision = understanding.understand("不動産取得税の納税証明書が欲しいんですけど")
     assert decision.action is not BotAction.ANSWER
+
+
+@pytest.mark.parametrize(
+    ("text", "entry"),
+    [
+        # the unified QR code is one of the ways to pay (the topic list's payment methods);
+        # reading it with a phone app or paying by card is the phone's entry
+        ("納付書の右下のQRコードは何のためのものですか", "payment.methods"),
+        ("QRコードをスマホで読み取って払えますか", "payment.smartphone"),
+        # a slip gone astray is lost, said any way
+        ("住民税の納付書がどっかいっちゃったんです", "payment.lost-notice"),
+        ("払込用紙がどこかに行ってしまって見つかりません", "payment.lost-notice"),
+        # a building removed is a building demolished; a bicycle removed is not a tax matter
+        ("古い小屋を撤去したので、固定資産税の届けを", "kotei.demolished"),
+    ],
+)
+def test_everyday_words_find_the_entry_the_topic_list_gives_them(understanding, text, entry):
+    _, decision = understanding.understand(text)
+    assert decision.faq_id == entry, decision
+
+
+def test_a_notice_that_comes_by_mail_is_not_a_certificate_asked_for_by_post(understanding):
+    _, decision = understanding.understand("税額の通知書は毎年いつ郵送されてくるんですか")
+    assert decision.faq_id == "juminzei.notice-timing", decision
+    _, decision = understanding.understand("放置自転車の撤去をお願いしたいんですけど")
+    assert decision.faq_id != "kotei.demolished", decision

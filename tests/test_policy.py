@@ -61,3 +61,48 @@ def test_an_entry_calls_for_its_own_action(faq):
         )
         seen.add(entry.action)
     assert seen == set(FaqAction)  # the FAQ has entries of every kind
+
+
+def _match_with(faq, scores: list[tuple[str, float]]):
+    """A match whose candidates score as given (what the matcher would rank)."""
+    from faq.matcher import Candidate, Match
+
+    cands = [
+        Candidate(faq_id, faq[faq_id].title, faq[faq_id].action, score, score / 2)
+        for faq_id, score in scores
+    ]
+    return Match(text="x", normalized="x", key="x", candidates=cands)
+
+
+def test_a_weak_match_that_stands_alone_is_confirmed_not_asked_again(understanding, faq):
+    """A caller who tells a situation before the question dilutes the match below the
+    confirmation threshold; when one entry still leads every other by far, a yes/no
+    question about it recovers the turn. Without that lead, or below the lower floor,
+    the caller is asked again."""
+    thresholds = understanding.settings.thresholds
+    assert thresholds.confirm_lead < thresholds.confirm
+    score = (thresholds.confirm_lead + thresholds.confirm) / 2
+    alone = _match_with(faq, [("juminzei.overview", score), ("kotei.overview", score / 2)])
+    decision = decide(alone, faq, thresholds)
+    assert (decision.action, decision.faq_id) == (BotAction.CONFIRM, "juminzei.overview")
+    near = _match_with(faq, [("juminzei.overview", score), ("kotei.overview", score * 0.8)])
+    assert decide(near, faq, thresholds).action is BotAction.REPROMPT
+    faint = _match_with(
+        faq, [("juminzei.overview", thresholds.confirm_lead - 0.05), ("kotei.overview", 0.01)]
+    )
+    assert decide(faint, faq, thresholds).action is BotAction.REPROMPT
+
+
+def test_a_caller_asking_whether_a_payment_arrived_is_not_answered_about_the_tax(
+    understanding, faq
+):
+    """Whether one's own payment reached the city is the caller's account (staff look it
+    up): an entry about the tax named is confirmed first, however well it matches."""
+    for text in (
+        "法人市民税、先月払ったんですがちゃんと反映されてますか",
+        "法人市民税を納めたんですが入金されてますか",
+    ):
+        _, decision = understanding.understand(text)
+        assert decision.action is not BotAction.ANSWER, (text, decision)
+    _, decision = understanding.understand("法人市民税の申告書はいつまでに出せばいいですか")
+    assert (decision.action, decision.faq_id) == (BotAction.ANSWER, "general.corporate")

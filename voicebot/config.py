@@ -31,6 +31,16 @@ class Thresholds(BaseModel):
 
     answer: float = Field(0.65, ge=0, le=1, description="At or above: answer directly")
     confirm: float = Field(0.40, ge=0, le=1, description="At or above: ask 'did you mean …?'")
+    confirm_lead: float = Field(
+        0.32,
+        ge=0,
+        le=1,
+        description=(
+            "Below 'confirm', down to this: still ask 'did you mean …?' when the entry"
+            " scores well ahead of every other (a clear question told amid other words);"
+            " at or above 'confirm' it never applies"
+        ),
+    )
     heard: float = Field(
         0.45,
         ge=0,
