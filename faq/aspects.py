@@ -44,7 +44,9 @@ _TAX_PAID = re.compile(r"税(?:金)?(?:を|は|も)?[^、。]{0,6}$")
 _OTHER_OFFICE_PAID = re.compile(r"国の税|国税|税務署|法人税|ふるさと納税|寄付|寄附")
 _OTHER_OFFICE_SUBJECTS = frozenset({"national", "car", "prefecture_tax", "customs"})
 # The hometown donation's special exception described by what it spares the donor (確定申告
-# しなくて済む特例, 確定申告が要らない特例): the one-stop exception by its name.
+# しなくて済む特例, 確定申告が要らない特例): the one-stop exception by its name, when a
+# donation is spoken of (other filings are spared by other exceptions: 医療費控除, 給与).
+_DONATION = re.compile(r"ふるさと|寄付|寄附|返礼品|ワンストップ")
 ONE_STOP_DESCRIBED = re.compile(
     r"確定申告(?:を|が|は)?(?:しなくて|しないで|せずに|せんで|なしで|不要|いらな|要らな|"
     r"必要な[いく])[^、。特]{0,8}特例"
@@ -74,20 +76,47 @@ def named_outright(surface: str) -> str:
             return "納税証明"
         return said
 
-    surface = ONE_STOP_DESCRIBED.sub("ワンストップ特例", PAID_PROOF.sub(paid_proof, surface))
+    surface = PAID_PROOF.sub(paid_proof, surface)
+    if _DONATION.search(surface):
+        surface = ONE_STOP_DESCRIBED.sub("ワンストップ特例", surface)
+    surface = DOUBLE_PAID.sub("二重に払ってしま", surface)
+    if _NOT_A_NOTICE.search(surface):
+        return surface
     return ARRIVAL_ASKED.sub(r"\g<mail>いつ届く", surface)
 
 
-# When mail comes, asked with 来る (お知らせって何月ぐらいに来る, 通知はいつ頃来ます): said
-# as the FAQ says it, いつ届く; only after a word of mail (職員さんはいつ来ますか is not).
+# The same tax paid twice, regretted (両方で納めてしまった, 引き落とされてたのに窓口でも払っ
+# ちゃった, 別々に払ってしまった): said as the FAQ says it, 二重に払ってしま. Not a question
+# whether both ways may be used (両方で払っていいですか: no regret), nor one that may
+# still be paid after a reminder (督促状が来たのに、コンビニでも払っちゃって大丈夫).
+DOUBLE_PAID = re.compile(
+    r"(?:両方|二回(?!に)|2回(?!に)|二度|2度|別々に|"
+    r"(?:落ち|払っ|納め|引き?落とさ?れ)[^。]{0,8}?のに[^。]{0,24}?でも)[^。]{0,12}?"
+    r"(?:払|納め|納付し)っ?"
+    r"(?:(?:てしまっ|ちゃっ|ちまっ)(?:た|て(?!も|大丈夫|いい|よい|ええ|構わ))|てしまい(?!ても)|てもうた|しもうた|しもた)"
+)
+
+
+# When a notice comes, asked with 来る (お知らせって何月ぐらいに来る, 通知はいつ頃来ます): said
+# as the FAQ says it, いつ届く; only with the notice a few words before and nothing of a
+# person, money or another section's mail in the question (職員さんはいつ来ますか,
+# 還付金はいつ来ますか, 年金の通知はいつ来ますか are not a tax notice's timing).
 ARRIVAL_ASKED = re.compile(
-    r"(?P<mail>(?:通知|紙|封筒|知らせ|手紙|納付書|明細|書類|請求書|はがき|ハガキ|郵便)[^。]{0,30}?)"
+    r"(?P<mail>(?:通知|知らせ|封筒|明細|納付書|紙)[^。]{0,10}?)"
     r"(?:いつ|何月)(?:ごろ|頃|くらい|ぐらい)?(?:に)?(?:来る|来ます|来ん|くる|きます|来てる|来$)"
+)
+_NOT_A_NOTICE = re.compile(
+    r"職員|市の人|係の人|担当|人が|お金|振込|振り込|還付|差し?押|年金|保険|水道|マイナンバー|"
+    r"証明|返礼品|給付"
 )
 
 
 # A payment made, asked whether the city has it (納付がそちらで反映されているか, 払った
 # のに入金されてますか): the caller's own account, which staff look up whatever the tax.
+# Not a donation's credit, a refund or a certificate the payment should have made
+# possible (ふるさと納税で払った分の反映, 還付金の入金, 払ったのに証明が出ない): their
+# entries answer that.
+PAID_RECEIVED_OTHER = re.compile(r"ふるさと|寄付|寄附|還付|返金|返って|戻って|証明")
 PAID_RECEIVED = re.compile(
     r"(?:納付|入金|払っ|払い込ん|納め|振り?込ん)[^、。]{0,12}?"
     r"(?:反映|入金され|入って(?:い)?(?:る|ます)|届いて(?:い)?(?:る|ます)|確認(?:でき|とれ|取れ|して|を))"
@@ -177,6 +206,7 @@ UNCERTIFIED_TAXES = frozenset({"prefecture_tax", "customs"})
 _MASKS: dict[str, tuple[str, ...]] = {
     "juminzei": ("法人住民税", "法人の住民税"),
     "car": ("軽自動車税", "軽の自動車税", "軽乗用車", "軽の乗用車"),
+    "customs": ("機関税",),  # 金融機関税金
 }
 # A subject word whose sound key is at least this long also counts when the text holds
 # it with one sound wrong inside it (古典産税, コテンサンゼ, for 固定資産税, コテシサンゼ):

@@ -1,19 +1,22 @@
 """What a caller takes back while speaking.
 
 Callers who have not prepared correct themselves: 「所得証明…あ、違う、税金を納めた証明書
-のほうです」, 「固定資産税じゃなくて住民税のほうの通知」. The words taken back name another
-entry's subject as plainly as the words meant, and matched together they often pick the
-wrong one. ``taken_back`` removes them before the text is matched:
+のほうです」, 「固定資産税じゃなくて住民税のほうの通知」. The tax or the paper taken back
+names another entry's subject as plainly as the one meant, and matched together they often
+pick the wrong entry. ``taken_back`` removes the tax or paper withdrawn, and nothing else:
 
-- a restart: everything before 「あ、違う、」 (いや、違う / 間違えた), which the caller withdrew;
-- a denial: the noun phrase right before 「じゃなくて」 or 「ではなくて」 (not 「じゃなくても」,
-  which asks whether something else will do: 本人じゃなくても取れますか).
+- a restart (「あ、違う、」, いや、違います, 間違えた): the taxes and papers named before it,
+  when the words after it name one (「納付書をなくした、いや、違う、固定資産税のだ」 keeps
+  the lost slip and changes only the tax);
+- a denial: the phrase right before 「じゃなくて」 or 「ではなくて」 when it names a tax or a
+  paper (「介護保険じゃなくて住民税の天引き」); not 「…だけじゃなくて」, which adds, nor
+  「じゃなくても」, which asks whether another will do, nor a denied way of doing something
+  (「給料から天引きじゃなくて、自分で払いたい」 asks about that very thing).
 
-Both need the punctuation a transcript carries (the recogniser writes 、 and …): the denied
-phrase runs back only to a comma, an ellipsis or a particle (を, が, は, に, で, も, と), at
-most ``DENIED_MAX_CHARS`` characters, so 「税の郵便を自宅じゃなくて事務所に」 loses 自宅
-alone. Without punctuation nothing is removed. The work is one regular-expression pass
-each, linear in the text.
+A tax or paper is a word ending in 税, 証明(書), 保険(料) or 申告, or the income words 所得
+and 収入 (``_NAMED``). Both rules need the punctuation a transcript carries (the recogniser
+writes 、 and …): the denied phrase runs back only to a comma, an ellipsis or a particle, at
+most ``DENIED_MAX_CHARS`` characters. Each is one regular-expression pass, linear in the text.
 """
 
 from __future__ import annotations
@@ -23,22 +26,36 @@ import re
 DENIED_MAX_CHARS = 10
 
 _BOUNDARY = r"、。，．,.…‥？！?!\s「」"
+_NAMED = re.compile(r"[一-龥ァ-ヶー]*(?:税|証明書?|保険料?|申告)|所得|収入")
 # 「あ、違う、」, 「いや、違います。」, 「間違えた、」: the caller withdraws what came before
 _RESTART = re.compile(
     rf"(?:^|(?<=[{_BOUNDARY}]))(?:あっ?|いや|いえ)?[、,]?(?:いや|いえ)?[、,]?"
     rf"(?:違う|ちがう|違った|違います|間違えた|間違えました|まちがえた)[{_BOUNDARY}]+"
 )
-# 「固定資産税じゃなくて」, 「軽…じゃなくて」: the phrase denied, back to a boundary or a particle
+# 「固定資産税じゃなくて」, 「介護保険…じゃなくて」: the phrase denied, back to a boundary or a
+# particle
 _DENIED = re.compile(
     rf"(?:^|(?<=[{_BOUNDARY}をがはにでもと]))"
-    rf"[^{_BOUNDARY}をがはにでもと]{{1,{DENIED_MAX_CHARS}}}[…‥]*"
+    rf"(?P<denied>[^{_BOUNDARY}をがはにでもと]{{1,{DENIED_MAX_CHARS}}})[…‥]*"
     r"(?:じゃ|では|でわ)(?:なくて(?!も)|なく(?=[、,]))[、,]?"
 )
+_ADDED = ("だけ", "のみ", "ばかり")
+
+
+def _denial(m: re.Match[str]) -> str:
+    denied = m.group("denied")
+    if denied.endswith(_ADDED) or not _NAMED.search(denied):
+        return m.group()
+    return ""
 
 
 def taken_back(text: str) -> str:
-    """``text`` without what the caller withdrew or denied (see the module's docstring)."""
+    """``text`` without the taxes and papers the caller withdrew or denied (see the
+    module's docstring)."""
     restarts = list(_RESTART.finditer(text))
-    if restarts and restarts[-1].end() < len(text):
-        text = text[restarts[-1].end() :]
-    return _DENIED.sub("", text)
+    if restarts:
+        last = restarts[-1]
+        after = text[last.end() :]
+        if _NAMED.search(after):
+            text = _NAMED.sub("", text[: last.start()]) + "、" + after
+    return _DENIED.sub(_denial, text)

@@ -351,13 +351,22 @@ def test_a_neighbours_weeds_and_a_family_register_are_not_answered(understanding
         ("税金を払ってる親の扶養の証明", None),  # a dependant's
         ("会社が赤字なんですけど会社の住民税って", None),  # an employee says it too
         # the donation's exception described by the filing it spares
-        ("確定申告をしなくていい特例を使いたい", "ワンストップ特例を使いたい"),
-        ("確定申告が要らない特例の申請書", "ワンストップ特例の申請書"),
-        ("確定申告しないといけないですか", None),  # the filing itself
+        ("寄付で確定申告をしなくていい特例を使いたい", "寄付でワンストップ特例を使いたい"),
+        ("ふるさと納税の確定申告が要らない特例", "ふるさと納税のワンストップ特例"),
+        ("ふるさと納税で確定申告しないといけないですか", None),  # the filing itself
+        ("医療費控除で確定申告しなくていい特例はありますか", None),  # no donation spoken of
         # when mail comes, asked with 来る, after a word of mail
         ("住民税のお知らせは何月ごろ来るんですか", "住民税のお知らせはいつ届く"),
         ("通知はいつ来ますか", "通知はいつ届く"),
         ("職員さんはいつ来ますか", None),  # no mail
+        ("年金の通知はいつ来ますか", None),  # another section's mail
+        ("還付金のお知らせは来たけど、お金はいつ来ますか", None),  # money
+        # the same tax paid twice, regretted
+        ("口座から落ちてたのにコンビニでも払っちゃった", "口座から二重に払ってしま"),
+        ("窓口と銀行の両方で納めてしまいました", "窓口と銀行の二重に払ってしま"),
+        ("両方で払ってもいいですか", None),  # whether both ways may be used
+        ("二回に分けて払ってしまっても大丈夫ですか", None),  # instalments
+        ("督促状が来たのにコンビニでも払っちゃって大丈夫", None),  # paying late
     ],
 )
 def test_what_a_caller_describes_is_named_as_the_tax_office_names_it(text, expected):

@@ -14,7 +14,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field, replace
 from enum import StrEnum
 
-from faq.aspects import PAID_RECEIVED
+from faq.aspects import PAID_RECEIVED, PAID_RECEIVED_OTHER
 from faq.intents import ControlIntent
 from faq.matcher import Candidate, Match
 from faq.model import Action as FaqAction
@@ -217,8 +217,14 @@ def decide(match: Match, faq: Faq, thresholds: Thresholds) -> Decision:
             choices=(entry.id, second.faq_id),
         )
     # a caller asking whether their payment arrived is asking about their own account:
-    # an entry about the tax itself is confirmed first, however well it matches
-    own_payment = PAID_RECEIVED.search(match.normalized) is not None
+    # an entry about the tax itself is confirmed first, however well it matches, when a
+    # staff topic is among the candidates
+    own_payment = (
+        entry.action is FaqAction.ANSWER
+        and PAID_RECEIVED.search(match.normalized) is not None
+        and PAID_RECEIVED_OTHER.search(match.normalized) is None
+        and any(c.action is FaqAction.TRANSFER for c in cands[1:])
+    )
     if confident and not staff_topic_close and not own_payment:
         return Decision(entry_action(entry), entry.id, top.score, "faq", cands)
     return Decision(BotAction.CONFIRM, entry.id, top.score, "faq", cands)
