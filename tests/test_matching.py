@@ -891,6 +891,7 @@ def test_the_prefectures_tax_paid_is_not_answered_with_the_citys_certificate(und
         # a slip gone astray is lost, said any way
         ("住民税の納付書がどっかいっちゃったんです", "payment.lost-notice"),
         ("払込用紙がどこかに行ってしまって見つかりません", "payment.lost-notice"),
+        ("固定資産税の納税通知書をなくしてしまいまして", "payment.lost-notice"),
     ],
 )
 def test_everyday_words_find_the_entry_the_topic_list_gives_them(understanding, text, entry):
