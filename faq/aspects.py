@@ -79,7 +79,16 @@ def named_outright(surface: str) -> str:
     surface = PAID_PROOF.sub(paid_proof, surface)
     if _DONATION.search(surface):
         surface = ONE_STOP_DESCRIBED.sub("ワンストップ特例", surface)
-    surface = DOUBLE_PAID.sub("二重に払ってしま", surface)
+    twice = DOUBLE_PAID.search(surface)
+    if (
+        twice is not None
+        and not _AFTER_DOUBLE_PAID.search(surface, twice.end())
+        and not _OTHER_OFFICE_SUBJECTS.intersection(subjects(surface))
+    ):
+        surface = surface[: twice.start()] + "二重に払ってしま" + surface[twice.end() :]
+    lost = LOST_NOTICE.search(surface)
+    if lost is not None and not _AFTER_LOST_NOTICE.search(surface, lost.end()):
+        surface = surface[: lost.start()] + "納付書を" + lost.group("lost") + surface[lost.end() :]
     if _NOT_A_NOTICE.search(surface):
         return surface
     return ARRIVAL_ASKED.sub(r"\g<mail>いつ届く", surface)
@@ -90,11 +99,24 @@ def named_outright(surface: str) -> str:
 # whether both ways may be used (両方で払っていいですか: no regret), nor one that may
 # still be paid after a reminder (督促状が来たのに、コンビニでも払っちゃって大丈夫).
 DOUBLE_PAID = re.compile(
-    r"(?:両方|二回(?!に)|2回(?!に)|二度|2度|別々に|"
+    r"(?:(?:口座|引き?落と|窓口|コンビニ|銀行|郵便局|スマホ|カード|ペイ)[^。]{0,12}?両方|"
+    r"同じ[^。]{0,10}?別々に|[二2](?:回(?![にの目])|度(?!と))|"
     r"(?:落ち|払っ|納め|引き?落とさ?れ)[^。]{0,8}?のに[^。]{0,24}?でも)[^。]{0,12}?"
     r"(?:払|納め|納付し)っ?"
-    r"(?:(?:てしまっ|ちゃっ|ちまっ)(?:た|て(?!も|大丈夫|いい|よい|ええ|構わ))|てしまい(?!ても)|てもうた|しもうた|しもた)"
+    r"(?:(?:てしまっ|ちゃっ|ちまっ)(?:た|て(?!も|大丈夫|いい|よい|ええ|構わ))|てしまい(?!ても)|"
+    r"てもうた|しもうた|しもた)"
 )
+# ... unless the caller asks about something else after it (the slips sent together, the
+# next due date, a certificate, paying them as one)
+_AFTER_DOUBLE_PAID = re.compile(r"まとめ|一緒|期限|納期|いつ|証明|送って|送り|捨て|一枚")
+# A tax notice lost (通知書をなくした): its payment slips lost, as 納付書をなくし says; not a
+# refund's, a seizure's or the tax decision's notice, nor when the caller asks after it
+# for an amount, a due date or a certificate
+LOST_NOTICE = re.compile(
+    r"(?<!還付の)(?<!還付)(?<!差押えの)(?<!差押の)(?<!差押え)(?<!差押)(?<!決定)(?<!税額)"
+    r"(?:納税)?通知書を(?P<lost>なくし|無くし|失くし|紛失|捨て)"
+)
+_AFTER_LOST_NOTICE = re.compile(r"いくら|額|納期|期限|いつ|証明|所得")
 
 
 # When a notice comes, asked with 来る (お知らせって何月ぐらいに来る, 通知はいつ頃来ます): said

@@ -40,12 +40,17 @@ _DENIED = re.compile(
     r"(?:じゃ|では|でわ)(?:なくて(?!も)|なく(?=[、,]))[、,]?"
 )
 _ADDED = ("だけ", "のみ", "ばかり")
+# the denied phrase ends in the tax or paper itself (住民税の天引きじゃなくて denies the
+# deduction, not the tax)
+_DENIED_NAMED = re.compile(r"(?:税|証明書?|保険料?|申告|所得|収入)(?:の|のほう|の方)?$")
 
 
 def _denial(m: re.Match[str]) -> str:
     denied = m.group("denied")
-    if denied.endswith(_ADDED) or not _NAMED.search(denied):
+    if denied.endswith(_ADDED) or not _DENIED_NAMED.search(denied):
         return m.group()
+    if "証明" in denied and "証明" in m.string[m.end() :]:
+        return m.group()  # a paper for a paper (非課税証明じゃなくて課税の証明): both count
     return ""
 
 

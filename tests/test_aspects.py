@@ -363,7 +363,19 @@ def test_a_neighbours_weeds_and_a_family_register_are_not_answered(understanding
         ("還付金のお知らせは来たけど、お金はいつ来ますか", None),  # money
         # the same tax paid twice, regretted
         ("口座から落ちてたのにコンビニでも払っちゃった", "口座から二重に払ってしま"),
-        ("窓口と銀行の両方で納めてしまいました", "窓口と銀行の二重に払ってしま"),
+        ("窓口と銀行の両方で納めてしまいました", "二重に払ってしま"),
+        ("同じ納付書を夫と別々に払ってしまった", "二重に払ってしま"),
+        ("両親の分を別々に払ってしまった", None),  # two people's taxes
+        ("夫と私の分を両方払ってしまった", None),  # no two ways of paying named
+        ("二度と遅れないように払ってしまった", None),
+        ("二回目の分を払っちゃった", None),
+        ("所得税を二度納めてしまった", None),  # the tax office's refund
+        ("窓口と口座の両方で払ってしまったので納付書を一緒に送って", None),  # asks another thing
+        # a tax notice lost is its payment slips lost; not a refund's notice, nor when an
+        # amount or a certificate is asked after it
+        ("住民税の通知書をなくしました", "住民税の納付書をなくし"),
+        ("還付の通知書をなくしました", None),
+        ("通知書をなくしたので所得の証明が欲しい", None),
         ("両方で払ってもいいですか", None),  # whether both ways may be used
         ("二回に分けて払ってしまっても大丈夫ですか", None),  # instalments
         ("督促状が来たのにコンビニでも払っちゃって大丈夫", None),  # paying late
