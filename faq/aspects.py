@@ -56,9 +56,11 @@ ONE_STOP_DESCRIBED = re.compile(
 def named_outright(surface: str) -> str:
     """The (normalised) text with what a caller describes named as the tax office names
     it, so that it is matched as if the caller had said the name: a certificate described
-    by the paying of a city tax (市税を払ってる証明, 滞納してないっていう証明) as 納税証明,
+    by the paying of a city tax (市税を払ってる証明, 滞納してないっていう証明) as 納税証明;
     the special exception that spares a donor the filing (``ONE_STOP_DESCRIBED``) as
-    ワンストップ特例.
+    ワンストップ特例; a tax paid twice and regretted (``DOUBLE_PAID``) as 二重に払ってしま;
+    a tax notice lost (``LOST_NOTICE``) as its slips lost; a notice's arrival asked with
+    来る (``ARRIVAL_ASKED``) as いつ届く.
     (会社の住民税 is not named 法人の住民税: employees, their families and sole traders say
     it of their own tax, whatever the company's affairs around it.)"""
 
@@ -79,25 +81,39 @@ def named_outright(surface: str) -> str:
     surface = PAID_PROOF.sub(paid_proof, surface)
     if _DONATION.search(surface):
         surface = ONE_STOP_DESCRIBED.sub("ワンストップ特例", surface)
+    return _arrival_named(_lost_notice_named(_paid_twice_named(surface)))
+
+
+def _paid_twice_named(surface: str) -> str:
     twice = DOUBLE_PAID.search(surface)
     if (
-        twice is not None
-        and not _AFTER_DOUBLE_PAID.search(surface, twice.end())
-        and not _OTHER_OFFICE_SUBJECTS.intersection(subjects(surface))
+        twice is None
+        or _AFTER_DOUBLE_PAID.search(surface, twice.end())
+        or _OTHER_OFFICE_SUBJECTS.intersection(subjects(surface))
     ):
-        surface = surface[: twice.start()] + "二重に払ってしま" + surface[twice.end() :]
+        return surface
+    return surface[: twice.start()] + "二重に払ってしま" + surface[twice.end() :]
+
+
+def _lost_notice_named(surface: str) -> str:
     lost = LOST_NOTICE.search(surface)
-    if lost is not None and not _AFTER_LOST_NOTICE.search(surface, lost.end()):
-        surface = surface[: lost.start()] + "納付書を" + lost.group("lost") + surface[lost.end() :]
+    if lost is None or _AFTER_LOST_NOTICE.search(surface, lost.end()):
+        return surface
+    return surface[: lost.start()] + "納付書を" + lost.group("lost") + surface[lost.end() :]
+
+
+def _arrival_named(surface: str) -> str:
     if _NOT_A_NOTICE.search(surface):
         return surface
     return ARRIVAL_ASKED.sub(r"\g<mail>いつ届く", surface)
 
 
-# The same tax paid twice, regretted (両方で納めてしまった, 引き落とされてたのに窓口でも払っ
-# ちゃった, 別々に払ってしまった): said as the FAQ says it, 二重に払ってしま. Not a question
-# whether both ways may be used (両方で払っていいですか: no regret), nor one that may
-# still be paid after a reminder (督促状が来たのに、コンビニでも払っちゃって大丈夫).
+# The same tax paid twice, regretted (窓口と口座の両方で納めてしまった, 引き落とされてたのに
+# 窓口でも払っちゃった, 同じ納付書を別々に払ってしまった): said as the FAQ says it,
+# 二重に払ってしま; 両方 only beside a way of paying (両親の分を両方 is two taxes), not
+# 二回目 nor 二度と. Not a question whether both ways may be used (両方で払っていいですか:
+# no regret), nor whether one may still pay after a reminder (督促状が来たのに、コンビニで
+# も払っちゃって大丈夫).
 DOUBLE_PAID = re.compile(
     r"(?:(?:口座|引き?落と|窓口|コンビニ|銀行|郵便局|スマホ|カード|ペイ)[^。]{0,12}?両方|"
     r"同じ[^。]{0,10}?別々に|[二2](?:回(?![にの目])|度(?!と))|"
