@@ -255,13 +255,14 @@ def test_an_answer_from_a_reading_the_audio_supports_less_is_confirmed(
 
 
 # Hinted decodings write the certificate's title, found by most readings; the decoding
-# with no hint writes the caller's garbled words, which point at a lost payment slip.
+# with no hint writes the caller's garbled words, which point weakly elsewhere (a slip gone
+# astray, a certificate by post).
 HINTED_TITLE = (
     "納税証明書を、もう一度送ってもらえませんか",
     "納税証明書、もう一回送ってもらえません？",
     "納税証明書をもう一度送ってもらえませんか",
 )
-PLAIN_GARBLED = "ノーフ層が、どっかいっちゃってもう一回送ってもらえませんか"
+PLAIN_GARBLED = "ノーフ層が、どこかへいったのでもう一回送ってもらえませんか"
 
 
 @pytest.mark.parametrize(
