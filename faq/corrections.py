@@ -26,7 +26,9 @@ import re
 DENIED_MAX_CHARS = 10
 
 _BOUNDARY = r"、。，．,.…‥？！?!\s「」"
-_NAMED = re.compile(r"[一-龥ァ-ヶー]*(?:税|証明書?|保険料?|申告)|所得|収入")
+_TAX_OR_PAPER = r"税|証明書?|保険料?|申告"
+_INCOME = r"所得|収入"
+_NAMED = re.compile(rf"[一-龥ァ-ヶー]*(?:{_TAX_OR_PAPER})|{_INCOME}")
 # 「あ、違う、」, 「いや、違います。」, 「間違えた、」: the caller withdraws what came before
 _RESTART = re.compile(
     rf"(?:^|(?<=[{_BOUNDARY}]))(?:あっ?|いや|いえ)?[、,]?(?:いや|いえ)?[、,]?"
@@ -42,7 +44,7 @@ _DENIED = re.compile(
 _ADDED = ("だけ", "のみ", "ばかり")
 # the denied phrase ends in the tax or paper itself (住民税の天引きじゃなくて denies the
 # deduction, not the tax)
-_DENIED_NAMED = re.compile(r"(?:税|証明書?|保険料?|申告|所得|収入)(?:の|のほう|の方)?$")
+_DENIED_NAMED = re.compile(rf"(?:{_TAX_OR_PAPER}|{_INCOME})(?:の|のほう|の方)?$")
 
 
 def _denial(m: re.Match[str]) -> str:

@@ -169,6 +169,18 @@ def stands_alone(candidates: list[Candidate], thresholds: Thresholds) -> bool:
     return len(candidates) < 2 or top.score >= CLEAR_LEAD * candidates[1].score
 
 
+def asks_own_payment(match: Match, entry: FaqEntry) -> bool:
+    """Whether the caller asks if their payment arrived (``PAID_RECEIVED``), with a staff
+    topic among the candidates: that is their own account, so an entry about the tax
+    itself is confirmed first, however well it matches."""
+    return (
+        entry.action is FaqAction.ANSWER
+        and PAID_RECEIVED.search(match.normalized) is not None
+        and PAID_RECEIVED_OTHER.search(match.normalized) is None
+        and any(c.action is FaqAction.TRANSFER for c in match.candidates[1:])
+    )
+
+
 def decide(match: Match, faq: Faq, thresholds: Thresholds) -> Decision:
     """Choose the action for ``match``, and the entry it is about."""
     cands = match.candidates
@@ -216,15 +228,6 @@ def decide(match: Match, faq: Faq, thresholds: Thresholds) -> Decision:
             cands,
             choices=(entry.id, second.faq_id),
         )
-    # a caller asking whether their payment arrived is asking about their own account:
-    # an entry about the tax itself is confirmed first, however well it matches, when a
-    # staff topic is among the candidates
-    own_payment = (
-        entry.action is FaqAction.ANSWER
-        and PAID_RECEIVED.search(match.normalized) is not None
-        and PAID_RECEIVED_OTHER.search(match.normalized) is None
-        and any(c.action is FaqAction.TRANSFER for c in cands[1:])
-    )
-    if confident and not staff_topic_close and not own_payment:
+    if confident and not staff_topic_close and not asks_own_payment(match, entry):
         return Decision(entry_action(entry), entry.id, top.score, "faq", cands)
     return Decision(BotAction.CONFIRM, entry.id, top.score, "faq", cands)
